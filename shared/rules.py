@@ -74,6 +74,7 @@ class ContactCompliance(_Section):
     calls_per_7_days: int = 7
     promise_pause_extra_days: int = 1
     sms_segment_chars: int = 70
+    sms_concat_segment_chars: int = 67  # per part of a longer SMS (UCS-2 with a 6-byte header)
 
 
 class CollectionsRules(_Section):

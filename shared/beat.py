@@ -1,0 +1,38 @@
+"""The one beat of the system: the Jobs table of EVENTS.md, sent to each service's queue.
+
+It uses celery-redbeat: the schedule lives in Redis and a lock (renewed while
+the beat lives) makes a second beat started by mistake wait instead of firing
+every job twice.
+"""
+from __future__ import annotations
+
+from celery import Celery
+from celery.schedules import crontab
+
+from shared.bus.topology import jobs_queue_name
+from shared.celery_app import base_celery_config
+
+# job task name, queue's service, when (Asia/Shanghai)
+BEAT_SCHEDULE = {
+    "statements": ("accounts.statements", "accounts", crontab(minute=10, hour=0)),
+    "daily-close": ("accounts.daily_close", "accounts", crontab(minute=30, hour=0)),
+    "credit-report": ("accounts.credit_report", "accounts", crontab(minute=0, hour=2, day_of_month=1)),
+    "plan-monitor": ("restructuring.plan_monitor", "restructuring", crontab(minute=0, hour=1)),
+    "collections-daily": ("collections.daily", "collections", crontab(minute=0, hour=8)),
+    "contact-dispatch": ("collections.contact_dispatch", "collections", crontab(minute="*", hour="8-20")),
+}
+
+
+def make_beat_app(broker_url: str) -> Celery:
+    app = Celery("baitiao.beat")
+    app.conf.update(base_celery_config(broker_url))
+    app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
+    app.conf.redbeat_redis_url = broker_url
+    app.conf.redbeat_key_prefix = "baitiao.beat"
+    app.conf.redbeat_lock_timeout = 300
+    app.conf.beat_max_loop_interval = 30
+    app.conf.beat_schedule = {
+        name: {"task": task, "schedule": when, "options": {"queue": jobs_queue_name(service)}}
+        for name, (task, service, when) in BEAT_SCHEDULE.items()
+    }
+    return app

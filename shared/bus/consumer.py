@@ -1,0 +1,173 @@
+"""The events consumer: drains a service's queue in batches and acks after commit.
+
+It runs as a thread inside the service's Celery worker (see
+:mod:`shared.bus.worker_steps`). One kombu connection of its own, with its own
+``unacked`` keys and a short visibility timeout: a message delivered to a
+worker that dies before acking is restored to the queue after
+``visibility_timeout`` seconds by any live consumer of the bus.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kombu import Connection, Consumer
+from kombu.message import Message
+
+from shared import metrics
+from shared.bus.handling import BatchOutcome, Delivery, EventApplier
+from shared.bus.topology import declare_topology, events_queue
+from shared.log import get_logger
+
+log = get_logger(__name__)
+
+
+def events_transport_options(visibility_timeout: int) -> dict[str, Any]:
+    """Transport options of every events connection.
+
+    The unacked bookkeeping keys are our own, apart from Celery's: kombu's
+    restore sweep re-queues every entry of its ``unacked`` hash older than the
+    visibility timeout, and Celery's long-running job messages must not be
+    swept by the events' short timeout.
+    """
+    return {
+        "visibility_timeout": visibility_timeout,
+        "unacked_key": "baitiao.events.unacked",
+        "unacked_index_key": "baitiao.events.unacked_index",
+        "unacked_mutex_key": "baitiao.events.unacked_mutex",
+        "unacked_restore_throttle": 4,
+    }
+
+
+def events_connection(url: str, visibility_timeout: int) -> Connection:
+    return Connection(url, transport_options=events_transport_options(visibility_timeout))
+
+
+@dataclass
+class ConsumerConfig:
+    batch_size: int = 200
+    batch_wait_s: float = 0.025
+    retry_backoff_s: float = 0.5
+    retry_backoff_max_s: float = 30.0
+    visibility_timeout: int = 60
+
+
+class EventConsumer:
+    """Consumes ``<service>.events`` in batches until told to stop."""
+
+    def __init__(self, service: str, broker_url: str, applier: EventApplier, config: ConsumerConfig):
+        self.service = service
+        self.broker_url = broker_url
+        self.applier = applier
+        self.config = config
+        self.stopping = threading.Event()
+        self._pending: list[Delivery] = []
+        self._retry: list[tuple[float, Delivery]] = []
+        # Called after every commit: the worker wakes its outbox relay with it.
+        self.on_committed: Callable[[], None] = lambda: None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        """Consume until stopped; reconnects with backoff when the broker goes away."""
+        backoff = self.config.retry_backoff_s
+        while not self.stopping.is_set():
+            try:
+                with events_connection(self.broker_url, self.config.visibility_timeout) as conn:
+                    conn.ensure_connection(max_retries=3)
+                    declare_topology(conn)
+                    self._consume(conn)
+                backoff = self.config.retry_backoff_s
+            except Exception as exc:  # noqa: BLE001 - broker or database down: wait, retry
+                log.warning("consumer_reconnect", service=self.service, error=str(exc)[:300], backoff_s=backoff)
+                # Unacked messages are restored by the broker; forget our copies.
+                self._pending.clear()
+                self._retry.clear()
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, self.config.retry_backoff_max_s)
+
+    # -- the loop ----------------------------------------------------------------------
+    def _on_message(self, message: Message) -> None:
+        self._pending.append(Delivery(body=message.body, tag=message))
+
+    def _consume(self, conn: Connection) -> None:
+        channel = conn.channel()
+        prefetch = self.config.batch_size * 2
+        consumer = Consumer(channel, queues=[events_queue(self.service)], on_message=self._on_message,
+                            prefetch_count=prefetch, accept=None)
+        with consumer:
+            while not self.stopping.is_set():
+                self._fill_batch(conn)
+                batch = self._take_batch()
+                if batch:
+                    self._process(batch)
+
+    def _fill_batch(self, conn: Connection) -> None:
+        deadline = time.monotonic() + self.config.batch_wait_s
+        while len(self._pending) < self.config.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                conn.drain_events(timeout=remaining)
+            except (socket.timeout, TimeoutError):
+                return
+
+    def _take_batch(self) -> list[Delivery]:
+        now = time.monotonic()
+        due = [d for when, d in self._retry if when <= now]
+        self._retry = [(when, d) for when, d in self._retry if when > now]
+        batch = due + self._pending
+        self._pending = []
+        return batch
+
+    def _process(self, batch: list[Delivery]) -> None:
+        """Apply a batch; on repeated failure isolate the culprit one message at a time."""
+        started = time.perf_counter()
+        for attempt in range(3):
+            try:
+                outcome = self.applier.apply_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - transient (or a poison message): retry
+                log.warning("batch_retry", service=self.service, size=len(batch), error=str(exc)[:300])
+                if self.stopping.wait(self.config.retry_backoff_s * 2**attempt):
+                    return  # stopping: unacked messages are restored by the broker
+                continue
+            metrics.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+            self._settle(outcome)
+            return
+        for delivery in batch:
+            self._process_single(delivery)
+
+    def _process_single(self, delivery: Delivery) -> None:
+        """One message alone, retried with capped backoff; dead-lettered once it is the culprit."""
+        backoff = self.config.retry_backoff_s
+        while not self.stopping.is_set():
+            try:
+                if delivery.attempts >= self.applier.max_attempts:
+                    self.applier.dead_letter_now(delivery, f"failed {delivery.attempts} times: {delivery.last_error}")
+                    delivery.tag.ack()
+                    return
+                self._settle(self.applier.apply_batch([delivery]))
+                return
+            except Exception as exc:  # noqa: BLE001 - counted; the database may simply be down
+                delivery.attempts += 1
+                delivery.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+                log.warning("message_retry", service=self.service, attempts=delivery.attempts,
+                            error=delivery.last_error[:300])
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, self.config.retry_backoff_max_s)
+
+    def _settle(self, outcome: BatchOutcome) -> None:
+        """Ack what the committed transaction settled; schedule the failures for later."""
+        self.on_committed()
+        for delivery in outcome.ack:
+            delivery.tag.ack()
+        for delivery in outcome.retry:
+            delay = min(self.config.retry_backoff_s * 2 ** (delivery.attempts - 1), self.config.retry_backoff_max_s)
+            self._retry.append((time.monotonic() + delay, delivery))

@@ -1,0 +1,241 @@
+"""Applying events exactly once: inbox, savepoint per event, bounded retries, dead letters.
+
+``EventApplier.apply_batch`` takes raw bodies and applies a whole batch in ONE
+database transaction: the inbox is read and written set-based, each event runs
+in its own savepoint so one bad event cannot undo its neighbours, and the
+caller acks the batch only after the commit. That is how a consumer reaches the
+transport's speed while keeping at-least-once delivery and exactly-once effects.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from shared import metrics
+from shared.bus.outbox import Outbox
+from shared.clock import Clock
+from shared.db import transaction
+from shared.events.envelope import Envelope, UnreadableEvent, read_event
+from shared.events.payloads import Payload
+from shared.log import get_logger
+from shared.rules import ProductRules
+
+log = get_logger(__name__)
+
+
+@dataclass
+class HandlerContext:
+    """What a handler gets: the open transaction, the event and a way to emit replies."""
+
+    session: Session
+    envelope: Envelope
+    outbox: Outbox
+    rules: ProductRules
+    clock: Clock
+
+    def emit(self, event_type: str, payload: Payload | dict[str, Any], aggregate_id: str) -> str:
+        """Write a reply or consequence event into the outbox of this transaction."""
+        return self.outbox.emit(
+            self.session,
+            event_type,
+            payload,
+            aggregate_id=aggregate_id,
+            occurred_at=self.clock.now(),
+            correlation_id=self.envelope.correlation_id or self.envelope.event_id,
+            causation_id=self.envelope.event_id,
+        )
+
+
+Handler = Callable[[HandlerContext, Any], None]
+
+
+class TransientFault(RuntimeError):
+    """Raised by a handler for a fault worth retrying the whole batch for (a dependency down)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Database unreachable or connection lost: abort the batch and retry it whole.
+
+    Anything else a handler raises is that event's own failure: counted, retried
+    with backoff, then dead-lettered. (A transient error that persists is isolated
+    by the consumer, which falls back to one event per transaction.)
+    """
+    if isinstance(exc, TransientFault | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass
+class Delivery:
+    """One message as received, with how often we already tried it."""
+
+    body: bytes
+    tag: Any = None  # the transport message, acked by the caller
+    attempts: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class BatchOutcome:
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    dead_lettered: int = 0
+    ack: list[Delivery] = field(default_factory=list)
+    retry: list[Delivery] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BusTables:
+    outbox: Table
+    inbox: Table
+    dead_letters: Table
+
+
+class EventApplier:
+    """Applies batches of raw messages for one service."""
+
+    def __init__(
+        self,
+        service: str,
+        engine: Engine,
+        tables: BusTables,
+        handlers: dict[str, Handler],
+        rules: ProductRules,
+        clock: Clock,
+        max_attempts: int = 5,
+    ):
+        self.service = service
+        self.engine = engine
+        self.tables = tables
+        self.handlers = handlers
+        self.rules = rules
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.outbox = Outbox(tables.outbox)
+
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
+        """Apply a batch in one transaction. Raises on a transient fault (nothing committed)."""
+        outcome = BatchOutcome()
+        readable: list[tuple[Delivery, Envelope, Payload]] = []
+        dead: list[dict[str, Any]] = []
+        for delivery in deliveries:
+            try:
+                envelope, payload = read_event(delivery.body)
+            except UnreadableEvent as exc:
+                dead.append(self._dead_letter_row(delivery, exc.reason, exc.event_id, exc.event_type))
+                outcome.ack.append(delivery)
+                continue
+            readable.append((delivery, envelope, payload))
+
+        with transaction(self.engine) as session:
+            seen = self._already_handled(session, [env.event_id for _, env, _ in readable])
+            inbox_rows: list[dict[str, Any]] = []
+            for delivery, envelope, payload in readable:
+                if envelope.event_id in seen:
+                    outcome.duplicates += 1
+                    outcome.ack.append(delivery)
+                    continue
+                handler = self.handlers.get(envelope.type)
+                if handler is None:
+                    outcome.ignored += 1
+                elif not self._apply_one(session, handler, envelope, payload, delivery, outcome, dead):
+                    continue
+                else:
+                    outcome.applied += 1
+                    metrics.EVENTS_HANDLED.labels(self.service, envelope.type).inc()
+                seen.add(envelope.event_id)
+                inbox_rows.append({"event_id": envelope.event_id, "type": envelope.type, "handled_at": self.clock.now()})
+                outcome.ack.append(delivery)
+            if inbox_rows:
+                session.execute(insert(self.tables.inbox), inbox_rows)
+            if dead:
+                session.execute(insert(self.tables.dead_letters), dead)
+        outcome.dead_lettered = len(dead)
+        if outcome.duplicates:
+            metrics.EVENTS_DUPLICATE.labels(self.service).inc(outcome.duplicates)
+        if dead:
+            metrics.DEAD_LETTERS.labels(self.service).inc(len(dead))
+        return outcome
+
+    def _apply_one(
+        self,
+        session: Session,
+        handler: Handler,
+        envelope: Envelope,
+        payload: Payload,
+        delivery: Delivery,
+        outcome: BatchOutcome,
+        dead: list[dict[str, Any]],
+    ) -> bool:
+        """Run one handler in a savepoint. False when it failed (retry or dead letter)."""
+        ctx = HandlerContext(session, envelope, self.outbox, self.rules, self.clock)
+        try:
+            with session.begin_nested():
+                handler(ctx, payload)
+            return True
+        except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the worker
+            if is_transient(exc):
+                raise
+            delivery.attempts += 1
+            delivery.last_error = f"{type(exc).__name__}: {exc}"
+            metrics.EVENTS_FAILED.labels(self.service, envelope.type).inc()
+            log.warning(
+                "handler_failed", service=self.service, event_id=envelope.event_id,
+                correlation_id=envelope.correlation_id, type=envelope.type,
+                attempts=delivery.attempts, error=delivery.last_error[:300],
+            )
+            if delivery.attempts >= self.max_attempts:
+                reason = f"handler_failed after {delivery.attempts} attempts: {delivery.last_error}"
+                dead.append(self._dead_letter_row(delivery, reason, envelope.event_id, envelope.type))
+                outcome.ack.append(delivery)
+            else:
+                outcome.retry.append(delivery)
+            return False
+
+    def dead_letter_now(self, delivery: Delivery, reason: str) -> None:
+        """Dead-letter one message in a transaction of its own (a poison message)."""
+        event_id = event_type = None
+        try:
+            data = json.loads(delivery.body)
+            event_id, event_type = data.get("event_id"), data.get("type")
+        except (ValueError, AttributeError):
+            pass
+        with transaction(self.engine) as session:
+            session.execute(insert(self.tables.dead_letters), [self._dead_letter_row(delivery, reason, event_id, event_type)])
+        metrics.DEAD_LETTERS.labels(self.service).inc()
+
+    def _already_handled(self, session: Session, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        inbox = self.tables.inbox
+        return set(session.scalars(select(inbox.c.event_id).where(inbox.c.event_id.in_(event_ids))))
+
+    def _dead_letter_row(
+        self, delivery: Delivery, reason: str, event_id: str | None, event_type: str | None
+    ) -> dict[str, Any]:
+        log.error("dead_letter", service=self.service, event_id=event_id, type=event_type, reason=reason[:300])
+        return {
+            "queue": f"{self.service}.events",
+            "event_id": event_id,
+            "type": event_type,
+            "reason": reason,
+            "body": delivery.body.decode("utf-8", errors="replace"),
+            "attempts": max(delivery.attempts, 1),
+            "created_at": self.clock.now(),
+        }
+
+
+def body_of(value: Any) -> bytes:
+    """Normalise a message body (bytes, str or an already-decoded dict) to bytes."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value).encode("utf-8")

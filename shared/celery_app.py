@@ -1,0 +1,139 @@
+"""Celery wiring: one app per service, its job queue, and the event-bus bootstep.
+
+Routing follows Celery's own model (a task queue per service, ``<service>.jobs``)
+while domain events arrive on the service's ``<service>.events`` queue, consumed
+in batches by :class:`EventBusStep`, a worker bootstep that runs the events
+consumer and the outbox relay as threads of the worker process.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery, bootsteps
+from kombu import Connection
+
+from shared import metrics
+from shared.bus.consumer import ConsumerConfig, EventConsumer
+from shared.bus.handling import EventApplier
+from shared.bus.relay import OutboxRelay
+from shared.bus.topology import jobs_queue_name
+from shared.clock import SystemClock
+from shared.db import engine_for
+from shared.log import get_logger
+from shared.service import ServiceDefinition
+from shared.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+# Celery job messages: longer than any one chunk task may run (chunks stay well under a minute).
+JOBS_VISIBILITY_TIMEOUT = 900
+
+
+def base_celery_config(broker_url: str) -> dict[str, Any]:
+    return {
+        "broker_url": broker_url,
+        "result_backend": broker_url,
+        "broker_transport_options": {"visibility_timeout": JOBS_VISIBILITY_TIMEOUT},
+        "result_backend_transport_options": {"visibility_timeout": JOBS_VISIBILITY_TIMEOUT},
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "result_expires": 7 * 24 * 3600,
+        "timezone": "Asia/Shanghai",
+        "enable_utc": True,
+        "worker_hijack_root_logger": False,
+        "task_track_started": True,
+    }
+
+
+class RelayLoop:
+    """Publishes the outbox continuously; woken early when a batch just committed."""
+
+    def __init__(self, relay: OutboxRelay, poll_s: float, service: str):
+        self.relay = relay
+        self.poll_s = poll_s
+        self.service = service
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sent = self.relay.relay_once()
+            except Exception as exc:  # noqa: BLE001 - broker or database down: retry soon
+                log.warning("relay_retry", service=self.service, error=str(exc)[:300])
+                self.relay.reset()
+                self.stopping.wait(1.0)
+                continue
+            if sent == 0:
+                self.wake.wait(self.poll_s)
+                self.wake.clear()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+
+class EventBusStep(bootsteps.StartStopStep):
+    """Runs the service's events consumer and outbox relay inside the Celery worker."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.threads: list[threading.Thread] = []
+        self.consumer: EventConsumer | None = None
+        self.relay_loop: RelayLoop | None = None
+
+    def start(self, worker: Any) -> None:
+        app = worker.app
+        definition: ServiceDefinition = app.baitiao_service
+        settings: Settings = app.baitiao_settings
+        engine = engine_for(settings.db_url(definition.name), settings.sql_echo)
+        if definition.on_start:
+            definition.on_start(engine)
+        url = app.conf.broker_url
+        relay = OutboxRelay(engine, definition.bus.outbox, Connection(url), definition.name)
+        self.relay_loop = RelayLoop(relay, settings.outbox_poll_ms / 1000, definition.name)
+        applier = EventApplier(
+            definition.name, engine, definition.bus, definition.handlers, settings.rules(), SystemClock(),
+            settings.event_max_attempts,
+        )
+        config = ConsumerConfig(
+            batch_size=settings.event_batch_size,
+            batch_wait_s=settings.event_batch_wait_ms / 1000,
+            visibility_timeout=settings.visibility_timeout,
+        )
+        self.consumer = EventConsumer(definition.name, url, applier, config)
+        self.consumer.on_committed = self.relay_loop.wake.set
+        for target, name in ((self.consumer.run, "events-consumer"), (self.relay_loop.run, "outbox-relay")):
+            thread = threading.Thread(target=target, name=f"{definition.name}-{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        metrics.serve_metrics(settings.metrics_port)
+        log.info("event_bus_started", service=definition.name, queue=f"{definition.name}.events")
+
+    def stop(self, worker: Any) -> None:
+        if self.consumer:
+            self.consumer.stop()
+        if self.relay_loop:
+            self.relay_loop.stop()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+def make_service_app(definition: ServiceDefinition, settings: Settings | None = None) -> Celery:
+    """The Celery app of one service (its tasks are registered by the service's worker.py)."""
+    settings = settings or get_settings()
+    app = Celery(f"baitiao.{definition.name}")
+    app.conf.update(base_celery_config(settings.resolved_broker_url()))
+    app.conf.task_default_queue = jobs_queue_name(definition.name)
+    app.baitiao_service = definition  # type: ignore[attr-defined]
+    app.baitiao_settings = settings  # type: ignore[attr-defined]
+    app.steps["worker"].add(EventBusStep)
+    return app

@@ -1,0 +1,402 @@
+"""Every payload of EVENTS.md as a pydantic model, one class per event type.
+
+The field names are the public contract: never rename or remove one; adding an
+optional field is allowed. Unknown fields are ignored so that a newer producer
+can talk to an older consumer.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.types import (
+    BusinessDate,
+    DecimalString,
+    Money,
+    PositiveMoney,
+    Rate,
+    SignedMoney,
+    Timestamp,
+)
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+Id = str  # identifiers are opaque strings chosen by their producer
+
+
+# --- inbound: published by outside systems -------------------------------------------
+
+class CreditLineGranted(Payload):
+    account_id: Id = Field(min_length=1)
+    customer_id: Id = Field(min_length=1)
+    identity_hash: str = Field(min_length=8)
+    credit_limit: PositiveMoney
+    name: str = Field(min_length=1)
+    phone: str = Field(min_length=5)
+    monthly_income: Money | None = None
+    opened_on: BusinessDate
+
+
+class PurchaseRequested(Payload):
+    purchase_id: Id = Field(min_length=1)
+    account_id: Id = Field(min_length=1)
+    amount: DecimalString  # judged by accounts: a bad value is declined `invalid_amount`
+    merchant: str
+    requested_at: Timestamp
+
+
+class RepaymentReceived(Payload):
+    payment_id: Id = Field(min_length=1)
+    account_id: Id = Field(min_length=1)
+    amount: DecimalString  # judged by accounts: a bad value is rejected with a reason
+    currency: str
+    paid_at: Timestamp
+    channel: str
+
+
+class PlanOffersRequested(Payload):
+    request_id: Id = Field(min_length=1)
+    account_id: Id = Field(min_length=1)
+    monthly_income: Money | None = None
+
+
+class PlanOfferAccepted(Payload):
+    offer_id: Id = Field(min_length=1)
+    account_id: Id = Field(min_length=1)
+    accepted_at: Timestamp
+
+
+class PlanAdjustmentRequested(Payload):
+    request_id: Id = Field(min_length=1)
+    plan_id: Id = Field(min_length=1)
+    kind: Literal["extend", "lower_payment"]
+    new_term: int | None = Field(None, ge=1)
+    target_payment: PositiveMoney | None = None
+
+
+class CollectionOutcomeRecorded(Payload):
+    task_id: Id = Field(min_length=1)
+    account_id: Id = Field(min_length=1)
+    outcome: Literal["no_answer", "promise_to_pay", "refused", "wrong_number", "paid"]
+    promised_amount: Money | None = None
+    promised_date: BusinessDate | None = None
+
+
+class SmsDeliveryReported(Payload):
+    message_id: Id = Field(min_length=1)
+    status: Literal["delivered", "failed"]
+    reported_at: Timestamp
+
+
+# --- emitted by accounts ---------------------------------------------------------------
+
+class CreditLineOpened(Payload):
+    account_id: Id
+    credit_limit: Money
+    opened_on: BusinessDate
+
+
+class PurchaseApproved(Payload):
+    purchase_id: Id
+    account_id: Id
+    amount: Money
+    available_limit: Money
+
+
+class PurchaseDeclined(Payload):
+    purchase_id: Id
+    account_id: Id
+    amount: DecimalString
+    reason: Literal[
+        "account_restricted",
+        "linked_account_restricted",
+        "insufficient_limit",
+        "account_closed",
+        "unknown_account",
+        "invalid_amount",
+    ]
+
+
+class BillIssued(Payload):
+    bill_id: Id
+    account_id: Id
+    statement_date: BusinessDate
+    due_date: BusinessDate
+    amount: Money
+
+
+class BillOverdue(Payload):
+    bill_id: Id
+    account_id: Id
+    due_date: BusinessDate
+    business_date: BusinessDate
+    dpd: int
+    unpaid_principal: Money
+
+
+class BillChargedOff(Payload):
+    bill_id: Id
+    account_id: Id
+    business_date: BusinessDate
+    amount: Money
+
+
+class DelinquentBill(Payload):
+    bill_id: Id
+    due_date: BusinessDate
+    dpd: int
+    unpaid_principal: Money
+    penalty_interest: Money
+    late_fee: Money
+
+
+class AccountDelinquencyUpdated(Payload):
+    account_id: Id
+    business_date: BusinessDate
+    max_dpd: int
+    overdue_principal: Money
+    penalty_interest: Money
+    late_fees: Money
+    total_overdue: Money
+    bills: list[DelinquentBill]
+
+
+class AccountRestrictionsChanged(Payload):
+    account_id: Id
+    business_date: BusinessDate
+    level: int = Field(ge=0, le=4)
+    measures: list[str]
+    credit_limit: Money
+    available_limit: Money
+    cause: Literal["own_overdue", "linked_account", "cure", "plan", "limit_restored"]
+
+
+class AccountCured(Payload):
+    account_id: Id
+    business_date: BusinessDate
+
+
+class Allocation(Payload):
+    target: Literal["bill", "plan"]
+    target_id: Id
+    component: Literal["penalty_interest", "late_fee", "principal", "plan"]
+    amount: Money
+
+
+class RepaymentApplied(Payload):
+    payment_id: Id
+    account_id: Id
+    amount: Money
+    allocations: list[Allocation]
+    credit_balance: Money
+    total_overdue: Money
+
+
+class RepaymentRejected(Payload):
+    payment_id: Id
+    account_id: Id
+    amount: DecimalString
+    reason: str
+
+
+class CreditReportGenerated(Payload):
+    month: str = Field(pattern=r"^\d{4}-\d{2}$")
+    accounts: int
+    path: str
+
+
+class DailyCloseCompleted(Payload):
+    business_date: BusinessDate
+    bills_overdue: int
+    penalty_accrued: Money
+    accounts_restricted: int
+    duration_ms: int
+
+
+# --- emitted by collections ------------------------------------------------------------
+
+class ReminderSent(Payload):
+    message_id: Id
+    account_id: Id
+    channel: Literal["sms"]
+    template: str
+    stage: str
+    business_date: BusinessDate
+    sent_at: Timestamp
+    segments: int
+
+
+class ContactSuppressed(Payload):
+    account_id: Id
+    channel: str
+    template: str
+    reason: str
+
+
+class CollectionTaskCreated(Payload):
+    task_id: Id
+    account_id: Id
+    kind: Literal["call", "agency", "legal"]
+    stage: str
+    due_by: BusinessDate
+
+
+class CollectionEscalated(Payload):
+    account_id: Id
+    from_stage: str
+    to_stage: str
+    business_date: BusinessDate
+
+
+class CollectionCaseClosed(Payload):
+    account_id: Id
+    reason: Literal["cured", "restructured", "charged_off"]
+
+
+# --- emitted by restructuring ----------------------------------------------------------
+
+class RiskFactor(Payload):
+    name: str
+    points: int
+
+
+class RiskAssessed(Payload):
+    account_id: Id
+    score: int
+    grade: Literal["A", "B", "C", "D", "E"]
+    factors: list[RiskFactor]
+
+
+class ScheduleLine(Payload):
+    period: int
+    due_date: BusinessDate
+    principal: Money
+    fee: Money
+    total: Money
+
+
+class Offer(Payload):
+    offer_id: Id
+    term: int
+    method: Literal["equal_principal", "equal_installment"]
+    monthly_fee_rate: Rate
+    principal: Money
+    total_fee: Money
+    apr: Rate
+    monthly_payment: Money
+    expires_at: Timestamp
+    schedule: list[ScheduleLine]
+
+
+class PlanOffered(Payload):
+    request_id: Id
+    account_id: Id
+    grade: Literal["A", "B", "C", "D", "E"]
+    offers: list[Offer]
+
+
+class PlanIneligible(Payload):
+    request_id: Id
+    account_id: Id
+    reason: str
+
+
+class PlanActivated(Payload):
+    plan_id: Id
+    offer_id: Id
+    account_id: Id
+    principal: Money
+    term: int
+    bill_ids: list[Id]
+    schedule: list[ScheduleLine]
+
+
+class PlanInstallmentOverdue(Payload):
+    plan_id: Id
+    account_id: Id
+    period: int
+    due_date: BusinessDate
+    dpd: int
+    amount: Money
+
+
+class PlanInstallmentPaid(Payload):
+    plan_id: Id
+    account_id: Id
+    period: int
+    paid_on: BusinessDate
+
+
+class PlanDefaulted(Payload):
+    plan_id: Id
+    account_id: Id
+    business_date: BusinessDate
+    outstanding_principal: Money
+    fees_due: Money
+    first_missed_due_date: BusinessDate
+
+
+class PlanAdjusted(Payload):
+    plan_id: Id
+    account_id: Id
+    request_id: Id
+    kind: Literal["extend", "lower_payment"]
+    schedule: list[ScheduleLine]
+    apr: Rate
+    monthly_payment: Money
+
+
+class PlanAdjustmentRejected(Payload):
+    plan_id: Id
+    request_id: Id
+    reason: str
+
+
+class PlanCompleted(Payload):
+    plan_id: Id
+    account_id: Id
+    completed_on: BusinessDate
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    "credit.line.granted": CreditLineGranted,
+    "purchase.requested": PurchaseRequested,
+    "repayment.received": RepaymentReceived,
+    "plan.offers.requested": PlanOffersRequested,
+    "plan.offer.accepted": PlanOfferAccepted,
+    "plan.adjustment.requested": PlanAdjustmentRequested,
+    "collection.outcome.recorded": CollectionOutcomeRecorded,
+    "sms.delivery.reported": SmsDeliveryReported,
+    "credit.line.opened": CreditLineOpened,
+    "purchase.approved": PurchaseApproved,
+    "purchase.declined": PurchaseDeclined,
+    "bill.issued": BillIssued,
+    "bill.overdue": BillOverdue,
+    "bill.charged_off": BillChargedOff,
+    "account.delinquency.updated": AccountDelinquencyUpdated,
+    "account.restrictions.changed": AccountRestrictionsChanged,
+    "account.cured": AccountCured,
+    "repayment.applied": RepaymentApplied,
+    "repayment.rejected": RepaymentRejected,
+    "credit.report.generated": CreditReportGenerated,
+    "daily.close.completed": DailyCloseCompleted,
+    "reminder.sent": ReminderSent,
+    "contact.suppressed": ContactSuppressed,
+    "collection.task.created": CollectionTaskCreated,
+    "collection.escalated": CollectionEscalated,
+    "collection.case.closed": CollectionCaseClosed,
+    "risk.assessed": RiskAssessed,
+    "plan.offered": PlanOffered,
+    "plan.ineligible": PlanIneligible,
+    "plan.activated": PlanActivated,
+    "plan.installment.overdue": PlanInstallmentOverdue,
+    "plan.installment.paid": PlanInstallmentPaid,
+    "plan.defaulted": PlanDefaulted,
+    "plan.adjusted": PlanAdjusted,
+    "plan.adjustment.rejected": PlanAdjustmentRejected,
+    "plan.completed": PlanCompleted,
+}

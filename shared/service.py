@@ -1,0 +1,37 @@
+"""What a service tells the shared machinery about itself.
+
+Each service's ``worker.py`` builds one :class:`ServiceDefinition`; the Celery
+wiring, the migrations, the command line and the tests all start from it, so
+no shared code ever imports a service.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, MetaData
+
+from shared.bus.handling import BusTables, Handler
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A scheduled job: its public name (EVENTS.md Jobs table) and its Celery task name."""
+
+    name: str  # e.g. "daily-close"
+    task: str  # e.g. "accounts.daily_close"
+    description: str = ""
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    metadata: MetaData
+    bus: BusTables
+    handlers: dict[str, Handler]
+    migrations_dir: Path
+    jobs: list[JobSpec] = field(default_factory=list)
+    # Called once when a worker starts, with the service's engine (warm caches, etc.).
+    on_start: Callable[[Engine], Any] | None = None

