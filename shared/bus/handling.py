@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from shared import metrics
+from shared.bus.faults import maybe_crash
 from shared.bus.outbox import Outbox
 from shared.clock import Clock
 from shared.db import transaction
@@ -157,6 +158,8 @@ class EventApplier:
                 session.execute(insert(self.tables.inbox), inbox_rows)
             if dead:
                 session.execute(insert(self.tables.dead_letters), dead)
+            maybe_crash("before_commit", [(env.type, env.aggregate_id) for _, env, _ in readable])
+        maybe_crash("after_commit", [(env.type, env.aggregate_id) for _, env, _ in readable])
         outcome.dead_lettered = len(dead)
         if outcome.duplicates:
             metrics.EVENTS_DUPLICATE.labels(self.service).inc(outcome.duplicates)
