@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData
 
-from shared.bus.handling import BusTables, Handler
+from shared.bus.handling import BatchHandler, BusTables, Handler
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ServiceDefinition:
     name: str
     metadata: MetaData
     bus: BusTables
-    handlers: dict[str, Handler]
+    handlers: dict[str, Handler | BatchHandler]
     migrations_dir: Path
     jobs: list[JobSpec] = field(default_factory=list)
     # Called once when a worker starts, with the service's engine (warm caches, etc.).

@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     metrics_port: int | None = None
 
+    # Collections' SMS gateway (services/collections/sms_gateway.py): "file" writes JSON
+    # lines (the embedded default), "http" POSTs JSON to a provider with a bearer token.
+    sms_backend: Literal["file", "http"] = "file"
+    sms_file_path: Path | None = None  # None: <data_dir>/sms-outbox.jsonl
+    sms_http_url: str | None = None
+    sms_http_token: str | None = None
+    sms_http_timeout: float = Field(5.0, gt=0)
+    sms_http_retries: int = Field(3, ge=0, le=10)  # retries after the first try
+    sms_http_backoff: float = Field(0.5, ge=0)  # seconds, doubled on each retry
+    sms_repayment_link: str = "https://bt.example.cn/r"
+
     @property
     def embedded(self) -> bool:
         return self.broker_url is None
@@ -55,6 +66,9 @@ class Settings(BaseSettings):
         if configured:
             return configured
         return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def resolved_sms_file_path(self) -> Path:
+        return self.sms_file_path or (self.data_dir / "sms-outbox.jsonl")
 
     def rules(self) -> ProductRules:
         return _load_rules_cached(self.rules_file)

@@ -4,3 +4,15 @@ from __future__ import annotations
 import click
 
 GROUPS: list[click.Command] = []
+
+from baitiao.commands.bench import bench  # noqa: E402
+
+GROUPS.append(bench)
+
+from baitiao.commands.plans import plan  # noqa: E402
+
+GROUPS.append(plan)
+
+from baitiao.commands.collections import collections  # noqa: E402
+
+GROUPS.append(collections)

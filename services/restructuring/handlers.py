@@ -1,6 +1,506 @@
-"""restructuring: one function per consumed event type."""
+"""Restructuring: one function per consumed event type. Load, call the domain, save, emit.
+
+Business decisions use the event's own time (``business_date`` fields, the
+envelope's ``occurred_at``, ``accepted_at``), never the wall clock.
+
+Reason codes of this service (besides the domain's, see ``domain/offers.py`` and
+``domain/plan.py``):
+
+* ``plan.ineligible`` on ``plan.offers.requested``: ``unknown_account`` (no event named
+  the account yet), ``plan_already_active``, ``no_overdue_bills``, ``dpd_too_high``,
+  ``grade_not_eligible``, ``no_affordable_offer`` (every offer above the cap, beyond
+  50 % of income, or a principal too small).
+* ``plan.ineligible`` on ``plan.offer.accepted`` (its ``request_id`` field carries the
+  ``offer_id``, the acceptance's only identifier): ``offer_unknown`` (no such offer, or
+  an offer of another account), ``offer_expired`` (accepted at or after ``expires_at``),
+  ``offer_used`` (this offer, or another offer of the same request, was already
+  accepted), ``plan_already_active``.
+* ``plan.adjustment.rejected``: ``plan_unknown``, ``plan_not_active``,
+  ``new_term_missing`` / ``target_payment_missing`` (the kind's figure is absent), then
+  the domain's ``already_adjusted``, ``installment_overdue``, ``nothing_remaining``,
+  ``invalid_term``, ``term_too_long``, ``not_longer``, ``principal_too_small``,
+  ``target_not_lower``, ``target_unreachable``.
+
+Idempotency beyond the inbox: a ``request_id`` (offers, adjustments) is answered once;
+an offer is accepted once; a ``payment_id`` is applied to a plan once. A repeated
+request is not answered again (its first answer stands); a repeated acceptance is
+answered ``offer_used``.
+"""
 from __future__ import annotations
 
-from shared.bus.handling import Handler
+import json
+import uuid
+from collections import defaultdict
+from datetime import date, timedelta, timezone
+from decimal import Decimal
 
-HANDLERS: dict[str, Handler] = {}
+from sqlalchemy import select, update
+
+from services.restructuring import store
+from services.restructuring.domain import (
+    PLAN_ALREADY_ACTIVE,
+    AdjustmentRejected,
+    apply_payment,
+    build_schedule,
+    extend,
+    lower_payment,
+    offer_expires_at,
+)
+from services.restructuring.models import (
+    AccountView,
+    Adjustment,
+    BillView,
+    OfferRequest,
+    OfferRow,
+    Plan,
+    PlanInstallment,
+    PlanPayment,
+    RiskAssessmentRow,
+)
+from shared.bus.handling import Handler, HandlerContext
+from shared.clock import business_date
+from shared.events import payloads as p
+from shared.log import get_logger
+from shared.money import from_fen, to_fen
+
+log = get_logger(__name__)
+
+OFFER_UNKNOWN = "offer_unknown"
+OFFER_EXPIRED = "offer_expired"
+OFFER_USED = "offer_used"
+PLAN_UNKNOWN = "plan_unknown"
+PLAN_NOT_ACTIVE = "plan_not_active"
+NEW_TERM_MISSING = "new_term_missing"
+TARGET_PAYMENT_MISSING = "target_payment_missing"
+
+TRIGGER_FIRST_OVERDUE = "first_overdue"
+TRIGGER_OFFER_REQUEST = "offer_request"
+
+_IDS = uuid.UUID("6f1d7c1e-3a0b-4c55-9d61-2b7f4e0a9c11")  # namespace of the ids derived below
+
+
+def _derived_id(prefix: str, *parts: str) -> str:
+    """A stable id from what it is derived from: a replayed request derives the same ids."""
+    return f"{prefix}-{uuid.uuid5(_IDS, ':'.join(parts)).hex[:20]}"
+
+
+def _account(ctx: HandlerContext, account_id: str) -> AccountView:
+    """The account's projection row, created on first mention (events arrive in any order)."""
+    account = ctx.session.get(AccountView, account_id)
+    if account is None:
+        account = AccountView(account_id=account_id, max_dpd=0, episode_assessed=False)
+        ctx.session.add(account)
+        ctx.session.flush()
+    return account
+
+
+def _bill(ctx: HandlerContext, bill_id: str, account_id: str) -> BillView:
+    bill = ctx.session.get(BillView, bill_id)
+    if bill is None:
+        bill = BillView(bill_id=bill_id, account_id=account_id, unpaid_principal_fen=0, penalty_fen=0,
+                        late_fee_fen=0, dpd=0, max_dpd=0)
+        ctx.session.add(bill)
+        ctx.session.flush()
+    return bill
+
+
+# --- projection ---------------------------------------------------------------------------
+
+
+def credit_line_granted(ctx: HandlerContext, event: p.CreditLineGranted) -> None:
+    """Opening date and declared income: the months-on-book and debt-to-income factors.
+    Only those two are kept; names and phones belong to the services that contact people."""
+    account = _account(ctx, event.account_id)
+    account.opened_on = account.opened_on or event.opened_on
+    if account.monthly_income_fen is None and event.monthly_income is not None:
+        account.monthly_income_fen = to_fen(event.monthly_income)
+
+
+def bill_issued(ctx: HandlerContext, event: p.BillIssued) -> None:
+    """A new bill: unpaid in full until a repayment or a snapshot says otherwise."""
+    _account(ctx, event.account_id)
+    bill = _bill(ctx, event.bill_id, event.account_id)
+    bill.statement_date, bill.due_date = event.statement_date, event.due_date
+    first_news = bill.amount_fen is None and bill.as_of_date is None and bill.as_of_seq is None
+    bill.amount_fen = to_fen(event.amount)
+    if first_news:
+        bill.unpaid_principal_fen = bill.amount_fen
+
+
+def bill_overdue(ctx: HandlerContext, event: p.BillOverdue) -> None:
+    """The bill went overdue; when it opens the account's overdue episode, assess the risk."""
+    account = _account(ctx, event.account_id)
+    bill = _bill(ctx, event.bill_id, event.account_id)
+    bill.due_date = bill.due_date or event.due_date
+    bill.overdue_on = min(bill.overdue_on or event.business_date, event.business_date)
+    seq = ctx.envelope.sequence
+    if bill.plan_id is None and store.is_newer(event.business_date, seq, bill.as_of_date, bill.as_of_seq):
+        bill.unpaid_principal_fen, bill.dpd = to_fen(event.unpaid_principal), event.dpd
+        bill.max_dpd = max(bill.max_dpd, event.dpd)
+        bill.as_of_date, bill.as_of_seq = event.business_date, seq
+    if account.cured_on is None or event.business_date > account.cured_on:
+        _assess_episode(ctx, account, event.business_date)
+
+
+def account_delinquency_updated(ctx: HandlerContext, event: p.AccountDelinquencyUpdated) -> None:
+    """The daily snapshot of every overdue bill. An older snapshot never overwrites a newer
+    one (per account and per bill); a bill missing from a newer snapshot is no longer
+    overdue (repaid, or moved into a plan)."""
+    account = _account(ctx, event.account_id)
+    seq = ctx.envelope.sequence
+    if not store.is_newer(event.business_date, seq, account.delinquency_as_of, account.delinquency_seq):
+        return
+    account.max_dpd = event.max_dpd
+    account.delinquency_as_of, account.delinquency_seq = event.business_date, seq
+    listed = {b.bill_id for b in event.bills}
+    for line in event.bills:
+        bill = _bill(ctx, line.bill_id, event.account_id)
+        bill.due_date = bill.due_date or line.due_date
+        bill.overdue_on = bill.overdue_on or _first_overdue_day(line.due_date)
+        if bill.plan_id is None and store.is_newer(event.business_date, seq, bill.as_of_date, bill.as_of_seq):
+            _set_snapshot(bill, line, event.business_date, seq)
+    _clear_unlisted(ctx, event.account_id, listed, event.business_date, seq)
+    if event.bills and (account.cured_on is None or event.business_date > account.cured_on):
+        _assess_episode(ctx, account, event.business_date)
+
+
+def _first_overdue_day(due_date: date) -> date:
+    """A bill is overdue from the close of the day after its due date (RULES 2, DPD 1)."""
+    return due_date + timedelta(days=1)
+
+
+def _set_snapshot(bill: BillView, line: p.DelinquentBill, as_of: date, seq: int | None) -> None:
+    bill.unpaid_principal_fen = to_fen(line.unpaid_principal)
+    bill.penalty_fen, bill.late_fee_fen = to_fen(line.penalty_interest), to_fen(line.late_fee)
+    bill.dpd, bill.max_dpd = line.dpd, max(bill.max_dpd, line.dpd)
+    bill.as_of_date, bill.as_of_seq = as_of, seq
+
+
+def _clear_unlisted(ctx: HandlerContext, account_id: str, listed: set[str], as_of: date, seq: int | None) -> None:
+    """Bills overdue before but absent from this (newer) snapshot were paid off."""
+    stale = ctx.session.scalars(select(BillView).where(
+        BillView.account_id == account_id, BillView.plan_id.is_(None), BillView.dpd > 0,
+    )).all()
+    for bill in stale:
+        if bill.bill_id in listed or not store.is_newer(as_of, seq, bill.as_of_date, bill.as_of_seq):
+            continue
+        bill.unpaid_principal_fen = bill.penalty_fen = bill.late_fee_fen = 0
+        bill.dpd = 0
+        bill.as_of_date, bill.as_of_seq = as_of, seq
+
+
+def account_cured(ctx: HandlerContext, event: p.AccountCured) -> None:
+    """No overdue bill left: the episode ends (the next one is assessed again)."""
+    account = _account(ctx, event.account_id)
+    seq = ctx.envelope.sequence
+    if not store.is_newer(event.business_date, seq, account.delinquency_as_of, account.delinquency_seq):
+        return
+    account.max_dpd, account.episode_assessed, account.cured_on = 0, False, event.business_date
+    account.delinquency_as_of, account.delinquency_seq = event.business_date, seq
+    _clear_unlisted(ctx, event.account_id, set(), event.business_date, seq)
+
+
+def _assess_episode(ctx: HandlerContext, account: AccountView, as_of: date) -> None:
+    """``risk.assessed`` once when an account goes overdue (once per overdue episode)."""
+    if account.episode_assessed:
+        return
+    account.episode_assessed = True
+    ctx.session.flush()
+    _assess_and_emit(ctx, account.account_id, as_of, TRIGGER_FIRST_OVERDUE, None, None)
+
+
+def _assess_and_emit(
+    ctx: HandlerContext, account_id: str, as_of: date, trigger: str, request_id: str | None,
+    income: Decimal | None,
+) -> store.Quote:
+    """Score the account, keep the assessment, emit ``risk.assessed``; returns the quote."""
+    quote = store.quote(ctx.session, account_id, as_of, ctx.rules, income)
+    if quote.assessment is None or quote.inputs is None:
+        return quote
+    assessment, inputs = quote.assessment, quote.inputs
+    ctx.session.add(RiskAssessmentRow(
+        account_id=account_id, assessed_on=as_of, trigger=trigger, request_id=request_id,
+        score=assessment.score, grade=assessment.grade,
+        factors=json.dumps([{"name": f.name, "points": f.points} for f in assessment.factors]),
+        current_dpd=inputs.current_dpd, overdue_bills_12m=inputs.overdue_bills_12m,
+        months_on_book=inputs.months_on_book, unpaid_total_fen=to_fen(inputs.unpaid_total),
+        monthly_income_fen=to_fen(inputs.monthly_income) if inputs.monthly_income is not None else None,
+    ))
+    account = ctx.session.get(AccountView, account_id)
+    if account is not None:
+        account.last_grade, account.last_score = assessment.grade, assessment.score
+    ctx.emit("risk.assessed", p.RiskAssessed(
+        account_id=account_id, score=assessment.score, grade=assessment.grade,
+        factors=store.risk_factors(assessment),
+    ), account_id)
+    return quote
+
+
+def repayment_applied(ctx: HandlerContext, event: p.RepaymentApplied) -> None:
+    """Money that reached bills lowers their unpaid figures; money routed to a plan pays
+    its installments (oldest first, fee then principal)."""
+    seq = ctx.envelope.sequence
+    to_plans: dict[str, Decimal] = defaultdict(Decimal)
+    for allocation in event.allocations:
+        if allocation.target == "plan":
+            to_plans[allocation.target_id] += allocation.amount
+        else:
+            _reduce_bill(ctx, allocation, event.account_id, seq)
+    paid_on = business_date(ctx.envelope.occurred_at)
+    for plan_id, amount in to_plans.items():
+        _pay_plan(ctx, plan_id, event.payment_id, amount, paid_on)
+
+
+def _reduce_bill(ctx: HandlerContext, allocation: p.Allocation, account_id: str, seq: int | None) -> None:
+    """A repayment is a delta: it applies unless a snapshot newer than it (which already
+    includes it) set the bill's figures. The next daily snapshot corrects any drift."""
+    bill = _bill(ctx, allocation.target_id, account_id)
+    if seq is not None and bill.as_of_seq is not None and seq < bill.as_of_seq:
+        return
+    fen = to_fen(allocation.amount)
+    if allocation.component == "penalty_interest":
+        bill.penalty_fen = max(bill.penalty_fen - fen, 0)
+    elif allocation.component == "late_fee":
+        bill.late_fee_fen = max(bill.late_fee_fen - fen, 0)
+    else:
+        bill.unpaid_principal_fen = max(bill.unpaid_principal_fen - fen, 0)
+
+
+def _pay_plan(ctx: HandlerContext, plan_id: str, payment_id: str, amount: Decimal, paid_on: date) -> None:
+    session = ctx.session
+    if session.get(PlanPayment, (plan_id, payment_id)) is not None:
+        return  # this payment already reached this plan
+    plan = session.scalar(select(Plan).where(Plan.plan_id == plan_id).with_for_update())
+    if plan is None or plan.status != "active":
+        log.warning("plan_payment_unapplied", plan_id=plan_id, payment_id=payment_id,
+                    status=plan.status if plan else "unknown")
+        session.add(PlanPayment(plan_id=plan_id, payment_id=payment_id, amount_fen=to_fen(amount), applied_fen=0,
+                                unapplied_fen=to_fen(amount), paid_on=paid_on))
+        return
+    rows = store.load_installments(session, plan.pk)
+    application = apply_payment(store.plan_schedule(plan, rows), store.plan_paid(rows), amount, paid_on)
+    store.store_paid(rows, application.paid, paid_on)
+    session.add(PlanPayment(plan_id=plan_id, payment_id=payment_id, amount_fen=to_fen(amount),
+                            applied_fen=to_fen(amount - application.unapplied),
+                            unapplied_fen=to_fen(application.unapplied), paid_on=paid_on))
+    for period in application.periods_completed:
+        ctx.emit("plan.installment.paid", p.PlanInstallmentPaid(
+            plan_id=plan.plan_id, account_id=plan.account_id, period=period, paid_on=paid_on,
+        ), plan.plan_id)
+    if application.completed or all(r.status == "paid" for r in rows):
+        _complete(ctx, plan, rows, paid_on, application.fees_waived)
+
+
+def _complete(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment], on: date, fees_waived: Decimal) -> None:
+    """The last installment or an early settlement: future fees are waived."""
+    for row in rows:
+        if row.status == "open":  # settled early: principal paid, its fee waived
+            row.status, row.paid_on = "waived", on
+    plan.status, plan.ended_on, plan.fees_waived_fen = "completed", on, to_fen(fees_waived)
+    _release_account(ctx, plan)
+    ctx.emit("plan.completed", p.PlanCompleted(plan_id=plan.plan_id, account_id=plan.account_id, completed_on=on),
+             plan.plan_id)
+
+
+def _release_account(ctx: HandlerContext, plan: Plan) -> None:
+    account = ctx.session.get(AccountView, plan.account_id)
+    if account is not None and account.active_plan_id == plan.plan_id:
+        account.active_plan_id = None
+
+
+# --- offers -------------------------------------------------------------------------------
+
+
+def plan_offers_requested(ctx: HandlerContext, event: p.PlanOffersRequested) -> None:
+    """Assess, then offer every term the grade allows within the cap and the customer's
+    means, or say why not. The offers are computed as of the request's own date."""
+    session = ctx.session
+    if session.get(OfferRequest, event.request_id) is not None:
+        return  # answered already
+    offered_at = ctx.envelope.occurred_at
+    as_of = business_date(offered_at)
+    account = session.get(AccountView, event.account_id)
+    if account is not None and event.monthly_income is not None:
+        account.monthly_income_fen = to_fen(event.monthly_income)  # the customer's newest word on income
+    quote = _assess_and_emit(ctx, event.account_id, as_of, TRIGGER_OFFER_REQUEST, event.request_id,
+                             event.monthly_income)
+    request = OfferRequest(request_id=event.request_id, account_id=event.account_id, requested_at=offered_at,
+                           outcome="ineligible", reason=quote.reason,
+                           grade=quote.assessment.grade if quote.assessment else None)
+    session.add(request)
+    if quote.reason is not None or quote.assessment is None:
+        ctx.emit("plan.ineligible", p.PlanIneligible(
+            request_id=event.request_id, account_id=event.account_id, reason=quote.reason or store.UNKNOWN_ACCOUNT,
+        ), event.account_id)
+        return
+    request.outcome = "offered"
+    expires_at = offer_expires_at(offered_at, ctx.rules.restructuring)
+    wire_offers = [_save_offer(ctx, event.request_id, quote, offer, offered_at, expires_at) for offer in quote.offers]
+    ctx.emit("plan.offered", p.PlanOffered(
+        request_id=event.request_id, account_id=event.account_id, grade=quote.assessment.grade, offers=wire_offers,
+    ), event.account_id)
+
+
+def _save_offer(ctx: HandlerContext, request_id: str, quote: store.Quote, offer, offered_at, expires_at) -> p.Offer:  # type: ignore[no-untyped-def]
+    offer_id = _derived_id("off", quote.account_id, request_id, str(offer.term), offer.method)
+    assert quote.assessment is not None
+    ctx.session.add(OfferRow(
+        offer_id=offer_id, request_id=request_id, account_id=quote.account_id, grade=quote.assessment.grade,
+        term=offer.term, method=offer.method, monthly_fee_rate=str(offer.monthly_fee_rate),
+        principal_fen=to_fen(offer.principal), total_fee_fen=to_fen(offer.total_fee), apr=str(offer.apr),
+        monthly_payment_fen=to_fen(offer.monthly_payment), schedule=store.schedule_json(offer.schedule.periods),
+        bill_ids=json.dumps(list(quote.bill_ids)), offered_at=offered_at.astimezone(timezone.utc),
+        expires_at=expires_at.astimezone(timezone.utc), status="offered", plan_id=None,
+    ))
+    return p.Offer(
+        offer_id=offer_id, term=offer.term, method=offer.method, monthly_fee_rate=offer.monthly_fee_rate,
+        principal=offer.principal, total_fee=offer.total_fee, apr=offer.apr, monthly_payment=offer.monthly_payment,
+        expires_at=expires_at, schedule=store.schedule_lines(offer.schedule.periods),
+    )
+
+
+def plan_offer_accepted(ctx: HandlerContext, event: p.PlanOfferAccepted) -> None:
+    """Turn a valid offer into an active plan, its schedule rebuilt from the acceptance date."""
+    session = ctx.session
+    offer = session.scalar(select(OfferRow).where(OfferRow.offer_id == event.offer_id).with_for_update())
+    reason = _acceptance_refusal(ctx, offer, event)
+    if reason is not None:
+        ctx.emit("plan.ineligible", p.PlanIneligible(
+            request_id=event.offer_id, account_id=event.account_id, reason=reason,
+        ), event.account_id)
+        return
+    assert offer is not None
+    plan = _activate(ctx, offer, event)
+    session.execute(update(OfferRow).where(
+        OfferRow.request_id == offer.request_id, OfferRow.offer_id != offer.offer_id, OfferRow.status == "offered",
+    ).values(status="withdrawn"))
+    offer.status, offer.plan_id = "accepted", plan.plan_id
+
+
+def _acceptance_refusal(ctx: HandlerContext, offer: OfferRow | None, event: p.PlanOfferAccepted) -> str | None:
+    if offer is None or offer.account_id != event.account_id:
+        return OFFER_UNKNOWN
+    if offer.status in ("accepted", "withdrawn"):
+        return OFFER_USED
+    if offer.status == "expired" or event.accepted_at >= store.utc_aware(offer.expires_at):
+        offer.status = "expired"
+        return OFFER_EXPIRED
+    account = ctx.session.get(AccountView, offer.account_id)
+    if account is not None and account.active_plan_id is not None:
+        return PLAN_ALREADY_ACTIVE
+    return None
+
+
+def _activate(ctx: HandlerContext, offer: OfferRow, event: p.PlanOfferAccepted) -> Plan:
+    """Save the plan and its installments, move the offer's bills into it, emit ``plan.activated``."""
+    session = ctx.session
+    start = business_date(event.accepted_at)
+    rate = Decimal(offer.monthly_fee_rate)
+    principal = from_fen(offer.principal_fen)
+    schedule = build_schedule(offer.method, principal, offer.term, rate, start)  # type: ignore[arg-type]
+    bill_ids: list[str] = json.loads(offer.bill_ids)
+    plan = Plan(
+        plan_id=_derived_id("plan", offer.offer_id), offer_id=offer.offer_id, account_id=offer.account_id,
+        status="active", method=offer.method, monthly_fee_rate=offer.monthly_fee_rate,
+        principal_fen=offer.principal_fen, term=offer.term, start_date=start,
+        accepted_at=event.accepted_at.astimezone(timezone.utc), adjustments_made=0, bill_ids=json.dumps(bill_ids),
+        fees_waived_fen=0, fees_cancelled_fen=0,
+    )
+    session.add(plan)
+    session.flush()
+    session.add_all([store.installment_row(plan.pk, line, None, None) for line in schedule.periods])
+    _account(ctx, offer.account_id).active_plan_id = plan.plan_id
+    if bill_ids:
+        session.execute(update(BillView).where(BillView.bill_id.in_(bill_ids)).values(plan_id=plan.plan_id, dpd=0))
+    ctx.emit("plan.activated", p.PlanActivated(
+        plan_id=plan.plan_id, offer_id=offer.offer_id, account_id=offer.account_id, principal=principal,
+        term=offer.term, bill_ids=bill_ids, schedule=store.schedule_lines(schedule.periods),
+    ), plan.plan_id)
+    return plan
+
+
+# --- adjustment ---------------------------------------------------------------------------
+
+
+def plan_adjustment_requested(ctx: HandlerContext, event: p.PlanAdjustmentRequested) -> None:
+    """Extend or lower the payment once per plan, or say why not."""
+    session = ctx.session
+    if session.get(Adjustment, event.request_id) is not None:
+        return  # answered already
+    on = business_date(ctx.envelope.occurred_at)
+    record = Adjustment(request_id=event.request_id, plan_id=event.plan_id, kind=event.kind, requested_on=on,
+                        outcome="rejected")
+    session.add(record)
+    plan = session.scalar(select(Plan).where(Plan.plan_id == event.plan_id).with_for_update())
+    reason = _adjustment_precheck(plan, event)
+    if reason is not None:
+        _reject_adjustment(ctx, record, reason)
+        return
+    assert plan is not None
+    rows = store.load_installments(session, plan.pk)
+    schedule, paid = store.plan_schedule(plan, rows), store.plan_paid(rows)
+    rules = ctx.rules.restructuring
+    if event.kind == "extend":
+        decision = extend(schedule, paid, on, plan.adjustments_made, event.new_term or 0, rules)
+    else:
+        decision = lower_payment(schedule, paid, on, plan.adjustments_made, event.target_payment or Decimal(0), rules)
+    if isinstance(decision, AdjustmentRejected):
+        _reject_adjustment(ctx, record, decision.reason)
+        return
+    _replace_periods(ctx, plan, rows, decision)
+    record.outcome, record.new_term = "adjusted", decision.new_term
+    record.apr, record.monthly_payment_fen = str(decision.apr), to_fen(decision.monthly_payment)
+    ctx.emit("plan.adjusted", p.PlanAdjusted(
+        plan_id=plan.plan_id, account_id=plan.account_id, request_id=event.request_id, kind=event.kind,
+        schedule=store.schedule_lines(decision.rescheduled.periods), apr=decision.apr,
+        monthly_payment=decision.monthly_payment,
+    ), plan.plan_id)
+
+
+def _adjustment_precheck(plan: Plan | None, event: p.PlanAdjustmentRequested) -> str | None:
+    if plan is None:
+        return PLAN_UNKNOWN
+    if plan.status != "active":
+        return PLAN_NOT_ACTIVE
+    if event.kind == "extend" and event.new_term is None:
+        return NEW_TERM_MISSING
+    if event.kind == "lower_payment" and event.target_payment is None:
+        return TARGET_PAYMENT_MISSING
+    return None
+
+
+def _reject_adjustment(ctx: HandlerContext, record: Adjustment, reason: str) -> None:
+    record.outcome, record.reason = "rejected", reason
+    ctx.emit("plan.adjustment.rejected", p.PlanAdjustmentRejected(
+        plan_id=record.plan_id, request_id=record.request_id, reason=reason,
+    ), record.plan_id)
+
+
+def _replace_periods(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment], decision) -> None:  # type: ignore[no-untyped-def]
+    """Drop the re-scheduled periods and write the new ones (with the money carried over)."""
+    first = decision.rescheduled.first_period
+    for row in rows:
+        if row.period >= first:
+            ctx.session.delete(row)
+    ctx.session.flush()
+    ctx.session.add_all([
+        store.installment_row(plan.pk, line, decision.paid.get(line.period), None)
+        for line in decision.rescheduled.periods
+    ])
+    plan.term = decision.schedule.term
+    plan.adjustments_made += 1
+    if decision.unapplied > 0:
+        log.warning("adjustment_unapplied", plan_id=plan.plan_id, amount=str(decision.unapplied))
+
+
+HANDLERS: dict[str, Handler] = {
+    "credit.line.granted": credit_line_granted,
+    "bill.issued": bill_issued,
+    "bill.overdue": bill_overdue,
+    "account.delinquency.updated": account_delinquency_updated,
+    "account.cured": account_cured,
+    "repayment.applied": repayment_applied,
+    "plan.offers.requested": plan_offers_requested,
+    "plan.offer.accepted": plan_offer_accepted,
+    "plan.adjustment.requested": plan_adjustment_requested,
+}

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.restructuring.domain import (
+    NO_OFFER_WITHIN_LIMITS,
     Installment,
     InstallmentPaid,
     Offer,
@@ -157,8 +158,6 @@ def quote(
     session: Session, account_id: str, as_of: date, rules: ProductRules, income: Decimal | None = None
 ) -> Quote:
     """Risk, eligibility and offers for an account, from the projection and the domain only."""
-    from services.restructuring.domain import NO_OFFER_WITHIN_LIMITS
-
     facts = load_facts(session, account_id, as_of)
     if facts is None:
         return Quote(account_id, as_of, None, None, UNKNOWN_ACCOUNT, ZERO, (), ())
@@ -248,8 +247,6 @@ def store_paid(rows: Sequence[PlanInstallment], paid: dict[int, InstallmentPaid]
 
 
 def utc_aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes (stored as UTC by SQLAlchemy's DateTime(timezone=True)
-    on PostgreSQL, as written on SQLite); comparisons need an aware value."""
-    from datetime import timezone
-
+    """Instants are written in UTC; SQLite hands them back naive, PostgreSQL aware.
+    Comparisons with an event's timestamp need an aware value either way."""
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

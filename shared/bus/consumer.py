@@ -8,6 +8,7 @@ worker that dies before acking is restored to the queue after
 """
 from __future__ import annotations
 
+import queue as thread_queue
 import socket
 import threading
 import time
@@ -15,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kombu import Connection, Consumer
+from kombu import Connection, Consumer, Queue
 from kombu.message import Message
+from kombu.transport.virtual.base import QoS as VirtualQoS
 
 from shared import metrics
 from shared.bus.handling import BatchOutcome, Delivery, EventApplier
@@ -47,6 +49,31 @@ def events_connection(url: str, visibility_timeout: int) -> Connection:
     return Connection(url, transport_options=events_transport_options(visibility_timeout))
 
 
+def ack_many(messages: list[Message]) -> None:
+    """Ack a committed batch in one Redis round trip instead of one per message.
+
+    kombu's Redis QoS acks a message by removing its tag from two keys in a
+    pipeline; we put all tags of the batch in a single pipeline, then do what
+    ``Message.ack`` does for the in-memory state. This leans on kombu's Redis
+    QoS internals (``pipe_or_acquire``/``_remove_from_indices``, stable since
+    kombu 4); any other transport falls back to one ``ack()`` per message.
+    """
+    if not messages:
+        return
+    qos = messages[0].channel.qos
+    if not (hasattr(qos, "pipe_or_acquire") and hasattr(qos, "_remove_from_indices")):
+        for message in messages:
+            message.ack()
+        return
+    with qos.pipe_or_acquire() as pipe:
+        for message in messages:
+            qos._remove_from_indices(message.delivery_tag, pipe)
+        pipe.execute()
+    for message in messages:
+        VirtualQoS.ack(qos, message.delivery_tag)
+        message._state = "ACK"
+
+
 @dataclass
 class ConsumerConfig:
     batch_size: int = 200
@@ -59,14 +86,18 @@ class ConsumerConfig:
 class EventConsumer:
     """Consumes ``<service>.events`` in batches until told to stop."""
 
-    def __init__(self, service: str, broker_url: str, applier: EventApplier, config: ConsumerConfig):
+    def __init__(self, service: str, broker_url: str, applier: EventApplier, config: ConsumerConfig,
+                 queue: Queue | None = None):
         self.service = service
+        self.queue = queue or events_queue(service)
         self.broker_url = broker_url
         self.applier = applier
         self.config = config
         self.stopping = threading.Event()
         self._pending: list[Delivery] = []
         self._retry: list[tuple[float, Delivery]] = []
+        # From the applier thread to the consumer thread: ("ack", d), (retry_at, d), or None (batch done).
+        self._done: thread_queue.Queue[tuple[Any, Delivery] | None] = thread_queue.Queue()
         # Called after every commit: the worker wakes its outbox relay with it.
         self.on_committed: Callable[[], None] = lambda: None
 
@@ -89,6 +120,7 @@ class EventConsumer:
                 # Unacked messages are restored by the broker; forget our copies.
                 self._pending.clear()
                 self._retry.clear()
+                self._done = thread_queue.Queue()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, self.config.retry_backoff_max_s)
 
@@ -97,16 +129,62 @@ class EventConsumer:
         self._pending.append(Delivery(body=message.body, tag=message))
 
     def _consume(self, conn: Connection) -> None:
+        """Drain and ack on this thread; apply batches on a second one.
+
+        The kombu channel is not thread-safe, so only this thread touches it
+        (drain, ack); the applier thread only talks to the database. While one
+        batch commits, the next one is being drained: the transport's cost and
+        the database's overlap instead of adding up.
+        """
         channel = conn.channel()
-        prefetch = self.config.batch_size * 2
-        consumer = Consumer(channel, queues=[events_queue(self.service)], on_message=self._on_message,
+        prefetch = self.config.batch_size * 3
+        consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
                             prefetch_count=prefetch, accept=None)
-        with consumer:
-            while not self.stopping.is_set():
-                self._fill_batch(conn)
-                batch = self._take_batch()
-                if batch:
-                    self._process(batch)
+        todo: thread_queue.Queue[list[Delivery] | None] = thread_queue.Queue()
+        applier = threading.Thread(target=self._apply_loop, args=(todo,), name=f"{self.service}-applier", daemon=True)
+        applier.start()
+        in_flight = 0
+        try:
+            with consumer:
+                while not self.stopping.is_set():
+                    in_flight -= self._settle_finished(block=in_flight >= 2)
+                    if in_flight >= 2:
+                        continue
+                    self._fill_batch(conn)
+                    batch = self._take_batch()
+                    if batch:
+                        todo.put(batch)
+                        in_flight += 1
+        finally:
+            todo.put(None)
+            applier.join(timeout=30)
+
+    def _apply_loop(self, todo: "thread_queue.Queue[list[Delivery] | None]") -> None:
+        while (batch := todo.get()) is not None:
+            try:
+                self._process(batch)
+            finally:
+                self._done.put(None)  # marks the end of one batch
+
+    def _settle_finished(self, block: bool) -> int:
+        """Ack what the applier committed; returns how many batches finished."""
+        finished = 0
+        acks: list[Message] = []
+        try:
+            item = self._done.get(timeout=0.05) if block else self._done.get_nowait()
+            while True:
+                if item is None:
+                    finished += 1
+                else:
+                    kind, delivery = item
+                    if kind == "ack":
+                        acks.append(delivery.tag)
+                    else:
+                        self._retry.append((kind, delivery))
+                item = self._done.get_nowait()
+        except thread_queue.Empty:
+            ack_many(acks)
+            return finished
 
     def _fill_batch(self, conn: Connection) -> None:
         deadline = time.monotonic() + self.config.batch_wait_s
@@ -151,7 +229,7 @@ class EventConsumer:
             try:
                 if delivery.attempts >= self.applier.max_attempts:
                     self.applier.dead_letter_now(delivery, f"failed {delivery.attempts} times: {delivery.last_error}")
-                    delivery.tag.ack()
+                    self._done.put(("ack", delivery))
                     return
                 self._settle(self.applier.apply_batch([delivery]))
                 return
@@ -167,7 +245,7 @@ class EventConsumer:
         """Ack what the committed transaction settled; schedule the failures for later."""
         self.on_committed()
         for delivery in outcome.ack:
-            delivery.tag.ack()
+            self._done.put(("ack", delivery))
         for delivery in outcome.retry:
             delay = min(self.config.retry_backoff_s * 2 ** (delivery.attempts - 1), self.config.retry_backoff_max_s)
-            self._retry.append((time.monotonic() + delay, delivery))
+            self._done.put((time.monotonic() + delay, delivery))

@@ -1,0 +1,30 @@
+"""``baitiao bench``: benchmarks that print ratios against a baseline measured in the same run."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from shared.settings import get_settings
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks (figures as ratios to a same-run baseline)."""
+
+
+@bench.command("bus")
+@click.option("-n", "count", default=20000, show_default=True, help="Events to push through.")
+@click.option("--batch-size", default=200, show_default=True)
+@click.option("--paced", default=2000, show_default=True, help="Events in the latency phase.")
+@click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_bus", show_default=True)
+def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
+    """Our batched consumer (with its database work) beside raw kombu on the same Redis."""
+    from baitiao.bench_bus import run_bus_benchmark
+    from shared.embedded_broker import broker_url
+
+    result = run_bus_benchmark(broker_url(get_settings()), db_url, count, batch_size, paced)
+    click.echo(json.dumps(result, indent=2))
+    click.echo(f"ours {result['ours_per_s']}/s vs raw kombu {result['raw_kombu_per_s']}/s: "
+               f"ratio {result['ratio']} (target >= 0.8); p50 {result['latency_p50_ms']} ms, "
+               f"p99 {result['latency_p99_ms']} ms at {result['latency_paced_rate_per_s']}/s")

@@ -1,0 +1,257 @@
+"""``baitiao collections``: the collectors' worklist, an account's contact history, KPIs.
+
+Reads the collections database only (get_settings().db_url("collections")). Names and
+phones are shown masked, as everywhere outside the SMS gateway.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date
+from typing import Any
+
+import click
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from services.collections.domain import (
+    CaseEnd,
+    PromiseState,
+    Stage,
+    StageObservation,
+    cure_rates_by_stage,
+    mask_name,
+    mask_phone,
+    promise_kept_rate,
+    roll_rate,
+    roll_rates,
+)
+from services.collections.domain.kpis import Rate
+from services.collections.models import (
+    CaseClosure,
+    CaseStageHistory,
+    CollectionCase,
+    CollectorTask,
+    ContactAttempt,
+    Customer,
+    PromiseToPay,
+    SmsMessage,
+)
+from shared.db import engine_for
+from shared.money import from_fen
+from shared.settings import get_settings
+
+_KIND_RANK = {"legal": 0, "agency": 1, "call": 2}
+
+
+def _engine() -> Engine:
+    return engine_for(get_settings().db_url("collections"))
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+@click.group()
+def collections() -> None:
+    """Collections: worklist, contact history, KPIs."""
+
+
+# --- worklist ---------------------------------------------------------------------------------
+
+def worklist_rows(session: Session) -> list[dict[str, Any]]:
+    """Open tasks, most urgent first: the deepest DPD, then legal before agency before call,
+    then the largest amount, then the earliest due date."""
+    rows = session.execute(select(CollectorTask, Customer).outerjoin(
+        Customer, Customer.account_id == CollectorTask.account_id).where(CollectorTask.status == "open")).all()
+    ordered = sorted(rows, key=lambda r: (-r[0].dpd, _KIND_RANK.get(r[0].kind, 9), -r[0].amount_fen,
+                                          r[0].due_by, r[0].task_id))
+    return [{
+        "priority": number,
+        "task_id": task.task_id,
+        "account_id": task.account_id,
+        "kind": task.kind,
+        "stage": task.stage,
+        "dpd": task.dpd,
+        "amount": str(from_fen(task.amount_fen)),
+        "due_by": task.due_by.isoformat(),
+        "customer": mask_name(customer.name) if customer else None,
+        "phone": mask_phone(customer.phone) if customer else None,
+    } for number, (task, customer) in enumerate(ordered, start=1)]
+
+
+@collections.command("worklist")
+@click.option("--json", "as_json", is_flag=True)
+def worklist(as_json: bool) -> None:
+    """Open collector tasks by priority."""
+    with Session(_engine()) as session:
+        rows = worklist_rows(session)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no open tasks")
+    for r in rows:
+        click.echo(f"{r['priority']:>4} {r['kind']:7} {r['account_id']:16} DPD {r['dpd']:>4} {r['amount']:>12} "
+                   f"due {r['due_by']}  {r['customer'] or '-'} {r['phone'] or '-'}  {r['task_id']}")
+
+
+# --- history ----------------------------------------------------------------------------------
+
+def history_rows(session: Session, account_id: str) -> dict[str, Any]:
+    """Everything collections did and heard for one account, in order."""
+    case = session.scalar(select(CollectionCase).where(CollectionCase.account_id == account_id))
+    contacts = session.scalars(select(ContactAttempt).where(ContactAttempt.account_id == account_id)
+                               .order_by(ContactAttempt.business_date, ContactAttempt.id)).all()
+    messages = {m.contact_id: m for m in session.scalars(
+        select(SmsMessage).where(SmsMessage.account_id == account_id)).all()}
+    tasks = session.scalars(select(CollectorTask).where(CollectorTask.account_id == account_id)
+                            .order_by(CollectorTask.created_on)).all()
+    promises = session.scalars(select(PromiseToPay).where(PromiseToPay.account_id == account_id)
+                               .order_by(PromiseToPay.id)).all()
+    closures = session.scalars(select(CaseClosure).where(CaseClosure.account_id == account_id)
+                               .order_by(CaseClosure.id)).all()
+    return {
+        "account_id": account_id,
+        "case": None if case is None else {
+            "status": case.status, "stage": case.stage, "grade": case.grade or "C (default)",
+            "max_dpd": case.max_dpd, "total_overdue": str(from_fen(case.total_overdue_fen)),
+            "plan_active": case.plan_active, "closed_reason": case.closed_reason,
+        },
+        "contacts": [_contact_row(c, messages.get(c.id)) for c in contacts],
+        "tasks": [{"task_id": t.task_id, "kind": t.kind, "stage": t.stage, "created_on": t.created_on.isoformat(),
+                   "due_by": t.due_by.isoformat(), "status": t.status, "outcome": t.outcome} for t in tasks],
+        "promises": [{"recorded_on": p.recorded_on.isoformat(), "promised_date": p.promised_date.isoformat(),
+                      "promised_amount": str(from_fen(p.promised_amount_fen)) if p.promised_amount_fen is not None
+                      else None, "pause_until": p.pause_until.isoformat(), "status": p.status} for p in promises],
+        "closures": [{"closed_on": c.closed_on.isoformat(), "reason": c.reason, "stage": c.stage} for c in closures],
+    }
+
+
+def _contact_row(contact: ContactAttempt, message: SmsMessage | None) -> dict[str, Any]:
+    return {
+        "business_date": contact.business_date.isoformat(), "channel": contact.channel, "kind": contact.kind,
+        "template": contact.template, "stage": contact.stage, "dpd": contact.dpd, "status": contact.status,
+        "reason": contact.reason, "planned_for": contact.planned_for, "sent_at": contact.sent_at,
+        "deferrals": contact.deferrals, "task_id": contact.task_id,
+        "message_id": message.message_id if message else None,
+        "delivery": message.status if message else None,
+        "segments": message.segments if message else None,
+    }
+
+
+@collections.command("history")
+@click.argument("account")
+@click.option("--json", "as_json", is_flag=True)
+def history(account: str, as_json: bool) -> None:
+    """An account's case, contacts (sent and suppressed, with why), tasks and promises."""
+    with Session(_engine()) as session:
+        data = history_rows(session, account)
+    if as_json:
+        _echo_json(data)
+        return
+    case = data["case"]
+    if case is None:
+        raise click.ClickException(f"no collection case for {account}")
+    click.echo(f"{account}: {case['status']} stage {case['stage']} grade {case['grade']} DPD {case['max_dpd']} "
+               f"overdue {case['total_overdue']}" + (f" closed {case['closed_reason']}" if case["closed_reason"] else ""))
+    for c in data["contacts"]:
+        why = f" ({c['reason']})" if c["reason"] else ""
+        click.echo(f"  {c['business_date']} {c['channel']:6} {c['template']:26} {c['status']}{why}"
+                   + (f" {c['delivery']}" if c["delivery"] else ""))
+    for t in data["tasks"]:
+        click.echo(f"  task {t['created_on']} {t['kind']:7} due {t['due_by']} {t['status']} {t['outcome'] or ''}")
+    for p in data["promises"]:
+        click.echo(f"  promise {p['recorded_on']} → {p['promised_date']} {p['promised_amount'] or '-'} {p['status']}")
+
+
+# --- KPIs ---------------------------------------------------------------------------------------
+
+def observations(session: Session, start: date, end: date) -> list[StageObservation]:
+    """Per case open at ``start``: its stage then, and its stage or closing at ``end``."""
+    timeline: dict[str, list[tuple[date, int, str, bool]]] = {}
+    for row in session.scalars(select(CaseStageHistory).where(CaseStageHistory.business_date <= end)).all():
+        timeline.setdefault(row.account_id, []).append((row.business_date, row.id * 2, row.stage, False))
+    for row in session.scalars(select(CaseClosure).where(CaseClosure.closed_on <= end)).all():
+        timeline.setdefault(row.account_id, []).append((row.closed_on, row.id * 2 + 1, row.reason, True))
+    result = []
+    for account_id, entries in timeline.items():
+        entries.sort()
+        at_start = [e for e in entries if e[0] <= start]
+        if not at_start or at_start[-1][3]:
+            continue  # not in collections at the start of the period
+        last = entries[-1]
+        end_state: Stage | CaseEnd = CaseEnd(last[2]) if last[3] else Stage(last[2])
+        result.append(StageObservation(account_id, Stage(at_start[-1][2]), end_state))
+    return result
+
+
+def _rate(rate: Rate) -> dict[str, Any]:
+    return {"numerator": rate.numerator, "denominator": rate.denominator,
+            "value": str(rate.value) if rate.value is not None else None}
+
+
+def kpi_report(session: Session, start: date, end: date) -> dict[str, Any]:
+    contacts = session.scalars(select(ContactAttempt).where(
+        ContactAttempt.business_date >= start, ContactAttempt.business_date <= end)).all()
+    by_channel: Counter[tuple[str, str]] = Counter()
+    for c in contacts:
+        if c.channel not in ("sms", "call"):
+            continue  # agency referrals and legal files are tasks, not contacts
+        outcome = c.status if c.status not in ("suppressed", "attempted", "failed") else f"{c.status}:{c.reason}"
+        by_channel[(c.channel, outcome)] += 1
+    seen = observations(session, start, end)
+    promises = session.scalars(select(PromiseToPay.status).where(
+        PromiseToPay.recorded_on >= start, PromiseToPay.recorded_on <= end)).all()
+    stages = [s for s in Stage]
+    return {
+        "from": start.isoformat(), "to": end.isoformat(),
+        "contacts": [{"channel": ch, "outcome": out, "count": n} for (ch, out), n in sorted(by_channel.items())],
+        "cases_observed": len(seen),
+        "cure_rate_by_stage": {s.value: _rate(r) for s, r in cure_rates_by_stage(seen).items()},
+        "roll_forward_rate_by_stage": {s.value: _rate(r) for s, r in roll_rates(seen).items()},
+        "roll_rates": {f"{a.value}->{b.value}": _rate(roll_rate(seen, a, b))
+                       for a, b in zip(stages, stages[1:], strict=False)},
+        "promise_kept_rate": _rate(promise_kept_rate(PromiseState(s) for s in promises)),
+    }
+
+
+@collections.command("kpis")
+@click.option("--from", "start", required=True, help="First business date YYYY-MM-DD.")
+@click.option("--to", "end", required=True, help="Last business date YYYY-MM-DD.")
+@click.option("--json", "as_json", is_flag=True)
+def kpis(start: str, end: str, as_json: bool) -> None:
+    """Contacts by channel and outcome, cure rate by stage, roll rates, promise-kept rate."""
+    first, last = _day(start), _day(end)
+    if last < first:
+        raise click.BadParameter("--to is before --from")
+    with Session(_engine()) as session:
+        report = kpi_report(session, first, last)
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo(f"collections KPIs {report['from']} .. {report['to']} ({report['cases_observed']} cases observed)")
+    click.echo("contacts:")
+    for row in report["contacts"]:
+        click.echo(f"  {row['channel']:7} {row['outcome']:28} {row['count']:>8}")
+    click.echo("cure rate by stage / roll forward rate:")
+    for stage in Stage:
+        cure, roll = report["cure_rate_by_stage"][stage.value], report["roll_forward_rate_by_stage"][stage.value]
+        click.echo(f"  {stage.value:8} cured {_fmt(cure):>18}   rolled {_fmt(roll):>18}")
+    click.echo("roll rates:")
+    for name, rate in report["roll_rates"].items():
+        click.echo(f"  {name:14} {_fmt(rate)}")
+    click.echo(f"promise kept: {_fmt(report['promise_kept_rate'])}")
+
+
+def _fmt(rate: dict[str, Any]) -> str:
+    if rate["value"] is None:
+        return "n/a (0 cases)"
+    return f"{rate['value']} ({rate['numerator']}/{rate['denominator']})"

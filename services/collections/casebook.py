@@ -1,0 +1,266 @@
+"""The case as stored, turned into the domain's plain values, and the few state changes
+that both the event handlers and the jobs make (closing a case, suppressing contacts).
+
+Handlers and jobs load, call the domain (``services.collections.domain``), save and emit;
+this module is the "load" and "save" they share, so a rule is written once.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from functools import lru_cache
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from services.collections.domain import (
+    CaseView,
+    ContactHistoryView,
+    Stage,
+    Strategy,
+    TemplateCatalog,
+    effective_grade,
+    load_strategy,
+    load_templates,
+)
+from services.collections.models import (
+    Bill,
+    CaseClosure,
+    CollectionCase,
+    CollectorTask,
+    ContactAttempt,
+    Customer,
+    PlanInstallment,
+    PromiseToPay,
+)
+from shared.events import payloads as p
+from shared.rules import CollectionsRules
+
+# emit(event_type, payload, aggregate_id): ctx.emit in a handler, the outbox in a job.
+Emit = Callable[[str, p.Payload, str], object]
+
+
+# --- time ------------------------------------------------------------------------------------
+
+def utc(moment: datetime) -> datetime:
+    """Stored instants are UTC: SQLite keeps no offset, so every row must agree on one."""
+    if moment.tzinfo is None:
+        raise ValueError("instants must be timezone-aware")
+    return moment.astimezone(timezone.utc)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """A stored instant back as an aware datetime (SQLite hands back naive UTC)."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _catalog(templates_file: str | None) -> TemplateCatalog:
+    return load_templates(templates_file)
+
+
+@lru_cache(maxsize=8)
+def _strategy(strategy_file: str | None, templates_file: str | None) -> Strategy:
+    return load_strategy(strategy_file, templates=_catalog(templates_file))
+
+
+def strategy_and_templates(rules: CollectionsRules) -> tuple[Strategy, TemplateCatalog]:
+    """The validated strategy and templates (loaded once per file; a bad file fails loudly)."""
+    return _strategy(rules.strategy_file, rules.templates_file), _catalog(rules.templates_file)
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+def ensure_case(session: Session, account_id: str, on: date | None = None) -> CollectionCase:
+    """The account's case, created open (stage not judged yet) the first time it is needed."""
+    case = session.scalar(select(CollectionCase).where(CollectionCase.account_id == account_id).with_for_update())
+    if case is None:
+        case = CollectionCase(account_id=account_id, status="open", opened_on=on, max_dpd=0,
+                              overdue_principal_fen=0, total_overdue_fen=0, plan_active=False,
+                              promise_broken=False, phone_reported_wrong=False)
+        session.add(case)
+        session.flush()
+    return case
+
+
+def reopen_case(case: CollectionCase, on: date, *, keep_stage: bool) -> None:
+    """Start a new episode: after a cure the stage starts afresh, after a defaulted plan
+    it continues (so moving past the stage held before the plan is an escalation)."""
+    case.status = "open"
+    case.closed_reason = None
+    case.closed_on = None
+    case.opened_on = on
+    case.promise_broken = False
+    if not keep_stage:
+        case.stage = None
+
+
+def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, on: date) -> bool:
+    """Close an open case with its reason (collection.case.closed); False when already closed.
+
+    Queued contacts and open tasks of the case go with it: nothing is sent for a case that
+    is no longer collected (a plan's own reminders excepted, see suppress_queued).
+    """
+    if case.status == "closed":
+        return False
+    case.status = "closed"
+    case.closed_reason = reason
+    case.closed_on = on
+    case.promise_broken = False
+    session.add(CaseClosure(account_id=case.account_id, closed_on=on, reason=reason, stage=case.stage))
+    emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason),  # type: ignore[arg-type]
+         case.account_id)
+    cancel_open_tasks(session, case.account_id)
+    return True
+
+
+def cancel_open_tasks(session: Session, account_id: str) -> int:
+    tasks = session.scalars(select(CollectorTask).where(
+        CollectorTask.account_id == account_id, CollectorTask.status == "open")).all()
+    for task in tasks:
+        task.status = "cancelled"
+    return len(tasks)
+
+
+def suppress_queued(session: Session, emit: Emit, account_id: str, reason: str, *, keep_plan_reminders: bool) -> int:
+    """Suppress every contact still waiting to go out, each recorded and announced
+    (contact.suppressed): a queued contact must never outlive the reason it was planned for."""
+    contacts = session.scalars(select(ContactAttempt).where(
+        ContactAttempt.account_id == account_id, ContactAttempt.status.in_(("queued", "sending")),
+    ).with_for_update()).all()
+    count = 0
+    for contact in contacts:
+        if keep_plan_reminders and contact.kind == "plan_reminder":
+            continue
+        suppress(emit, contact, reason)
+        count += 1
+    return count
+
+
+def suppress(emit: Emit, contact: ContactAttempt, reason: str) -> None:
+    """Record a contact as suppressed with its reason and say so on the bus."""
+    contact.status = "suppressed"
+    contact.reason = reason
+    emit("contact.suppressed", p.ContactSuppressed(
+        account_id=contact.account_id, channel=contact.channel, template=contact.template, reason=reason,
+    ), contact.account_id)
+
+
+# --- the case as the domain sees it ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """The CaseView plus what a message needs: the bill (or installment) it is about."""
+
+    view: CaseView
+    bill: Bill | None  # the nearest unpaid bill (pre-due) or the oldest overdue one
+    installment: PlanInstallment | None
+    amount_fen: int  # what the customer should pay now
+
+
+def unpaid_bills(session: Session, account_id: str) -> list[Bill]:
+    """Bills still collectable by the strategy: unpaid, not moved into a plan."""
+    return list(session.scalars(select(Bill).where(
+        Bill.account_id == account_id, Bill.unpaid_fen > 0, Bill.plan_id.is_(None),
+    ).order_by(Bill.due_date, Bill.bill_id)).all())
+
+
+def next_installment(session: Session, plan_id: str | None) -> PlanInstallment | None:
+    if plan_id is None:
+        return None
+    return session.scalar(select(PlanInstallment).where(
+        PlanInstallment.plan_id == plan_id, PlanInstallment.status != "paid",
+    ).order_by(PlanInstallment.period).limit(1))
+
+
+def case_facts(session: Session, case: CollectionCase, business_date: date, rules: CollectionsRules,
+               *, contact_bill_id: str | None = None) -> CaseFacts | None:
+    """The case on a business date, or None when there is nothing to collect or remind.
+
+    DPD is counted from the oldest unpaid bill's due date (negative before due): the job
+    is then a pure function of the stored state and the date, whatever day it is re-run.
+    ``contact_bill_id``: the bill a queued contact was planned about (is it paid now?).
+    """
+    customer = session.get(Customer, case.account_id)
+    bills = unpaid_bills(session, case.account_id)
+    installment = next_installment(session, case.active_plan_id) if case.plan_active else None
+    if not bills and installment is None and contact_bill_id is None:
+        return None
+    oldest = bills[0] if bills else None
+    dpd = (business_date - oldest.due_date).days if oldest else 0
+    overdue = [b for b in bills if b.due_date < business_date]
+    cured = case.status == "closed" and case.closed_reason in ("cured", "charged_off")
+    if oldest is None and not case.plan_active:
+        cured = True  # nothing left unpaid at all
+    bill_paid = False
+    if contact_bill_id is not None:
+        reminded = session.get(Bill, contact_bill_id)
+        bill_paid = reminded is None or reminded.unpaid_fen <= 0 or reminded.plan_id is not None
+    view = CaseView(
+        account_id=case.account_id,
+        dpd=dpd,
+        grade=effective_grade(case.grade, rules),
+        last_call_task_on=_last_task_on(session, case, "call"),
+        agency_referred_on=_last_task_on(session, case, "agency"),
+        legal_case_opened_on=_last_task_on(session, case, "legal"),
+        plan_active=case.plan_active,
+        plan_installment_due_on=installment.due_date if installment else None,
+        promise_pending_until=_promise_pending_until(session, case.account_id),
+        promise_broken=case.promise_broken,
+        cured=cured,
+        bill_paid=bill_paid,
+        own_phone=customer.phone if customer else None,
+        phone_reported_wrong=case.phone_reported_wrong,
+    )
+    amount = _amount_due(case, overdue, oldest, installment)
+    return CaseFacts(view=view, bill=oldest, installment=installment, amount_fen=amount)
+
+
+def _amount_due(case: CollectionCase, overdue: list[Bill], oldest: Bill | None,
+                installment: PlanInstallment | None) -> int:
+    """Plan reminder: the installment; overdue: the total overdue (principal, penalty, fees)
+    from accounts' latest snapshot, at least the overdue principal; pre-due: the bill."""
+    if case.plan_active and installment is not None:
+        return installment.total_fen
+    if overdue:
+        return max(case.total_overdue_fen, sum(b.unpaid_fen for b in overdue))
+    return oldest.unpaid_fen if oldest else 0
+
+
+def _last_task_on(session: Session, case: CollectionCase, kind: str) -> date | None:
+    """When the last task of this kind was created in the current episode of the case."""
+    query = select(func.max(CollectorTask.created_on)).where(
+        CollectorTask.account_id == case.account_id, CollectorTask.kind == kind)
+    if case.opened_on is not None:
+        query = query.where(CollectorTask.created_on >= case.opened_on)
+    return session.scalar(query)
+
+
+def _promise_pending_until(session: Session, account_id: str) -> date | None:
+    return session.scalar(select(func.max(PromiseToPay.pause_until)).where(
+        PromiseToPay.account_id == account_id, PromiseToPay.status == "pending"))
+
+
+def contact_history(session: Session, account_id: str, *, exclude_id: int | None = None) -> ContactHistoryView:
+    """SMS handed to the gateway (sending or sent) and call attempts, for the caps."""
+    query = select(ContactAttempt.channel, ContactAttempt.attempted_at).where(
+        ContactAttempt.account_id == account_id,
+        ContactAttempt.status.in_(("sending", "sent", "attempted")),
+        ContactAttempt.attempted_at.is_not(None),
+    )
+    if exclude_id is not None:
+        query = query.where(ContactAttempt.id != exclude_id)
+    sms: list[datetime] = []
+    calls: list[datetime] = []
+    for channel, moment in session.execute(query).all():
+        (sms if channel == "sms" else calls).append(aware(moment))  # type: ignore[arg-type]
+    return ContactHistoryView(sms_sent_at=tuple(sms), call_attempts_at=tuple(calls))
+
+
+def stage_value(stage: str | None) -> Stage | None:
+    return Stage(stage) if stage else None

@@ -1,0 +1,177 @@
+"""The restructuring service's scheduled job: ``plan-monitor`` (beat 01:00, or by hand).
+
+For business date T it looks only at active plans that have an open installment due
+before T (one indexed, set-based query per chunk of plans, by ``plan.pk`` range), and
+for each of them:
+
+* ``plan.installment.overdue`` once per installment, the first run that sees it
+  unpaid after its due date (the DPD on the event is the DPD of that run); it is not
+  re-emitted with a growing DPD: the default rule and ``plan.defaulted`` carry the rest;
+* ``plan.defaulted`` (RULES 8: an installment at DPD ≥ 31, or two overdue at once)
+  with the domain's default settlement; future fees are cancelled and the plan leaves
+  the account (accounts turns it back into one overdue bill, collections resume).
+
+It also marks offers whose validity ended before T as ``expired`` (one UPDATE).
+
+Idempotent per date: a ``job_runs`` row (job, T) marked ``done`` makes a re-run a
+no-op, and within a run every effect is guarded by the row's own state (the notified
+date, the plan's status), so a run interrupted between chunks resumes safely.
+Plans are processed in chunks of ``CHUNK`` plans per transaction; after
+``CHUNKS_PER_SLICE`` chunks the job returns ``more=True`` with the last pk so the
+wrapper continues in a new task.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, timezone
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from services.restructuring import store
+from services.restructuring.domain import default_settlement, review_plan
+from services.restructuring.models import AccountView, JobRun, OfferRow, Plan, PlanInstallment
+from shared.bus.outbox import PendingEvent, payload_json
+from shared.clock import at_local
+from shared.db import transaction
+from shared.events import payloads as p
+from shared.jobs import JobContext, JobResult
+from shared.money import to_fen
+
+JOB = "plan-monitor"
+CHUNK = 500
+CHUNKS_PER_SLICE = 20
+
+
+def plan_monitor(ctx: JobContext) -> JobResult:
+    """Monitor every active plan for ``ctx.business_date`` (see the module docstring)."""
+    day = ctx.business_date
+    state = dict(ctx.state)
+    if not state:
+        if _already_done(ctx, day):
+            return JobResult({"skipped": "already_done"})
+        _start_run(ctx, day)
+        state = {"after_pk": 0, "overdue": 0, "defaulted": 0, "expired_offers": _expire_offers(ctx, day)}
+    for _ in range(CHUNKS_PER_SLICE):
+        with transaction(ctx.engine) as session:
+            pks = _due_plans(session, day, state["after_pk"])
+            if not pks:
+                return _finish(ctx, day, state)
+            overdue, defaulted = _review_chunk(ctx, session, pks, day)
+        state["after_pk"] = pks[-1]
+        state["overdue"] += overdue
+        state["defaulted"] += defaulted
+    return JobResult(_summary(state), more=True, state=state)
+
+
+def _already_done(ctx: JobContext, day: date) -> bool:
+    with transaction(ctx.engine) as session:
+        run = session.get(JobRun, (JOB, day))
+        return run is not None and run.status == "done"
+
+
+def _start_run(ctx: JobContext, day: date) -> None:
+    with transaction(ctx.engine) as session:
+        run = session.get(JobRun, (JOB, day))
+        if run is None:
+            session.add(JobRun(job=JOB, business_date=day, status="running", started_at=ctx.clock.now()))
+
+
+def _finish(ctx: JobContext, day: date, state: dict) -> JobResult:  # type: ignore[type-arg]
+    summary = _summary(state)
+    with transaction(ctx.engine) as session:
+        run = session.get(JobRun, (JOB, day))
+        if run is None:
+            run = JobRun(job=JOB, business_date=day, started_at=ctx.clock.now())
+            session.add(run)
+        run.status, run.finished_at, run.summary = "done", ctx.clock.now(), json.dumps(summary)
+    return JobResult(summary)
+
+
+def _summary(state: dict) -> dict:  # type: ignore[type-arg]
+    return {k: state[k] for k in ("overdue", "defaulted", "expired_offers")}
+
+
+def _expire_offers(ctx: JobContext, day: date) -> int:
+    """Offers whose validity ended before the business date began are expired."""
+    cutoff = at_local(day).astimezone(timezone.utc)
+    with transaction(ctx.engine) as session:
+        result = session.execute(
+            update(OfferRow).where(OfferRow.status == "offered", OfferRow.expires_at <= cutoff).values(status="expired")
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _due_plans(session: Session, day: date, after_pk: int) -> list[int]:
+    """Active plans with an open installment due before ``day``: the only ones that can
+    have something overdue. One query, ordered by pk, at most CHUNK plans."""
+    query = (
+        select(Plan.pk)
+        .join(PlanInstallment, and_(PlanInstallment.plan_pk == Plan.pk, PlanInstallment.status == "open",
+                                    PlanInstallment.due_date < day))
+        .where(Plan.status == "active", Plan.pk > after_pk)
+        .group_by(Plan.pk)
+        .order_by(Plan.pk)
+        .limit(CHUNK)
+    )
+    return list(session.scalars(query))
+
+
+def _review_chunk(ctx: JobContext, session: Session, pks: list[int], day: date) -> tuple[int, int]:
+    """Review a chunk of plans with two queries (plans, installments); emit set-based."""
+    plans = session.scalars(select(Plan).where(Plan.pk.in_(pks)).order_by(Plan.pk).with_for_update()).all()
+    rows_by_plan: dict[int, list[PlanInstallment]] = {pk: [] for pk in pks}
+    for row in session.scalars(
+        select(PlanInstallment).where(PlanInstallment.plan_pk.in_(pks)).order_by(PlanInstallment.plan_pk,
+                                                                                  PlanInstallment.period)
+    ):
+        rows_by_plan[row.plan_pk].append(row)
+    events: list[PendingEvent] = []
+    overdue_count = defaulted_count = 0
+    for plan in plans:
+        if plan.status != "active":
+            continue
+        overdue, defaulted = _review_plan(ctx, session, plan, rows_by_plan[plan.pk], day, events)
+        overdue_count += overdue
+        defaulted_count += defaulted
+    ctx.outbox.emit_many(session, events)
+    return overdue_count, defaulted_count
+
+
+def _event(ctx: JobContext, event_type: str, payload: p.Payload, aggregate_id: str) -> PendingEvent:
+    return PendingEvent(event_type, aggregate_id, payload_json(event_type, payload), ctx.clock.now())
+
+
+def _review_plan(
+    ctx: JobContext, session: Session, plan: Plan, rows: list[PlanInstallment], day: date, events: list[PendingEvent]
+) -> tuple[int, int]:
+    schedule, paid = store.plan_schedule(plan, rows), store.plan_paid(rows)
+    review = review_plan(schedule, paid, day, ctx.rules.restructuring)
+    by_period = {r.period: r for r in rows}
+    notified = 0
+    for item in review.overdue:
+        row = by_period[item.period]
+        if row.overdue_notified_on is None:
+            row.overdue_notified_on = day
+            notified += 1
+            events.append(_event(ctx, "plan.installment.overdue", p.PlanInstallmentOverdue(
+                plan_id=plan.plan_id, account_id=plan.account_id, period=item.period, due_date=item.due_date,
+                dpd=item.dpd, amount=item.amount,
+            ), plan.plan_id))
+    if not review.defaulted:
+        return notified, 0
+    settlement = default_settlement(schedule, paid, day)
+    for row in rows:
+        if row.status == "open":
+            row.status = "defaulted"
+    plan.status, plan.ended_on = "defaulted", day
+    plan.fees_cancelled_fen = to_fen(settlement.fees_cancelled)
+    account = session.get(AccountView, plan.account_id)
+    if account is not None and account.active_plan_id == plan.plan_id:
+        account.active_plan_id = None
+    events.append(_event(ctx, "plan.defaulted", p.PlanDefaulted(
+        plan_id=plan.plan_id, account_id=plan.account_id, business_date=day,
+        outstanding_principal=settlement.outstanding_principal, fees_due=settlement.fees_due,
+        first_missed_due_date=settlement.first_missed_due_date,
+    ), plan.plan_id))
+    return notified, 1
