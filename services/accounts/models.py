@@ -44,6 +44,7 @@ class Account(Base):
     last_overdue_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     active_plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     monthly_income_fen: Mapped[int | None] = mapped_column(Fen, nullable=True)
+    last_closed_on: Mapped[date | None] = mapped_column(Date, nullable=True)  # ladder step done for this date
 
 
 class Purchase(Base):
@@ -73,6 +74,7 @@ class Bill(Base):
     account_pk: Mapped[int] = mapped_column(ForeignKey("accounts.pk"), index=True)
     statement_date: Mapped[date] = mapped_column(Date)
     due_date: Mapped[date] = mapped_column(Date, index=True)
+    due_ordinal: Mapped[int] = mapped_column(Integer)  # due_date.toordinal(): DPD = T.toordinal() - due_ordinal, portable SQL
     principal_fen: Mapped[int] = mapped_column(Fen)  # original principal
     charge_cap_fen: Mapped[int] = mapped_column(Fen)  # 24% of the original principal
     unpaid_principal_fen: Mapped[int] = mapped_column(Fen)
@@ -88,6 +90,7 @@ class Bill(Base):
     plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # moved into a plan
     settled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     origin: Mapped[str] = mapped_column(String(16), default="statement")  # statement | plan_default
+    last_closed_on: Mapped[date | None] = mapped_column(Date, nullable=True)  # makes a re-run chunk a no-op
 
 
 class DailyAccrual(Base):
@@ -149,6 +152,8 @@ class RestrictionHistory(Base):
 
 
 class BureauMark(Base):
+    """A bill reported to the bureau (past grace). Kept 5 years after settlement, then purged."""
+
     __tablename__ = "bureau_marks"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -156,6 +161,17 @@ class BureauMark(Base):
     bill_pk: Mapped[int] = mapped_column(BigInteger, unique=True)
     marked_on: Mapped[date] = mapped_column(Date)
     settled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class CreditReportRun(Base):
+    """A monthly bureau file that was written (one per month)."""
+
+    __tablename__ = "credit_reports"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    accounts: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(400))
+    generated_on: Mapped[date] = mapped_column(Date)
 
 
 class PlanProjection(Base):
@@ -167,7 +183,8 @@ class PlanProjection(Base):
     account_pk: Mapped[int] = mapped_column(BigInteger, index=True)
     status: Mapped[str] = mapped_column(String(16))  # active | defaulted | completed
     principal_fen: Mapped[int] = mapped_column(Fen)
-    outstanding_fen: Mapped[int] = mapped_column(Fen)  # plan receivable still unpaid (principal)
+    outstanding_fen: Mapped[int] = mapped_column(Fen)  # plan receivable still unpaid (principal + fees)
+    total_fee_fen: Mapped[int] = mapped_column(Fen, default=0)
     paid_fen: Mapped[int] = mapped_column(Fen, default=0)
     activated_on: Mapped[date] = mapped_column(Date)
     ended_on: Mapped[date | None] = mapped_column(Date, nullable=True)
@@ -184,3 +201,4 @@ class JobRun(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the run holding the lease

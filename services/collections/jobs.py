@@ -411,7 +411,7 @@ def _render(session: Session, catalog: TemplateCatalog, contact: ContactAttempt,
 def _record_send(ctx: JobContext, prepared: Prepared, receipt: GatewayReceipt, now: datetime) -> str:
     """What the gateway said: sent (reminder.sent), failed for good, or retry next run."""
     with transaction(ctx.engine) as session:
-        contact = session.get(ContactAttempt, prepared.contact_id)
+        contact = session.get(ContactAttempt, prepared.contact_id, with_for_update=True)
         message = session.get(SmsMessage, prepared.sms.message_id)
         assert contact is not None and message is not None
         if contact.status != "sending" or contact.message_id != message.message_id:

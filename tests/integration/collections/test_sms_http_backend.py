@@ -125,3 +125,36 @@ def test_provider_down_keeps_the_contact_for_a_later_run(world: World, provider)
     keys = {r["headers"]["Idempotency-Key"] for r in state.requests}
     assert len(state.requests) == 5 and len(keys) == 1
     assert len(world.events(account, "reminder.sent")) == 1
+
+
+class CrashingGateway:
+    """Accepts the SMS, then the dispatcher 'dies' before recording it."""
+
+    def __init__(self, inner: HttpGateway):
+        self.inner = inner
+        self.crashes = 1
+
+    def send(self, sms):  # type: ignore[no-untyped-def]
+        receipt = self.inner.send(sms)
+        if self.crashes:
+            self.crashes -= 1
+            raise RuntimeError("worker killed after the gateway accepted")
+        return receipt
+
+
+def test_a_dispatcher_dying_after_the_send_resends_with_the_same_key(world: World, provider) -> None:
+    state, url = provider
+    account = "http-4"
+    world.grant(account)
+    world.grade(account, "A")
+    world.bill(account, "http-4-b1", DUE)
+    day = DUE - timedelta(days=1)
+    world.daily(day)
+    gateway = CrashingGateway(_gateway(url))
+    with pytest.raises(RuntimeError):
+        world.dispatch(day, "09:00", gateway)
+    assert world.dispatch(day, "09:01", gateway).get("in_flight") == 1  # maybe still running elsewhere
+    assert world.dispatch(day, "09:03", gateway).get("sent") == 1  # its dispatcher is gone: resent
+    keys = [r["headers"]["Idempotency-Key"] for r in state.requests]
+    assert len(keys) == 2 and len(set(keys)) == 1
+    assert len(world.events(account, "reminder.sent")) == 1
