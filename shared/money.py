@@ -58,3 +58,10 @@ def parse_amount(text: str | int | Decimal) -> Decimal:
 def wire(amount: Decimal) -> str:
     """The wire form of an amount: a decimal string with exactly two decimals."""
     return str(amount.quantize(FEN))
+
+
+def fen_str(fen: int) -> str:
+    """Integer fen straight to the wire's decimal string (the bulk jobs' fast path)."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}{whole}.{cents:02d}"

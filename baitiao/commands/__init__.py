@@ -16,3 +16,7 @@ GROUPS.append(plan)
 from baitiao.commands.collections import collections  # noqa: E402
 
 GROUPS.append(collections)
+
+from baitiao.commands.accounts import account  # noqa: E402
+
+GROUPS.append(account)

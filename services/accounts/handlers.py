@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from services.accounts.domain import ledger
 from services.accounts.domain.billing import purchase_decision
 from services.accounts.ledger_book import post
-from services.accounts.domain import ledger
 from services.accounts.models import Account, Purchase
+from services.accounts.plans import plan_activated, plan_completed, plan_defaulted
+from services.accounts.repayments import repayment_received
 from services.accounts.standing import available, borrowing_status
 from shared.bus.handling import Handler, HandlerContext
 from shared.clock import business_date
@@ -79,4 +81,8 @@ def purchase_requested(ctx: HandlerContext, event: p.PurchaseRequested) -> None:
 HANDLERS: dict[str, Handler] = {
     "credit.line.granted": credit_line_granted,
     "purchase.requested": purchase_requested,
+    "repayment.received": repayment_received,
+    "plan.activated": plan_activated,
+    "plan.defaulted": plan_defaulted,
+    "plan.completed": plan_completed,
 }

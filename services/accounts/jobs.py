@@ -1,16 +1,12 @@
-"""Accounts' scheduled jobs: statements, the daily close, the credit report."""
+"""Accounts' scheduled jobs (EVENTS.md, Jobs): statements, the daily close, the credit report.
+
+Each is a function of the database state and the business date, idempotent
+for a date; the modules below hold them.
+"""
 from __future__ import annotations
 
-from shared.jobs import JobContext, JobResult
+from services.accounts.credit_report import credit_report
+from services.accounts.daily_close import daily_close
+from services.accounts.statements import statements
 
-
-def statements(ctx: JobContext) -> JobResult:
-    raise NotImplementedError
-
-
-def daily_close(ctx: JobContext) -> JobResult:
-    raise NotImplementedError
-
-
-def credit_report(ctx: JobContext) -> JobResult:
-    raise NotImplementedError
+__all__ = ["statements", "daily_close", "credit_report"]

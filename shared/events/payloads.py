@@ -194,6 +194,7 @@ class RepaymentApplied(Payload):
     allocations: list[Allocation]
     credit_balance: Money
     total_overdue: Money
+    paid_on: BusinessDate | None = None  # added (optional): the date the payment took effect
 
 
 class RepaymentRejected(Payload):

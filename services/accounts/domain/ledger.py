@@ -234,3 +234,15 @@ def customer_balance(postings: Iterable[Posting]) -> Decimal:
     by_account = balances(postings)
     owed = sum((by_account.get(a, ZERO) for a in CUSTOMER_RECEIVABLES), ZERO)
     return owed + by_account.get(Account.CREDIT_BALANCE, ZERO)
+
+
+def plan_fees_cancelled(amount: Decimal) -> Posting:
+    """Plan fees posted at activation that will never fall due (early settlement waives
+    them, a default cancels them): the fee income is taken back."""
+    return _transfer("plan_fees_cancelled", Account.PLAN_FEE_INCOME, Account.PLAN_RECEIVABLE, amount)
+
+
+def plan_activation_waiver(amount: Decimal) -> Posting:
+    """Charges that accrued between a plan's offer and its acceptance: waived, since the
+    customer accepted the disclosed principal."""
+    return _transfer("plan_activation_waiver", Account.WAIVER_EXPENSE, Account.PLAN_RECEIVABLE, amount)

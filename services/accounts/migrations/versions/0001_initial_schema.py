@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 23:49:57.528707
+Create Date: 2026-11-29 00:05:24.696644
 """
 from typing import Sequence, Union
 
@@ -36,6 +36,7 @@ def upgrade() -> None:
     sa.Column('last_overdue_on', sa.Date(), nullable=True),
     sa.Column('active_plan_id', sa.String(length=64), nullable=True),
     sa.Column('monthly_income_fen', sa.BigInteger(), nullable=True),
+    sa.Column('last_closed_on', sa.Date(), nullable=True),
     sa.PrimaryKeyConstraint('pk', name=op.f('pk_accounts')),
     sa.UniqueConstraint('account_id', name=op.f('uq_accounts_account_id'))
     )
@@ -58,6 +59,13 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('value', sa.String(length=256), nullable=False),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_bus_meta'))
+    )
+    op.create_table('credit_reports',
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('accounts', sa.Integer(), nullable=False),
+    sa.Column('path', sa.String(length=400), nullable=False),
+    sa.Column('generated_on', sa.Date(), nullable=False),
+    sa.PrimaryKeyConstraint('month', name=op.f('pk_credit_reports'))
     )
     op.create_table('dead_letters',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -84,6 +92,7 @@ def upgrade() -> None:
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('summary', sa.Text(), nullable=True),
+    sa.Column('owner', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('job', 'business_date', name=op.f('pk_job_runs'))
     )
     op.create_table('ledger_entries',
@@ -124,6 +133,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('principal_fen', sa.BigInteger(), nullable=False),
     sa.Column('outstanding_fen', sa.BigInteger(), nullable=False),
+    sa.Column('total_fee_fen', sa.BigInteger(), nullable=False),
     sa.Column('paid_fen', sa.BigInteger(), nullable=False),
     sa.Column('activated_on', sa.Date(), nullable=False),
     sa.Column('ended_on', sa.Date(), nullable=True),
@@ -166,6 +176,7 @@ def upgrade() -> None:
     sa.Column('account_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('statement_date', sa.Date(), nullable=False),
     sa.Column('due_date', sa.Date(), nullable=False),
+    sa.Column('due_ordinal', sa.Integer(), nullable=False),
     sa.Column('principal_fen', sa.BigInteger(), nullable=False),
     sa.Column('charge_cap_fen', sa.BigInteger(), nullable=False),
     sa.Column('unpaid_principal_fen', sa.BigInteger(), nullable=False),
@@ -181,6 +192,7 @@ def upgrade() -> None:
     sa.Column('plan_id', sa.String(length=64), nullable=True),
     sa.Column('settled_on', sa.Date(), nullable=True),
     sa.Column('origin', sa.String(length=16), nullable=False),
+    sa.Column('last_closed_on', sa.Date(), nullable=True),
     sa.ForeignKeyConstraint(['account_pk'], ['accounts.pk'], name=op.f('fk_bills_account_pk_accounts')),
     sa.PrimaryKeyConstraint('pk', name=op.f('pk_bills')),
     sa.UniqueConstraint('bill_id', name=op.f('uq_bills_bill_id'))
@@ -260,6 +272,7 @@ def downgrade() -> None:
     op.drop_table('job_runs')
     op.drop_table('inbox')
     op.drop_table('dead_letters')
+    op.drop_table('credit_reports')
     op.drop_table('bus_meta')
     with op.batch_alter_table('bureau_marks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_bureau_marks_account_pk'))

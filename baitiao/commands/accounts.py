@@ -1,0 +1,158 @@
+"""``baitiao account``: one account as the ledger of record sees it.
+
+Both commands read the accounts database only, through the read models of
+:mod:`services.accounts.queries`, so ``--json`` and the tables print the same facts.
+An unknown account is an error (exit code 1), not an empty screen: an operator who
+mistyped an id must not read "nothing owed".
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from services.accounts.queries import AccountNotFound, account_view, ledger_totals, ledger_view
+from shared.db import engine_for, transaction
+from shared.settings import get_settings
+
+
+def _read(reader: Callable[[Session, str], Any], account_id: str) -> Any:
+    """Run one read model in a transaction of the accounts database; unknown → exit 1."""
+    try:
+        with transaction(engine_for(get_settings().db_url("accounts"))) as session:
+            return reader(session, account_id)
+    except AccountNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@click.group()
+def account() -> None:
+    """Accounts: an account's standing, bills and ledger."""
+
+
+@account.command("show")
+@click.argument("account_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(account_id: str, as_json: bool) -> None:
+    """ACCOUNT_ID's status, limits, restrictions, bills with DPD and charges, balances."""
+    view = _read(account_view, account_id)
+    if as_json:
+        _echo_json(view)
+        return
+    console = Console()
+    _print_header(console, view)
+    _print_restrictions(console, view["restrictions"])
+    _print_bills(console, view["bills"])
+    _print_plan_and_repayments(console, view)
+    _print_balances(console, view["balances"])
+
+
+@account.command("ledger")
+@click.argument("account_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ledger(account_id: str, as_json: bool) -> None:
+    """ACCOUNT_ID's ledger entries with the running customer balance, and the proof
+    that its debits equal its credits."""
+    entries = _read(ledger_view, account_id)
+    totals = ledger_totals(entries)
+    if as_json:
+        _echo_json({"account_id": account_id, "entries": entries, "totals": totals})
+        return
+    console = Console()
+    table = Table(title=f"Ledger of {account_id}")
+    for column in ("date", "posting", "kind", "ledger account", "debit", "credit", "customer balance"):
+        table.add_column(column, justify="right" if column in ("debit", "credit", "customer balance") else "left")
+    for e in entries:
+        table.add_row(e["date"], e["posting_id"], e["kind"], e["ledger_account"], _blank_zero(e["debit"]),
+                      _blank_zero(e["credit"]), e["customer_balance"])
+    console.print(table)
+    verdict = "[green]balanced[/]" if totals["balanced"] else "[bold red]NOT BALANCED[/]"
+    sign = "==" if totals["balanced"] else "!="
+    console.print(f"debits {totals['debits']} {sign} credits {totals['credits']}: {verdict}")
+
+
+def _print_header(console: Console, view: dict[str, Any]) -> None:
+    cut = " (cut)" if view["limit_cut"] else ""
+    console.print(f"[bold]Account {view['account_id']}[/] (customer {view['customer_id']}, "
+                  f"opened {view['opened_on']})")
+    console.print(f"status {view['status']}, borrowing {view['borrowing']}, level {view['level']} "
+                  f"(linked {view['linked_level']}), max DPD {view['max_dpd']}")
+    console.print(f"granted limit {view['granted_limit']}, credit limit {view['credit_limit']}{cut}, "
+                  f"available {view['available']}")
+    console.print(f"unpaid principal {view['unpaid_principal']}, credit balance {view['credit_balance']}")
+
+
+def _print_restrictions(console: Console, restrictions: dict[str, Any]) -> None:
+    current = ", ".join(restrictions["current"]) or "none"
+    console.print(f"current measures: {current}")
+    if not restrictions["history"]:
+        return
+    table = Table(title="Restrictions")
+    for column in ("measure", "cause", "added", "lifted"):
+        table.add_column(column)
+    for r in restrictions["history"]:
+        table.add_row(r["measure"], r["cause"], r["added_on"], r["lifted_on"] or "-")
+    console.print(table)
+
+
+def _print_bills(console: Console, bills: list[dict[str, Any]]) -> None:
+    table = Table(title="Bills")
+    columns = ("bill", "statement", "due", "DPD", "principal", "unpaid principal", "unpaid penalty",
+               "unpaid late fee", "penalty charged", "late fee charged", "state")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("bill", "state") else "right")
+    for b in bills:
+        table.add_row(b["bill_id"], b["statement_date"], b["due_date"], str(b["dpd"]), b["principal"],
+                      b["unpaid_principal"], b["unpaid_penalty"], b["unpaid_late_fee"], b["penalty_charged"],
+                      b["late_fee_charged"], _bill_state(b))
+    console.print(table)
+
+
+def _bill_state(bill: dict[str, Any]) -> str:
+    if bill["settled_on"]:
+        return f"settled {bill['settled_on']}"
+    if bill["charged_off"]:
+        return f"charged off {bill['charged_off_on']}"
+    if bill["in_plan"]:
+        return f"in plan {bill['plan_id']}"
+    return "overdue" if bill["dpd"] > 0 else "open"
+
+
+def _print_plan_and_repayments(console: Console, view: dict[str, Any]) -> None:
+    plan = view["active_plan"]
+    if plan:
+        console.print(f"active plan {plan['plan_id']}: outstanding {plan.get('outstanding', '?')}, "
+                      f"paid {plan.get('paid', '?')}, since {plan.get('activated_on', '?')}")
+    if not view["repayments"]:
+        return
+    table = Table(title="Recent repayments")
+    for column in ("payment", "paid on", "amount", "status", "allocations"):
+        table.add_column(column)
+    for r in view["repayments"]:
+        allocations = "; ".join(f"{a.get('target_id', a.get('target'))} {a.get('component')} {a.get('amount')}"
+                                for a in r["allocations"])
+        table.add_row(r["payment_id"], r["paid_on"], r["amount"], r["reason"] or r["status"], allocations)
+    console.print(table)
+
+
+def _print_balances(console: Console, balances: dict[str, Any]) -> None:
+    table = Table(title="Ledger balances (debit − credit)")
+    table.add_column("ledger account")
+    table.add_column("balance", justify="right")
+    for name, amount in balances["by_account"].items():
+        table.add_row(name, amount)
+    table.add_row("[bold]customer balance[/]", f"[bold]{balances['customer_balance']}[/]")
+    console.print(table)
+
+
+def _blank_zero(amount: str) -> str:
+    return "" if amount == "0.00" else amount

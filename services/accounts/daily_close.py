@@ -1,0 +1,337 @@
+"""The daily close for business date T (RULES section 2), set-based and chunked.
+
+For each chunk of accounts (a range of their dense integer keys), in ONE
+transaction:
+
+1. accrual: one ``INSERT … SELECT`` computes, for every bill with due date < T
+   and unpaid principal, the day's penalty interest (round(unpaid × 0.05%)) and,
+   at DPD 4, the late fee, both clipped to the 24% cap, into ``daily_accruals``;
+2. the ledger: the matching double entries, set-based, from those rows;
+3. bills: charges added, DPD, overdue detection, bureau mark at DPD 4 and
+   charge-off at DPD 180, each a single ``UPDATE``;
+4. the lock ladder for the chunk's delinquent or restricted accounts (the pure
+   rule of ``domain/lock_ladder.py`` on plain rows, written back with one
+   executemany);
+5. events into the outbox: ``bill.overdue``, ``bill.charged_off``,
+   ``account.restrictions.changed``, ``account.cured`` and one
+   ``account.delinquency.updated`` per delinquent account.
+
+Every statement is guarded by ``last_closed_on < T``, so a chunk that is run
+again (its task died after the commit) changes nothing. After the last chunk:
+linked accounts of the same identity, ``daily.close.completed``, and the date
+is marked done. Missed dates are closed first, in order; a lease on the date's
+``job_runs`` row keeps two closes of one date from running at once.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Integer, String, and_, case, cast, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from services.accounts.domain.ledger import late_fee_charged, penalty_accrued
+from services.accounts.job_lease import JobLease, LeaseHeld, last_done
+from services.accounts.ledger_book import post
+from services.accounts.domain.ledger import charged_off as charge_off_posting
+from services.accounts.models import Account, Bill, BureauMark, DailyAccrual, LedgerEntry
+from services.accounts.restrictions import ACCOUNT_COLUMNS, RestrictionWriter, account_row, relink_identities
+from shared.bus.outbox import PendingEvent
+from shared.db import transaction
+from shared.jobs import JobContext, JobResult
+from shared.log import get_logger
+from shared.money import fen_str, from_fen
+from shared.rules import ProductRules
+
+log = get_logger(__name__)
+
+JOB = "daily-close"
+CHUNK_ACCOUNTS = 25_000
+SLICE_SECONDS = 25.0
+
+bills = Bill.__table__
+accounts = Account.__table__
+accruals = DailyAccrual.__table__
+
+
+def _ratio(rate: Decimal) -> tuple[int, int]:
+    numerator, denominator = rate.as_integer_ratio()
+    return numerator, denominator
+
+
+def _round_rate(fen_column: Any, rate: Decimal) -> Any:
+    """round_half_up(fen × rate) in integer SQL: (2·x·n + d) // (2·d), for x ≥ 0."""
+    n, d = _ratio(rate)
+    return (fen_column * (2 * n) + d) // (2 * d)
+
+
+def _least(a: Any, b: Any) -> Any:
+    return case((a < b, a), else_=b)
+
+
+def _not_below_zero(x: Any) -> Any:
+    return case((x > 0, x), else_=0)
+
+
+def _eligible(day: date, lo: int, hi: int) -> Any:
+    """Bills this close judges: past due, principal unpaid, not in a plan, not yet closed for T."""
+    return and_(
+        bills.c.account_pk >= lo, bills.c.account_pk < hi,
+        bills.c.due_ordinal < day.toordinal(), bills.c.unpaid_principal_fen > 0, bills.c.plan_id.is_(None),
+        or_(bills.c.last_closed_on.is_(None), bills.c.last_closed_on < day),
+    )
+
+
+# -- steps 1 and 2: accrual and its ledger entries -----------------------------------------
+
+def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) -> None:
+    overdue = rules.overdue
+    dpd = day.toordinal() - bills.c.due_ordinal
+    room = bills.c.charge_cap_fen - bills.c.penalty_charged_fen - bills.c.late_fee_charged_fen
+    penalty = _not_below_zero(_least(_round_rate(bills.c.unpaid_principal_fen, overdue.penalty_daily_rate), room))
+    raw_fee = _least(_round_rate(bills.c.unpaid_principal_fen, overdue.late_fee_rate),
+                     int(overdue.late_fee_max * 100))
+    fee = case(
+        (and_(dpd == overdue.late_fee_dpd, bills.c.late_fee_charged_fen == 0),
+         _not_below_zero(_least(raw_fee, room - penalty))),
+        else_=0,
+    )
+    select_accruals = select(bills.c.pk, literal(day), bills.c.account_pk, bills.c.unpaid_principal_fen,
+                             penalty, fee).where(_eligible(day, lo, hi), bills.c.charged_off_on.is_(None))
+    session.execute(insert(accruals).from_select(
+        ["bill_pk", "business_date", "account_pk", "basis_fen", "penalty_fen", "late_fee_fen"], select_accruals))
+    _post_accruals(session, day, lo, hi)
+
+
+def _post_accruals(session: Session, day: date, lo: int, hi: int) -> None:
+    """The double entries of today's accruals, set-based: one debit and one credit each."""
+    just_accrued = and_(accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi,
+                        bills.c.pk == accruals.c.bill_pk,
+                        or_(bills.c.last_closed_on.is_(None), bills.c.last_closed_on < day))
+    posting_id = literal(f"close:{day.isoformat()}:") + cast(accruals.c.bill_pk, String)
+    ledger = LedgerEntry.__table__
+    columns = ["posting_id", "account_pk", "bill_pk", "business_date", "ledger_account", "debit_fen", "credit_fen",
+               "kind"]
+    for amount_col, posting in ((accruals.c.penalty_fen, penalty_accrued(Decimal("0.01"))),
+                                (accruals.c.late_fee_fen, late_fee_charged(Decimal("0.01")))):
+        debit_line, credit_line = posting.lines
+        for account_name, debit, credit in ((str(debit_line.account), amount_col, literal(0)),
+                                            (str(credit_line.account), literal(0), amount_col)):
+            session.execute(insert(ledger).from_select(columns, select(
+                posting_id + literal(f":{posting.memo}"), accruals.c.account_pk, accruals.c.bill_pk, literal(day),
+                literal(account_name), debit, credit, literal(posting.memo),
+            ).where(just_accrued, amount_col > 0)))
+
+
+# -- step 3: the bills ------------------------------------------------------------------------
+
+def _update_bills(session: Session, day: date, lo: int, hi: int, rules: ProductRules) -> None:
+    today = select(accruals.c.penalty_fen).where(accruals.c.bill_pk == bills.c.pk,
+                                                 accruals.c.business_date == day).scalar_subquery()
+    today_fee = select(accruals.c.late_fee_fen).where(accruals.c.bill_pk == bills.c.pk,
+                                                      accruals.c.business_date == day).scalar_subquery()
+    dpd = day.toordinal() - bills.c.due_ordinal
+    mark_dpd = rules.credit_report.mark_dpd
+    session.execute(update(bills).where(_eligible(day, lo, hi), bills.c.charged_off_on.is_(None)).values(
+        penalty_charged_fen=bills.c.penalty_charged_fen + func.coalesce(today, 0),
+        unpaid_penalty_fen=bills.c.unpaid_penalty_fen + func.coalesce(today, 0),
+        late_fee_charged_fen=bills.c.late_fee_charged_fen + func.coalesce(today_fee, 0),
+        unpaid_late_fee_fen=bills.c.unpaid_late_fee_fen + func.coalesce(today_fee, 0),
+    ))
+    session.execute(update(bills).where(_eligible(day, lo, hi)).values(
+        dpd=dpd,
+        overdue_since=func.coalesce(bills.c.overdue_since, day),
+        bureau_marked_on=case((and_(bills.c.bureau_marked_on.is_(None), dpd >= mark_dpd), day),
+                              else_=bills.c.bureau_marked_on),
+        charged_off_on=case((and_(bills.c.charged_off_on.is_(None), dpd >= rules.overdue.charge_off_dpd), day),
+                            else_=bills.c.charged_off_on),
+        last_closed_on=day,
+    ))
+
+
+def _bureau_marks(session: Session, day: date, lo: int, hi: int) -> None:
+    session.execute(insert(BureauMark.__table__).from_select(
+        ["account_pk", "bill_pk", "marked_on"],
+        select(bills.c.account_pk, bills.c.pk, bills.c.bureau_marked_on).where(
+            bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.bureau_marked_on == day),
+    ))
+
+
+def _charge_offs(session: Session, day: date, lo: int, hi: int, occurred_at: Any) -> list[PendingEvent]:
+    """Write off the bills that reached DPD 180 today (few a day: one posting each)."""
+    rows = session.execute(
+        select(bills.c.pk, bills.c.bill_id, bills.c.account_pk, accounts.c.account_id, bills.c.unpaid_principal_fen,
+               bills.c.unpaid_penalty_fen, bills.c.unpaid_late_fee_fen)
+        .join(accounts, accounts.c.pk == bills.c.account_pk)
+        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.charged_off_on == day,
+               bills.c.written_off_fen == 0)
+    ).all()
+    events = []
+    for pk, bill_id, account_pk, account_id, principal, penalty, fee in rows:
+        total = principal + penalty + fee
+        post(session, charge_off_posting(from_fen(principal), from_fen(penalty), from_fen(fee)),
+             account_pk=account_pk, bill_pk=pk, business_date=day, posting_id=f"charge_off:{bill_id}")
+        session.execute(update(bills).where(bills.c.pk == pk).values(written_off_fen=total))
+        events.append(PendingEvent("bill.charged_off", account_id, {
+            "bill_id": bill_id, "account_id": account_id, "business_date": day.isoformat(), "amount": fen_str(total),
+        }, occurred_at))
+    return events
+
+
+def _overdue_events(session: Session, day: date, lo: int, hi: int, occurred_at: Any) -> list[PendingEvent]:
+    rows = session.execute(
+        select(bills.c.bill_id, accounts.c.account_id, bills.c.due_date, bills.c.dpd, bills.c.unpaid_principal_fen)
+        .join(accounts, accounts.c.pk == bills.c.account_pk)
+        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.overdue_since == day,
+               bills.c.last_closed_on == day)
+    ).all()
+    return [PendingEvent("bill.overdue", account_id, {
+        "bill_id": bill_id, "account_id": account_id, "due_date": due.isoformat(), "business_date": day.isoformat(),
+        "dpd": dpd, "unpaid_principal": fen_str(unpaid),
+    }, occurred_at) for bill_id, account_id, due, dpd, unpaid in rows]
+
+
+# -- steps 4 and 5: the lock ladder and the delinquency snapshot ------------------------------
+
+def _overdue_bills(session: Session, day: date, lo: int, hi: int) -> dict[int, list[Any]]:
+    rows = session.execute(
+        select(bills.c.account_pk, bills.c.bill_id, bills.c.due_date, bills.c.dpd, bills.c.unpaid_principal_fen,
+               bills.c.unpaid_penalty_fen, bills.c.unpaid_late_fee_fen)
+        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.due_ordinal < day.toordinal(),
+               bills.c.unpaid_principal_fen > 0, bills.c.plan_id.is_(None))
+        .order_by(bills.c.account_pk, bills.c.due_date, bills.c.bill_id)
+    ).all()
+    by_account: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_account[row[0]].append(row)
+    return by_account
+
+
+def _ladder(session: Session, day: date, lo: int, hi: int, overdue: dict[int, list[Any]],
+            writer: RestrictionWriter) -> None:
+    """Run the ladder for every account that is delinquent or carries a measure."""
+    watch = or_(accounts.c.level > 0, accounts.c.limit_cut.is_(True), accounts.c.active_plan_id.isnot(None),
+                accounts.c.max_dpd > 0, accounts.c.linked_level > 0)
+    rows = session.execute(select(*ACCOUNT_COLUMNS).where(
+        accounts.c.pk >= lo, accounts.c.pk < hi,
+        or_(accounts.c.last_closed_on.is_(None), accounts.c.last_closed_on < day),
+        or_(watch, accounts.c.pk.in_(list(overdue)) if overdue else literal(False)),
+    )).all()
+    for raw in rows:
+        row = account_row(raw)
+        max_dpd = max((b.dpd for b in overdue.get(row.pk, [])), default=0)
+        writer.decide(row, max_dpd)
+
+
+def _delinquency_events(session: Session, day: date, overdue: dict[int, list[Any]], occurred_at: Any) -> list[PendingEvent]:
+    if not overdue:
+        return []
+    ids = dict(session.execute(select(accounts.c.pk, accounts.c.account_id).where(accounts.c.pk.in_(list(overdue)))).all())
+    events = []
+    for account_pk, rows in overdue.items():
+        principal = sum(r.unpaid_principal_fen for r in rows)
+        penalty = sum(r.unpaid_penalty_fen for r in rows)
+        fees = sum(r.unpaid_late_fee_fen for r in rows)
+        account_id = ids[account_pk]
+        events.append(PendingEvent("account.delinquency.updated", account_id, {
+            "account_id": account_id, "business_date": day.isoformat(), "max_dpd": max(r.dpd for r in rows),
+            "overdue_principal": fen_str(principal), "penalty_interest": fen_str(penalty),
+            "late_fees": fen_str(fees), "total_overdue": fen_str(principal + penalty + fees),
+            "bills": [{"bill_id": r.bill_id, "due_date": r.due_date.isoformat(), "dpd": r.dpd,
+                       "unpaid_principal": fen_str(r.unpaid_principal_fen),
+                       "penalty_interest": fen_str(r.unpaid_penalty_fen),
+                       "late_fee": fen_str(r.unpaid_late_fee_fen)} for r in rows],
+        }, occurred_at))
+    return events
+
+
+# -- one chunk, one day, the job ---------------------------------------------------------------
+
+def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) -> dict[str, int]:
+    """Close date ``day`` for accounts with lo <= pk < hi, in the caller's transaction."""
+    rules = ctx.rules
+    occurred_at = ctx.clock.now()
+    _accrue(session, day, lo, hi, rules)
+    penalty = session.scalar(select(func.coalesce(func.sum(accruals.c.penalty_fen), 0)).where(
+        accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi)) or 0
+    _update_bills(session, day, lo, hi, rules)
+    _bureau_marks(session, day, lo, hi)
+    events = _charge_offs(session, day, lo, hi, occurred_at) + _overdue_events(session, day, lo, hi, occurred_at)
+    overdue = _overdue_bills(session, day, lo, hi)
+    writer = RestrictionWriter(session, day, rules.lock_ladder, occurred_at)
+    _ladder(session, day, lo, hi, overdue, writer)
+    writer.flush()
+    session.execute(update(accounts).where(accounts.c.pk >= lo, accounts.c.pk < hi).values(last_closed_on=day))
+    events += writer.events + _delinquency_events(session, day, overdue, occurred_at)
+    ctx.outbox.emit_many(session, events)
+    return {"bills_overdue": sum(len(v) for v in overdue.values()), "penalty_accrued_fen": int(penalty),
+            "accounts_delinquent": len(overdue), "events": len(events)}
+
+
+def _finish_day(ctx: JobContext, lease: JobLease, day: date, stats: dict[str, int], started: float) -> dict[str, Any]:
+    """Linked accounts, the day's summary event, and the date marked closed."""
+    rules = ctx.rules
+    with transaction(ctx.engine) as session:
+        writer = RestrictionWriter(session, day, rules.lock_ladder, ctx.clock.now())
+        linked = relink_identities(session, None, day, rules.lock_ladder, writer)
+        writer.flush()
+        restricted = session.scalar(select(func.count()).select_from(accounts).where(accounts.c.level > 0)) or 0
+        summary = {
+            "business_date": day.isoformat(), "bills_overdue": stats.get("bills_overdue", 0),
+            "penalty_accrued": fen_str(stats.get("penalty_accrued_fen", 0)), "accounts_restricted": int(restricted),
+            "duration_ms": int((time.monotonic() - started) * 1000) if started else stats.get("duration_ms", 0),
+        }
+        ctx.outbox.emit_many(session, writer.events + [PendingEvent(
+            "daily.close.completed", f"daily-close-{day.isoformat()}", summary, ctx.clock.now())])
+        lease.finish(session, day, {**summary, "linked_changed": linked, **stats}, ctx.clock.now())
+    return summary
+
+
+def daily_close(ctx: JobContext) -> JobResult:
+    """Close every date from the day after the last closed one up to ``ctx.business_date``."""
+    target = ctx.business_date
+    state = dict(ctx.state)
+    lease = JobLease(JOB, state.setdefault("run", uuid.uuid4().hex))
+    if "day" not in state:
+        with transaction(ctx.engine) as session:
+            last = last_done(session, JOB)
+        if last is not None and last >= target:
+            return JobResult({"status": "already_closed", "last_closed": last.isoformat()})
+        state.update(day=(last + timedelta(days=1) if last else target).isoformat(), cursor=0, closed=[],
+                     stats={}, elapsed_ms=0)
+    deadline = time.monotonic() + SLICE_SECONDS
+    with transaction(ctx.engine) as session:
+        max_pk = int(session.scalar(select(func.coalesce(func.max(accounts.c.pk), 0))) or 0)
+    while True:
+        day = date.fromisoformat(state["day"])
+        with transaction(ctx.engine) as session:
+            lease.acquire(session, day, ctx.clock.now())
+        day_started = time.monotonic()
+        while state["cursor"] <= max_pk:
+            lo = state["cursor"]
+            with transaction(ctx.engine) as session:
+                chunk = close_chunk(session, ctx, day, lo, lo + CHUNK_ACCOUNTS)
+            state["cursor"] = lo + CHUNK_ACCOUNTS
+            for key, value in chunk.items():
+                state["stats"][key] = state["stats"].get(key, 0) + value
+            log.info("close_progress", business_date=day.isoformat(), accounts_done=min(state["cursor"], max_pk),
+                     accounts_total=max_pk)
+            state["elapsed_ms"] += int((time.monotonic() - day_started) * 1000)
+            day_started = time.monotonic()
+            if time.monotonic() > deadline and state["cursor"] <= max_pk:
+                return JobResult({"status": "in_progress", "business_date": day.isoformat()}, more=True, state=state)
+        state["stats"]["duration_ms"] = state["elapsed_ms"]
+        summary = _finish_day(ctx, lease, day, state["stats"], 0)
+        state["closed"].append(day.isoformat())
+        if day >= target:
+            return JobResult({"status": "closed", "dates_closed": state["closed"], **summary})
+        state.update(day=(day + timedelta(days=1)).isoformat(), cursor=0, stats={}, elapsed_ms=0)
+        if time.monotonic() > deadline:
+            return JobResult({"status": "in_progress", "business_date": state["day"]}, more=True, state=state)
+
+
+__all__ = ["daily_close", "close_chunk", "LeaseHeld"]

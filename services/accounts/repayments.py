@@ -1,0 +1,237 @@
+"""Repayments (RULES section 4): validate, allocate, apply as of ``paid_at``, post, cure.
+
+A repayment takes effect on the local date P of its ``paid_at``, after the close
+of P. When closes of later dates already ran (a gateway's late notice), the
+bills' dues are first taken back to what they were as of P, the money is
+allocated as of P (so the grace rule is judged on P), and the penalty those
+later closes charged on the principal it repaid is reversed. The pure rules are
+in ``domain/allocation.py``; this module loads rows, calls them and saves.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from services.accounts.domain import ledger
+from services.accounts.domain.allocation import (
+    LATE_FEE,
+    PENALTY_INTEREST,
+    PRINCIPAL,
+    Allocation,
+    BillDue,
+    CloseAccrual,
+    allocate_repayment,
+    backdated_penalty_reversal,
+    dues_as_of,
+)
+from services.accounts.ledger_book import post
+from services.accounts.models import Account, Bill, BureauMark, DailyAccrual, PlanProjection, Repayment
+from services.accounts.restrictions import (
+    ACCOUNT_COLUMNS,
+    RestrictionWriter,
+    account_row,
+    current_max_dpd,
+    relink_identities,
+)
+from shared.bus.handling import HandlerContext
+from shared.bus.outbox import Outbox, PendingEvent
+from shared.clock import business_date
+from shared.events import payloads as p
+from shared.money import FEN, ZERO, fen_str, from_fen, to_fen
+from shared.rules import ProductRules
+
+
+def rejection_reason(account: Account | None, event: p.RepaymentReceived) -> str | None:
+    """Why a repayment cannot be applied (nothing changes then), or None."""
+    if account is None:
+        return "unknown_account"
+    if event.currency != "CNY":
+        return "unsupported_currency"
+    if not event.amount.is_finite() or event.amount <= 0:
+        return "non_positive_amount"
+    if event.amount != event.amount.quantize(FEN):
+        return "too_many_decimals"
+    return None
+
+
+def _closes_after(session: Session, bill_pks: list[int], paid_on: date) -> dict[int, list[CloseAccrual]]:
+    """The accrual history of closes dated after ``paid_on`` (empty for an on-time notice)."""
+    rows = session.execute(
+        select(DailyAccrual, Bill.bureau_marked_on)
+        .join(Bill, Bill.pk == DailyAccrual.bill_pk)
+        .where(DailyAccrual.bill_pk.in_(bill_pks), DailyAccrual.business_date > paid_on)
+        .order_by(DailyAccrual.business_date)
+    ).all()
+    closes: dict[int, list[CloseAccrual]] = {}
+    for accrual, marked_on in rows:
+        closes.setdefault(accrual.bill_pk, []).append(CloseAccrual(
+            close_date=accrual.business_date, unpaid_principal=from_fen(accrual.basis_fen),
+            penalty=from_fen(accrual.penalty_fen), late_fee=from_fen(accrual.late_fee_fen),
+            bureau_mark=marked_on == accrual.business_date,
+        ))
+    return closes
+
+
+def _due_now(bill: Bill) -> BillDue:
+    return BillDue(bill.bill_id, bill.due_date, from_fen(bill.unpaid_penalty_fen), from_fen(bill.unpaid_late_fee_fen),
+                   from_fen(bill.unpaid_principal_fen))
+
+
+def _reverse_later_closes(session: Session, bill: Bill, closes: list[CloseAccrual], paid_on: date,
+                          principal_repaid: Decimal, rules: ProductRules) -> None:
+    """Undo what closes after ``paid_on`` charged on the principal this payment repaid."""
+    reversal = backdated_penalty_reversal(closes, paid_on, principal_repaid, rules.overdue)
+    for close in reversal.per_close:
+        session.execute(update(DailyAccrual).where(
+            DailyAccrual.bill_pk == bill.pk, DailyAccrual.business_date == close.close_date).values(
+            penalty_fen=DailyAccrual.penalty_fen - to_fen(close.penalty),
+            late_fee_fen=DailyAccrual.late_fee_fen - to_fen(close.late_fee)))
+    repaid_fen = to_fen(principal_repaid)
+    session.execute(update(DailyAccrual).where(
+        DailyAccrual.bill_pk == bill.pk, DailyAccrual.business_date > paid_on).values(
+        basis_fen=DailyAccrual.basis_fen - repaid_fen))
+    penalty, fee = to_fen(reversal.penalty_reversed), to_fen(reversal.late_fee_reversed)
+    bill.unpaid_penalty_fen -= penalty
+    bill.penalty_charged_fen -= penalty
+    bill.unpaid_late_fee_fen -= fee
+    bill.late_fee_charged_fen -= fee
+    if penalty or fee:
+        post(session, ledger.backdated_reversal_posted(reversal), account_pk=bill.account_pk, bill_pk=bill.pk,
+             business_date=paid_on, posting_id=f"reversal:{bill.bill_id}:{paid_on.isoformat()}:{penalty}:{fee}")
+    if reversal.bureau_mark_withdrawn:
+        bill.bureau_marked_on = None
+        session.execute(delete(BureauMark).where(BureauMark.bill_pk == bill.pk))
+
+
+def _apply_to_bills(session: Session, bills: list[Bill], allocation: Allocation, paid_on: date,
+                    posting_id: str) -> int:
+    """Apply the allocation's bill lines and grace waivers; returns principal repaid (fen)."""
+    repaid = 0
+    for bill in bills:
+        principal = to_fen(allocation.paid(bill.bill_id, PRINCIPAL))
+        bill.unpaid_principal_fen -= principal
+        bill.unpaid_penalty_fen -= to_fen(allocation.paid(bill.bill_id, PENALTY_INTEREST))
+        bill.unpaid_late_fee_fen -= to_fen(allocation.paid(bill.bill_id, LATE_FEE))
+        repaid += principal
+        for waiver in (w for w in allocation.waivers if w.bill_id == bill.bill_id):
+            bill.unpaid_penalty_fen -= to_fen(waiver.penalty_waived)
+            post(session, ledger.grace_waiver_posted(waiver.penalty_waived), account_pk=bill.account_pk,
+                 bill_pk=bill.pk, business_date=paid_on, posting_id=f"{posting_id}:grace_waiver:{bill.bill_id}")
+        if bill.settled_on is None and bill.unpaid_principal_fen == 0 and bill.unpaid_penalty_fen == 0 \
+                and bill.unpaid_late_fee_fen == 0:
+            bill.settled_on = paid_on
+            session.execute(update(BureauMark).where(BureauMark.bill_pk == bill.pk).values(settled_on=paid_on))
+    return repaid
+
+
+def apply_money(session: Session, account: Account, amount: Decimal, paid_on: date, rules: ProductRules,
+                posting_id: str, source: ledger.Account = ledger.Account.CASH) -> Allocation:
+    """Allocate money to the account's bills, then its plan, then a credit balance; post it."""
+    bills = list(session.scalars(select(Bill).where(
+        Bill.account_pk == account.pk, Bill.plan_id.is_(None),
+        (Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen) > 0,
+    ).order_by(Bill.due_date, Bill.bill_id).with_for_update()))
+    closes = _closes_after(session, [b.pk for b in bills], paid_on)
+    dues = [dues_as_of(_due_now(b), closes.get(b.pk, []), paid_on) for b in bills]
+    plan = session.get(PlanProjection, account.active_plan_id) if account.active_plan_id else None
+    allocation = allocate_repayment(amount, dues, from_fen(plan.outstanding_fen) if plan else ZERO, paid_on,
+                                    rules.overdue, plan_id=plan.plan_id if plan else "plan")
+    for bill in bills:
+        if closes.get(bill.pk):
+            _reverse_later_closes(session, bill, closes[bill.pk], paid_on, allocation.paid(bill.bill_id, PRINCIPAL),
+                                  rules)
+    repaid = _apply_to_bills(session, bills, allocation, paid_on, posting_id)
+    account.unpaid_principal_fen -= repaid
+    if plan is not None:
+        to_plan = to_fen(allocation.paid(plan.plan_id, "plan"))
+        plan.outstanding_fen -= to_plan
+        plan.paid_fen += to_plan
+    charged_off = {b.bill_id for b in bills if b.charged_off_on is not None}
+    post(session, ledger.repayment_allocated(allocation, charged_off_bill_ids=charged_off, source=source),
+         account_pk=account.pk, bill_pk=None, business_date=paid_on, posting_id=posting_id)
+    return allocation
+
+
+def total_overdue_fen(session: Session, account_pk: int, as_of: date) -> int:
+    rows = session.execute(select(Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen).where(
+        Bill.account_pk == account_pk, Bill.plan_id.is_(None), Bill.due_ordinal < as_of.toordinal())).scalars()
+    return int(sum(rows))
+
+
+def relock(session: Session, account_pk: int, as_of: date, rules: ProductRules, occurred_at: datetime,
+           causation_id: str | None = None, correlation_id: str | None = None,
+           plan_active: bool | None = None) -> list[PendingEvent]:
+    """Re-run the lock ladder for one account now (a cure lifts measures at once)."""
+    row = account_row(session.execute(select(*ACCOUNT_COLUMNS).where(Account.pk == account_pk)).one())
+    writer = RestrictionWriter(session, as_of, rules.lock_ladder, occurred_at, causation_id, correlation_id)
+    writer.decide(row, current_max_dpd(session, account_pk, as_of), plan_active=plan_active)
+    writer.flush()
+    if writer.restricted_identities:
+        relink_identities(session, writer.restricted_identities, as_of, rules.lock_ladder, writer)
+        writer.flush()
+    return writer.events
+
+
+def ladder_date(account: Account, paid_on: date) -> date:
+    """The business date measures are judged on after a payment: the last close, or later."""
+    return max(paid_on, account.last_closed_on or paid_on)
+
+
+def _applied_payload(payment_id: str, account: Account, amount: Decimal, allocation: Allocation,
+                     total_overdue: int, paid_on: date) -> dict[str, Any]:
+    return {
+        "payment_id": payment_id, "account_id": account.account_id, "amount": str(amount.quantize(FEN)),
+        "allocations": [{"target": l.target, "target_id": l.target_id, "component": l.component,
+                         "amount": str(l.amount)} for l in allocation.lines],
+        "credit_balance": fen_str(account.credit_balance_fen), "total_overdue": fen_str(total_overdue),
+        "paid_on": paid_on.isoformat(),
+    }
+
+
+def repayment_received(ctx: HandlerContext, event: p.RepaymentReceived) -> None:
+    """Apply a repayment once per payment id, or reject it with a reason (nothing changes)."""
+    session = ctx.session
+    if session.get(Repayment, event.payment_id) is not None:
+        return  # the same payment id is applied once
+    account = session.scalar(select(Account).where(Account.account_id == event.account_id).with_for_update())
+    paid_on = business_date(event.paid_at)
+    record = Repayment(payment_id=event.payment_id, account_id=event.account_id, amount=str(event.amount)[:40],
+                       currency=event.currency[:8], paid_at=event.paid_at, paid_on=paid_on, channel=event.channel[:32])
+    reason = rejection_reason(account, event)
+    if reason is not None:
+        record.status, record.reason = "rejected", reason
+        session.add(record)
+        ctx.emit("repayment.rejected", p.RepaymentRejected(payment_id=event.payment_id, account_id=event.account_id,
+                                                           amount=event.amount, reason=reason), event.account_id)
+        return
+    assert account is not None
+    amount = event.amount.quantize(FEN)
+    allocation = apply_money(session, account, amount, paid_on, ctx.rules, f"repayment:{event.payment_id}")
+    account.credit_balance_fen += to_fen(allocation.credit_balance)
+    session.flush()
+    as_of = ladder_date(account, paid_on)
+    events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
+                    ctx.envelope.correlation_id)
+    payload = _applied_payload(event.payment_id, account, amount, allocation,
+                               total_overdue_fen(session, account.pk, as_of), paid_on)
+    record.status, record.allocations = "applied", json.dumps(payload["allocations"])
+    session.add(record)
+    ctx.emit("repayment.applied", payload, event.account_id)
+    ctx.outbox.emit_many(session, events)
+
+
+def apply_credit_balance(session: Session, outbox: Outbox, account: Account, on: date, rules: ProductRules,
+                         now: datetime) -> None:
+    """A credit balance pays the bill issued today, like a repayment from the balance."""
+    amount = from_fen(account.credit_balance_fen)
+    payment_id = f"credit-balance-{account.account_id}-{on.isoformat()}"
+    allocation = apply_money(session, account, amount, on, rules, payment_id, source=ledger.Account.CREDIT_BALANCE)
+    account.credit_balance_fen = to_fen(allocation.credit_balance)
+    session.flush()
+    payload = _applied_payload(payment_id, account, amount, allocation, total_overdue_fen(session, account.pk, on), on)
+    outbox.emit_many(session, [PendingEvent("repayment.applied", account.account_id, payload, now)])

@@ -1,0 +1,211 @@
+"""Applying lock-ladder decisions to accounts: limits, history, events, linked accounts.
+
+The close (for many accounts at once) and the repayment and plan handlers (for
+one) all go through here, so a restriction changes the same way whoever
+changes it. The rules themselves are in ``domain/lock_ladder.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from services.accounts.domain.billing import available_limit
+from services.accounts.domain.lock_ladder import (
+    CAUSE_LINKED_ACCOUNT,
+    LadderDecision,
+    LadderState,
+    available_frozen,
+    effective_credit_limit,
+    lock_ladder,
+)
+from services.accounts.models import Account, Bill, RestrictionHistory
+from shared.bus.outbox import PendingEvent
+from shared.money import fen_str, from_fen, to_fen
+from shared.rules import LockLadderRules
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """The columns of an account the ladder needs (a Core row, not an ORM object)."""
+
+    pk: int
+    account_id: str
+    identity_hash: str
+    level: int
+    status: str
+    limit_cut: bool
+    active_plan_id: str | None
+    linked_level: int
+    last_overdue_on: date | None
+    granted_limit_fen: int
+    credit_limit_fen: int
+    unpaid_principal_fen: int
+
+    @property
+    def state(self) -> LadderState:
+        return LadderState(
+            level=self.level, closed=self.status == "closed", limit_cut=self.limit_cut,
+            plan_active=self.active_plan_id is not None, linked_level=self.linked_level,
+            last_overdue_date=self.last_overdue_on,
+        )
+
+
+ACCOUNT_COLUMNS = (
+    Account.pk, Account.account_id, Account.identity_hash, Account.level, Account.status, Account.limit_cut,
+    Account.active_plan_id, Account.linked_level, Account.last_overdue_on, Account.granted_limit_fen,
+    Account.credit_limit_fen, Account.unpaid_principal_fen,
+)
+
+
+def account_row(row: Any) -> AccountRow:
+    return AccountRow(*row[: len(ACCOUNT_COLUMNS)])
+
+
+def credit_limit_after(row: AccountRow, state: LadderState, rules: LockLadderRules) -> int:
+    """The effective limit once the ladder has spoken: cut to 50% of the granted limit, or restored."""
+    if state.limit_cut == row.limit_cut:
+        return row.credit_limit_fen
+    return to_fen(effective_credit_limit(from_fen(row.granted_limit_fen), state.limit_cut, rules))
+
+
+def restrictions_payload(account_id: str, business_date: date, state: LadderState, credit_limit_fen: int,
+                         unpaid_principal_fen: int, cause: str) -> dict[str, Any]:
+    """``account.restrictions.changed`` in wire form."""
+    measures = list(state.measures)
+    available = available_limit(from_fen(credit_limit_fen), from_fen(unpaid_principal_fen), available_frozen(measures))
+    return {
+        "account_id": account_id, "business_date": business_date.isoformat(), "level": state.event_level,
+        "measures": measures, "credit_limit": fen_str(credit_limit_fen), "available_limit": str(available),
+        "cause": cause,
+    }
+
+
+class RestrictionWriter:
+    """Collects ladder decisions for many accounts and writes them set-based."""
+
+    def __init__(self, session: Session, business_date: date, rules: LockLadderRules, occurred_at: Any,
+                 causation_id: str | None = None, correlation_id: str | None = None):
+        self.session = session
+        self.business_date = business_date
+        self.rules = rules
+        self.occurred_at = occurred_at
+        self.causation_id = causation_id
+        self.correlation_id = correlation_id
+        self.account_updates: list[dict[str, Any]] = []
+        self.history_added: list[dict[str, Any]] = []
+        self.history_lifted: list[dict[str, Any]] = []
+        self.events: list[PendingEvent] = []
+        self.restricted_identities: set[str] = set()
+
+    def decide(self, row: AccountRow, max_dpd: int, plan_active: bool | None = None) -> LadderDecision:
+        """Run the lock ladder for one account and queue what it changes."""
+        decision = lock_ladder(
+            row.state, max_dpd=max_dpd, business_date=self.business_date, rules=self.rules,
+            plan_active=row.active_plan_id is not None if plan_active is None else plan_active,
+            linked_level=row.linked_level,
+        )
+        self.record(row, decision, max_dpd)
+        return decision
+
+    def record(self, row: AccountRow, decision: LadderDecision, max_dpd: int) -> None:
+        state = decision.state
+        limit_fen = credit_limit_after(row, state, self.rules)
+        self.account_updates.append({
+            "b_pk": row.pk, "b_level": state.level, "b_status": "closed" if state.closed else row.status,
+            "b_limit_cut": state.limit_cut, "b_credit_limit_fen": limit_fen, "b_max_dpd": max_dpd,
+            "b_last_overdue_on": state.last_overdue_date,
+        })
+        for measure in decision.measures_added:
+            self.history_added.append({"account_pk": row.pk, "measure": measure, "cause": decision.cause or "",
+                                       "added_on": self.business_date, "lifted_on": None})
+        for measure in decision.measures_lifted:
+            self.history_lifted.append({"b_pk": row.pk, "b_measure": measure})
+        if state.level != row.level and (state.level >= 3 or row.level >= 3):
+            self.restricted_identities.add(row.identity_hash)
+        if decision.changed:
+            self._event("account.restrictions.changed", row.account_id, restrictions_payload(
+                row.account_id, self.business_date, state, limit_fen, row.unpaid_principal_fen,
+                decision.cause or "own_overdue"))
+        if decision.cured:
+            self._event("account.cured", row.account_id,
+                        {"account_id": row.account_id, "business_date": self.business_date.isoformat()})
+
+    def _event(self, event_type: str, aggregate_id: str, payload: dict[str, Any]) -> None:
+        self.events.append(PendingEvent(event_type, aggregate_id, payload, self.occurred_at,
+                                        correlation_id=self.correlation_id, causation_id=self.causation_id))
+
+    def flush(self) -> None:
+        """Write every queued change: one executemany per kind."""
+        session = self.session
+        if self.account_updates:
+            session.execute(
+                update(Account.__table__).where(Account.__table__.c.pk == bindparam("b_pk")).values(
+                    level=bindparam("b_level"), status=bindparam("b_status"), limit_cut=bindparam("b_limit_cut"),
+                    credit_limit_fen=bindparam("b_credit_limit_fen"), max_dpd=bindparam("b_max_dpd"),
+                    last_overdue_on=bindparam("b_last_overdue_on"),
+                ),
+                self.account_updates,
+            )
+        if self.history_added:
+            session.execute(insert(RestrictionHistory), self.history_added)
+        if self.history_lifted:
+            history = RestrictionHistory.__table__
+            session.execute(
+                update(history).where(and_(history.c.account_pk == bindparam("b_pk"),
+                                           history.c.measure == bindparam("b_measure"),
+                                           history.c.lifted_on.is_(None))).values(lifted_on=self.business_date),
+                self.history_lifted,
+            )
+        self.account_updates, self.history_added, self.history_lifted = [], [], []
+
+
+def current_max_dpd(session: Session, account_pk: int, as_of: date) -> int:
+    """The account's maximum DPD as of a date, over the bills that count (not in a plan)."""
+    value = session.scalar(
+        select(func.max(as_of.toordinal() - Bill.due_ordinal)).where(
+            Bill.account_pk == account_pk, Bill.unpaid_principal_fen > 0, Bill.plan_id.is_(None),
+            Bill.due_ordinal < as_of.toordinal(),
+        )
+    )
+    return int(value or 0)
+
+
+def relink_identities(session: Session, identities: set[str] | None, business_date: date,
+                      rules: LockLadderRules, writer: RestrictionWriter) -> int:
+    """Recompute what each account's linked accounts impose on it (same identity).
+
+    ``identities`` None means every identity that has a frozen account or a linked
+    restriction to lift. Returns how many accounts changed.
+    """
+    table = Account.__table__
+    if identities is None:
+        query = select(table.c.identity_hash).where((table.c.level >= 3) | (table.c.linked_level > 0)).distinct()
+        identities = set(session.scalars(query))
+    changed = 0
+    for identity in sorted(identities):
+        rows = [account_row(r) for r in session.execute(
+            select(*ACCOUNT_COLUMNS).where(Account.identity_hash == identity).order_by(Account.pk))]
+        for row in rows:
+            others = max((other.level for other in rows if other.pk != row.pk), default=0)
+            if others == row.linked_level:
+                continue
+            new_state = LadderState(**{**row.state.__dict__, "linked_level": others})
+            decision = LadderDecision(
+                state=new_state, measures=new_state.measures,
+                measures_added=tuple(m for m in new_state.measures if m not in row.state.measures),
+                measures_lifted=tuple(m for m in row.state.measures if m not in new_state.measures),
+                changed=new_state.measures != row.state.measures, cause=CAUSE_LINKED_ACCOUNT, cured=False,
+                limit_restored=False,
+            )
+            session.execute(update(table).where(table.c.pk == row.pk).values(linked_level=others))
+            writer.record(row, decision, max_dpd=_stored_max_dpd(session, row.pk))
+            changed += 1
+    return changed
+
+
+def _stored_max_dpd(session: Session, pk: int) -> int:
+    return int(session.scalar(select(Account.max_dpd).where(Account.pk == pk)) or 0)
