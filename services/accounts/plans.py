@@ -76,11 +76,11 @@ def plan_activated(ctx: HandlerContext, event: p.PlanActivated) -> None:
                                principal_fen=receivable, outstanding_fen=receivable + total_fee, paid_fen=0,
                                total_fee_fen=total_fee, activated_on=on))
     account.unpaid_principal_fen -= principal_moved
-    account.active_plan_id = event.plan_id
     session.flush()
     ctx.outbox.emit_many(session, relock(session, account.pk, max(on, account.last_closed_on or on), ctx.rules,
                                          ctx.clock.now(), ctx.envelope.event_id, ctx.envelope.correlation_id,
                                          plan_active=True))
+    account.active_plan_id = event.plan_id  # after the ladder judged the change (cause: plan)
 
 
 def _cancel_fees(ctx: HandlerContext, plan: PlanProjection, keep_fen: int, on: date, why: str) -> None:
@@ -115,13 +115,13 @@ def plan_defaulted(ctx: HandlerContext, event: p.PlanDefaulted) -> None:
          business_date=event.business_date, posting_id=f"plan:{plan.plan_id}:default")
     plan.outstanding_fen, plan.status, plan.ended_on = 0, "defaulted", event.business_date
     account.unpaid_principal_fen += amount
-    account.active_plan_id = None
     session.flush()
     ctx.emit("bill.issued", p.BillIssued(bill_id=bill.bill_id, account_id=account.account_id,
                                          statement_date=event.business_date, due_date=due,
                                          amount=from_fen(amount)), account.account_id)
     ctx.outbox.emit_many(session, relock(session, account.pk, event.business_date, ctx.rules, ctx.clock.now(),
                                          ctx.envelope.event_id, ctx.envelope.correlation_id, plan_active=False))
+    account.active_plan_id = None
 
 
 def plan_completed(ctx: HandlerContext, event: p.PlanCompleted) -> None:
@@ -132,10 +132,10 @@ def plan_completed(ctx: HandlerContext, event: p.PlanCompleted) -> None:
         return
     _cancel_fees(ctx, plan, 0, event.completed_on, "completed")
     plan.status, plan.ended_on = "completed", event.completed_on
-    account.active_plan_id = None
     session.flush()
     on = max(event.completed_on, account.last_closed_on or event.completed_on)
     ctx.outbox.emit_many(session, relock(session, account.pk, on, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
                                          ctx.envelope.correlation_id, plan_active=False))
+    account.active_plan_id = None
 
 
