@@ -102,7 +102,7 @@ class EventBusStep(bootsteps.StartStopStep):
         self.relay_loop = RelayLoop(relay, settings.outbox_poll_ms / 1000, definition.name)
         applier = EventApplier(
             definition.name, engine, definition.bus, definition.handlers, settings.rules(), SystemClock(),
-            settings.event_max_attempts,
+            settings.event_max_attempts, event_time=settings.clock == "event",
         )
         config = ConsumerConfig(
             batch_size=settings.event_batch_size,

@@ -58,4 +58,14 @@ def at_local(day: date, hh_mm: str = "00:00") -> datetime:
     return datetime.combine(day, time(hours, minutes), tzinfo=SHANGHAI)
 
 
+def event_time_clock(instant: datetime) -> FixedClock:
+    """Simulated time (``BAITIAO_CLOCK=event``): now is the instant of what is being done.
+
+    A handler acts at its event's ``occurred_at`` and a job at its business date and
+    ``--at``, so what a service emits carries the simulated day, never the wall clock,
+    and two runs of the same simulation stamp the same instants.
+    """
+    return FixedClock(instant.astimezone(SHANGHAI))
+
+
 default_clock: Clock = SystemClock()

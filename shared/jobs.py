@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from shared import metrics
 from shared.bus.outbox import Outbox
 from shared.bus.topology import jobs_queue_name
-from shared.clock import Clock, SystemClock, at_local
+from shared.clock import Clock, SystemClock, at_local, event_time_clock
 from shared.db import engine_for
 from shared.log import get_logger
 from shared.rules import ProductRules
@@ -69,8 +69,10 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
     def run_job(task: Any, business_date: str | None = None, at: str | None = None,
                 state: dict[str, Any] | None = None) -> dict[str, Any]:
         settings: Settings = app.baitiao_settings  # type: ignore[attr-defined]
-        clock = SystemClock()
+        clock: Clock = SystemClock()
         day = date.fromisoformat(business_date) if business_date else clock.now().date()
+        if settings.clock == "event":
+            clock = event_time_clock(at_local(day, at or "00:00"))
         ctx = JobContext(
             service=definition.name, job=spec.name, business_date=day, at=at,
             engine=engine_for(settings.db_url(definition.name)), outbox=Outbox(definition.bus.outbox),

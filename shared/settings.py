@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     log_json: bool = True
     log_level: str = "INFO"
     metrics_port: int | None = None
+    # "system": the wall clock (production). "event": simulated time, as the simulator
+    # runs it: a handler's now is its event's occurred_at, a job's now is its business
+    # date at --at (shared/clock.py, event_time_clock). Deterministic replays need it.
+    clock: Literal["system", "event"] = "system"
 
     # Collections' SMS gateway (services/collections/sms_gateway.py): "file" writes JSON
     # lines (the embedded default), "http" POSTs JSON to a provider with a bearer token.

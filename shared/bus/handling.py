@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from shared import metrics
 from shared.bus.faults import maybe_crash
 from shared.bus.outbox import Outbox
-from shared.clock import Clock
+from shared.clock import Clock, event_time_clock
 from shared.db import transaction
 from shared.events.envelope import Envelope, UnreadableEvent, read_event
 from shared.events.payloads import Payload
@@ -148,6 +148,7 @@ class EventApplier:
         rules: ProductRules,
         clock: Clock,
         max_attempts: int = 5,
+        event_time: bool = False,
     ):
         self.service = service
         self.engine = engine
@@ -156,6 +157,7 @@ class EventApplier:
         self.rules = rules
         self.clock = clock
         self.max_attempts = max_attempts
+        self.event_time = event_time  # simulated time: a handler's now is its event's occurred_at
         self.outbox = Outbox(tables.outbox)
 
     def apply_batch(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
@@ -232,6 +234,9 @@ class EventApplier:
         if dead:
             metrics.DEAD_LETTERS.labels(self.service).inc(len(dead))
 
+    def _clock_for(self, envelope: Envelope) -> Clock:
+        return event_time_clock(envelope.occurred_at) if self.event_time else self.clock
+
     def _apply_run(
         self,
         session: Session,
@@ -245,7 +250,8 @@ class EventApplier:
 
         False when it failed: the event is retried later or dead-lettered.
         """
-        items = [(HandlerContext(session, env, self.outbox, self.rules, self.clock), payload) for _, env, payload in run]
+        items = [(HandlerContext(session, env, self.outbox, self.rules, self._clock_for(env)), payload)
+                 for _, env, payload in run]
         try:
             if not guarded:
                 _call(handler, items)
