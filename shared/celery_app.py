@@ -111,6 +111,8 @@ class EventBusStep(bootsteps.StartStopStep):
         )
         self.consumer = EventConsumer(definition.name, url, applier, config)
         self.consumer.on_committed = self.relay_loop.wake.set
+        # A job's events leave as soon as its slice commits, not at the relay's next poll.
+        app.baitiao_relay_wake = self.relay_loop.wake.set  # type: ignore[attr-defined]
         for target, name in ((self.consumer.run, "events-consumer"), (self.relay_loop.run, "outbox-relay")):
             thread = threading.Thread(target=target, name=f"{definition.name}-{name}", daemon=True)
             thread.start()

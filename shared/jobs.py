@@ -80,6 +80,9 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         )
         started = time.perf_counter()
         result = fn(ctx)
+        wake_relay = getattr(app, "baitiao_relay_wake", None)
+        if wake_relay is not None:  # running inside a worker: publish this slice's outbox now
+            wake_relay()
         elapsed = time.perf_counter() - started
         metrics.JOB_SECONDS.labels(spec.name).observe(elapsed)
         summary = {"job": spec.name, "business_date": day.isoformat(), **result.summary}

@@ -20,3 +20,7 @@ GROUPS.append(collections)
 from baitiao.commands.accounts import account  # noqa: E402
 
 GROUPS.append(account)
+
+from baitiao.commands.simulate import simulate  # noqa: E402
+
+GROUPS.append(simulate)

@@ -28,3 +28,20 @@ def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
     click.echo(f"ours {result['ours_per_s']}/s vs raw kombu {result['raw_kombu_per_s']}/s: "
                f"ratio {result['ratio']} (target >= 0.8); p50 {result['latency_p50_ms']} ms, "
                f"p99 {result['latency_p99_ms']} ms at {result['latency_paced_rate_per_s']}/s")
+
+
+@bench.command("close")
+@click.option("--accounts", default=1_000_000, show_default=True)
+@click.option("--overdue", "overdue_share", default=0.10, show_default=True, help="Share of accounts overdue.")
+@click.option("--orm-sample", default=3000, show_default=True, help="Bills in the per-bill ORM sample.")
+@click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_close",
+              show_default=True, help="A PostgreSQL database the benchmark may drop and recreate.")
+def bench_close(accounts: int, overdue_share: float, orm_sample: int, db_url: str) -> None:
+    """One daily close of a large portfolio beside a hand-written SQL baseline and an ORM loop."""
+    from baitiao.bench_close import main_json, run_close_benchmark
+
+    result = run_close_benchmark(db_url, accounts, overdue_share, orm_sample)
+    click.echo(main_json(result))
+    click.echo(f"close of {accounts:,} accounts: ours {result['ours_s']} s, baseline SQL {result['baseline_sql_s']} s "
+               f"(ratio {result['ratio_ours_to_baseline']}, target <= 2); per-bill ORM loop scaled "
+               f"{result['orm_loop_scaled_s']} s ({result['ratio_orm_to_ours']}x ours)")

@@ -16,8 +16,9 @@ transaction:
    ``account.restrictions.changed``, ``account.cured`` and one
    ``account.delinquency.updated`` per delinquent account.
 
-Every statement is guarded by ``last_closed_on < T``, so a chunk that is run
-again (its task died after the commit) changes nothing. After the last chunk:
+A chunk records itself in ``closed_chunks`` in its own transaction, and every
+bill statement is also guarded by ``last_closed_on < T``: a chunk run again (its
+task died after the commit) changes nothing. After the last chunk:
 linked accounts of the same identity, ``daily.close.completed``, and the date
 is marked done. Missed dates are closed first, in order; a lease on the date's
 ``job_runs`` row keeps two closes of one date from running at once.
@@ -31,14 +32,15 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, case, cast, func, insert, literal, or_, select, update
+from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from services.accounts.domain.ledger import late_fee_charged, penalty_accrued
+from services.accounts.domain.lock_ladder import ladder_level
 from services.accounts.job_lease import JobLease, LeaseHeld, last_done
 from services.accounts.ledger_book import post
 from services.accounts.domain.ledger import charged_off as charge_off_posting
-from services.accounts.models import Account, Bill, BureauMark, DailyAccrual, LedgerEntry
+from services.accounts.models import Account, Bill, BureauMark, ClosedChunk, DailyAccrual, LedgerEntry
 from services.accounts.restrictions import ACCOUNT_COLUMNS, RestrictionWriter, account_row, relink_identities
 from shared.bus.outbox import PendingEvent
 from shared.db import transaction
@@ -108,49 +110,53 @@ def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) 
 
 
 def _post_accruals(session: Session, day: date, lo: int, hi: int) -> None:
-    """The double entries of today's accruals, set-based: one debit and one credit each."""
-    just_accrued = and_(accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi,
-                        bills.c.pk == accruals.c.bill_pk,
-                        or_(bills.c.last_closed_on.is_(None), bills.c.last_closed_on < day))
-    posting_id = literal(f"close:{day.isoformat()}:") + cast(accruals.c.bill_pk, String)
+    """The double entries of today's accruals in ONE statement: each accrual row meets the
+    four posting lines (penalty debit and credit, late fee debit and credit); zero lines drop."""
     ledger = LedgerEntry.__table__
-    columns = ["posting_id", "account_pk", "bill_pk", "business_date", "ledger_account", "debit_fen", "credit_fen",
-               "kind"]
-    for amount_col, posting in ((accruals.c.penalty_fen, penalty_accrued(Decimal("0.01"))),
-                                (accruals.c.late_fee_fen, late_fee_charged(Decimal("0.01")))):
-        debit_line, credit_line = posting.lines
-        for account_name, debit, credit in ((str(debit_line.account), amount_col, literal(0)),
-                                            (str(credit_line.account), literal(0), amount_col)):
-            session.execute(insert(ledger).from_select(columns, select(
-                posting_id + literal(f":{posting.memo}"), accruals.c.account_pk, accruals.c.bill_pk, literal(day),
-                literal(account_name), debit, credit, literal(posting.memo),
-            ).where(just_accrued, amount_col > 0)))
+    lines = union_all(*[
+        select(literal(component).label("component"), literal(str(line.account)).label("ledger_account"),
+               literal(1 if line.debit > 0 else 0).label("is_debit"), literal(posting.memo).label("kind"))
+        for component, posting in (("penalty", penalty_accrued(Decimal("0.01"))),
+                                   ("late_fee", late_fee_charged(Decimal("0.01"))))
+        for line in posting.lines
+    ]).subquery("posting_lines")
+    amount = case((lines.c.component == "penalty", accruals.c.penalty_fen), else_=accruals.c.late_fee_fen)
+    posting_id = literal(f"close:{day.isoformat()}:") + cast(accruals.c.bill_pk, String) + literal(":") + lines.c.kind
+    session.execute(insert(ledger).from_select(
+        ["posting_id", "account_pk", "bill_pk", "business_date", "ledger_account", "debit_fen", "credit_fen", "kind"],
+        select(posting_id, accruals.c.account_pk, accruals.c.bill_pk, literal(day), lines.c.ledger_account,
+               case((lines.c.is_debit == 1, amount), else_=0), case((lines.c.is_debit == 0, amount), else_=0),
+               lines.c.kind)
+        .select_from(accruals.join(lines, literal(True)))
+        .where(accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi, amount > 0),
+    ))
 
 
 # -- step 3: the bills ------------------------------------------------------------------------
 
 def _update_bills(session: Session, day: date, lo: int, hi: int, rules: ProductRules) -> None:
-    today = select(accruals.c.penalty_fen).where(accruals.c.bill_pk == bills.c.pk,
-                                                 accruals.c.business_date == day).scalar_subquery()
-    today_fee = select(accruals.c.late_fee_fen).where(accruals.c.bill_pk == bills.c.pk,
-                                                      accruals.c.business_date == day).scalar_subquery()
+    """One UPDATE per bill row: today's charges from its accrual, DPD, flags, the close stamp.
+    (Charged-off bills accrue nothing and get the second, much smaller UPDATE.)"""
     dpd = day.toordinal() - bills.c.due_ordinal
-    mark_dpd = rules.credit_report.mark_dpd
-    session.execute(update(bills).where(_eligible(day, lo, hi), bills.c.charged_off_on.is_(None)).values(
-        penalty_charged_fen=bills.c.penalty_charged_fen + func.coalesce(today, 0),
-        unpaid_penalty_fen=bills.c.unpaid_penalty_fen + func.coalesce(today, 0),
-        late_fee_charged_fen=bills.c.late_fee_charged_fen + func.coalesce(today_fee, 0),
-        unpaid_late_fee_fen=bills.c.unpaid_late_fee_fen + func.coalesce(today_fee, 0),
+    flags = {
+        "dpd": dpd,
+        "overdue_since": func.coalesce(bills.c.overdue_since, day),
+        "bureau_marked_on": case((and_(bills.c.bureau_marked_on.is_(None), dpd >= rules.credit_report.mark_dpd), day),
+                                 else_=bills.c.bureau_marked_on),
+        "charged_off_on": case((and_(bills.c.charged_off_on.is_(None), dpd >= rules.overdue.charge_off_dpd), day),
+                               else_=bills.c.charged_off_on),
+        "last_closed_on": day,
+    }
+    session.execute(update(bills).where(
+        _eligible(day, lo, hi), accruals.c.bill_pk == bills.c.pk, accruals.c.business_date == day,
+    ).values(
+        penalty_charged_fen=bills.c.penalty_charged_fen + accruals.c.penalty_fen,
+        unpaid_penalty_fen=bills.c.unpaid_penalty_fen + accruals.c.penalty_fen,
+        late_fee_charged_fen=bills.c.late_fee_charged_fen + accruals.c.late_fee_fen,
+        unpaid_late_fee_fen=bills.c.unpaid_late_fee_fen + accruals.c.late_fee_fen,
+        **flags,
     ))
-    session.execute(update(bills).where(_eligible(day, lo, hi)).values(
-        dpd=dpd,
-        overdue_since=func.coalesce(bills.c.overdue_since, day),
-        bureau_marked_on=case((and_(bills.c.bureau_marked_on.is_(None), dpd >= mark_dpd), day),
-                              else_=bills.c.bureau_marked_on),
-        charged_off_on=case((and_(bills.c.charged_off_on.is_(None), dpd >= rules.overdue.charge_off_dpd), day),
-                            else_=bills.c.charged_off_on),
-        last_closed_on=day,
-    ))
+    session.execute(update(bills).where(_eligible(day, lo, hi), bills.c.charged_off_on.isnot(None)).values(**flags))
 
 
 def _bureau_marks(session: Session, day: date, lo: int, hi: int) -> None:
@@ -213,18 +219,41 @@ def _overdue_bills(session: Session, day: date, lo: int, hi: int) -> dict[int, l
 
 def _ladder(session: Session, day: date, lo: int, hi: int, overdue: dict[int, list[Any]],
             writer: RestrictionWriter) -> None:
-    """Run the ladder for every account that is delinquent or carries a measure."""
+    """Run the ladder for every account that is delinquent or carries a measure.
+
+    Tonight's maximum DPD and last overdue date of every delinquent account are
+    written by one set-based UPDATE; the pure ladder rule then runs only for the
+    accounts whose measures may change (a new threshold, a cure, a plan, a limit
+    to restore), which on a normal night is a small share of them.
+    """
+    if overdue:
+        worst = (select(bills.c.account_pk, func.max(bills.c.dpd).label("dpd"))
+                 .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.last_closed_on == day,
+                        bills.c.unpaid_principal_fen > 0, bills.c.plan_id.is_(None))
+                 .group_by(bills.c.account_pk).subquery())
+        session.execute(update(accounts).where(accounts.c.pk == worst.c.account_pk)
+                        .values(max_dpd=worst.c.dpd, last_overdue_on=day))
     watch = or_(accounts.c.level > 0, accounts.c.limit_cut.is_(True), accounts.c.active_plan_id.isnot(None),
-                accounts.c.max_dpd > 0, accounts.c.linked_level > 0)
+                accounts.c.linked_level > 0)
     rows = session.execute(select(*ACCOUNT_COLUMNS).where(
         accounts.c.pk >= lo, accounts.c.pk < hi,
-        or_(accounts.c.last_closed_on.is_(None), accounts.c.last_closed_on < day),
         or_(watch, accounts.c.pk.in_(list(overdue)) if overdue else literal(False)),
     )).all()
+    ladder_rules = writer.rules
     for raw in rows:
         row = account_row(raw)
         max_dpd = max((b.dpd for b in overdue.get(row.pk, [])), default=0)
+        if _measures_hold(row, max_dpd, ladder_rules):
+            continue
         writer.decide(row, max_dpd)
+
+
+def _measures_hold(row: Any, max_dpd: int, rules: Any) -> bool:
+    """Still overdue at the same ladder level with its measures in place: nothing to change
+    (tonight's DPD and last overdue date were already written set-based)."""
+    level = ladder_level(max_dpd, rules)
+    return (max_dpd >= 1 and level == row.level and row.active_plan_id is None
+            and (level < 2 or row.limit_cut) and (level < 4 or row.status == "closed"))
 
 
 def _delinquency_events(session: Session, day: date, overdue: dict[int, list[Any]], occurred_at: Any) -> list[PendingEvent]:
@@ -252,7 +281,14 @@ def _delinquency_events(session: Session, day: date, overdue: dict[int, list[Any
 # -- one chunk, one day, the job ---------------------------------------------------------------
 
 def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) -> dict[str, int]:
-    """Close date ``day`` for accounts with lo <= pk < hi, in the caller's transaction."""
+    """Close date ``day`` for accounts with lo <= pk < hi, in the caller's transaction.
+
+    The chunk's ``closed_chunks`` row is written in the same transaction: a chunk
+    whose task died after the commit is skipped when run again.
+    """
+    if session.get(ClosedChunk, (day, lo)) is not None:
+        return {}
+    session.add(ClosedChunk(business_date=day, first_pk=lo))
     rules = ctx.rules
     occurred_at = ctx.clock.now()
     _accrue(session, day, lo, hi, rules)
@@ -265,7 +301,6 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     writer = RestrictionWriter(session, day, rules.lock_ladder, occurred_at)
     _ladder(session, day, lo, hi, overdue, writer)
     writer.flush()
-    session.execute(update(accounts).where(accounts.c.pk >= lo, accounts.c.pk < hi).values(last_closed_on=day))
     events += writer.events + _delinquency_events(session, day, overdue, occurred_at)
     ctx.outbox.emit_many(session, events)
     return {"bills_overdue": sum(len(v) for v in overdue.values()), "penalty_accrued_fen": int(penalty),

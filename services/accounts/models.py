@@ -44,7 +44,6 @@ class Account(Base):
     last_overdue_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     active_plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     monthly_income_fen: Mapped[int | None] = mapped_column(Fen, nullable=True)
-    last_closed_on: Mapped[date | None] = mapped_column(Date, nullable=True)  # ladder step done for this date
 
 
 class Purchase(Base):
@@ -188,6 +187,15 @@ class PlanProjection(Base):
     paid_fen: Mapped[int] = mapped_column(Fen, default=0)
     activated_on: Mapped[date] = mapped_column(Date)
     ended_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class ClosedChunk(Base):
+    """One chunk of accounts closed for a date: a re-run of that chunk is skipped."""
+
+    __tablename__ = "closed_chunks"
+
+    business_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    first_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 class JobRun(Base):

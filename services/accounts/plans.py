@@ -28,7 +28,7 @@ from services.accounts.domain import ledger
 from services.accounts.domain.overdue import overdue_charge_cap
 from services.accounts.ledger_book import post
 from services.accounts.models import Account, Bill, PlanProjection
-from services.accounts.repayments import relock
+from services.accounts.repayments import ladder_date, relock
 from shared.bus.handling import HandlerContext
 from shared.clock import business_date
 from shared.events import payloads as p
@@ -77,7 +77,7 @@ def plan_activated(ctx: HandlerContext, event: p.PlanActivated) -> None:
                                total_fee_fen=total_fee, activated_on=on))
     account.unpaid_principal_fen -= principal_moved
     session.flush()
-    ctx.outbox.emit_many(session, relock(session, account.pk, max(on, account.last_closed_on or on), ctx.rules,
+    ctx.outbox.emit_many(session, relock(session, account.pk, ladder_date(session, on), ctx.rules,
                                          ctx.clock.now(), ctx.envelope.event_id, ctx.envelope.correlation_id,
                                          plan_active=True))
     account.active_plan_id = event.plan_id  # after the ladder judged the change (cause: plan)
@@ -133,7 +133,7 @@ def plan_completed(ctx: HandlerContext, event: p.PlanCompleted) -> None:
     _cancel_fees(ctx, plan, 0, event.completed_on, "completed")
     plan.status, plan.ended_on = "completed", event.completed_on
     session.flush()
-    on = max(event.completed_on, account.last_closed_on or event.completed_on)
+    on = ladder_date(session, event.completed_on)
     ctx.outbox.emit_many(session, relock(session, account.pk, on, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
                                          ctx.envelope.correlation_id, plan_active=False))
     account.active_plan_id = None

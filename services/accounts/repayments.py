@@ -29,6 +29,7 @@ from services.accounts.domain.allocation import (
     backdated_penalty_reversal,
     dues_as_of,
 )
+from services.accounts.job_lease import last_done
 from services.accounts.ledger_book import post
 from services.accounts.models import Account, Bill, BureauMark, DailyAccrual, PlanProjection, Repayment
 from services.accounts.restrictions import (
@@ -177,9 +178,10 @@ def relock(session: Session, account_pk: int, as_of: date, rules: ProductRules, 
     return writer.events
 
 
-def ladder_date(account: Account, paid_on: date) -> date:
+def ladder_date(session: Session, paid_on: date) -> date:
     """The business date measures are judged on after a payment: the last close, or later."""
-    return max(paid_on, account.last_closed_on or paid_on)
+    closed = last_done(session, "daily-close")
+    return max(paid_on, closed or paid_on)
 
 
 def _applied_payload(payment_id: str, account: Account, amount: Decimal, allocation: Allocation,
@@ -214,7 +216,7 @@ def repayment_received(ctx: HandlerContext, event: p.RepaymentReceived) -> None:
     allocation = apply_money(session, account, amount, paid_on, ctx.rules, f"repayment:{event.payment_id}")
     account.credit_balance_fen += to_fen(allocation.credit_balance)
     session.flush()
-    as_of = ladder_date(account, paid_on)
+    as_of = ladder_date(session, paid_on)
     events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
                     ctx.envelope.correlation_id)
     payload = _applied_payload(event.payment_id, account, amount, allocation,

@@ -179,33 +179,40 @@ def relink_identities(session: Session, identities: set[str] | None, business_da
     """Recompute what each account's linked accounts impose on it (same identity).
 
     ``identities`` None means every identity that has a frozen account or a linked
-    restriction to lift. Returns how many accounts changed.
+    restriction to lift; all their accounts are read in one query. Returns how many
+    accounts changed.
     """
     table = Account.__table__
     if identities is None:
-        query = select(table.c.identity_hash).where((table.c.level >= 3) | (table.c.linked_level > 0)).distinct()
-        identities = set(session.scalars(query))
-    changed = 0
-    for identity in sorted(identities):
-        rows = [account_row(r) for r in session.execute(
-            select(*ACCOUNT_COLUMNS).where(Account.identity_hash == identity).order_by(Account.pk))]
-        for row in rows:
-            others = max((other.level for other in rows if other.pk != row.pk), default=0)
-            if others == row.linked_level:
-                continue
-            new_state = LadderState(**{**row.state.__dict__, "linked_level": others})
-            decision = LadderDecision(
-                state=new_state, measures=new_state.measures,
-                measures_added=tuple(m for m in new_state.measures if m not in row.state.measures),
-                measures_lifted=tuple(m for m in row.state.measures if m not in new_state.measures),
-                changed=new_state.measures != row.state.measures, cause=CAUSE_LINKED_ACCOUNT, cured=False,
-                limit_restored=False,
-            )
-            session.execute(update(table).where(table.c.pk == row.pk).values(linked_level=others))
-            writer.record(row, decision, max_dpd=_stored_max_dpd(session, row.pk))
-            changed += 1
-    return changed
+        scope = select(table.c.identity_hash).where((table.c.level >= 3) | (table.c.linked_level > 0))
+        query = select(*ACCOUNT_COLUMNS, Account.max_dpd).where(Account.identity_hash.in_(scope))
+    else:
+        query = select(*ACCOUNT_COLUMNS, Account.max_dpd).where(Account.identity_hash.in_(sorted(identities)))
+    groups: dict[str, list[tuple[AccountRow, int]]] = {}
+    for raw in session.execute(query.order_by(Account.identity_hash, Account.pk)):
+        row = account_row(raw)
+        groups.setdefault(row.identity_hash, []).append((row, raw[-1]))
+    changed: list[dict[str, Any]] = []
+    for members in groups.values():
+        if len(members) < 2 and all(row.linked_level == 0 for row, _ in members):
+            continue
+        for row, max_dpd in members:
+            others = max((other.level for other, _ in members if other.pk != row.pk), default=0)
+            if others != row.linked_level:
+                writer.record(row, _linked_decision(row, others), max_dpd)
+                changed.append({"b_pk": row.pk, "b_linked": others})
+    if changed:
+        session.execute(update(table).where(table.c.pk == bindparam("b_pk")).values(linked_level=bindparam("b_linked")),
+                        changed)
+    return len(changed)
 
 
-def _stored_max_dpd(session: Session, pk: int) -> int:
-    return int(session.scalar(select(Account.max_dpd).where(Account.pk == pk)) or 0)
+def _linked_decision(row: AccountRow, others: int) -> LadderDecision:
+    before = row.state
+    after = LadderState(**{**before.__dict__, "linked_level": others})
+    return LadderDecision(
+        state=after, measures=after.measures,
+        measures_added=tuple(m for m in after.measures if m not in before.measures),
+        measures_lifted=tuple(m for m in before.measures if m not in after.measures),
+        changed=after.measures != before.measures, cause=CAUSE_LINKED_ACCOUNT, cured=False, limit_restored=False,
+    )

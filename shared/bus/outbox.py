@@ -44,6 +44,9 @@ def payload_json(event_type: str, payload: Payload | dict[str, Any]) -> dict[str
     return model_cls.model_validate(payload).model_dump(mode="json")
 
 
+COPY_THRESHOLD = 500
+
+
 class Outbox:
     """Writes events into one service's outbox table."""
 
@@ -82,6 +85,17 @@ class Outbox:
             }
             for e in events
         ]
-        if rows:
+        if len(rows) >= COPY_THRESHOLD and session.get_bind().dialect.name == "postgresql":
+            self._copy(session, rows)
+        elif rows:
             session.execute(insert(self.table), rows)
         return len(rows)
+
+    def _copy(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """PostgreSQL's COPY: the nightly flood of events in one stream (several times an INSERT's speed)."""
+        columns = list(rows[0])
+        dbapi = session.connection().connection.dbapi_connection
+        with dbapi.cursor() as cursor:  # type: ignore[union-attr]
+            with cursor.copy(f"COPY {self.table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])

@@ -26,15 +26,17 @@ class ServiceDriver:
     rules: ProductRules = field(default_factory=ProductRules)
     clock: FixedClock = field(default_factory=FixedClock)
     db_name: str = field(default_factory=lambda: f"bt_drv_{uuid.uuid4().hex[:8]}")
+    sqlite_dir: str | None = None  # set: the embedded default's SQLite instead of PostgreSQL
 
     def __post_init__(self) -> None:
         from baitiao import registry
+        from shared.db import make_engine
         from shared.migrations import upgrade
 
         self.definition = registry.definition(self.service)
-        self.url = f"{PG_BASE}/{self.db_name}"
+        self.url = f"sqlite:///{self.sqlite_dir}/{self.db_name}.db" if self.sqlite_dir else f"{PG_BASE}/{self.db_name}"
         upgrade(self.definition, self.url)
-        self.engine: Engine = create_engine(self.url)
+        self.engine: Engine = make_engine(self.url)
         self.applier = EventApplier(self.service, self.engine, self.definition.bus, self.definition.handlers,
                                     self.rules, self.clock)
         self._seen_outbox = 0
@@ -75,7 +77,7 @@ class ServiceDriver:
 
     def mark(self) -> None:
         with self.engine.connect() as conn:
-            self._seen_outbox = conn.scalar(text("SELECT coalesce(max(id), 0) FROM outbox")) or 0
+            self._seen_outbox = conn.scalar(text("SELECT coalesce(max(id), 0) FROM outbox")) or 0  # noqa: S608
 
     def at(self, iso: str) -> None:
         self.clock.set(datetime.fromisoformat(iso).astimezone(SHANGHAI))
@@ -85,6 +87,8 @@ class ServiceDriver:
 
         self.engine.dispose()
         dispose_engines()
+        if self.sqlite_dir:
+            return
         admin = create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))

@@ -14,9 +14,10 @@ from tests.support.service_driver import ServiceDriver
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture()
-def accounts():
-    driver = ServiceDriver("accounts")
+@pytest.fixture(params=["postgresql", "sqlite"])
+def accounts(request, tmp_path):
+    """On PostgreSQL (the deployment) and on SQLite (the embedded default): same SQL, same fen."""
+    driver = ServiceDriver("accounts", sqlite_dir=str(tmp_path) if request.param == "sqlite" else None)
     yield driver
     driver.drop()
 

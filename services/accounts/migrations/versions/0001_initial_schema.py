@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:05:24.696644
+Create Date: 2026-11-29 00:11:24.474037
 """
 from typing import Sequence, Union
 
@@ -36,7 +36,6 @@ def upgrade() -> None:
     sa.Column('last_overdue_on', sa.Date(), nullable=True),
     sa.Column('active_plan_id', sa.String(length=64), nullable=True),
     sa.Column('monthly_income_fen', sa.BigInteger(), nullable=True),
-    sa.Column('last_closed_on', sa.Date(), nullable=True),
     sa.PrimaryKeyConstraint('pk', name=op.f('pk_accounts')),
     sa.UniqueConstraint('account_id', name=op.f('uq_accounts_account_id'))
     )
@@ -59,6 +58,11 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('value', sa.String(length=256), nullable=False),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_bus_meta'))
+    )
+    op.create_table('closed_chunks',
+    sa.Column('business_date', sa.Date(), nullable=False),
+    sa.Column('first_pk', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('business_date', 'first_pk', name=op.f('pk_closed_chunks'))
     )
     op.create_table('credit_reports',
     sa.Column('month', sa.String(length=7), nullable=False),
@@ -273,6 +277,7 @@ def downgrade() -> None:
     op.drop_table('inbox')
     op.drop_table('dead_letters')
     op.drop_table('credit_reports')
+    op.drop_table('closed_chunks')
     op.drop_table('bus_meta')
     with op.batch_alter_table('bureau_marks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_bureau_marks_account_pk'))

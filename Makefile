@@ -1,0 +1,26 @@
+# Shortcuts; each target is one documented command.
+.PHONY: install run test test-unit bench bench-bus bench-close migrate
+
+install:
+	pip install -e ".[dev]"
+
+run:
+	baitiao simulate
+
+test:
+	python -m pytest -q
+
+test-unit:
+	python -m pytest -q tests/unit
+
+migrate:
+	baitiao db upgrade
+
+# Both benchmarks need Redis and PostgreSQL on 127.0.0.1 (BAITIAO_BROKER_URL for Redis).
+bench: bench-bus bench-close
+
+bench-bus:
+	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench bus -n 20000
+
+bench-close:
+	baitiao bench close --accounts 1000000

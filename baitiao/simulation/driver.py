@@ -1,0 +1,175 @@
+"""Simulated days through the real system, phase by phase, as beat would run them.
+
+A day T: statements (00:10), daily close (00:30), plan monitor (01:00), credit report
+(02:00 on the 1st), collections' daily run (08:00) and the send dispatcher (08:00),
+then the customers' morning (collector outcomes, purchases, repayments, plan
+requests), their midday (offer acceptances), and two more dispatcher runs (13:00,
+20:30). Jobs go through each service's own worker and queue (``run_job_and_wait``);
+customers' events go out in bulk per phase. After every phase the driver waits for
+quiescence, so each phase sees all the consequences of the one before: that, and
+decisions drawn from the seed, is what makes two runs give the same numbers.
+"""
+from __future__ import annotations
+
+import calendar
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery
+from kombu import Connection
+
+from baitiao import registry
+from baitiao.simulation.behaviour import Mix, Portfolio
+from baitiao.simulation.environment import RunEnvironment, WorkerProcesses, fresh_environment, stop_embedded
+from baitiao.simulation.tally import Tally
+from baitiao.simulation.wire import Observer, Publisher, Quiescence, prepare_bus
+from shared.celery_app import base_celery_config
+from shared.db import make_engine
+from shared.job_runner import run_job_and_wait
+from shared.settings import SERVICES
+
+JOB_TIMEOUT_S = 900.0
+DISPATCH_TIMES = ("08:00", "13:00", "20:30")
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    accounts: int = 2000
+    days: int = 180
+    seed: int = 1
+    out_dir: Path = Path("simulation-out")
+    start_date: date = date(2026, 1, 1)
+    mix: Mix = field(default_factory=lambda: Mix.load(None))
+    use_running_workers: bool = False
+    worker_concurrency: int = 2
+
+
+@dataclass
+class Timings:
+    """Where the wall time went (seconds), to say which phase is the bottleneck."""
+
+    phases: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    started: float = field(default_factory=time.perf_counter)
+    startup_s: float = 0.0
+    total_s: float = 0.0
+
+    def add(self, name: str, seconds: float) -> None:
+        self.phases[name] += seconds
+
+
+@dataclass
+class SimulationRun:
+    config: SimulationConfig
+    run: RunEnvironment
+    portfolio: Portfolio
+    tally: Tally
+    timings: Timings
+    published: int = 0
+    observed: int = 0
+    job_summaries: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+
+ProgressHook = Callable[[int, int, int], None]  # days done, events so far, total days
+
+
+class Driver:
+    """Owns the run's connections, the workers and the day loop."""
+
+    def __init__(self, config: SimulationConfig):
+        self.config = config
+        self.timings = Timings()
+        self.run_env = fresh_environment(config.out_dir.resolve(), config.use_running_workers)
+        self.workers = WorkerProcesses(self.run_env, config.worker_concurrency)
+        url = self.run_env.broker_url
+        self.redis = redis.Redis.from_url(url)
+        self.connection = Connection(url)
+        self.connection.ensure_connection(max_retries=5)
+        prepare_bus(self.connection)
+        self.observer = Observer(self.connection, self.redis, f"simulator.observer.s{config.seed}")
+        self.publisher = Publisher(self.connection, config.seed)
+        self.engines = {s: make_engine(u) for s, u in self.run_env.db_urls.items()}
+        self.quiescence = Quiescence(self.redis, self.engines, SERVICES, check_alive=self.workers.check_alive)
+        self.celery = Celery("baitiao.simulator")
+        self.celery.conf.update(base_celery_config(url))
+        self.jobs = registry.all_jobs()
+        self.portfolio = Portfolio(config.accounts, config.seed, config.mix, config.start_date)
+        self.tally = Tally(config.accounts, account_ids=[c.account_id for c in self.portfolio.customers])
+        self.result = SimulationRun(config, self.run_env, self.portfolio, self.tally, self.timings)
+
+    # -- the pieces of a day --------------------------------------------------------------
+    def _settle(self, phase: str) -> None:
+        started = time.perf_counter()
+        self.quiescence.wait()
+        events = self.observer.drain()
+        self.result.observed += len(events)
+        self.tally.observe(events)
+        self.portfolio.observe(events)
+        self.timings.add(f"settle:{phase}", time.perf_counter() - started)
+
+    def _job(self, name: str, day: date, at: str) -> None:
+        service, spec = self.jobs[name]
+        started = time.perf_counter()
+        summary = run_job_and_wait(self.celery, spec.task, service, day.isoformat(), at, JOB_TIMEOUT_S)
+        self.timings.add(f"job:{name}", time.perf_counter() - started)
+        if name in ("daily-close", "statements", "credit-report", "plan-monitor", "collections-daily"):
+            self.result.job_summaries[name].append({k: v for k, v in summary.items() if k != "duration_ms"})
+        self._settle(name)
+
+    def _customers(self, name: str, events: list[Any]) -> None:
+        if not events:
+            return
+        started = time.perf_counter()
+        self.result.published += self.publisher.publish_all(events)
+        self.timings.add(f"publish:{name}", time.perf_counter() - started)
+        self._settle(name)
+
+    def simulate_day(self, day: date) -> None:
+        self._job("statements", day, "00:10")
+        self._job("daily-close", day, "00:30")
+        self._job("plan-monitor", day, "01:00")
+        if day.day == 1:
+            self._job("credit-report", day, "02:00")
+        self._job("collections-daily", day, "08:00")
+        self._job("contact-dispatch", day, DISPATCH_TIMES[0])
+        self._customers("customers-morning", self.portfolio.morning(day))
+        self._customers("customers-midday", self.portfolio.midday(day))
+        for at in DISPATCH_TIMES[1:]:
+            self._job("contact-dispatch", day, at)
+        last = day.day == calendar.monthrange(day.year, day.month)[1]
+        self.tally.close_day(day, last_of_month=last or day == self.last_day)
+
+    @property
+    def last_day(self) -> date:
+        return self.config.start_date + timedelta(days=self.config.days - 1)
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self, progress: ProgressHook = lambda done, events, total: None) -> SimulationRun:
+        try:
+            if not self.config.use_running_workers:
+                self.workers.start()
+            self._customers("grants", self.portfolio.grants())
+            self.timings.startup_s = time.perf_counter() - self.timings.started
+            progress(0, 0, self.config.days)
+            for n in range(self.config.days):
+                self.simulate_day(self.config.start_date + timedelta(days=n))
+                progress(n + 1, self.result.published + self.result.observed, self.config.days)
+            self.timings.total_s = time.perf_counter() - self.timings.started
+            return self.result
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self.observer.delete(self.connection)
+        except Exception:  # noqa: BLE001 - closing down; the broker may be gone
+            pass
+        self.workers.stop()
+        self.connection.release()
+        if not self.config.use_running_workers:
+            stop_embedded(self.run_env)

@@ -1,0 +1,210 @@
+"""The run's report: every figure, the invariants, report.json, report.md and its charts.
+
+Figures come from the services' own tables (read-only) and from the events observed
+on the bus; the invariants compare the two and check the ledger's arithmetic, so a
+report whose counts disagree with the services' records says so instead of hiding it.
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from baitiao.simulation import charts
+from baitiao.simulation.driver import SimulationRun
+from baitiao.simulation.records import accounts_figures, collections_figures, restructuring_figures
+from shared.db import make_engine
+
+TIMING_KEYS = ("timings", "speed")  # what differs between two runs of the same seed
+
+
+def build_report(sim: SimulationRun) -> dict[str, Any]:
+    engines = {s: make_engine(u) for s, u in sim.run.db_urls.items()}
+    try:
+        acc = accounts_figures(engines["accounts"])
+        col = collections_figures(engines["collections"])
+        res = restructuring_figures(engines["restructuring"])
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    tally = sim.tally
+    invariants = check_invariants(sim, acc, col, res)
+    money = acc["money"]
+    cfg = sim.config
+    report: dict[str, Any] = {
+        "config": {"accounts": cfg.accounts, "days": cfg.days, "seed": cfg.seed,
+                   "start_date": cfg.start_date.isoformat(), "mix": cfg.mix.normalised()},
+        "environment": sim.run.describe(),
+        "portfolio": {"behaviours": sim.portfolio.behaviour_counts()},
+        "events": {"published_by_customers": sim.published, "observed": sim.observed,
+                   "observed_by_type": dict(sorted(tally.types.items()))},
+        "purchases": {"requested": tally.types.get("purchase.requested", 0), **dict(tally.purchases),
+                      "declined_by_reason": dict(sorted(tally.declines.items()))},
+        "money": money,
+        "ledger": acc["ledger"],
+        "accounts": acc["accounts"],
+        "bills": {"by_origin": acc["bills"], "issued_events": len(tally.bills_issued),
+                  "charged_off": len(tally.charged_off)},
+        "repayments": {"payments_sent": _payments_sent(sim), "applied": acc["repayments"]["applied"],
+                       "applied_amount": acc["repayments"]["applied_amount"],
+                       "rejected_by_reason": dict(acc["repayments"]["rejected"])},
+        "delinquency": {"timeline": tally.timeline, "roll_rates": tally.roll_rates()},
+        "collections": {k: v for k, v in col.items() if k not in ("task_ids", "contacts_outside_window")},
+        "contacts": {"reminders_by_template": dict(sorted(tally.reminders.items())),
+                     "suppressed_events_by_reason": dict(sorted(tally.suppressed.items())),
+                     "tasks_created_by_kind": dict(sorted(tally.tasks.items()))},
+        "plans": {"requests": dict(sorted(tally.plan_requests.items())),
+                  "events": dict(sorted(tally.plan_events.items())),
+                  **{k: v for k, v in res.items() if k != "plan_ids"}},
+        "daily_money": tally.daily_money,
+        "jobs": {name: _job_totals(rows) for name, rows in sim.job_summaries.items()},
+        "invariants": invariants,
+        "timings": {"total_s": round(sim.timings.total_s, 2), "startup_s": round(sim.timings.startup_s, 2),
+                    "phases_s": {k: round(v, 2) for k, v in sorted(sim.timings.phases.items(), key=lambda kv: -kv[1])}},
+        "speed": {
+            "simulated_days_per_s": round(cfg.days / max(sim.timings.total_s - sim.timings.startup_s, 1e-9), 3),
+            "events_per_s": round((sim.published + sim.observed) / max(sim.timings.total_s, 1e-9), 1),
+        },
+    }
+    return _plain(report)
+
+
+def _payments_sent(sim: SimulationRun) -> int:
+    return sum(c.payments for c in sim.portfolio.customers)
+
+
+def _job_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Numeric fields of a job's daily summaries, summed over the run."""
+    totals: dict[str, Any] = {"runs": len(rows)}
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("slices",):
+                totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def check_invariants(sim: SimulationRun, acc: dict[str, Any], col: dict[str, Any],
+                     res: dict[str, Any]) -> dict[str, bool]:
+    tally, money, ledger = sim.tally, acc["money"], acc["ledger"]
+    observed_payments = {p for p in tally.payments_applied if not p.startswith("credit-balance-")}
+    sent = {f"sim-pay-{c.index + 1:06d}-{n:04d}" for c in sim.portfolio.customers for n in range(1, c.payments + 1)}
+    billed_gross = (money["purchases_posted"] + money["penalty_charged"] - money["penalty_reversed"]
+                    + money["late_fees_charged"] - money["late_fees_reversed"] + money["plan_fees"])
+    identity = billed_gross - money["repaid"] - money["waived"] - (money["written_off"] - money["recovered"])
+    approved_events = tally.purchases.get("approved", 0)
+    return {
+        "ledger_balances": ledger["total_debit"] == ledger["total_credit"] and ledger["unbalanced_postings"] == 0,
+        "money_conserved": identity == money["outstanding"],
+        "repaid_matches_repayments": money["repaid"] == acc["repayments"]["applied_amount"] == tally.applied_amount,
+        "every_payment_applied_once": (
+            all(len(ids) == 1 for ids in tally.payments_applied.values())
+            and observed_payments == acc["repayments"]["applied_ids"]
+            and acc["repayments"]["payment_ids"] == sent
+        ),
+        "contacts_inside_window": col["contacts_outside_window_count"] == 0,
+        "contacts_within_caps": (col["sms_daily_cap_exceeded"] == 0 and col["call_daily_cap_exceeded"] == 0
+                                 and col["call_weekly_cap_exceeded"] == 0),
+        "bills_agree": set(tally.bills_issued) == acc["bills_issued_ids"],
+        "purchases_agree": (approved_events == acc["purchases"]["approved"]
+                            and approved_events + tally.purchases.get("declined", 0)
+                            == tally.types.get("purchase.requested", 0)),
+        "reminders_agree": len(tally.reminder_ids) == col["sms_sent"] == col["sms_messages"],
+        "tasks_agree": tally.task_ids == col["task_ids"],
+        "plans_agree": tally.plans_activated == res["plan_ids"],
+        "accounts_agree": acc["accounts"]["total"] == sim.config.accounts == tally.types.get("credit.line.opened", 0),
+        "no_dead_letters": acc["dead_letters"] == col["dead_letters"] == res["dead_letters"] == 0,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: Decimal as a 2-decimal string, sets as sorted lists."""
+    if isinstance(value, Decimal):
+        return str(value.quantize(Decimal("0.01")))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    return value
+
+
+def without_timings(report: dict[str, Any]) -> dict[str, Any]:
+    """The report minus what legitimately differs between two runs of one seed."""
+    drop = set(TIMING_KEYS) | {"environment"}
+    return {k: v for k, v in report.items() if k not in drop}
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "report.json"
+    json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    images = charts.draw_all(report, out_dir)
+    md_path = out_dir / "report.md"
+    md_path.write_text(markdown(report, images), encoding="utf-8")
+    return json_path, md_path
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any], images: dict[str, str]) -> str:
+    cfg, money, inv = report["config"], report["money"], report["invariants"]
+    timeline = report["delinquency"]["timeline"]
+    last = timeline[-1] if timeline else {}
+    parts = [
+        f"# Portfolio simulation: {cfg['accounts']} accounts, {cfg['days']} days from {cfg['start_date']} (seed {cfg['seed']})",
+        "",
+        "Every customer acted only through public events; every number below comes from the services' own "
+        "tables or from the events seen on the bus.",
+        "",
+        "## Invariants",
+        _table(["invariant", "result"], [[k, "pass" if v else "**FAIL**"] for k, v in inv.items()]),
+        "",
+        "## Portfolio",
+        _table(["behaviour", "accounts"], [[k, v] for k, v in report["portfolio"]["behaviours"].items()]),
+        "",
+        f"On the last day: {last.get('current', 0)} accounts current, "
+        + ", ".join(f"{last.get(b, 0)} in {b}" for b in ("1-3", "4-30", "31-60", "61-90", "91-179", "180+", "in_plan"))
+        + ".",
+        "",
+        "## Delinquency buckets over time",
+        f"![buckets]({images['buckets']})",
+        "",
+        "## Roll rates (month end to next month end)",
+        f"![roll rates]({images['roll_rates']})",
+        "",
+        "## Cure rate by stage and grade",
+        f"![cure rates]({images['cure_rates']})",
+        "",
+        _table(["stage", "entered", "cured", "rate"],
+               [[s, v["entered"], v["cured"], v["rate"]] for s, v in
+                report["collections"]["cure_rates"]["by_stage"].items()]),
+        "",
+        "## Contacts",
+        f"![contacts]({images['contacts']})",
+        "",
+        _table(["channel:status", "count"], [[k, v] for k, v in report["collections"]["contacts_by_channel_status"].items()]),
+        "",
+        "## Restructuring plans",
+        f"![plans]({images['plans']})",
+        "",
+        _table(["plan status", "plans"], [[k, v] for k, v in report["plans"]["plans_by_status"].items()]),
+        "",
+        "## Money (CNY)",
+        f"![money]({images['money']})",
+        "",
+        _table(["figure", "amount"], [[k, v] for k, v in money.items()]),
+        "",
+        "## Speed",
+        f"{report['timings']['total_s']} s in all ({report['timings']['startup_s']} s starting up), "
+        f"{report['speed']['simulated_days_per_s']} simulated days/s, {report['speed']['events_per_s']} events/s.",
+        "",
+        _table(["phase", "seconds"], [[k, v] for k, v in list(report["timings"]["phases_s"].items())[:12]]),
+        "",
+    ]
+    return "\n".join(parts)

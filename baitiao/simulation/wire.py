@@ -1,0 +1,188 @@
+"""The simulator on the bus: an outside system, nothing more.
+
+Customers' events go out through plain kombu with the envelope of EVENTS.md
+(routing key = type), exactly as a checkout or a payment gateway would send them.
+Everything the services emit is seen through an observer queue bound to ``#``.
+Quiescence (nothing left to do anywhere) is read from Redis and the outboxes, so
+the next simulated phase never starts while the previous one is still in flight.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from kombu import Connection, Producer, Queue
+from sqlalchemy import Engine, text
+
+from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
+
+UNACKED_KEY = "baitiao.events.unacked"  # shared/bus/consumer.py, events_transport_options
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """One customer (or collector) event, already decided, waiting for its phase."""
+
+    type: str
+    aggregate_id: str
+    payload: dict[str, Any]
+    occurred_at: str  # ISO 8601 with offset, inside the simulated day
+
+
+def envelope(event: OutgoingEvent, event_id: str, producer: str) -> dict[str, Any]:
+    """The envelope of EVENTS.md, built by hand as an outside producer does."""
+    return {
+        "event_id": event_id,
+        "type": event.type,
+        "version": 1,
+        "occurred_at": event.occurred_at,
+        "producer": producer,
+        "correlation_id": None,
+        "causation_id": None,
+        "aggregate_id": event.aggregate_id,
+        "sequence": None,
+        "payload": event.payload,
+    }
+
+
+class Publisher:
+    """Plain kombu producer onto the topic exchange. Event ids come from the run's seed,
+    so two runs send byte-identical streams."""
+
+    def __init__(self, connection: Connection, seed: int):
+        self.connection = connection
+        self.producer = Producer(connection.default_channel)
+        self._ids = uuid_stream(seed)
+        self.sent = 0
+
+    def publish_all(self, events: Iterable[OutgoingEvent]) -> int:
+        count = 0
+        for event in events:
+            producer = _PRODUCER_OF.get(event.type, "customer-app")
+            self.producer.publish(envelope(event, next(self._ids), producer), exchange=EVENTS_EXCHANGE,
+                                  routing_key=event.type, serializer="json")
+            count += 1
+        self.sent += count
+        return count
+
+
+_PRODUCER_OF = {
+    "credit.line.granted": "credit-approval",
+    "purchase.requested": "checkout",
+    "repayment.received": "payment-gateway",
+    "collection.outcome.recorded": "collectors-desk",
+}
+
+
+def uuid_stream(seed: int) -> Any:
+    import random
+
+    rng = random.Random(f"event-ids:{seed}")
+    while True:
+        yield str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+class Observer:
+    """An observer queue bound to every key; read in bulk straight from its Redis list.
+
+    kombu's Redis transport keeps a queue as a list (LPUSH in, BRPOP out) of JSON
+    messages whose body is base64; reading the whole list in one MULTI keeps the
+    simulator's side cheap next to the workers'.
+    """
+
+    def __init__(self, connection: Connection, client: redis.Redis, name: str):
+        self.client = client
+        self.name = name
+        self.queue = Queue(name, exchange=EVENTS_EXCHANGE, routing_key="#", durable=False, auto_delete=False)
+        self.queue(connection.default_channel).declare()
+
+    def drain(self) -> list[dict[str, Any]]:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrange(self.name, 0, -1)
+        pipe.delete(self.name)
+        raw, _ = pipe.execute()
+        events = []
+        for item in reversed(raw):  # LPUSHed: the oldest is last
+            events.append(_decode(item))
+        return events
+
+    def delete(self, connection: Connection) -> None:
+        self.queue(connection.default_channel).delete()
+
+
+def _decode(item: bytes) -> dict[str, Any]:
+    message = json.loads(item)
+    body = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    return json.loads(body)
+
+
+class QuiescenceTimeout(RuntimeError):
+    pass
+
+
+class Quiescence:
+    """Waits until no service has anything left: queues empty, nothing unacked, outboxes sent."""
+
+    def __init__(self, client: redis.Redis, outboxes: dict[str, Engine], services: tuple[str, ...],
+                 poll_s: float = 0.012, check_alive: Callable[[], None] = lambda: None):
+        self.client = client
+        self.outboxes = outboxes
+        self.queues = [events_queue_name(s) for s in services]
+        self.poll_s = poll_s
+        self.check_alive = check_alive
+        self.polls = 0
+        self.waited_s = 0.0
+
+    def busy(self) -> str | None:
+        """What is still in flight (None when everything is quiet)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in self.queues:
+            pipe.llen(queue)
+        pipe.hlen(UNACKED_KEY)
+        *lengths, unacked = pipe.execute()
+        for queue, length in zip(self.queues, lengths):
+            if length:
+                return f"{queue}: {length} queued"
+        if unacked:
+            return f"{unacked} unacked"
+        for service, engine in self.outboxes.items():
+            with engine.connect() as conn:
+                if conn.execute(text("SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1")).first():
+                    return f"{service}: outbox not yet relayed"
+        return None
+
+    def wait(self, timeout: float = 600.0) -> None:
+        """Quiet twice in a row: a message popped by a consumer but not yet in the
+        unacked hash is invisible for an instant, the second look covers it."""
+        started = time.monotonic()
+        deadline = started + timeout
+        quiet = 0
+        last = "?"
+        while True:
+            self.polls += 1
+            state = self.busy()
+            if state is None:
+                quiet += 1
+                if quiet >= 2:
+                    self.waited_s += time.monotonic() - started
+                    return
+            else:
+                quiet, last = 0, state
+            if time.monotonic() > deadline:
+                raise QuiescenceTimeout(f"the system did not settle within {timeout}s: {last}")
+            if self.polls % 100 == 0:
+                self.check_alive()
+            time.sleep(self.poll_s)
+
+
+def prepare_bus(connection: Connection) -> None:
+    """Queues and bindings exist before the first publish (kombu drops unroutable messages)."""
+    declare_topology(connection)
