@@ -84,8 +84,9 @@ def beat(loglevel: str) -> None:
     """Run the beat: the Jobs table of EVENTS.md (a second beat waits on the lock)."""
     from shared.beat import make_beat_app
 
-    url = _ensure_broker(_settings())
-    app = make_beat_app(url)
+    settings = _settings()
+    url = _ensure_broker(settings)
+    app = make_beat_app(url, settings.beat_lock_timeout)
     app.start(["beat", "--loglevel", loglevel])
 
 

@@ -23,14 +23,15 @@ BEAT_SCHEDULE = {
 }
 
 
-def make_beat_app(broker_url: str) -> Celery:
+def make_beat_app(broker_url: str, lock_timeout: int = 300) -> Celery:
     app = Celery("baitiao.beat")
     app.conf.update(base_celery_config(broker_url))
     app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
     app.conf.redbeat_redis_url = broker_url
-    app.conf.redbeat_key_prefix = "baitiao.beat"
-    app.conf.redbeat_lock_timeout = 300
-    app.conf.beat_max_loop_interval = 30
+    app.conf.redbeat_key_prefix = "baitiao.beat:"
+    app.conf.redbeat_lock_timeout = lock_timeout
+    app.conf.redbeat_lock_key = "baitiao.beat:lock"
+    app.conf.beat_max_loop_interval = min(30, max(1, lock_timeout // 5))
     app.conf.beat_schedule = {
         name: {"task": task, "schedule": when, "options": {"queue": jobs_queue_name(service)}}
         for name, (task, service, when) in BEAT_SCHEDULE.items()

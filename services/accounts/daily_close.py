@@ -163,7 +163,8 @@ def _bureau_marks(session: Session, day: date, lo: int, hi: int) -> None:
     session.execute(insert(BureauMark.__table__).from_select(
         ["account_pk", "bill_pk", "marked_on"],
         select(bills.c.account_pk, bills.c.pk, bills.c.bureau_marked_on).where(
-            bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.bureau_marked_on == day),
+            bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
+            bills.c.bureau_marked_on == day),
     ))
 
 
@@ -173,8 +174,8 @@ def _charge_offs(session: Session, day: date, lo: int, hi: int, occurred_at: Any
         select(bills.c.pk, bills.c.bill_id, bills.c.account_pk, accounts.c.account_id, bills.c.unpaid_principal_fen,
                bills.c.unpaid_penalty_fen, bills.c.unpaid_late_fee_fen)
         .join(accounts, accounts.c.pk == bills.c.account_pk)
-        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.charged_off_on == day,
-               bills.c.written_off_fen == 0)
+        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
+               bills.c.charged_off_on == day, bills.c.written_off_fen == 0)
     ).all()
     events = []
     for pk, bill_id, account_pk, account_id, principal, penalty, fee in rows:
@@ -192,8 +193,8 @@ def _overdue_events(session: Session, day: date, lo: int, hi: int, occurred_at: 
     rows = session.execute(
         select(bills.c.bill_id, accounts.c.account_id, bills.c.due_date, bills.c.dpd, bills.c.unpaid_principal_fen)
         .join(accounts, accounts.c.pk == bills.c.account_pk)
-        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.overdue_since == day,
-               bills.c.last_closed_on == day)
+        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
+               bills.c.overdue_since == day, bills.c.last_closed_on == day)
     ).all()
     return [PendingEvent("bill.overdue", account_id, {
         "bill_id": bill_id, "account_id": account_id, "due_date": due.isoformat(), "business_date": day.isoformat(),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:11:24.474037
+Create Date: 2026-11-29 00:19:09.087760
 """
 from typing import Sequence, Union
 
@@ -204,6 +204,7 @@ def upgrade() -> None:
     with op.batch_alter_table('bills', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_bills_account_pk'), ['account_pk'], unique=False)
         batch_op.create_index(batch_op.f('ix_bills_due_date'), ['due_date'], unique=False)
+        batch_op.create_index('ix_bills_open', ['account_pk'], unique=False, postgresql_where=sa.text('unpaid_principal_fen > 0'), sqlite_where=sa.text('unpaid_principal_fen > 0'))
 
     op.create_table('purchases',
     sa.Column('purchase_id', sa.String(length=64), nullable=False),
@@ -248,6 +249,7 @@ def downgrade() -> None:
 
     op.drop_table('purchases')
     with op.batch_alter_table('bills', schema=None) as batch_op:
+        batch_op.drop_index('ix_bills_open', postgresql_where=sa.text('unpaid_principal_fen > 0'), sqlite_where=sa.text('unpaid_principal_fen > 0'))
         batch_op.drop_index(batch_op.f('ix_bills_due_date'))
         batch_op.drop_index(batch_op.f('ix_bills_account_pk'))
 
