@@ -1,6 +1,7 @@
 """``baitiao simulate``: a seeded portfolio through the real workers and bus, with a report."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from datetime import date
@@ -43,6 +44,7 @@ def simulate(accounts: int, days: int, seed: int, out_dir: Path, start_date: str
     config = SimulationConfig(accounts=accounts, days=days, seed=seed, out_dir=out_dir,
                               start_date=date.fromisoformat(start_date), mix=Mix.load(mix_file),
                               use_running_workers=use_running_workers)
+    _stop_cleanly_on_sigterm()
     started = time.perf_counter()
     console.print(f"[bold]simulate[/]: {accounts} accounts, {days} days from {start_date}, seed {seed} -> {out_dir}")
     driver = Driver(config)
@@ -54,3 +56,11 @@ def simulate(accounts: int, days: int, seed: int, out_dir: Path, start_date: str
     json_path, md_path = write_report(report, out_dir)
     print_summary(Console(), report, json_path, md_path)
     sys.exit(0 if all(report["invariants"].values()) else 1)
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the run still stops the workers and broker it started."""
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)

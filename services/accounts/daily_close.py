@@ -32,7 +32,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from services.accounts.domain.ledger import late_fee_charged, penalty_accrued
@@ -43,7 +43,7 @@ from services.accounts.domain.ledger import charged_off as charge_off_posting
 from services.accounts.models import Account, Bill, BureauMark, ClosedChunk, DailyAccrual, LedgerEntry
 from services.accounts.restrictions import ACCOUNT_COLUMNS, RestrictionWriter, account_row, relink_identities
 from shared.bus.outbox import PendingEvent
-from shared.db import transaction
+from shared.db import is_postgres, transaction
 from shared.jobs import JobContext, JobResult
 from shared.log import get_logger
 from shared.money import fen_str, from_fen
@@ -204,49 +204,40 @@ def _overdue_events(session: Session, day: date, lo: int, hi: int, occurred_at: 
 
 # -- steps 4 and 5: the lock ladder and the delinquency snapshot ------------------------------
 
-def _overdue_bills(session: Session, day: date, lo: int, hi: int) -> dict[int, list[Any]]:
-    rows = session.execute(
-        select(bills.c.account_pk, bills.c.bill_id, bills.c.due_date, bills.c.dpd, bills.c.unpaid_principal_fen,
-               bills.c.unpaid_penalty_fen, bills.c.unpaid_late_fee_fen)
-        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.due_ordinal < day.toordinal(),
-               bills.c.unpaid_principal_fen > 0, bills.c.plan_id.is_(None))
-        .order_by(bills.c.account_pk, bills.c.due_date, bills.c.bill_id)
-    ).all()
-    by_account: dict[int, list[Any]] = defaultdict(list)
-    for row in rows:
-        by_account[row[0]].append(row)
-    return by_account
+def _worst_dpd(day: date, lo: int, hi: int) -> Any:
+    """Per delinquent account of the chunk: its maximum DPD."""
+    return (select(bills.c.account_pk, func.max(bills.c.dpd).label("dpd"))
+            .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
+                   bills.c.due_ordinal < day.toordinal(), bills.c.plan_id.is_(None))
+            .group_by(bills.c.account_pk).subquery("worst"))
 
 
-def _ladder(session: Session, day: date, lo: int, hi: int, overdue: dict[int, list[Any]],
-            writer: RestrictionWriter) -> None:
+def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWriter) -> int:
     """Run the ladder for every account that is delinquent or carries a measure.
 
     Tonight's maximum DPD and last overdue date of every delinquent account are
-    written by one set-based UPDATE; the pure ladder rule then runs only for the
-    accounts whose measures may change (a new threshold, a cure, a plan, a limit
-    to restore), which on a normal night is a small share of them.
+    written by one set-based UPDATE that also returns those accounts; the pure
+    ladder rule then runs only for the accounts whose measures may change (a new
+    threshold, a cure, a plan, a limit to restore), on a normal night a small
+    share of them. Returns how many accounts are delinquent.
     """
-    if overdue:
-        worst = (select(bills.c.account_pk, func.max(bills.c.dpd).label("dpd"))
-                 .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.last_closed_on == day,
-                        bills.c.unpaid_principal_fen > 0, bills.c.plan_id.is_(None))
-                 .group_by(bills.c.account_pk).subquery())
-        session.execute(update(accounts).where(accounts.c.pk == worst.c.account_pk)
-                        .values(max_dpd=worst.c.dpd, last_overdue_on=day))
-    watch = or_(accounts.c.level > 0, accounts.c.limit_cut.is_(True), accounts.c.active_plan_id.isnot(None),
-                accounts.c.linked_level > 0)
-    rows = session.execute(select(*ACCOUNT_COLUMNS).where(
+    worst = _worst_dpd(day, lo, hi)
+    delinquent = session.execute(
+        update(accounts).where(accounts.c.pk == worst.c.account_pk)
+        .values(max_dpd=worst.c.dpd, last_overdue_on=day).returning(*ACCOUNT_COLUMNS, accounts.c.max_dpd)
+    ).all()
+    watched = session.execute(select(*ACCOUNT_COLUMNS, literal(0)).where(
         accounts.c.pk >= lo, accounts.c.pk < hi,
-        or_(watch, accounts.c.pk.in_(list(overdue)) if overdue else literal(False)),
+        or_(accounts.c.last_overdue_on.is_(None), accounts.c.last_overdue_on < day),
+        or_(accounts.c.level > 0, accounts.c.limit_cut.is_(True), accounts.c.active_plan_id.isnot(None),
+            accounts.c.linked_level > 0, accounts.c.max_dpd > 0),
     )).all()
-    ladder_rules = writer.rules
-    for raw in rows:
+    for raw in [*delinquent, *watched]:
         row = account_row(raw)
-        max_dpd = max((b.dpd for b in overdue.get(row.pk, [])), default=0)
-        if _measures_hold(row, max_dpd, ladder_rules):
-            continue
-        writer.decide(row, max_dpd)
+        max_dpd = int(raw[-1] or 0)
+        if not _measures_hold(row, max_dpd, writer.rules):
+            writer.decide(row, max_dpd)
+    return len(delinquent)
 
 
 def _measures_hold(row: Any, max_dpd: int, rules: Any) -> bool:
@@ -257,17 +248,29 @@ def _measures_hold(row: Any, max_dpd: int, rules: Any) -> bool:
             and (level < 2 or row.limit_cut) and (level < 4 or row.status == "closed"))
 
 
-def _delinquency_events(session: Session, day: date, overdue: dict[int, list[Any]], occurred_at: Any) -> list[PendingEvent]:
-    if not overdue:
-        return []
-    ids = dict(session.execute(select(accounts.c.pk, accounts.c.account_id).where(accounts.c.pk.in_(list(overdue)))).all())
-    events = []
-    for account_pk, rows in overdue.items():
+def _overdue_bills(session: Session, day: date, lo: int, hi: int) -> dict[str, list[Any]]:
+    rows = session.execute(
+        select(accounts.c.account_id, bills.c.bill_id, bills.c.due_date, bills.c.dpd, bills.c.unpaid_principal_fen,
+               bills.c.unpaid_penalty_fen, bills.c.unpaid_late_fee_fen)
+        .join(accounts, accounts.c.pk == bills.c.account_pk)
+        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.due_ordinal < day.toordinal(),
+               bills.c.unpaid_principal_fen > 0, bills.c.plan_id.is_(None))
+        .order_by(bills.c.account_pk, bills.c.due_date, bills.c.bill_id)
+    ).all()
+    by_account: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_account[row[0]].append(row)
+    return by_account
+
+
+def delinquency_payloads(session: Session, day: date, lo: int, hi: int) -> list[dict[str, Any]]:
+    """``account.delinquency.updated`` for every delinquent account of the chunk (the reference form)."""
+    payloads = []
+    for account_id, rows in _overdue_bills(session, day, lo, hi).items():
         principal = sum(r.unpaid_principal_fen for r in rows)
         penalty = sum(r.unpaid_penalty_fen for r in rows)
         fees = sum(r.unpaid_late_fee_fen for r in rows)
-        account_id = ids[account_pk]
-        events.append(PendingEvent("account.delinquency.updated", account_id, {
+        payloads.append({
             "account_id": account_id, "business_date": day.isoformat(), "max_dpd": max(r.dpd for r in rows),
             "overdue_principal": fen_str(principal), "penalty_interest": fen_str(penalty),
             "late_fees": fen_str(fees), "total_overdue": fen_str(principal + penalty + fees),
@@ -275,8 +278,51 @@ def _delinquency_events(session: Session, day: date, overdue: dict[int, list[Any
                        "unpaid_principal": fen_str(r.unpaid_principal_fen),
                        "penalty_interest": fen_str(r.unpaid_penalty_fen),
                        "late_fee": fen_str(r.unpaid_late_fee_fen)} for r in rows],
-        }, occurred_at))
-    return events
+        })
+    return payloads
+
+
+def _money_sql(fen: str) -> str:
+    """Integer fen (>= 0) as the wire's decimal string, in SQL (sum() of bigint is numeric: cast back)."""
+    return f"(({fen})::bigint / 100)::text || '.' || lpad((({fen})::bigint % 100)::text, 2, '0')"
+
+
+# PostgreSQL builds the night's flood of snapshots itself: the same payload as
+# ``delinquency_payloads`` (a test holds the two equal), written straight into the outbox.
+_PG_DELINQUENCY_SQL = f"""
+INSERT INTO outbox (event_id, type, aggregate_id, payload, occurred_at, correlation_id)
+SELECT e.event_id, 'account.delinquency.updated', e.account_id, e.payload, :occurred_at, e.event_id
+FROM (
+  SELECT gen_random_uuid()::text AS event_id, g.account_id, json_build_object(
+      'account_id', g.account_id, 'business_date', CAST(:business_date AS text), 'max_dpd', g.max_dpd,
+      'overdue_principal', {_money_sql("g.principal")}, 'penalty_interest', {_money_sql("g.penalty")},
+      'late_fees', {_money_sql("g.fees")}, 'total_overdue', {_money_sql("g.principal + g.penalty + g.fees")},
+      'bills', g.bills)::text AS payload
+  FROM (
+    SELECT a.account_id, max(b.dpd) AS max_dpd, sum(b.unpaid_principal_fen) AS principal,
+           sum(b.unpaid_penalty_fen) AS penalty, sum(b.unpaid_late_fee_fen) AS fees,
+           json_agg(json_build_object(
+               'bill_id', b.bill_id, 'due_date', to_char(b.due_date, 'YYYY-MM-DD'), 'dpd', b.dpd,
+               'unpaid_principal', {_money_sql("b.unpaid_principal_fen")},
+               'penalty_interest', {_money_sql("b.unpaid_penalty_fen")},
+               'late_fee', {_money_sql("b.unpaid_late_fee_fen")}) ORDER BY b.due_date, b.bill_id) AS bills
+    FROM bills b JOIN accounts a ON a.pk = b.account_pk
+    WHERE b.account_pk >= :lo AND b.account_pk < :hi AND b.due_ordinal < :ordinal
+      AND b.unpaid_principal_fen > 0 AND b.plan_id IS NULL
+    GROUP BY a.pk, a.account_id
+    ORDER BY a.pk
+  ) g
+) e
+"""
+
+
+def _emit_delinquency(session: Session, ctx: JobContext, day: date, lo: int, hi: int, occurred_at: Any) -> None:
+    if is_postgres(session):
+        session.execute(text(_PG_DELINQUENCY_SQL), {"occurred_at": occurred_at, "business_date": day.isoformat(),
+                                                    "lo": lo, "hi": hi, "ordinal": day.toordinal()})
+        return
+    ctx.outbox.emit_many(session, [PendingEvent("account.delinquency.updated", payload["account_id"], payload,
+                                                occurred_at) for payload in delinquency_payloads(session, day, lo, hi)])
 
 
 # -- one chunk, one day, the job ---------------------------------------------------------------
@@ -298,14 +344,16 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     _update_bills(session, day, lo, hi, rules)
     _bureau_marks(session, day, lo, hi)
     events = _charge_offs(session, day, lo, hi, occurred_at) + _overdue_events(session, day, lo, hi, occurred_at)
-    overdue = _overdue_bills(session, day, lo, hi)
     writer = RestrictionWriter(session, day, rules.lock_ladder, occurred_at)
-    _ladder(session, day, lo, hi, overdue, writer)
+    delinquent = _ladder(session, day, lo, hi, writer)
+    overdue_bills = session.scalar(select(func.count()).select_from(bills).where(
+        bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
+        bills.c.due_ordinal < day.toordinal(), bills.c.plan_id.is_(None))) or 0
     writer.flush()
-    events += writer.events + _delinquency_events(session, day, overdue, occurred_at)
-    ctx.outbox.emit_many(session, events)
-    return {"bills_overdue": sum(len(v) for v in overdue.values()), "penalty_accrued_fen": int(penalty),
-            "accounts_delinquent": len(overdue), "events": len(events)}
+    ctx.outbox.emit_many(session, events + writer.events)
+    _emit_delinquency(session, ctx, day, lo, hi, occurred_at)
+    return {"bills_overdue": overdue_bills, "penalty_accrued_fen": int(penalty), "accounts_delinquent": delinquent,
+            "events": len(events) + len(writer.events) + delinquent}
 
 
 def _finish_day(ctx: JobContext, lease: JobLease, day: date, stats: dict[str, int], started: float) -> dict[str, Any]:

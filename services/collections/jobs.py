@@ -106,9 +106,15 @@ def collections_daily(ctx: JobContext) -> JobResult:
     after = int(ctx.state.get("after_pk", 0))
     totals: dict[str, int] = {k: int(v) for k, v in ctx.state.get("totals", {}).items()}
     with transaction(ctx.engine) as session:
+        # Only cases with something to collect: an open case with no collectable bill and no
+        # active plan has no facts (case_facts returns None) and would cost its queries for
+        # nothing; every credit line has a case, so that was most of the portfolio each day.
+        collectable = select(Bill.bill_id).where(
+            Bill.account_id == CollectionCase.account_id, Bill.unpaid_fen > 0, Bill.plan_id.is_(None),
+        ).exists()
         cases = session.scalars(select(CollectionCase).where(
             CollectionCase.pk > after,
-            or_(CollectionCase.status == "open", CollectionCase.plan_active.is_(True)),
+            or_(CollectionCase.plan_active.is_(True), (CollectionCase.status == "open") & collectable),
         ).order_by(CollectionCase.pk).limit(CASES_PER_SLICE)).all()
         for case in cases:
             for key, count in _run_case(ctx, session, case).items():

@@ -50,3 +50,23 @@ def test_two_closes_of_one_date_never_run_at_once(accounts) -> None:
     # Once the other run's lease is stale (its worker died), the date can be taken over.
     accounts.at("2026-03-05T01:00:00+08:00")
     assert accounts.run_job("daily-close", date(2026, 3, 5))["status"] == "closed"
+
+
+def test_postgres_builds_the_same_delinquency_snapshots_as_the_reference(accounts) -> None:
+    """The nightly snapshots are built in SQL on PostgreSQL; they must equal the Python reference."""
+    from services.accounts.daily_close import delinquency_payloads
+
+    for i, amount in enumerate(("1000.00", "333.33", "0.07")):
+        acc = f"acc-snap-{i}"
+        accounts.send("credit.line.granted", credit_line(acc, "5000.00"))
+        accounts.send("purchase.requested", purchase(acc, amount, "2026-01-14T15:00:00+08:00"))
+        accounts.send("purchase.requested", purchase(acc, amount, "2026-02-14T15:00:00+08:00"))
+    accounts.run_job("statements", date(2026, 2, 1))
+    accounts.run_job("statements", date(2026, 3, 1))
+    accounts.run_job("daily-close", date(2026, 3, 14))
+    emitted = sorted((e["payload"] for e in accounts.emitted("account.delinquency.updated")),
+                     key=lambda p: p["account_id"])
+    with Session(accounts.engine) as session:
+        reference = sorted(delinquency_payloads(session, date(2026, 3, 14), 0, 10**9), key=lambda p: p["account_id"])
+    assert emitted == reference and len(emitted) == 3
+    assert [len(p["bills"]) for p in emitted] == [2, 2, 2]
