@@ -23,6 +23,9 @@ from sqlalchemy import Engine, text
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
 
 UNACKED_KEY = "baitiao.events.unacked"  # shared/bus/consumer.py, events_transport_options
+# Second look after a quiet one: a message popped by BRPOP is in the unacked hash a few
+# statements later, but the worker thread may wait for its GIL (5 ms switch interval).
+CONFIRM_S = 0.012
 
 
 @dataclass(frozen=True)
@@ -174,8 +177,9 @@ class Quiescence:
                 if quiet >= 2:
                     self.waited_s += time.monotonic() - started
                     return
-            else:
-                quiet, last = 0, state
+                time.sleep(CONFIRM_S)
+                continue
+            quiet, last = 0, state
             if time.monotonic() > deadline:
                 raise QuiescenceTimeout(f"the system did not settle within {timeout}s: {last}")
             if self.polls % 100 == 0:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.bus.handling import BusTables
 from shared.bus.tables import add_bus_tables
+from shared.job_runs import JobRunColumns
 from shared.db import BigId, service_base
 
 Base = service_base()
@@ -203,15 +204,7 @@ class ClosedChunk(Base):
     first_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
-class JobRun(Base):
+class JobRun(JobRunColumns, Base):
     """A scheduled job's run for a business date: what makes every job idempotent."""
 
     __tablename__ = "job_runs"
-
-    job: Mapped[str] = mapped_column(String(32), primary_key=True)
-    business_date: Mapped[date] = mapped_column(Date, primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))  # running | done
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
-    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the run holding the lease

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:19:09.087760
+Create Date: 2026-11-29 00:32:18.493415
 """
 from typing import Sequence, Union
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 23:55:36.609615
+Create Date: 2026-11-29 00:32:19.517089
 """
 from typing import Sequence, Union
 
@@ -82,6 +82,7 @@ def upgrade() -> None:
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('summary', sa.Text(), nullable=True),
+    sa.Column('owner', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('job', 'business_date', name=op.f('pk_job_runs'))
     )
     op.create_table('offer_requests',
