@@ -45,3 +45,18 @@ def bench_close(accounts: int, overdue_share: float, orm_sample: int, db_url: st
     click.echo(f"close of {accounts:,} accounts: ours {result['ours_s']} s, baseline SQL {result['baseline_sql_s']} s "
                f"(ratio {result['ratio_ours_to_baseline']}, target <= 2); per-bill ORM loop scaled "
                f"{result['orm_loop_scaled_s']} s ({result['ratio_orm_to_ours']}x ours)")
+
+
+@bench.command("consumers")
+@click.option("-n", "count", default=5000, show_default=True, help="Accounts (events per night).")
+@click.option("--batch-size", default=200, show_default=True)
+def bench_consumers(count: int, batch_size: int) -> None:
+    """Collections' and restructuring's real handlers absorbing a night of delinquency snapshots."""
+    from baitiao.bench_consumers import run_consumers_benchmark
+
+    result = run_consumers_benchmark(count, batch_size)
+    click.echo(json.dumps(result, indent=2))
+    for service in ("collections", "restructuring"):
+        steady = result[service]["steady_night_per_s"]
+        click.echo(f"{service}: {steady}/s steady, {result[service]['first_night_per_s']}/s first night; "
+                   f"100,000 events in {100_000 / steady:.0f} s of database work (target: 180 s with the transport)")

@@ -108,7 +108,8 @@ def accounts_figures(engine: Engine) -> dict[str, Any]:
             "reported_to_bureau": int(_scalar(engine, "SELECT COUNT(DISTINCT account_pk) FROM bureau_marks") or 0),
         },
         "dead_letters": int(_scalar(engine, "SELECT COUNT(*) FROM dead_letters") or 0),
-        "bills_issued_ids": {r[0] for r in _rows(engine, "SELECT bill_id FROM bills WHERE origin = 'statement'")},
+        # statements and plan defaults both issue a bill (and announce it with bill.issued)
+        "bills_issued_ids": {r[0] for r in _rows(engine, "SELECT bill_id FROM bills")},
     }
 
 
