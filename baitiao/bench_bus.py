@@ -18,11 +18,10 @@ import statistics
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from kombu import Connection, Consumer, Exchange, Producer, Queue
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.bus.consumer import ConsumerConfig, EventConsumer
@@ -49,7 +48,7 @@ def _delinquency(i: int, run: str) -> dict[str, Any]:
     account = f"bench-{run}-{i}"
     return {
         "event_id": str(uuid.uuid4()), "type": "account.delinquency.updated", "version": 1,
-        "occurred_at": datetime.now(timezone.utc).isoformat(), "producer": "bench", "correlation_id": None,
+        "occurred_at": SystemClock().now().isoformat(), "producer": "bench", "correlation_id": None,
         "causation_id": None, "aggregate_id": account, "sequence": i,
         "payload": {"account_id": account, "business_date": "2026-03-14", "max_dpd": 4,
                     "overdue_principal": "1000.00", "penalty_interest": "2.00", "late_fees": "10.00",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -28,7 +27,7 @@ PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 def _delivery(event_type: str, payload: dict[str, Any], aggregate_id: str, sequence: int | None = None) -> Delivery:
     body = new_envelope(event_type, payload, aggregate_id=aggregate_id, producer="accounts",
-                        occurred_at=datetime.now(timezone.utc), sequence=sequence)
+                        occurred_at=SystemClock().now(), sequence=sequence)
     return Delivery(body=json.dumps(body).encode())
 
 

@@ -313,11 +313,3 @@ class EventApplier:
             "created_at": self.clock.now(),
         }
 
-
-def body_of(value: Any) -> bytes:
-    """Normalise a message body (bytes, str or an already-decoded dict) to bytes."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return json.dumps(value).encode("utf-8")

@@ -16,7 +16,6 @@ from shared.events.types import (
     Money,
     PositiveMoney,
     Rate,
-    SignedMoney,
     Timestamp,
 )
 
