@@ -9,6 +9,8 @@ republish with the same event_id, never a loss.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timezone
 from typing import Any
 
@@ -37,6 +39,31 @@ def envelope_from_row(row: Any, producer: str) -> dict[str, Any]:
         "sequence": row.id,
         "payload": json.loads(row.payload),
     }
+
+
+@contextmanager
+def bindings_read_once(channel: Any) -> Iterator[None]:
+    """Read the exchange's binding table once per relayed batch instead of once per message.
+
+    kombu's Redis transport routes every publish by reading the binding set from
+    Redis (one round trip), and ``Producer.batch`` pipelines the LPUSHes; with
+    both, a batch of 500 events costs a few round trips instead of a thousand.
+    A queue bound while a batch is being relayed gets the messages of the next
+    batch on, as it would had it been bound a few milliseconds later.
+    """
+    original = channel.get_table
+    tables: dict[str, Any] = {}
+
+    def get_table(exchange: str) -> Any:
+        if exchange not in tables:
+            tables[exchange] = original(exchange)
+        return tables[exchange]
+
+    channel.get_table = get_table
+    try:
+        yield
+    finally:
+        del channel.get_table
 
 
 class OutboxRelay:
@@ -82,14 +109,10 @@ class OutboxRelay:
             rows = session.execute(query).all()
             if not rows:
                 return 0
-            for row in rows:
-                body = envelope_from_row(row, self.producer_name)
-                producer.publish(
-                    body,
-                    routing_key=row.type,
-                    serializer="json",
-                    delivery_mode=2,
-                )
+            with bindings_read_once(producer.channel), producer.batch(max_size=len(rows) * 4):
+                for row in rows:
+                    producer.publish(envelope_from_row(row, self.producer_name), routing_key=row.type,
+                                     serializer="json", delivery_mode=2)
             session.execute(
                 update(self.outbox)
                 .where(self.outbox.c.id.in_([row.id for row in rows]))
