@@ -20,6 +20,7 @@ from services.collections.casebook import (
     suppress_queued,
     utc,
 )
+from services.collections.delinquency import account_delinquency_updated_batch
 from services.collections.domain import CallOutcome, PromiseError, effect_of_outcome
 from services.collections.models import (
     Bill,
@@ -33,7 +34,7 @@ from services.collections.models import (
     Repayment,
     SmsMessage,
 )
-from shared.bus.handling import Handler, HandlerContext
+from shared.bus.handling import BatchHandler, Handler, HandlerContext
 from shared.clock import business_date
 from shared.events import payloads as p
 from shared.log import get_logger
@@ -315,12 +316,13 @@ def sms_delivery_reported(ctx: HandlerContext, event: p.SmsDeliveryReported) -> 
     message.status, message.reported_at = event.status, reported
 
 
-HANDLERS: dict[str, Handler] = {
+HANDLERS: dict[str, Handler | BatchHandler] = {
     "credit.line.granted": credit_line_granted,
     "bill.issued": bill_issued,
     "bill.overdue": bill_overdue,
     "bill.charged_off": bill_charged_off,
-    "account.delinquency.updated": account_delinquency_updated,
+    # the nightly flood: set-based, the same as account_delinquency_updated one by one
+    "account.delinquency.updated": BatchHandler(account_delinquency_updated_batch),
     "account.cured": account_cured,
     "repayment.applied": repayment_applied,
     "risk.assessed": risk_assessed,

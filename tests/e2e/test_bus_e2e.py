@@ -79,7 +79,7 @@ def test_bad_messages_go_to_dead_letters_and_the_worker_goes_on(system) -> None:
     listing = run_cli(["dlq", "list", "--service", "accounts", "--json"], system.env)
     assert listing.returncode == 0, listing.stderr
     reasons = [row["reason"] for row in json.loads(listing.stdout)]
-    assert any(r.startswith("not_json") for r in reasons)
+    assert any(r.startswith("not_json") for r in reasons), reasons
     assert any("unknown_type" in r and "purchase.teleported" in r for r in reasons)
     assert any(r.startswith("invalid_payload") and "amount" in r for r in reasons)
     assert system.workers.alive("accounts")

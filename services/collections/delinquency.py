@@ -1,0 +1,223 @@
+"""``account.delinquency.updated`` set-based: a run of snapshots in a handful of statements.
+
+The nightly close sends one snapshot per overdue account (about 100,000 a night), so
+collections takes them as a run (``BatchHandler``) instead of one at a time. The run is
+applied exactly as if its events were applied one by one, in order, by the reference
+``handlers.account_delinquency_updated``:
+
+1. lock the run's cases (``SELECT ... FOR UPDATE``), creating the missing ones first
+   (``INSERT ... ON CONFLICT DO NOTHING``, opened on the business date of the account's
+   first event in the run, as ``ensure_case`` would);
+2. read every bill the run can touch: the listed ones, and the account's open overdue
+   bills outside a plan (those a newer snapshot clears when it no longer lists them);
+3. fold the events over those rows in Python, in run order, with the same rules
+   (``_newer`` for the business date / sequence guard, ``_reopen_if_due``);
+4. write back only what changed: one upsert for the cases, one for the bills.
+
+The guard is folded event by event rather than "keep the newest per account" because
+it is not a total order (an unsequenced snapshot applies over a sequenced one of the
+same date and the other way round), so only the sequential fold is the same as the
+reference for every run. ORM objects of the session for the rows written are expired,
+so a handler later in the same transaction reads the new state.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from services.collections.models import Bill, CollectionCase
+from shared.bus.handling import HandlerContext
+from shared.events import payloads as p
+from shared.log import get_logger
+from shared.money import to_fen
+
+log = get_logger(__name__)
+
+CASES = CollectionCase.__table__
+BILLS = Bill.__table__
+
+
+@dataclass
+class _Case:
+    """The columns of a case the snapshot reads or writes, named as on the model (so the
+    handlers' ``_reopen_if_due`` / ``reopen_case`` work on it unchanged)."""
+
+    pk: int
+    account_id: str
+    status: str
+    opened_on: date | None
+    closed_reason: str | None
+    closed_on: date | None
+    stage: str | None
+    max_dpd: int
+    overdue_principal_fen: int
+    total_overdue_fen: int
+    delinquency_as_of: date | None
+    delinquency_seq: int | None
+    plan_active: bool
+    promise_broken: bool
+
+
+@dataclass
+class _Bill:
+    bill_id: str
+    account_id: str
+    due_date: date
+    amount_fen: int
+    unpaid_fen: int
+    dpd: int
+    state_date: date | None
+    state_seq: int | None
+    plan_id: str | None
+
+
+_CASE_COLUMNS = [f.name for f in fields(_Case)]
+_BILL_COLUMNS = [f.name for f in fields(_Bill)]
+# What a snapshot may change (everything else of the row is written back as read, under the lock).
+_CASE_WRITTEN = ["status", "opened_on", "closed_reason", "closed_on", "stage", "max_dpd", "overdue_principal_fen",
+                 "total_overdue_fen", "delinquency_as_of", "delinquency_seq", "promise_broken"]
+_BILL_WRITTEN = ["unpaid_fen", "dpd", "state_date", "state_seq"]
+
+
+def _insert_for(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return pg_insert
+    if name == "sqlite":
+        return sqlite_insert
+    return None
+
+
+def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]]) -> None:
+    """A run of daily delinquency snapshots (any length, one in the guarded retry pass)."""
+    if not items:
+        return
+    # imported here: handlers imports this module to register it
+    from services.collections import handlers as reference
+
+    session = items[0][0].session
+    insert = _insert_for(session)
+    if insert is None:  # a database without an upsert: the reference, one event at a time
+        for ctx, event in items:
+            reference.account_delinquency_updated(ctx, event)
+        return
+    session.flush()  # what earlier handlers of this transaction changed, before reading with Core
+
+    cases = _lock_cases(session, insert, items)
+    bills = _load_bills(session, items)
+    by_account: dict[str, list[_Bill]] = defaultdict(list)
+    for bill in bills.values():
+        by_account[bill.account_id].append(bill)
+
+    dirty_cases: dict[str, _Case] = {}
+    new_bills: set[str] = set()
+    dirty_bills: set[str] = set()
+    for ctx, event in items:
+        seq = ctx.envelope.sequence
+        as_of = event.business_date
+        case = cases[event.account_id]
+        if not reference._newer(case.delinquency_as_of, case.delinquency_seq, as_of, seq):
+            log.info("stale_delinquency_ignored", account_id=event.account_id, business_date=str(as_of))
+            continue
+        case.delinquency_as_of, case.delinquency_seq = as_of, seq
+        case.max_dpd = event.max_dpd
+        case.overdue_principal_fen = to_fen(event.overdue_principal)
+        case.total_overdue_fen = to_fen(event.total_overdue)
+        dirty_cases[case.account_id] = case
+        listed: set[str] = set()
+        for line in event.bills:
+            listed.add(line.bill_id)
+            unpaid = to_fen(line.unpaid_principal)
+            bill = bills.get(line.bill_id)
+            if bill is None:
+                bill = _Bill(bill_id=line.bill_id, account_id=event.account_id, due_date=line.due_date,
+                             amount_fen=unpaid, unpaid_fen=unpaid, dpd=line.dpd, state_date=as_of, state_seq=seq,
+                             plan_id=None)
+                bills[bill.bill_id] = bill
+                by_account[bill.account_id].append(bill)
+                new_bills.add(bill.bill_id)
+            elif reference._newer(bill.state_date, bill.state_seq, as_of, seq):
+                bill.unpaid_fen, bill.dpd, bill.state_date, bill.state_seq = unpaid, line.dpd, as_of, seq
+                dirty_bills.add(bill.bill_id)
+        for bill in by_account.get(event.account_id, ()):  # overdue bills a newer snapshot no longer lists: paid
+            if (bill.bill_id not in listed and bill.due_date < as_of and bill.unpaid_fen > 0 and bill.plan_id is None
+                    and reference._newer(bill.state_date, bill.state_seq, as_of, seq)):
+                bill.unpaid_fen, bill.state_date, bill.state_seq = 0, as_of, seq
+                dirty_bills.add(bill.bill_id)
+        if event.max_dpd > 0:
+            reference._reopen_if_due(case, as_of)  # type: ignore[arg-type]
+
+    _write_cases(session, insert, list(dirty_cases.values()))
+    _write_bills(session, insert, [bills[b] for b in bills if b in new_bills or b in dirty_bills])
+
+
+def _lock_cases(session: Session, insert: Any,
+                items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]]) -> dict[str, _Case]:
+    """The run's cases, locked in account order; the missing ones created as ensure_case would."""
+    first_date: dict[str, date] = {}
+    for _, event in items:
+        first_date.setdefault(event.account_id, event.business_date)
+    cases = _select_cases(session, list(first_date))
+    missing = [account for account in first_date if account not in cases]
+    if missing:
+        stmt = insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id])
+        session.execute(stmt, [{
+            "account_id": account, "status": "open", "opened_on": first_date[account], "max_dpd": 0,
+            "overdue_principal_fen": 0, "total_overdue_fen": 0, "plan_active": False, "promise_broken": False,
+            "phone_reported_wrong": False} for account in missing])
+        cases.update(_select_cases(session, missing))
+    return cases
+
+
+def _select_cases(session: Session, accounts: list[str]) -> dict[str, _Case]:
+    query = (select(*(CASES.c[name] for name in _CASE_COLUMNS))
+             .where(CASES.c.account_id.in_(accounts)).order_by(CASES.c.account_id).with_for_update())
+    return {row.account_id: _Case(**row._mapping) for row in session.execute(query)}
+
+
+def _load_bills(session: Session, items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]]) -> dict[str, _Bill]:
+    """Every bill the run can touch: listed in a snapshot, or open overdue outside a plan."""
+    accounts = {event.account_id for _, event in items}
+    listed = {line.bill_id for _, event in items for line in event.bills}
+    clauses = [and_(BILLS.c.account_id.in_(accounts), BILLS.c.unpaid_fen > 0, BILLS.c.plan_id.is_(None))]
+    if listed:
+        clauses.append(BILLS.c.bill_id.in_(listed))
+    query = select(*(BILLS.c[name] for name in _BILL_COLUMNS)).where(or_(*clauses))
+    return {row.bill_id: _Bill(**row._mapping) for row in session.execute(query)}
+
+
+def _write_cases(session: Session, insert: Any, cases: list[_Case]) -> None:
+    if not cases:
+        return
+    stmt = insert(CASES)
+    stmt = stmt.on_conflict_do_update(index_elements=[CASES.c.account_id],
+                                      set_={name: stmt.excluded[name] for name in _CASE_WRITTEN})
+    session.execute(stmt, [{name: getattr(case, name) for name in _CASE_COLUMNS} for case in cases])
+    _expire(session, CollectionCase, (case.pk for case in cases))
+
+
+def _write_bills(session: Session, insert: Any, bills: list[_Bill]) -> None:
+    if not bills:
+        return
+    stmt = insert(BILLS)
+    stmt = stmt.on_conflict_do_update(index_elements=[BILLS.c.bill_id],
+                                      set_={name: stmt.excluded[name] for name in _BILL_WRITTEN})
+    session.execute(stmt, [{name: getattr(bill, name) for name in _BILL_COLUMNS} for bill in bills])
+    _expire(session, Bill, (bill.bill_id for bill in bills))
+
+
+def _expire(session: Session, model: type, keys: Any) -> None:
+    """Objects of the session loaded before the write would otherwise keep the old values."""
+    identity_map = session.identity_map
+    for key in keys:
+        obj = identity_map.get(identity_key(model, key))
+        if obj is not None:
+            session.expire(obj)
