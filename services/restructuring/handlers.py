@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from datetime import date, timedelta, timezone
+from datetime import date, timezone
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -57,7 +57,12 @@ from services.restructuring.models import (
     PlanPayment,
     RiskAssessmentRow,
 )
-from shared.bus.handling import Handler, HandlerContext
+from services.restructuring.snapshots import (
+    TRIGGER_FIRST_OVERDUE,
+    account_delinquency_updated_batch,
+    first_overdue_day,
+)
+from shared.bus.handling import BatchHandler, Handler, HandlerContext
 from shared.clock import business_date
 from shared.events import payloads as p
 from shared.log import get_logger
@@ -73,7 +78,6 @@ PLAN_NOT_ACTIVE = "plan_not_active"
 NEW_TERM_MISSING = "new_term_missing"
 TARGET_PAYMENT_MISSING = "target_payment_missing"
 
-TRIGGER_FIRST_OVERDUE = "first_overdue"
 TRIGGER_OFFER_REQUEST = "offer_request"
 
 _IDS = uuid.UUID("6f1d7c1e-3a0b-4c55-9d61-2b7f4e0a9c11")  # namespace of the ids derived below
@@ -145,7 +149,11 @@ def bill_overdue(ctx: HandlerContext, event: p.BillOverdue) -> None:
 def account_delinquency_updated(ctx: HandlerContext, event: p.AccountDelinquencyUpdated) -> None:
     """The daily snapshot of every overdue bill. An older snapshot never overwrites a newer
     one (per account and per bill); a bill missing from a newer snapshot is no longer
-    overdue (repaid, or moved into a plan)."""
+    overdue (repaid, or moved into a plan).
+
+    The reference for one event: the registered handler is the set-based
+    ``snapshots.account_delinquency_updated_batch`` (the nightly flood), held equal to
+    this one by ``tests/integration/restructuring/test_delinquency_batch.py``."""
     account = _account(ctx, event.account_id)
     seq = ctx.envelope.sequence
     if not store.is_newer(event.business_date, seq, account.delinquency_as_of, account.delinquency_seq):
@@ -156,17 +164,12 @@ def account_delinquency_updated(ctx: HandlerContext, event: p.AccountDelinquency
     for line in event.bills:
         bill = _bill(ctx, line.bill_id, event.account_id)
         bill.due_date = bill.due_date or line.due_date
-        bill.overdue_on = bill.overdue_on or _first_overdue_day(line.due_date)
+        bill.overdue_on = bill.overdue_on or first_overdue_day(line.due_date)
         if bill.plan_id is None and store.is_newer(event.business_date, seq, bill.as_of_date, bill.as_of_seq):
             _set_snapshot(bill, line, event.business_date, seq)
     _clear_unlisted(ctx, event.account_id, listed, event.business_date, seq)
     if event.bills and (account.cured_on is None or event.business_date > account.cured_on):
         _assess_episode(ctx, account, event.business_date)
-
-
-def _first_overdue_day(due_date: date) -> date:
-    """A bill is overdue from the close of the day after its due date (RULES 2, DPD 1)."""
-    return due_date + timedelta(days=1)
 
 
 def _set_snapshot(bill: BillView, line: p.DelinquentBill, as_of: date, seq: int | None) -> None:
@@ -219,13 +222,7 @@ def _assess_and_emit(
         return quote
     assessment, inputs = quote.assessment, quote.inputs
     ctx.session.add(RiskAssessmentRow(
-        account_id=account_id, assessed_on=as_of, trigger=trigger, request_id=request_id,
-        score=assessment.score, grade=assessment.grade,
-        factors=json.dumps([{"name": f.name, "points": f.points} for f in assessment.factors]),
-        current_dpd=inputs.current_dpd, overdue_bills_12m=inputs.overdue_bills_12m,
-        months_on_book=inputs.months_on_book, unpaid_total_fen=to_fen(inputs.unpaid_total),
-        monthly_income_fen=to_fen(inputs.monthly_income) if inputs.monthly_income is not None else None,
-    ))
+        **store.assessment_values(account_id, as_of, trigger, request_id, assessment, inputs)))
     account = ctx.session.get(AccountView, account_id)
     if account is not None:
         account.last_grade, account.last_score = assessment.grade, assessment.score
@@ -493,11 +490,11 @@ def _replace_periods(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment
         log.warning("adjustment_unapplied", plan_id=plan.plan_id, amount=str(decision.unapplied))
 
 
-HANDLERS: dict[str, Handler] = {
+HANDLERS: dict[str, Handler | BatchHandler] = {
     "credit.line.granted": credit_line_granted,
     "bill.issued": bill_issued,
     "bill.overdue": bill_overdue,
-    "account.delinquency.updated": account_delinquency_updated,
+    "account.delinquency.updated": BatchHandler(account_delinquency_updated_batch),
     "account.cured": account_cured,
     "repayment.applied": repayment_applied,
     "plan.offers.requested": plan_offers_requested,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -92,6 +93,13 @@ def load_facts(session: Session, account_id: str, as_of: date) -> AccountFacts |
     if account is None:
         return None
     bills = session.scalars(select(BillView).where(BillView.account_id == account_id).order_by(BillView.due_date)).all()
+    return facts_of(account, bills, as_of)
+
+
+def facts_of(account: Any, bills: Sequence[Any], as_of: date) -> AccountFacts:
+    """The facts of one account from its projection rows (ORM objects, or any objects with
+    the same attributes: the batched snapshot handler passes its in-memory rows)."""
+    account_id = account.account_id
     open_bills = [b for b in bills if b.plan_id is None and _unpaid_fen(b) > 0]
     overdue = [b for b in open_bills if b.dpd > 0]
     went_overdue = [b.due_date or (b.overdue_on - timedelta(days=1)) for b in bills if b.overdue_on is not None]  # type: ignore[operator]
@@ -189,6 +197,21 @@ def schedule_lines(periods: Sequence[Installment]) -> list[p.ScheduleLine]:
 
 def schedule_json(periods: Sequence[Installment]) -> str:
     return json.dumps([line.model_dump(mode="json") for line in schedule_lines(periods)])
+
+
+def assessment_values(
+    account_id: str, as_of: date, trigger: str, request_id: str | None, assessment: RiskAssessment,
+    inputs: RiskInputs,
+) -> dict[str, Any]:
+    """The columns of one ``risk_assessments`` row (the assessment and the facts it came from)."""
+    return {
+        "account_id": account_id, "assessed_on": as_of, "trigger": trigger, "request_id": request_id,
+        "score": assessment.score, "grade": assessment.grade,
+        "factors": json.dumps([{"name": f.name, "points": f.points} for f in assessment.factors]),
+        "current_dpd": inputs.current_dpd, "overdue_bills_12m": inputs.overdue_bills_12m,
+        "months_on_book": inputs.months_on_book, "unpaid_total_fen": to_fen(inputs.unpaid_total),
+        "monthly_income_fen": to_fen(inputs.monthly_income) if inputs.monthly_income is not None else None,
+    }
 
 
 def risk_factors(assessment: RiskAssessment) -> list[p.RiskFactor]:
