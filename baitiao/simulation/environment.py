@@ -24,6 +24,7 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from baitiao.processes import die_with_parent
 from shared.settings import SERVICES, Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,6 +179,7 @@ class WorkerProcesses:
                 [sys.executable, "-m", "baitiao.cli", "worker", service, "--loglevel", "WARNING",
                  "--concurrency", str(self.concurrency)],
                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,
             )
 
     def check_alive(self) -> None:

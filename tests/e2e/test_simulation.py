@@ -27,7 +27,7 @@ def _simulate(out: Path) -> dict[str, Any]:
            **{f"BAITIAO_{s.upper()}_DB_URL": f"{PG_BASE}/baitiao_sim_test"
               for s in ("accounts", "collections", "restructuring")}}
     done = run_cli(["simulate", "--accounts", "50", "--days", "60", "--seed", "7", "--out", str(out)], env,
-                   timeout=240)
+                   timeout=600)  # ~30 s a run on a quiet machine; generous for a loaded CI box
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     _drop_run_databases(report)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

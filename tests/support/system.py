@@ -24,6 +24,8 @@ import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from sqlalchemy import create_engine, text
 
+from baitiao.processes import die_with_parent
+
 REDIS_HOST = os.environ.get("BAITIAO_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("BAITIAO_TEST_REDIS_PORT", "6379"))
 PG_BASE = os.environ.get("BAITIAO_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -175,6 +177,7 @@ class Workers:
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-m", "baitiao.cli", "worker", service, "--loglevel", "WARNING"],
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     def start_all(self, services: tuple[str, ...] = SERVICES) -> None:
