@@ -1,5 +1,5 @@
 # Shortcuts; each target is one documented command.
-.PHONY: install run test test-unit bench bench-bus bench-close migrate
+.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-collections migrate
 
 install:
 	pip install -e ".[dev]"
@@ -17,10 +17,16 @@ migrate:
 	baitiao db upgrade
 
 # Both benchmarks need Redis and PostgreSQL on 127.0.0.1 (BAITIAO_BROKER_URL for Redis).
-bench: bench-bus bench-close
+bench: bench-bus bench-close bench-consumers bench-collections
 
 bench-bus:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench bus -n 20000
 
 bench-close:
 	baitiao bench close --accounts 1000000
+
+bench-consumers:
+	baitiao bench consumers -n 5000
+
+bench-collections:
+	python scripts/bench_collections_jobs.py 2000

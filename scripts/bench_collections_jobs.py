@@ -44,7 +44,9 @@ def main(n: int) -> None:
             s.execute(insert(CollectionCase), [dict(account_id=f"a{i}", status="open", opened_on=date(2026, 1, 1),
                                                     grade=grades[i % 5], max_dpd=0, overdue_principal_fen=100000,
                                                     total_overdue_fen=100000, plan_active=False, promise_broken=False,
-                                                    phone_reported_wrong=False, stage=None) for i in range(n)])
+                                                    phone_reported_wrong=i % 23 == 0,
+                                                    stage=[None, "pre_due", "grace", "early"][i % 4])
+                                               for i in range(n)])
             bills = []
             for i in range(n):
                 due = DAY - timedelta(days=(i % 120) - 7)  # dpd -7 .. 112
@@ -64,6 +66,12 @@ def main(n: int) -> None:
                                                    dpd=10, amount_fen=1, trigger="scheduled",
                                                    created_on=DAY - timedelta(days=3), due_by=DAY, status="open")
                                               for i in range(0, n, 7)])
+            # call caps: three dial attempts yesterday and today on some accounts
+            s.execute(insert(ContactAttempt), [dict(account_id=f"a{i}", business_date=DAY, channel="call", kind="call",
+                                                    template="call", stage="early", status="attempted",
+                                                    planned_for=at_local(DAY, "07:00"),
+                                                    attempted_at=at_local(DAY - timedelta(days=k), "07:00"))
+                                               for i in range(0, n, 5) for k in (0, 0, 0, 1)])
         rules, clock = ProductRules(), FixedClock()
         tmp = Path(tempfile.mkdtemp())
         settings = Settings(data_dir=tmp, sms_file_path=tmp / "sms.jsonl")
@@ -85,6 +93,14 @@ def main(n: int) -> None:
         t_daily = time.perf_counter() - t0
         print(f"daily: {cases} cases, {t_daily:.2f}s, {1000 * t_daily / max(cases, 1):.2f} ms/case, {r.summary}")
         gw = FileGateway(settings.sms_file_path)
+        with transaction(engine) as s:  # some pay before the SMS goes out
+            s.execute(text("update bills set unpaid_fen = 0 where account_id like '%1' or account_id like '%3'"))
+            # a second SMS for some accounts (the daily cap must see the first)
+            s.execute(text("insert into contact_attempts (plan_key, account_id, business_date, channel, kind, template,"
+                           " stage, dpd, trigger, bill_id, status, planned_for, deferrals, send_attempts) "
+                           "select plan_key || '#2', account_id, business_date, channel, kind, template, stage, dpd,"
+                           " trigger, bill_id, status, planned_for, 0, 0 from contact_attempts"
+                           " where status = 'queued' and account_id like '%7'"))
         c = ctx("contact-dispatch", "08:00")
         t0 = time.perf_counter()
         totals: dict[str, int] = {}
@@ -108,6 +124,19 @@ def main(n: int) -> None:
                 break
             c.state = r.state
         print(f"daily re-run: {time.perf_counter() - t0:.2f}s {r.summary}")
+        with transaction(engine) as s:  # late in the evening: quiet hours defer
+            s.execute(text("update contact_attempts set status = 'queued', attempted_at = null "
+                           "where channel = 'sms' and id % 3 = 0"))
+        c = ctx("contact-dispatch", "21:30")
+        totals = {}
+        while True:
+            r = jobs.contact_dispatch(c, gw)
+            for k, v in r.summary.items():
+                if isinstance(v, int):
+                    totals[k] = totals.get(k, 0) + v
+            if not r.more:
+                break
+        print("dispatch 21:30:", totals)
         with engine.connect() as conn:
             print("outbox:", dict(conn.execute(text("select type, count(*) from outbox group by type")).all()))
             print("contacts:", dict(conn.execute(text("select status, count(*) from contact_attempts group by status")).all()))

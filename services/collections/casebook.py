@@ -6,12 +6,12 @@ this module is the "load" and "save" they share, so a rule is written once.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from services.collections.domain import (
@@ -191,6 +191,23 @@ def case_facts(session: Session, case: CollectionCase, business_date: date, rule
     installment = next_installment(session, case.active_plan_id) if case.plan_active else None
     if not bills and installment is None and contact_bill_id is None:
         return None
+    reminded = session.get(Bill, contact_bill_id) if contact_bill_id is not None else None
+    return facts_from(case, business_date, rules, customer=customer, bills=bills, installment=installment,
+                      last_tasks=_last_tasks_on(session, case),
+                      promise_pending_until=_promise_pending_until(session, case.account_id),
+                      contact_bill_id=contact_bill_id, contact_bill=reminded)
+
+
+def facts_from(case: CollectionCase, business_date: date, rules: CollectionsRules, *, customer: Customer | None,
+               bills: list[Bill], installment: PlanInstallment | None, last_tasks: dict[str, date],
+               promise_pending_until: date | None, contact_bill_id: str | None = None,
+               contact_bill: Bill | None = None) -> CaseFacts | None:
+    """``case_facts`` from already loaded rows (the jobs load a whole slice at once, see
+    :class:`SliceFacts`): ``bills`` the collectable unpaid bills by due date, ``installment``
+    the plan's next unpaid one (plan_active cases only), ``contact_bill`` the row of
+    ``contact_bill_id`` (None: no such bill)."""
+    if not bills and installment is None and contact_bill_id is None:
+        return None
     oldest = bills[0] if bills else None
     dpd = (business_date - oldest.due_date).days if oldest else 0
     overdue = [b for b in bills if b.due_date < business_date]
@@ -199,9 +216,7 @@ def case_facts(session: Session, case: CollectionCase, business_date: date, rule
         cured = True  # nothing left unpaid at all
     bill_paid = False
     if contact_bill_id is not None:
-        reminded = session.get(Bill, contact_bill_id)
-        bill_paid = reminded is None or reminded.unpaid_fen <= 0 or reminded.plan_id is not None
-    last_tasks = _last_tasks_on(session, case)
+        bill_paid = contact_bill is None or contact_bill.unpaid_fen <= 0 or contact_bill.plan_id is not None
     view = CaseView(
         account_id=case.account_id,
         dpd=dpd,
@@ -211,7 +226,7 @@ def case_facts(session: Session, case: CollectionCase, business_date: date, rule
         legal_case_opened_on=last_tasks.get("legal"),
         plan_active=case.plan_active,
         plan_installment_due_on=installment.due_date if installment else None,
-        promise_pending_until=_promise_pending_until(session, case.account_id),
+        promise_pending_until=promise_pending_until,
         promise_broken=case.promise_broken,
         cured=cured,
         bill_paid=bill_paid,
@@ -220,6 +235,76 @@ def case_facts(session: Session, case: CollectionCase, business_date: date, rule
     )
     amount = _amount_due(case, overdue, oldest, installment)
     return CaseFacts(view=view, bill=oldest, installment=installment, amount_fen=amount)
+
+
+@dataclass
+class SliceFacts:
+    """What ``case_facts`` reads, for a whole slice of cases in a few set-based queries,
+    keyed by account (the jobs' per-case loop then runs without queries)."""
+
+    customers: dict[str, Customer]
+    bills: dict[str, list[Bill]]  # collectable unpaid bills, by due date then id
+    installments: dict[str, PlanInstallment]  # plan_active cases: the next unpaid installment
+    last_tasks: dict[str, dict[str, date]]  # kind -> last created_on in the current episode
+    pending_promises: dict[str, list[PromiseToPay]]  # by id
+    bills_by_id: dict[str, Bill]  # the bills asked for by id (contacts' bills)
+
+    @classmethod
+    def load(cls, session: Session, cases: list[CollectionCase], *,
+             bill_ids: Collection[str] = ()) -> SliceFacts:
+        """Read the stored rows of ``cases`` (as stored: call before changing them)."""
+        accounts = sorted({c.account_id for c in cases})
+        customers: dict[str, Customer] = {}
+        bills: dict[str, list[Bill]] = {}
+        last_tasks: dict[str, dict[str, date]] = {}
+        promises: dict[str, list[PromiseToPay]] = {}
+        installments: dict[str, PlanInstallment] = {}
+        bills_by_id: dict[str, Bill] = {}
+        if accounts:
+            for customer in session.scalars(select(Customer).where(Customer.account_id.in_(accounts))):
+                customers[customer.account_id] = customer
+            for bill in session.scalars(select(Bill).where(
+                    Bill.account_id.in_(accounts), Bill.unpaid_fen > 0, Bill.plan_id.is_(None),
+            ).order_by(Bill.account_id, Bill.due_date, Bill.bill_id)):
+                bills.setdefault(bill.account_id, []).append(bill)
+            # the last task of each kind in the case's current episode (created_on >= opened_on)
+            query = select(CollectorTask.account_id, CollectorTask.kind, func.max(CollectorTask.created_on)).join(
+                CollectionCase, CollectionCase.account_id == CollectorTask.account_id,
+            ).where(
+                CollectorTask.account_id.in_(accounts),
+                or_(CollectionCase.opened_on.is_(None), CollectorTask.created_on >= CollectionCase.opened_on),
+            ).group_by(CollectorTask.account_id, CollectorTask.kind)
+            for account_id, kind, on in session.execute(query).all():
+                if on is not None:
+                    last_tasks.setdefault(account_id, {})[kind] = _as_date(on)
+            for promise in session.scalars(select(PromiseToPay).where(
+                    PromiseToPay.account_id.in_(accounts), PromiseToPay.status == "pending",
+            ).order_by(PromiseToPay.id)):
+                promises.setdefault(promise.account_id, []).append(promise)
+            plans = {c.active_plan_id: c.account_id for c in cases if c.plan_active and c.active_plan_id is not None}
+            if plans:
+                for installment in session.scalars(select(PlanInstallment).where(
+                        PlanInstallment.plan_id.in_(sorted(plans)), PlanInstallment.status != "paid",
+                ).order_by(PlanInstallment.plan_id, PlanInstallment.period)):
+                    installments.setdefault(plans[installment.plan_id], installment)
+        wanted = sorted(set(bill_ids))
+        if wanted:
+            for bill in session.scalars(select(Bill).where(Bill.bill_id.in_(wanted))):
+                bills_by_id[bill.bill_id] = bill
+        return cls(customers, bills, installments, last_tasks, promises, bills_by_id)
+
+    def facts(self, case: CollectionCase, business_date: date, rules: CollectionsRules, *,
+              contact_bill_id: str | None = None) -> CaseFacts | None:
+        """``case_facts`` of one case of the slice (promises as they are in memory now)."""
+        account = case.account_id
+        pending = [pr.pause_until for pr in self.pending_promises.get(account, ()) if pr.status == "pending"]
+        return facts_from(
+            case, business_date, rules, customer=self.customers.get(account), bills=self.bills.get(account, []),
+            installment=self.installments.get(account) if case.plan_active else None,
+            last_tasks=self.last_tasks.get(account, {}), promise_pending_until=max(pending) if pending else None,
+            contact_bill_id=contact_bill_id,
+            contact_bill=self.bills_by_id.get(contact_bill_id) if contact_bill_id is not None else None,
+        )
 
 
 def _amount_due(case: CollectionCase, overdue: list[Bill], oldest: Bill | None,
@@ -279,3 +364,28 @@ def contact_history(session: Session, account_id: str, *, exclude_id: int | None
 
 def stage_value(stage: str | None) -> Stage | None:
     return Stage(stage) if stage else None
+
+
+def contact_histories(session: Session, account_ids: Collection[str]) -> dict[str, list[tuple[int, str, datetime]]]:
+    """``contact_history``'s rows for many accounts: (contact id, channel, aware instant) per
+    account, so that a caller can leave a contact out (see :func:`history_view`)."""
+    rows: dict[str, list[tuple[int, str, datetime]]] = {}
+    accounts = sorted(set(account_ids))
+    if not accounts:
+        return rows
+    query = select(ContactAttempt.account_id, ContactAttempt.id, ContactAttempt.channel,
+                   ContactAttempt.attempted_at).where(
+        ContactAttempt.account_id.in_(accounts),
+        ContactAttempt.status.in_(("sending", "sent", "attempted")),
+        ContactAttempt.attempted_at.is_not(None),
+    ).order_by(ContactAttempt.account_id, ContactAttempt.id)
+    for account_id, contact_id, channel, moment in session.execute(query).all():
+        rows.setdefault(account_id, []).append((contact_id, channel, aware(moment)))  # type: ignore[arg-type]
+    return rows
+
+
+def history_view(rows: list[tuple[int, str, datetime]], *, exclude_id: int | None = None) -> ContactHistoryView:
+    """The ContactHistoryView of one account's ``contact_histories`` rows."""
+    sms = tuple(m for i, ch, m in rows if ch == "sms" and i != exclude_id)
+    calls = tuple(m for i, ch, m in rows if ch != "sms" and i != exclude_id)
+    return ContactHistoryView(sms_sent_at=sms, call_attempts_at=calls)

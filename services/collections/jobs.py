@@ -14,6 +14,7 @@ Both work in bounded slices (JobResult.more) so each Celery task stays short.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -23,10 +24,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from services.collections.casebook import (
+    CaseFacts,
     Emit,
+    SliceFacts,
     aware,
-    case_facts,
-    contact_history,
+    contact_histories,
+    history_view,
     strategy_and_templates,
     suppress,
     utc,
@@ -61,7 +64,13 @@ from services.collections.models import (
     Repayment,
     SmsMessage,
 )
-from services.collections.sms_gateway import GatewayReceipt, OutgoingSms, SmsGateway, gateway_from_settings
+from services.collections.sms_gateway import (
+    GatewayReceipt,
+    OutgoingSms,
+    SmsGateway,
+    gateway_from_settings,
+)
+from shared.bus.outbox import PendingEvent, payload_json
 from shared.clock import at_local
 from shared.db import is_postgres, transaction
 from shared.events import payloads as p
@@ -79,6 +88,9 @@ RETRY_AFTER = timedelta(minutes=1)
 # dispatcher (runs can overlap): left alone. Older, its dispatcher died: resent with the
 # same message_id, which the gateway dedups.
 IN_FLIGHT = timedelta(minutes=2)
+# A run of contacts is claimed together; what is not handed to the gateway within this
+# long of the claim goes back to the queue unsent (well before IN_FLIGHT runs out).
+SEND_BUDGET = IN_FLIGHT.total_seconds() / 2
 
 # How long people have for a task (business days after it is created): a call the
 # same day, an agency referral or a legal file within the working week.
@@ -102,7 +114,12 @@ def _window_start(ctx: JobContext) -> datetime:
 # =============================================================================================
 
 def collections_daily(ctx: JobContext) -> JobResult:
-    """Decide every open case's actions for the business date (one slice of cases)."""
+    """Decide every open case's actions for the business date (one slice of cases).
+
+    Set-based: the slice's facts are read in a few queries (:class:`SliceFacts`, the day's
+    plan keys and tasks, the open tasks, the call history), the domain runs per case in
+    memory, and what it decided is written in bulk when the transaction flushes (the
+    events with one insert, in the order the cases were decided)."""
     after = int(ctx.state.get("after_pk", 0))
     totals: dict[str, int] = {k: int(v) for k, v in ctx.state.get("totals", {}).items()}
     with transaction(ctx.engine) as session:
@@ -116,38 +133,99 @@ def collections_daily(ctx: JobContext) -> JobResult:
             CollectionCase.pk > after,
             or_(CollectionCase.plan_active.is_(True), (CollectionCase.status == "open") & collectable),
         ).order_by(CollectionCase.pk).limit(CASES_PER_SLICE)).all()
-        for case in cases:
-            for key, count in _run_case(ctx, session, case).items():
-                totals[key] = totals.get(key, 0) + count
+        emit = _BufferedEmit(_planning_instant(ctx))
+        for key, count in _run_slice(ctx, session, list(cases), emit).items():
+            totals[key] = totals.get(key, 0) + count
+        emit.flush(ctx, session)
     more = len(cases) == CASES_PER_SLICE
     state = {"after_pk": cases[-1].pk if cases else after, "totals": totals}
     return JobResult(summary={"cases": len(cases), **totals}, more=more, state=state)
 
 
-def _run_case(ctx: JobContext, session: Session, case: CollectionCase) -> dict[str, int]:
-    """One case for one day: judge promises, track the stage, plan the day's actions."""
+class _BufferedEmit:
+    """An Emit that keeps the events and writes them with one insert (in emission order)."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+        self.events: list[PendingEvent] = []
+
+    def __call__(self, event_type: str, payload: p.Payload, aggregate_id: str) -> str:
+        event = PendingEvent(event_type, aggregate_id, payload_json(event_type, payload), self.at)
+        self.events.append(event)
+        return event.event_id
+
+    def flush(self, ctx: JobContext, session: Session) -> None:
+        if self.events:
+            ctx.outbox.emit_many(session, self.events)
+            self.events = []
+
+
+@dataclass
+class _DayState:
+    """What the day's run of a slice must know beyond the cases' facts, read up front."""
+
+    plan_keys: set[str]  # plan keys already recorded (and those added by this run)
+    tasks_today: set[tuple[str, str]]  # (account, kind) of tasks created on the business date
+    open_tasks: dict[tuple[str, str], list[CollectorTask]]  # (account, kind) -> open tasks
+    histories: dict[str, list[tuple[int, str, datetime]]]  # call caps: contact history rows
+
+
+def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], emit: _BufferedEmit) -> dict[str, int]:
+    """The slice's cases for one day, in pk order: judge promises, track the stage, plan."""
     rules = ctx.rules.collections
     strategy, _ = strategy_and_templates(rules)
-    emit = _emitter(ctx, session, _planning_instant(ctx))
-    facts = case_facts(session, case, ctx.business_date, rules)
-    if facts is None:
-        return {}
+    slice_facts = SliceFacts.load(session, cases)
+    repayments: dict[str, list[tuple[date, int]]] = {}
+    promised = sorted(slice_facts.pending_promises)
+    if promised:
+        for account_id, applied_on, amount in session.execute(select(
+                Repayment.account_id, Repayment.applied_on, Repayment.amount_fen,
+        ).where(Repayment.account_id.in_(promised))).all():
+            repayments.setdefault(account_id, []).append((applied_on, amount))
+    # the domain, per case, in memory (promises judged first: they change the facts)
+    decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAction]]] = []
+    for case in cases:
+        facts = slice_facts.facts(case, ctx.business_date, rules)
+        if facts is None:
+            continue
+        if _judge_promises(case, slice_facts.pending_promises.get(case.account_id, []),
+                           repayments.get(case.account_id, []), facts.view, ctx):
+            facts = slice_facts.facts(case, ctx.business_date, rules)
+            assert facts is not None
+        decided.append((case, facts, actions_for_day(facts.view, ctx.business_date, strategy)))
+    # what the actions are checked against, for the whole slice at once
+    keys = [_action_key(case.account_id, ctx.business_date, action)
+            for case, _, actions in decided for action in actions]
+    state = _DayState(plan_keys=set(), tasks_today=set(), open_tasks={}, histories={})
+    if keys:
+        state.plan_keys = set(session.scalars(select(ContactAttempt.plan_key).where(
+            ContactAttempt.plan_key.in_(sorted(set(keys))))).all())
+    task_accounts = sorted({case.account_id for case, _, actions in decided
+                            for action in actions if not action.kind.is_message})
+    if task_accounts:
+        state.tasks_today = {(a, k) for a, k in session.execute(select(CollectorTask.account_id, CollectorTask.kind).where(
+            CollectorTask.account_id.in_(task_accounts), CollectorTask.created_on == ctx.business_date)).all()}
+        for task in session.scalars(select(CollectorTask).where(
+                CollectorTask.account_id.in_(task_accounts), CollectorTask.status == "open")):
+            state.open_tasks.setdefault((task.account_id, task.kind), []).append(task)
+        call_accounts = {case.account_id for case, _, actions in decided
+                         for action in actions if action.kind is ActionKind.CALL}
+        state.histories = contact_histories(session, call_accounts)
     counts: dict[str, int] = {}
-    if _judge_promises(session, case, facts.view, ctx):
-        facts = case_facts(session, case, ctx.business_date, rules)
-        assert facts is not None
-    if case.status == "open" and not case.plan_active:
-        counts["escalations"] = _track_stage(session, emit, case, facts.view.stage, ctx.business_date)
-    actions = actions_for_day(facts.view, ctx.business_date, strategy)
-    for action in actions:
-        if action.kind.is_message:
-            counts["contacts_queued"] = counts.get("contacts_queued", 0) + _queue_message(
-                session, case, action, facts.bill.bill_id if facts.bill else None, ctx)
-        else:
-            created = _create_task(session, emit, case, facts.view, action, facts.amount_fen, ctx)
-            counts["tasks_created"] = counts.get("tasks_created", 0) + created
-    if case.promise_broken and actions:
-        case.promise_broken = False  # acted on: the next action was brought forward today
+    for case, facts, actions in decided:
+        if case.status == "open" and not case.plan_active:
+            counts["escalations"] = counts.get("escalations", 0) + _track_stage(
+                session, emit, case, facts.view.stage, ctx.business_date)
+        for action in actions:
+            if action.kind.is_message:
+                counts["contacts_queued"] = counts.get("contacts_queued", 0) + _queue_message(
+                    session, state, case, action, facts.bill.bill_id if facts.bill else None, ctx)
+            else:
+                created = _create_task(session, state, emit, case, facts.view, action, facts.amount_fen,
+                                       slice_facts, ctx)
+                counts["tasks_created"] = counts.get("tasks_created", 0) + created
+        if case.promise_broken and actions:
+            case.promise_broken = False  # acted on: the next action was brought forward today
     return counts
 
 
@@ -156,14 +234,15 @@ def _planning_instant(ctx: JobContext) -> datetime:
     return ctx.instant if ctx.at else _window_start(ctx)
 
 
-def _judge_promises(session: Session, case: CollectionCase, view: CaseView, ctx: JobContext) -> bool:
-    """Decide pending promises whose pause is over: kept, or broken (escalate at once)."""
+def _judge_promises(case: CollectionCase, promises: list[PromiseToPay], repayments: list[tuple[date, int]],
+                    view: CaseView, ctx: JobContext) -> bool:
+    """Decide pending promises whose pause is over: kept, or broken (escalate at once).
+    ``promises``: the case's pending promises; ``repayments``: its (applied_on, fen)."""
     changed = False
-    promises = session.scalars(select(PromiseToPay).where(
-        PromiseToPay.account_id == case.account_id, PromiseToPay.status == "pending")).all()
     for promise in promises:
-        repaid = sum(session.scalars(select(Repayment.amount_fen).where(
-            Repayment.account_id == case.account_id, Repayment.applied_on >= promise.recorded_on)).all())
+        if promise.status != "pending":
+            continue
+        repaid = sum(amount for applied_on, amount in repayments if applied_on >= promise.recorded_on)
         state = promise_state(
             Promise(promise.recorded_on, promise.promised_date,
                     from_fen(promise.promised_amount_fen) if promise.promised_amount_fen is not None else None),
@@ -198,13 +277,23 @@ def _plan_key(account_id: str, on: date, kind: str, template: str) -> str:
     return f"{account_id}|{on.isoformat()}|{kind}|{template}"
 
 
-def _queue_message(session: Session, case: CollectionCase, action: PlannedAction, bill_id: str | None,
-                   ctx: JobContext) -> int:
+def _action_key(account_id: str, on: date, action: PlannedAction) -> str:
+    """The plan key an action is recorded under (a task's template is its kind)."""
+    kind = action.kind.value
+    if action.kind.is_message:
+        assert action.template is not None
+        return _plan_key(account_id, on, kind, action.template)
+    return _plan_key(account_id, on, kind, kind)
+
+
+def _queue_message(session: Session, state: _DayState, case: CollectionCase, action: PlannedAction,
+                   bill_id: str | None, ctx: JobContext) -> int:
     """Queue an SMS for the day's window (the guard judges it just before sending)."""
     assert action.template is not None
     key = _plan_key(case.account_id, ctx.business_date, action.kind.value, action.template)
-    if session.scalar(select(ContactAttempt.id).where(ContactAttempt.plan_key == key)) is not None:
+    if key in state.plan_keys:
         return 0
+    state.plan_keys.add(key)
     session.add(ContactAttempt(
         plan_key=key, account_id=case.account_id, business_date=ctx.business_date, channel="sms",
         kind=action.kind.value, template=action.template, stage=action.stage.value, dpd=action.dpd,
@@ -214,37 +303,38 @@ def _queue_message(session: Session, case: CollectionCase, action: PlannedAction
     return 1
 
 
-def _create_task(session: Session, emit: Emit, case: CollectionCase, view: CaseView, action: PlannedAction,
-                 amount_fen: int, ctx: JobContext) -> int:
+def _create_task(session: Session, state: _DayState, emit: Emit, case: CollectionCase, view: CaseView,
+                 action: PlannedAction, amount_fen: int, slice_facts: SliceFacts, ctx: JobContext) -> int:
     """A call, agency or legal task (collection.task.created). A call task is first put to the
     guard's time-independent checks and the call caps: a suppressed one is recorded."""
     kind = action.kind.value
     key = _plan_key(case.account_id, ctx.business_date, kind, kind)
-    if session.scalar(select(ContactAttempt.id).where(ContactAttempt.plan_key == key)) is not None:
+    if key in state.plan_keys:
         return 0
-    if session.scalar(select(CollectorTask.task_id).where(
-            CollectorTask.account_id == case.account_id, CollectorTask.created_on == ctx.business_date,
-            CollectorTask.kind == kind)) is not None:
+    if (case.account_id, kind) in state.tasks_today:
         return 0
     if action.kind is ActionKind.CALL:
-        reason = _call_block_reason(session, case, view, ctx)
+        reason = _call_block_reason(state, case, view, slice_facts, ctx)
         if reason is not None:
             attempt = _task_record(case, action, ctx, key, status="suppressed", task_id=None)
             session.add(attempt)
+            state.plan_keys.add(key)
             suppress(emit, attempt, reason)
             return 0
     task_id = str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, key))
-    for older in session.scalars(select(CollectorTask).where(
-            CollectorTask.account_id == case.account_id, CollectorTask.kind == kind,
-            CollectorTask.status == "open")).all():
+    for older in state.open_tasks.pop((case.account_id, kind), []):
         older.status = "superseded"
     due_by = ctx.business_date + timedelta(days=TASK_DUE_DAYS.get(kind, 0))
-    session.add(CollectorTask(
+    task = CollectorTask(
         task_id=task_id, account_id=case.account_id, kind=kind, stage=action.stage.value, dpd=action.dpd,
         amount_fen=amount_fen, trigger=action.trigger.value, created_on=ctx.business_date, due_by=due_by,
         status="open",
-    ))
+    )
+    session.add(task)
+    state.open_tasks[(case.account_id, kind)] = [task]
+    state.tasks_today.add((case.account_id, kind))
     session.add(_task_record(case, action, ctx, key, status="task_created", task_id=task_id))
+    state.plan_keys.add(key)
     emit("collection.task.created", p.CollectionTaskCreated(
         task_id=task_id, account_id=case.account_id, kind=kind, stage=action.stage.value, due_by=due_by,  # type: ignore[arg-type]
     ), case.account_id)
@@ -263,14 +353,15 @@ def _task_record(case: CollectionCase, action: PlannedAction, ctx: JobContext, k
     )
 
 
-def _call_block_reason(session: Session, case: CollectionCase, view: CaseView, ctx: JobContext) -> str | None:
+def _call_block_reason(state: _DayState, case: CollectionCase, view: CaseView, slice_facts: SliceFacts,
+                       ctx: JobContext) -> str | None:
     """Whether collectors may call today at all: whose phone, the case state, the call caps."""
-    customer = session.get(Customer, case.account_id)
+    customer = slice_facts.customers.get(case.account_id)
     request = ContactRequest(kind=ActionKind.CALL, phone=customer.phone if customer else "")
     blocked = case_block_reason(request, view, ctx.business_date)
     if blocked is not None:
         return blocked.value
-    capped = cap_reason(Channel.CALL, contact_history(session, case.account_id), ctx.business_date,
+    capped = cap_reason(Channel.CALL, history_view(state.histories.get(case.account_id, [])), ctx.business_date,
                         ctx.rules.collections.compliance)
     return capped.value if capped is not None else None
 
@@ -300,88 +391,147 @@ def dispatch_instant(ctx: JobContext) -> datetime:
 
 
 def contact_dispatch(ctx: JobContext, gateway: SmsGateway | None = None) -> JobResult:
-    """Send the queued contacts due at the job's instant (one slice)."""
+    """Send the queued contacts due at the job's instant (one slice).
+
+    The slice goes in runs of contacts of distinct accounts, in the slice's order: each run
+    is claimed and re-checked by the guard in one transaction (a few set-based reads),
+    then sent one by one outside any transaction, then recorded in one transaction. A
+    run never holds two contacts of one account, so each contact is judged against
+    everything recorded for its account before it, exactly as one at a time."""
     now = dispatch_instant(ctx)
     gateway = gateway or gateway_from_settings(ctx.settings)
     with transaction(ctx.engine) as session:
-        query = select(ContactAttempt.id).where(
+        query = select(ContactAttempt.id, ContactAttempt.account_id).where(
             ContactAttempt.channel == "sms", ContactAttempt.status.in_(("queued", "sending")),
             ContactAttempt.planned_for <= utc(now),
         ).order_by(ContactAttempt.planned_for, ContactAttempt.id).limit(CONTACTS_PER_SLICE)
-        ids = list(session.scalars(query).all())
+        due = [(contact_id, account_id) for contact_id, account_id in session.execute(query).all()]
     totals: dict[str, int] = {}
-    for contact_id in ids:
-        outcome = _dispatch_one(ctx, contact_id, now, gateway)
-        totals[outcome] = totals.get(outcome, 0) + 1
-    return JobResult(summary={"at": now.isoformat(), "contacts": len(ids), **totals},
-                     more=len(ids) == CONTACTS_PER_SLICE)
+    for run in _runs_of_distinct_accounts(due):
+        for outcome in _dispatch_run(ctx, run, now, gateway):
+            totals[outcome] = totals.get(outcome, 0) + 1
+    return JobResult(summary={"at": now.isoformat(), "contacts": len(due), **totals},
+                     more=len(due) == CONTACTS_PER_SLICE)
 
 
-def _dispatch_one(ctx: JobContext, contact_id: int, now: datetime, gateway: SmsGateway) -> str:
-    """Guard, then send, then record: three steps, the gateway call outside any transaction."""
-    prepared = _prepare(ctx, contact_id, now)
-    if isinstance(prepared, str):
-        return prepared
-    receipt = gateway.send(prepared.sms)
-    return _record_send(ctx, prepared, receipt, now)
+def _runs_of_distinct_accounts(due: list[tuple[int, str]]) -> list[list[int]]:
+    """The contact ids cut, in order, into runs in which no account appears twice."""
+    runs: list[list[int]] = []
+    seen: set[str] = set()
+    for contact_id, account_id in due:
+        if not runs or account_id in seen:
+            runs.append([])
+            seen = set()
+        runs[-1].append(contact_id)
+        seen.add(account_id)
+    return runs
 
 
-def _lock_contact(session: Session, contact_id: int) -> ContactAttempt | None:
-    query = select(ContactAttempt).where(ContactAttempt.id == contact_id)
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    return session.scalar(query)
+def _dispatch_run(ctx: JobContext, contact_ids: list[int], now: datetime, gateway: SmsGateway) -> list[str]:
+    """Guard, then send, then record: the gateway calls outside any transaction."""
+    prepared = _prepare_run(ctx, contact_ids, now)
+    claimed_at = time.monotonic()
+    receipts: list[tuple[Prepared, GatewayReceipt | None]] = []
+    try:
+        for item in prepared:
+            if not isinstance(item, Prepared):
+                continue
+            if time.monotonic() - claimed_at > SEND_BUDGET:
+                # a slow gateway: the rest goes back to the queue unsent rather than sit
+                # "sending" until another dispatcher takes it for a dead one
+                receipts.append((item, None))
+                continue
+            receipts.append((item, gateway.send(item.sms)))
+    finally:  # what the gateway took is recorded even if a later send blew up
+        recorded = _record_sends(ctx, receipts, now) if receipts else {}
+    return [recorded.get(item.contact_id, "skipped") if isinstance(item, Prepared) else item for item in prepared]
 
 
-def _prepare(ctx: JobContext, contact_id: int, now: datetime) -> Prepared | str:
-    """Re-check the contact with the compliance guard; suppress, defer, or get it ready."""
+def _prepare_run(ctx: JobContext, contact_ids: list[int], now: datetime) -> list[Prepared | str]:
+    """Claim the run's contacts and re-check each with the compliance guard (in one
+    transaction, after the claim): suppress, defer, or get it ready to send."""
     rules = ctx.rules.collections
     with transaction(ctx.engine) as session:
-        contact = _lock_contact(session, contact_id)
-        if contact is None or contact.status not in ("queued", "sending"):
-            return "skipped"
-        if contact.status == "sending" and contact.attempted_at is not None \
-                and aware(contact.attempted_at) > now - IN_FLIGHT:  # type: ignore[operator]
-            return "in_flight"
-        emit = _emitter(ctx, session, now)
-        case = session.scalar(select(CollectionCase).where(CollectionCase.account_id == contact.account_id))
-        facts = case_facts(session, case, ctx.business_date, rules, contact_bill_id=contact.bill_id) if case else None
-        if facts is None:
-            suppress(emit, contact, "cured")
-            return "suppressed"
-        customer = session.get(Customer, contact.account_id)
-        request = ContactRequest(kind=ActionKind(contact.kind), phone=customer.phone if customer else "",
-                                 template=contact.template)
-        history = contact_history(session, contact.account_id, exclude_id=contact.id)
-        decision = check_contact(request, history, facts.view, now, rules.compliance)
-        if decision.deferred:
-            assert decision.next_window_start is not None and decision.reason is not None
-            contact.planned_for = utc(decision.next_window_start)
-            contact.deferrals += 1
-            contact.reason = decision.reason.value
-            emit("contact.suppressed", p.ContactSuppressed(
-                account_id=contact.account_id, channel=contact.channel, template=contact.template,
-                reason=decision.reason.value), contact.account_id)
-            return "deferred"
-        if not decision.allowed:
-            assert decision.reason is not None
-            suppress(emit, contact, decision.reason.value)
-            return "suppressed"
-        assert customer is not None
-        sms = _message_for(session, contact, customer, facts, ctx)
-        contact.status, contact.attempted_at, contact.message_id = "sending", utc(now), sms.message_id
-        contact.send_attempts += 1
-        return Prepared(contact.id, sms)
+        query = select(ContactAttempt).where(ContactAttempt.id.in_(contact_ids)).order_by(ContactAttempt.id)
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        claimed = {c.id: c for c in session.scalars(query).all()}
+        outcomes: dict[int, Prepared | str] = {}
+        ready: list[ContactAttempt] = []
+        for contact_id in contact_ids:
+            contact = claimed.get(contact_id)
+            if contact is None or contact.status not in ("queued", "sending"):
+                outcomes[contact_id] = "skipped"
+            elif contact.status == "sending" and contact.attempted_at is not None \
+                    and aware(contact.attempted_at) > now - IN_FLIGHT:  # type: ignore[operator]
+                outcomes[contact_id] = "in_flight"
+            else:
+                ready.append(contact)
+        if ready:
+            accounts = sorted({c.account_id for c in ready})
+            cases = {c.account_id: c for c in session.scalars(
+                select(CollectionCase).where(CollectionCase.account_id.in_(accounts))).all()}
+            slice_facts = SliceFacts.load(session, list(cases.values()),
+                                          bill_ids=[c.bill_id for c in ready if c.bill_id])
+            customers = dict(slice_facts.customers)
+            missing = [a for a in accounts if a not in customers]
+            if missing:
+                customers.update({c.account_id: c for c in session.scalars(
+                    select(Customer).where(Customer.account_id.in_(missing))).all()})
+            histories = contact_histories(session, accounts)
+            messages = {m.contact_id: m for m in session.scalars(
+                select(SmsMessage).where(SmsMessage.contact_id.in_([c.id for c in ready]))).all()}
+            emit = _BufferedEmit(now)
+            for contact in ready:
+                case = cases.get(contact.account_id)
+                facts = slice_facts.facts(case, ctx.business_date, rules, contact_bill_id=contact.bill_id) \
+                    if case else None
+                outcomes[contact.id] = _judge_contact(ctx, session, emit, contact, facts,
+                                                      customers.get(contact.account_id),
+                                                      histories.get(contact.account_id, []),
+                                                      messages.get(contact.id), slice_facts, now)
+            emit.flush(ctx, session)
+        return [outcomes[contact_id] for contact_id in contact_ids]
 
 
-def _message_for(session: Session, contact: ContactAttempt, customer: Customer, facts: Any,
-                 ctx: JobContext) -> OutgoingSms:
+def _judge_contact(ctx: JobContext, session: Session, emit: Emit, contact: ContactAttempt, facts: CaseFacts | None,
+                   customer: Customer | None, history: list[tuple[int, str, datetime]], existing: SmsMessage | None,
+                   slice_facts: SliceFacts, now: datetime) -> Prepared | str:
+    """The guard's verdict on one claimed contact, recorded on it."""
+    rules = ctx.rules.collections
+    if facts is None:
+        suppress(emit, contact, "cured")
+        return "suppressed"
+    request = ContactRequest(kind=ActionKind(contact.kind), phone=customer.phone if customer else "",
+                             template=contact.template)
+    decision = check_contact(request, history_view(history, exclude_id=contact.id), facts.view, now, rules.compliance)
+    if decision.deferred:
+        assert decision.next_window_start is not None and decision.reason is not None
+        contact.planned_for = utc(decision.next_window_start)
+        contact.deferrals += 1
+        contact.reason = decision.reason.value
+        emit("contact.suppressed", p.ContactSuppressed(
+            account_id=contact.account_id, channel=contact.channel, template=contact.template,
+            reason=decision.reason.value), contact.account_id)
+        return "deferred"
+    if not decision.allowed:
+        assert decision.reason is not None
+        suppress(emit, contact, decision.reason.value)
+        return "suppressed"
+    assert customer is not None
+    sms = _message_for(session, contact, customer, facts, existing, slice_facts, ctx)
+    contact.status, contact.attempted_at, contact.message_id = "sending", utc(now), sms.message_id
+    contact.send_attempts += 1
+    return Prepared(contact.id, sms)
+
+
+def _message_for(session: Session, contact: ContactAttempt, customer: Customer, facts: CaseFacts,
+                 existing: SmsMessage | None, slice_facts: SliceFacts, ctx: JobContext) -> OutgoingSms:
     """Render the template (masked name only) and keep the message; a retry reuses it."""
-    existing = session.scalar(select(SmsMessage).where(SmsMessage.contact_id == contact.id))
     if existing is not None:
         return OutgoingSms(existing.message_id, customer.phone, existing.text, existing.segments)
     _, catalog = strategy_and_templates(ctx.rules.collections)
-    rendered = _render(session, catalog, contact, customer, facts, ctx)
+    rendered = _render(catalog, contact, customer, facts, slice_facts, ctx)
     message_id = str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, f"contact:{contact.id}:{contact.plan_key}"))
     session.add(SmsMessage(
         message_id=message_id, idempotency_key=message_id, contact_id=contact.id, account_id=contact.account_id,
@@ -391,15 +541,15 @@ def _message_for(session: Session, contact: ContactAttempt, customer: Customer, 
     return OutgoingSms(message_id, customer.phone, rendered.text, rendered.segments)
 
 
-def _render(session: Session, catalog: TemplateCatalog, contact: ContactAttempt, customer: Customer,
-            facts: Any, ctx: JobContext) -> Any:
+def _render(catalog: TemplateCatalog, contact: ContactAttempt, customer: Customer, facts: CaseFacts,
+            slice_facts: SliceFacts, ctx: JobContext) -> Any:
     """The text with today's figures: the amount due now, its due date, today's DPD."""
     compliance = ctx.rules.collections.compliance
     due_on: date | None = None
     if contact.kind == "plan_reminder" and facts.installment is not None:
         due_on = facts.installment.due_date
     else:
-        bill = session.get(Bill, contact.bill_id) if contact.bill_id else facts.bill
+        bill = slice_facts.bills_by_id.get(contact.bill_id) if contact.bill_id else facts.bill
         due_on = bill.due_date if bill is not None else None
     fields = {
         "name": customer.name,
@@ -414,30 +564,48 @@ def _render(session: Session, catalog: TemplateCatalog, contact: ContactAttempt,
                   concat_segment_chars=compliance.sms_concat_segment_chars)
 
 
-def _record_send(ctx: JobContext, prepared: Prepared, receipt: GatewayReceipt, now: datetime) -> str:
-    """What the gateway said: sent (reminder.sent), failed for good, or retry next run."""
+def _record_sends(ctx: JobContext, sent: list[tuple[Prepared, GatewayReceipt | None]],
+                  now: datetime) -> dict[int, str]:
+    """What the gateway said, for a run in one transaction: sent (reminder.sent), failed
+    for good, or retry next run; no receipt: never handed over, queued again as it was."""
     with transaction(ctx.engine) as session:
-        contact = session.get(ContactAttempt, prepared.contact_id, with_for_update=True)
-        message = session.get(SmsMessage, prepared.sms.message_id)
-        assert contact is not None and message is not None
-        if contact.status != "sending" or contact.message_id != message.message_id:
-            return "skipped"  # another dispatcher already recorded it
-        emit = _emitter(ctx, session, now)
-        message.gateway_attempts += receipt.attempts
-        message.gateway_response = receipt.response[:1000]
-        if receipt.accepted:
-            contact.status, contact.sent_at, contact.reason = "sent", utc(now), None
-            message.status, message.sent_at = "sent", utc(now)
-            emit("reminder.sent", p.ReminderSent(
-                message_id=message.message_id, account_id=contact.account_id, channel="sms",
-                template=contact.template, stage=contact.stage, business_date=ctx.business_date,
-                sent_at=now, segments=message.segments), contact.account_id)
-            return "sent"
-        if receipt.permanent or contact.send_attempts >= MAX_SEND_ATTEMPTS:
-            contact.status, contact.reason = "failed", "gateway_rejected" if receipt.permanent else "gateway_down"
-            message.status = "failed"
-            log.warning("sms_failed", message_id=message.message_id, account_id=contact.account_id,
-                        reason=contact.reason)
-            return "failed"
-        contact.status, contact.planned_for = "queued", utc(now + RETRY_AFTER)
-        return "retry"
+        ids = [prepared.contact_id for prepared, _ in sent]
+        contacts = {c.id: c for c in session.scalars(select(ContactAttempt).where(
+            ContactAttempt.id.in_(ids)).order_by(ContactAttempt.id).with_for_update()).all()}
+        messages = {m.message_id: m for m in session.scalars(select(SmsMessage).where(
+            SmsMessage.message_id.in_([prepared.sms.message_id for prepared, _ in sent]))).all()}
+        emit = _BufferedEmit(now)
+        outcomes = {prepared.contact_id: _record_send(ctx, emit, contacts.get(prepared.contact_id),
+                                                      messages.get(prepared.sms.message_id), receipt, now)
+                    for prepared, receipt in sent}
+        emit.flush(ctx, session)
+        return outcomes
+
+
+def _record_send(ctx: JobContext, emit: Emit, contact: ContactAttempt | None, message: SmsMessage | None,
+                 receipt: GatewayReceipt | None, now: datetime) -> str:
+    """What the gateway said about one contact."""
+    assert contact is not None and message is not None
+    if contact.status != "sending" or contact.message_id != message.message_id:
+        return "skipped"  # another dispatcher already recorded it
+    if receipt is None:  # not sent (out of time): due again at once, this attempt not counted
+        contact.status, contact.send_attempts = "queued", contact.send_attempts - 1
+        return "requeued"
+    message.gateway_attempts += receipt.attempts
+    message.gateway_response = receipt.response[:1000]
+    if receipt.accepted:
+        contact.status, contact.sent_at, contact.reason = "sent", utc(now), None
+        message.status, message.sent_at = "sent", utc(now)
+        emit("reminder.sent", p.ReminderSent(
+            message_id=message.message_id, account_id=contact.account_id, channel="sms",
+            template=contact.template, stage=contact.stage, business_date=ctx.business_date,
+            sent_at=now, segments=message.segments), contact.account_id)
+        return "sent"
+    if receipt.permanent or contact.send_attempts >= MAX_SEND_ATTEMPTS:
+        contact.status, contact.reason = "failed", "gateway_rejected" if receipt.permanent else "gateway_down"
+        message.status = "failed"
+        log.warning("sms_failed", message_id=message.message_id, account_id=contact.account_id,
+                    reason=contact.reason)
+        return "failed"
+    contact.status, contact.planned_for = "queued", utc(now + RETRY_AFTER)
+    return "retry"
