@@ -105,8 +105,11 @@ def _money(report: dict[str, Any]) -> Any:
     shown = ["billed", "repaid", "penalty_charged", "waived", "late_fees_charged", "plan_fees", "written_off",
              "outstanding"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    left.barh(shown, [money[k] for k in shown], color="tab:purple")
-    left.set_title("Money over the run (CNY)")
+    values = [money[k] for k in shown]
+    bars = left.barh(shown, values, color="tab:purple")
+    left.set_xscale("symlog", linthresh=100)  # charges are ~1% of what is billed: a linear axis hides them
+    left.bar_label(bars, labels=[f"{v:,.2f}" for v in values], fontsize=8, padding=2)
+    left.set_title("Money over the run (CNY, log scale)")
     billed = repaid = 0.0
     cum_billed, cum_repaid = [], []
     for row in report["daily_money"]:
