@@ -160,9 +160,13 @@ class EventConsumer:
             applier.join(timeout=30)
 
     def _apply_loop(self, todo: "thread_queue.Queue[list[Delivery] | None]") -> None:
+        """Apply batches until told to stop; an unexpected error costs one batch, not the thread
+        (its messages stay unacked and the broker restores them after the visibility timeout)."""
         while (batch := todo.get()) is not None:
             try:
                 self._process(batch)
+            except Exception as exc:  # noqa: BLE001 - the applier thread must outlive any batch
+                log.error("batch_abandoned", service=self.service, size=len(batch), error=str(exc)[:300])
             finally:
                 self._done.put(None)  # marks the end of one batch
 
