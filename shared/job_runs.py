@@ -39,6 +39,12 @@ def last_done(session: Session, model: type[JobRunColumns], job: str) -> date | 
     return session.scalar(select(func.max(model.business_date)).where(model.job == job, model.status == "done"))
 
 
+def done_on(session: Session, model: type[JobRunColumns], job: str, day: date) -> bool:
+    """Whether this job already finished for this business date."""
+    run = session.get(model, (job, day))
+    return run is not None and run.status == "done"
+
+
 def _aware(instant: datetime) -> datetime:
     return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
 

@@ -22,7 +22,7 @@ wrapper continues in a new task.
 """
 from __future__ import annotations
 
-import json
+import uuid
 from datetime import date, timezone
 
 from sqlalchemy import and_, select, update
@@ -30,11 +30,18 @@ from sqlalchemy.orm import Session
 
 from services.restructuring import store
 from services.restructuring.domain import default_settlement, review_plan
-from services.restructuring.models import AccountView, JobRun, OfferRow, Plan, PlanInstallment
+from services.restructuring.models import (
+    AccountView,
+    JobRun,
+    OfferRow,
+    Plan,
+    PlanInstallment,
+)
 from shared.bus.outbox import PendingEvent, payload_json
 from shared.clock import at_local
 from shared.db import transaction
 from shared.events import payloads as p
+from shared.job_runs import JobLease, done_on
 from shared.jobs import JobContext, JobResult
 from shared.money import to_fen
 
@@ -48,10 +55,12 @@ def plan_monitor(ctx: JobContext) -> JobResult:
     day = ctx.business_date
     state = dict(ctx.state)
     if not state:
-        if _already_done(ctx, day):
-            return JobResult({"skipped": "already_done"})
-        _start_run(ctx, day)
-        state = {"after_pk": 0, "overdue": 0, "defaulted": 0, "expired_offers": _expire_offers(ctx, day)}
+        with transaction(ctx.engine) as session:
+            if done_on(session, JobRun, JOB, day):
+                return JobResult({"skipped": "already_done"})
+            state = {"run": uuid.uuid4().hex}
+            JobLease(JobRun, JOB, state["run"]).acquire(session, day, ctx.clock.now())
+        state.update(after_pk=0, overdue=0, defaulted=0, expired_offers=_expire_offers(ctx, day))
     for _ in range(CHUNKS_PER_SLICE):
         with transaction(ctx.engine) as session:
             pks = _due_plans(session, day, state["after_pk"])
@@ -64,27 +73,10 @@ def plan_monitor(ctx: JobContext) -> JobResult:
     return JobResult(_summary(state), more=True, state=state)
 
 
-def _already_done(ctx: JobContext, day: date) -> bool:
-    with transaction(ctx.engine) as session:
-        run = session.get(JobRun, (JOB, day))
-        return run is not None and run.status == "done"
-
-
-def _start_run(ctx: JobContext, day: date) -> None:
-    with transaction(ctx.engine) as session:
-        run = session.get(JobRun, (JOB, day))
-        if run is None:
-            session.add(JobRun(job=JOB, business_date=day, status="running", started_at=ctx.clock.now()))
-
-
 def _finish(ctx: JobContext, day: date, state: dict) -> JobResult:  # type: ignore[type-arg]
     summary = _summary(state)
     with transaction(ctx.engine) as session:
-        run = session.get(JobRun, (JOB, day))
-        if run is None:
-            run = JobRun(job=JOB, business_date=day, started_at=ctx.clock.now())
-            session.add(run)
-        run.status, run.finished_at, run.summary = "done", ctx.clock.now(), json.dumps(summary)
+        JobLease(JobRun, JOB, state["run"]).finish(session, day, summary, ctx.clock.now())
     return JobResult(summary)
 
 
