@@ -95,12 +95,22 @@ def _cancel_fees(ctx: HandlerContext, plan: PlanProjection, keep_fen: int, on: d
     plan.outstanding_fen = keep_fen
 
 
+def _active_plan(ctx: HandlerContext, plan_id: str, account_id: str) -> tuple[PlanProjection, Account] | None:
+    """The active plan and its account, locked; None when either is unknown or the plan has ended
+    (a redelivered or late plan event then changes nothing)."""
+    plan = ctx.session.get(PlanProjection, plan_id, with_for_update=True)
+    account = _account(ctx, account_id)
+    if plan is None or account is None or plan.status != "active":
+        return None
+    return plan, account
+
+
 def plan_defaulted(ctx: HandlerContext, event: p.PlanDefaulted) -> None:
     session = ctx.session
-    plan = session.get(PlanProjection, event.plan_id, with_for_update=True)
-    account = _account(ctx, event.account_id)
-    if plan is None or account is None or plan.status != "active":
+    found = _active_plan(ctx, event.plan_id, event.account_id)
+    if found is None:
         return
+    plan, account = found
     amount = to_fen(event.outstanding_principal + event.fees_due)
     _cancel_fees(ctx, plan, amount, event.business_date, "default")
     due = event.first_missed_due_date
@@ -126,10 +136,10 @@ def plan_defaulted(ctx: HandlerContext, event: p.PlanDefaulted) -> None:
 
 def plan_completed(ctx: HandlerContext, event: p.PlanCompleted) -> None:
     session = ctx.session
-    plan = session.get(PlanProjection, event.plan_id, with_for_update=True)
-    account = _account(ctx, event.account_id)
-    if plan is None or account is None or plan.status != "active":
+    found = _active_plan(ctx, event.plan_id, event.account_id)
+    if found is None:
         return
+    plan, account = found
     _cancel_fees(ctx, plan, 0, event.completed_on, "completed")
     plan.status, plan.ended_on = "completed", event.completed_on
     session.flush()
