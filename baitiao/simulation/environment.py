@@ -81,8 +81,7 @@ def fresh_environment(out_dir: Path, use_running_workers: bool) -> RunEnvironmen
     # that sleeps 100 ms between polls or a consumer that waits 25 ms to fill a batch
     # would add up to minutes over a run.
     base_env = {"BAITIAO_CLOCK": "event", "BAITIAO_LOG_LEVEL": os.environ.get("BAITIAO_LOG_LEVEL", "WARNING"),
-                "BAITIAO_OUTBOX_POLL_MS": os.environ.get("BAITIAO_OUTBOX_POLL_MS", "50"),
-                "BAITIAO_EVENT_BATCH_WAIT_MS": os.environ.get("BAITIAO_EVENT_BATCH_WAIT_MS", "5")}
+                "BAITIAO_OUTBOX_POLL_MS": os.environ.get("BAITIAO_OUTBOX_POLL_MS", "50")}
     if use_running_workers:
         db_urls = {s: settings.db_url(s) for s in SERVICES}
         from shared.embedded_broker import broker_url

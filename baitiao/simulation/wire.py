@@ -20,6 +20,7 @@ import redis
 from kombu import Connection, Producer, Queue
 from sqlalchemy import Engine, text
 
+from shared.bus.relay import bindings_read_once
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
 
 UNACKED_KEY = "baitiao.events.unacked"  # shared/bus/consumer.py, events_transport_options
@@ -64,15 +65,23 @@ class Publisher:
         self._ids = uuid_stream(seed)
         self.sent = 0
 
-    def publish_all(self, events: Iterable[OutgoingEvent]) -> int:
+    def publish_all(self, events: Iterable[OutgoingEvent], chunk: int = 500) -> int:
+        """Publish in pipelined chunks, as a gateway flushing its own outbox would."""
         count = 0
-        for event in events:
-            producer = _PRODUCER_OF.get(event.type, "customer-app")
-            self.producer.publish(envelope(event, next(self._ids), producer), exchange=EVENTS_EXCHANGE,
-                                  routing_key=event.type, serializer="json")
-            count += 1
+        for part in _chunks(list(events), chunk):
+            with bindings_read_once(self.producer.channel), self.producer.batch(max_size=len(part) * 4):
+                for event in part:
+                    producer = _PRODUCER_OF.get(event.type, "customer-app")
+                    self.producer.publish(envelope(event, next(self._ids), producer), exchange=EVENTS_EXCHANGE,
+                                          routing_key=event.type, serializer="json")
+            count += len(part)
         self.sent += count
         return count
+
+
+def _chunks(items: list[OutgoingEvent], size: int) -> Iterable[list[OutgoingEvent]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 _PRODUCER_OF = {

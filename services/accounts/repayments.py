@@ -10,6 +10,7 @@ in ``domain/allocation.py``; this module loads rows, calls them and saves.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -109,10 +110,24 @@ def _reverse_later_closes(session: Session, bill: Bill, closes: list[CloseAccrua
         session.execute(delete(BureauMark).where(BureauMark.bill_pk == bill.pk))
 
 
+def _refund_overreversal(session: Session, bill: Bill, paid_on: date, posting_id: str) -> int:
+    """Charges reversed beyond what was still unpaid (a later payment, applied before this
+    late notice, had paid them) go back to the customer; returns the fen refunded."""
+    penalty, fee = max(0, -bill.unpaid_penalty_fen), max(0, -bill.unpaid_late_fee_fen)
+    if not (penalty or fee):
+        return 0
+    bill.unpaid_penalty_fen += penalty
+    bill.unpaid_late_fee_fen += fee
+    post(session, ledger.reversal_refunded(from_fen(penalty), from_fen(fee)), account_pk=bill.account_pk,
+         bill_pk=bill.pk, business_date=paid_on, posting_id=f"{posting_id}:reversal_refund:{bill.bill_id}")
+    return penalty + fee
+
+
 def _apply_to_bills(session: Session, bills: list[Bill], allocation: Allocation, paid_on: date,
-                    posting_id: str) -> int:
-    """Apply the allocation's bill lines and grace waivers; returns principal repaid (fen)."""
-    repaid = 0
+                    posting_id: str) -> tuple[int, int]:
+    """Apply the allocation's bill lines and grace waivers; returns principal repaid and
+    the over-reversed charges refunded to the customer (fen)."""
+    repaid = refunded = 0
     for bill in bills:
         principal = to_fen(allocation.paid(bill.bill_id, PRINCIPAL))
         bill.unpaid_principal_fen -= principal
@@ -123,21 +138,75 @@ def _apply_to_bills(session: Session, bills: list[Bill], allocation: Allocation,
             bill.unpaid_penalty_fen -= to_fen(waiver.penalty_waived)
             post(session, ledger.grace_waiver_posted(waiver.penalty_waived), account_pk=bill.account_pk,
                  bill_pk=bill.pk, business_date=paid_on, posting_id=f"{posting_id}:grace_waiver:{bill.bill_id}")
+        refunded += _refund_overreversal(session, bill, paid_on, posting_id)
         if bill.settled_on is None and bill.unpaid_principal_fen == 0 and bill.unpaid_penalty_fen == 0 \
                 and bill.unpaid_late_fee_fen == 0:
             bill.settled_on = paid_on
             session.execute(update(BureauMark).where(BureauMark.bill_pk == bill.pk).values(settled_on=paid_on))
-    return repaid
+    return repaid, refunded
+
+
+def _open_bills_query(account_pks: list[int]) -> Any:
+    """The accounts' bills with something unpaid (not in a plan), in allocation order, locked."""
+    return select(Bill).where(
+        Bill.account_pk.in_(account_pks), Bill.plan_id.is_(None),
+        (Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen) > 0,
+    ).order_by(Bill.account_pk, Bill.due_date, Bill.bill_id).with_for_update()
+
+
+@dataclass
+class RunBooks:
+    """What a run of repayments reads once instead of once per payment: every account's
+    open bills (locked, as ORM objects, so a second payment of an account sees the first),
+    and which of them a close dated after the run's earliest payment date has charged (only
+    a late notice on those needs its accrual history)."""
+
+    bills: dict[int, list[Bill]]
+    charged_since: set[int]
+    since: date
+
+    @classmethod
+    def load(cls, session: Session, account_pks: list[int], since: date) -> "RunBooks":
+        bills: dict[int, list[Bill]] = {}
+        for bill in session.scalars(_open_bills_query(sorted(account_pks))):
+            bills.setdefault(bill.account_pk, []).append(bill)
+        pks = [bill.pk for run in bills.values() for bill in run]
+        charged = set(session.scalars(select(DailyAccrual.bill_pk).distinct().where(
+            DailyAccrual.bill_pk.in_(pks), DailyAccrual.business_date > since))) if pks else set()
+        return cls(bills, charged, since)
+
+    def open_bills(self, account_pk: int) -> list[Bill]:
+        return [b for b in self.bills.get(account_pk, [])
+                if b.unpaid_principal_fen + b.unpaid_penalty_fen + b.unpaid_late_fee_fen > 0]
+
+    def closes_after(self, session: Session, bills: list[Bill], paid_on: date) -> dict[int, list[CloseAccrual]]:
+        if paid_on >= self.since and not any(b.pk in self.charged_since for b in bills):
+            return {}  # no close after paid_on touched these bills: nothing to re-judge
+        return _closes_after(session, [b.pk for b in bills], paid_on)
+
+    def max_dpd(self, account_pk: int, as_of: date) -> int:
+        """``current_max_dpd`` from the run's bills (the same filter, in memory)."""
+        return max((as_of.toordinal() - b.due_ordinal for b in self.bills.get(account_pk, [])
+                    if b.unpaid_principal_fen > 0 and b.due_ordinal < as_of.toordinal()), default=0)
+
+    def total_overdue_fen(self, account_pk: int, as_of: date) -> int:
+        """``total_overdue_fen`` from the run's bills (paid-off bills add nothing)."""
+        return sum(b.unpaid_principal_fen + b.unpaid_penalty_fen + b.unpaid_late_fee_fen
+                   for b in self.bills.get(account_pk, []) if b.due_ordinal < as_of.toordinal())
 
 
 def apply_money(session: Session, account: Account, amount: Decimal, paid_on: date, rules: ProductRules,
-                posting_id: str, source: ledger.Account = ledger.Account.CASH) -> Allocation:
-    """Allocate money to the account's bills, then its plan, then a credit balance; post it."""
-    bills = list(session.scalars(select(Bill).where(
-        Bill.account_pk == account.pk, Bill.plan_id.is_(None),
-        (Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen) > 0,
-    ).order_by(Bill.due_date, Bill.bill_id).with_for_update()))
-    closes = _closes_after(session, [b.pk for b in bills], paid_on)
+                posting_id: str, source: ledger.Account = ledger.Account.CASH,
+                books: RunBooks | None = None) -> Allocation:
+    """Allocate money to the account's bills, then its plan, then a credit balance; post it.
+    (Over-reversed charges refunded by a late notice go to ``account.credit_balance_fen``
+    here; the allocation's own leftover is the caller's to add.)"""
+    if books is None:
+        bills = list(session.scalars(_open_bills_query([account.pk])))
+        closes = _closes_after(session, [b.pk for b in bills], paid_on)
+    else:
+        bills = books.open_bills(account.pk)
+        closes = books.closes_after(session, bills, paid_on)
     dues = [dues_as_of(_due_now(b), closes.get(b.pk, []), paid_on) for b in bills]
     plan = session.get(PlanProjection, account.active_plan_id) if account.active_plan_id else None
     allocation = allocate_repayment(amount, dues, from_fen(plan.outstanding_fen) if plan else ZERO, paid_on,
@@ -146,8 +215,9 @@ def apply_money(session: Session, account: Account, amount: Decimal, paid_on: da
         if closes.get(bill.pk):
             _reverse_later_closes(session, bill, closes[bill.pk], paid_on, allocation.paid(bill.bill_id, PRINCIPAL),
                                   rules)
-    repaid = _apply_to_bills(session, bills, allocation, paid_on, posting_id)
+    repaid, refunded = _apply_to_bills(session, bills, allocation, paid_on, posting_id)
     account.unpaid_principal_fen -= repaid
+    account.credit_balance_fen += refunded
     if plan is not None:
         to_plan = to_fen(allocation.paid(plan.plan_id, "plan"))
         plan.outstanding_fen -= to_plan
@@ -166,11 +236,14 @@ def total_overdue_fen(session: Session, account_pk: int, as_of: date) -> int:
 
 def relock(session: Session, account_pk: int, as_of: date, rules: ProductRules, occurred_at: datetime,
            causation_id: str | None = None, correlation_id: str | None = None,
-           plan_active: bool | None = None) -> list[PendingEvent]:
-    """Re-run the lock ladder for one account now (a cure lifts measures at once)."""
+           plan_active: bool | None = None, max_dpd: int | None = None) -> list[PendingEvent]:
+    """Re-run the lock ladder for one account now (a cure lifts measures at once).
+    ``max_dpd``: the account's current maximum DPD when the caller already knows it."""
     row = account_row(session.execute(select(*ACCOUNT_COLUMNS).where(Account.pk == account_pk)).one())
     writer = RestrictionWriter(session, as_of, rules.lock_ladder, occurred_at, causation_id, correlation_id)
-    writer.decide(row, current_max_dpd(session, account_pk, as_of), plan_active=plan_active)
+    if max_dpd is None:
+        max_dpd = current_max_dpd(session, account_pk, as_of)
+    writer.decide(row, max_dpd, plan_active=plan_active)
     writer.flush()
     if writer.restricted_identities:
         relink_identities(session, writer.restricted_identities, as_of, rules.lock_ladder, writer)
@@ -180,8 +253,11 @@ def relock(session: Session, account_pk: int, as_of: date, rules: ProductRules, 
 
 def ladder_date(session: Session, paid_on: date) -> date:
     """The business date measures are judged on after a payment: the last close, or later."""
-    closed = last_done(session, "daily-close")
-    return max(paid_on, closed or paid_on)
+    return judged_on(paid_on, last_done(session, "daily-close"))
+
+
+def judged_on(paid_on: date, last_close: date | None) -> date:
+    return max(paid_on, last_close or paid_on)
 
 
 def _applied_payload(payment_id: str, account: Account, amount: Decimal, allocation: Allocation,
@@ -195,12 +271,34 @@ def _applied_payload(payment_id: str, account: Account, amount: Decimal, allocat
     }
 
 
-def repayment_received(ctx: HandlerContext, event: p.RepaymentReceived) -> None:
-    """Apply a repayment once per payment id, or reject it with a reason (nothing changes)."""
+def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceived]]) -> None:
+    """A run of repayments, applied one by one in message order by the same rules; what every
+    payment would look up again (applied before? its account, the last close) is read once
+    for the run, and the run's replies go to the outbox in one insert."""
+    session = items[0][0].session
+    seen = set(session.scalars(select(Repayment.payment_id).where(
+        Repayment.payment_id.in_(sorted({event.payment_id for _, event in items})))))
+    accounts = {account.account_id: account for account in session.scalars(
+        select(Account).where(Account.account_id.in_(sorted({event.account_id for _, event in items})))
+        .order_by(Account.pk).with_for_update().execution_options(populate_existing=True))}
+    last_close = last_done(session, "daily-close")
+    books = RunBooks.load(session, [a.pk for a in accounts.values()],
+                          min(business_date(event.paid_at) for _, event in items))
+    replies: list[PendingEvent] = []
+    for ctx, event in items:
+        if event.payment_id in seen:
+            continue  # the same payment id is applied once
+        seen.add(event.payment_id)
+        replies.extend(_receive(ctx, event, accounts.get(event.account_id), last_close, books))
+    items[0][0].outbox.emit_many(session, replies)
+
+
+def _receive(ctx: HandlerContext, event: p.RepaymentReceived, account: Account | None,
+             last_close: date | None, books: RunBooks | None = None) -> list[PendingEvent]:
+    """Apply one repayment, or reject it with a reason (nothing changes); returns the replies.
+    Without ``books`` every figure is read from the database (the reference the tests hold
+    the run to)."""
     session = ctx.session
-    if session.get(Repayment, event.payment_id) is not None:
-        return  # the same payment id is applied once
-    account = session.scalar(select(Account).where(Account.account_id == event.account_id).with_for_update())
     paid_on = business_date(event.paid_at)
     record = Repayment(payment_id=event.payment_id, account_id=event.account_id, amount=str(event.amount)[:40],
                        currency=event.currency[:8], paid_at=event.paid_at, paid_on=paid_on, channel=event.channel[:32])
@@ -208,23 +306,23 @@ def repayment_received(ctx: HandlerContext, event: p.RepaymentReceived) -> None:
     if reason is not None:
         record.status, record.reason = "rejected", reason
         session.add(record)
-        ctx.emit("repayment.rejected", p.RepaymentRejected(payment_id=event.payment_id, account_id=event.account_id,
-                                                           amount=event.amount, reason=reason), event.account_id)
-        return
+        return [ctx.reply("repayment.rejected", p.RepaymentRejected(
+            payment_id=event.payment_id, account_id=event.account_id, amount=event.amount, reason=reason,
+        ), event.account_id)]
     assert account is not None
     amount = event.amount.quantize(FEN)
-    allocation = apply_money(session, account, amount, paid_on, ctx.rules, f"repayment:{event.payment_id}")
+    allocation = apply_money(session, account, amount, paid_on, ctx.rules, f"repayment:{event.payment_id}",
+                             books=books)
     account.credit_balance_fen += to_fen(allocation.credit_balance)
     session.flush()
-    as_of = ladder_date(session, paid_on)
+    as_of = judged_on(paid_on, last_close)
     events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
-                    ctx.envelope.correlation_id)
-    payload = _applied_payload(event.payment_id, account, amount, allocation,
-                               total_overdue_fen(session, account.pk, as_of), paid_on)
+                    ctx.envelope.correlation_id, max_dpd=books.max_dpd(account.pk, as_of) if books else None)
+    overdue = books.total_overdue_fen(account.pk, as_of) if books else total_overdue_fen(session, account.pk, as_of)
+    payload = _applied_payload(event.payment_id, account, amount, allocation, overdue, paid_on)
     record.status, record.allocations = "applied", json.dumps(payload["allocations"])
     session.add(record)
-    ctx.emit("repayment.applied", payload, event.account_id)
-    ctx.outbox.emit_many(session, events)
+    return [ctx.reply("repayment.applied", payload, event.account_id), *events]
 
 
 def apply_credit_balance(session: Session, outbox: Outbox, account: Account, on: date, rules: ProductRules,
@@ -233,7 +331,7 @@ def apply_credit_balance(session: Session, outbox: Outbox, account: Account, on:
     amount = from_fen(account.credit_balance_fen)
     payment_id = f"credit-balance-{account.account_id}-{on.isoformat()}"
     allocation = apply_money(session, account, amount, on, rules, payment_id, source=ledger.Account.CREDIT_BALANCE)
-    account.credit_balance_fen = to_fen(allocation.credit_balance)
+    account.credit_balance_fen += to_fen(allocation.credit_balance) - to_fen(amount)
     session.flush()
     payload = _applied_payload(payment_id, account, amount, allocation, total_overdue_fen(session, account.pk, on), on)
     outbox.emit_many(session, [PendingEvent("repayment.applied", account.account_id, payload, now)])

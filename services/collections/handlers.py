@@ -22,12 +22,12 @@ from services.collections.casebook import (
 )
 from services.collections.delinquency import account_delinquency_updated_batch
 from services.collections.domain import CallOutcome, PromiseError, effect_of_outcome
+from services.collections.grants import credit_line_granted_batch
 from services.collections.models import (
     Bill,
     CollectionCase,
     CollectorTask,
     ContactAttempt,
-    Customer,
     Plan,
     PlanInstallment,
     PromiseToPay,
@@ -70,17 +70,6 @@ def _reopen_if_due(case: CollectionCase, on: date) -> None:
 
 
 # --- accounts -----------------------------------------------------------------------------
-
-def credit_line_granted(ctx: HandlerContext, event: p.CreditLineGranted) -> None:
-    """Keep the customer's name and phone (here only; never logged, never in an event)."""
-    customer = ctx.session.get(Customer, event.account_id)
-    if customer is None:
-        ctx.session.add(Customer(account_id=event.account_id, customer_id=event.customer_id, name=event.name,
-                                 phone=event.phone, opened_on=event.opened_on))
-    else:  # a re-grant carries the current contact data
-        customer.name, customer.phone = event.name, event.phone
-    ensure_case(ctx.session, event.account_id, event.opened_on)
-
 
 def bill_issued(ctx: HandlerContext, event: p.BillIssued) -> None:
     """A new bill: the pre-due reminders count from its due date."""
@@ -317,7 +306,7 @@ def sms_delivery_reported(ctx: HandlerContext, event: p.SmsDeliveryReported) -> 
 
 
 HANDLERS: dict[str, Handler | BatchHandler] = {
-    "credit.line.granted": credit_line_granted,
+    "credit.line.granted": BatchHandler(credit_line_granted_batch),  # lines granted in bulk
     "bill.issued": bill_issued,
     "bill.overdue": bill_overdue,
     "bill.charged_off": bill_charged_off,

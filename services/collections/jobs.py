@@ -80,8 +80,13 @@ from shared.money import from_fen
 
 log = get_logger(__name__)
 
-CASES_PER_SLICE = 500
-CONTACTS_PER_SLICE = 100
+# A slice is one Celery task: a fraction of a second of work (2,000 cases are ~0.3 s on
+# PostgreSQL), far inside the jobs' visibility timeout; smaller slices spend more on
+# task round trips than on cases (the simulator measured 20 round trips a day at 500).
+CASES_PER_SLICE = 2000
+# Contacts go one by one to the SMS gateway: 500 at the HTTP gateway's timeout budget
+# still fit well inside SEND_BUDGET, and what does not is put back unsent anyway.
+CONTACTS_PER_SLICE = 500
 MAX_SEND_ATTEMPTS = 5  # dispatch runs that found the gateway down before a contact fails
 RETRY_AFTER = timedelta(minutes=1)
 # A contact handed to the gateway less than this long ago is in flight in another

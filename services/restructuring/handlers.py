@@ -46,6 +46,7 @@ from services.restructuring.domain import (
     lower_payment,
     offer_expires_at,
 )
+from services.restructuring.grants import credit_line_granted_batch
 from services.restructuring.models import (
     AccountView,
     Adjustment,
@@ -109,15 +110,6 @@ def _bill(ctx: HandlerContext, bill_id: str, account_id: str) -> BillView:
 
 
 # --- projection ---------------------------------------------------------------------------
-
-
-def credit_line_granted(ctx: HandlerContext, event: p.CreditLineGranted) -> None:
-    """Opening date and declared income: the months-on-book and debt-to-income factors.
-    Only those two are kept; names and phones belong to the services that contact people."""
-    account = _account(ctx, event.account_id)
-    account.opened_on = account.opened_on or event.opened_on
-    if account.monthly_income_fen is None and event.monthly_income is not None:
-        account.monthly_income_fen = to_fen(event.monthly_income)
 
 
 def bill_issued(ctx: HandlerContext, event: p.BillIssued) -> None:
@@ -491,7 +483,7 @@ def _replace_periods(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment
 
 
 HANDLERS: dict[str, Handler | BatchHandler] = {
-    "credit.line.granted": credit_line_granted,
+    "credit.line.granted": BatchHandler(credit_line_granted_batch),  # lines granted in bulk
     "bill.issued": bill_issued,
     "bill.overdue": bill_overdue,
     "account.delinquency.updated": BatchHandler(account_delinquency_updated_batch),

@@ -32,7 +32,7 @@ from sqlalchemy.orm.util import identity_key
 from services.restructuring import store
 from services.restructuring.models import AccountView, BillView, RiskAssessmentRow
 from shared.bus.handling import HandlerContext
-from shared.bus.outbox import PendingEvent, payload_json
+from shared.bus.outbox import PendingEvent
 from shared.events import payloads as p
 from shared.money import to_fen
 
@@ -193,11 +193,7 @@ def _assess(ctx: HandlerContext, account: _Row, bills: list[_Row], as_of: date,
     account.last_grade, account.last_score = assessment.grade, assessment.score
     payload = p.RiskAssessed(account_id=account.account_id, score=assessment.score, grade=assessment.grade,
                              factors=store.risk_factors(assessment))
-    envelope = ctx.envelope
-    emitted.append(PendingEvent(  # what ctx.emit writes, in one insert for the run
-        "risk.assessed", account.account_id, payload_json("risk.assessed", payload), ctx.clock.now(),
-        envelope.correlation_id or envelope.event_id, envelope.event_id,
-    ))
+    emitted.append(ctx.reply("risk.assessed", payload, account.account_id))  # one insert for the run
 
 
 def _by_due_date(bills: list[_Row]) -> list[_Row]:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from shared import metrics
 from shared.bus.faults import maybe_crash
-from shared.bus.outbox import Outbox
+from shared.bus.outbox import Outbox, PendingEvent, payload_json
 from shared.clock import Clock, event_time_clock
 from shared.db import transaction
 from shared.events.envelope import Envelope, UnreadableEvent, read_event
@@ -42,12 +42,15 @@ class HandlerContext:
 
     def emit(self, event_type: str, payload: Payload | dict[str, Any], aggregate_id: str) -> str:
         """Write a reply or consequence event into the outbox of this transaction."""
-        return self.outbox.emit(
-            self.session,
-            event_type,
-            payload,
-            aggregate_id=aggregate_id,
-            occurred_at=self.clock.now(),
+        event = self.reply(event_type, payload, aggregate_id)
+        self.outbox.emit_many(self.session, [event])
+        return event.event_id
+
+    def reply(self, event_type: str, payload: Payload | dict[str, Any], aggregate_id: str) -> PendingEvent:
+        """The event ``emit`` would write, kept back: a batch handler writes a whole run's
+        replies with one ``Outbox.emit_many``."""
+        return PendingEvent(
+            event_type, aggregate_id, payload_json(event_type, payload), self.clock.now(),
             correlation_id=self.envelope.correlation_id or self.envelope.event_id,
             causation_id=self.envelope.event_id,
         )

@@ -50,20 +50,7 @@ class ServiceDriver:
         return body
 
     def run_job(self, name: str, day: date, at: str | None = None) -> dict[str, Any]:
-        spec = next(j for j in self.definition.jobs if j.name == name)
-        import importlib
-
-        jobs = importlib.import_module(f"services.{self.service}.jobs")
-        fn = getattr(jobs, spec.task.split(".", 1)[1])
-        state: dict[str, Any] = {}
-        settings = Settings(**{f"{self.service}_db_url": self.url})
-        while True:
-            ctx = JobContext(self.service, name, day, at, self.engine, Outbox(self.definition.bus.outbox), self.rules,
-                             self.clock, settings, state)
-            result: JobResult = fn(ctx)
-            if not result.more:
-                return result.summary
-            state = result.state
+        return run_job(self.service, self.engine, name, day, at, self.rules, self.clock)
 
     def emitted(self, event_type: str | None = None, since_mark: bool = False) -> list[dict[str, Any]]:
         outbox = self.definition.bus.outbox
@@ -93,3 +80,25 @@ class ServiceDriver:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def run_job(service: str, engine: Engine, name: str, day: date, at: str | None = None,
+            rules: ProductRules | None = None, clock: FixedClock | None = None) -> dict[str, Any]:
+    """Run one of ``service``'s jobs on ``engine``'s database for ``day``, slice after slice."""
+    import importlib
+
+    from baitiao import registry
+
+    definition = registry.definition(service)
+    spec = next(j for j in definition.jobs if j.name == name)
+    fn = getattr(importlib.import_module(f"services.{service}.jobs"), spec.task.split(".", 1)[1])
+    settings = Settings(**{f"{service}_db_url": engine.url.render_as_string(hide_password=False)})
+    state: dict[str, Any] = {}
+    while True:
+        ctx = JobContext(service, name, day, at, engine, Outbox(definition.bus.outbox),
+                         rules if rules is not None else ProductRules(), clock if clock is not None else FixedClock(),
+                         settings, state)
+        result: JobResult = fn(ctx)
+        if not result.more:
+            return result.summary
+        state = result.state

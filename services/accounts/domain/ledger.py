@@ -185,6 +185,21 @@ def backdated_reversal_posted(reversal: BackdatedReversal) -> Posting:
     )
 
 
+def reversal_refunded(penalty: Decimal, late_fee: Decimal) -> Posting:
+    """A reversed charge the customer had already paid goes back to them as credit balance.
+
+    A late notice can reverse charges that a later payment, applied first, already
+    paid: the receivable would turn negative. What was paid for a charge that should
+    never have been made is owed to the customer, like any overpayment.
+    """
+    return _posting(
+        "reversal_refund",
+        debit(Account.CUSTOMER_PENALTY, penalty),
+        debit(Account.CUSTOMER_LATE_FEE, late_fee),
+        credit(Account.CREDIT_BALANCE, penalty + late_fee),
+    )
+
+
 def charged_off(principal: Decimal, penalty: Decimal, late_fee: Decimal) -> Posting:
     """Charge-off at DPD 180: the bill's receivables are written off (still collectable)."""
     return _posting(

@@ -1,0 +1,77 @@
+"""``credit.line.granted``: keep the contact data and open the cases of a run at once.
+
+Lines are granted in bulk, so collections takes the grants as a run (``BatchHandler``):
+two statements for the whole run instead of four per grant.
+
+1. one upsert of the customers: a new line stores its customer; a line granted again
+   (stored, or earlier in the run) keeps its customer id and opening date and takes
+   the contact data of the latest grant, as one grant after another would leave it;
+2. one ``INSERT .. ON CONFLICT DO NOTHING`` of the cases not open yet, opened on the
+   first grant's date (what ``ensure_case`` creates; a stored case is left as it is).
+
+Name and phone are personal data: stored in ``customers`` only, never logged. A failing
+statement's message would carry its parameters (a run's names and phones) into the
+warning and the dead letter the applier writes, so they are hidden from it.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from services.collections.models import CollectionCase, Customer
+from shared.bus.handling import HandlerContext
+from shared.events import payloads as p
+
+CUSTOMERS = Customer.__table__
+CASES = CollectionCase.__table__
+
+
+def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGranted]]) -> None:
+    """The run's customers and cases, as the grants one by one in message order leave them."""
+    if not items:
+        return
+    session = items[0][0].session
+    customers: dict[str, dict[str, Any]] = {}  # by account, in the order of their first grant
+    for _, event in items:
+        customer = customers.get(event.account_id)
+        if customer is None:
+            customers[event.account_id] = {"account_id": event.account_id, "customer_id": event.customer_id,
+                                           "name": event.name, "phone": event.phone, "opened_on": event.opened_on}
+        else:  # granted again: the current contact data
+            customer["name"], customer["phone"] = event.name, event.phone
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.flush()  # what earlier handlers of this transaction added through the ORM, before Core writes
+    with _contact_data_hidden():
+        stmt = insert(CUSTOMERS)
+        session.execute(stmt.on_conflict_do_update(index_elements=[CUSTOMERS.c.account_id], set_={
+            "name": stmt.excluded.name, "phone": stmt.excluded.phone}), list(customers.values()))
+    session.execute(insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id]), [{
+        "account_id": account_id, "status": "open", "opened_on": customer["opened_on"], "max_dpd": 0,
+        "overdue_principal_fen": 0, "total_overdue_fen": 0, "plan_active": False, "promise_broken": False,
+        "phone_reported_wrong": False} for account_id, customer in customers.items()])
+    _forget_loaded(session, customers)
+
+
+@contextmanager
+def _contact_data_hidden() -> Iterator[None]:
+    """A statement error raised here renders without its parameters (names and phones)."""
+    try:
+        yield
+    except StatementError as exc:
+        exc.hide_parameters = True
+        raise
+
+
+def _forget_loaded(session: Session, account_ids: dict[str, Any]) -> None:
+    """A customer an earlier handler of this transaction loaded would keep the old contact data."""
+    for account_id in account_ids:
+        customer = session.identity_map.get(identity_key(Customer, account_id))
+        if customer is not None:
+            session.expire(customer)

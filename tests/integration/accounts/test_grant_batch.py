@@ -1,0 +1,206 @@
+"""The set-based ``credit.line.granted`` handler of accounts against one grant at a time.
+
+The reference is the handler before runs (below, as it was): its own look-ups, one event
+per transaction. The same wire bodies go into fresh accounts databases, on PostgreSQL and
+on SQLite, once through the reference, then through the registered handlers in one
+batch, in batches of three, in batches of one and in one batch with a poison event (the
+guarded retry pass). Every row of the accounts service and every event written to its
+outbox, with its causation and correlation ids, must be the same
+(``tests/support/batch_equivalence.py``).
+
+The poison pass rolls back lines the optimistic pass had inserted, and PostgreSQL does
+not give their sequence values back: there the lines' surrogate ``pk`` differs, so the
+state is compared with each ``account_pk`` read as the line's ``account_id``.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, func, select, update
+
+from services.accounts.grants import credit_line_granted_batch
+from services.accounts.handlers import HANDLERS
+from services.accounts.models import Account
+from shared.bus.handling import BatchHandler, HandlerContext
+from shared.clock import SHANGHAI
+from shared.events import payloads as p
+from shared.money import to_fen
+from tests.support.batch_equivalence import (
+    Event,
+    apply,
+    apply_with_poison,
+    bodies,
+    counting,
+    databases,  # noqa: F401 - the fixture
+    prepared,
+    state,
+)
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 1, 5, 10, 0, tzinfo=SHANGHAI)
+
+
+def credit_line_granted(ctx: HandlerContext, event: p.CreditLineGranted) -> None:
+    """The handler before runs: open the line unless known, linked to the identity's highest level."""
+    session = ctx.session
+    if session.scalar(select(Account.pk).where(Account.account_id == event.account_id)) is not None:
+        return
+    limit_fen = to_fen(event.credit_limit)
+    levels = session.scalars(select(Account.level).where(Account.identity_hash == event.identity_hash)).all()
+    session.add(Account(
+        account_id=event.account_id, customer_id=event.customer_id, identity_hash=event.identity_hash,
+        opened_on=event.opened_on, granted_limit_fen=limit_fen, credit_limit_fen=limit_fen,
+        limit_cut=False, unpaid_principal_fen=0, credit_balance_fen=0, status="open", level=0,
+        linked_level=max(levels, default=0), max_dpd=0,
+        monthly_income_fen=to_fen(event.monthly_income) if event.monthly_income is not None else None,
+    ))
+    ctx.emit("credit.line.opened", p.CreditLineOpened(
+        account_id=event.account_id, credit_limit=event.credit_limit, opened_on=event.opened_on,
+    ), event.account_id)
+
+
+REFERENCE = {**HANDLERS, "credit.line.granted": credit_line_granted}
+
+
+def test_registered_handler_is_the_batch_one() -> None:
+    handler = HANDLERS["credit.line.granted"]
+    assert isinstance(handler, BatchHandler) and handler.fn is credit_line_granted_batch
+
+
+# --- scenario ---------------------------------------------------------------------------------
+
+
+def _grant(account: str, identity: str, limit: str = "5000.00", income: str | None = None) -> Event:
+    payload = {"account_id": account, "customer_id": f"c-{account}", "identity_hash": f"identity-{identity}",
+               "credit_limit": limit, "name": "张三", "phone": "13800005678", "opened_on": "2026-01-05"}
+    if income is not None:
+        payload["monthly_income"] = income
+    return "credit.line.granted", payload
+
+
+def _buy(account: str, purchase_id: str) -> Event:
+    return "purchase.requested", {"purchase_id": purchase_id, "account_id": account, "amount": "10.00",
+                                  "merchant": "jd-mall", "requested_at": "2026-01-05T10:00:00+08:00"}
+
+
+def _setup() -> list[Event]:
+    return [_grant("S1", "frozen"), _grant("S2", "frozen"), _grant("L1", "suspended"), _grant("C1", "clean")]
+
+
+def _standing(engine: Engine) -> None:
+    """The identities' stored lines on the ladder (set directly: the close is not what is tested)."""
+    with engine.begin() as conn:
+        for account_id, values in (("S1", {"level": 4}), ("S2", {"level": 1}),
+                                   ("L1", {"level": 3, "status": "closed"})):
+            conn.execute(update(Account.__table__).where(Account.__table__.c.account_id == account_id).values(**values))
+
+
+def _night() -> list[Event]:
+    return [
+        _grant("N1", "frozen"),  # the identity's highest stored level: 4
+        _grant("F1", "fresh"),
+        _grant("F2", "fresh", income="8000.00"),  # a second new line of a new identity: F1 starts at 0
+        _grant("N2", "frozen", limit="300.00", income="12000.50"),
+        _grant("S1", "clean", limit="1.00"),  # stored before: nothing changes, no reply
+        _grant("N1", "clean", limit="2.00"),  # earlier in the run: nothing changes, no reply
+        _grant("L2", "suspended"),  # a closed line's level counts too: 3
+        _grant("C2", "clean"),
+        _buy("N1", "n1-1"),  # declined: linked restriction (a line the run before opened)
+        _buy("F1", "f1-1"),  # approved: the run before opened it
+        _grant("N3", "frozen"),
+        _grant("F1", "fresh", limit="3.00"),  # opened by an earlier run of the same batch: nothing
+        _grant("F3", "fresh"),
+    ]
+
+
+def _by_account_id(found: dict[str, Any]) -> dict[str, Any]:
+    """``found`` with the lines' surrogate keys replaced by their account ids."""
+    ids = {a["pk"]: a["account_id"] for a in found["accounts"]}
+    return {table: [{k: (ids[v] if k == "account_pk" else v) for k, v in row.items() if k != "pk" or table != "accounts"}
+                    for row in table_rows]
+            for table, table_rows in found.items()}
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+def test_batches_give_the_same_lines_and_replies_as_one_by_one(databases: Callable[[], Engine]) -> None:
+    setup, night = bodies(_setup(), START - timedelta(days=1)), bodies(_night(), START)
+    reference = prepared(databases, REFERENCE, setup, _standing)
+    apply(reference, REFERENCE, night, 1)
+    expected = state(reference)
+    for batch in (len(night), 3, 1):
+        runs: list[int] = []
+        engine = prepared(databases, REFERENCE, setup, _standing)
+        apply(engine, counting(HANDLERS, "credit.line.granted", runs), night, batch)
+        assert state(engine) == expected, f"batches of {batch}"
+        if batch == len(night):
+            assert runs == [8, 3]  # grants | two purchases | grants
+
+    # the guarded pass: a poison event makes the applier redo the batch, the grants in runs of one
+    runs = []
+    engine = prepared(databases, REFERENCE, setup, _standing)
+    apply_with_poison(engine, counting(HANDLERS, "credit.line.granted", runs), night, 5, "S1", START)
+    assert runs == [5] + [1] * 11, runs  # the optimistic pass stopped at the poison, then runs of one
+    assert _by_account_id(state(engine)) == _by_account_id(expected), "guarded retry pass"
+
+    _what_the_scenario_says(expected, night)
+
+
+def _what_the_scenario_says(found: dict[str, Any], night: list[bytes]) -> None:
+    """So that "equal" cannot mean "equally empty" (nor equally wrong)."""
+    lines = {a["account_id"]: a for a in found["accounts"]}
+    assert [a["account_id"] for a in found["accounts"]] == ["S1", "S2", "L1", "C1", "N1", "F1", "F2", "N2", "L2",
+                                                             "C2", "N3", "F3"]  # opened in message order
+    assert {a: lines[a]["linked_level"] for a in lines if a not in ("S1", "S2", "L1", "C1")} == {
+        "N1": 4, "F1": 0, "F2": 0, "N2": 4, "L2": 3, "C2": 0, "N3": 4, "F3": 0}
+    assert (lines["S1"]["credit_limit_fen"], lines["S1"]["identity_hash"]) == (500_000, "identity-frozen")
+    assert (lines["N1"]["credit_limit_fen"], lines["N1"]["identity_hash"]) == (500_000, "identity-frozen")
+    assert lines["F1"]["credit_limit_fen"] == 500_000 and lines["F1"]["unpaid_principal_fen"] == 1_000
+    assert (lines["N2"]["granted_limit_fen"], lines["N2"]["monthly_income_fen"]) == (30_000, 1_200_050)
+    assert lines["F2"]["monthly_income_fen"] == 800_000 and lines["F3"]["monthly_income_fen"] is None
+    replies = [e for e in found["outbox"] if e["type"] == "purchase.approved" or e["type"] == "purchase.declined"]
+    assert [(e["type"], e["payload"].get("reason")) for e in replies] == [
+        ("purchase.declined", "linked_account_restricted"), ("purchase.approved", None)]
+    # one reply per line opened, in order, caused by its grant and in its conversation
+    opened = [e for e in found["outbox"] if e["type"] == "credit.line.opened"][4:]  # after the setup's
+    grants = {json.loads(b)["payload"]["account_id"]: json.loads(b) for b in reversed(night)
+              if json.loads(b)["type"] == "credit.line.granted"}  # the first grant of each line
+    assert [e["aggregate_id"] for e in opened] == ["N1", "F1", "F2", "N2", "L2", "C2", "N3", "F3"]
+    assert [(e["causation_id"], e["correlation_id"]) for e in opened] == [
+        (grants[e["aggregate_id"]]["event_id"], grants[e["aggregate_id"]]["correlation_id"]) for e in opened]
+    assert any(e["correlation_id"] != e["causation_id"] for e in opened)
+    assert opened[3]["payload"] == {"account_id": "N2", "credit_limit": "300.00", "opened_on": "2026-01-05"}
+
+
+def test_a_run_costs_a_fixed_number_of_statements(databases: Callable[[], Engine]) -> None:
+    """Set-based: a run of 60 grants runs the statements a run of 6 does."""
+    engine = prepared(databases, REFERENCE, bodies([_grant(f"S{k}", f"i{k % 3}") for k in range(6)],
+                                                   START - timedelta(days=1)))
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    counts = []
+    for n, prefix in ((6, "small"), (60, "large")):
+        night = [_grant(f"{prefix}-{k}", f"i{k % 5}") for k in range(n)] + [_grant("S0", "i0"), _grant(f"{prefix}-0",
+                                                                                                          "i9")]
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            apply(engine, HANDLERS, bodies(night, START), len(night))
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+        counts.append(len(statements))
+    assert counts[0] == counts[1], statements
+    assert len([s for s in statements if "FROM accounts" in s]) == 1
+    assert len([s for s in statements if s.startswith("INSERT INTO accounts")]) == 1
+    assert len([s for s in statements if s.startswith("INSERT INTO outbox")]) == 1
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Account.__table__)) == 72
