@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from shared import metrics
 from shared.bus.faults import maybe_crash
-from shared.bus.outbox import Outbox, PendingEvent, payload_json
+from shared.bus.outbox import DeferredOutbox, Outbox, PendingEvent, payload_json
 from shared.clock import Clock, event_time_clock
 from shared.db import transaction
 from shared.events.envelope import Envelope, UnreadableEvent, read_event
@@ -161,7 +161,6 @@ class EventApplier:
         self.clock = clock
         self.max_attempts = max_attempts
         self.event_time = event_time  # simulated time: a handler's now is its event's occurred_at
-        self.outbox = Outbox(tables.outbox)
 
     def apply_batch(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
         """Apply a batch in one transaction. Raises on a transient fault (nothing committed).
@@ -190,6 +189,7 @@ class EventApplier:
                unreadable: list[tuple[Delivery, dict[str, Any]]], guarded: bool) -> BatchOutcome:
         outcome = BatchOutcome(ack=[d for d, _ in unreadable])
         dead = [row for _, row in unreadable]
+        outbox = DeferredOutbox(self.tables.outbox)
         with transaction(self.engine) as session:
             todo = self._not_yet_handled(session, readable, outcome)
             done: list[tuple[Delivery, Envelope]] = []
@@ -197,13 +197,14 @@ class EventApplier:
                 handler = self.handlers.get(run[0][1].type)
                 if handler is None:
                     outcome.ignored += len(run)
-                elif not self._apply_run(session, handler, run, outcome, dead, guarded):
+                elif not self._apply_run(session, outbox, handler, run, outcome, dead, guarded):
                     continue
                 else:
                     outcome.applied += len(run)
                     for _, envelope, _ in run:
                         metrics.EVENTS_HANDLED.labels(self.service, envelope.type).inc()
                 done.extend((delivery, envelope) for delivery, envelope, _ in run)
+            outbox.write(session)
             if done:
                 now = self.clock.now()
                 session.execute(insert(self.tables.inbox),
@@ -243,6 +244,7 @@ class EventApplier:
     def _apply_run(
         self,
         session: Session,
+        outbox: DeferredOutbox,
         handler: Handler | BatchHandler,
         run: list[tuple[Delivery, Envelope, Payload]],
         outcome: BatchOutcome,
@@ -253,8 +255,9 @@ class EventApplier:
 
         False when it failed: the event is retried later or dead-lettered.
         """
-        items = [(HandlerContext(session, env, self.outbox, self.rules, self._clock_for(env)), payload)
+        items = [(HandlerContext(session, env, outbox, self.rules, self._clock_for(env)), payload)
                  for _, env, payload in run]
+        mark = outbox.mark()
         try:
             if not guarded:
                 _call(handler, items)
@@ -263,6 +266,7 @@ class EventApplier:
                 _call(handler, items)
             return True
         except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the worker
+            outbox.forget_since(mark)  # its savepoint is rolled back: so are its events
             if is_transient(exc):
                 raise
             if not guarded:

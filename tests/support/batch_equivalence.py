@@ -1,14 +1,18 @@
-"""Holding a batch handler to its per-event reference: the machinery the tests share.
+"""Holding a service's batch handler to its per-event reference: the machinery the tests share.
 
-The same wire bodies go into fresh accounts databases (``databases``: PostgreSQL and the
-embedded default's SQLite), once one event per transaction through a reference set of
-handlers, then through the registered ones in batches of several sizes and in a batch the
-applier has to redo guarded (a poison event). ``state`` is what must then be the same:
-every row the accounts service keeps and every event it wrote to its outbox, with its
-causation and correlation ids (surrogate ids, which PostgreSQL's sequences may skip, and
-the outbox's own event ids and publish stamps left out).
+Any service will do (``Service("collections")``: its tables, bus and registered handlers
+come from ``baitiao.registry.definition``). The same wire bodies (``bodies``) go into fresh
+databases of the service (the ``databases`` fixture a test module makes with
+``databases_fixture``: PostgreSQL and the embedded default's SQLite), once one event per
+transaction through a reference set of handlers, then through the registered ones in
+batches of several sizes and in a batch the applier has to redo guarded (a ``Poison``
+event): ``Service.assert_batches_agree``. ``Service.state`` is what must then be the same:
+every row the service keeps and every event it wrote to its outbox, with its causation
+and correlation ids.
 
-A test module imports the ``databases`` fixture from here.
+Also here: the runs a batch handler gets (``counting``), ORM objects kept alive through a
+block (``objects_kept_alive``), the statements a batch sends (``Service.statements``) and
+a batch handler's arguments built by hand (``Service.handler_run``).
 """
 from __future__ import annotations
 
@@ -17,37 +21,33 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, create_engine, event, select, text
+from sqlalchemy import Column, Engine, Table, create_engine, event, select, text
 from sqlalchemy.orm import Session
 
 from baitiao import registry
-from services.accounts.models import (
-    BUS,
-    Account,
-    Bill,
-    BureauMark,
-    DailyAccrual,
-    LedgerEntry,
-    PlanProjection,
-    Purchase,
-    Repayment,
-    RestrictionHistory,
-)
-from shared.bus.handling import BatchHandler, BatchOutcome, Delivery, EventApplier
+from shared.bus.handling import BatchHandler, Delivery, EventApplier, HandlerContext
+from shared.bus.outbox import Outbox
 from shared.clock import FixedClock
 from shared.db import make_engine
 from shared.events import new_envelope
+from shared.events.envelope import read_event
 from shared.migrations import upgrade
 from shared.rules import ProductRules
+from shared.service import ServiceDefinition
 from tests.support.system import PG_BASE
 
 Event = tuple[str, dict[str, Any]]
 Handlers = dict[str, Any]
+State = dict[str, list[dict[str, Any]]]
+
+# --- events -----------------------------------------------------------------------------------
 
 
 def bodies(events: list[Event], start: datetime) -> list[bytes]:
@@ -59,36 +59,44 @@ def bodies(events: list[Event], start: datetime) -> list[bytes]:
             for k, (event_type, payload) in enumerate(events)]
 
 
-def applier(engine: Engine, handlers: Handlers) -> EventApplier:
-    return EventApplier("accounts", engine, BUS, handlers, ProductRules(), FixedClock(), max_attempts=1,
-                        event_time=True)
+@dataclass(frozen=True)
+class Poison:
+    """A failing ``event`` at ``occurred_at``, put into one batch before ``wire[at]``: the
+    optimistic pass fails on it, the applier redoes the batch guarded (every event alone, in
+    a savepoint) and dead-letters the poison. Its type must be one the service handles."""
 
+    at: int
+    event: Event
+    occurred_at: datetime
 
-def apply(engine: Engine, handlers: Handlers, wire: list[bytes], batch: int) -> None:
-    """``wire`` in batches of ``batch`` (one transaction each); every event must be applied."""
-    events = applier(engine, handlers)
-    for k in range(0, len(wire), batch):
-        deliveries = [Delivery(body=b) for b in wire[k:k + batch]]
-        outcome = events.apply_batch(deliveries)
-        assert not outcome.dead_lettered and not outcome.retry, [d.last_error for d in deliveries]
+    @classmethod
+    def plan_completed(cls, at: int, account_id: str, occurred_at: datetime) -> Poison:
+        """A ``plan.completed`` of ``account_id`` that day (accounts and collections handle it)."""
+        return cls(at, ("plan.completed", {"plan_id": "pl-poison", "account_id": account_id,
+                                           "completed_on": occurred_at.date().isoformat()}), occurred_at)
+
+    def body(self) -> bytes:
+        (body,) = bodies([self.event], self.occurred_at)
+        return body
 
 
 def _boom(ctx: Any, event: Any) -> None:
     raise RuntimeError("poison")
 
 
-def apply_with_poison(engine: Engine, handlers: Handlers, wire: list[bytes], at: int, account_id: str,
-                      occurred_at: datetime) -> BatchOutcome:
-    """``wire`` in one batch with a failing ``plan.completed`` inserted before ``wire[at]``:
-    the optimistic pass fails on it, the applier redoes the batch guarded (every event
-    alone, in a savepoint) and dead-letters the poison."""
-    poison = json.dumps(new_envelope("plan.completed", {"plan_id": "pl-poison", "account_id": account_id,
-                                                        "completed_on": occurred_at.date().isoformat()},
-                                     aggregate_id=account_id, producer="test", occurred_at=occurred_at)).encode()
-    outcome = applier(engine, {**handlers, "plan.completed": _boom}).apply_batch(
-        [Delivery(body=b) for b in wire[:at] + [poison] + wire[at:]])
-    assert outcome.applied == len(wire) and outcome.dead_lettered == 1 and not outcome.retry
-    return outcome
+# --- handlers ---------------------------------------------------------------------------------
+
+
+def counting(handlers: Handlers, event_type: str, runs: list[int]) -> Handlers:
+    """``handlers`` with the batch handler of ``event_type`` noting the length of each run it gets."""
+    batch = handlers[event_type]
+    assert isinstance(batch, BatchHandler)
+
+    def counted(items: list[Any]) -> None:
+        runs.append(len(items))
+        batch.fn(items)
+
+    return {**handlers, event_type: BatchHandler(counted)}
 
 
 @contextmanager
@@ -116,16 +124,22 @@ def objects_kept_alive() -> Iterator[list[object]]:
             event.remove(Session, name, keep)
 
 
-def counting(handlers: Handlers, event_type: str, runs: list[int]) -> Handlers:
-    """``handlers`` with the batch handler of ``event_type`` noting the length of each run it gets."""
-    batch = handlers[event_type]
-    assert isinstance(batch, BatchHandler)
+@contextmanager
+def statements_sent(engine: Engine) -> Iterator[list[str]]:
+    """Every statement ``engine`` sends while the block runs, as sent."""
+    statements: list[str] = []
 
-    def counted(items: list[Any]) -> None:
-        runs.append(len(items))
-        batch.fn(items)
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
 
-    return {**handlers, event_type: BatchHandler(counted)}
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+# --- rows -------------------------------------------------------------------------------------
 
 
 def rows(engine: Engine, table: Table, *order: Any, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -134,31 +148,141 @@ def rows(engine: Engine, table: Table, *order: Any, skip: tuple[str, ...] = ()) 
     return [{k: v for k, v in row.items() if k not in skip} for row in found]
 
 
-def state(engine: Engine) -> dict[str, Any]:
-    """Every row the accounts service keeps, and its outbox (payloads parsed)."""
-    outbox = rows(engine, BUS.outbox, BUS.outbox.c.id, skip=("id", "event_id", "published_at"))
-    for row in outbox:
-        row["payload"] = json.loads(row["payload"])
-    return {
-        "accounts": rows(engine, Account.__table__, Account.pk),
-        "purchases": rows(engine, Purchase.__table__, Purchase.purchase_id),
-        "bills": rows(engine, Bill.__table__, Bill.pk),
-        "daily_accruals": rows(engine, DailyAccrual.__table__, DailyAccrual.bill_pk, DailyAccrual.business_date),
-        "repayments": rows(engine, Repayment.__table__, Repayment.payment_id),
-        "restriction_history": rows(engine, RestrictionHistory.__table__, RestrictionHistory.id, skip=("id",)),
-        "bureau_marks": rows(engine, BureauMark.__table__, BureauMark.id, skip=("id",)),
-        "plans": rows(engine, PlanProjection.__table__, PlanProjection.plan_id),
-        "ledger": rows(engine, LedgerEntry.__table__, LedgerEntry.id, skip=("id",)),
-        "outbox": outbox,
-    }
+# --- a service --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service under test: applying wire bodies to its databases and reading back its state."""
+
+    name: str
+
+    @cached_property
+    def definition(self) -> ServiceDefinition:
+        return registry.definition(self.name)
+
+    @property
+    def handlers(self) -> Handlers:
+        """The registered handlers, batch handlers among them."""
+        return self.definition.handlers
+
+    def applier(self, engine: Engine, handlers: Handlers) -> EventApplier:
+        return EventApplier(self.name, engine, self.definition.bus, handlers, ProductRules(), FixedClock(),
+                            max_attempts=1, event_time=True)
+
+    def apply(self, engine: Engine, handlers: Handlers, wire: list[bytes], batch: int) -> None:
+        """``wire`` in batches of ``batch`` (one transaction each); every event must be applied."""
+        events = self.applier(engine, handlers)
+        for k in range(0, len(wire), batch):
+            deliveries = [Delivery(body=b) for b in wire[k:k + batch]]
+            outcome = events.apply_batch(deliveries)
+            assert not outcome.dead_lettered and not outcome.retry, [d.last_error for d in deliveries]
+
+    def apply_with_poison(self, engine: Engine, handlers: Handlers, wire: list[bytes], poison: Poison) -> None:
+        """``wire`` in one batch with ``poison`` in it: all of ``wire`` applied, the poison dead-lettered."""
+        failing = {**handlers, poison.event[0]: _boom}
+        outcome = self.applier(engine, failing).apply_batch(
+            [Delivery(body=b) for b in wire[:poison.at] + [poison.body()] + wire[poison.at:]])
+        assert outcome.applied == len(wire) and outcome.dead_lettered == 1 and not outcome.retry
+
+    def prepared(self, fresh: Callable[[], Engine], handlers: Handlers, setup: list[bytes],
+                 then: Callable[[Engine], None] | None = None) -> Engine:
+        """A fresh database with ``setup`` applied one event per transaction, then ``then`` done."""
+        engine = fresh()
+        self.apply(engine, handlers, setup, 1)
+        if then is not None:
+            then(engine)
+        return engine
+
+    def statements(self, engine: Engine, handlers: Handlers, wire: list[bytes]) -> list[str]:
+        """The statements applying ``wire`` as one batch sends."""
+        with statements_sent(engine) as sent:
+            self.apply(engine, handlers, wire, len(wire))
+        return sent
+
+    def handler_run(self, session: Session, wire: list[bytes]) -> list[tuple[HandlerContext, Any]]:
+        """A batch handler's arguments for ``wire``, inside the open transaction of ``session``."""
+        outbox = Outbox(self.definition.bus.outbox)
+        return [(HandlerContext(session, envelope, outbox, ProductRules(), FixedClock()), payload)
+                for envelope, payload in map(read_event, wire)]
+
+    # --- the state that must be the same ---
+
+    def state(self, engine: Engine) -> State:
+        """Every row the service keeps, table by table in primary-key order, and its outbox
+        (payloads parsed). Left out: the bus's own bookkeeping (inbox, dead letters,
+        ``bus_meta``), surrogate ids no other row refers to (PostgreSQL's sequences may skip
+        some), the outbox's own event ids and publish stamps."""
+        bus = self.definition.bus
+        bookkeeping = {"bus_meta", bus.inbox.name, bus.dead_letters.name}
+        found = {table.name: rows(engine, table, *table.primary_key.columns, skip=self._left_out(table))
+                 for table in self.definition.metadata.sorted_tables if table.name not in bookkeeping}
+        for row in found[bus.outbox.name]:
+            row["payload"] = json.loads(row["payload"])
+        return found
+
+    def _left_out(self, table: Table) -> tuple[str, ...]:
+        """The columns of ``table`` its state leaves out."""
+        surrogate = table.autoincrement_column
+        left_out = (surrogate.name,) if surrogate is not None and not self._referred_to(surrogate) else ()
+        if table is self.definition.bus.outbox:
+            left_out += ("event_id", "published_at")
+        return left_out
+
+    def _referred_to(self, column: Column[Any]) -> bool:
+        """Whether a foreign key points at ``column`` (then its values are part of what the rows say)."""
+        return any(key.column is column for table in self.definition.metadata.sorted_tables
+                   for key in table.foreign_keys)
+
+    # --- the equivalence ---
+
+    def assert_batches_agree(self, fresh: Callable[[], Engine], reference: Handlers, event_type: str,
+                             night: list[bytes], *, one_batch: list[int], poison: Poison, guarded: list[int],
+                             guarded_view: Callable[[State], State] = lambda found: found) -> State:
+        """``night`` through the registered handlers leaves the state it leaves through
+        ``reference``, one event per transaction: in one batch (``event_type``'s batch handler
+        getting runs of ``one_batch``), in batches of three, in batches of one, and in one
+        batch with ``poison`` (the guarded pass: runs of ``guarded``; its state and the
+        reference's compared through ``guarded_view``). Every pass starts on a database of
+        its own from ``fresh`` and keeps every ORM object alive. Returns the reference's
+        state, for the test to say what it holds (so that "equal" cannot mean "equally empty")."""
+        one_by_one = fresh()
+        self.apply(one_by_one, reference, night, 1)
+        expected = self.state(one_by_one)
+        for batch in (len(night), 3, 1):
+            found, runs = self._counted_pass(
+                fresh, event_type, lambda engine, handlers: self.apply(engine, handlers, night, batch))
+            assert found == expected, f"batches of {batch}"
+            if batch == len(night):
+                assert runs == one_batch, runs
+        found, runs = self._counted_pass(
+            fresh, event_type, lambda engine, handlers: self.apply_with_poison(engine, handlers, night, poison))
+        assert runs == guarded, runs  # the optimistic pass stopped at the poison, then runs of one
+        assert guarded_view(found) == guarded_view(expected), "guarded retry pass"
+        return expected
+
+    def _counted_pass(self, fresh: Callable[[], Engine], event_type: str,
+                      apply: Callable[[Engine, Handlers], None]) -> tuple[State, list[int]]:
+        """The state ``apply`` leaves on a fresh database with the registered handlers, objects
+        kept alive, and the runs ``event_type``'s batch handler got."""
+        runs: list[int] = []
+        engine = fresh()
+        with objects_kept_alive():
+            apply(engine, counting(self.handlers, event_type, runs))
+        return self.state(engine), runs
+
+
+# --- databases --------------------------------------------------------------------------------
 
 
 class Databases:
-    """Fresh, migrated accounts databases of one kind, made on demand (``databases()``) or
-    copied from one already prepared (``databases.copy(engine)``: the same rows, the same
-    outbox, for setups that are not replayable, such as jobs stamping their own ids)."""
+    """Fresh, migrated databases of one service and one kind, made on demand
+    (``databases()``) or copied from one already prepared (``databases.copy(engine)``: the
+    same rows, the same outbox, for setups that are not replayable, such as jobs stamping
+    their own ids)."""
 
-    def __init__(self, kind: str, directory: Path):
+    def __init__(self, service: str, kind: str, directory: Path):
+        self.service = service
         self.kind = kind
         self.directory = directory
         self.made: list[Engine] = []
@@ -173,7 +297,7 @@ class Databases:
 
     def __call__(self) -> Engine:
         url = self._url(f"bt_batch_{uuid.uuid4().hex[:12]}")
-        upgrade(registry.definition("accounts"), url)
+        upgrade(registry.definition(self.service), url)
         return self._engine(url)
 
     def copy(self, engine: Engine) -> Engine:
@@ -206,19 +330,14 @@ class Databases:
             admin.dispose()
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
-    """Fresh accounts databases on demand, dropped afterwards."""
-    made = Databases(request.param, tmp_path)
-    yield made
-    made.drop()
+def databases_fixture(service: str) -> Any:
+    """The ``databases`` fixture of a test module (``databases = databases_fixture("accounts")``):
+    fresh databases of ``service`` on demand, on PostgreSQL and on SQLite, dropped afterwards."""
 
+    @pytest.fixture(params=["postgresql", "sqlite"])
+    def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
+        made = Databases(service, request.param, tmp_path)
+        yield made
+        made.drop()
 
-def prepared(fresh: Callable[[], Engine], handlers: Handlers, setup: list[bytes],
-             then: Callable[[Engine], None] | None = None) -> Engine:
-    """A fresh database with ``setup`` applied one event per transaction, then ``then`` done."""
-    engine = fresh()
-    apply(engine, handlers, setup, 1)
-    if then is not None:
-        then(engine)
-    return engine
+    return databases

@@ -13,32 +13,23 @@ with its causation and correlation ids, must be the same
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from services.accounts.handlers import HANDLERS
 from services.accounts.models import Account, Purchase
 from services.accounts.purchases import purchase_requested, purchase_requested_batch
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
-from tests.support.batch_equivalence import (
-    Event,
-    apply,
-    apply_with_poison,
-    bodies,
-    counting,
-    databases,  # noqa: F401 - the fixture
-    objects_kept_alive,
-    prepared,
-    state,
-)
+from tests.support.batch_equivalence import Databases, Event, Poison, Service, bodies, databases_fixture
 
 pytestmark = pytest.mark.integration
 
+ACCOUNTS = Service("accounts")
+databases = databases_fixture("accounts")
 REFERENCE = {**HANDLERS, "purchase.requested": purchase_requested}
 START = datetime(2026, 1, 5, 10, 0, tzinfo=SHANGHAI)
 LONG_MERCHANT = "商户" * 100  # 200 characters: stored cut to 128
@@ -119,28 +110,12 @@ def _night() -> list[Event]:
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Callable[[], Engine]) -> None:
+def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databases) -> None:
     setup, night = bodies(_setup(), START - timedelta(days=1)), bodies(_night(), START)
-    reference = prepared(databases, REFERENCE, setup, _standing)
-    apply(reference, REFERENCE, night, 1)
-    expected = state(reference)
-    for batch in (len(night), 3, 1):
-        runs: list[int] = []
-        engine = prepared(databases, REFERENCE, setup, _standing)
-        with objects_kept_alive():
-            apply(engine, counting(HANDLERS, "purchase.requested", runs), night, batch)
-        assert state(engine) == expected, f"batches of {batch}"
-        if batch == len(night):
-            assert runs == [21, 1, 3]  # purchases | repayment | a6 | grant | f1 f2 b1
-
-    # the guarded pass: a poison event makes the applier redo the batch, the purchases in runs of one
-    runs = []
-    engine = prepared(databases, REFERENCE, setup, _standing)
-    with objects_kept_alive():
-        apply_with_poison(engine, counting(HANDLERS, "purchase.requested", runs), night, 9, "A", START)
-    assert runs == [9] + [1] * 25, runs  # the optimistic pass stopped at the poison, then runs of one
-    assert state(engine) == expected, "guarded retry pass"
-
+    expected = ACCOUNTS.assert_batches_agree(
+        lambda: ACCOUNTS.prepared(databases, REFERENCE, setup, _standing), REFERENCE, "purchase.requested", night,
+        one_batch=[21, 1, 3],  # purchases | repayment | a6 | grant | f1 f2 b1
+        poison=Poison.plan_completed(9, "A", START), guarded=[9] + [1] * 25)
     _what_the_scenario_says(expected, setup + night)
 
 
@@ -174,7 +149,7 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     assert sorted(purchases) == ["a1", "a2", "a4", "b1", "b2", "b3", "b4", "f1", "h1", "p-old"]
     assert purchases["b1"]["amount_fen"] == 10_000 and purchases["b1"]["merchant"] == LONG_MERCHANT[:128]
     assert (str(purchases["b3"]["posted_on"]), str(purchases["b4"]["posted_on"])) == ("2026-01-05", "2026-01-04")
-    postings = [e["posting_id"] for e in found["ledger"] if e["kind"] == "purchase"]
+    postings = [e["posting_id"] for e in found["ledger_entries"] if e["kind"] == "purchase"]
     assert sorted(set(postings)) == sorted(f"purchase:{p}" for p in purchases)
     assert all(postings.count(p) == 2 for p in postings)  # a debit and a credit line each
     accounts = {a["account_id"]: a for a in found["accounts"]}
@@ -188,26 +163,19 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     assert any(r["correlation_id"] != r["event_id"] for r in requests)
 
 
-def test_a_run_costs_a_fixed_number_of_statements(databases: Callable[[], Engine]) -> None:
+def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     """Set-based: a run of 60 requests runs the statements a run of 6 does, the accounts locked in pk order."""
-    engine = prepared(databases, REFERENCE, bodies([_grant(f"S{k}") for k in range(30)], START - timedelta(days=1)))
-    statements: list[str] = []
+    engine = ACCOUNTS.prepared(databases, REFERENCE, bodies([_grant(f"S{k}") for k in range(30)],
+                                                            START - timedelta(days=1)))
 
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
+    def night(n: int, prefix: str) -> list[bytes]:
+        purchases = [_buy(f"S{k % 30}", f"{prefix}-{k}", "1.00") for k in range(n)]
+        return bodies(purchases + [_buy("S0", f"{prefix}-0", "1.00")], START)  # and the first id again
 
-    counts = []
-    for n, prefix in ((6, "small"), (60, "large")):
-        night = [_buy(f"S{k % 30}", f"{prefix}-{k}", "1.00") for k in range(n)] + [_buy("S0", f"{prefix}-0", "1.00")]
-        statements.clear()
-        event.listen(engine, "before_cursor_execute", note)
-        try:
-            apply(engine, HANDLERS, bodies(night, START), len(night))
-        finally:
-            event.remove(engine, "before_cursor_execute", note)
-        counts.append(len(statements))
-    assert counts[0] == counts[1], statements
-    (locking,) = [s for s in statements if "FROM accounts" in s]
+    small, large = (ACCOUNTS.statements(engine, HANDLERS, night(n, prefix))
+                    for n, prefix in ((6, "small"), (60, "large")))
+    assert len(small) == len(large), large
+    (locking,) = [s for s in large if "FROM accounts" in s]
     assert "ORDER BY accounts.pk" in locking
     if engine.dialect.name == "postgresql":
         assert locking.rstrip().endswith("FOR UPDATE")

@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, select
 
 from services.accounts.handlers import HANDLERS
 from services.accounts.job_lease import last_done
@@ -33,18 +33,8 @@ from services.accounts.repayments import _receive, repayment_received_batch
 from shared.bus.handling import BatchHandler, HandlerContext
 from shared.clock import SHANGHAI
 from shared.events import payloads as p
-from tests.support.batch_equivalence import (
-    Databases,
-    Event,
-    apply,
-    apply_with_poison,
-    bodies,
-    counting,
-    databases,  # noqa: F401 - the fixture
-    objects_kept_alive,
-    prepared,
-    state,
-)
+from tests.support.batch_equivalence import (Databases, Event, Poison, Service, bodies, databases_fixture,
+                                             objects_kept_alive)
 from tests.support.service_driver import run_job
 
 pytestmark = pytest.mark.integration
@@ -64,6 +54,8 @@ def repayment_received(ctx: HandlerContext, event: p.RepaymentReceived) -> None:
     ctx.outbox.emit_many(session, _receive(ctx, event, account, last_done(session, "daily-close")))
 
 
+ACCOUNTS = Service("accounts")
+databases = databases_fixture("accounts")
 REFERENCE = {**HANDLERS, "purchase.requested": purchase_requested, "repayment.received": repayment_received}
 
 
@@ -112,8 +104,8 @@ def _bills_and_closes(engine: Engine) -> None:
     run_job("accounts", engine, "statements", date(2026, 3, 1))
     run_job("accounts", engine, "daily-close", date(2026, 3, 1))  # the first close: that date only
     run_job("accounts", engine, "daily-close", date(2026, 3, 16))
-    apply(engine, REFERENCE, bodies([_repay("DUP", "old-1", "100.00", "2026-03-16T09:00:00+08:00")],
-                                    NIGHT - timedelta(hours=10)), 1)
+    ACCOUNTS.apply(engine, REFERENCE, bodies([_repay("DUP", "old-1", "100.00", "2026-03-16T09:00:00+08:00")],
+                                             NIGHT - timedelta(hours=10)), 1)
 
 
 def _night() -> list[Event]:
@@ -148,32 +140,16 @@ def _night() -> list[Event]:
 
 def _prepared(databases: Databases) -> Engine:
     """The accounts with their bills, closes and a payment: made once, copied for every pass."""
-    return prepared(databases, REFERENCE, bodies(_setup(), SETUP), _bills_and_closes)
+    return ACCOUNTS.prepared(databases, REFERENCE, bodies(_setup(), SETUP), _bills_and_closes)
 
 
 def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databases) -> None:
     night = bodies(_night(), NIGHT)
     template = _prepared(databases)
-    reference = databases.copy(template)
-    apply(reference, REFERENCE, night, 1)
-    expected = state(reference)
-    for batch in (len(night), 3, 1):
-        runs: list[int] = []
-        engine = databases.copy(template)
-        with objects_kept_alive():
-            apply(engine, counting(HANDLERS, "repayment.received", runs), night, batch)
-        assert state(engine) == expected, f"batches of {batch}"
-        if batch == len(night):
-            assert runs == [17, 2]  # repayments | cur-buy sib-buy | cur-2 par-1
-
-    # the guarded pass: a poison event makes the applier redo the batch, the repayments in runs of one
-    runs = []
-    engine = databases.copy(template)
-    with objects_kept_alive():
-        apply_with_poison(engine, counting(HANDLERS, "repayment.received", runs), night, 5, "CUR", NIGHT)
-    assert runs == [5] + [1] * 19, runs  # the optimistic pass stopped at the poison, then runs of one
-    assert state(engine) == expected, "guarded retry pass"
-
+    expected = ACCOUNTS.assert_batches_agree(
+        lambda: databases.copy(template), REFERENCE, "repayment.received", night,
+        one_batch=[17, 2],  # repayments | cur-buy sib-buy | cur-2 par-1
+        poison=Poison.plan_completed(5, "CUR", NIGHT), guarded=[5] + [1] * 19)
     _what_the_scenario_says(expected, night)
 
 
@@ -232,7 +208,7 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     assert sorted(rows) == sorted(["old-1", *replied])
     assert (rows["rej-1"]["status"], rows["rej-1"]["currency"]) == ("rejected", "USD")
     postings: dict[str, int] = {}
-    for entry in found["ledger"]:
+    for entry in found["ledger_entries"]:
         if entry["kind"] == "repayment":
             postings[entry["posting_id"]] = postings.get(entry["posting_id"], 0) + entry["debit_fen"] - entry[
                 "credit_fen"]
@@ -265,13 +241,13 @@ def test_a_purchase_after_a_cure_in_the_same_batch_is_judged_on_the_lifted_restr
                 Account.account_id.in_(["CUR", "SIB"])))}
     assert before == {"CUR": (2, 0), "SIB": (0, 3)}  # restricted: a purchase now would be declined
     with objects_kept_alive():  # the accounts the repayment run loaded stay in the session's identity map
-        apply(engine, HANDLERS, bodies([
+        ACCOUNTS.apply(engine, HANDLERS, bodies([
             _repay("CUR", "cur-1", "1100.00"),  # cures CUR
             _repay("FRZ", "frz-1", "1000.00"),  # cures FRZ, which held its sibling SIB
             _buy("CUR", "cur-buy", "100.00", ON_TIME),
             _buy("SIB", "sib-buy", "100.00", ON_TIME),
         ], NIGHT), 4)
-    found = state(engine)
+    found = ACCOUNTS.state(engine)
     replies = [(e["type"], e["payload"]["purchase_id"], e["payload"].get("available_limit"),
                 e["payload"].get("reason")) for e in found["outbox"] if e["type"].startswith("purchase.")
                and e["payload"]["purchase_id"] in ("cur-buy", "sib-buy")]
@@ -283,22 +259,15 @@ def test_a_purchase_after_a_cure_in_the_same_batch_is_judged_on_the_lifted_restr
 def test_a_run_reads_what_it_shares_once(databases: Databases) -> None:
     """Applied before? the accounts (locked in pk order) and the last close: one statement
     each for a run of 4 repayments and for a run of 24, where one by one they cost one each."""
-    engine = prepared(databases, REFERENCE, bodies([_grant(f"S{k}") for k in range(12)], SETUP))
+    engine = ACCOUNTS.prepared(databases, REFERENCE, bodies([_grant(f"S{k}") for k in range(12)], SETUP))
     shared_reads = {"applied before": "FROM repayments WHERE repayments.payment_id",
                     "accounts": "FROM accounts WHERE accounts.account_id", "last close": "FROM job_runs"}
     statements: list[str] = []
 
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
     def reads(handlers: dict[str, Any], n: int, prefix: str) -> dict[str, int]:
         night = [_repay(f"S{k % 12}", f"{prefix}-{k}", "10.00") for k in range(n)]
-        statements.clear()
-        event.listen(engine, "before_cursor_execute", note)
-        try:
-            apply(engine, handlers, bodies(night, NIGHT), n)  # one batch: one run
-        finally:
-            event.remove(engine, "before_cursor_execute", note)
+        sent = ACCOUNTS.statements(engine, handlers, bodies(night, NIGHT))  # one batch: one run
+        statements[:] = [" ".join(s.split()) for s in sent]
         selects = [s for s in statements if s.startswith("SELECT")]
         return {name: sum(pattern in s for s in selects) for name, pattern in shared_reads.items()}
 

@@ -5,45 +5,31 @@ written through the ORM, the case through ``ensure_case``, one event per transac
 The same wire bodies go into fresh collections databases, on PostgreSQL and on SQLite,
 once through the reference, then through the registered handlers in one batch, in
 batches of three, in batches of one and in one batch with a poison event (the guarded
-retry pass). Every row collections keeps (surrogate ids left out) and its outbox must be
-the same.
-
-``tests/support/batch_equivalence.py`` is the accounts service's; what it has for any
-service (wire bodies, rows, run counting, objects kept alive) comes from there, the
-collections databases, applier and state are made here.
+retry pass). Every row collections keeps and its outbox must be the same
+(``tests/support/batch_equivalence.py``).
 """
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, text
 
-from baitiao import registry
 from services.collections.casebook import ensure_case
 from services.collections.grants import credit_line_granted_batch
 from services.collections.handlers import HANDLERS
-from services.collections.models import BUS, Base, Customer
-from shared.bus.handling import BatchHandler, Delivery, EventApplier, HandlerContext
-from shared.bus.outbox import Outbox
-from shared.clock import SHANGHAI, FixedClock
-from shared.db import make_engine, transaction
-from shared.events import new_envelope, payloads as p
-from shared.events.envelope import read_event
-from shared.migrations import upgrade
-from shared.rules import ProductRules
-from tests.support.batch_equivalence import Event, bodies, counting, objects_kept_alive, rows
-from tests.support.system import PG_BASE
+from services.collections.models import Customer
+from shared.bus.handling import BatchHandler, HandlerContext
+from shared.clock import SHANGHAI
+from shared.db import transaction
+from shared.events import payloads as p
+from tests.support.batch_equivalence import Databases, Event, Poison, Service, bodies, databases_fixture
 
 pytestmark = pytest.mark.integration
 
+COLLECTIONS = Service("collections")
+databases = databases_fixture("collections")
 START = datetime(2026, 3, 1, 9, 0, tzinfo=SHANGHAI)
-Handlers = dict[str, Any]
 
 
 def credit_line_granted(ctx: HandlerContext, event: p.CreditLineGranted) -> None:
@@ -97,103 +83,18 @@ def _night() -> list[Event]:
     ]
 
 
-# --- machinery (the accounts-only parts of batch_equivalence, for collections) ---------------
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Engine]]:
-    """Fresh, migrated collections databases on demand, dropped afterwards."""
-    made: list[Engine] = []
-
-    def fresh() -> Engine:
-        name = f"bt_grants_{uuid.uuid4().hex[:12]}"
-        url = f"{PG_BASE}/{name}" if request.param == "postgresql" else f"sqlite:///{tmp_path / name}.db"
-        upgrade(registry.definition("collections"), url)
-        made.append(make_engine(url))
-        return made[-1]
-
-    yield fresh
-    for engine in made:
-        engine.dispose()
-        if request.param == "postgresql":
-            admin = create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{engine.url.database}" WITH (FORCE)'))
-            admin.dispose()
-
-
-def _applier(engine: Engine, handlers: Handlers) -> EventApplier:
-    return EventApplier("collections", engine, BUS, handlers, ProductRules(), FixedClock(), max_attempts=1,
-                        event_time=True)
-
-
-def _apply(engine: Engine, handlers: Handlers, wire: list[bytes], batch: int) -> None:
-    applier = _applier(engine, handlers)
-    for k in range(0, len(wire), batch):
-        deliveries = [Delivery(body=b) for b in wire[k:k + batch]]
-        outcome = applier.apply_batch(deliveries)
-        assert not outcome.dead_lettered and not outcome.retry, [d.last_error for d in deliveries]
-
-
-def _boom(ctx: Any, event: Any) -> None:
-    raise RuntimeError("poison")
-
-
-def _apply_with_poison(engine: Engine, handlers: Handlers, wire: list[bytes], at: int) -> None:
-    """``wire`` in one batch with a failing ``plan.completed`` before ``wire[at]``: the applier
-    redoes the batch guarded (every event alone, in a savepoint) and dead-letters the poison."""
-    poison = json.dumps(new_envelope("plan.completed", {"plan_id": "pl-poison", "account_id": "K1",
-                                                        "completed_on": "2026-03-01"},
-                                     aggregate_id="K1", producer="test", occurred_at=START)).encode()
-    outcome = _applier(engine, {**handlers, "plan.completed": _boom}).apply_batch(
-        [Delivery(body=b) for b in wire[:at] + [poison] + wire[at:]])
-    assert outcome.applied == len(wire) and outcome.dead_lettered == 1 and not outcome.retry
-
-
-def _state(engine: Engine) -> dict[str, Any]:
-    """Every row collections keeps (surrogate ids left out) and its outbox (payloads parsed)."""
-    found = {}
-    for table in Base.metadata.sorted_tables:
-        if table.name in ("bus_meta", "inbox", "dead_letters"):
-            continue
-        skip = (table.autoincrement_column.name,) if table.autoincrement_column is not None else ()
-        if table is BUS.outbox:
-            skip += ("event_id", "published_at")
-        found[table.name] = rows(engine, table, *table.primary_key.columns, skip=skip)
-    for row in found["outbox"]:
-        row["payload"] = json.loads(row["payload"])
-    return found
-
-
-def _prepared(fresh: Callable[[], Engine], setup: list[bytes]) -> Engine:
-    engine = fresh()
-    _apply(engine, REFERENCE, setup, 1)
-    return engine
-
-
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_batches_give_the_same_customers_and_cases_as_one_by_one(databases: Callable[[], Engine]) -> None:
-    setup, night = bodies(_setup(), START - timedelta(days=1)), bodies(_night(), START)
-    reference = _prepared(databases, setup)
-    _apply(reference, REFERENCE, night, 1)
-    expected = _state(reference)
-    for batch in (len(night), 3, 1):
-        runs: list[int] = []
-        engine = _prepared(databases, setup)
-        with objects_kept_alive():
-            _apply(engine, counting(HANDLERS, "credit.line.granted", runs), night, batch)
-        assert _state(engine) == expected, f"batches of {batch}"
-        if batch == len(night):
-            assert runs == [5, 3]  # grants | a bill | grants
+def _prepared(databases: Databases, setup: list[Event]) -> Engine:
+    return COLLECTIONS.prepared(databases, REFERENCE, bodies(setup, START - timedelta(days=1)))
 
-    # the guarded pass: a poison event makes the applier redo the batch, the grants in runs of one
-    runs = []
-    engine = _prepared(databases, setup)
-    _apply_with_poison(engine, counting(HANDLERS, "credit.line.granted", runs), night, 3)
-    assert runs == [3] + [1] * 8, runs  # the optimistic pass stopped at the poison, then runs of one
-    assert _state(engine) == expected, "guarded retry pass"
+
+def test_batches_give_the_same_customers_and_cases_as_one_by_one(databases: Databases) -> None:
+    expected = COLLECTIONS.assert_batches_agree(
+        lambda: _prepared(databases, _setup()), REFERENCE, "credit.line.granted", bodies(_night(), START),
+        one_batch=[5, 3],  # grants | a bill | grants
+        poison=Poison.plan_completed(3, "K1", START), guarded=[3] + [1] * 8)
 
     # what the scenario says, so that "equal" cannot mean "equally empty"
     customers = {c["account_id"]: (c["name"], c["phone"], str(c["opened_on"])) for c in expected["customers"]}
@@ -207,60 +108,44 @@ def test_batches_give_the_same_customers_and_cases_as_one_by_one(databases: Call
     assert [b["bill_id"] for b in expected["bills"]] == ["K2-b1", "N2-b1"] and expected["outbox"] == []
 
 
-def test_a_run_costs_a_fixed_number_of_statements(databases: Callable[[], Engine]) -> None:
+def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     """Set-based: a run of 60 grants runs the statements a run of 6 does."""
-    engine = _prepared(databases, bodies([_grant("K0", "张三", "13800001111")], START - timedelta(days=1)))
-    statements: list[str] = []
+    engine = _prepared(databases, [_grant("K0", "张三", "13800001111")])
 
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
+    def night(n: int, prefix: str) -> list[bytes]:
+        grants = [_grant(f"{prefix}-{k}", "李四", f"139{k:08d}") for k in range(n)]
+        return bodies(grants + [_grant("K0", "张三丰", "13800009999"), _grant(f"{prefix}-0", "李四四", "13900009999")],
+                      START)
 
-    counts = []
-    for n, prefix in ((6, "small"), (60, "large")):
-        night = [_grant(f"{prefix}-{k}", "李四", f"139{k:08d}") for k in range(n)]
-        night += [_grant("K0", "张三丰", "13800009999"), _grant(f"{prefix}-0", "李四四", "13900009999")]
-        statements.clear()
-        event.listen(engine, "before_cursor_execute", note)
-        try:
-            _apply(engine, HANDLERS, bodies(night, START), len(night))
-        finally:
-            event.remove(engine, "before_cursor_execute", note)
-        counts.append(len(statements))
-    assert counts[0] == counts[1], statements
-    assert [s.split(" (")[0] for s in statements if "customers" in s or "cases" in s] == [
+    small, large = (COLLECTIONS.statements(engine, HANDLERS, night(n, prefix))
+                    for n, prefix in ((6, "small"), (60, "large")))
+    assert len(small) == len(large), large
+    assert [s.split(" (")[0] for s in large if "customers" in s or "cases" in s] == [
         "INSERT INTO customers", "INSERT INTO cases"]
-    found = _state(engine)
+    found = COLLECTIONS.state(engine)
     assert len(found["customers"]) == len(found["cases"]) == 67
     assert {c["account_id"]: c["name"] for c in found["customers"]}["large-0"] == "李四四"
 
 
-def _run(session: Any, events: list[Event]) -> list[tuple[HandlerContext, Any]]:
-    """The handler's arguments for ``events``, inside an open transaction."""
-    run = []
-    for body in bodies(events, START):
-        envelope, payload = read_event(body)
-        run.append((HandlerContext(session, envelope, Outbox(BUS.outbox), ProductRules(), FixedClock()), payload))
-    return run
-
-
-def test_a_customer_already_in_the_session_sees_the_new_contact_data(databases: Callable[[], Engine]) -> None:
-    engine = _prepared(databases, bodies([_grant("K1", "张三", "13800001111")], START - timedelta(days=1)))
+def test_a_customer_already_in_the_session_sees_the_new_contact_data(databases: Databases) -> None:
+    engine = _prepared(databases, [_grant("K1", "张三", "13800001111")])
     with transaction(engine) as session:
         held = session.get(Customer, "K1")
         assert held is not None and held.phone == "13800001111"
-        credit_line_granted_batch(_run(session, [_grant("K1", "张三丰", "13800009999")]))
+        credit_line_granted_batch(COLLECTIONS.handler_run(session, bodies([_grant("K1", "张三丰", "13800009999")],
+                                                                          START)))
         assert (held.name, held.phone) == ("张三丰", "13800009999")
 
 
-def test_a_failing_run_names_nobody(databases: Callable[[], Engine]) -> None:
+def test_a_failing_run_names_nobody(databases: Databases) -> None:
     """The applier logs a failing handler's error and keeps it with the dead letter: the
     statement's parameters (names and phones) are left out of it."""
     engine = databases()
     with pytest.raises(Exception) as failed:
         with transaction(engine) as session:
             session.execute(text("DROP TABLE customers"))  # undone with the transaction
-            credit_line_granted_batch(_run(session, [_grant("N1", "李四", "13900001111"),
-                                                     _grant("N2", "赵六", "13600001111")]))
+            credit_line_granted_batch(COLLECTIONS.handler_run(session, bodies(
+                [_grant("N1", "李四", "13900001111"), _grant("N2", "赵六", "13600001111")], START)))
     message = str(failed.value)
     assert "INSERT INTO customers" in message and "parameters hidden" in message
     assert not any(secret in message for secret in ("李四", "赵六", "13900001111", "13600001111"))

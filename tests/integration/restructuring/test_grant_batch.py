@@ -5,46 +5,33 @@ written through the ORM, one event per transaction. The same wire bodies go into
 restructuring databases, on PostgreSQL and on SQLite, once through the reference, then
 through the registered handlers in one batch, in batches of three, in batches of one and
 in one batch with a poison event (the guarded retry pass). Every row restructuring keeps
-(surrogate ids left out) and its outbox must be the same: the ``risk.assessed`` of a line
-whose bill goes overdue right after its grant shows that handlers later in the same
-transaction read the opening date and income the run wrote.
-
-``tests/support/batch_equivalence.py`` is the accounts service's; what it has for any
-service (wire bodies, rows, run counting, objects kept alive) comes from there, the
-restructuring databases, applier and state are made here.
+and its outbox must be the same (``tests/support/batch_equivalence.py``): the
+``risk.assessed`` of a line whose bill goes overdue right after its grant shows that
+handlers later in the same transaction read the opening date and income the run wrote.
 """
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine
 
-from baitiao import registry
 from services.restructuring.grants import credit_line_granted_batch
 from services.restructuring.handlers import HANDLERS, _account
-from services.restructuring.models import BUS, AccountView, Base
-from shared.bus.handling import BatchHandler, Delivery, EventApplier, HandlerContext
-from shared.bus.outbox import Outbox
-from shared.clock import SHANGHAI, FixedClock
-from shared.db import make_engine, transaction
-from shared.events import new_envelope, payloads as p
-from shared.events.envelope import read_event
-from shared.migrations import upgrade
+from services.restructuring.models import AccountView
+from shared.bus.handling import BatchHandler, HandlerContext
+from shared.clock import SHANGHAI
+from shared.db import transaction
+from shared.events import payloads as p
 from shared.money import to_fen
-from shared.rules import ProductRules
-from tests.support.batch_equivalence import Event, bodies, counting, objects_kept_alive, rows
-from tests.support.system import PG_BASE
+from tests.support.batch_equivalence import Databases, Event, Poison, Service, bodies, databases_fixture
 
 pytestmark = pytest.mark.integration
 
+RESTRUCTURING = Service("restructuring")
+databases = databases_fixture("restructuring")
 START = datetime(2026, 3, 11, 9, 0, tzinfo=SHANGHAI)
-Handlers = dict[str, Any]
 
 
 def credit_line_granted(ctx: HandlerContext, event: p.CreditLineGranted) -> None:
@@ -115,102 +102,20 @@ def _night() -> list[Event]:
     ]
 
 
-# --- machinery (the accounts-only parts of batch_equivalence, for restructuring) -------------
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Engine]]:
-    """Fresh, migrated restructuring databases on demand, dropped afterwards."""
-    made: list[Engine] = []
-
-    def fresh() -> Engine:
-        name = f"bt_grants_{uuid.uuid4().hex[:12]}"
-        url = f"{PG_BASE}/{name}" if request.param == "postgresql" else f"sqlite:///{tmp_path / name}.db"
-        upgrade(registry.definition("restructuring"), url)
-        made.append(make_engine(url))
-        return made[-1]
-
-    yield fresh
-    for engine in made:
-        engine.dispose()
-        if request.param == "postgresql":
-            admin = create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{engine.url.database}" WITH (FORCE)'))
-            admin.dispose()
-
-
-def _applier(engine: Engine, handlers: Handlers) -> EventApplier:
-    return EventApplier("restructuring", engine, BUS, handlers, ProductRules(), FixedClock(), max_attempts=1,
-                        event_time=True)
-
-
-def _apply(engine: Engine, handlers: Handlers, wire: list[bytes], batch: int) -> None:
-    applier = _applier(engine, handlers)
-    for k in range(0, len(wire), batch):
-        deliveries = [Delivery(body=b) for b in wire[k:k + batch]]
-        outcome = applier.apply_batch(deliveries)
-        assert not outcome.dead_lettered and not outcome.retry, [d.last_error for d in deliveries]
-
-
-def _boom(ctx: Any, event: Any) -> None:
-    raise RuntimeError("poison")
-
-
-def _apply_with_poison(engine: Engine, handlers: Handlers, wire: list[bytes], at: int) -> None:
-    """``wire`` in one batch with a failing ``account.cured`` before ``wire[at]``: the applier
-    redoes the batch guarded (every event alone, in a savepoint) and dead-letters the poison."""
-    poison = json.dumps(new_envelope("account.cured", {"account_id": "R1", "business_date": "2026-03-11"},
-                                     aggregate_id="R1", producer="test", occurred_at=START)).encode()
-    outcome = _applier(engine, {**handlers, "account.cured": _boom}).apply_batch(
-        [Delivery(body=b) for b in wire[:at] + [poison] + wire[at:]])
-    assert outcome.applied == len(wire) and outcome.dead_lettered == 1 and not outcome.retry
-
-
-def _state(engine: Engine) -> dict[str, Any]:
-    """Every row restructuring keeps (surrogate ids left out) and its outbox (payloads parsed)."""
-    found = {}
-    for table in Base.metadata.sorted_tables:
-        if table.name in ("bus_meta", "inbox", "dead_letters"):
-            continue
-        skip = (table.autoincrement_column.name,) if table.autoincrement_column is not None else ()
-        if table is BUS.outbox:
-            skip += ("event_id", "published_at")
-        found[table.name] = rows(engine, table, *table.primary_key.columns, skip=skip)
-    for row in found["outbox"]:
-        row["payload"] = json.loads(row["payload"])
-    return found
-
-
-def _prepared(fresh: Callable[[], Engine], setup: list[bytes]) -> Engine:
-    engine = fresh()
-    _apply(engine, REFERENCE, setup, 1)
-    return engine
-
-
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_batches_give_the_same_projection_and_events_as_one_by_one(databases: Callable[[], Engine]) -> None:
-    setup, night = bodies(_setup(), START - timedelta(days=1)), bodies(_night(), START)
-    reference = _prepared(databases, setup)
-    _apply(reference, REFERENCE, night, 1)
-    expected = _state(reference)
-    for batch in (len(night), 3, 1):
-        runs: list[int] = []
-        engine = _prepared(databases, setup)
-        with objects_kept_alive():  # the row bill.issued loaded stays in the session: it must be reloaded
-            _apply(engine, counting(HANDLERS, "credit.line.granted", runs), night, batch)
-        assert _state(engine) == expected, f"batches of {batch}"
-        if batch == len(night):
-            assert runs == [7, 1, 2]  # grants | a bill | N2 | overdue, snapshot | grants
+def _prepared(databases: Databases, setup: list[Event]) -> Engine:
+    return RESTRUCTURING.prepared(databases, REFERENCE, bodies(setup, START - timedelta(days=1)))
 
-    # the guarded pass: a poison event makes the applier redo the batch, the grants in runs of one
-    runs = []
-    engine = _prepared(databases, setup)
-    _apply_with_poison(engine, counting(HANDLERS, "credit.line.granted", runs), night, 4)
-    assert runs == [4] + [1] * 10, runs  # the optimistic pass stopped at the poison, then runs of one
-    assert _state(engine) == expected, "guarded retry pass"
+
+def test_batches_give_the_same_projection_and_events_as_one_by_one(databases: Databases) -> None:
+    # every pass keeps its objects alive: the row bill.issued loaded stays in the session, it must be reloaded
+    expected = RESTRUCTURING.assert_batches_agree(
+        lambda: _prepared(databases, _setup()), REFERENCE, "credit.line.granted", bodies(_night(), START),
+        one_batch=[7, 1, 2],  # grants | a bill | N2 | overdue, snapshot | grants
+        poison=Poison(4, ("account.cured", {"account_id": "R1", "business_date": "2026-03-11"}), START),
+        guarded=[4] + [1] * 10)
 
     # what the scenario says, so that "equal" cannot mean "equally empty"
     views = {a["account_id"]: (str(a["opened_on"]), a["monthly_income_fen"]) for a in expected["account_views"]}
@@ -222,40 +127,29 @@ def test_batches_give_the_same_projection_and_events_as_one_by_one(databases: Ca
     assert assessment["months_on_book"] > 60 and assessment["monthly_income_fen"] == 3_000_000
 
 
-def test_a_run_costs_a_fixed_number_of_statements(databases: Callable[[], Engine]) -> None:
+def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     """Set-based: a run of 60 grants runs the statements a run of 6 does."""
-    engine = _prepared(databases, bodies([_grant("R0", "2023-01-01")], START - timedelta(days=1)))
-    statements: list[str] = []
+    engine = _prepared(databases, [_grant("R0", "2023-01-01")])
 
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
+    def night(n: int, prefix: str) -> list[bytes]:
+        grants = [_grant(f"{prefix}-{k}", "2025-01-01", f"{k}.00" if k % 2 else None) for k in range(n)]
+        return bodies(grants + [_grant("R0", "2020-01-01", "8000.00"), _grant(f"{prefix}-0", "2020-01-01", "9000.00")],
+                      START)
 
-    counts = []
-    for n, prefix in ((6, "small"), (60, "large")):
-        night = [_grant(f"{prefix}-{k}", "2025-01-01", f"{k}.00" if k % 2 else None) for k in range(n)]
-        night += [_grant("R0", "2020-01-01", "8000.00"), _grant(f"{prefix}-0", "2020-01-01", "9000.00")]
-        statements.clear()
-        event.listen(engine, "before_cursor_execute", note)
-        try:
-            _apply(engine, HANDLERS, bodies(night, START), len(night))
-        finally:
-            event.remove(engine, "before_cursor_execute", note)
-        counts.append(len(statements))
-    assert counts[0] == counts[1], statements
-    assert len([s for s in statements if "account_views" in s]) == 2  # one read, one upsert
-    views = {a["account_id"]: a for a in _state(engine)["account_views"]}
+    small, large = (RESTRUCTURING.statements(engine, HANDLERS, night(n, prefix))
+                    for n, prefix in ((6, "small"), (60, "large")))
+    assert len(small) == len(large), large
+    assert len([s for s in large if "account_views" in s]) == 2  # one read, one upsert
+    views = {a["account_id"]: a for a in RESTRUCTURING.state(engine)["account_views"]}
     assert len(views) == 67 and views["R0"]["monthly_income_fen"] == 800_000
     assert views["large-0"]["monthly_income_fen"] == 900_000 and str(views["large-0"]["opened_on"]) == "2025-01-01"
 
 
-def test_a_row_already_in_the_session_sees_what_the_run_wrote(databases: Callable[[], Engine]) -> None:
-    engine = _prepared(databases, bodies([_bill("R2")], START - timedelta(days=1)))
+def test_a_row_already_in_the_session_sees_what_the_run_wrote(databases: Databases) -> None:
+    engine = _prepared(databases, [_bill("R2")])
     with transaction(engine) as session:
         held = session.get(AccountView, "R2")
         assert held is not None and held.opened_on is None
-        run = []
-        for body in bodies([_grant("R2", "2022-02-01", "15000.00")], START):
-            envelope, payload = read_event(body)
-            run.append((HandlerContext(session, envelope, Outbox(BUS.outbox), ProductRules(), FixedClock()), payload))
+        run = RESTRUCTURING.handler_run(session, bodies([_grant("R2", "2022-02-01", "15000.00")], START))
         credit_line_granted_batch(run)
         assert (str(held.opened_on), held.monthly_income_fen) == ("2022-02-01", 1_500_000)
