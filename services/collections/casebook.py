@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -75,6 +76,15 @@ def strategy_and_templates(rules: CollectionsRules) -> tuple[Strategy, TemplateC
 
 
 # --- cases ------------------------------------------------------------------------------------
+
+def new_case_rows(opened_on: dict[str, date]) -> list[dict[str, Any]]:
+    """The rows ``ensure_case`` would create for these accounts (open, nothing owed yet), for
+    a set-based ``INSERT .. ON CONFLICT DO NOTHING``: a case another worker opens at the same
+    time is skipped, not an error."""
+    return [{"account_id": account, "status": "open", "opened_on": on, "max_dpd": 0, "overdue_principal_fen": 0,
+             "total_overdue_fen": 0, "plan_active": False, "promise_broken": False, "phone_reported_wrong": False}
+            for account, on in opened_on.items()]
+
 
 def ensure_case(session: Session, account_id: str, on: date | None = None) -> CollectionCase:
     """The account's case, created open (stage not judged yet) the first time it is needed."""

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from services.collections.casebook import new_case_rows
 from services.collections.models import Bill, CollectionCase
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
@@ -169,10 +170,7 @@ def _lock_cases(session: Session, insert: Any,
     missing = [account for account in first_date if account not in cases]
     if missing:
         stmt = insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id])
-        session.execute(stmt, [{
-            "account_id": account, "status": "open", "opened_on": first_date[account], "max_dpd": 0,
-            "overdue_principal_fen": 0, "total_overdue_fen": 0, "plan_active": False, "promise_broken": False,
-            "phone_reported_wrong": False} for account in missing])
+        session.execute(stmt, new_case_rows({account: first_date[account] for account in missing}))
         cases.update(_select_cases(session, missing))
     return cases
 

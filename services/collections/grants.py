@@ -25,6 +25,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from services.collections.casebook import new_case_rows
 from services.collections.models import CollectionCase, Customer
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
@@ -52,10 +53,8 @@ def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGran
         stmt = insert(CUSTOMERS)
         session.execute(stmt.on_conflict_do_update(index_elements=[CUSTOMERS.c.account_id], set_={
             "name": stmt.excluded.name, "phone": stmt.excluded.phone}), list(customers.values()))
-    session.execute(insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id]), [{
-        "account_id": account_id, "status": "open", "opened_on": customer["opened_on"], "max_dpd": 0,
-        "overdue_principal_fen": 0, "total_overdue_fen": 0, "plan_active": False, "promise_broken": False,
-        "phone_reported_wrong": False} for account_id, customer in customers.items()])
+    session.execute(insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id]),
+                    new_case_rows({account_id: customer["opened_on"] for account_id, customer in customers.items()}))
     _forget_loaded(session, customers)
 
 

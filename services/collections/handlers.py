@@ -31,9 +31,9 @@ from services.collections.models import (
     Plan,
     PlanInstallment,
     PromiseToPay,
-    Repayment,
     SmsMessage,
 )
+from services.collections.repayments import repayment_applied_batch
 from shared.bus.handling import BatchHandler, Handler, HandlerContext
 from shared.clock import business_date
 from shared.events import payloads as p
@@ -172,26 +172,6 @@ def account_cured(ctx: HandlerContext, event: p.AccountCured) -> None:
     ).values(status="kept", decided_on=event.business_date))
 
 
-def repayment_applied(ctx: HandlerContext, event: p.RepaymentApplied) -> None:
-    """Money arrived: reduce the bills it paid (unless a newer snapshot already counts it)
-    and keep it for judging promises to pay."""
-    session = ctx.session
-    if session.get(Repayment, event.payment_id) is None:
-        session.add(Repayment(payment_id=event.payment_id, account_id=event.account_id,
-                              amount_fen=to_fen(event.amount), applied_on=_event_date(ctx)))
-    seq = ctx.envelope.sequence
-    for allocation in event.allocations:
-        if allocation.target != "bill" or allocation.component != "principal":
-            continue
-        bill = session.get(Bill, allocation.target_id)
-        if bill is None or (seq is not None and bill.state_seq is not None and seq <= bill.state_seq):
-            continue
-        bill.unpaid_fen = max(0, bill.unpaid_fen - to_fen(allocation.amount))
-    case = ensure_case(session, event.account_id, _event_date(ctx))
-    if seq is None or case.delinquency_seq is None or seq > case.delinquency_seq:
-        case.total_overdue_fen = to_fen(event.total_overdue)
-
-
 # --- restructuring -------------------------------------------------------------------------
 
 def risk_assessed(ctx: HandlerContext, event: p.RiskAssessed) -> None:
@@ -313,7 +293,8 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     # the nightly flood: set-based, the same as account_delinquency_updated one by one
     "account.delinquency.updated": BatchHandler(account_delinquency_updated_batch),
     "account.cured": account_cured,
-    "repayment.applied": repayment_applied,
+    # every payment: set-based, the same as one by one
+    "repayment.applied": BatchHandler(repayment_applied_batch),
     "risk.assessed": risk_assessed,
     "plan.activated": plan_activated,
     "plan.installment.overdue": plan_installment_overdue,

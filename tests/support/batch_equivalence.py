@@ -330,11 +330,12 @@ class Databases:
             admin.dispose()
 
 
-def databases_fixture(service: str) -> Any:
+def databases_fixture(service: str, kinds: tuple[str, ...] = ("postgresql", "sqlite")) -> Any:
     """The ``databases`` fixture of a test module (``databases = databases_fixture("accounts")``):
-    fresh databases of ``service`` on demand, on PostgreSQL and on SQLite, dropped afterwards."""
+    fresh databases of ``service`` on demand, on PostgreSQL and on SQLite (or only the
+    ``kinds`` named: a test of row locks has nothing to say on SQLite), dropped afterwards."""
 
-    @pytest.fixture(params=["postgresql", "sqlite"])
+    @pytest.fixture(params=list(kinds))
     def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
         made = Databases(service, request.param, tmp_path)
         yield made

@@ -1,0 +1,124 @@
+"""``repayment.applied`` set-based: a run of payments in a handful of statements.
+
+Every payment accounts applies reaches collections, so collections takes them as a run
+(``BatchHandler``) instead of one at a time. The run leaves the rows that applying its
+events one by one, in message order, leaves (the per-event handler it replaced is kept
+as the reference in ``tests/integration/collections/test_repayment_batch.py``):
+
+1. the run's payment ids already stored, in one ``SELECT``;
+2. the bills the run's principal allocations name, in one ``SELECT``;
+3. the run's cases, locked in one ``SELECT ... FOR UPDATE`` (pk order); the missing ones
+   created as ``ensure_case`` creates them (open, opened on the date of the account's
+   first payment in the run) with ``INSERT ... ON CONFLICT DO NOTHING`` in account order,
+   then locked too. A case another worker creates at the same time is not an error: the
+   insert waits for it and skips it, the lock that follows finds it;
+4. every payment folded over those rows in Python, in message order, with the same rules:
+   a payment id is stored once (stored before, or earlier in the run); a bill's unpaid
+   principal goes down by the principal allocated to it unless the payment's sequence is
+   not newer than the bill's snapshot (``state_seq``); the case takes the payment's total
+   overdue unless its delinquency snapshot is newer. Neither guard moves a sequence, so
+   two payments of one account in a run compose as one after the other;
+5. one insert of the new repayments; bills and cases are ORM objects of the session, so
+   the flush writes what changed (one executemany each) and a handler later in the
+   transaction reads the new state.
+
+Allocations to plans and to charges (penalty interest, late fees) change nothing here.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from services.collections.casebook import new_case_rows
+from services.collections.models import Bill, CollectionCase, Repayment
+from shared.bus.handling import HandlerContext
+from shared.clock import business_date
+from shared.events import payloads as p
+from shared.money import to_fen
+
+CASES = CollectionCase.__table__
+REPAYMENTS = Repayment.__table__
+
+
+def _event_date(ctx: HandlerContext) -> date:
+    """The business date the payment was applied on (``handlers._event_date``)."""
+    return business_date(ctx.envelope.occurred_at)
+
+
+def _principal(event: p.RepaymentApplied) -> Iterable[p.Allocation]:
+    """The allocations that pay a bill's principal (the only ones collections counts)."""
+    return (a for a in event.allocations if a.target == "bill" and a.component == "principal")
+
+
+def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied]]) -> None:
+    """A run of applied payments (one in the guarded retry pass), as one by one in order."""
+    if not items:
+        return
+    session = items[0][0].session
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.flush()  # what earlier handlers of this transaction changed, before reading
+
+    known = _known_payments(session, {event.payment_id for _, event in items})
+    bills = _bills(session, {a.target_id for _, event in items for a in _principal(event)})
+    first_date: dict[str, date] = {}
+    for ctx, event in items:
+        first_date.setdefault(event.account_id, _event_date(ctx))
+    cases = _lock_cases(session, insert, first_date)
+
+    repayments: list[dict[str, Any]] = []
+    for ctx, event in items:
+        seq = ctx.envelope.sequence
+        if event.payment_id not in known:
+            known.add(event.payment_id)
+            repayments.append({"payment_id": event.payment_id, "account_id": event.account_id,
+                               "amount_fen": to_fen(event.amount), "applied_on": _event_date(ctx)})
+        for allocation in _principal(event):
+            bill = bills.get(allocation.target_id)
+            if bill is None or (seq is not None and bill.state_seq is not None and seq <= bill.state_seq):
+                continue
+            bill.unpaid_fen = max(0, bill.unpaid_fen - to_fen(allocation.amount))
+        case = cases[event.account_id]
+        if seq is None or case.delinquency_seq is None or seq > case.delinquency_seq:
+            case.total_overdue_fen = to_fen(event.total_overdue)
+    if repayments:
+        # DO NOTHING: a payment another worker stores at the same time is the same payment
+        session.execute(insert(REPAYMENTS).on_conflict_do_nothing(index_elements=[REPAYMENTS.c.payment_id]),
+                        repayments)
+
+
+def _known_payments(session: Session, payment_ids: set[str]) -> set[str]:
+    query = select(Repayment.payment_id).where(Repayment.payment_id.in_(sorted(payment_ids)))
+    return set(session.scalars(query))
+
+
+def _bills(session: Session, bill_ids: set[str]) -> dict[str, Bill]:
+    if not bill_ids:
+        return {}
+    # populate_existing: read afresh (the session was flushed, so nothing pending is lost)
+    query = select(Bill).where(Bill.bill_id.in_(sorted(bill_ids))).execution_options(populate_existing=True)
+    return {bill.bill_id: bill for bill in session.scalars(query)}
+
+
+def _lock_cases(session: Session, insert: Any, first_date: dict[str, date]) -> dict[str, CollectionCase]:
+    """The run's cases, locked (pk order); the missing ones created as ``ensure_case`` would,
+    opened on the date of the account's first payment of the run."""
+    cases = _select_cases(session, first_date)
+    missing = sorted(account for account in first_date if account not in cases)
+    if missing:
+        session.execute(insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id]),
+                        new_case_rows({account: first_date[account] for account in missing}))
+        cases.update(_select_cases(session, missing))
+    return cases
+
+
+def _select_cases(session: Session, accounts: Iterable[str]) -> dict[str, CollectionCase]:
+    query = (select(CollectionCase).where(CollectionCase.account_id.in_(sorted(accounts)))
+             .order_by(CollectionCase.pk).with_for_update()
+             .execution_options(populate_existing=True))
+    return {case.account_id: case for case in session.scalars(query)}
