@@ -12,7 +12,7 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from baitiao import registry
@@ -29,6 +29,18 @@ from shared.settings import Settings
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DAY = date(2026, 6, 15)
+
+
+def _dispatch_all(ctx: JobContext, gateway: FileGateway) -> dict[str, int]:
+    """Run contact-dispatch slice after slice until nothing is due; the summed counts."""
+    totals: dict[str, int] = {}
+    while True:
+        result = jobs.contact_dispatch(ctx, gateway)
+        for key, value in result.summary.items():
+            if isinstance(value, int):
+                totals[key] = totals.get(key, 0) + value
+        if not result.more:
+            return totals
 
 
 def main(n: int) -> None:
@@ -103,14 +115,7 @@ def main(n: int) -> None:
                            " where status = 'queued' and account_id like '%7'"))
         c = ctx("contact-dispatch", "08:00")
         t0 = time.perf_counter()
-        totals: dict[str, int] = {}
-        while True:
-            r = jobs.contact_dispatch(c, gw)
-            for k, v in r.summary.items():
-                if isinstance(v, int):
-                    totals[k] = totals.get(k, 0) + v
-            if not r.more:
-                break
+        totals = _dispatch_all(c, gw)
         t_disp = time.perf_counter() - t0
         sent = totals.get("sent", 0)
         print(f"dispatch: {totals}, {t_disp:.2f}s, {1000 * t_disp / max(sent, 1):.2f} ms/SMS sent, "
@@ -128,14 +133,7 @@ def main(n: int) -> None:
             s.execute(text("update contact_attempts set status = 'queued', attempted_at = null "
                            "where channel = 'sms' and id % 3 = 0"))
         c = ctx("contact-dispatch", "21:30")
-        totals = {}
-        while True:
-            r = jobs.contact_dispatch(c, gw)
-            for k, v in r.summary.items():
-                if isinstance(v, int):
-                    totals[k] = totals.get(k, 0) + v
-            if not r.more:
-                break
+        totals = _dispatch_all(c, gw)
         print("dispatch 21:30:", totals)
         with engine.connect() as conn:
             print("outbox:", dict(conn.execute(text("select type, count(*) from outbox group by type")).all()))

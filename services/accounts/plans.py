@@ -30,7 +30,6 @@ from services.accounts.ledger_book import post
 from services.accounts.models import Account, Bill, PlanProjection
 from services.accounts.repayments import ladder_date, relock
 from shared.bus.handling import HandlerContext
-from shared.clock import business_date
 from shared.events import payloads as p
 from shared.money import from_fen, to_fen
 
@@ -61,7 +60,7 @@ def plan_activated(ctx: HandlerContext, event: p.PlanActivated) -> None:
     account = _account(ctx, event.account_id)
     if account is None or session.get(PlanProjection, event.plan_id) is not None:
         return
-    on = business_date(ctx.envelope.occurred_at)
+    on = ctx.event_date
     moved, principal_moved = _move_bills(ctx, account, event.plan_id, list(event.bill_ids), on)
     plan_principal = to_fen(event.principal)
     if moved > plan_principal:  # accrued after the offer: waived, the customer accepted the disclosed amount

@@ -193,23 +193,24 @@ def _load_bills(session: Session, items: list[tuple[HandlerContext, p.AccountDel
 
 
 def _write_cases(session: Session, insert: Any, cases: list[_Case]) -> None:
-    if not cases:
-        return
-    stmt = insert(CASES)
-    stmt = stmt.on_conflict_do_update(index_elements=[CASES.c.account_id],
-                                      set_={name: stmt.excluded[name] for name in _CASE_WRITTEN})
-    session.execute(stmt, [{name: getattr(case, name) for name in _CASE_COLUMNS} for case in cases])
+    _upsert(session, insert, CASES, "account_id", _CASE_WRITTEN, _CASE_COLUMNS, cases)
     _expire(session, CollectionCase, (case.pk for case in cases))
 
 
 def _write_bills(session: Session, insert: Any, bills: list[_Bill]) -> None:
-    if not bills:
-        return
-    stmt = insert(BILLS)
-    stmt = stmt.on_conflict_do_update(index_elements=[BILLS.c.bill_id],
-                                      set_={name: stmt.excluded[name] for name in _BILL_WRITTEN})
-    session.execute(stmt, [{name: getattr(bill, name) for name in _BILL_COLUMNS} for bill in bills])
+    _upsert(session, insert, BILLS, "bill_id", _BILL_WRITTEN, _BILL_COLUMNS, bills)
     _expire(session, Bill, (bill.bill_id for bill in bills))
+
+
+def _upsert(session: Session, insert: Any, table: Any, key: str, written: Any, columns: Any,
+            rows: list[Any]) -> None:
+    """One INSERT .. ON CONFLICT (key) DO UPDATE of the ``written`` columns for the run's rows."""
+    if not rows:
+        return
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c[key]],
+                                      set_={name: stmt.excluded[name] for name in written})
+    session.execute(stmt, [{name: getattr(row, name) for name in columns} for row in rows])
 
 
 def _expire(session: Session, model: type, keys: Any) -> None:

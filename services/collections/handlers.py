@@ -35,17 +35,12 @@ from services.collections.models import (
 )
 from services.collections.repayments import repayment_applied_batch
 from shared.bus.handling import BatchHandler, Handler, HandlerContext
-from shared.clock import business_date
 from shared.events import payloads as p
 from shared.log import get_logger
 from shared.money import to_fen
 
 log = get_logger(__name__)
 
-
-def _event_date(ctx: HandlerContext) -> date:
-    """The business date an event without one happened on (Asia/Shanghai)."""
-    return business_date(ctx.envelope.occurred_at)
 
 
 def _newer(stored_date: date | None, stored_seq: int | None, new_date: date, new_seq: int | None) -> bool:
@@ -176,7 +171,7 @@ def account_cured(ctx: HandlerContext, event: p.AccountCured) -> None:
 
 def risk_assessed(ctx: HandlerContext, event: p.RiskAssessed) -> None:
     """The account's grade drives the strategy (grade C until this arrives)."""
-    case = ensure_case(ctx.session, event.account_id, _event_date(ctx))
+    case = ensure_case(ctx.session, event.account_id, ctx.event_date)
     seq = ctx.envelope.sequence
     if seq is not None and case.grade_seq is not None and seq < case.grade_seq:
         return
@@ -186,7 +181,7 @@ def risk_assessed(ctx: HandlerContext, event: p.RiskAssessed) -> None:
 def plan_activated(ctx: HandlerContext, event: p.PlanActivated) -> None:
     """A plan is active: the case closes (restructured); only plan reminders go out."""
     session = ctx.session
-    on = _event_date(ctx)
+    on = ctx.event_date
     if session.get(Plan, event.plan_id) is None:
         session.add(Plan(plan_id=event.plan_id, account_id=event.account_id, status="active", activated_on=on))
         for line in event.schedule:
@@ -243,7 +238,7 @@ def collection_outcome_recorded(ctx: HandlerContext, event: p.CollectionOutcomeR
     """A collector's call: it counts as a call attempt; a promise pauses contact; a wrong
     number stops using that phone. An impossible promise is recorded without a pause."""
     session = ctx.session
-    on = _event_date(ctx)
+    on = ctx.event_date
     task = session.get(CollectorTask, event.task_id)
     if task is not None:
         task.status, task.outcome, task.outcome_at = "done", event.outcome, utc(ctx.envelope.occurred_at)

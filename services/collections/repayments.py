@@ -38,17 +38,12 @@ from sqlalchemy.orm import Session
 from services.collections.casebook import new_case_rows
 from services.collections.models import Bill, CollectionCase, Repayment
 from shared.bus.handling import HandlerContext
-from shared.clock import business_date
 from shared.events import payloads as p
 from shared.money import to_fen
 
 CASES = CollectionCase.__table__
 REPAYMENTS = Repayment.__table__
 
-
-def _event_date(ctx: HandlerContext) -> date:
-    """The business date the payment was applied on (``handlers._event_date``)."""
-    return business_date(ctx.envelope.occurred_at)
 
 
 def _principal(event: p.RepaymentApplied) -> Iterable[p.Allocation]:
@@ -68,7 +63,7 @@ def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied
     bills = _bills(session, {a.target_id for _, event in items for a in _principal(event)})
     first_date: dict[str, date] = {}
     for ctx, event in items:
-        first_date.setdefault(event.account_id, _event_date(ctx))
+        first_date.setdefault(event.account_id, ctx.event_date)
     cases = _lock_cases(session, insert, first_date)
 
     repayments: list[dict[str, Any]] = []
@@ -77,7 +72,7 @@ def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied
         if event.payment_id not in known:
             known.add(event.payment_id)
             repayments.append({"payment_id": event.payment_id, "account_id": event.account_id,
-                               "amount_fen": to_fen(event.amount), "applied_on": _event_date(ctx)})
+                               "amount_fen": to_fen(event.amount), "applied_on": ctx.event_date})
         for allocation in _principal(event):
             bill = bills.get(allocation.target_id)
             if bill is None or (seq is not None and bill.state_seq is not None and seq <= bill.state_seq):

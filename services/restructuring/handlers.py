@@ -235,7 +235,7 @@ def repayment_applied(ctx: HandlerContext, event: p.RepaymentApplied) -> None:
             to_plans[allocation.target_id] += allocation.amount
         else:
             _reduce_bill(ctx, allocation, event.account_id, seq)
-    paid_on = business_date(ctx.envelope.occurred_at)
+    paid_on = ctx.event_date
     for plan_id, amount in to_plans.items():
         _pay_plan(ctx, plan_id, event.payment_id, amount, paid_on)
 
@@ -416,7 +416,7 @@ def plan_adjustment_requested(ctx: HandlerContext, event: p.PlanAdjustmentReques
     session = ctx.session
     if session.get(Adjustment, event.request_id) is not None:
         return  # answered already
-    on = business_date(ctx.envelope.occurred_at)
+    on = ctx.event_date
     record = Adjustment(request_id=event.request_id, plan_id=event.plan_id, kind=event.kind, requested_on=on,
                         outcome="rejected")
     session.add(record)

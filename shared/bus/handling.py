@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Engine, Table, insert, select
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from shared import metrics
 from shared.bus.faults import maybe_crash
 from shared.bus.outbox import DeferredOutbox, Outbox, PendingEvent, payload_json
-from shared.clock import Clock, event_time_clock
+from shared.clock import Clock, business_date, event_time_clock
 from shared.db import transaction
 from shared.events.envelope import Envelope, UnreadableEvent, read_event
 from shared.events.payloads import Payload
@@ -39,6 +40,11 @@ class HandlerContext:
     outbox: Outbox
     rules: ProductRules
     clock: Clock
+
+    @property
+    def event_date(self) -> date:
+        """The business date (Asia/Shanghai) the event happened on, for events that carry none."""
+        return business_date(self.envelope.occurred_at)
 
     def emit(self, event_type: str, payload: Payload | dict[str, Any], aggregate_id: str) -> str:
         """Write a reply or consequence event into the outbox of this transaction."""
