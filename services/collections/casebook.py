@@ -6,7 +6,7 @@ this module is the "load" and "save" they share, so a rule is written once.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
@@ -84,6 +84,28 @@ def new_case_rows(opened_on: dict[str, date]) -> list[dict[str, Any]]:
     return [{"account_id": account, "status": "open", "opened_on": on, "max_dpd": 0, "overdue_principal_fen": 0,
              "total_overdue_fen": 0, "plan_active": False, "promise_broken": False, "phone_reported_wrong": False}
             for account, on in opened_on.items()]
+
+
+def lock_cases(session: Session, insert: Any, opened_on: dict[str, date]) -> dict[str, CollectionCase]:
+    """A run's cases, locked (pk order) and read afresh; the missing ones created as
+    ``ensure_case`` would, opened on the date given for the account (its first event's in
+    the run), with ``INSERT .. ON CONFLICT DO NOTHING`` (``insert``: the dialect's): a case
+    another worker opens at the same time is skipped, then locked with the rest."""
+    cases = _select_cases(session, opened_on)
+    missing = sorted(account for account in opened_on if account not in cases)
+    if missing:
+        table = CollectionCase.__table__
+        session.execute(insert(table).on_conflict_do_nothing(index_elements=[table.c.account_id]),
+                        new_case_rows({account: opened_on[account] for account in missing}))
+        cases.update(_select_cases(session, missing))
+    return cases
+
+
+def _select_cases(session: Session, accounts: Iterable[str]) -> dict[str, CollectionCase]:
+    query = (select(CollectionCase).where(CollectionCase.account_id.in_(sorted(accounts)))
+             .order_by(CollectionCase.pk).with_for_update()
+             .execution_options(populate_existing=True))
+    return {case.account_id: case for case in session.scalars(query)}
 
 
 def ensure_case(session: Session, account_id: str, on: date | None = None) -> CollectionCase:

@@ -12,6 +12,7 @@ from datetime import date
 
 from sqlalchemy import select
 
+from services.collections.bills import bill_issued_batch
 from services.collections.casebook import (
     aware,
     close_case,
@@ -67,7 +68,10 @@ def _reopen_if_due(case: CollectionCase, on: date) -> None:
 # --- accounts -----------------------------------------------------------------------------
 
 def bill_issued(ctx: HandlerContext, event: p.BillIssued) -> None:
-    """A new bill: the pre-due reminders count from its due date."""
+    """A new bill: the pre-due reminders count from its due date.
+
+    The reference for one event: the registered handler is the set-based
+    ``bills.bill_issued_batch``, held equal to this one by the tests."""
     session = ctx.session
     case = ensure_case(session, event.account_id, event.statement_date)
     if session.get(Bill, event.bill_id) is None:
@@ -282,7 +286,7 @@ def sms_delivery_reported(ctx: HandlerContext, event: p.SmsDeliveryReported) -> 
 
 HANDLERS: dict[str, Handler | BatchHandler] = {
     "credit.line.granted": BatchHandler(credit_line_granted_batch),  # lines granted in bulk
-    "bill.issued": bill_issued,
+    "bill.issued": BatchHandler(bill_issued_batch),  # a statement run issues a cycle's bills at once
     "bill.overdue": bill_overdue,
     "bill.charged_off": bill_charged_off,
     # the nightly flood: set-based, the same as account_delinquency_updated one by one

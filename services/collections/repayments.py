@@ -35,13 +35,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from services.collections.casebook import new_case_rows
+from services.collections.casebook import lock_cases
 from services.collections.models import Bill, CollectionCase, Repayment
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
 from shared.money import to_fen
 
-CASES = CollectionCase.__table__
 REPAYMENTS = Repayment.__table__
 
 
@@ -64,7 +63,7 @@ def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied
     first_date: dict[str, date] = {}
     for ctx, event in items:
         first_date.setdefault(event.account_id, ctx.event_date)
-    cases = _lock_cases(session, insert, first_date)
+    cases = lock_cases(session, insert, first_date)
 
     repayments: list[dict[str, Any]] = []
     for ctx, event in items:
@@ -98,22 +97,3 @@ def _bills(session: Session, bill_ids: set[str]) -> dict[str, Bill]:
     # populate_existing: read afresh (the session was flushed, so nothing pending is lost)
     query = select(Bill).where(Bill.bill_id.in_(sorted(bill_ids))).execution_options(populate_existing=True)
     return {bill.bill_id: bill for bill in session.scalars(query)}
-
-
-def _lock_cases(session: Session, insert: Any, first_date: dict[str, date]) -> dict[str, CollectionCase]:
-    """The run's cases, locked (pk order); the missing ones created as ``ensure_case`` would,
-    opened on the date of the account's first payment of the run."""
-    cases = _select_cases(session, first_date)
-    missing = sorted(account for account in first_date if account not in cases)
-    if missing:
-        session.execute(insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id]),
-                        new_case_rows({account: first_date[account] for account in missing}))
-        cases.update(_select_cases(session, missing))
-    return cases
-
-
-def _select_cases(session: Session, accounts: Iterable[str]) -> dict[str, CollectionCase]:
-    query = (select(CollectionCase).where(CollectionCase.account_id.in_(sorted(accounts)))
-             .order_by(CollectionCase.pk).with_for_update()
-             .execution_options(populate_existing=True))
-    return {case.account_id: case for case in session.scalars(query)}

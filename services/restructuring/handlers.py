@@ -46,6 +46,7 @@ from services.restructuring.domain import (
     lower_payment,
     offer_expires_at,
 )
+from services.restructuring.bills import bill_issued_batch, bill_overdue_batch
 from services.restructuring.grants import credit_line_granted_batch
 from services.restructuring.models import (
     AccountView,
@@ -58,8 +59,10 @@ from services.restructuring.models import (
     PlanPayment,
     RiskAssessmentRow,
 )
+from services.restructuring.repayments import reduce_bill, repayment_applied_batch
 from services.restructuring.snapshots import (
     TRIGGER_FIRST_OVERDUE,
+    account_cured_batch,
     account_delinquency_updated_batch,
     first_overdue_day,
 )
@@ -113,7 +116,10 @@ def _bill(ctx: HandlerContext, bill_id: str, account_id: str) -> BillView:
 
 
 def bill_issued(ctx: HandlerContext, event: p.BillIssued) -> None:
-    """A new bill: unpaid in full until a repayment or a snapshot says otherwise."""
+    """A new bill: unpaid in full until a repayment or a snapshot says otherwise.
+
+    The reference for one event: the registered handler is the set-based
+    ``bills.bill_issued_batch``, held equal to this one by the tests."""
     _account(ctx, event.account_id)
     bill = _bill(ctx, event.bill_id, event.account_id)
     bill.statement_date, bill.due_date = event.statement_date, event.due_date
@@ -124,7 +130,10 @@ def bill_issued(ctx: HandlerContext, event: p.BillIssued) -> None:
 
 
 def bill_overdue(ctx: HandlerContext, event: p.BillOverdue) -> None:
-    """The bill went overdue; when it opens the account's overdue episode, assess the risk."""
+    """The bill went overdue; when it opens the account's overdue episode, assess the risk.
+
+    The reference for one event: the registered handler is the set-based
+    ``bills.bill_overdue_batch``, held equal to this one by the tests."""
     account = _account(ctx, event.account_id)
     bill = _bill(ctx, event.bill_id, event.account_id)
     bill.due_date = bill.due_date or event.due_date
@@ -185,7 +194,9 @@ def _clear_unlisted(ctx: HandlerContext, account_id: str, listed: set[str], as_o
 
 
 def account_cured(ctx: HandlerContext, event: p.AccountCured) -> None:
-    """No overdue bill left: the episode ends (the next one is assessed again)."""
+    """No overdue bill left: the episode ends (the next one is assessed again).
+
+    The reference for one event: the registered handler is ``snapshots.account_cured_batch``."""
     account = _account(ctx, event.account_id)
     seq = ctx.envelope.sequence
     if not store.is_newer(event.business_date, seq, account.delinquency_as_of, account.delinquency_seq):
@@ -227,32 +238,19 @@ def _assess_and_emit(
 
 def repayment_applied(ctx: HandlerContext, event: p.RepaymentApplied) -> None:
     """Money that reached bills lowers their unpaid figures; money routed to a plan pays
-    its installments (oldest first, fee then principal)."""
+    its installments (oldest first, fee then principal).
+
+    The reference for one event: the registered handler is ``repayments.repayment_applied_batch``."""
     seq = ctx.envelope.sequence
     to_plans: dict[str, Decimal] = defaultdict(Decimal)
     for allocation in event.allocations:
         if allocation.target == "plan":
             to_plans[allocation.target_id] += allocation.amount
         else:
-            _reduce_bill(ctx, allocation, event.account_id, seq)
+            reduce_bill(_bill(ctx, allocation.target_id, event.account_id), allocation, seq)
     paid_on = ctx.event_date
     for plan_id, amount in to_plans.items():
         _pay_plan(ctx, plan_id, event.payment_id, amount, paid_on)
-
-
-def _reduce_bill(ctx: HandlerContext, allocation: p.Allocation, account_id: str, seq: int | None) -> None:
-    """A repayment is a delta: it applies unless a snapshot newer than it (which already
-    includes it) set the bill's figures. The next daily snapshot corrects any drift."""
-    bill = _bill(ctx, allocation.target_id, account_id)
-    if seq is not None and bill.as_of_seq is not None and seq < bill.as_of_seq:
-        return
-    fen = to_fen(allocation.amount)
-    if allocation.component == "penalty_interest":
-        bill.penalty_fen = max(bill.penalty_fen - fen, 0)
-    elif allocation.component == "late_fee":
-        bill.late_fee_fen = max(bill.late_fee_fen - fen, 0)
-    else:
-        bill.unpaid_principal_fen = max(bill.unpaid_principal_fen - fen, 0)
 
 
 def _pay_plan(ctx: HandlerContext, plan_id: str, payment_id: str, amount: Decimal, paid_on: date) -> None:
@@ -484,11 +482,11 @@ def _replace_periods(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment
 
 HANDLERS: dict[str, Handler | BatchHandler] = {
     "credit.line.granted": BatchHandler(credit_line_granted_batch),  # lines granted in bulk
-    "bill.issued": bill_issued,
-    "bill.overdue": bill_overdue,
+    "bill.issued": BatchHandler(bill_issued_batch),  # a statement run issues a cycle's bills at once
+    "bill.overdue": BatchHandler(bill_overdue_batch),  # a close sends a cycle's unpaid bills at once
     "account.delinquency.updated": BatchHandler(account_delinquency_updated_batch),
-    "account.cured": account_cured,
-    "repayment.applied": repayment_applied,
+    "account.cured": BatchHandler(account_cured_batch),  # a close cures many accounts at once
+    "repayment.applied": BatchHandler(repayment_applied_batch),  # every payment, as accounts applies runs
     "plan.offers.requested": plan_offers_requested,
     "plan.offer.accepted": plan_offer_accepted,
     "plan.adjustment.requested": plan_adjustment_requested,

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Table, any_, bindparam, or_, select, text
+from sqlalchemy import Table, any_, bindparam, false, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -91,7 +91,9 @@ def _one_of(column: Any, values: set[str], postgres: bool) -> Any:
 class _RunState:
     """The accounts and bills a run touches, loaded once, changed in memory, written once."""
 
-    def __init__(self, session: Session, account_ids: set[str], bill_ids: set[str]):
+    def __init__(self, session: Session, account_ids: set[str], bill_ids: set[str], *, account_bills: bool = True):
+        """``account_bills``: every bill of the accounts too (a snapshot clears those it no
+        longer lists), not only the ``bill_ids`` named."""
         session.flush()  # what earlier handlers of this transaction changed through the ORM
         postgres = session.get_bind().dialect.name == "postgresql"
         self.accounts = {
@@ -99,9 +101,12 @@ class _RunState:
             for row in session.execute(select(_ACCOUNTS).where(_one_of(_ACCOUNTS.c.account_id, account_ids, postgres)))
             .mappings()
         }
-        condition = _one_of(_BILLS.c.account_id, account_ids, postgres)
+        condition = _one_of(_BILLS.c.account_id, account_ids, postgres) if account_bills else None
         if bill_ids:
-            condition = or_(condition, _one_of(_BILLS.c.bill_id, bill_ids, postgres))
+            by_id = _one_of(_BILLS.c.bill_id, bill_ids, postgres)
+            condition = by_id if condition is None else or_(condition, by_id)
+        if condition is None:
+            condition = false()
         rows = session.execute(select(_BILLS).where(condition)).mappings()
         self.bills = {row["bill_id"]: _Row(dict(row)) for row in rows}
         self.bills_of: dict[str, list[_Row]] = {}
@@ -168,7 +173,16 @@ def _apply(ctx: HandlerContext, event: p.AccountDelinquencyUpdated, state: _RunS
             bill.dpd, bill.max_dpd = line.dpd, max(bill.max_dpd, line.dpd)
             bill.as_of_date, bill.as_of_seq = as_of, seq
         state.changed_bills[bill.bill_id] = bill
-    for bill in state.bills_of.get(event.account_id, ()):  # paid off: overdue before, absent now
+    _clear_unlisted(state, event.account_id, listed, as_of, seq)
+    if event.bills and (account.cured_on is None or as_of > account.cured_on) and not account.episode_assessed:
+        account.episode_assessed = True
+        _assess(ctx, account, state.bills_of.get(event.account_id, []), as_of, assessments, emitted)
+
+
+def _clear_unlisted(state: _RunState, account_id: str, listed: set[str], as_of: date, seq: int | None) -> None:
+    """Bills overdue before but absent from this (newer) snapshot were paid off
+    (``handlers._clear_unlisted`` on the in-memory rows)."""
+    for bill in state.bills_of.get(account_id, ()):
         if bill.plan_id is not None or bill.dpd <= 0 or bill.bill_id in listed:
             continue
         if not store.is_newer(as_of, seq, bill.as_of_date, bill.as_of_seq):
@@ -177,9 +191,26 @@ def _apply(ctx: HandlerContext, event: p.AccountDelinquencyUpdated, state: _RunS
         bill.dpd = 0
         bill.as_of_date, bill.as_of_seq = as_of, seq
         state.changed_bills[bill.bill_id] = bill
-    if event.bills and (account.cured_on is None or as_of > account.cured_on) and not account.episode_assessed:
-        account.episode_assessed = True
-        _assess(ctx, account, state.bills_of.get(event.account_id, []), as_of, assessments, emitted)
+
+
+def account_cured_batch(items: Sequence[tuple[HandlerContext, p.AccountCured]]) -> None:
+    """A run of cures, same effects as ``handlers.account_cured`` on each in order: the
+    episode ends (the next one is assessed again) and the bills still counted overdue are
+    paid off, unless a newer snapshot of the account was applied already."""
+    if not items:
+        return
+    session = items[0][0].session
+    state = _RunState(session, {event.account_id for _, event in items}, set())
+    for ctx, event in items:
+        account = state.account(event.account_id)
+        seq, as_of = ctx.envelope.sequence, event.business_date
+        if not store.is_newer(as_of, seq, account.delinquency_as_of, account.delinquency_seq):
+            continue
+        account.max_dpd, account.episode_assessed, account.cured_on = 0, False, as_of
+        account.delinquency_as_of, account.delinquency_seq = as_of, seq
+        state.changed_accounts[account.account_id] = account
+        _clear_unlisted(state, event.account_id, set(), as_of, seq)
+    _write(session, state, account_set=(*_ACCOUNT_SET, "cured_on"))
 
 
 def _assess(ctx: HandlerContext, account: _Row, bills: list[_Row], as_of: date,
@@ -201,12 +232,14 @@ def _by_due_date(bills: list[_Row]) -> list[_Row]:
     return sorted(bills, key=lambda b: (b.due_date is None, b.due_date or date.min))
 
 
-def _write(session: Session, state: _RunState) -> None:
+def _write(session: Session, state: _RunState, account_set: Sequence[str] = _ACCOUNT_SET,
+           bill_set: Sequence[str] = _BILL_SET) -> None:
+    """Upsert what the run changed; on an existing row only the ``*_set`` columns change."""
     # In key order: two transactions upserting overlapping rows then lock them in the same order.
     accounts = [state.changed_accounts[k].values(_ACCOUNTS.columns.keys()) for k in sorted(state.changed_accounts)]
     bills = [state.changed_bills[k].values(_BILLS.columns.keys()) for k in sorted(state.changed_bills)]
-    _upsert(session, _ACCOUNTS, "account_id", accounts, _ACCOUNT_SET)
-    _upsert(session, _BILLS, "bill_id", bills, _BILL_SET)
+    _upsert(session, _ACCOUNTS, "account_id", accounts, account_set)
+    _upsert(session, _BILLS, "bill_id", bills, bill_set)
     # The ORM may hold these rows from an earlier handler of this transaction: reload them when next used.
     for model, keys in ((AccountView, state.changed_accounts), (BillView, state.changed_bills)):
         for key in keys:
@@ -217,7 +250,8 @@ def _write(session: Session, state: _RunState) -> None:
 
 def _upsert(session: Session, table: Table, key: str | None, rows: list[dict[str, Any]],
             update: Sequence[str] = ()) -> None:
-    """``INSERT .. ON CONFLICT (key) DO UPDATE`` of all the rows (a plain insert without a key).
+    """``INSERT .. ON CONFLICT (key) DO UPDATE`` of all the rows (a plain insert without a key;
+    ``DO NOTHING`` when nothing is to be updated: a row someone else created stays theirs).
 
     PostgreSQL: one statement whatever the number of rows, the rows in one JSON parameter
     (``jsonb_to_recordset``): a 200-row ``VALUES`` list costs more to compile and to convert
@@ -247,7 +281,9 @@ def _pg_statement(table: Table, key: str | None, update: tuple[str, ...]) -> Any
     record = ", ".join(f"{quote(c.name)} {c.type.compile(dialect=dialect)}" for c in columns)
     sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {names}"
            f" FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({record})")
-    if key is not None:
+    if key is not None and not update:
+        sql += f" ON CONFLICT ({quote(key)}) DO NOTHING"
+    elif key is not None:
         assignments = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
         sql += f" ON CONFLICT ({quote(key)}) DO UPDATE SET {assignments}"
     return text(sql)
@@ -258,4 +294,6 @@ def _sqlite_statement(table: Table, key: str | None, update: tuple[str, ...]) ->
     stmt = sqlite.insert(table)
     if key is None:
         return stmt
+    if not update:
+        return stmt.on_conflict_do_nothing(index_elements=[table.c[key]])
     return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_={c: stmt.excluded[c] for c in update})

@@ -252,13 +252,14 @@ class Service:
         for batch in (len(night), 3, 1):
             found, runs = self._counted_pass(
                 fresh, event_type, lambda engine, handlers: self.apply(engine, handlers, night, batch))
-            assert found == expected, f"batches of {batch}"
+            assert found == expected, f"batches of {batch}: {_differences(found, expected)}"
             if batch == len(night):
                 assert runs == one_batch, runs
         found, runs = self._counted_pass(
             fresh, event_type, lambda engine, handlers: self.apply_with_poison(engine, handlers, night, poison))
         assert runs == guarded, runs  # the optimistic pass stopped at the poison, then runs of one
-        assert guarded_view(found) == guarded_view(expected), "guarded retry pass"
+        assert guarded_view(found) == guarded_view(expected), \
+            f"guarded retry pass: {_differences(guarded_view(found), guarded_view(expected))}"
         return expected
 
     def _counted_pass(self, fresh: Callable[[], Engine], event_type: str,
@@ -270,6 +271,18 @@ class Service:
         with objects_kept_alive():
             apply(engine, counting(self.handlers, event_type, runs))
         return self.state(engine), runs
+
+
+def _differences(found: State, expected: State) -> str:
+    """The tables whose rows differ, each with its first differing row (found, expected)."""
+    said = []
+    for table in sorted(set(found) | set(expected)):
+        mine, theirs = found.get(table, []), expected.get(table, [])
+        if mine != theirs:
+            pairs = [(a, b) for a, b in zip(mine, theirs) if a != b]
+            first = pairs[0] if pairs else f"{len(mine)} rows, expected {len(theirs)}"
+            said.append(f"{table}: {first}")
+    return "; ".join(said)
 
 
 # --- databases --------------------------------------------------------------------------------
