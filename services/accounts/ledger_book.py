@@ -1,6 +1,8 @@
 """Writing domain postings into ``ledger_entries`` (the double-entry ledger of record)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -34,6 +36,30 @@ def post(session: Session, posting: Posting, *, account_pk: int, bill_pk: int | 
 
 
 def post_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert the rows of many postings (built by :func:`posting_rows`) in one statement."""
-    if rows:
+    """Insert the rows of many postings (built by :func:`posting_rows`) in one statement
+    (or keep them, in order, for the end of a run that holds its postings)."""
+    held = session.info.get(_HELD)
+    if held is not None:
+        held.extend(rows)
+    elif rows:
         session.execute(insert(LedgerEntry), rows)
+
+
+_HELD = "accounts.postings_held"
+
+
+@contextmanager
+def postings_held(session: Session) -> Iterator[None]:
+    """Keep every posting made inside the block and insert them, in the order they were
+    made, with one statement when it ends (nothing if it raises: the transaction is lost
+    anyway). For runs that post once or more per event and never read the ledger back."""
+    if _HELD in session.info:  # an outer block holds them already
+        yield
+        return
+    session.info[_HELD] = []
+    try:
+        yield
+        rows = session.info.pop(_HELD)
+        post_many(session, rows)
+    finally:
+        session.info.pop(_HELD, None)

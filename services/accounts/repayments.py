@@ -31,10 +31,11 @@ from services.accounts.domain.allocation import (
     dues_as_of,
 )
 from services.accounts.job_lease import last_done
-from services.accounts.ledger_book import post
+from services.accounts.ledger_book import post, postings_held
 from services.accounts.models import Account, Bill, BureauMark, DailyAccrual, PlanProjection, Repayment
 from services.accounts.restrictions import (
     ACCOUNT_COLUMNS,
+    AccountRow,
     RestrictionWriter,
     account_row,
     current_max_dpd,
@@ -236,10 +237,16 @@ def total_overdue_fen(session: Session, account_pk: int, as_of: date) -> int:
 
 def relock(session: Session, account_pk: int, as_of: date, rules: ProductRules, occurred_at: datetime,
            causation_id: str | None = None, correlation_id: str | None = None,
-           plan_active: bool | None = None, max_dpd: int | None = None) -> list[PendingEvent]:
+           plan_active: bool | None = None, max_dpd: int | None = None,
+           account: Account | None = None) -> list[PendingEvent]:
     """Re-run the lock ladder for one account now (a cure lifts measures at once).
-    ``max_dpd``: the account's current maximum DPD when the caller already knows it."""
-    row = account_row(session.execute(select(*ACCOUNT_COLUMNS).where(Account.pk == account_pk)).one())
+    ``max_dpd``: the account's current maximum DPD when the caller already knows it;
+    ``account``: its ORM object, when the caller holds it locked and current (its ladder
+    columns are then read from it, not from the database, and expired once written)."""
+    if account is None:
+        row = account_row(session.execute(select(*ACCOUNT_COLUMNS).where(Account.pk == account_pk)).one())
+    else:
+        row = ladder_row(account)
     writer = RestrictionWriter(session, as_of, rules.lock_ladder, occurred_at, causation_id, correlation_id)
     if max_dpd is None:
         max_dpd = current_max_dpd(session, account_pk, as_of)
@@ -248,7 +255,34 @@ def relock(session: Session, account_pk: int, as_of: date, rules: ProductRules, 
     if writer.restricted_identities:
         relink_identities(session, writer.restricted_identities, as_of, rules.lock_ladder, writer)
         writer.flush()
+    if account is not None:
+        _forget_ladder(session, account, relinked=bool(writer.restricted_identities))
     return writer.events
+
+
+# What the lock ladder writes on accounts with Core statements (RestrictionWriter,
+# relink_identities), behind the ORM's back.
+_LADDER_ATTRIBUTES = ["level", "status", "limit_cut", "credit_limit_fen", "max_dpd", "last_overdue_on", "linked_level"]
+
+
+def ladder_row(account: Account) -> AccountRow:
+    """The ladder's view of an account from its ORM object (kept current by ``_forget_ladder``)."""
+    return AccountRow(
+        pk=account.pk, account_id=account.account_id, identity_hash=account.identity_hash, level=account.level,
+        status=account.status, limit_cut=account.limit_cut, active_plan_id=account.active_plan_id,
+        linked_level=account.linked_level, last_overdue_on=account.last_overdue_on,
+        granted_limit_fen=account.granted_limit_fen, credit_limit_fen=account.credit_limit_fen,
+        unpaid_principal_fen=account.unpaid_principal_fen,
+    )
+
+
+def _forget_ladder(session: Session, account: Account, relinked: bool) -> None:
+    """After a relock wrote the ladder columns with Core statements, the ORM objects hold
+    the old values: expire them, so the next payment of the run reads them again (a
+    change may also have relinked other accounts of the identity: those are expired too)."""
+    targets = [obj for obj in session.identity_map.values() if isinstance(obj, Account)] if relinked else [account]
+    for obj in targets:
+        session.expire(obj, _LADDER_ATTRIBUTES)
 
 
 def ladder_date(session: Session, paid_on: date) -> date:
@@ -285,11 +319,12 @@ def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceiv
     books = RunBooks.load(session, [a.pk for a in accounts.values()],
                           min(business_date(event.paid_at) for _, event in items))
     replies: list[PendingEvent] = []
-    for ctx, event in items:
-        if event.payment_id in seen:
-            continue  # the same payment id is applied once
-        seen.add(event.payment_id)
-        replies.extend(_receive(ctx, event, accounts.get(event.account_id), last_close, books))
+    with postings_held(session):  # nothing in the run reads the ledger: one insert at its end
+        for ctx, event in items:
+            if event.payment_id in seen:
+                continue  # the same payment id is applied once
+            seen.add(event.payment_id)
+            replies.extend(_receive(ctx, event, accounts.get(event.account_id), last_close, books))
     items[0][0].outbox.emit_many(session, replies)
 
 
@@ -314,10 +349,14 @@ def _receive(ctx: HandlerContext, event: p.RepaymentReceived, account: Account |
     allocation = apply_money(session, account, amount, paid_on, ctx.rules, f"repayment:{event.payment_id}",
                              books=books)
     account.credit_balance_fen += to_fen(allocation.credit_balance)
-    session.flush()
     as_of = judged_on(paid_on, last_close)
-    events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
-                    ctx.envelope.correlation_id, max_dpd=books.max_dpd(account.pk, as_of) if books else None)
+    if books is None:
+        session.flush()  # relock reads the account's row
+        events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
+                        ctx.envelope.correlation_id)
+    else:
+        events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
+                        ctx.envelope.correlation_id, max_dpd=books.max_dpd(account.pk, as_of), account=account)
     overdue = books.total_overdue_fen(account.pk, as_of) if books else total_overdue_fen(session, account.pk, as_of)
     payload = _applied_payload(event.payment_id, account, amount, allocation, overdue, paid_on)
     record.status, record.allocations = "applied", json.dumps(payload["allocations"])

@@ -116,6 +116,7 @@ def _night() -> list[Event]:
         _repay("TWO", "two-1", "500.00"),  # two payments of one account in one run
         _repay("LAT", "lat-1", "1000.00", late),  # a late notice: later closes re-judged
         _repay("TWO", "two-2", "2000.00"),  # ... the second one cures
+        _repay("CUR", "cur-1b", "5.00"),  # cured earlier in the run: judged on the level that cure left
         _repay("LAT", "lat-2", "2500.00", "2026-03-13T10:00:00+08:00"),  # a second late notice of the account
         _repay("X", "x-1", "10.00"),  # unknown_account
         _repay("PAR", "rej-1", "10.00", currency="USD"),  # unsupported_currency
@@ -128,6 +129,7 @@ def _night() -> list[Event]:
         _repay("DUP", "old-1", "100.00"),  # applied before the run: nothing
         _repay("OVR", "ovr-1", "300.00"),  # no bill: all of it a credit balance
         _repay("FRZ", "frz-1", "1000.00"),  # cures the frozen account: its sibling's linked restriction lifts
+        _repay("SIB", "sib-1", "10.00"),  # the sibling, later in the same run, judged on what that lifted
         _buy("CUR", "cur-buy", "100.00", ON_TIME),  # cured just before in the batch: approved
         _buy("SIB", "sib-buy", "100.00", ON_TIME),  # no longer held by FRZ: approved
         _repay("CUR", "cur-2", "50.00"),  # a run after the purchases reads the account they changed
@@ -148,8 +150,8 @@ def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databas
     template = _prepared(databases)
     expected = ACCOUNTS.assert_batches_agree(
         lambda: databases.copy(template), REFERENCE, "repayment.received", night,
-        one_batch=[17, 2],  # repayments | cur-buy sib-buy | cur-2 par-1
-        poison=Poison.plan_completed(5, "CUR", NIGHT), guarded=[5] + [1] * 19)
+        one_batch=[19, 2],  # repayments | cur-buy sib-buy | cur-2 par-1
+        poison=Poison.plan_completed(5, "CUR", NIGHT), guarded=[5] + [1] * 21)
     _what_the_scenario_says(expected, night)
 
 
@@ -167,8 +169,8 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     # one reply per payment id, in message order: repeats in the run, before it or in an
     # earlier run of the batch, are applied once and answered once
     assert [pl["payment_id"] for t, pl in said if t.startswith("repayment.")] == [
-        "cur-1", "par-1", "two-1", "lat-1", "two-2", "lat-2", "x-1", "rej-1", "rej-2", "rej-3", "rej-4", "dup-1",
-        "ovr-1", "frz-1", "cur-2"]
+        "cur-1", "par-1", "two-1", "lat-1", "two-2", "cur-1b", "lat-2", "x-1", "rej-1", "rej-2", "rej-3", "rej-4", "dup-1",
+        "ovr-1", "frz-1", "sib-1", "cur-2"]
     assert {pid: pl["reason"] for pid, (t, pl) in replied.items() if t == "repayment.rejected"} == {
         "x-1": "unknown_account", "rej-1": "unsupported_currency", "rej-2": "non_positive_amount",
         "rej-3": "non_positive_amount", "rej-4": "too_many_decimals"}
@@ -192,7 +194,7 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     assert applied("lat-2") == ([("principal", "2000.00")], "500.00", "0.00", "2026-03-13")
     assert applied("dup-1")[0] == [("principal", "50.00")]
     assert applied("ovr-1") == ([], "300.00", "0.00", "2026-03-16")  # no bill: a credit balance
-    assert applied("cur-2") == ([], "137.00", "0.00", "2026-03-16")  # after the purchase run
+    assert applied("cur-2") == ([], "142.00", "0.00", "2026-03-16")  # after the purchase run
     # the cures: restrictions lifted (the limit cut stays), the frozen account's sibling released
     changes = [(pl["account_id"], pl["level"], pl["measures"], pl["cause"]) for t, pl in said
                if t == "account.restrictions.changed"]
@@ -216,8 +218,8 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     accounts = {a["account_id"]: a for a in found["accounts"]}
     assert {a: (accounts[a]["level"], accounts[a]["linked_level"], accounts[a]["credit_balance_fen"])
             for a in ("CUR", "PAR", "TWO", "LAT", "FRZ", "SIB", "OVR")} == {
-        "CUR": (0, 0, 13_700), "PAR": (2, 0, 0), "TWO": (0, 0, 47_400), "LAT": (0, 0, 50_000),
-        "FRZ": (0, 0, 19_360), "SIB": (0, 0, 0), "OVR": (0, 0, 30_000)}
+        "CUR": (0, 0, 14_200), "PAR": (2, 0, 0), "TWO": (0, 0, 47_400), "LAT": (0, 0, 50_000),
+        "FRZ": (0, 0, 19_360), "SIB": (0, 0, 1_000), "OVR": (0, 0, 30_000)}
     late = next(b for b in found["bills"] if b["bill_id"] == "LAT-202603")
     assert (late["late_fee_charged_fen"], late["bureau_marked_on"], str(late["settled_on"])) == (0, None,
                                                                                                   "2026-03-13")
