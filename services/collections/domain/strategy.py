@@ -242,6 +242,15 @@ class Strategy(BaseModel):
             ("plan_reminders", self.plan_reminders.template),
         ]
 
+    def first_pre_due_dpd(self) -> int:
+        """The earliest DPD on which any pre-due rule of any grade can act (D-3 as shipped).
+
+        Before it, a pre-due case has nothing to do: no message or task fires (tasks
+        catch up only days that were scheduled), so the daily run can pass it by unless
+        something else is pending for it (a promise, a stage to record)."""
+        rules = [rule for group in self.stages.get(Stage.PRE_DUE, {}).values() for rule in group]
+        return min((min(r.on_dpd) if r.on_dpd is not None else r.anchor(Stage.PRE_DUE) for r in rules), default=0)
+
     def rules_for(self, stage: Stage, grade: Grade) -> tuple[ActionRule, ...]:
         """The rules of a stage for a grade (validation guarantees exactly one group)."""
         for group, rules in self.stages.get(stage, {}).items():
