@@ -14,7 +14,7 @@ import json
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -229,7 +229,14 @@ class Portfolio:
 
     # -- what they do -----------------------------------------------------------------------
     def morning(self, day: date) -> list[OutgoingEvent]:
-        """Collector outcomes on today's call tasks, then purchases, repayments, plan requests."""
+        """Collector outcomes on today's call tasks (09:30), purchases (10:xx), repayments
+        (11:xx), plan requests (11:30), in the order of their own clock.
+
+        Each comes from its own outside system (the collectors' desk, checkout, the payment
+        gateway, the app), so they reach the bus in time order, not customer by customer:
+        a purchase at 10:05 is judged before a repayment at 11:00, whoever's they are
+        (which matters when two lines share an identity). The sort is stable, so events
+        of the same instant keep the customers' order."""
         events: list[OutgoingEvent] = []
         for c in self.customers:
             events.extend(self._call_outcomes(c, day))
@@ -241,7 +248,7 @@ class Portfolio:
             request = self._plan_request(c, day)
             if request is not None:
                 events.append(request)
-        return events
+        return sorted(events, key=lambda event: datetime.fromisoformat(event.occurred_at))
 
     def midday(self, day: date) -> list[OutgoingEvent]:
         """Acceptances of the offers received this morning."""
