@@ -42,9 +42,6 @@ class Settings(BaseSettings):
     event_max_attempts: int = Field(5, ge=1)
     visibility_timeout: int = Field(60, ge=10)
     outbox_poll_ms: int = Field(100, ge=5)
-    # sys.setswitchinterval of a worker (shared/celery_app.py, EventBusStep): how long a
-    # thread back from a database round trip may wait for the GIL (Python's default is 5).
-    worker_switch_interval_ms: float = Field(1.0, gt=0, le=100)
     sql_echo: bool = False
     log_json: bool = True
     log_level: str = "INFO"
