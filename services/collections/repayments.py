@@ -36,7 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.collections.casebook import lock_cases
-from services.collections.models import Bill, CollectionCase, Repayment
+from services.collections.models import Bill, Repayment
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
 from shared.money import to_fen

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.restructuring import store
-from services.restructuring.snapshots import _RISK, _assess, _RunState, _upsert, _write
+from services.restructuring.models import BillView
+from services.restructuring.snapshots import _RISK, _assess, _Row, _RunState, _upsert, _write
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import PendingEvent
 from shared.events import payloads as p
@@ -48,6 +49,17 @@ def bill_issued_batch(items: Sequence[tuple[HandlerContext, p.BillIssued]]) -> N
     _write(session, state, account_set=(), bill_set=_BILL_ISSUED_SET)
 
 
+def record_overdue(bill: BillView | _Row, event: p.BillOverdue, seq: int | None) -> None:
+    """The overdue figures on the bill, unless a newer snapshot set them (``bill``: the ORM
+    row one at a time, the in-memory row in a run)."""
+    bill.due_date = bill.due_date or event.due_date
+    bill.overdue_on = min(bill.overdue_on or event.business_date, event.business_date)
+    if bill.plan_id is None and store.is_newer(event.business_date, seq, bill.as_of_date, bill.as_of_seq):
+        bill.unpaid_principal_fen, bill.dpd = to_fen(event.unpaid_principal), event.dpd
+        bill.max_dpd = max(bill.max_dpd, event.dpd)
+        bill.as_of_date, bill.as_of_seq = event.business_date, seq
+
+
 def bill_overdue_batch(items: Sequence[tuple[HandlerContext, p.BillOverdue]]) -> None:
     """A run of bills gone overdue, same effects as ``handlers.bill_overdue`` on each in order:
     the bill's overdue figures unless a newer snapshot set them, and the risk assessed once
@@ -61,13 +73,7 @@ def bill_overdue_batch(items: Sequence[tuple[HandlerContext, p.BillOverdue]]) ->
     for ctx, event in items:
         account = state.account(event.account_id)
         bill = state.bill(event.bill_id, event.account_id)
-        bill.due_date = bill.due_date or event.due_date
-        bill.overdue_on = min(bill.overdue_on or event.business_date, event.business_date)
-        seq = ctx.envelope.sequence
-        if bill.plan_id is None and store.is_newer(event.business_date, seq, bill.as_of_date, bill.as_of_seq):
-            bill.unpaid_principal_fen, bill.dpd = to_fen(event.unpaid_principal), event.dpd
-            bill.max_dpd = max(bill.max_dpd, event.dpd)
-            bill.as_of_date, bill.as_of_seq = event.business_date, seq
+        record_overdue(bill, event, ctx.envelope.sequence)
         state.changed_bills[bill.bill_id] = bill
         if (account.cured_on is None or event.business_date > account.cured_on) and not account.episode_assessed:
             account.episode_assessed = True

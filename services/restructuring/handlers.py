@@ -46,7 +46,7 @@ from services.restructuring.domain import (
     lower_payment,
     offer_expires_at,
 )
-from services.restructuring.bills import bill_issued_batch, bill_overdue_batch
+from services.restructuring.bills import bill_issued_batch, bill_overdue_batch, record_overdue
 from services.restructuring.grants import credit_line_granted_batch
 from services.restructuring.models import (
     AccountView,
@@ -135,14 +135,7 @@ def bill_overdue(ctx: HandlerContext, event: p.BillOverdue) -> None:
     The reference for one event: the registered handler is the set-based
     ``bills.bill_overdue_batch``, held equal to this one by the tests."""
     account = _account(ctx, event.account_id)
-    bill = _bill(ctx, event.bill_id, event.account_id)
-    bill.due_date = bill.due_date or event.due_date
-    bill.overdue_on = min(bill.overdue_on or event.business_date, event.business_date)
-    seq = ctx.envelope.sequence
-    if bill.plan_id is None and store.is_newer(event.business_date, seq, bill.as_of_date, bill.as_of_seq):
-        bill.unpaid_principal_fen, bill.dpd = to_fen(event.unpaid_principal), event.dpd
-        bill.max_dpd = max(bill.max_dpd, event.dpd)
-        bill.as_of_date, bill.as_of_seq = event.business_date, seq
+    record_overdue(_bill(ctx, event.bill_id, event.account_id), event, ctx.envelope.sequence)
     if account.cured_on is None or event.business_date > account.cured_on:
         _assess_episode(ctx, account, event.business_date)
 
