@@ -7,11 +7,15 @@ can share one file.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from typing import Any
+
 from sqlalchemy import BigInteger, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm.util import identity_key
 
 # Autoincrementing 64-bit keys: SQLite only autoincrements an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -83,3 +87,18 @@ def transaction(engine: Engine) -> Iterator[Session]:
 def is_postgres(engine_or_session: Engine | Session) -> bool:
     bind = engine_or_session.get_bind() if isinstance(engine_or_session, Session) else engine_or_session
     return bind.dialect.name == "postgresql"
+
+
+def upsert_insert(session: Session) -> Any:
+    """The dialect's ``insert`` (with ``on_conflict_do_update`` / ``_do_nothing``) for the
+    session's database; None on a database that has no upsert."""
+    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(session.get_bind().dialect.name)
+
+
+def expire_loaded(session: Session, model: type, keys: Iterable[Any]) -> None:
+    """Rows a Core statement just wrote: an ORM object of the session loaded before it would
+    keep the old values, so it is expired (reloaded when next used)."""
+    for key in keys:
+        obj = session.identity_map.get(identity_key(model, key))
+        if obj is not None:
+            session.expire(obj)

@@ -22,12 +22,11 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.collections.casebook import lock_cases
 from services.collections.models import Bill
 from shared.bus.handling import HandlerContext
+from shared.db import upsert_insert
 from shared.events import payloads as p
 from shared.money import to_fen
 
@@ -41,7 +40,7 @@ def bill_issued_batch(items: list[tuple[HandlerContext, p.BillIssued]]) -> None:
     from services.collections import handlers as reference  # handlers imports this module to register it
 
     session = items[0][0].session
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(session)
     session.flush()  # what earlier handlers of this transaction changed, before reading
     known = set(session.scalars(select(Bill.bill_id).where(Bill.bill_id.in_(sorted({e.bill_id for _, e in items})))))
     opened_on: dict[str, date] = {}

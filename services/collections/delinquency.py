@@ -28,14 +28,12 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from services.collections.casebook import new_case_rows
 from services.collections.models import Bill, CollectionCase
 from shared.bus.handling import HandlerContext
+from shared.db import expire_loaded, upsert_insert
 from shared.events import payloads as p
 from shared.log import get_logger
 from shared.money import to_fen
@@ -88,15 +86,6 @@ _CASE_WRITTEN = ["status", "opened_on", "closed_reason", "closed_on", "stage", "
 _BILL_WRITTEN = ["unpaid_fen", "dpd", "state_date", "state_seq"]
 
 
-def _insert_for(session: Session) -> Any:
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return pg_insert
-    if name == "sqlite":
-        return sqlite_insert
-    return None
-
-
 def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]]) -> None:
     """A run of daily delinquency snapshots (any length, one in the guarded retry pass)."""
     if not items:
@@ -105,7 +94,7 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
     from services.collections import handlers as reference
 
     session = items[0][0].session
-    insert = _insert_for(session)
+    insert = upsert_insert(session)
     if insert is None:  # a database without an upsert: the reference, one event at a time
         for ctx, event in items:
             reference.account_delinquency_updated(ctx, event)
@@ -194,12 +183,12 @@ def _load_bills(session: Session, items: list[tuple[HandlerContext, p.AccountDel
 
 def _write_cases(session: Session, insert: Any, cases: list[_Case]) -> None:
     _upsert(session, insert, CASES, "account_id", _CASE_WRITTEN, _CASE_COLUMNS, cases)
-    _expire(session, CollectionCase, (case.pk for case in cases))
+    expire_loaded(session, CollectionCase, (case.pk for case in cases))
 
 
 def _write_bills(session: Session, insert: Any, bills: list[_Bill]) -> None:
     _upsert(session, insert, BILLS, "bill_id", _BILL_WRITTEN, _BILL_COLUMNS, bills)
-    _expire(session, Bill, (bill.bill_id for bill in bills))
+    expire_loaded(session, Bill, (bill.bill_id for bill in bills))
 
 
 def _upsert(session: Session, insert: Any, table: Any, key: str, written: Any, columns: Any,
@@ -211,12 +200,3 @@ def _upsert(session: Session, insert: Any, table: Any, key: str, written: Any, c
     stmt = stmt.on_conflict_do_update(index_elements=[table.c[key]],
                                       set_={name: stmt.excluded[name] for name in written})
     session.execute(stmt, [{name: getattr(row, name) for name in columns} for row in rows])
-
-
-def _expire(session: Session, model: type, keys: Any) -> None:
-    """Objects of the session loaded before the write would otherwise keep the old values."""
-    identity_map = session.identity_map
-    for key in keys:
-        obj = identity_map.get(identity_key(model, key))
-        if obj is not None:
-            session.expire(obj)

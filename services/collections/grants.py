@@ -19,15 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import StatementError
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from services.collections.casebook import new_case_rows
 from services.collections.models import CollectionCase, Customer
 from shared.bus.handling import HandlerContext
+from shared.db import expire_loaded, upsert_insert
 from shared.events import payloads as p
 
 CUSTOMERS = Customer.__table__
@@ -47,7 +44,7 @@ def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGran
                                            "name": event.name, "phone": event.phone, "opened_on": event.opened_on}
         else:  # granted again: the current contact data
             customer["name"], customer["phone"] = event.name, event.phone
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(session)
     session.flush()  # what earlier handlers of this transaction added through the ORM, before Core writes
     with _contact_data_hidden():
         stmt = insert(CUSTOMERS)
@@ -55,7 +52,7 @@ def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGran
             "name": stmt.excluded.name, "phone": stmt.excluded.phone}), list(customers.values()))
     session.execute(insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id]),
                     new_case_rows({account_id: customer["opened_on"] for account_id, customer in customers.items()}))
-    _forget_loaded(session, customers)
+    expire_loaded(session, Customer, customers)  # an earlier handler may hold the old contact data
 
 
 @contextmanager
@@ -66,11 +63,3 @@ def _contact_data_hidden() -> Iterator[None]:
     except StatementError as exc:
         exc.hide_parameters = True
         raise
-
-
-def _forget_loaded(session: Session, account_ids: dict[str, Any]) -> None:
-    """A customer an earlier handler of this transaction loaded would keep the old contact data."""
-    for account_id in account_ids:
-        customer = session.identity_map.get(identity_key(Customer, account_id))
-        if customer is not None:
-            session.expire(customer)

@@ -31,13 +31,12 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.collections.casebook import lock_cases
 from services.collections.models import Bill, Repayment
 from shared.bus.handling import HandlerContext
+from shared.db import upsert_insert
 from shared.events import payloads as p
 from shared.money import to_fen
 
@@ -55,7 +54,7 @@ def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied
     if not items:
         return
     session = items[0][0].session
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(session)
     session.flush()  # what earlier handlers of this transaction changed, before reading
 
     known = _known_payments(session, {event.payment_id for _, event in items})

@@ -15,12 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
-
-from services.restructuring.models import AccountView
-from services.restructuring.snapshots import _ACCOUNTS, _new_account, _one_of, _Row, _upsert
+from services.restructuring.snapshots import _RunState, _write
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
 from shared.money import to_fen
@@ -33,34 +28,13 @@ def credit_line_granted_batch(items: Sequence[tuple[HandlerContext, p.CreditLine
     if not items:
         return
     session = items[0][0].session
-    accounts = _stored(session, {event.account_id for _, event in items})
-    changed: dict[str, _Row] = {}
+    state = _RunState(session, {event.account_id for _, event in items}, set(), account_bills=False)
     for _, event in items:
-        account = accounts.get(event.account_id)
-        if account is None:  # first mention of the line
-            account = accounts[event.account_id] = changed[event.account_id] = _new_account(event.account_id)
+        account = state.account(event.account_id)  # first mention of the line: a new row
         if account.opened_on is None:
             account.opened_on = event.opened_on
-            changed[event.account_id] = account
+            state.changed_accounts[event.account_id] = account
         if account.monthly_income_fen is None and event.monthly_income is not None:
             account.monthly_income_fen = to_fen(event.monthly_income)
-            changed[event.account_id] = account
-    # in key order, as the snapshots write them: overlapping upserts lock rows in one order
-    _upsert(session, _ACCOUNTS, "account_id", [changed[k].values(_ACCOUNTS.columns.keys()) for k in sorted(changed)],
-            _GRANT_SET)
-    _forget_loaded(session, changed)
-
-
-def _stored(session: Session, account_ids: set[str]) -> dict[str, _Row]:
-    session.flush()  # rows earlier handlers of this transaction created through the ORM
-    postgres = session.get_bind().dialect.name == "postgresql"
-    query = select(_ACCOUNTS).where(_one_of(_ACCOUNTS.c.account_id, account_ids, postgres))
-    return {row["account_id"]: _Row(dict(row)) for row in session.execute(query).mappings()}
-
-
-def _forget_loaded(session: Session, account_ids: dict[str, _Row]) -> None:
-    """An earlier handler of this transaction may hold a row the upsert changed: reload it when next used."""
-    for account_id in account_ids:
-        account = session.identity_map.get(identity_key(AccountView, account_id))
-        if account is not None:
-            session.expire(account)
+            state.changed_accounts[event.account_id] = account
+    _write(session, state, account_set=_GRANT_SET)  # in key order, as the snapshots write them

@@ -24,15 +24,15 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Table, any_, bindparam, false, or_, select, text
+from sqlalchemy import Table, any_, bindparam, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from services.restructuring import store
 from services.restructuring.models import AccountView, BillView, RiskAssessmentRow
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import PendingEvent
+from shared.db import expire_loaded, is_postgres
 from shared.events import payloads as p
 from shared.money import to_fen
 
@@ -95,7 +95,7 @@ class _RunState:
         """``account_bills``: every bill of the accounts too (a snapshot clears those it no
         longer lists), not only the ``bill_ids`` named."""
         session.flush()  # what earlier handlers of this transaction changed through the ORM
-        postgres = session.get_bind().dialect.name == "postgresql"
+        postgres = is_postgres(session)
         self.accounts = {
             row["account_id"]: _Row(dict(row))
             for row in session.execute(select(_ACCOUNTS).where(_one_of(_ACCOUNTS.c.account_id, account_ids, postgres)))
@@ -105,9 +105,7 @@ class _RunState:
         if bill_ids:
             by_id = _one_of(_BILLS.c.bill_id, bill_ids, postgres)
             condition = by_id if condition is None else or_(condition, by_id)
-        if condition is None:
-            condition = false()
-        rows = session.execute(select(_BILLS).where(condition)).mappings()
+        rows = session.execute(select(_BILLS).where(condition)).mappings() if condition is not None else ()
         self.bills = {row["bill_id"]: _Row(dict(row)) for row in rows}
         self.bills_of: dict[str, list[_Row]] = {}
         for bill in self.bills.values():
@@ -241,11 +239,8 @@ def _write(session: Session, state: _RunState, account_set: Sequence[str] = _ACC
     _upsert(session, _ACCOUNTS, "account_id", accounts, account_set)
     _upsert(session, _BILLS, "bill_id", bills, bill_set)
     # The ORM may hold these rows from an earlier handler of this transaction: reload them when next used.
-    for model, keys in ((AccountView, state.changed_accounts), (BillView, state.changed_bills)):
-        for key in keys:
-            obj = session.identity_map.get(identity_key(model, key))
-            if obj is not None:
-                session.expire(obj)
+    expire_loaded(session, AccountView, state.changed_accounts)
+    expire_loaded(session, BillView, state.changed_bills)
 
 
 def _upsert(session: Session, table: Table, key: str | None, rows: list[dict[str, Any]],
@@ -260,7 +255,7 @@ def _upsert(session: Session, table: Table, key: str | None, rows: list[dict[str
     """
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         session.execute(_pg_statement(table, key, tuple(update)), {"rows": json.dumps(rows, default=_json_value)})
     else:
         session.execute(_sqlite_statement(table, key, tuple(update)), rows)

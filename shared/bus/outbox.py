@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
+from shared.db import is_postgres
 from shared.events.payloads import PAYLOADS, Payload
 
 
@@ -85,7 +86,7 @@ class Outbox:
             }
             for e in events
         ]
-        if len(rows) >= COPY_THRESHOLD and session.get_bind().dialect.name == "postgresql":
+        if len(rows) >= COPY_THRESHOLD and is_postgres(session):
             self._copy(session, rows)
         elif rows:
             session.execute(insert(self.table), rows)
