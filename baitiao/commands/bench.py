@@ -30,6 +30,21 @@ def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
                f"p99 {result['latency_p99_ms']} ms at {result['latency_paced_rate_per_s']}/s")
 
 
+@bench.command("relay")
+@click.option("-n", "count", default=20000, show_default=True, help="Outbox rows per round.")
+@click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_relay",
+              show_default=True, help="A PostgreSQL database the benchmark may drop and recreate.")
+def bench_relay(count: int, db_url: str) -> None:
+    """The outbox relay vs plain kombu publishing of the same rows (microseconds per event)."""
+    from baitiao.bench_relay import run_relay_benchmark
+    from shared.embedded_broker import broker_url
+
+    result = run_relay_benchmark(broker_url(get_settings()), db_url, count)
+    click.echo(json.dumps(result, indent=2))
+    click.echo(f"relay: {result['ours_us_per_event']} us/event vs plain kombu {result['baseline_us_per_event']} "
+               f"us/event: ratio {result['ratio']}")
+
+
 @bench.command("close")
 @click.option("--accounts", default=1_000_000, show_default=True)
 @click.option("--overdue", "overdue_share", default=0.10, show_default=True, help="Share of accounts overdue.")

@@ -132,11 +132,14 @@ def reopen_case(case: CollectionCase, on: date, *, keep_stage: bool) -> None:
         case.stage = None
 
 
-def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, on: date) -> bool:
+def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, on: date, *,
+               open_tasks: list[CollectorTask] | None = None) -> bool:
     """Close an open case with its reason (collection.case.closed); False when already closed.
 
     Queued contacts and open tasks of the case go with it: nothing is sent for a case that
     is no longer collected (a plan's own reminders excepted, see suppress_queued).
+    ``open_tasks``: the case's open tasks when the caller read them already (a run of
+    events); else they are read here.
     """
     if case.status == "closed":
         return False
@@ -147,7 +150,12 @@ def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, 
     session.add(CaseClosure(account_id=case.account_id, closed_on=on, reason=reason, stage=case.stage))
     emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason),  # type: ignore[arg-type]
          case.account_id)
-    cancel_open_tasks(session, case.account_id)
+    if open_tasks is None:
+        cancel_open_tasks(session, case.account_id)
+    else:
+        for task in open_tasks:
+            if task.status == "open":
+                task.status = "cancelled"
     return True
 
 
@@ -164,7 +172,7 @@ def suppress_queued(session: Session, emit: Emit, account_id: str, reason: str, 
     (contact.suppressed): a queued contact must never outlive the reason it was planned for."""
     contacts = session.scalars(select(ContactAttempt).where(
         ContactAttempt.account_id == account_id, ContactAttempt.status.in_(("queued", "sending")),
-    ).with_for_update()).all()
+    ).order_by(ContactAttempt.id).with_for_update()).all()
     count = 0
     for contact in contacts:
         if keep_plan_reminders and contact.kind == "plan_reminder":

@@ -21,6 +21,7 @@ from services.collections.casebook import (
     suppress_queued,
     utc,
 )
+from services.collections.cures import account_cured_batch
 from services.collections.delinquency import account_delinquency_updated_batch
 from services.collections.domain import CallOutcome, PromiseError, effect_of_outcome
 from services.collections.grants import credit_line_granted_batch
@@ -152,7 +153,10 @@ def _clear_unlisted_overdue_bills(ctx: HandlerContext, account_id: str, listed: 
 
 
 def account_cured(ctx: HandlerContext, event: p.AccountCured) -> None:
-    """No overdue left: close the case (cured) and suppress whatever was still queued."""
+    """No overdue left: close the case (cured) and suppress whatever was still queued.
+
+    The reference for one event: the registered handler is the set-based
+    ``cures.account_cured_batch``, held equal to this one by the tests."""
     session = ctx.session
     case = ensure_case(session, event.account_id, event.business_date)
     if not _newer(case.delinquency_as_of, case.delinquency_seq, event.business_date, ctx.envelope.sequence):
@@ -291,7 +295,7 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "bill.charged_off": bill_charged_off,
     # the nightly flood: set-based, the same as account_delinquency_updated one by one
     "account.delinquency.updated": BatchHandler(account_delinquency_updated_batch),
-    "account.cured": account_cured,
+    "account.cured": BatchHandler(account_cured_batch),  # a morning's payments cure thousands
     # every payment: set-based, the same as one by one
     "repayment.applied": BatchHandler(repayment_applied_batch),
     "risk.assessed": risk_assessed,
