@@ -10,12 +10,12 @@ in ``domain/allocation.py``; this module loads rows, calls them and saves.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from services.accounts.domain import ledger
@@ -125,9 +125,10 @@ def _refund_overreversal(session: Session, bill: Bill, paid_on: date, posting_id
 
 
 def _apply_to_bills(session: Session, bills: list[Bill], allocation: Allocation, paid_on: date,
-                    posting_id: str) -> tuple[int, int]:
+                    posting_id: str, books: RunBooks | None = None) -> tuple[int, int]:
     """Apply the allocation's bill lines and grace waivers; returns principal repaid and
-    the over-reversed charges refunded to the customer (fen)."""
+    the over-reversed charges refunded to the customer (fen). A settled bill's bureau mark
+    is marked settled at once, or with the run's others at its end (``books``)."""
     repaid = refunded = 0
     for bill in bills:
         principal = to_fen(allocation.paid(bill.bill_id, PRINCIPAL))
@@ -143,7 +144,10 @@ def _apply_to_bills(session: Session, bills: list[Bill], allocation: Allocation,
         if bill.settled_on is None and bill.unpaid_principal_fen == 0 and bill.unpaid_penalty_fen == 0 \
                 and bill.unpaid_late_fee_fen == 0:
             bill.settled_on = paid_on
-            session.execute(update(BureauMark).where(BureauMark.bill_pk == bill.pk).values(settled_on=paid_on))
+            if books is not None:
+                books.settled_marks.append({"b_bill_pk": bill.pk, "b_settled_on": paid_on})
+            else:
+                session.execute(update(BureauMark).where(BureauMark.bill_pk == bill.pk).values(settled_on=paid_on))
     return repaid, refunded
 
 
@@ -165,6 +169,7 @@ class RunBooks:
     bills: dict[int, list[Bill]]
     charged_since: set[int]
     since: date
+    settled_marks: list[dict[str, Any]] = field(default_factory=list)  # bureau marks of bills the run settled
 
     @classmethod
     def load(cls, session: Session, account_pks: list[int], since: date) -> "RunBooks":
@@ -184,6 +189,16 @@ class RunBooks:
         if paid_on >= self.since and not any(b.pk in self.charged_since for b in bills):
             return {}  # no close after paid_on touched these bills: nothing to re-judge
         return _closes_after(session, [b.pk for b in bills], paid_on)
+
+    def write_settled_marks(self, session: Session) -> None:
+        """The bureau marks of the bills the run settled, in one executemany. Nothing in the
+        run reads them; a mark a late notice withdrew (deleted) meanwhile is simply not found,
+        as it would not be after the delete one payment at a time."""
+        if self.settled_marks:
+            marks = BureauMark.__table__
+            session.connection().execute(update(marks).where(marks.c.bill_pk == bindparam("b_bill_pk")).values(
+                settled_on=bindparam("b_settled_on")), self.settled_marks)
+            self.settled_marks = []
 
     def max_dpd(self, account_pk: int, as_of: date) -> int:
         """``current_max_dpd`` from the run's bills (the same filter, in memory)."""
@@ -216,7 +231,7 @@ def apply_money(session: Session, account: Account, amount: Decimal, paid_on: da
         if closes.get(bill.pk):
             _reverse_later_closes(session, bill, closes[bill.pk], paid_on, allocation.paid(bill.bill_id, PRINCIPAL),
                                   rules)
-    repaid, refunded = _apply_to_bills(session, bills, allocation, paid_on, posting_id)
+    repaid, refunded = _apply_to_bills(session, bills, allocation, paid_on, posting_id, books)
     account.unpaid_principal_fen -= repaid
     account.credit_balance_fen += refunded
     if plan is not None:
@@ -325,6 +340,7 @@ def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceiv
                 continue  # the same payment id is applied once
             seen.add(event.payment_id)
             replies.extend(_receive(ctx, event, accounts.get(event.account_id), last_close, books))
+    books.write_settled_marks(session)
     items[0][0].outbox.emit_many(session, replies)
 
 

@@ -139,10 +139,17 @@ class RestrictionWriter:
                                         correlation_id=self.correlation_id, causation_id=self.causation_id))
 
     def flush(self) -> None:
-        """Write every queued change: one executemany per kind."""
-        session = self.session
+        """Write every queued change: one executemany per kind.
+
+        Straight on the session's connection: ``Session.execute`` would first flush every
+        pending ORM change of the transaction, and a run of repayments relocks after each
+        payment, so each payment's bills would go out as statements of their own instead of
+        in one executemany at the run's end. Nothing here reads, and the ORM never writes
+        the columns written here (the callers expire them on their objects), so the order
+        in which the two reach the database does not matter."""
+        connection = self.session.connection()
         if self.account_updates:
-            session.execute(
+            connection.execute(
                 update(Account.__table__).where(Account.__table__.c.pk == bindparam("b_pk")).values(
                     level=bindparam("b_level"), status=bindparam("b_status"), limit_cut=bindparam("b_limit_cut"),
                     credit_limit_fen=bindparam("b_credit_limit_fen"), max_dpd=bindparam("b_max_dpd"),
@@ -151,10 +158,10 @@ class RestrictionWriter:
                 self.account_updates,
             )
         if self.history_added:
-            session.execute(insert(RestrictionHistory), self.history_added)
+            connection.execute(insert(RestrictionHistory.__table__), self.history_added)
         if self.history_lifted:
             history = RestrictionHistory.__table__
-            session.execute(
+            connection.execute(
                 update(history).where(and_(history.c.account_pk == bindparam("b_pk"),
                                            history.c.measure == bindparam("b_measure"),
                                            history.c.lifted_on.is_(None))).values(lifted_on=self.business_date),

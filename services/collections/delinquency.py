@@ -1,4 +1,5 @@
-"""``account.delinquency.updated`` set-based: a run of snapshots in a handful of statements.
+"""``account.delinquency.updated`` (and ``bill.overdue``) set-based: a run of snapshots in a
+handful of statements.
 
 The nightly close sends one snapshot per overdue account (about 100,000 a night), so
 collections takes them as a run (``BatchHandler``) instead of one at a time. The run is
@@ -149,8 +150,52 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
     _write_bills(session, insert, [bills[b] for b in bills if b in new_bills or b in dirty_bills])
 
 
+def bill_overdue_batch(items: list[tuple[HandlerContext, p.BillOverdue]]) -> None:
+    """A run of ``bill.overdue`` (the close sends one per bill that goes or stays overdue, in a
+    block per chunk of accounts), as ``handlers.bill_overdue`` one by one in order: the case
+    ensured, the bill's snapshot taken unless ours is newer, a cured case reopened while
+    the bill is unpaid. The same locks, reads and writes as the delinquency snapshots."""
+    if not items:
+        return
+    from services.collections import handlers as reference
+
+    session = items[0][0].session
+    insert = upsert_insert(session)
+    if insert is None:
+        for ctx, event in items:
+            reference.bill_overdue(ctx, event)
+        return
+    session.flush()
+    cases = _lock_cases(session, insert, items)
+    query = select(*(BILLS.c[name] for name in _BILL_COLUMNS)).where(
+        BILLS.c.bill_id.in_(sorted({event.bill_id for _, event in items})))
+    bills = {row.bill_id: _Bill(**row._mapping) for row in session.execute(query)}
+    dirty_cases: dict[str, _Case] = {}
+    dirty_bills: set[str] = set()
+    for ctx, event in items:
+        seq, as_of, unpaid = ctx.envelope.sequence, event.business_date, to_fen(event.unpaid_principal)
+        bill = bills.get(event.bill_id)
+        if bill is None:
+            bills[event.bill_id] = _Bill(bill_id=event.bill_id, account_id=event.account_id, due_date=event.due_date,
+                                         amount_fen=unpaid, unpaid_fen=unpaid, dpd=event.dpd, state_date=as_of,
+                                         state_seq=seq, plan_id=None)
+            dirty_bills.add(event.bill_id)
+        elif reference._newer(bill.state_date, bill.state_seq, as_of, seq):
+            bill.unpaid_fen, bill.dpd, bill.state_date, bill.state_seq = unpaid, event.dpd, as_of, seq
+            dirty_bills.add(event.bill_id)
+        if unpaid > 0:
+            case = cases[event.account_id]
+            was_closed = case.status == "closed"
+            reference._reopen_if_due(case, as_of)  # type: ignore[arg-type]
+            if was_closed and case.status == "open":  # reopened: a new episode
+                dirty_cases[case.account_id] = case
+    _write_cases(session, insert, list(dirty_cases.values()))
+    _write_bills(session, insert, [bills[b] for b in sorted(dirty_bills)])
+
+
 def _lock_cases(session: Session, insert: Any,
-                items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]]) -> dict[str, _Case]:
+                items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]] | list[tuple[HandlerContext, p.BillOverdue]],
+                ) -> dict[str, _Case]:
     """The run's cases, locked in account order; the missing ones created as ensure_case would."""
     first_date: dict[str, date] = {}
     for _, event in items:

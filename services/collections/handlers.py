@@ -22,8 +22,9 @@ from services.collections.casebook import (
     utc,
 )
 from services.collections.cures import account_cured_batch
-from services.collections.delinquency import account_delinquency_updated_batch
+from services.collections.delinquency import account_delinquency_updated_batch, bill_overdue_batch
 from services.collections.domain import CallOutcome, PromiseError, effect_of_outcome
+from services.collections.grades import risk_assessed_batch
 from services.collections.grants import credit_line_granted_batch
 from services.collections.models import (
     Bill,
@@ -85,7 +86,10 @@ def bill_issued(ctx: HandlerContext, event: p.BillIssued) -> None:
 
 
 def bill_overdue(ctx: HandlerContext, event: p.BillOverdue) -> None:
-    """A bill went overdue (also the bill a defaulted plan becomes)."""
+    """A bill went overdue (also the bill a defaulted plan becomes).
+
+    The reference for one event: the registered handler is the set-based
+    ``delinquency.bill_overdue_batch``, held equal to this one by the tests."""
     session = ctx.session
     case = ensure_case(session, event.account_id, event.business_date)
     _snapshot_bill(ctx, event.account_id, event.bill_id, event.due_date, event.dpd, to_fen(event.unpaid_principal),
@@ -178,7 +182,10 @@ def account_cured(ctx: HandlerContext, event: p.AccountCured) -> None:
 # --- restructuring -------------------------------------------------------------------------
 
 def risk_assessed(ctx: HandlerContext, event: p.RiskAssessed) -> None:
-    """The account's grade drives the strategy (grade C until this arrives)."""
+    """The account's grade drives the strategy (grade C until this arrives).
+
+    The reference for one event: the registered handler is the set-based
+    ``grades.risk_assessed_batch``, held equal to this one by the tests."""
     case = ensure_case(ctx.session, event.account_id, ctx.event_date)
     seq = ctx.envelope.sequence
     if seq is not None and case.grade_seq is not None and seq < case.grade_seq:
@@ -291,14 +298,14 @@ def sms_delivery_reported(ctx: HandlerContext, event: p.SmsDeliveryReported) -> 
 HANDLERS: dict[str, Handler | BatchHandler] = {
     "credit.line.granted": BatchHandler(credit_line_granted_batch),  # lines granted in bulk
     "bill.issued": BatchHandler(bill_issued_batch),  # a statement run issues a cycle's bills at once
-    "bill.overdue": bill_overdue,
+    "bill.overdue": BatchHandler(bill_overdue_batch),  # the close's overdue bills, a block per chunk
     "bill.charged_off": bill_charged_off,
     # the nightly flood: set-based, the same as account_delinquency_updated one by one
     "account.delinquency.updated": BatchHandler(account_delinquency_updated_batch),
     "account.cured": BatchHandler(account_cured_batch),  # a morning's payments cure thousands
     # every payment: set-based, the same as one by one
     "repayment.applied": BatchHandler(repayment_applied_batch),
-    "risk.assessed": risk_assessed,
+    "risk.assessed": BatchHandler(risk_assessed_batch),  # one per snapshot restructuring takes
     "plan.activated": plan_activated,
     "plan.installment.overdue": plan_installment_overdue,
     "plan.installment.paid": plan_installment_paid,
