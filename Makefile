@@ -1,5 +1,5 @@
 # Shortcuts; each target is one documented command.
-.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-collections migrate
+.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections migrate
 
 install:
 	pip install -e ".[dev]"
@@ -17,7 +17,7 @@ migrate:
 	baitiao db upgrade
 
 # Both benchmarks need Redis and PostgreSQL on 127.0.0.1 (BAITIAO_BROKER_URL for Redis).
-bench: bench-bus bench-close bench-consumers bench-collections
+bench: bench-bus bench-close bench-consumers bench-relay bench-collections
 
 bench-bus:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench bus -n 20000
@@ -27,6 +27,9 @@ bench-close:
 
 bench-consumers:
 	baitiao bench consumers -n 5000
+
+bench-relay:
+	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench relay -n 20000
 
 bench-collections:
 	python scripts/bench_collections_jobs.py 2000
