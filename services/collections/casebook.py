@@ -35,6 +35,7 @@ from services.collections.models import (
     PlanInstallment,
     PromiseToPay,
 )
+from shared.db import upsert_insert
 from shared.events import payloads as p
 from shared.rules import CollectionsRules
 
@@ -84,6 +85,22 @@ def new_case_rows(opened_on: dict[str, date]) -> list[dict[str, Any]]:
     return [{"account_id": account, "status": "open", "opened_on": on, "max_dpd": 0, "overdue_principal_fen": 0,
              "total_overdue_fen": 0, "plan_active": False, "promise_broken": False, "phone_reported_wrong": False}
             for account, on in opened_on.items()]
+
+
+def begin_run(items: list[tuple[Any, Any]], one_at_a_time: Callable[[Any, Any], None]) -> tuple[Session, Any] | None:
+    """The session and the dialect's upsert for a batch handler's run (``items``: its
+    (context, event) pairs), after flushing what earlier handlers of the transaction
+    changed, since the run reads with fresh queries. On a database without an upsert the
+    run is applied one event at a time by ``one_at_a_time`` (the reference) and None
+    returned."""
+    session = items[0][0].session
+    insert = upsert_insert(session)
+    if insert is None:
+        for ctx, event in items:
+            one_at_a_time(ctx, event)
+        return None
+    session.flush()
+    return session, insert
 
 
 def lock_cases(session: Session, insert: Any, opened_on: dict[str, date]) -> dict[str, CollectionCase]:

@@ -26,10 +26,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.collections.casebook import close_case, lock_cases, suppress
+from services.collections.casebook import begin_run, close_case, lock_cases, suppress
 from services.collections.models import Bill, CollectorTask, ContactAttempt, PromiseToPay
 from shared.bus.handling import HandlerContext
-from shared.db import upsert_insert
 from shared.events import payloads as p
 
 def account_cured_batch(items: list[tuple[HandlerContext, p.AccountCured]]) -> None:
@@ -38,13 +37,10 @@ def account_cured_batch(items: list[tuple[HandlerContext, p.AccountCured]]) -> N
         return
     from services.collections import handlers as reference  # handlers imports this module
 
-    session = items[0][0].session
-    insert = upsert_insert(session)
-    if insert is None:  # a database without an upsert: the reference, one event at a time
-        for ctx, event in items:
-            reference.account_cured(ctx, event)
+    begun = begin_run(items, reference.account_cured)
+    if begun is None:  # a database without an upsert: applied one event at a time
         return
-    session.flush()  # what earlier handlers of this transaction changed, before reading
+    session, insert = begun
 
     first_date: dict[str, date] = {}
     for _, event in items:

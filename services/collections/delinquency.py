@@ -31,10 +31,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from services.collections.casebook import new_case_rows
+from services.collections.casebook import begin_run, new_case_rows
 from services.collections.models import Bill, CollectionCase
 from shared.bus.handling import HandlerContext
-from shared.db import expire_loaded, upsert_insert
+from shared.db import expire_loaded
 from shared.events import payloads as p
 from shared.log import get_logger
 from shared.money import to_fen
@@ -94,13 +94,10 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
     # imported here: handlers imports this module to register it
     from services.collections import handlers as reference
 
-    session = items[0][0].session
-    insert = upsert_insert(session)
-    if insert is None:  # a database without an upsert: the reference, one event at a time
-        for ctx, event in items:
-            reference.account_delinquency_updated(ctx, event)
+    begun = begin_run(items, reference.account_delinquency_updated)
+    if begun is None:  # a database without an upsert: applied one event at a time
         return
-    session.flush()  # what earlier handlers of this transaction changed, before reading with Core
+    session, insert = begun
 
     cases = _lock_cases(session, insert, items)
     bills = _load_bills(session, items)
@@ -159,13 +156,10 @@ def bill_overdue_batch(items: list[tuple[HandlerContext, p.BillOverdue]]) -> Non
         return
     from services.collections import handlers as reference
 
-    session = items[0][0].session
-    insert = upsert_insert(session)
-    if insert is None:
-        for ctx, event in items:
-            reference.bill_overdue(ctx, event)
+    begun = begin_run(items, reference.bill_overdue)
+    if begun is None:  # a database without an upsert: applied one event at a time
         return
-    session.flush()
+    session, insert = begun
     cases = _lock_cases(session, insert, items)
     query = select(*(BILLS.c[name] for name in _BILL_COLUMNS)).where(
         BILLS.c.bill_id.in_(sorted({event.bill_id for _, event in items})))

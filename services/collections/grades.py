@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from services.collections.casebook import lock_cases
+from services.collections.casebook import begin_run, lock_cases
 from shared.bus.handling import HandlerContext
-from shared.db import upsert_insert
 from shared.events import payloads as p
 
 
@@ -24,13 +23,10 @@ def risk_assessed_batch(items: list[tuple[HandlerContext, p.RiskAssessed]]) -> N
         return
     from services.collections import handlers as reference  # handlers imports this module
 
-    session = items[0][0].session
-    insert = upsert_insert(session)
-    if insert is None:  # a database without an upsert: the reference, one event at a time
-        for ctx, event in items:
-            reference.risk_assessed(ctx, event)
+    begun = begin_run(items, reference.risk_assessed)
+    if begun is None:  # a database without an upsert: applied one event at a time
         return
-    session.flush()  # what earlier handlers of this transaction changed, before reading
+    session, insert = begun
     first_date: dict[str, date] = {}
     for ctx, event in items:
         first_date.setdefault(event.account_id, ctx.event_date)

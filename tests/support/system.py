@@ -15,20 +15,39 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, MetaData, create_engine, text
 
 from baitiao.processes import die_with_parent
 
 REDIS_HOST = os.environ.get("BAITIAO_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("BAITIAO_TEST_REDIS_PORT", "6379"))
 PG_BASE = os.environ.get("BAITIAO_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+@contextmanager
+def scratch_database(prefix: str, metadata: MetaData) -> Iterator[Engine]:
+    """A new PostgreSQL database with ``metadata``'s tables, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = create_engine(f"{PG_BASE}/{name}")
+    metadata.create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 SERVICES = ("accounts", "collections", "restructuring")
 EXCHANGE = Exchange("baitiao.events", type="topic", durable=True)
 ROOT = Path(__file__).resolve().parents[2]

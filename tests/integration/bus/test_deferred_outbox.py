@@ -7,21 +7,20 @@ nobody else's; nothing is written when the transaction rolls back.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, create_engine, select, text
+from sqlalchemy import MetaData, select
 
 from shared.bus.handling import BatchHandler, BusTables, Delivery, EventApplier, HandlerContext
 from shared.bus.tables import add_bus_tables
 from shared.clock import SystemClock
 from shared.events import new_envelope
 from shared.rules import ProductRules
+from tests.support.system import scratch_database
 
 pytestmark = pytest.mark.integration
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 metadata = MetaData()
 _bus = add_bus_tables(metadata)
 TABLES = BusTables(_bus["outbox"], _bus["inbox"], _bus["dead_letters"])
@@ -29,19 +28,8 @@ TABLES = BusTables(_bus["outbox"], _bus["inbox"], _bus["dead_letters"])
 
 @pytest.fixture()
 def engine() -> Iterator[Any]:
-    name = f"bt_outbox_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(f"{PG}/{name}")
-    metadata.create_all(engine)
-    try:
+    with scratch_database("bt_outbox", metadata) as engine:
         yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _cured(account: str) -> Delivery:

@@ -8,7 +8,6 @@ routes each type by its own bindings (the routes are kept per batch).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection, Consumer
-from sqlalchemy import MetaData, create_engine, select, text
+from sqlalchemy import MetaData, select
 
 from shared.bus.outbox import Outbox, PendingEvent
 from shared.bus.relay import OutboxRelay, envelope_from_row
@@ -24,9 +23,9 @@ from shared.bus.tables import add_bus_tables
 from shared.bus.topology import declare_topology, events_queue
 from shared.db import transaction
 from shared.events.envelope import read_event
+from tests.support.system import scratch_database
 
 pytestmark = pytest.mark.integration
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 metadata = MetaData()
 OUTBOX = add_bus_tables(metadata)["outbox"]
 AT = datetime(2026, 3, 20, 16, 30, tzinfo=timezone.utc)
@@ -34,19 +33,8 @@ AT = datetime(2026, 3, 20, 16, 30, tzinfo=timezone.utc)
 
 @pytest.fixture()
 def engine() -> Iterator[Any]:
-    name = f"bt_relay_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(f"{PG}/{name}")
-    metadata.create_all(engine)
-    try:
+    with scratch_database("bt_relay", metadata) as engine:
         yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture()
