@@ -31,6 +31,7 @@ from services.collections.models import Bill, CollectorTask, ContactAttempt, Pro
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
 
+
 def account_cured_batch(items: list[tuple[HandlerContext, p.AccountCured]]) -> None:
     """A run of cures (one in the guarded retry pass), as one by one in order."""
     if not items:
