@@ -18,8 +18,8 @@ EXCHANGE = Exchange("bulk.test", type="topic", durable=False)
 
 
 @pytest.fixture()
-def broker(redis_db: int) -> Iterator[str]:
-    yield fresh_redis_db(redis_db)
+def broker(quiet_redis_db: int) -> Iterator[str]:
+    yield fresh_redis_db(quiet_redis_db)
 
 
 def _queue() -> Queue:

@@ -38,8 +38,8 @@ def engine() -> Iterator[Any]:
 
 
 @pytest.fixture()
-def broker(redis_db: int) -> Iterator[str]:
-    url = f"redis://127.0.0.1:6379/{redis_db}"
+def broker(quiet_redis_db: int) -> Iterator[str]:
+    url = f"redis://127.0.0.1:6379/{quiet_redis_db}"
     redis.Redis.from_url(url).flushdb()
     with Connection(url) as connection:
         declare_topology(connection)
