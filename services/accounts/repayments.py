@@ -42,7 +42,7 @@ from services.accounts.restrictions import (
     relink_identities,
 )
 from shared.bus.handling import HandlerContext
-from shared.bus.outbox import Outbox, PendingEvent, grouped_by_type
+from shared.bus.outbox import Outbox, PendingEvent
 from shared.clock import business_date
 from shared.events import payloads as p
 from shared.money import FEN, ZERO, fen_str, from_fen, to_fen
@@ -320,16 +320,10 @@ def _applied_payload(payment_id: str, account: Account, amount: Decimal, allocat
     }
 
 
-# A run's replies go out grouped in this order (``grouped_by_type``): collections and
-# restructuring then take each kind as one run instead of one payment's three at a time.
-REPLY_ORDER = ("repayment.applied", "repayment.rejected", "account.restrictions.changed", "account.cured")
-
-
 def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceived]]) -> None:
     """A run of repayments, applied one by one in message order by the same rules; what every
     payment would look up again (applied before? its account, the last close) is read once
-    for the run, and the run's replies go to the outbox in one insert, grouped by kind
-    where every account's own replies keep their order."""
+    for the run, and the run's replies go to the outbox in one insert."""
     session = items[0][0].session
     seen = set(session.scalars(select(Repayment.payment_id).where(
         Repayment.payment_id.in_(sorted({event.payment_id for _, event in items})))))
@@ -347,7 +341,7 @@ def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceiv
             seen.add(event.payment_id)
             replies.extend(_receive(ctx, event, accounts.get(event.account_id), last_close, books))
     books.write_settled_marks(session)
-    items[0][0].outbox.emit_many(session, grouped_by_type(replies, REPLY_ORDER))
+    items[0][0].outbox.emit_many(session, replies)
 
 
 def _receive(ctx: HandlerContext, event: p.RepaymentReceived, account: Account | None,

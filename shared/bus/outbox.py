@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,26 +46,6 @@ def payload_json(event_type: str, payload: Payload | dict[str, Any]) -> dict[str
 
 
 COPY_THRESHOLD = 500
-
-
-def grouped_by_type(events: list[PendingEvent], type_order: Sequence[str]) -> list[PendingEvent]:
-    """A run's events with those of each type together, in ``type_order``, when that keeps
-    every aggregate's events in the order they were emitted; else ``events`` as they are.
-
-    The consumers take consecutive events of one type as one set-based call, so a run's
-    replies written payment by payment (applied, restrictions changed, cured, applied,
-    ...) reach the next service as runs of one. Grouped, only events of different
-    aggregates change places, and the bus orders events per aggregate only (``sequence``
-    increases per aggregate): an aggregate whose events would change places (two payments
-    of one account in the run) keeps the run as emitted."""
-    rank = {event_type: k for k, event_type in enumerate(type_order)}
-    last: dict[str, int] = {}
-    for event in events:
-        position = rank.get(event.type)
-        if position is None or position < last.get(event.aggregate_id, -1):
-            return events
-        last[event.aggregate_id] = position
-    return sorted(events, key=lambda event: rank[event.type])  # stable: each type's events in order
 
 
 class Outbox:

@@ -238,33 +238,28 @@ class Service:
 
     def assert_batches_agree(self, fresh: Callable[[], Engine], reference: Handlers, event_type: str,
                              night: list[bytes], *, one_batch: list[int], poison: Poison, guarded: list[int],
-                             guarded_view: Callable[[State], State] = lambda found: found,
-                             outbox_per_aggregate: bool = False) -> State:
+                             guarded_view: Callable[[State], State] = lambda found: found) -> State:
         """``night`` through the registered handlers leaves the state it leaves through
         ``reference``, one event per transaction: in one batch (``event_type``'s batch handler
         getting runs of ``one_batch``), in batches of three, in batches of one, and in one
         batch with ``poison`` (the guarded pass: runs of ``guarded``; its state and the
         reference's compared through ``guarded_view``). Every pass starts on a database of
-        its own from ``fresh`` and keeps every ORM object alive. ``outbox_per_aggregate``:
-        the outbox is compared aggregate by aggregate (each one's events in order), for a
-        handler that groups a run's events by type (the bus orders per aggregate only).
-        Returns the reference's state, for the test to say what it holds (so that "equal"
-        cannot mean "equally empty")."""
+        its own from ``fresh`` and keeps every ORM object alive. Returns the reference's
+        state, for the test to say what it holds (so that "equal" cannot mean "equally empty")."""
         one_by_one = fresh()
         self.apply(one_by_one, reference, night, 1)
         expected = self.state(one_by_one)
-        same = _outbox_by_aggregate if outbox_per_aggregate else (lambda state: state)
         for batch in (len(night), 3, 1):
             found, runs = self._counted_pass(
                 fresh, event_type, lambda engine, handlers: self.apply(engine, handlers, night, batch))
-            assert same(found) == same(expected), f"batches of {batch}: {_differences(same(found), same(expected))}"
+            assert found == expected, f"batches of {batch}: {_differences(found, expected)}"
             if batch == len(night):
                 assert runs == one_batch, runs
         found, runs = self._counted_pass(
             fresh, event_type, lambda engine, handlers: self.apply_with_poison(engine, handlers, night, poison))
         assert runs == guarded, runs  # the optimistic pass stopped at the poison, then runs of one
-        assert same(guarded_view(found)) == same(guarded_view(expected)), \
-            f"guarded retry pass: {_differences(same(guarded_view(found)), same(guarded_view(expected)))}"
+        assert guarded_view(found) == guarded_view(expected), \
+            f"guarded retry pass: {_differences(guarded_view(found), guarded_view(expected))}"
         return expected
 
     def _counted_pass(self, fresh: Callable[[], Engine], event_type: str,
@@ -276,11 +271,6 @@ class Service:
         with objects_kept_alive():
             apply(engine, counting(self.handlers, event_type, runs))
         return self.state(engine), runs
-
-
-def _outbox_by_aggregate(state: State) -> State:
-    """``state`` with its outbox in aggregate order, each aggregate's events as written."""
-    return {**state, "outbox": sorted(state["outbox"], key=lambda row: row["aggregate_id"])}
 
 
 def _differences(found: State, expected: State) -> str:

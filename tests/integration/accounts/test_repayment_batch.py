@@ -29,7 +29,7 @@ from services.accounts.handlers import HANDLERS
 from services.accounts.job_lease import last_done
 from services.accounts.models import Account, Repayment
 from services.accounts.purchases import purchase_requested
-from services.accounts.repayments import REPLY_ORDER, _receive, repayment_received_batch
+from services.accounts.repayments import _receive, repayment_received_batch
 from shared.bus.handling import BatchHandler, HandlerContext
 from shared.clock import SHANGHAI
 from shared.events import payloads as p
@@ -151,30 +151,8 @@ def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databas
     expected = ACCOUNTS.assert_batches_agree(
         lambda: databases.copy(template), REFERENCE, "repayment.received", night,
         one_batch=[19, 2],  # repayments | cur-buy sib-buy | cur-2 par-1
-        poison=Poison.plan_completed(5, "CUR", NIGHT), guarded=[5] + [1] * 21,
-        outbox_per_aggregate=True)  # a run's replies are grouped by kind (each account's in order)
+        poison=Poison.plan_completed(5, "CUR", NIGHT), guarded=[5] + [1] * 21)
     _what_the_scenario_says(expected, night)
-
-
-def test_a_run_of_distinct_accounts_replies_grouped_by_kind(databases: Databases) -> None:
-    """Payments of distinct accounts: the run's replies leave grouped (every payment's
-    reply, then the restrictions changed, then the cures), each account's in its order, so
-    collections and restructuring take each kind as one run; the same as one by one
-    account by account."""
-    night = bodies([_repay("CUR", "cur-1", "1100.00"), _repay("PAR", "par-1", "300.00"),
-                    _repay("FRZ", "frz-1", "1000.00"), _repay("DUP", "dup-1", "50.00")], NIGHT)
-    template = _prepared(databases)
-    one_by_one, batch = databases.copy(template), databases.copy(template)
-    ACCOUNTS.apply(one_by_one, REFERENCE, night, 1)
-    ACCOUNTS.apply(batch, HANDLERS, night, len(night))
-    requests = {json.loads(body)["event_id"] for body in night}
-    replies = [[(e["type"], e["aggregate_id"], e["payload"]) for e in ACCOUNTS.state(engine)["outbox"]
-                if e["causation_id"] in requests] for engine in (one_by_one, batch)]
-    kinds = [kind for kind, _, _ in replies[1]]
-    assert kinds == sorted(kinds, key=REPLY_ORDER.index) and "account.cured" in kinds  # grouped
-    assert kinds != [kind for kind, _, _ in replies[0]]  # and not as one by one wrote them
-    for account in ("CUR", "PAR", "FRZ", "SIB", "DUP"):  # each account's replies: the same, in order
-        assert [r for r in replies[1] if r[1] == account] == [r for r in replies[0] if r[1] == account]
 
 
 def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
