@@ -61,9 +61,12 @@ def db_upgrade(service: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("service", type=click.Choice(SERVICES))
-@click.option("--concurrency", default=2, show_default=True, help="Job threads.")
+@click.option("--concurrency", default=2, show_default=True, help="Job threads (or processes with --pool prefork).")
+@click.option("--pool", type=click.Choice(["threads", "prefork"]), default="threads", show_default=True,
+              help="prefork: jobs in their own processes, so a partitioned job's chains use every core "
+                   "(PostgreSQL; see BAITIAO_JOB_PARTITIONS).")
 @click.option("--loglevel", default="WARNING", show_default=True)
-def worker(service: str, concurrency: int, loglevel: str) -> None:
+def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
     """Run one service's worker: its events consumer, outbox relay and job tasks."""
     settings = _settings()
     _ensure_broker(settings)
@@ -73,7 +76,7 @@ def worker(service: str, concurrency: int, loglevel: str) -> None:
         upgrade(registry.definition(service), settings.db_url(service))  # type: ignore[arg-type]
     app = registry.celery_app(service)
     app.worker_main([
-        "worker", "-Q", f"{service}.jobs", "-n", f"{service}@%h", "--pool", "threads",
+        "worker", "-Q", f"{service}.jobs", "-n", f"{service}@%h", "--pool", pool,
         "--concurrency", str(concurrency), "--loglevel", loglevel, "--without-gossip", "--without-mingle",
     ])
 

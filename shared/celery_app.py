@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from kombu import Connection
 
 from shared import metrics
@@ -19,7 +19,7 @@ from shared.bus.handling import EventApplier
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
 from shared.clock import SystemClock
-from shared.db import engine_for
+from shared.db import dispose_engines, engine_for
 from shared.log import get_logger
 from shared.service import ServiceDefinition
 from shared.settings import Settings, get_settings
@@ -129,6 +129,17 @@ class EventBusStep(bootsteps.StartStopStep):
             thread.join(timeout=10)
 
 
+def _on_pool_child_start(app: Celery) -> Any:
+    """A prefork job process: its own database connections (none inherited across the
+    fork), and it publishes its slices' events itself (shared/jobs.py, publish_slice)."""
+
+    def start(**_: Any) -> None:
+        dispose_engines(close=False)
+        app.baitiao_pool_child = True  # type: ignore[attr-defined]
+
+    return start
+
+
 def make_service_app(definition: ServiceDefinition, settings: Settings | None = None) -> Celery:
     """The Celery app of one service (its tasks are registered by the service's worker.py)."""
     settings = settings or get_settings()
@@ -138,4 +149,6 @@ def make_service_app(definition: ServiceDefinition, settings: Settings | None = 
     app.baitiao_service = definition  # type: ignore[attr-defined]
     app.baitiao_settings = settings  # type: ignore[attr-defined]
     app.steps["worker"].add(EventBusStep)
+    app.baitiao_on_child_start = _on_pool_child_start(app)  # type: ignore[attr-defined]
+    signals.worker_process_init.connect(app.baitiao_on_child_start, weak=False)
     return app

@@ -1,4 +1,5 @@
-"""Run a job through its service's worker and wait for it, following continuation slices."""
+"""Run a job through its service's worker and wait for it, following continuation slices
+and, for a partitioned job, every one of its chains."""
 from __future__ import annotations
 
 import time
@@ -12,22 +13,47 @@ from shared.bus.topology import jobs_queue_name
 
 def run_job_and_wait(app: Celery, task: str, service: str, business_date: str, at: str | None,
                      timeout: float) -> dict[str, Any]:
-    """Send the task to ``<service>.jobs``, wait for the last slice, return its summary.
+    """Send the task to ``<service>.jobs``, wait for the last slice of every chain, return
+    the summary (the chains' last summaries added up when the job fanned out).
 
     Raises the job's own exception (re-raised by Celery) or TimeoutError.
     """
     deadline = time.monotonic() + timeout
-    result: AsyncResult = app.send_task(task, kwargs={"business_date": business_date, "at": at},
-                                        queue=jobs_queue_name(service))
+    pending: list[AsyncResult] = [app.send_task(task, kwargs={"business_date": business_date, "at": at},
+                                                queue=jobs_queue_name(service))]
+    finals: list[dict[str, Any]] = []
     slices = 0
-    while True:
+    while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"{task} for {business_date} did not finish within {timeout}s")
-        summary = result.get(timeout=remaining, propagate=True, interval=0.05)
+        summary = pending.pop(0).get(timeout=remaining, propagate=True, interval=0.05)
         slices += 1
         nxt = summary.pop("continued_as", None) if isinstance(summary, dict) else None
         if not nxt:
-            summary["slices"] = slices
-            return summary
-        result = AsyncResult(nxt, app=app)
+            finals.append(summary)
+            continue
+        pending.extend(AsyncResult(task_id, app=app) for task_id in ([nxt] if isinstance(nxt, str) else nxt))
+    merged = merge_chain_summaries(finals)
+    merged["slices"] = slices
+    return merged
+
+
+def merge_chain_summaries(finals: list[dict[str, Any]]) -> dict[str, Any]:
+    """One chain: its last summary. Several (a partitioned job): the counts added up, the
+    rest as the first chain says (job, business date, instant)."""
+    if len(finals) == 1:
+        return dict(finals[0])
+    merged: dict[str, Any] = {}
+    for summary in finals:
+        for key, value in summary.items():
+            if key not in merged:
+                merged[key] = value
+            elif _is_count(value) and _is_count(merged[key]):
+                merged[key] += value
+    merged["partitions"] = len(finals)
+    return merged
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

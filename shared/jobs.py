@@ -6,9 +6,16 @@ times it, and supports continuation: a long job does a bounded slice of work,
 and when it returns ``more=True`` the wrapper queues the next slice as a new
 task and answers with its id. Every task therefore stays far shorter than the
 broker's visibility timeout, and ``baitiao jobs run`` follows the chain.
+
+A partitioned job (``JobSpec.partitioned``) fans out first when the setting
+``job_partitions`` is above 1: its first task runs nothing itself and queues one
+chain per share of the accounts (``JobContext.partition``), which the worker's job
+threads, or its job processes with ``--pool prefork``, run side by side; the waiter
+follows every chain and adds their figures up.
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +23,13 @@ from datetime import date, datetime
 from typing import Any
 
 from celery import Celery
+from kombu import Connection
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from shared import metrics
 from shared.bus.outbox import Outbox
+from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
 from shared.clock import Clock, SystemClock, at_local, event_time_clock
 from shared.db import engine_for
@@ -47,6 +57,13 @@ class JobContext:
     state: dict[str, Any] = field(default_factory=dict)  # carried across continuation slices
 
     @property
+    def partition(self) -> tuple[int, int] | None:
+        """(index, count): this chain does only the accounts of share ``index`` of ``count``
+        (their case's pk modulo ``count``); None: all of them."""
+        share = self.state.get("partition")
+        return (int(share[0]), int(share[1])) if share else None
+
+    @property
     def instant(self) -> datetime:
         """The local instant the job runs as (``--at``; else 00:00 of the business date)."""
         return at_local(self.business_date, self.at or "00:00")
@@ -71,29 +88,82 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         settings: Settings = app.baitiao_settings  # type: ignore[attr-defined]
         clock: Clock = SystemClock()
         day = date.fromisoformat(business_date) if business_date else clock.now().date()
+        state = dict(state or {})
+
+        def queue(next_state: dict[str, Any]) -> str:
+            return str(run_job.apply_async(kwargs={"business_date": day.isoformat(), "at": at, "state": next_state},
+                                           queue=jobs_queue_name(definition.name)).id)
+
+        head = {"job": spec.name, "business_date": day.isoformat()}
+        partitions = settings.job_partitions
+        if spec.partitioned and partitions > 1 and "partition" not in state:
+            chains = [queue({**state, "partition": [index, partitions]}) for index in range(partitions)]
+            log.info("job_fanned_out", job=spec.name, business_date=day.isoformat(), partitions=partitions)
+            return {**head, "partitions": partitions, "continued_as": chains}
         if settings.clock == "event":
             clock = event_time_clock(at_local(day, at or "00:00"))
         ctx = JobContext(
             service=definition.name, job=spec.name, business_date=day, at=at,
             engine=engine_for(settings.db_url(definition.name)), outbox=Outbox(definition.bus.outbox),
-            rules=settings.rules(), clock=clock, settings=settings, state=dict(state or {}),
+            rules=settings.rules(), clock=clock, settings=settings, state=copy.deepcopy(state),
         )
         started = time.perf_counter()
-        result = fn(ctx)
-        wake_relay = getattr(app, "baitiao_relay_wake", None)
-        if wake_relay is not None:  # running inside a worker: publish this slice's outbox now
-            wake_relay()
+        result = run_slice(fn, ctx, state)
+        publish_slice(app, definition, ctx.engine)
         elapsed = time.perf_counter() - started
         metrics.JOB_SECONDS.labels(spec.name).observe(elapsed)
-        summary = {"job": spec.name, "business_date": day.isoformat(), **result.summary}
-        if result.more:
-            nxt = run_job.apply_async(
-                kwargs={"business_date": day.isoformat(), "at": at, "state": result.state},
-                queue=jobs_queue_name(definition.name),
-            )
-            summary["continued_as"] = nxt.id
+        summary = {**head, **result.summary}
+        if result.more:  # the next slice keeps this chain's share of the accounts
+            share = {"partition": state["partition"]} if "partition" in state else {}
+            summary["continued_as"] = queue({**share, **result.state})
         log.info("job_slice_done", job=spec.name, business_date=day.isoformat(), seconds=round(elapsed, 3),
                  more=result.more)
         return summary
 
     return run_job
+
+
+_child_relays: dict[str, OutboxRelay] = {}
+
+
+def publish_slice(app: Celery, definition: ServiceDefinition, engine: Engine) -> None:
+    """Send the slice's events now rather than at the relay's next poll.
+
+    In a worker with the threads pool the worker's own relay is woken. A prefork pool's
+    job process (``baitiao worker --pool prefork``) cannot reach that thread, so it
+    publishes its outbox itself; the relays take turns (shared/bus/relay.py), and what it
+    cannot send now the worker's relay sends at its next poll."""
+    wake_relay = getattr(app, "baitiao_relay_wake", None)
+    if wake_relay is not None:
+        wake_relay()
+        return
+    if not getattr(app, "baitiao_pool_child", False):
+        return  # not in a worker (a task applied in-process): the caller relays
+    relay = _child_relays.get(definition.name)
+    if relay is None:
+        relay = OutboxRelay(engine, definition.bus.outbox, Connection(app.conf.broker_url), definition.name)
+        _child_relays[definition.name] = relay
+    try:
+        relay.drain()
+    except Exception as exc:  # noqa: BLE001 - the worker's relay sends it at its next poll
+        log.warning("job_relay_retry", service=definition.name, error=str(exc)[:300])
+        relay.reset()
+
+
+def run_slice(fn: JobFunction, ctx: JobContext, state: dict[str, Any]) -> JobResult:
+    """Run one slice; if it lost its database connection, run it once more from its start.
+
+    The engines do not ping a connection before each use (shared/db.py): after a database
+    restart the first statement on a stale pooled connection fails, and SQLAlchemy then
+    drops the whole pool. A second try gets a fresh connection. A slice is safe to run
+    again from the state it was given: that is what a redelivered slice does after a
+    worker dies (acks_late), and every job is written for it."""
+    try:
+        return fn(ctx)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("job_slice_reconnected", job=ctx.job, business_date=ctx.business_date.isoformat(),
+                    error=type(exc.orig).__name__)
+        ctx.state = copy.deepcopy(state)
+        return fn(ctx)

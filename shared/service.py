@@ -23,6 +23,10 @@ class JobSpec:
     name: str  # e.g. "daily-close"
     task: str  # e.g. "accounts.daily_close"
     description: str = ""
+    # True: the job reads ``JobContext.partition`` and does only its share of the
+    # accounts, so a run can go out as ``job_partitions`` chains of slices at once
+    # (shared/jobs.py). Only for jobs whose work on one account never looks at another's.
+    partitioned: bool = False
 
 
 @dataclass

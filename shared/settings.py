@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     event_max_attempts: int = Field(5, ge=1)
     visibility_timeout: int = Field(60, ge=10)
     outbox_poll_ms: int = Field(100, ge=5)
+    # A partitioned job (JobSpec.partitioned: collections-daily, contact-dispatch) goes out
+    # as this many chains of slices, each over its own share of the accounts, run side by
+    # side by the worker's job threads. 1 (the default): one chain, as on the embedded
+    # SQLite, which takes one writer at a time. On PostgreSQL set it to the job
+    # concurrency you run (the simulator uses 2).
+    job_partitions: int = Field(1, ge=1, le=64)
     sql_echo: bool = False
     log_json: bool = True
     log_level: str = "INFO"

@@ -107,6 +107,10 @@ def fresh_environment(out_dir: Path, use_running_workers: bool) -> RunEnvironmen
         prefix = f"sim_{uuid.uuid4().hex[:8]}"
         db_urls = {s: str(make_url(configured[s]).set(database=f"{prefix}_{s}").render_as_string(hide_password=False))
                    for s in SERVICES}
+        # The partitioned jobs go out as two chains, each in a job process of its own
+        # (--pool prefork: threads would share one core). SQLite (below) takes one writer
+        # at a time, so there the threads pool and one chain stay.
+        env["BAITIAO_JOB_PARTITIONS"] = os.environ.get("BAITIAO_JOB_PARTITIONS", "2")
     elif any(configured.values()):
         raise SystemExit("set all three BAITIAO_*_DB_URL or none")
     else:
@@ -167,6 +171,12 @@ class WorkerProcesses:
     concurrency: int = 2
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    @property
+    def pool(self) -> str:
+        """prefork on PostgreSQL: the jobs' chains (BAITIAO_JOB_PARTITIONS) in processes of
+        their own, beside the worker's consumer and relay; threads on SQLite."""
+        return "prefork" if self.run.database_prefix else "threads"
+
     def start(self) -> None:
         log_dir = self.run.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +186,7 @@ class WorkerProcesses:
             log = open(log_dir / f"{service}.log", "ab")  # noqa: SIM115 - the child keeps it
             self.procs[service] = subprocess.Popen(
                 [sys.executable, "-m", "baitiao.cli", "worker", service, "--loglevel", "WARNING",
-                 "--concurrency", str(self.concurrency)],
+                 "--concurrency", str(self.concurrency), "--pool", self.pool],
                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=die_with_parent,
             )

@@ -167,21 +167,19 @@ def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, 
     session.add(CaseClosure(account_id=case.account_id, closed_on=on, reason=reason, stage=case.stage))
     emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason),  # type: ignore[arg-type]
          case.account_id)
-    if open_tasks is None:
-        cancel_open_tasks(session, case.account_id)
-    else:
-        for task in open_tasks:
-            if task.status == "open":
-                task.status = "cancelled"
+    cancel_open_tasks(session, case.account_id, open_tasks)
     return True
 
 
-def cancel_open_tasks(session: Session, account_id: str) -> int:
-    tasks = session.scalars(select(CollectorTask).where(
+def cancel_open_tasks(session: Session, account_id: str,
+                      known: list[CollectorTask] | None = None) -> int:
+    """Cancel the account's open collector tasks; ``known``: the ones a run already read."""
+    tasks = known if known is not None else session.scalars(select(CollectorTask).where(
         CollectorTask.account_id == account_id, CollectorTask.status == "open")).all()
-    for task in tasks:
+    open_tasks = [task for task in tasks if task.status == "open"]
+    for task in open_tasks:
         task.status = "cancelled"
-    return len(tasks)
+    return len(open_tasks)
 
 
 def suppress_queued(session: Session, emit: Emit, account_id: str, reason: str, *, keep_plan_reminders: bool) -> int:

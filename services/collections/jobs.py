@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from services.collections.casebook import (
@@ -129,15 +129,28 @@ def collections_daily(ctx: JobContext) -> JobResult:
     totals: dict[str, int] = {k: int(v) for k, v in ctx.state.get("totals", {}).items()}
     with transaction(ctx.engine) as session:
         cases = session.scalars(select(CollectionCase).where(
-            CollectionCase.pk > after, _something_to_do(ctx),
+            CollectionCase.pk > after, _something_to_do(ctx), *_in_share(ctx, CollectionCase.pk),
         ).order_by(CollectionCase.pk).limit(CASES_PER_SLICE)).all()
         emit = _BufferedEmit(_planning_instant(ctx))
         for key, count in _run_slice(ctx, session, list(cases), emit).items():
             totals[key] = totals.get(key, 0) + count
         emit.flush(ctx, session)
+    totals["cases"] = totals.get("cases", 0) + len(cases)  # the whole chain's, not this slice's
     more = len(cases) == CASES_PER_SLICE
     state = {"after_pk": cases[-1].pk if cases else after, "totals": totals}
-    return JobResult(summary={"cases": len(cases), **totals}, more=more, state=state)
+    return JobResult(summary=dict(totals), more=more, state=state)
+
+
+def _in_share(ctx: JobContext, case_pk: Any) -> list[Any]:
+    """The condition that keeps a partitioned chain to its share of the accounts
+    (``JobContext.partition``: the case pk modulo the count); none for the whole run.
+
+    Everything either job decides for an account reads only that account's rows (its
+    case, bills, promises, tasks and contact history), so the shares are independent."""
+    if ctx.partition is None:
+        return []
+    index, count = ctx.partition
+    return [func.coalesce(case_pk, 0) % count == index]
 
 
 def _something_to_do(ctx: JobContext) -> Any:
@@ -429,7 +442,7 @@ def contact_dispatch(ctx: JobContext, gateway: SmsGateway | None = None) -> JobR
     with transaction(ctx.engine) as session:
         query = select(ContactAttempt.id, ContactAttempt.account_id).where(
             ContactAttempt.channel == "sms", ContactAttempt.status.in_(("queued", "sending")),
-            ContactAttempt.planned_for <= utc(now),
+            ContactAttempt.planned_for <= utc(now), *_in_share(ctx, _case_pk_of_contact()),
         ).order_by(ContactAttempt.planned_for, ContactAttempt.id).limit(CONTACTS_PER_SLICE)
         due = [(contact_id, account_id) for contact_id, account_id in session.execute(query).all()]
     totals: dict[str, int] = {}
@@ -438,6 +451,12 @@ def contact_dispatch(ctx: JobContext, gateway: SmsGateway | None = None) -> JobR
             totals[outcome] = totals.get(outcome, 0) + 1
     return JobResult(summary={"at": now.isoformat(), "contacts": len(due), **totals},
                      more=len(due) == CONTACTS_PER_SLICE)
+
+
+def _case_pk_of_contact() -> Any:
+    """The pk of the contact's case (NULL without one: such a contact is share 0's)."""
+    return select(CollectionCase.pk).where(
+        CollectionCase.account_id == ContactAttempt.account_id).scalar_subquery()
 
 
 def _runs_of_distinct_accounts(due: list[tuple[int, str]]) -> list[list[int]]:

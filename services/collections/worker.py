@@ -21,8 +21,10 @@ DEFINITION = ServiceDefinition(
     handlers=HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
     jobs=[
-        JobSpec("collections-daily", "collections.daily", "the day's reminders, tasks and escalations per case"),
-        JobSpec("contact-dispatch", "collections.contact_dispatch", "send due contacts through the compliance guard"),
+        JobSpec("collections-daily", "collections.daily", "the day's reminders, tasks and escalations per case",
+                partitioned=True),
+        JobSpec("contact-dispatch", "collections.contact_dispatch", "send due contacts through the compliance guard",
+                partitioned=True),
     ],
 )
 

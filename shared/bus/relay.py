@@ -1,8 +1,11 @@
 """The outbox relay: publishes committed outbox rows to the topic exchange, in order.
 
-Rows are taken oldest first in batches; on PostgreSQL with ``FOR UPDATE SKIP
-LOCKED`` so that scaled-out workers of one service share the work instead of
-publishing the same rows twice. A row is stamped ``published_at`` only after the
+Rows are taken oldest first in batches. On PostgreSQL one relay at a time publishes a
+database's outbox (a transaction-scoped advisory lock): a second relay of the same
+service (a scaled-out worker, or a job process publishing its own slice) finds the
+lock held and leaves the rows to the holder, so an aggregate's events reach the bus in
+the order of their ids. ``FOR UPDATE SKIP LOCKED`` stays as a second guard against
+publishing a row twice. A row is stamped ``published_at`` only after the
 broker accepted it (a Redis LPUSH has returned), so a crash in between means a
 republish with the same event_id, never a loss.
 """
@@ -15,13 +18,16 @@ from datetime import timezone
 from typing import Any
 
 from kombu import Connection, Producer
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, Table, select, text, update
 
 from shared.bus.bulk_put import put_batch
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
 from shared.db import is_postgres, transaction
 from shared import metrics
 from shared.clock import Clock, SystemClock
+
+# The advisory lock key of "the outbox relay of this database" (the ASCII of "outbox").
+RELAY_LOCK_KEY = 0x6F7574626F78
 
 
 def envelope_from_row(row: Any, producer: str) -> dict[str, Any]:
@@ -127,6 +133,8 @@ class OutboxRelay:
         )
         with transaction(self.engine) as session:
             if is_postgres(self.engine):
+                if not session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}):
+                    return 0  # another relay is publishing this outbox; it takes these rows too
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
             if not rows:

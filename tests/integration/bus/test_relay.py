@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection, Consumer
-from sqlalchemy import MetaData, select
+from sqlalchemy import MetaData, select, text
 
 from shared.bus.outbox import Outbox, PendingEvent
-from shared.bus.relay import OutboxRelay, envelope_from_row
+from shared.bus.relay import RELAY_LOCK_KEY, OutboxRelay, envelope_from_row
 from shared.bus.tables import add_bus_tables
 from shared.bus.topology import declare_topology, events_queue
 from shared.db import transaction
@@ -92,3 +92,20 @@ def test_each_row_reaches_exactly_its_bound_queues_as_the_envelope(engine: Any, 
             assert message == expected[message["event_id"]]  # the envelope, payload as stored
             envelope, payload = read_event(json.dumps(message).encode())  # and valid on the wire contract
             assert envelope.sequence == message["sequence"] and payload.account_id == message["aggregate_id"]
+
+
+def test_one_relay_at_a_time_publishes_a_database_outbox(engine: Any, broker: str) -> None:
+    """A second relay of the same outbox (a scaled-out worker, a job process publishing its
+    own slice) leaves the rows to the one publishing, so an aggregate's events cannot
+    overtake each other on two relays at once; once the first is done, it may go."""
+    with transaction(engine) as session:
+        Outbox(OUTBOX).emit_many(session, _events())
+    first = OutboxRelay(engine, OUTBOX, Connection(broker), "collections")
+    second = OutboxRelay(engine, OUTBOX, Connection(broker), "collections")
+    with engine.connect() as holder:  # what the first relay holds while it publishes
+        assert holder.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}).scalar()
+        assert second.relay_once() == 0
+        holder.rollback()  # its transaction ends: the lock goes with it
+    assert second.relay_once() == 5
+    assert first.relay_once() == 0
+    assert len(_received(broker, "restructuring")) == 4

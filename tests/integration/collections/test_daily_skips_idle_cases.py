@@ -92,8 +92,8 @@ def _run_days(engine: Engine, tmp: Path, condition: Any, monkeypatch: pytest.Mon
                          settings=Settings(data_dir=tmp, sms_file_path=tmp / "sms.jsonl"))
         while True:
             result = jobs.collections_daily(ctx)
-            read += result.summary["cases"]
             if not result.more:
+                read += result.summary["cases"]  # the chain's, all its slices
                 break
             ctx.state = result.state
     monkeypatch.undo()
