@@ -133,12 +133,18 @@ def publish_slice(app: Celery, definition: ServiceDefinition, engine: Engine) ->
     job process (``baitiao worker --pool prefork``) cannot reach that thread, so it
     publishes its outbox itself; the relays take turns (shared/bus/relay.py), and what it
     cannot send now the worker's relay sends at its next poll."""
+    # A pool child first: one forked later (a restarted child) inherits the parent's wake,
+    # which does nothing in it.
+    if getattr(app, "baitiao_pool_child", False):
+        _publish_own_outbox(app, definition, engine)
+        return
     wake_relay = getattr(app, "baitiao_relay_wake", None)
     if wake_relay is not None:
         wake_relay()
-        return
-    if not getattr(app, "baitiao_pool_child", False):
-        return  # not in a worker (a task applied in-process): the caller relays
+    # else not in a worker (a task applied in-process): the caller relays
+
+
+def _publish_own_outbox(app: Celery, definition: ServiceDefinition, engine: Engine) -> None:
     relay = _child_relays.get(definition.name)
     if relay is None:
         relay = OutboxRelay(engine, definition.bus.outbox, Connection(app.conf.broker_url), definition.name)

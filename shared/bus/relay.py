@@ -134,7 +134,7 @@ class OutboxRelay:
         with transaction(self.engine) as session:
             if is_postgres(self.engine):
                 if not session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}):
-                    return 0  # another relay is publishing this outbox; it takes these rows too
+                    return 0  # another relay is publishing this outbox: it (or the next poll) takes these
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
             if not rows:
