@@ -149,6 +149,5 @@ def make_service_app(definition: ServiceDefinition, settings: Settings | None = 
     app.baitiao_service = definition  # type: ignore[attr-defined]
     app.baitiao_settings = settings  # type: ignore[attr-defined]
     app.steps["worker"].add(EventBusStep)
-    app.baitiao_on_child_start = _on_pool_child_start(app)  # type: ignore[attr-defined]
-    signals.worker_process_init.connect(app.baitiao_on_child_start, weak=False)
+    signals.worker_process_init.connect(_on_pool_child_start(app), weak=False)  # weak=False keeps it alive
     return app
