@@ -11,7 +11,9 @@ A partitioned job (``JobSpec.partitioned``) fans out first when the setting
 ``job_partitions`` is above 1: its first task runs nothing itself and queues one
 chain per share of the accounts (``JobContext.partition``), which the worker's job
 threads, or its job processes with ``--pool prefork``, run side by side; the waiter
-follows every chain and adds their figures up.
+follows every chain and adds their figures up. A job may say a fan-out is not worth it
+this time (``worth_fanning_out``: the dispatcher with a handful of contacts due); its
+first task then runs the whole job as one chain.
 """
 from __future__ import annotations
 
@@ -79,8 +81,13 @@ class JobResult:
 JobFunction = Callable[[JobContext], JobResult]
 
 
-def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: JobFunction) -> Any:
-    """Register ``fn`` as the Celery task ``spec.task`` on the service's job queue."""
+def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: JobFunction,
+                 worth_fanning_out: Callable[[JobContext], bool] | None = None) -> Any:
+    """Register ``fn`` as the Celery task ``spec.task`` on the service's job queue.
+
+    ``worth_fanning_out``: for a partitioned job, asked before it fans out; False runs the
+    whole job in this one chain (a fan-out costs two more task round trips, more than a
+    handful of items takes)."""
 
     @app.task(name=spec.task, bind=True, acks_late=True)
     def run_job(task: Any, business_date: str | None = None, at: str | None = None,
@@ -95,11 +102,6 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
                                            queue=jobs_queue_name(definition.name)).id)
 
         head = {"job": spec.name, "business_date": day.isoformat()}
-        partitions = settings.job_partitions
-        if spec.partitioned and partitions > 1 and "partition" not in state:
-            chains = [queue({**state, "partition": [index, partitions]}) for index in range(partitions)]
-            log.info("job_fanned_out", job=spec.name, business_date=day.isoformat(), partitions=partitions)
-            return {**head, "partitions": partitions, "continued_as": chains}
         if settings.clock == "event":
             clock = event_time_clock(at_local(day, at or "00:00"))
         ctx = JobContext(
@@ -107,6 +109,13 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
             engine=engine_for(settings.db_url(definition.name)), outbox=Outbox(definition.bus.outbox),
             rules=settings.rules(), clock=clock, settings=settings, state=copy.deepcopy(state),
         )
+        shares = chains_to_start(spec, settings.job_partitions, state,
+                                 lambda: worth_fanning_out is None or worth_fanning_out(ctx))
+        if shares:
+            chains = [queue(share) for share in shares]
+            log.info("job_fanned_out", job=spec.name, business_date=day.isoformat(), partitions=len(chains))
+            return {**head, "partitions": len(chains), "continued_as": chains}
+        ctx.state = copy.deepcopy(state)
         started = time.perf_counter()
         result = run_slice(fn, ctx, state)
         publish_slice(app, definition, ctx.engine)
@@ -121,6 +130,21 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         return summary
 
     return run_job
+
+
+def chains_to_start(spec: JobSpec, partitions: int, state: dict[str, Any],
+                    worth_it: Callable[[], bool]) -> list[dict[str, Any]]:
+    """The states of the chains a job's task starts instead of running (none: it runs).
+
+    A partitioned job's first task (no ``partition`` in its state yet) starts one chain per
+    share, unless ``worth_it`` says no: then ``state`` is marked as the whole job's
+    (``partition`` None), so that neither this task nor its continuations fan out."""
+    if not spec.partitioned or partitions <= 1 or "partition" in state:
+        return []
+    if not worth_it():
+        state["partition"] = None
+        return []
+    return [{**state, "partition": [index, partitions]} for index in range(partitions)]
 
 
 _child_relays: dict[str, OutboxRelay] = {}
@@ -157,7 +181,8 @@ def _publish_own_outbox(app: Celery, definition: ServiceDefinition, engine: Engi
 
 
 def run_slice(fn: JobFunction, ctx: JobContext, state: dict[str, Any]) -> JobResult:
-    """Run one slice; if it lost its database connection, run it once more from its start.
+    """Run one slice; if it lost its database connection, or lost a deadlock (or another
+    conflict PostgreSQL settles by rolling one side back), run it once more from its start.
 
     The engines do not ping a connection before each use (shared/db.py): after a database
     restart the first statement on a stale pooled connection fails, and SQLAlchemy then
@@ -167,9 +192,15 @@ def run_slice(fn: JobFunction, ctx: JobContext, state: dict[str, Any]) -> JobRes
     try:
         return fn(ctx)
     except DBAPIError as exc:
-        if not exc.connection_invalidated:
+        if not (exc.connection_invalidated or lost_a_conflict(exc)):
             raise
-        log.warning("job_slice_reconnected", job=ctx.job, business_date=ctx.business_date.isoformat(),
+        log.warning("job_slice_retried", job=ctx.job, business_date=ctx.business_date.isoformat(),
                     error=type(exc.orig).__name__)
         ctx.state = copy.deepcopy(state)
         return fn(ctx)
+
+
+def lost_a_conflict(exc: DBAPIError) -> bool:
+    """PostgreSQL rolled the transaction back to settle a conflict with another one (a
+    deadlock, a serialization failure: SQLSTATE class 40): running it again is the cure."""
+    return str(getattr(exc.orig, "sqlstate", "") or "").startswith("40")

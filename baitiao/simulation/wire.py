@@ -65,23 +65,25 @@ class Publisher:
         self._ids = uuid_stream(seed)
         self.sent = 0
 
-    def publish_all(self, events: Iterable[OutgoingEvent], chunk: int = 500) -> int:
-        """Publish in pipelined chunks, as a gateway flushing its own outbox would."""
-        count = 0
-        for part in _chunks(list(events), chunk):
-            with bindings_read_once(self.producer.channel), self.producer.batch(max_size=len(part) * 4):
-                for event in part:
-                    producer = _PRODUCER_OF.get(event.type, "customer-app")
-                    self.producer.publish(envelope(event, next(self._ids), producer), exchange=EVENTS_EXCHANGE,
-                                          routing_key=event.type, serializer="json")
-            count += len(part)
-        self.sent += count
-        return count
+    def publish_all(self, events: Iterable[OutgoingEvent]) -> int:
+        """Publish a phase's events in one Redis pipeline, as a gateway flushing its outbox would.
 
-
-def _chunks(items: list[OutgoingEvent], size: int) -> Iterable[list[OutgoingEvent]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+        One pipeline, not chunks: the phase's events then reach the queues together, before
+        any consequence of them can. In chunks (500 until session 12), a service's reply to
+        an early chunk (restructuring's ``plan.completed`` to a payment, say) could reach
+        accounts' queue ahead of a later chunk whenever the simulator lost the processor
+        between two writes, and the next phase would see another order. The messages of a
+        phase are in memory either way."""
+        batch = list(events)
+        if not batch:
+            return 0
+        with bindings_read_once(self.producer.channel), self.producer.batch(max_size=len(batch) * 4):
+            for event in batch:
+                producer = _PRODUCER_OF.get(event.type, "customer-app")
+                self.producer.publish(envelope(event, next(self._ids), producer), exchange=EVENTS_EXCHANGE,
+                                      routing_key=event.type, serializer="json")
+        self.sent += len(batch)
+        return len(batch)
 
 
 _PRODUCER_OF = {

@@ -90,6 +90,27 @@ def _eligible(day: date, lo: int, hi: int) -> Any:
 
 # -- steps 1 and 2: accrual and its ledger entries -----------------------------------------
 
+def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int) -> None:
+    """Lock the chunk's accounts that have bills to charge (pk order, as the consumer locks
+    accounts) before the accrual reads those bills.
+
+    The accrual reads the bills in one statement and ``_update_bills`` writes them in a
+    later one; on PostgreSQL (READ COMMITTED) each statement sees what has committed by
+    then. A repayment or plan activation committed in between left an accrual and its
+    ledger posting with no charge on the bill (two simulation runs differed by exactly
+    that). Every handler that changes a bill locks its account first, so with these locks
+    held the chunk's bills stay as the accrual read them until the chunk commits: a payment
+    arriving meanwhile waits, then pays what the close charged. (SQLite takes one writer
+    at a time: nothing commits in between there.) A deadlock with a consumer batch, which
+    locks accounts run by run, costs one side a retry: the consumer retries its batch, the
+    job its slice (``shared/jobs.py``, ``run_slice``)."""
+    if not is_postgres(session):
+        return
+    to_charge = select(bills.c.account_pk).where(_eligible(day, lo, hi))
+    session.execute(select(accounts.c.pk).where(accounts.c.pk.in_(to_charge)).order_by(accounts.c.pk)
+                    .with_for_update(of=accounts))
+
+
 def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) -> None:
     overdue = rules.overdue
     dpd = day.toordinal() - bills.c.due_ordinal
@@ -338,6 +359,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     session.add(ClosedChunk(business_date=day, first_pk=lo))
     rules = ctx.rules
     occurred_at = ctx.clock.now()
+    _lock_accounts_to_charge(session, day, lo, hi)
     _accrue(session, day, lo, hi, rules)
     penalty = session.scalar(select(func.coalesce(func.sum(accruals.c.penalty_fen), 0)).where(
         accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi)) or 0

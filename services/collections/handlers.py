@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from services.collections.bills import bill_issued_batch
 from services.collections.casebook import (
@@ -174,9 +175,7 @@ def account_cured(ctx: HandlerContext, event: p.AccountCured) -> None:
         return  # the plan's bills left DPD; its own reminders go on
     suppress_queued(session, ctx.emit, event.account_id, "cured", keep_plan_reminders=False)
     close_case(session, ctx.emit, case, "cured", event.business_date)
-    session.execute(PromiseToPay.__table__.update().where(
-        PromiseToPay.account_id == event.account_id, PromiseToPay.status == "pending",
-    ).values(status="kept", decided_on=event.business_date))
+    keep_pending_promises(session, event.account_id, event.business_date)
 
 
 # --- restructuring -------------------------------------------------------------------------
@@ -233,9 +232,30 @@ def plan_defaulted(ctx: HandlerContext, event: p.PlanDefaulted) -> None:
 
 
 def plan_completed(ctx: HandlerContext, event: p.PlanCompleted) -> None:
-    """Paid off: no more plan reminders; the case stays closed as restructured."""
+    """Paid off: no more plan reminders; the case stays closed as restructured.
+
+    The payment that completes a plan may clear the account's overdue too: accounts then
+    sends ``account.cured`` and restructuring ``plan.completed``, and the two producers'
+    events reach us in either order. A cure that comes first finds the plan active and
+    does only its snapshot part. So when the plan ends on an account whose last snapshot
+    is current (a cure's: a snapshot of an overdue account has DPD), the rest of that
+    cure is done here, on its date: the case closed as cured if it was open, the pending
+    promises kept. Either order then leaves the same case and promises. (A payment that
+    leaves no cure finds its account's snapshot still overdue, or no snapshot at all.)"""
     _end_plan(ctx, event.plan_id, event.account_id, "completed", event.completed_on)
     suppress_queued(ctx.session, ctx.emit, event.account_id, "cured", keep_plan_reminders=False)
+    case = ensure_case(ctx.session, event.account_id, event.completed_on)
+    cured_on = case.delinquency_as_of
+    if cured_on is not None and case.max_dpd == 0 and case.total_overdue_fen == 0:
+        close_case(ctx.session, ctx.emit, case, "cured", cured_on)
+        keep_pending_promises(ctx.session, event.account_id, cured_on)
+
+
+def keep_pending_promises(session: Session, account_id: str, on: date) -> None:
+    """Nothing is overdue any more: every promise still pending was kept (decided ``on``)."""
+    session.execute(PromiseToPay.__table__.update().where(
+        PromiseToPay.account_id == account_id, PromiseToPay.status == "pending",
+    ).values(status="kept", decided_on=on))
 
 
 def _end_plan(ctx: HandlerContext, plan_id: str, account_id: str, status: str, on: date) -> None:

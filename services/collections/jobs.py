@@ -87,6 +87,9 @@ CASES_PER_SLICE = 2000
 # Contacts go one by one to the SMS gateway: 500 at the HTTP gateway's timeout budget
 # still fit well inside SEND_BUDGET, and what does not is put back unsent anyway.
 CONTACTS_PER_SLICE = 500
+# Fewer contacts due than this: the dispatcher sends them in one chain, not fanned out
+# (``dispatch_worth_fanning_out``).
+FAN_OUT_FROM_CONTACTS = 100
 MAX_SEND_ATTEMPTS = 5  # dispatch runs that found the gateway down before a contact fails
 RETRY_AFTER = timedelta(minutes=1)
 # A contact handed to the gateway less than this long ago is in flight in another
@@ -441,8 +444,7 @@ def contact_dispatch(ctx: JobContext, gateway: SmsGateway | None = None) -> JobR
     gateway = gateway or gateway_from_settings(ctx.settings)
     with transaction(ctx.engine) as session:
         query = select(ContactAttempt.id, ContactAttempt.account_id).where(
-            ContactAttempt.channel == "sms", ContactAttempt.status.in_(("queued", "sending")),
-            ContactAttempt.planned_for <= utc(now), *_in_share(ctx, _case_pk_of_contact()),
+            *_due_contacts(now), *_in_share(ctx, _case_pk_of_contact()),
         ).order_by(ContactAttempt.planned_for, ContactAttempt.id).limit(CONTACTS_PER_SLICE)
         due = [(contact_id, account_id) for contact_id, account_id in session.execute(query).all()]
     totals: dict[str, int] = {}
@@ -451,6 +453,21 @@ def contact_dispatch(ctx: JobContext, gateway: SmsGateway | None = None) -> JobR
             totals[outcome] = totals.get(outcome, 0) + 1
     return JobResult(summary={"at": now.isoformat(), "contacts": len(due), **totals},
                      more=len(due) == CONTACTS_PER_SLICE)
+
+
+def dispatch_worth_fanning_out(ctx: JobContext) -> bool:
+    """Fan the dispatcher out only when enough contacts are due for two job processes to
+    beat one: most runs after the morning's find a handful (deferred ones, retries), and a
+    fan-out costs two more task round trips than sending those in this task."""
+    with transaction(ctx.engine) as session:
+        due = select(ContactAttempt.id).where(*_due_contacts(dispatch_instant(ctx))).limit(FAN_OUT_FROM_CONTACTS)
+        return session.scalar(select(func.count()).select_from(due.subquery())) >= FAN_OUT_FROM_CONTACTS
+
+
+def _due_contacts(now: datetime) -> list[Any]:
+    """The condition of an SMS contact due to go at ``now``."""
+    return [ContactAttempt.channel == "sms", ContactAttempt.status.in_(("queued", "sending")),
+            ContactAttempt.planned_for <= utc(now)]
 
 
 def _case_pk_of_contact() -> Any:

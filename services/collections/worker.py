@@ -30,4 +30,5 @@ DEFINITION = ServiceDefinition(
 
 app = make_service_app(DEFINITION)
 daily_task = register_job(app, DEFINITION, DEFINITION.jobs[0], jobs.collections_daily)
-contact_dispatch_task = register_job(app, DEFINITION, DEFINITION.jobs[1], jobs.contact_dispatch)
+contact_dispatch_task = register_job(app, DEFINITION, DEFINITION.jobs[1], jobs.contact_dispatch,
+                                     worth_fanning_out=jobs.dispatch_worth_fanning_out)

@@ -21,10 +21,31 @@ so there is no expiry to refresh as kombu does for such queues.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import os
 import uuid
 from collections.abc import Iterable
 from typing import Any
+
+# A delivery tag only has to be unique among the bus's unacked messages: one random
+# prefix per process and a counter give that for a fraction of a uuid4 per message
+# (which reads the system's random source every time). The prefix is drawn again in a
+# forked child (a prefork job process), so parent and child never share a sequence.
+_tag_prefix = uuid.uuid4().hex
+_tag_counter = itertools.count()
+
+
+def _new_tag_sequence() -> None:
+    global _tag_prefix, _tag_counter
+    _tag_prefix, _tag_counter = uuid.uuid4().hex, itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_tag_sequence)
+
+
+def delivery_tag() -> str:
+    return f"{_tag_prefix}.{next(_tag_counter)}"
 
 
 def message_document(body: str, exchange: str, routing_key: str) -> str:
@@ -39,7 +60,7 @@ def message_document(body: str, exchange: str, routing_key: str) -> str:
             "delivery_info": {"exchange": exchange, "routing_key": routing_key},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": delivery_tag(),
         },
     })
 

@@ -18,7 +18,7 @@ from datetime import timezone
 from typing import Any
 
 from kombu import Connection, Producer
-from sqlalchemy import Engine, Table, select, text, update
+from sqlalchemy import BigInteger, Engine, Table, func, literal, select, update
 
 from shared.bus.bulk_put import put_batch
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
@@ -133,9 +133,12 @@ class OutboxRelay:
         )
         with transaction(self.engine) as session:
             if is_postgres(self.engine):
-                if not session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}):
-                    return 0  # another relay is publishing this outbox: it (or the next poll) takes these
-                query = query.with_for_update(skip_locked=True)
+                # The lock is taken by the select itself, one round trip instead of two (the
+                # relay polls all day): a scalar subquery PostgreSQL runs once, before the
+                # scan (an InitPlan gating it). Held by another relay: no rows; it (or the
+                # next poll) takes them.
+                holds_lock = select(func.pg_try_advisory_xact_lock(literal(RELAY_LOCK_KEY, BigInteger))).scalar_subquery()
+                query = query.where(holds_lock).with_for_update(skip_locked=True)
             rows = session.execute(query).all()
             if not rows:
                 return 0

@@ -70,3 +70,41 @@ def test_postgres_builds_the_same_delinquency_snapshots_as_the_reference(account
         reference = sorted(delinquency_payloads(session, date(2026, 3, 14), 0, 10**9), key=lambda p: p["account_id"])
     assert emitted == reference and len(emitted) == 3
     assert [len(p["bills"]) for p in emitted] == [2, 2, 2]
+
+
+def test_a_bill_moved_into_a_plan_while_the_close_runs_is_charged_all_or_nothing(accounts) -> None:
+    """A consumer transaction (a plan activation) holds the account and has moved its overdue
+    bill into a plan when the next close starts; it commits while the close waits. The
+    close must then see the bill in the plan: no accrual for the day, and never an accrual
+    (with its ledger posting) that the bill itself does not show."""
+    import threading
+
+    from sqlalchemy import func, select, update
+
+    from services.accounts.models import Account, Bill, DailyAccrual
+
+    accounts.send("credit.line.granted", credit_line("acc-race", "5000.00"))
+    accounts.send("purchase.requested", purchase("acc-race", "1000.00", "2026-02-14T15:00:00+08:00"))
+    accounts.run_job("statements", date(2026, 3, 1))
+    accounts.run_job("daily-close", date(2026, 3, 11))  # DPD 1: the bill is charged
+    with Session(accounts.engine) as consumer:
+        consumer.begin()
+        account = consumer.scalar(select(Account).where(Account.account_id == "acc-race").with_for_update())
+        consumer.execute(update(Bill).where(Bill.account_pk == account.pk).values(
+            plan_id="plan-race", unpaid_principal_fen=0, unpaid_penalty_fen=0, unpaid_late_fee_fen=0))
+        done: list[dict] = []
+        close = threading.Thread(target=lambda: done.append(accounts.run_job("daily-close", date(2026, 3, 12))))
+        close.start()
+        close.join(timeout=2.0)
+        assert close.is_alive()  # it waits for the account the consumer holds
+        consumer.commit()
+    close.join(timeout=60)
+    assert done and done[0]["status"] == "closed"
+    with Session(accounts.engine) as session:
+        bill = session.scalar(select(Bill).join(Account, Account.pk == Bill.account_pk)
+                              .where(Account.account_id == "acc-race"))
+        accrued = session.scalar(select(func.coalesce(func.sum(DailyAccrual.penalty_fen), 0))
+                                 .where(DailyAccrual.bill_pk == bill.pk))
+        days = session.scalars(select(DailyAccrual.business_date).where(DailyAccrual.bill_pk == bill.pk)).all()
+    assert days == [date(2026, 3, 11)]
+    assert accrued == bill.penalty_charged_fen > 0

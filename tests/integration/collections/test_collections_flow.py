@@ -245,3 +245,53 @@ def test_wrong_number_stops_contact_as_not_own_phone(world: World) -> None:
     world.day(day8)  # grade D early SMS every 2 days: DPD 8
     assert (day8.isoformat(), "early") not in sent(world, account)
     assert world.events(account, "contact.suppressed")[-1]["reason"] == "not_own_phone"
+
+
+def test_a_plan_completed_and_a_cure_of_one_payment_leave_the_same_case_in_either_order(world: World) -> None:
+    """The payment that pays a plan off and clears the rest of the overdue sends
+    ``account.cured`` (accounts) and ``plan.completed`` (restructuring): two producers,
+    so either can arrive first. The case, its promises and what collections says must
+    not depend on which."""
+    paid_on = DUE + timedelta(days=40)
+    outcome: dict[str, tuple] = {}
+    for account, cure_first in (("race-cure-first", True), ("race-plan-first", False)):
+        world.grant(account)
+        world.bill(account, f"{account}-b1", DUE)
+        dpd31 = DUE + timedelta(days=31)
+        world.close_day(account, f"{account}-b1", DUE, dpd31)
+        world.day(dpd31)
+        (task,) = world.events(account, "collection.task.created")
+        world.send("collection.outcome.recorded", {
+            "task_id": task["task_id"], "account_id": account, "outcome": "promise_to_pay",
+            "promised_amount": "300.00", "promised_date": (dpd31 + timedelta(days=3)).isoformat(),
+        }, at=at_local(dpd31, "10:00"), producer="collectors-desk")
+        world.send("plan.activated", {
+            "plan_id": f"{account}-p", "offer_id": f"{account}-o", "account_id": account, "principal": "1000.00",
+            "term": 3, "bill_ids": [f"{account}-b1"], "schedule": [
+                {"period": i, "due_date": date(2026, 4 + i, 17).isoformat(), "principal": "333.33", "fee": "7.00",
+                 "total": "340.33"} for i in (1, 2, 3)],
+        }, at=at_local(dpd31 + timedelta(days=1), "12:30"), producer="restructuring")
+        # a bill outside the plan goes overdue (the case stays closed as restructured)
+        second_due = paid_on - timedelta(days=3)
+        world.bill(account, f"{account}-b2", second_due, amount="200.00")
+        for day in days(second_due + timedelta(days=1), paid_on - timedelta(days=1)):
+            world.close_day(account, f"{account}-b2", second_due, day, unpaid="200.00")
+        mark = len(world.events(account))
+        cure = ("account.cured", {"account_id": account, "business_date": paid_on.isoformat()},
+                at_local(paid_on, "11:00"), "accounts")
+        completed = ("plan.completed", {"plan_id": f"{account}-p", "account_id": account,
+                                        "completed_on": paid_on.isoformat()}, at_local(paid_on, "11:00"), "restructuring")
+        for event_type, payload, at, producer in ((cure, completed) if cure_first else (completed, cure)):
+            world.send(event_type, payload, at=at, producer=producer)
+        with transaction(world.engine) as session:
+            case = session.scalar(select(CollectionCase).where(CollectionCase.account_id == account))
+            promises = session.scalars(select(PromiseToPay).where(PromiseToPay.account_id == account)).all()
+            outcome[account] = (
+                (case.status, case.closed_reason, case.closed_on, case.plan_active, case.max_dpd),
+                sorted((pr.status, pr.decided_on) for pr in promises),
+                sorted((e["type"], e.get("reason")) for e in world.events(account)[mark:]),
+            )
+    first, second = outcome["race-cure-first"], outcome["race-plan-first"]
+    assert first == second
+    assert first[0] == ("closed", "restructured", DUE + timedelta(days=32), False, 0)
+    assert first[1] == [("kept", paid_on)]

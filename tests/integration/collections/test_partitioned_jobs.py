@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from services.collections import jobs
+from services.collections.casebook import utc
 from services.collections.handlers import HANDLERS
-from services.collections.models import BUS
+from services.collections.models import BUS, ContactAttempt
 from shared.bus.outbox import Outbox
 from shared.clock import FixedClock, SHANGHAI, at_local
 from shared.job_runner import merge_chain_summaries
@@ -138,3 +139,29 @@ def test_each_share_has_its_own_accounts(databases: Databases, tmp_path: Path) -
                          settings=Settings(data_dir=tmp_path), state={"partition": list(share)})
         read.append(_chain(jobs.collections_daily, ctx)["cases"])
     assert all(read) and sum(read) == len(ACCOUNTS), read
+
+
+def test_the_dispatcher_fans_out_only_when_enough_contacts_are_due(databases: Databases, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dispatch_worth_fanning_out`` counts the contacts due at the run's instant."""
+    setup = bodies(_setup(), at_local(date(2026, 2, 20), "00:10").astimezone(SHANGHAI))
+    engine = COLLECTIONS.prepared(databases, HANDLERS, setup)
+    day = FIRST + timedelta(days=7)  # every bill is due by now: reminders are queued
+    clock = FixedClock(at_local(day, "09:00"))
+
+    def ctx(job: str) -> JobContext:
+        return JobContext(service="collections", job=job, business_date=day, at="09:00", engine=engine,
+                          outbox=Outbox(BUS.outbox), rules=ProductRules(), clock=clock,
+                          settings=Settings(data_dir=tmp_path, sms_file_path=tmp_path / "sms.jsonl"))
+
+    monkeypatch.setattr(jobs, "FAN_OUT_FROM_CONTACTS", 1)
+    assert not jobs.dispatch_worth_fanning_out(ctx("contact-dispatch"))  # nothing queued yet
+    _chain(jobs.collections_daily, ctx("collections-daily"))
+    with engine.connect() as conn:
+        due = conn.scalar(select(func.count()).select_from(ContactAttempt).where(
+            ContactAttempt.channel == "sms", ContactAttempt.status == "queued",
+            ContactAttempt.planned_for <= utc(at_local(day, "09:00"))))
+    assert due >= 2
+    for threshold, fans_out in ((due, True), (due + 1, False)):
+        monkeypatch.setattr(jobs, "FAN_OUT_FROM_CONTACTS", threshold)
+        assert jobs.dispatch_worth_fanning_out(ctx("contact-dispatch")) is fans_out, threshold
