@@ -20,10 +20,10 @@ import redis
 from kombu import Connection, Producer, Queue
 from sqlalchemy import Engine, text
 
+from shared.bus.consumer import unacked_keys
 from shared.bus.relay import bindings_read_once
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
 
-UNACKED_KEY = "baitiao.events.unacked"  # shared/bus/consumer.py, events_transport_options
 # Second look after a quiet one: a message popped by BRPOP is in the unacked hash a few
 # statements later, but the worker thread may wait for its GIL (5 ms switch interval).
 CONFIRM_S = 0.012
@@ -150,6 +150,7 @@ class Quiescence:
         self.client = client
         self.outboxes = outboxes
         self.queues = [events_queue_name(s) for s in services]
+        self.unacked = [unacked_keys(s)["unacked_key"] for s in services]
         self.poll_s = poll_s
         self.check_alive = check_alive
         self.polls = 0
@@ -160,13 +161,12 @@ class Quiescence:
         pipe = self.client.pipeline(transaction=False)
         for queue in self.queues:
             pipe.llen(queue)
-        pipe.hlen(UNACKED_KEY)
-        *lengths, unacked = pipe.execute()
-        for queue, length in zip(self.queues, lengths):
-            if length:
-                return f"{queue}: {length} queued"
-        if unacked:
-            return f"{unacked} unacked"
+        for held in self.unacked:
+            pipe.hlen(held)
+        counts = pipe.execute()
+        for name, count in zip(self.queues + self.unacked, counts):
+            if count:
+                return f"{name}: {count} {'queued' if name in self.queues else 'unacked'}"
         for service, engine in self.outboxes.items():
             with engine.connect() as conn:
                 if conn.execute(text("SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1")).first():

@@ -78,13 +78,18 @@ def strategy_and_templates(rules: CollectionsRules) -> tuple[Strategy, TemplateC
 
 # --- cases ------------------------------------------------------------------------------------
 
-def new_case_rows(opened_on: dict[str, date]) -> list[dict[str, Any]]:
-    """The rows ``ensure_case`` would create for these accounts (open, nothing owed yet), for
-    a set-based ``INSERT .. ON CONFLICT DO NOTHING``: a case another worker opens at the same
-    time is skipped, not an error."""
-    return [{"account_id": account, "status": "open", "opened_on": on, "max_dpd": 0, "overdue_principal_fen": 0,
-             "total_overdue_fen": 0, "plan_active": False, "promise_broken": False, "phone_reported_wrong": False}
-            for account, on in opened_on.items()]
+def open_missing_cases(session: Session, insert: Any, opened_on: dict[str, date]) -> None:
+    """Create the cases ``ensure_case`` would for these accounts (open, nothing owed yet,
+    opened on the date given), in account order, with the dialect's (``insert``)
+    ``INSERT .. ON CONFLICT DO NOTHING``: a case that exists, or that another worker opens
+    at the same time, is skipped, not an error."""
+    if not opened_on:
+        return
+    table = CollectionCase.__table__
+    rows = [{"account_id": account, "status": "open", "opened_on": opened_on[account], "max_dpd": 0,
+             "overdue_principal_fen": 0, "total_overdue_fen": 0, "plan_active": False, "promise_broken": False,
+             "phone_reported_wrong": False} for account in sorted(opened_on)]
+    session.execute(insert(table).on_conflict_do_nothing(index_elements=[table.c.account_id]), rows)
 
 
 def begin_run(items: list[tuple[Any, Any]], one_at_a_time: Callable[[Any, Any], None]) -> tuple[Session, Any] | None:
@@ -109,11 +114,9 @@ def lock_cases(session: Session, insert: Any, opened_on: dict[str, date]) -> dic
     the run), with ``INSERT .. ON CONFLICT DO NOTHING`` (``insert``: the dialect's): a case
     another worker opens at the same time is skipped, then locked with the rest."""
     cases = _select_cases(session, opened_on)
-    missing = sorted(account for account in opened_on if account not in cases)
+    missing = [account for account in opened_on if account not in cases]
     if missing:
-        table = CollectionCase.__table__
-        session.execute(insert(table).on_conflict_do_nothing(index_elements=[table.c.account_id]),
-                        new_case_rows({account: opened_on[account] for account in missing}))
+        open_missing_cases(session, insert, {account: opened_on[account] for account in missing})
         cases.update(_select_cases(session, missing))
     return cases
 

@@ -21,14 +21,13 @@ from typing import Any
 
 from sqlalchemy.exc import StatementError
 
-from services.collections.casebook import new_case_rows
-from services.collections.models import CollectionCase, Customer
+from services.collections.casebook import open_missing_cases
+from services.collections.models import Customer
 from shared.bus.handling import HandlerContext
 from shared.db import expire_loaded, upsert_insert
 from shared.events import payloads as p
 
 CUSTOMERS = Customer.__table__
-CASES = CollectionCase.__table__
 
 
 def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGranted]]) -> None:
@@ -50,8 +49,7 @@ def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGran
         stmt = insert(CUSTOMERS)
         session.execute(stmt.on_conflict_do_update(index_elements=[CUSTOMERS.c.account_id], set_={
             "name": stmt.excluded.name, "phone": stmt.excluded.phone}), list(customers.values()))
-    session.execute(insert(CASES).on_conflict_do_nothing(index_elements=[CASES.c.account_id]),
-                    new_case_rows({account_id: customer["opened_on"] for account_id, customer in customers.items()}))
+    open_missing_cases(session, insert, {account_id: customer["opened_on"] for account_id, customer in customers.items()})
     expire_loaded(session, Customer, customers)  # an earlier handler may hold the old contact data
 
 

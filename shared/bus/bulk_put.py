@@ -10,7 +10,9 @@ shares its worker's interpreter with the event handlers. The outbox rows are alr
 JSON, so :func:`put_batch` writes the same documents itself: the routing is still
 kombu's own (``channel._lookup`` over the exchange's binding table, read once per batch
 by ``relay.bindings_read_once``), each event's document is built once and pushed to every
-queue its type routes to, and the batch goes out in one pipeline.
+queue its type routes to, each copy with a delivery tag of its own (kombu's producer
+gives all copies one tag; a tag shared by two queues' copies is one entry in a shared
+unacked hash), and the batch goes out in one pipeline.
 
 The document is what kombu 5's Redis transport writes for a persistent JSON message at
 the default priority (priority 0 lives on the queue's base list, the one every consumer
@@ -48,7 +50,12 @@ def delivery_tag() -> str:
     return f"{_tag_prefix}.{next(_tag_counter)}"
 
 
-def message_document(body: str, exchange: str, routing_key: str) -> str:
+# Where a copy's own tag goes in a document built once for every queue of its event
+# (nothing else in a document can hold it: the body is base64, the rest fixed names).
+_TAG_SLOT = "<delivery-tag>"
+
+
+def message_document(body: str, exchange: str, routing_key: str, tag: str | None = None) -> str:
     """The JSON document kombu's Redis transport stores for ``body`` (JSON text)."""
     return json.dumps({
         "body": base64.b64encode(body.encode("utf-8")).decode("ascii"),
@@ -60,7 +67,7 @@ def message_document(body: str, exchange: str, routing_key: str) -> str:
             "delivery_info": {"exchange": exchange, "routing_key": routing_key},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": delivery_tag(),
+            "delivery_tag": tag if tag is not None else delivery_tag(),
         },
     })
 
@@ -74,9 +81,9 @@ def put_batch(channel: Any, exchange: str, messages: Iterable[tuple[str, str]]) 
             queues = [q for q in channel._lookup(exchange, routing_key) if q and q != channel.deadletter_queue]
             if not queues:
                 continue
-            document = message_document(body, exchange, routing_key)
-            for queue in queues:
-                pipe.lpush(queue, document)
+            document = message_document(body, exchange, routing_key, tag=_TAG_SLOT)
+            for queue in queues:  # one tag per copy: each queue's copy is acked on its own
+                pipe.lpush(queue, document.replace(_TAG_SLOT, delivery_tag(), 1))
                 pushed += 1
         pipe.execute()
     return pushed

@@ -15,7 +15,13 @@ then become ordinary kombu messages of the consumer's channel:
 
 Being one script, a message is always either in the queue or in the unacked
 hash, never in neither: the crash window between kombu's ``BRPOP`` and its
-``HSET`` does not exist here. Only the base list of the queue is read (kombu
+``HSET`` does not exist here. The entry names the anonymous exchange and the queue
+itself as where a restore goes (kombu's ``[message, exchange, routing key]`` form):
+kombu would otherwise route a restored message by its topic again, to every queue
+bound to it, and hand a copy to services that had already applied theirs (their
+inboxes would drop it, but a sweep after one worker's crash would wake them all).
+What kombu's own ``BRPOP`` delivers (the first message of a quiet queue) keeps
+kombu's form. Only the base list of the queue is read (kombu
 keeps priority 0 there, which is what every producer of the bus sends); any
 message on a priority sub-list still arrives through the ordinary ``BRPOP``.
 """
@@ -29,17 +35,16 @@ from kombu.message import Message
 from kombu.transport.virtual.base import QoS as VirtualQoS
 
 # KEYS: queue list, unacked hash, unacked index; ARGV: how many, the time of delivery.
+# The hash entry restores the message to this queue only (the anonymous exchange, the queue's name).
 _TAKE = """
 local taken = {}
+local back_to = ',"",' .. cjson.encode(KEYS[1]) .. ']'
 for _ = 1, tonumber(ARGV[1]) do
   local item = redis.call('RPOP', KEYS[1])
   if not item then break end
-  local props = cjson.decode(item)['properties']
-  local info = props['delivery_info']
-  local tag = props['delivery_tag']
+  local tag = cjson.decode(item)['properties']['delivery_tag']
   redis.call('ZADD', KEYS[3], ARGV[2], tag)
-  redis.call('HSET', KEYS[2], tag,
-    '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+  redis.call('HSET', KEYS[2], tag, '[' .. item .. back_to)
   taken[#taken + 1] = item
 end
 return taken

@@ -29,26 +29,46 @@ from shared.log import get_logger
 log = get_logger(__name__)
 
 
-def events_transport_options(visibility_timeout: int) -> dict[str, Any]:
-    """Transport options of every events connection.
+def unacked_keys(service: str) -> dict[str, str]:
+    """Where one service's consumers record the messages they hold: kombu's ``unacked``
+    hash, its index by delivery time, and the mutex of its visibility sweep.
 
-    The unacked bookkeeping keys are our own, apart from Celery's: kombu's
-    restore sweep re-queues every entry of its ``unacked`` hash older than the
-    visibility timeout, and Celery's long-running job messages must not be
-    swept by the events' short timeout.
+    One set per service, not one for the bus. An event bound to several services reaches
+    each of their queues as a copy with the same delivery tag (kombu's own producer tags a
+    publish once, whatever number of queues it routes to; so does any outside system that
+    publishes with kombu), and kombu keys the hash by tag. With one hash for the bus, the
+    first service to ack its copy deleted the entry of every other service's copy still
+    being handled: a worker dying then lost that copy for good (nothing left for the sweep
+    to restore), and a watcher counting the hash saw the bus idle while a batch was still
+    being applied. Each service's consumers now sweep only their own service's entries; a
+    service with no worker running has nobody consuming its queue either, and its next
+    worker sweeps what the last one left."""
+    prefix = f"baitiao.events.{service}"
+    return {
+        "unacked_key": f"{prefix}.unacked",
+        "unacked_index_key": f"{prefix}.unacked_index",
+        "unacked_mutex_key": f"{prefix}.unacked_mutex",
+    }
+
+
+def events_transport_options(visibility_timeout: int, service: str) -> dict[str, Any]:
+    """Transport options of a service's events connection.
+
+    The unacked bookkeeping keys are our own (:func:`unacked_keys`), apart from Celery's:
+    kombu's restore sweep re-queues every entry of its ``unacked`` hash older than the
+    visibility timeout, and Celery's long-running job messages must not be swept by the
+    events' short timeout.
 
     kombu sweeps on every Nth poll that found nothing (``unacked_restore_throttle``).
     A consumer closing its batches after a 2 ms idle gap polls empty hundreds of times
     a second, and each sweep is four Redis round trips under a mutex every consumer of
-    the bus contends for, so that count-driven sweep is turned off here (it runs only
+    the service contends for, so that count-driven sweep is turned off here (it runs only
     on the connection's first poll) and :class:`EventConsumer` sweeps on a clock
     instead (``ConsumerConfig.sweep_every_s``).
     """
     return {
         "visibility_timeout": visibility_timeout,
-        "unacked_key": "baitiao.events.unacked",
-        "unacked_index_key": "baitiao.events.unacked_index",
-        "unacked_mutex_key": "baitiao.events.unacked_mutex",
+        **unacked_keys(service),
         "unacked_restore_throttle": KOMBU_SWEEP_NEVER,
     }
 
@@ -63,8 +83,8 @@ def sweep_expired(channel: Any) -> None:
     channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
 
 
-def events_connection(url: str, visibility_timeout: int) -> Connection:
-    return Connection(url, transport_options=events_transport_options(visibility_timeout))
+def events_connection(url: str, visibility_timeout: int, service: str) -> Connection:
+    return Connection(url, transport_options=events_transport_options(visibility_timeout, service))
 
 
 def ack_many(messages: list[Message]) -> None:
@@ -135,7 +155,7 @@ class EventConsumer:
         backoff = self.config.retry_backoff_s
         while not self.stopping.is_set():
             try:
-                with events_connection(self.broker_url, self.config.visibility_timeout) as conn:
+                with events_connection(self.broker_url, self.config.visibility_timeout, self.service) as conn:
                     conn.ensure_connection(max_retries=3)
                     declare_topology(conn)
                     self._consume(conn)

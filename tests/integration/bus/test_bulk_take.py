@@ -10,11 +10,15 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
+from shared.bus.bulk_put import put_batch
 from shared.bus.bulk_take import BulkTake
-from shared.bus.consumer import ack_many, events_transport_options
+from shared.bus.consumer import ack_many, events_transport_options, sweep_expired, unacked_keys
 from tests.support.system import fresh_redis_db
 
 EXCHANGE = Exchange("bulk.test", type="topic", durable=False)
+SERVICE = "bulk-test"
+HELD = unacked_keys(SERVICE)["unacked_key"]
+HELD_INDEX = unacked_keys(SERVICE)["unacked_index_key"]
 
 
 @pytest.fixture()
@@ -44,19 +48,22 @@ def test_takes_in_order_records_unacked_and_acks(broker: str) -> None:
     queue = _queue()
     _publish(broker, queue, 50)
     client = redis.Redis.from_url(broker)
-    with Connection(broker, transport_options=events_transport_options(60)) as conn:
+    with Connection(broker, transport_options=events_transport_options(60, SERVICE)) as conn:
         channel = _channel(conn, queue)
         assert BulkTake.supported(channel)
         taken = BulkTake(channel, queue.name).take(20)
         assert [json.loads(m.body)["n"] for m in taken] == list(range(20))
         assert [m.delivery_info["routing_key"] for m in taken[:3]] == ["event.0", "event.1", "event.2"]
-        unacked = client.hgetall("baitiao.events.unacked")
-        assert len(unacked) == 20 and client.zcard("baitiao.events.unacked_index") == 20
+        unacked = client.hgetall(HELD)
+        assert len(unacked) == 20 and client.zcard(HELD_INDEX) == 20
         stored, exchange, routing_key = json.loads(unacked[taken[5].delivery_tag.encode()])
-        assert (exchange, routing_key) == ("bulk.test", "event.2")  # kombu's own [message, exchange, key] form
+        # kombu's own [message, exchange, routing key] form, naming the queue itself: a
+        # restore goes back to this queue, not to every queue bound to the topic
+        assert (exchange, routing_key) == ("", queue.name)
+        assert stored["properties"]["delivery_info"]["routing_key"] == "event.2"
         assert stored["properties"]["delivery_tag"] == taken[5].delivery_tag
         ack_many(taken)
-        assert client.hlen("baitiao.events.unacked") == 0 and client.zcard("baitiao.events.unacked_index") == 0
+        assert client.hlen(HELD) == 0 and client.zcard(HELD_INDEX) == 0
         assert client.llen(queue.name) == 30
         assert len(BulkTake(channel, queue.name).take(100)) == 30
         assert BulkTake(channel, queue.name).take(10) == []
@@ -67,12 +74,12 @@ def test_taken_but_never_acked_is_restored_by_the_visibility_sweep(broker: str) 
     queue = _queue()
     _publish(broker, queue, 10)
     client = redis.Redis.from_url(broker)
-    dead = Connection(broker, transport_options=events_transport_options(60))
+    dead = Connection(broker, transport_options=events_transport_options(60, SERVICE))
     taken = BulkTake(_channel(dead, queue), queue.name).take(10)
     assert len(taken) == 10 and client.llen(queue.name) == 0
     # The worker is gone (no close, no ack); its deliveries age past the visibility timeout.
-    client.zadd("baitiao.events.unacked_index", {m.delivery_tag: time.time() - 120 for m in taken})
-    with Connection(broker, transport_options=events_transport_options(60)) as conn:
+    client.zadd(HELD_INDEX, {m.delivery_tag: time.time() - 120 for m in taken})
+    with Connection(broker, transport_options=events_transport_options(60, SERVICE)) as conn:
         channel = _channel(conn, queue)
         # The sweep runs under a Redis mutex shared by every consumer of the database (one
         # held by another consumer's sweep makes this one a no-op) and takes the newest
@@ -82,7 +89,7 @@ def test_taken_but_never_acked_is_restored_by_the_visibility_sweep(broker: str) 
         while client.llen(queue.name) < 10 and time.monotonic() < deadline:
             channel.qos.restore_visible(num=1000, interval=1)
             time.sleep(0.05)
-        assert client.llen(queue.name) == 10 and client.hlen("baitiao.events.unacked") == 0
+        assert client.llen(queue.name) == 10 and client.hlen(HELD) == 0
         again = BulkTake(channel, queue.name).take(10)
         assert sorted(json.loads(m.body)["n"] for m in again) == list(range(10))
         assert all(m.delivery_info.get("redelivered") for m in again)
@@ -93,9 +100,52 @@ def test_a_cleanly_closed_channel_requeues_what_it_did_not_ack(broker: str) -> N
     queue = _queue()
     _publish(broker, queue, 5)
     client = redis.Redis.from_url(broker)
-    with Connection(broker, transport_options=events_transport_options(60)) as conn:
+    with Connection(broker, transport_options=events_transport_options(60, SERVICE)) as conn:
         channel = _channel(conn, queue)
         taken = BulkTake(channel, queue.name).take(5)
         ack_many(taken[:2])
         channel.close()
-    assert client.llen(queue.name) == 3 and client.hlen("baitiao.events.unacked") == 0
+    assert client.llen(queue.name) == 3 and client.hlen(HELD) == 0
+
+
+def _relay_one(url: str, routing_key: str, body: dict[str, int]) -> None:
+    with Connection(url) as conn:
+        EXCHANGE(conn.default_channel).declare()  # the relay's topology, declared at its start
+        put_batch(conn.default_channel, EXCHANGE.name, [(routing_key, json.dumps(body))])
+
+
+def _publish_one(url: str, routing_key: str, body: dict[str, int]) -> None:
+    """As an outside system would: kombu's producer tags the publish once, for every queue."""
+    with Connection(url) as conn:
+        Producer(conn.default_channel, exchange=EXCHANGE, serializer="json").publish(body, routing_key=routing_key)
+
+
+@pytest.mark.parametrize("send", [_relay_one, _publish_one], ids=["relayed", "published-by-kombu"])
+def test_each_services_copy_of_one_event_is_held_and_restored_on_its_own(broker: str, send) -> None:  # type: ignore[no-untyped-def]
+    """One event bound to two services' queues. The first service acking its copy must
+    leave the other's copy held while that one is applied (with one unacked hash for the
+    bus, the shared delivery tag made that ack delete both entries: a crash then lost the
+    second copy, and a watcher saw an idle bus mid-batch); the dead worker's copy comes
+    back after the visibility timeout, to its own queue only."""
+    first, second = _queue(), _queue()
+    client = redis.Redis.from_url(broker)
+    alive = Connection(broker, transport_options=events_transport_options(60, "svc-a"))
+    dead = Connection(broker, transport_options=events_transport_options(60, "svc-b"))
+    channel_a, channel_b = _channel(alive, first), _channel(dead, second)
+    send(broker, "event.0", {"n": 7})
+    [copy_a] = BulkTake(channel_a, first.name).take(10)
+    [copy_b] = BulkTake(channel_b, second.name).take(10)
+    ack_many([copy_a])
+    held_b = unacked_keys("svc-b")
+    assert client.hlen(held_b["unacked_key"]) == 1 and client.hlen(unacked_keys("svc-a")["unacked_key"]) == 0
+    # svc-b's worker dies holding its copy; the copy ages past the visibility timeout.
+    client.zadd(held_b["unacked_index_key"], {copy_b.delivery_tag: time.time() - 120})
+    with Connection(broker, transport_options=events_transport_options(60, "svc-b")) as conn:
+        channel = _channel(conn, second)
+        sweep_expired(channel)
+        assert (client.llen(second.name), client.llen(first.name)) == (1, 0)
+        [again] = BulkTake(channel, second.name).take(10)
+        assert json.loads(again.body) == {"n": 7} and again.delivery_info.get("redelivered")
+        ack_many([again])
+    assert client.hlen(held_b["unacked_key"]) == 0
+    alive.release()
