@@ -107,8 +107,8 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         ctx = JobContext(
             service=definition.name, job=spec.name, business_date=day, at=at,
             engine=engine_for(settings.db_url(definition.name)), outbox=Outbox(definition.bus.outbox),
-            rules=settings.rules(), clock=clock, settings=settings, state=copy.deepcopy(state),
-        )
+            rules=settings.rules(), clock=clock, settings=settings, state=state,
+        )  # the slice gets a copy of the state below, once the fan-out has marked it
         shares = chains_to_start(spec, settings.job_partitions, state,
                                  lambda: worth_fanning_out is None or worth_fanning_out(ctx))
         if shares:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -41,6 +41,8 @@ from shared.rules import CollectionsRules
 
 # emit(event_type, payload, aggregate_id): ctx.emit in a handler, the outbox in a job.
 Emit = Callable[[str, p.Payload, str], object]
+# A case as a run reads it: the ORM object, or a Core run's own record of a few columns.
+Case = TypeVar("Case")
 
 
 # --- time ------------------------------------------------------------------------------------
@@ -113,11 +115,19 @@ def lock_cases(session: Session, insert: Any, opened_on: dict[str, date]) -> dic
     ``ensure_case`` would, opened on the date given for the account (its first event's in
     the run), with ``INSERT .. ON CONFLICT DO NOTHING`` (``insert``: the dialect's): a case
     another worker opens at the same time is skipped, then locked with the rest."""
-    cases = _select_cases(session, opened_on)
+    return lock_cases_read_by(_select_cases, session, insert, opened_on)
+
+
+def lock_cases_read_by(read: Callable[[Session, Iterable[str]], dict[str, Case]], session: Session, insert: Any,
+                       opened_on: dict[str, date]) -> dict[str, Case]:
+    """:func:`lock_cases`, the cases read by ``read`` (which locks the cases of the accounts
+    it is given, in pk order: every run locks in that one order), for a Core run that works
+    on a few columns instead of ORM objects."""
+    cases = read(session, opened_on)
     missing = [account for account in opened_on if account not in cases]
     if missing:
         open_missing_cases(session, insert, {account: opened_on[account] for account in missing})
-        cases.update(_select_cases(session, missing))
+        cases.update(read(session, missing))
     return cases
 
 

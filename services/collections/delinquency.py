@@ -24,6 +24,7 @@ so a handler later in the same transaction reads the new state.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from services.collections.casebook import begin_run, open_missing_cases
+from services.collections.casebook import begin_run, lock_cases_read_by
 from services.collections.models import Bill, CollectionCase
 from shared.bus.handling import HandlerContext
 from shared.db import expire_loaded
@@ -190,21 +191,15 @@ def bill_overdue_batch(items: list[tuple[HandlerContext, p.BillOverdue]]) -> Non
 def _lock_cases(session: Session, insert: Any,
                 items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]] | list[tuple[HandlerContext, p.BillOverdue]],
                 ) -> dict[str, _Case]:
-    """The run's cases, locked in pk order (``casebook.lock_cases``'s order: two runs locking
-    the same cases never wait on each other crosswise); the missing ones created as
-    ensure_case would."""
+    """The run's cases, locked in pk order as every run locks them; the missing ones
+    created as ensure_case would, opened on the account's first snapshot's date."""
     first_date: dict[str, date] = {}
     for _, event in items:
         first_date.setdefault(event.account_id, event.business_date)
-    cases = _select_cases(session, list(first_date))
-    missing = [account for account in first_date if account not in cases]
-    if missing:
-        open_missing_cases(session, insert, {account: first_date[account] for account in missing})
-        cases.update(_select_cases(session, missing))
-    return cases
+    return lock_cases_read_by(_select_cases, session, insert, first_date)
 
 
-def _select_cases(session: Session, accounts: list[str]) -> dict[str, _Case]:
+def _select_cases(session: Session, accounts: Iterable[str]) -> dict[str, _Case]:
     query = (select(*(CASES.c[name] for name in _CASE_COLUMNS))
              .where(CASES.c.account_id.in_(sorted(accounts))).order_by(CASES.c.pk).with_for_update())
     return {row.account_id: _Case(**row._mapping) for row in session.execute(query)}
