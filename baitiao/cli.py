@@ -6,6 +6,7 @@ With no ``BAITIAO_BROKER_URL`` set every command uses the embedded default
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -68,6 +69,10 @@ def db_upgrade(service: tuple[str, ...]) -> None:
 @click.option("--loglevel", default="WARNING", show_default=True)
 def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
     """Run one service's worker: its events consumer, outbox relay and job tasks."""
+    # SIGTERM (docker stop) as Celery's cold shutdown with its soft timeout: running slices
+    # get SOFT_SHUTDOWN_SECONDS (shared/job_timing.py), then are requeued at once. Read by
+    # billiard when Celery's worker modules are imported, so before anything imports them.
+    os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     settings = _settings()
     _ensure_broker(settings)
     if settings.embedded:

@@ -20,14 +20,12 @@ from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
 from shared.clock import SystemClock
 from shared.db import dispose_engines, engine_for
+from shared.job_timing import JOBS_VISIBILITY_TIMEOUT, SLICE_SOFT_TIME_LIMIT, SLICE_TIME_LIMIT, SOFT_SHUTDOWN_SECONDS
 from shared.log import get_logger
 from shared.service import ServiceDefinition
 from shared.settings import Settings, get_settings
 
 log = get_logger(__name__)
-
-# Celery job messages: longer than any one chunk task may run (chunks stay well under a minute).
-JOBS_VISIBILITY_TIMEOUT = 900
 
 
 def base_celery_config(broker_url: str) -> dict[str, Any]:
@@ -48,6 +46,11 @@ def base_celery_config(broker_url: str) -> dict[str, Any]:
         "enable_utc": True,
         "worker_hijack_root_logger": False,
         "task_track_started": True,
+        # shared/job_timing.py: a slice's limits, and a stop that lets slices finish first
+        "task_soft_time_limit": SLICE_SOFT_TIME_LIMIT,
+        "task_time_limit": SLICE_TIME_LIMIT,
+        "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_SECONDS,
+        "worker_enable_soft_shutdown_on_idle": True,
     }
 
 
@@ -119,6 +122,11 @@ class EventBusStep(bootsteps.StartStopStep):
             self.threads.append(thread)
         metrics.serve_metrics(settings.metrics_port)
         log.info("event_bus_started", service=definition.name, queue=f"{definition.name}.events")
+
+    def terminate(self, worker: Any) -> None:
+        """A cold shutdown (SIGTERM under ``REMAP_SIGTERM=SIGQUIT``, SIGQUIT) stops the
+        consumer and the relay as a warm one does, so what they hold is put back."""
+        self.stop(worker)
 
     def stop(self, worker: Any) -> None:
         if self.consumer:

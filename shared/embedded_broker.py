@@ -96,5 +96,5 @@ def stop_embedded_broker(settings: Settings) -> bool:
 def broker_url(settings: Settings) -> str:
     """The broker to use: the configured one, or the embedded one (started if needed)."""
     if settings.broker_url:
-        return settings.broker_url
+        return settings.resolved_broker_url()
     return ensure_embedded_broker(settings)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Date, DateTime, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-LEASE_SECONDS = 600
+from shared.job_timing import LEASE_SECONDS
 
 
 class JobRunColumns:

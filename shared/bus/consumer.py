@@ -208,6 +208,18 @@ class EventConsumer:
         finally:
             todo.put(None)
             applier.join(timeout=30)
+            self._ack_committed_on_stop()
+
+    def _ack_committed_on_stop(self) -> None:
+        """On a stop, ack what the last batches committed, so the channel's close puts back
+        only what was never applied (a broken connection acks nothing: the broker restores
+        it all, and the inbox absorbs the redelivery)."""
+        if not self.stopping.is_set():
+            return
+        try:
+            self._settle_finished(block=False)
+        except Exception as exc:  # noqa: BLE001 - the connection is going away anyway
+            log.warning("stop_ack_failed", service=self.service, error=str(exc)[:300])
 
     def _apply_loop(self, todo: "thread_queue.Queue[list[Delivery] | None]") -> None:
         """Apply batches until told to stop; an unexpected error costs one batch, not the thread
