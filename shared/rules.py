@@ -1,6 +1,6 @@
-"""The product rulebook (../shared/RULES.md) as one validated settings object.
+"""The product rulebook (docs/rules.md) as one validated settings object.
 
-Every number of RULES.md is a default here, named as the rulebook names it, and
+Every number of the rulebook is a default here, named as the rulebook names it, and
 can be overridden by a YAML or JSON file (``BAITIAO_RULES_FILE``). Domain code
 receives the section it needs as a plain argument; it never reads settings itself.
 """
@@ -129,7 +129,7 @@ class RestructuringRules(_Section):
 
 
 class ProductRules(_Section):
-    """All of RULES.md. ``ProductRules()`` is the rulebook's defaults."""
+    """The whole rulebook. ``ProductRules()`` is the rulebook's defaults."""
 
     billing: BillingRules = BillingRules()
     overdue: OverdueRules = OverdueRules()

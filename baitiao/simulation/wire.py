@@ -69,11 +69,11 @@ class Publisher:
         """Publish a phase's events in one Redis pipeline, as a gateway flushing its outbox would.
 
         One pipeline, not chunks: the phase's events then reach the queues together, before
-        any consequence of them can. In chunks (500 until session 12), a service's reply to
-        an early chunk (restructuring's ``plan.completed`` to a payment, say) could reach
-        accounts' queue ahead of a later chunk whenever the simulator lost the processor
-        between two writes, and the next phase would see another order. The messages of a
-        phase are in memory either way."""
+        any consequence of them can. Sent in chunks (of 500, say), a service's reply to an
+        early chunk (restructuring's ``plan.completed`` to a payment) could reach accounts'
+        queue ahead of a later chunk whenever the simulator lost the processor between two
+        writes, and the next phase would see another order. The messages of a phase are in
+        memory either way."""
         batch = list(events)
         if not batch:
             return 0
