@@ -10,7 +10,7 @@ batch size, alternately by:
 2. ours: ``OutboxRelay.relay_once`` (the binding table and each event type's route
    read once per batch, the stored payload spliced into the envelope's JSON, kombu's
    message document built once per event and pushed to its queues in one pipeline,
-   ``shared/bus/bulk_put.py``; the rows stamped ``published_at`` in the same transaction).
+   ``shared/bus/kombu_redis.py``; the rows stamped ``published_at`` in the same transaction).
 
 Both do the same database read; the baseline's rows are stamped too, so the two differ
 only in how they publish. Figures are microseconds per event and their ratio; absolute

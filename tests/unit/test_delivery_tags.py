@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from shared.bus.bulk_put import delivery_tag, message_document
+from shared.bus.kombu_redis import delivery_tag, message_document
 
 
 def test_tags_do_not_repeat() -> None:

@@ -10,9 +10,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from shared.bus.bulk_put import put_batch
-from shared.bus.bulk_take import BulkTake
-from shared.bus.consumer import ack_many, events_transport_options, sweep_expired, unacked_keys
+from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, put_batch, sweep_expired, unacked_keys
 from tests.support.system import fresh_redis_db
 
 EXCHANGE = Exchange("bulk.test", type="topic", durable=False)
