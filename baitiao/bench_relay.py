@@ -2,22 +2,18 @@
 
 N outbox rows (half ``repayment.applied``, half ``account.delinquency.updated``: each
 goes to two queues, as in the real topology) are published in rounds of the relay's
-batch size, in turn by:
+batch size, alternately by:
 
 1. the baseline: what a relay written straight on kombu does, each row's envelope
    parsed and handed to ``Producer.publish`` (JSON serializer) in a pipelined
    ``Producer.batch``, kombu routing every message;
-2. kombu batch: ``OutboxRelay`` with everything of ours but the put (the binding table
-   and each event type's route read once per batch, the stored payload spliced into the
-   envelope's JSON), the envelope text handed to kombu 5.7's public ``Producer.batch``
-   and ``Producer.publish``, kombu building and pushing each document;
-3. ours: ``OutboxRelay.relay_once`` as it runs in the workers: the same, but kombu's
-   message document built by hand once per event and pushed to its queues in one
-   pipeline (``shared/bus/kombu_redis.py``, ``put_batch``).
+2. ours: ``OutboxRelay.relay_once`` (the binding table and each event type's route
+   read once per batch, the stored payload spliced into the envelope's JSON and handed
+   to ``Producer.publish`` as it is, in one ``Producer.batch``).
 
-All three do the same database read and stamp the rows ``published_at`` in the same
-transaction, so they differ only in how they publish. Figures are microseconds per event
-and ratios (ours over each other one); absolute numbers on a shared machine are noise.
+Both do the same database read and stamp the rows ``published_at`` in the same
+transaction, so the two differ only in how they publish. Figures are microseconds per
+event and their ratio; absolute numbers on a shared machine are noise.
 """
 from __future__ import annotations
 
@@ -30,9 +26,8 @@ import redis
 from kombu import Connection, Producer
 from sqlalchemy import MetaData, create_engine, select, update
 
-from shared.bus.kombu_redis import bindings_read_once
 from shared.bus.outbox import Outbox, PendingEvent
-from shared.bus.relay import OutboxRelay, envelope_from_row, envelope_json
+from shared.bus.relay import OutboxRelay, envelope_from_row
 from shared.bus.tables import add_bus_tables
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
 from shared.db import transaction
@@ -77,16 +72,6 @@ def _baseline_once(engine: Any, outbox: Any, producer: Producer) -> int:
     return len(rows)
 
 
-class KombuBatchRelay(OutboxRelay):
-    """The relay with kombu's own put: the envelope text published through ``Producer.batch``."""
-
-    def publish(self, producer: Producer, rows: list[Any]) -> None:
-        with bindings_read_once(producer.channel), producer.batch(max_size=len(rows) * 4):
-            for row in rows:
-                producer.publish(envelope_json(row, self.producer_name), routing_key=row.type,
-                                 content_type="application/json", content_encoding="utf-8", delivery_mode=2)
-
-
 def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[str, Any]:
     ensure_database(db_url)
     engine = create_engine(db_url)
@@ -96,15 +81,13 @@ def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[
     metadata.create_all(engine)
     client = redis.Redis.from_url(url)
     queues = [events_queue_name(s) for s in ("collections", "restructuring")]
-    timings: dict[str, list[float]] = {"baseline": [], "kombu_batch": [], "ours": []}
+    timings: dict[str, list[float]] = {"baseline": [], "ours": []}
     with Connection(url) as connection:
         declare_topology(connection)
         producer = Producer(connection.channel(), exchange=EVENTS_EXCHANGE)
         relay = OutboxRelay(engine, table, Connection(url), "bench")
-        kombu_batch = KombuBatchRelay(engine, table, Connection(url), "bench")
         for _ in range(rounds):
             for name, once in (("baseline", lambda: _baseline_once(engine, table, producer)),
-                               ("kombu_batch", lambda: kombu_batch.relay_once(BATCH)),
                                ("ours", lambda: relay.relay_once(BATCH))):
                 with transaction(engine) as session:
                     Outbox(table).emit_many(session, _events(n))
@@ -119,9 +102,8 @@ def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[
                 timings[name].append(elapsed / n * 1e6)
         client.delete(*queues)
     engine.dispose()
-    baseline, batch, ours = (min(timings[k]) for k in ("baseline", "kombu_batch", "ours"))
+    baseline, ours = min(timings["baseline"]), min(timings["ours"])
     return {"events": n, "rounds": rounds, "baseline_us_per_event": round(baseline, 1),
-            "kombu_batch_us_per_event": round(batch, 1), "ours_us_per_event": round(ours, 1),
-            "ratio": round(ours / baseline, 2), "ratio_to_kombu_batch": round(ours / batch, 2),
+            "ours_us_per_event": round(ours, 1), "ratio": round(ours / baseline, 2),
             "events_per_s": {k: round(1e6 / min(vs)) for k, vs in timings.items()},
             "all_us_per_event": {k: [round(v, 1) for v in vs] for k, vs in timings.items()}}

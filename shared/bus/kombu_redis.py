@@ -10,14 +10,12 @@ What the bus leans on, and why:
 - **The message document.** kombu's Redis transport keeps a queue as a list (LPUSH in,
   BRPOP out) of JSON documents: the body base64-encoded, the delivery tag and
   ``delivery_info`` in ``properties``; priority 0 lives on the queue's base list.
-  :func:`put_batch` writes these documents itself for the relay, and :func:`message_body`
-  reads one back for the simulator's observer. ``Producer.publish`` builds each document
-  through its serializer registry and routes every message on its own; measured with
-  ``baitiao bench relay``, the hand-written put is several times faster on the relay's
-  path, and the relay shares its worker's interpreter with the event handlers.
-- **Routing.** ``Channel._lookup`` (kombu's own topic matching) over ``Channel.get_table``
-  (the binding set kept in Redis), and ``Channel.deadletter_queue``:
-  :func:`bindings_read_once` keeps both for one batch; :func:`put_batch` routes with them.
+  :func:`message_body` reads one back for the simulator's observer; :class:`BulkTake`'s
+  script reads a document's delivery tag. Nothing of the bus writes documents itself: the
+  relay publishes through kombu's public ``Producer.batch``.
+- **Routing.** ``Channel._lookup`` (kombu's own topic matching, which the topic exchange's
+  ``deliver`` calls for every message) over ``Channel.get_table`` (the binding set kept in
+  Redis): :func:`bindings_read_once` keeps both for one batch of publishes.
 - **Ack emulation.** ``QoS.unacked_key`` (a hash: delivery tag -> ``[document, exchange,
   routing key]``) and ``QoS.unacked_index_key`` (a sorted set: tag -> delivery time), the
   in-memory half of ``virtual.QoS.append``/``ack``, ``QoS.pipe_or_acquire`` and
@@ -32,13 +30,10 @@ What the bus leans on, and why:
 from __future__ import annotations
 
 import base64
-import itertools
 import json
-import os
 import re
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,50 +64,7 @@ def check_kombu_version(installed: str | None = None) -> None:
             f'versions: pip install -c constraints.txt -e .')
 
 
-# -- the relay's side: message documents and their delivery tags ------------------------
-
-# A delivery tag only has to be unique among the bus's unacked messages: one random
-# prefix per process and a counter give that for a fraction of a uuid4 per message
-# (which reads the system's random source every time). The prefix is drawn again in a
-# forked child (a prefork job process), so parent and child never share a sequence.
-_tag_prefix = uuid.uuid4().hex
-_tag_counter = itertools.count()
-
-
-def _new_tag_sequence() -> None:
-    global _tag_prefix, _tag_counter
-    _tag_prefix, _tag_counter = uuid.uuid4().hex, itertools.count()
-
-
-os.register_at_fork(after_in_child=_new_tag_sequence)
-
-
-def delivery_tag() -> str:
-    return f"{_tag_prefix}.{next(_tag_counter)}"
-
-
-# Where a copy's own tag goes in a document built once for every queue of its event
-# (nothing else in a document can hold it: the body is base64, the rest fixed names).
-_TAG_SLOT = "<delivery-tag>"
-
-
-def message_document(body: str, exchange: str, routing_key: str, tag: str | None = None) -> str:
-    """The JSON document kombu's Redis transport stores for a persistent JSON message
-    (``body`` is the JSON text) at the default priority."""
-    return json.dumps({
-        "body": base64.b64encode(body.encode("utf-8")).decode("ascii"),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {},
-        "properties": {
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": exchange, "routing_key": routing_key},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": tag if tag is not None else delivery_tag(),
-        },
-    })
-
+# -- documents and routing -------------------------------------------------------------
 
 def message_body(document: bytes | str) -> bytes:
     """The body of a document read raw from a queue's list (what a consumer would receive)."""
@@ -121,28 +73,6 @@ def message_body(document: bytes | str) -> bytes:
     if message.get("properties", {}).get("body_encoding") == "base64":
         return base64.b64decode(body)
     return body.encode("utf-8") if isinstance(body, str) else body
-
-
-def put_batch(channel: Any, exchange: str, messages: Iterable[tuple[str, str]]) -> int:
-    """Route and push ``(routing_key, body)`` pairs in one pipeline; returns how many
-    documents were pushed (a message bound to no queue is dropped, as kombu drops it).
-
-    Each event's document is built once and pushed to every queue its type routes to, each
-    copy with a delivery tag of its own (kombu's producer gives all copies one tag). Queues
-    of the bus have no ``x-expires``, so there is no expiry to refresh as kombu does for
-    such queues."""
-    pushed = 0
-    with channel.client.pipeline(transaction=False) as pipe:
-        for routing_key, body in messages:
-            queues = [q for q in channel._lookup(exchange, routing_key) if q and q != channel.deadletter_queue]
-            if not queues:
-                continue
-            document = message_document(body, exchange, routing_key, tag=_TAG_SLOT)
-            for queue in queues:  # one tag per copy: each queue's copy is acked on its own
-                pipe.lpush(queue, document.replace(_TAG_SLOT, delivery_tag(), 1))
-                pushed += 1
-        pipe.execute()
-    return pushed
 
 
 @contextmanager

@@ -12,13 +12,14 @@ republish with the same event_id, never a loss.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import timezone
 from typing import Any
 
 from kombu import Connection, Producer
 from sqlalchemy import BigInteger, Engine, Table, func, literal, select, update
 
-from shared.bus.kombu_redis import bindings_read_once, put_batch
+from shared.bus.kombu_redis import bindings_read_once
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
 from shared.db import is_postgres, transaction
 from shared import metrics
@@ -56,6 +57,21 @@ def _envelope_head(row: Any, producer: str) -> dict[str, Any]:
         "aggregate_id": row.aggregate_id,
         "sequence": row.id,
     }
+
+
+def publish_envelopes(producer: Producer, messages: Iterable[tuple[str, str]]) -> None:
+    """Publish ``(routing key, envelope JSON text)`` pairs in one Redis pipeline with kombu's
+    ``Producer.batch``, each routing key routed once per batch (:func:`bindings_read_once`).
+
+    The text goes out as it is (its content type given, so kombu does not serialize it
+    again). Copies of one message in several queues share kombu's one delivery tag; each
+    service keeps its own unacked hash, so that is safe (``kombu_redis.unacked_keys``)."""
+    messages = list(messages)
+    # A message routed to every queue of the bus is three pushes: no flush before the end.
+    with bindings_read_once(producer.channel), producer.batch(max_size=4 * len(messages) or 1):
+        for routing_key, body in messages:
+            producer.publish(body, routing_key=routing_key, content_type="application/json",
+                             content_encoding="utf-8", delivery_mode=2)
 
 
 class OutboxRelay:
@@ -116,11 +132,8 @@ class OutboxRelay:
         return len(rows)
 
     def publish(self, producer: Producer, rows: list[Any]) -> None:
-        """Put the rows' envelopes on the bus, routed by type: kombu's message documents
-        written in one pipeline (:func:`shared.bus.kombu_redis.put_batch`)."""
-        with bindings_read_once(producer.channel):
-            put_batch(producer.channel, EVENTS_EXCHANGE.name,
-                      ((row.type, envelope_json(row, self.producer_name)) for row in rows))
+        """Put the rows' envelopes on the bus, routed by type, in one Redis pipeline."""
+        publish_envelopes(producer, ((row.type, envelope_json(row, self.producer_name)) for row in rows))
 
     def drain(self, limit: int = 500) -> int:
         """Publish until the outbox is empty (used by jobs run by hand and tests)."""
