@@ -16,6 +16,7 @@ from kombu import Connection
 from shared import metrics
 from shared.bus.consumer import ConsumerConfig, EventConsumer
 from shared.bus.handling import EventApplier
+from shared.bus.kombu_redis import check_kombu_version
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
 from shared.clock import SystemClock
@@ -150,6 +151,7 @@ def _on_pool_child_start(app: Celery) -> Any:
 
 def make_service_app(definition: ServiceDefinition, settings: Settings | None = None) -> Celery:
     """The Celery app of one service (its tasks are registered by the service's worker.py)."""
+    check_kombu_version()
     settings = settings or get_settings()
     app = Celery(f"baitiao.{definition.name}")
     app.conf.update(base_celery_config(settings.resolved_broker_url()))

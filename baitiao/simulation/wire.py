@@ -8,7 +8,6 @@ the next simulated phase never starts while the previous one is still in flight.
 """
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -20,8 +19,7 @@ import redis
 from kombu import Connection, Producer, Queue
 from sqlalchemy import Engine, text
 
-from shared.bus.consumer import unacked_keys
-from shared.bus.relay import bindings_read_once
+from shared.bus.kombu_redis import bindings_read_once, message_body, unacked_keys
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
 
 # Second look after a quiet one: a message popped by BRPOP is in the unacked hash a few
@@ -131,11 +129,7 @@ class Observer:
 
 
 def _decode(item: bytes) -> dict[str, Any]:
-    message = json.loads(item)
-    body = message["body"]
-    if message.get("properties", {}).get("body_encoding") == "base64":
-        body = base64.b64decode(body)
-    return json.loads(body)
+    return json.loads(message_body(item))
 
 
 class QuiescenceTimeout(RuntimeError):

@@ -18,98 +18,18 @@ from typing import Any
 
 from kombu import Connection, Consumer, Queue
 from kombu.message import Message
-from kombu.transport.virtual.base import QoS as VirtualQoS
 
 from shared import metrics
-from shared.bus.bulk_take import BulkTake
 from shared.bus.handling import BatchOutcome, Delivery, EventApplier
+from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, sweep_expired
 from shared.bus.topology import declare_topology, events_queue
 from shared.log import get_logger
 
 log = get_logger(__name__)
 
 
-def unacked_keys(service: str) -> dict[str, str]:
-    """Where one service's consumers record the messages they hold: kombu's ``unacked``
-    hash, its index by delivery time, and the mutex of its visibility sweep.
-
-    One set per service, not one for the bus. An event bound to several services reaches
-    each of their queues as a copy with the same delivery tag (kombu's own producer tags a
-    publish once, whatever number of queues it routes to; so does any outside system that
-    publishes with kombu), and kombu keys the hash by tag. With one hash for the bus, the
-    first service to ack its copy deleted the entry of every other service's copy still
-    being handled: a worker dying then lost that copy for good (nothing left for the sweep
-    to restore), and a watcher counting the hash saw the bus idle while a batch was still
-    being applied. Each service's consumers now sweep only their own service's entries; a
-    service with no worker running has nobody consuming its queue either, and its next
-    worker sweeps what the last one left."""
-    prefix = f"baitiao.events.{service}"
-    return {
-        "unacked_key": f"{prefix}.unacked",
-        "unacked_index_key": f"{prefix}.unacked_index",
-        "unacked_mutex_key": f"{prefix}.unacked_mutex",
-    }
-
-
-def events_transport_options(visibility_timeout: int, service: str) -> dict[str, Any]:
-    """Transport options of a service's events connection.
-
-    The unacked bookkeeping keys are our own (:func:`unacked_keys`), apart from Celery's:
-    kombu's restore sweep re-queues every entry of its ``unacked`` hash older than the
-    visibility timeout, and Celery's long-running job messages must not be swept by the
-    events' short timeout.
-
-    kombu sweeps on every Nth poll that found nothing (``unacked_restore_throttle``).
-    A consumer closing its batches after a 2 ms idle gap polls empty hundreds of times
-    a second, and each sweep is four Redis round trips under a mutex every consumer of
-    the service contends for, so that count-driven sweep is turned off here (it runs only
-    on the connection's first poll) and :class:`EventConsumer` sweeps on a clock
-    instead (``ConsumerConfig.sweep_every_s``).
-    """
-    return {
-        "visibility_timeout": visibility_timeout,
-        **unacked_keys(service),
-        "unacked_restore_throttle": KOMBU_SWEEP_NEVER,
-    }
-
-
-# kombu sweeps when (polls - 1) % throttle == 0: with this throttle, on the first poll only.
-KOMBU_SWEEP_NEVER = 10**12
-
-
-def sweep_expired(channel: Any) -> None:
-    """Put back on their queues the messages delivered more than the visibility timeout
-    ago and never acked (their consumer died): kombu's own sweep, run now."""
-    channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
-
-
 def events_connection(url: str, visibility_timeout: int, service: str) -> Connection:
     return Connection(url, transport_options=events_transport_options(visibility_timeout, service))
-
-
-def ack_many(messages: list[Message]) -> None:
-    """Ack a committed batch in one Redis round trip instead of one per message.
-
-    kombu's Redis QoS acks a message by removing its tag from two keys in a
-    pipeline; we put all tags of the batch in a single pipeline, then do what
-    ``Message.ack`` does for the in-memory state. This leans on kombu's Redis
-    QoS internals (``pipe_or_acquire``/``_remove_from_indices``, stable since
-    kombu 4); any other transport falls back to one ``ack()`` per message.
-    """
-    if not messages:
-        return
-    qos = messages[0].channel.qos
-    if not (hasattr(qos, "pipe_or_acquire") and hasattr(qos, "_remove_from_indices")):
-        for message in messages:
-            message.ack()
-        return
-    with qos.pipe_or_acquire() as pipe:
-        for message in messages:
-            qos._remove_from_indices(message.delivery_tag, pipe)
-        pipe.execute()
-    for message in messages:
-        VirtualQoS.ack(qos, message.delivery_tag)
-        message._state = "ACK"
 
 
 @dataclass

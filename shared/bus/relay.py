@@ -12,15 +12,14 @@ republish with the same event_id, never a loss.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import timezone
 from typing import Any
 
 from kombu import Connection, Producer
 from sqlalchemy import BigInteger, Engine, Table, func, literal, select, update
 
-from shared.bus.bulk_put import put_batch
+from shared.bus.kombu_redis import bindings_read_once
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
 from shared.db import is_postgres, transaction
 from shared import metrics
@@ -60,38 +59,19 @@ def _envelope_head(row: Any, producer: str) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def bindings_read_once(channel: Any) -> Iterator[None]:
-    """Read the exchange's binding table, and route each event type, once per relayed batch
-    instead of once per message.
+def publish_envelopes(producer: Producer, messages: Iterable[tuple[str, str]]) -> None:
+    """Publish ``(routing key, envelope JSON text)`` pairs in one Redis pipeline with kombu's
+    ``Producer.batch``, each routing key routed once per batch (:func:`bindings_read_once`).
 
-    kombu's Redis transport routes every message by reading the binding set from Redis (one
-    round trip) and matching the routing key against every binding's pattern (some thirty
-    regular expressions here). With the table and each routing key's queues kept for the
-    batch, a batch of 500 events costs one read of the table and one routing per event
-    type. A queue bound while a batch is being relayed gets the messages of the next batch
-    on, as it would had it been bound a few milliseconds later.
-    """
-    original_table, original_lookup = channel.get_table, channel._lookup
-    tables: dict[str, Any] = {}
-    routes: dict[tuple[str, str], list[str]] = {}
-
-    def get_table(exchange: str) -> Any:
-        if exchange not in tables:
-            tables[exchange] = original_table(exchange)
-        return tables[exchange]
-
-    def lookup(exchange: str, routing_key: str, default: Any = None) -> list[str]:
-        key = (exchange, routing_key)
-        if key not in routes:
-            routes[key] = list(original_lookup(exchange, routing_key, default))
-        return routes[key]
-
-    channel.get_table, channel._lookup = get_table, lookup
-    try:
-        yield
-    finally:
-        del channel.get_table, channel._lookup
+    The text goes out as it is (its content type given, so kombu does not serialize it
+    again). Copies of one message in several queues share kombu's one delivery tag; each
+    service keeps its own unacked hash, so that is safe (``kombu_redis.unacked_keys``)."""
+    messages = list(messages)
+    # A message routed to every queue of the bus is three pushes: no flush before the end.
+    with bindings_read_once(producer.channel), producer.batch(max_size=4 * len(messages) or 1):
+        for routing_key, body in messages:
+            producer.publish(body, routing_key=routing_key, content_type="application/json",
+                             content_encoding="utf-8", delivery_mode=2)
 
 
 class OutboxRelay:
@@ -142,9 +122,7 @@ class OutboxRelay:
             rows = session.execute(query).all()
             if not rows:
                 return 0
-            with bindings_read_once(producer.channel):
-                put_batch(producer.channel, EVENTS_EXCHANGE.name,
-                          ((row.type, envelope_json(row, self.producer_name)) for row in rows))
+            self.publish(producer, rows)
             session.execute(
                 update(self.outbox)
                 .where(self.outbox.c.id.in_([row.id for row in rows]))
@@ -152,6 +130,10 @@ class OutboxRelay:
             )
         metrics.OUTBOX_PUBLISHED.labels(self.producer_name).inc(len(rows))
         return len(rows)
+
+    def publish(self, producer: Producer, rows: list[Any]) -> None:
+        """Put the rows' envelopes on the bus, routed by type, in one Redis pipeline."""
+        publish_envelopes(producer, ((row.type, envelope_json(row, self.producer_name)) for row in rows))
 
     def drain(self, limit: int = 500) -> int:
         """Publish until the outbox is empty (used by jobs run by hand and tests)."""

@@ -10,9 +10,8 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from shared.bus.bulk_put import put_batch
-from shared.bus.bulk_take import BulkTake
-from shared.bus.consumer import ack_many, events_transport_options, sweep_expired, unacked_keys
+from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, sweep_expired, unacked_keys
+from shared.bus.relay import publish_envelopes
 from tests.support.system import fresh_redis_db
 
 EXCHANGE = Exchange("bulk.test", type="topic", durable=False)
@@ -111,7 +110,7 @@ def test_a_cleanly_closed_channel_requeues_what_it_did_not_ack(broker: str) -> N
 def _relay_one(url: str, routing_key: str, body: dict[str, int]) -> None:
     with Connection(url) as conn:
         EXCHANGE(conn.default_channel).declare()  # the relay's topology, declared at its start
-        put_batch(conn.default_channel, EXCHANGE.name, [(routing_key, json.dumps(body))])
+        publish_envelopes(Producer(conn.default_channel, exchange=EXCHANGE), [(routing_key, json.dumps(body))])
 
 
 def _publish_one(url: str, routing_key: str, body: dict[str, int]) -> None:

@@ -23,7 +23,7 @@ from shared.bus.tables import add_bus_tables
 from shared.bus.topology import declare_topology, events_queue
 from shared.db import transaction
 from shared.events.envelope import read_event
-from tests.support.system import scratch_database
+from tests.support.system import fresh_redis_db, scratch_database
 
 pytestmark = pytest.mark.integration
 metadata = MetaData()
@@ -39,8 +39,7 @@ def engine() -> Iterator[Any]:
 
 @pytest.fixture()
 def broker(quiet_redis_db: int) -> Iterator[str]:
-    url = f"redis://127.0.0.1:6379/{quiet_redis_db}"
-    redis.Redis.from_url(url).flushdb()
+    url = fresh_redis_db(quiet_redis_db)
     with Connection(url) as connection:
         declare_topology(connection)
     yield url
