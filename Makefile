@@ -2,7 +2,7 @@
 .PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections migrate
 
 install:
-	pip install -e ".[dev]"
+	pip install -c constraints.txt -e ".[dev]"
 
 run:
 	baitiao simulate

@@ -40,3 +40,25 @@ def test_every_secret_comes_from_the_environment_and_is_documented() -> None:
     assert used <= documented, used - documented
     literal_secrets = re.findall(r"^\s*[A-Z_]*PASSWORD:\s*(?!\$\{)\S+", text, re.MULTILINE)
     assert literal_secrets == [] and "change-me" not in text
+
+
+def test_every_app_service_stops_within_the_grace_its_soft_shutdown_needs() -> None:
+    from shared.job_timing import SOFT_SHUTDOWN_SECONDS, STOP_GRACE_SECONDS
+    from tests.deployment.compose import load_project, seconds
+    from tests.deployment.test_compose_stack import user_environment
+
+    project = load_project(user_environment())
+    for service in project.services.values():
+        if service.builds_app:
+            assert service.stop_grace_s == STOP_GRACE_SECONDS > SOFT_SHUTDOWN_SECONDS, service.name
+            assert service.environment.get("REMAP_SIGTERM") == "SIGQUIT", service.name
+    assert seconds("1m30s", 0) == 90 and seconds("500ms", 0) == 0.5
+
+
+def test_redis_has_a_memory_limit_and_never_evicts() -> None:
+    from tests.deployment.compose import load_project
+    from tests.deployment.test_compose_stack import user_environment
+
+    command = load_project(user_environment()).services["redis"].command
+    assert command[command.index("--maxmemory") + 1] == "1gb"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
