@@ -194,11 +194,15 @@ class LadderState:
 
     @property
     def event_level(self) -> int:
-        """The ``level`` of account.restrictions.changed: 4 once closed, at least 1
-        while a plan is active, else the own level."""
+        """The ``level`` of account.restrictions.changed, the account's *effective* level:
+        4 once closed, at least 1 while a plan is active or while a linked account of the
+        same identity suspends its borrowing, else the own level. An app reading only
+        ``level`` must never show an account as unrestricted while its purchases are
+        declined; ``measures`` says why."""
         if self.closed:
             return LEVEL_CLOSED
-        return max(self.level, LEVEL_SUSPENDED if self.plan_active else LEVEL_NONE)
+        suspended = self.plan_active or bool(linked_effect(self.linked_level))
+        return max(self.level, LEVEL_SUSPENDED if suspended else LEVEL_NONE)
 
 
 @dataclass(frozen=True)

@@ -143,11 +143,15 @@ def test_linked_accounts_frozen_and_released(accounts: ServiceDriver) -> None:
     changed = [e["payload"] for e in accounts.emitted("account.restrictions.changed")
                if e["payload"]["account_id"] == "acc-sibling"]
     assert changed[-1]["cause"] == "linked_account" and "linked_borrowing_suspended" in changed[-1]["measures"]
+    assert changed[-1]["level"] == 1  # the effective level: its purchases are declined
     declined = accounts.send("purchase.requested", purchase("acc-sibling", "10.00", "2026-04-10T12:00:00+08:00"))
     assert accounts.emitted("purchase.declined")[-1]["payload"]["reason"] == "linked_account_restricted"
 
     accounts.send("repayment.received", repayment("acc-main", "2000.00", "2026-04-10T13:00:00+08:00"))
     assert account_of(accounts, "acc-sibling").linked_level == 0
+    released = [e["payload"] for e in accounts.emitted("account.restrictions.changed")
+                if e["payload"]["account_id"] == "acc-sibling"][-1]
+    assert released["level"] == 0 and released["measures"] == []
     assert accounts.emitted("account.cured")[-1]["payload"]["account_id"] == "acc-main"
     accounts.send("purchase.requested", purchase("acc-sibling", "10.00", "2026-04-10T14:00:00+08:00"))
     assert accounts.emitted("purchase.approved")[-1]["payload"]["account_id"] == "acc-sibling"

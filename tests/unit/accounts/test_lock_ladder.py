@@ -149,3 +149,13 @@ def test_linked_accounts_are_suspended_then_frozen_and_released() -> None:
     assert frozen.measures == (LINKED_BORROWING_SUSPENDED, LINKED_AVAILABLE_FROZEN)
     released = step(frozen.state, 0, T, linked_level=0)
     assert released.measures == () and not released.cured
+
+
+def test_a_linked_suspension_is_an_effective_level_of_at_least_one() -> None:
+    """An app reading only ``level`` must not show as unrestricted an account whose
+    purchases are all declined because of its twin."""
+    suspended = step(LadderState(), 0, T, linked_level=3)
+    assert suspended.state.level == 0 and suspended.state.event_level == 1
+    assert step(suspended.state, 0, T, linked_level=4).state.event_level == 1
+    assert step(LadderState(), 40, T, linked_level=3).state.event_level == 3
+    assert step(suspended.state, 0, T, linked_level=0).state.event_level == 0
