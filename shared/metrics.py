@@ -59,7 +59,8 @@ def _build() -> dict[str, Any]:
         "DEAD_LETTERS": Counter("baitiao_dead_letters_total", "Messages sent to the dead letters", ["service"]),
         "BATCH_SECONDS": Histogram("baitiao_event_batch_seconds", "Time to apply one batch of events",
                                    ["service"]),
-        "JOB_SECONDS": Histogram("baitiao_job_seconds", "Scheduled job duration (one slice)", ["job"],
+        # "job_name", not "job": Prometheus gives every scraped series its scrape job's "job" label.
+        "JOB_SECONDS": Histogram("baitiao_job_seconds", "Scheduled job duration (one slice)", ["job_name"],
                                  buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600)),
         "OUTBOX_PUBLISHED": Counter("baitiao_outbox_published_total", "Outbox rows published", ["service"]),
         # Only the worker process writes it, and its directory starts empty: "max" is the last beat.

@@ -180,10 +180,10 @@ class ServiceGauges:
                              s.outbox_lag_s)
         yield from self._one("baitiao_dead_letters_pending", "Dead letters not replayed", s.dead_letters)
         finished = gauge("baitiao_job_last_success_timestamp_seconds", "When the job last finished a run (Unix time)",
-                         ["job"])
+                         ["job_name"])
         business = gauge("baitiao_job_last_success_business_date_seconds",
                          "The latest business date the job finished, as 00:00 Asia/Shanghai of that date (Unix time)",
-                         ["job"])
+                         ["job_name"])
         for job, (day, finished_at) in sorted(s.jobs.items()):
             business.add_metric([self.service, job], at_local(day).timestamp())
             if finished_at is not None:

@@ -35,22 +35,22 @@ def prefork(redis_db: int, databases: Databases, tmp_path_factory: pytest.TempPa
 
 def test_a_job_run_in_a_pool_process_shows_on_the_workers_metrics(prefork: ObservedWorkers) -> None:
     before = samples(prefork.metrics("restructuring"), "baitiao_job_seconds_count")
-    assert (("job", "plan-monitor"),) not in before
+    assert (("job_name", "plan-monitor"),) not in before
 
     for day in ("2026-03-01", "2026-03-02"):
         done = run_cli(["jobs", "run", "plan-monitor", "--date", day, "--timeout", "120"], prefork.env, timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr
 
     text = prefork.metrics("restructuring")
-    assert samples(text, "baitiao_job_seconds_count")[(("job", "plan-monitor"),)] == 2
-    assert samples(text, "baitiao_job_seconds_sum")[(("job", "plan-monitor"),)] > 0
+    assert samples(text, "baitiao_job_seconds_count")[(("job_name", "plan-monitor"),)] == 2
+    assert samples(text, "baitiao_job_seconds_sum")[(("job_name", "plan-monitor"),)] > 0
     # Recorded by a process other than the worker's own: the pool's job process wrote its file.
     worker_pid = prefork.procs["restructuring"].pid
     files = [p.name for p in private_directory("restructuring", prefork.ports["restructuring"]).glob("*.db")]
     assert any(name.startswith("histogram_") and name != f"histogram_{worker_pid}.db" for name in files), files
     # And the scrape-time gauges of the same endpoint see the job's run row.
     business = samples(text, "baitiao_job_last_success_business_date_seconds")
-    assert business[(("job", "plan-monitor"), ("service", "restructuring"))] > 0
+    assert business[(("job_name", "plan-monitor"), ("service", "restructuring"))] > 0
 
 
 def test_the_worker_restart_empties_its_metrics_directory(prefork: ObservedWorkers) -> None:
@@ -60,7 +60,7 @@ def test_the_worker_restart_empties_its_metrics_directory(prefork: ObservedWorke
     prefork.start("restructuring")
     text = prefork.wait_serving("restructuring")
     assert not (directory / "counter_999999999.db").exists()
-    assert (("job", "plan-monitor"),) not in samples(text, "baitiao_job_seconds_count")
+    assert (("job_name", "plan-monitor"),) not in samples(text, "baitiao_job_seconds_count")
 
 
 def test_no_worker_module_imports_prometheus_client_before_the_worker_chose_its_directory() -> None:
