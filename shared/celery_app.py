@@ -125,7 +125,8 @@ class EventBusStep(bootsteps.StartStopStep):
             thread = threading.Thread(target=target, name=f"{definition.name}-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
-        metrics.serve_metrics(settings.metrics_port, ServiceGauges.of(definition, engine, url))
+        if settings.metrics_port:
+            metrics.serve_metrics(settings.metrics_port, ServiceGauges.of(definition, engine, url))
         log.info("event_bus_started", service=definition.name, queue=f"{definition.name}.events")
 
     def stop(self, worker: Any) -> None:
