@@ -14,6 +14,7 @@ from celery import Celery, bootsteps, signals
 from kombu import Connection
 
 from shared import metrics
+from shared.bus import faults
 from shared.bus.consumer import ConsumerConfig, EventConsumer
 from shared.bus.handling import EventApplier
 from shared.bus.kombu_redis import check_kombu_version
@@ -24,6 +25,7 @@ from shared.db import dispose_engines, engine_for
 from shared.job_timing import JOBS_VISIBILITY_TIMEOUT, SLICE_SOFT_TIME_LIMIT, SLICE_TIME_LIMIT, SOFT_SHUTDOWN_SECONDS
 from shared.log import get_logger
 from shared.service import ServiceDefinition
+from shared.service_gauges import ServiceGauges
 from shared.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -51,7 +53,10 @@ def base_celery_config(broker_url: str) -> dict[str, Any]:
         "task_soft_time_limit": SLICE_SOFT_TIME_LIMIT,
         "task_time_limit": SLICE_TIME_LIMIT,
         "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_SECONDS,
-        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_enable_soft_shutdown_on_idle": False,  # idle: stop at once
+        # Task events (received, started, succeeded...) so that Flower and `celery events` show the jobs.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
     }
 
 
@@ -66,7 +71,10 @@ class RelayLoop:
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        heartbeat = metrics.Heartbeat(self.service, metrics.RELAY_LOOP)
         while not self.stopping.is_set():
+            heartbeat.beat()
+            faults.maybe_stall("relay", self.stopping)
             try:
                 sent = self.relay.relay_once()
             except Exception as exc:  # noqa: BLE001 - broker or database down: retry soon
@@ -121,7 +129,8 @@ class EventBusStep(bootsteps.StartStopStep):
             thread = threading.Thread(target=target, name=f"{definition.name}-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
-        metrics.serve_metrics(settings.metrics_port)
+        if settings.metrics_port:
+            metrics.serve_metrics(settings.metrics_port, ServiceGauges.of(definition, engine, url))
         log.info("event_bus_started", service=definition.name, queue=f"{definition.name}.events")
 
     def terminate(self, worker: Any) -> None:
@@ -149,6 +158,18 @@ def _on_pool_child_start(app: Celery) -> Any:
     return start
 
 
+def _on_worker_init(app: Celery) -> Any:
+    """Before the pool forks its job processes: a worker serving /metrics gives all its
+    processes one private metrics directory (shared/metrics.py, multiprocess mode)."""
+
+    def init(sender: Any = None, **_: Any) -> None:
+        port = app.baitiao_settings.metrics_port  # type: ignore[attr-defined]
+        if port and getattr(sender, "app", None) is app:
+            metrics.use_private_directory(app.baitiao_service.name, port)  # type: ignore[attr-defined]
+
+    return init
+
+
 def make_service_app(definition: ServiceDefinition, settings: Settings | None = None) -> Celery:
     """The Celery app of one service (its tasks are registered by the service's worker.py)."""
     check_kombu_version()
@@ -160,4 +181,5 @@ def make_service_app(definition: ServiceDefinition, settings: Settings | None = 
     app.baitiao_settings = settings  # type: ignore[attr-defined]
     app.steps["worker"].add(EventBusStep)
     signals.worker_process_init.connect(_on_pool_child_start(app), weak=False)  # weak=False keeps it alive
+    signals.worker_init.connect(_on_worker_init(app), weak=False)
     return app

@@ -24,3 +24,7 @@ GROUPS.append(account)
 from baitiao.commands.simulate import simulate  # noqa: E402
 
 GROUPS.append(simulate)
+
+from baitiao.commands.health import health  # noqa: E402
+
+GROUPS.append(health)

@@ -20,6 +20,7 @@ from kombu import Connection, Consumer, Queue
 from kombu.message import Message
 
 from shared import metrics
+from shared.bus import faults
 from shared.bus.handling import BatchOutcome, Delivery, EventApplier
 from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, sweep_expired
 from shared.bus.topology import declare_topology, events_queue
@@ -65,6 +66,7 @@ class EventConsumer:
         self._done: thread_queue.Queue[tuple[Any, Delivery] | None] = thread_queue.Queue()
         # Called after every commit: the worker wakes its outbox relay with it.
         self.on_committed: Callable[[], None] = lambda: None
+        self._heartbeat = metrics.Heartbeat(service, metrics.CONSUMER_LOOP)
 
     # -- lifecycle ---------------------------------------------------------------------
     def stop(self) -> None:
@@ -74,6 +76,7 @@ class EventConsumer:
         """Consume until stopped; reconnects with backoff when the broker goes away."""
         backoff = self.config.retry_backoff_s
         while not self.stopping.is_set():
+            self._heartbeat.beat()
             try:
                 with events_connection(self.broker_url, self.config.visibility_timeout, self.service) as conn:
                     conn.ensure_connection(max_retries=3)
@@ -86,8 +89,14 @@ class EventConsumer:
                 self._pending.clear()
                 self._retry.clear()
                 self._done = thread_queue.Queue()
-                self.stopping.wait(backoff)
+                self._wait_beating(backoff)
                 backoff = min(backoff * 2, self.config.retry_backoff_max_s)
+
+    def _wait_beating(self, seconds: float) -> None:
+        """Wait out a reconnect backoff (up to half a minute), still reporting this loop alive."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self.stopping.wait(min(left, 1.0)):
+            self._heartbeat.beat()
 
     # -- the loop ----------------------------------------------------------------------
     def _on_message(self, message: Message) -> None:
@@ -114,6 +123,8 @@ class EventConsumer:
         try:
             with consumer:
                 while not self.stopping.is_set():
+                    self._heartbeat.beat()
+                    faults.maybe_stall("consumer", self.stopping)
                     if time.monotonic() >= next_sweep:
                         sweep_expired(channel)
                         next_sweep = time.monotonic() + self.config.sweep_every_s

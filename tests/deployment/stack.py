@@ -268,8 +268,8 @@ class Stack:
         argv = check.argv()
         if service.name == "redis":
             argv = [a.replace(f"-p {REDIS_CONTAINER_PORT}", f"-p {self.redis_port}") for a in argv]
-        if argv and argv[0] == "baitiao":
-            argv = [str(self.bin_dir / "baitiao"), *argv[1:]]
+        if argv and argv[0] in ("baitiao", "python"):  # the image's own, first on its PATH
+            argv = [str(self.bin_dir / argv[0]), *argv[1:]]
         # Compose's timing, shortened tenfold: an interval of 15 s is polled every 1.5 s.
         interval = max(0.5, check.interval_s / 10)
         deadline = time.monotonic() + check.start_period_s + check.interval_s * (check.retries + 1)
