@@ -90,10 +90,10 @@ def test_the_public_contract_end_to_end_and_no_dead_letter(stack: Stack) -> None
         out.wait_for("purchase.approved", mine, timeout=60)
 
         statements = _cli(stack, "jobs", "run", "statements", "--date", "2026-03-01", "--timeout", "180")
-        assert statements["status"] == "ok"
+        assert statements["business_date"] == "2026-03-01"
         bill = out.wait_for("bill.issued", mine, timeout=60)[0]["payload"]
         close = _cli(stack, "jobs", "run", "daily-close", "--date", "2026-03-12", "--timeout", "180")
-        assert close["status"] == "ok"
+        assert close["business_date"] == "2026-03-12"
         out.wait_for("bill.overdue", mine, timeout=60)
 
         out.publish("repayment.received", repayment(account, bill["amount"], "2026-03-12T18:00:00+08:00"), account)
