@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.rules import ProductRules, load_rules
 
+class ConfigurationError(ValueError):
+    """The environment describes no runnable deployment."""
+
+
 ServiceName = Literal["accounts", "collections", "restructuring"]
 SERVICES: tuple[ServiceName, ...] = ("accounts", "collections", "restructuring")
 

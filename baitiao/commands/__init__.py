@@ -24,3 +24,11 @@ GROUPS.append(account)
 from baitiao.commands.simulate import simulate  # noqa: E402
 
 GROUPS.append(simulate)
+
+from baitiao.commands.dead_letters import dlq  # noqa: E402
+
+GROUPS.append(dlq)
+
+from baitiao.commands.status import status  # noqa: E402
+
+GROUPS.append(status)
