@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from shared.bus.topology import jobs_queue_name
@@ -43,7 +44,10 @@ def run_job_and_wait(app: Celery, task: str, service: str, business_date: str, a
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"{task} for {business_date} did not finish within {timeout}s")
-        summary = pending.pop(0).get(timeout=remaining, propagate=True, interval=0.05)
+        try:
+            summary = pending.pop(0).get(timeout=remaining, propagate=True, interval=0.05)
+        except CeleryTimeout:
+            raise TimeoutError(f"{task} for {business_date} did not finish within {timeout:g}s") from None
         slices += 1
         nxt = summary.pop("continued_as", None) if isinstance(summary, dict) else None
         if not nxt:
