@@ -74,12 +74,14 @@ def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
 
     settings = _settings()
     settings.rules()  # a bad rules file fails here, in one line, not inside the worker's start
-    engine_for(settings.db_url(service))  # type: ignore[arg-type]  # so does a bad database URL
+    engine = engine_for(settings.db_url(service))  # type: ignore[arg-type]  # so does a bad database URL
     with broker_for_command(settings):  # an embedded broker it started lives as long as it does
         if settings.embedded:
             from shared.migrations import upgrade
 
             upgrade(registry.definition(service), settings.db_url(service))  # type: ignore[arg-type]
+        with engine.connect():
+            pass  # and so does a database that does not answer
         app = registry.celery_app(service)
         app.worker_main([
             "worker", "-Q", f"{service}.jobs", "-n", f"{service}@%h", "--pool", pool,

@@ -43,6 +43,13 @@ def simulate(accounts: int, days: int, seed: int, out_dir: Path, start_date: dat
     from baitiao.simulation.report import build_report, write_report
     from baitiao.simulation.summary import print_summary
 
+    from shared.embedded_broker import embedded_broker_running
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    if use_running_workers and settings.embedded and not embedded_broker_running(settings):
+        raise click.ClickException("--use-running-workers: the embedded broker is not running, so no worker is; "
+                                   "start the workers first (BAITIAO_CLOCK=event)")
     console = Console(stderr=True)
     config = SimulationConfig(accounts=accounts, days=days, seed=seed, out_dir=out_dir,
                               start_date=start_date, mix=Mix.load(mix_file),

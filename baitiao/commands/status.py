@@ -31,6 +31,7 @@ from baitiao.commands.errors import explain, one_line
 from shared.bus.consumer import unacked_keys
 from shared.bus.dead_letters import count_open_letters
 from shared.bus.topology import events_queue_name, jobs_queue_name
+from shared.clock import SHANGHAI
 from shared.db import transaction
 from shared.settings import SERVICES, ServiceName, Settings, get_settings
 
@@ -142,7 +143,7 @@ def _outbox_lag(engine: Engine, service: ServiceName, now: datetime) -> dict[str
         oldest = session.scalar(select(outbox.c.occurred_at).where(waiting).order_by(outbox.c.id).limit(1))
     if oldest is None:
         return {"outbox_unpublished": count, "outbox_oldest_at": None, "outbox_oldest_age_s": None}
-    oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=timezone.utc)
+    oldest = _aware(oldest)
     return {"outbox_unpublished": count, "outbox_oldest_at": oldest.isoformat(),
             "outbox_oldest_age_s": round((now - oldest).total_seconds(), 1)}
 
@@ -163,9 +164,14 @@ def _last_runs(engine: Engine, service: ServiceName) -> list[dict[str, Any]]:
             jobs.append({"job": spec.name, "last_business_date": None, "status": "never run"})
             continue
         jobs.append({"job": spec.name, "last_business_date": row.business_date.isoformat(), "status": row.status,
-                     "started_at": row.started_at.isoformat() if row.started_at else None,
-                     "finished_at": row.finished_at.isoformat() if row.finished_at else None})
+                     "started_at": _aware(row.started_at).isoformat() if row.started_at else None,
+                     "finished_at": _aware(row.finished_at).isoformat() if row.finished_at else None})
     return jobs
+
+
+def _aware(instant: datetime) -> datetime:
+    """SQLite keeps no offset: the services write Asia/Shanghai instants (shared/clock.py)."""
+    return instant if instant.tzinfo else instant.replace(tzinfo=SHANGHAI)
 
 
 def _print(report: dict[str, Any]) -> None:
@@ -190,12 +196,17 @@ def _print(report: dict[str, Any]) -> None:
     if not rows:
         return
     runs = Table(title="Last job runs")
-    for column in ("service", "job", "business date", "status", "started", "finished"):
-        runs.add_column(column)
-    for service, job in rows:
-        runs.add_row(service, job["job"], job["last_business_date"] or "-", job["status"],
-                     (job.get("started_at") or "-")[:19], (job.get("finished_at") or "-")[:19])
+    for column in ("job", "business date", "status", "finished (Asia/Shanghai)"):
+        runs.add_column(column, no_wrap=True)
+    for _service, job in rows:
+        runs.add_row(job["job"], job["last_business_date"] or "-", job["status"], _minute(job.get("finished_at")))
     console.print(runs)
+
+
+def _minute(instant: str | None) -> str:
+    if not instant:
+        return "-"
+    return datetime.fromisoformat(instant).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
 def _n(value: int | None) -> str:

@@ -125,8 +125,8 @@ def masked_view(letter: DeadLetter) -> dict[str, Any]:
         body: Any = json.loads(letter.body)
     except ValueError:
         body = letter.body
-    view = {**letter.__dict__, "state": letter.state, "body": mask_tree(body)}
-    return mask_tree(view)
+    return {**letter.__dict__, "state": letter.state, "body": mask_tree(body), "reason": mask_tree(letter.reason),
+            "discard_reason": mask_tree(letter.discard_reason)}  # ids and times stay as stored
 
 
 def mask_tree(value: Any) -> Any:

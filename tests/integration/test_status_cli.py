@@ -107,3 +107,28 @@ def test_an_unreachable_broker_is_reported_and_fails(pg) -> None:
     report = json.loads(result.stdout)
     assert report["broker"]["state"] == "unreachable"
     assert next(s for s in report["services"] if s["service"] == "accounts")["dead_letters_open"] is not None
+
+
+def test_status_on_the_embedded_default_with_its_broker_stopped(tmp_path) -> None:
+    """SQLite files and no broker running: the databases are read, the broker is left off,
+    and an outbox row written a minute ago (SQLite keeps no offset) is a minute old."""
+    from shared.clock import SystemClock
+    from tests.support.cli import free_port, listening
+
+    port = free_port()
+    env = cli_env(BAITIAO_DATA_DIR=str(tmp_path / "data"), BAITIAO_EMBEDDED_BROKER_PORT=str(port))
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'restructuring.db'}")
+    with engine.begin() as conn:
+        conn.execute(insert(registry.definition("restructuring").bus.outbox).values(
+            event_id="e1", type="plan.activated", aggregate_id="p", payload="{}",
+            occurred_at=SystemClock().now() - timedelta(seconds=60)))
+    engine.dispose()
+    result = run_cli("status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["broker"]["state"] == "not running" and not listening(port)
+    restructuring = next(s for s in report["services"] if s["service"] == "restructuring")
+    assert restructuring["outbox_unpublished"] == 1
+    assert 50 <= restructuring["outbox_oldest_age_s"] < 300
+    assert restructuring["events_queued"] is None and restructuring["database"] == "ok"

@@ -59,6 +59,8 @@ def listening(port: int) -> bool:
 
 def stop_redis_on(port: int) -> None:
     """Shut down a Redis a test left running (the test's own cleanup)."""
+    if not listening(port):
+        return
     try:
         redis.Redis(port=port, socket_connect_timeout=0.5).shutdown(nosave=True)
     except redis.RedisError:
