@@ -3,8 +3,10 @@
 With no ``BAITIAO_BROKER_URL`` set every command uses the embedded default
 (SQLite files and an embedded Redis under ``.baitiao/``). The embedded Redis is started
 only by the commands that send or consume messages (worker, beat, dlq replay, the
-benchmarks; ``broker start`` on purpose), and a command that started it stops it when it
-ends; ``jobs run`` and ``status`` never start it. Every failure is one line on stderr
+benchmarks), and never left behind: a short command that started it stops it when it
+ends, workers and the beat keep it while they run and the last of them to stop ends it,
+``broker start`` keeps it until ``broker stop`` (shared/embedded_broker.py). ``jobs run``
+and ``status`` never start it. Every failure is one line on stderr
 (baitiao/commands/errors.py).
 """
 from __future__ import annotations
@@ -75,7 +77,7 @@ def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
     settings = _settings()
     settings.rules()  # a bad rules file fails here, in one line, not inside the worker's start
     engine = engine_for(settings.db_url(service))  # type: ignore[arg-type]  # so does a bad database URL
-    with broker_for_command(settings):  # an embedded broker it started lives as long as it does
+    with broker_for_command(settings, lifetime=True):  # the embedded broker lives at least as long as it does
         if settings.embedded:
             from shared.migrations import upgrade
 
@@ -97,7 +99,7 @@ def beat(loglevel: str) -> None:
     from shared.embedded_broker import broker_for_command
 
     settings = _settings()
-    with broker_for_command(settings) as url:
+    with broker_for_command(settings, lifetime=True) as url:
         app = make_beat_app(url, settings.beat_lock_timeout)
         app.start(["beat", "--loglevel", loglevel])
 
@@ -109,10 +111,13 @@ def broker() -> None:
 
 @broker.command("start")
 def broker_start() -> None:
-    """Start the embedded broker and leave it running (stop it with `broker stop`)."""
-    from shared.embedded_broker import broker_url
+    """Start the embedded broker and keep it running until `broker stop` (workers leave it be)."""
+    from shared.embedded_broker import keep_embedded_broker
 
-    click.echo(broker_url(_settings()))
+    settings = _settings()
+    if not settings.embedded:
+        raise click.ClickException("BAITIAO_BROKER_URL is set: there is no embedded broker to start")
+    click.echo(keep_embedded_broker(settings))
 
 
 @broker.command("stop")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,6 +96,7 @@ def start_embedded_broker(settings: Settings) -> bool:
             ours = _server_pid(port) == server.pid
             if ours:
                 _servers[port] = server
+                _keep_marker(settings).unlink(missing_ok=True)  # a fresh server: nobody asked to keep it yet
             return ours
         time.sleep(0.05)  # a server that lost the race to bind exits; the winner answers soon
     raise EmbeddedBrokerError(f"embedded broker did not start on 127.0.0.1:{port}; see {data_dir / 'broker.log'}")
@@ -108,21 +110,66 @@ def _server_pid(port: int) -> int | None:
 
 
 def other_clients(settings: Settings) -> int:
-    """Connections to the embedded Redis besides the one asking (0 when it is down)."""
+    """Connections to the embedded Redis from other processes (0 when it is down).
+
+    A process's own connections (Celery's pools, the bus threads: they linger after a
+    worker stops) are told apart by their local port, read from ``/proc`` (Linux). Where
+    that cannot be read every connection but the asking one counts as another's."""
     try:
         client = redis.Redis(host="127.0.0.1", port=settings.embedded_broker_port, socket_connect_timeout=0.5)
-        return max(len(client.client_list()) - 1, 0)
+        me = client.client_id()
+        clients = [c for c in client.client_list() if int(c.get("id", -1)) != me]
     except redis.RedisError:
         return 0
+    own = _own_local_ports()
+    return sum(1 for c in clients if _port_of(str(c.get("addr", ""))) not in own)
+
+
+def _port_of(addr: str) -> int | None:
+    host, _, port = addr.rpartition(":")
+    return int(port) if host and port.isdigit() else None
+
+
+def _own_local_ports() -> set[int]:
+    """The local TCP ports of this process's sockets (empty where /proc is not Linux's)."""
+    try:
+        inodes = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        ports = set()
+        for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+            if not os.path.exists(table):
+                continue
+            with open(table, encoding="ascii") as lines:
+                next(lines, None)
+                for line in lines:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[9] in inodes:
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        return ports
+    except OSError:
+        return set()
 
 
 @contextmanager
-def broker_for_command(settings: Settings) -> Iterator[str]:
+def broker_for_command(settings: Settings, lifetime: bool = False) -> Iterator[str]:
     """The broker URL while a command runs: the configured one, or the embedded one.
 
-    An embedded broker that this command started is shut down when the block ends, so a
-    command never leaves a Redis behind; one that was already running is left alone
-    (its starter stops it). Only the process that started the broker stops it.
+    The embedded broker is never left behind by the commands that use it:
+
+    - a short command (``lifetime`` False: dlq replay, the benchmarks) stops it at the
+      end if it started it, unless another process has connected meanwhile;
+    - a worker or the beat (``lifetime`` True) keeps it for as long as it runs, and at
+      its exit stops it if no other process is connected any more, whoever started it:
+      the last worker out turns the light off, so stopping the first of three workers
+      does not pull the broker from under the other two;
+    - one started by ``baitiao broker start`` (:func:`keep_embedded_broker`) is stopped
+      only by ``baitiao broker stop``.
     """
     if settings.broker_url:
         yield settings.broker_url
@@ -131,8 +178,28 @@ def broker_for_command(settings: Settings) -> Iterator[str]:
     try:
         yield settings.resolved_broker_url()
     finally:
-        if started:
-            stop_embedded_broker(settings)
+        if (started or lifetime) and not _kept(settings) and embedded_broker_running(settings):
+            others = other_clients(settings)
+            if not others:
+                stop_embedded_broker(settings)
+            elif started:
+                print(f"embedded broker left running on 127.0.0.1:{settings.embedded_broker_port} for "
+                      f"{others} other connection(s); the last worker to stop ends it", file=sys.stderr)
+
+
+def keep_embedded_broker(settings: Settings) -> str:
+    """Start the embedded broker to be kept until ``baitiao broker stop``; its URL."""
+    url = ensure_embedded_broker(settings)
+    _keep_marker(settings).write_text("kept until `baitiao broker stop`\n", encoding="utf-8")
+    return url
+
+
+def _keep_marker(settings: Settings) -> Path:
+    return settings.data_dir / "broker.kept"
+
+
+def _kept(settings: Settings) -> bool:
+    return _keep_marker(settings).exists()
 
 
 def stop_embedded_broker(settings: Settings) -> bool:
@@ -151,10 +218,9 @@ def stop_embedded_broker(settings: Settings) -> bool:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    pidfile = settings.data_dir / "broker.pid"
-    if pidfile.exists():
+    for leftover in (settings.data_dir / "broker.pid", _keep_marker(settings)):
         try:
-            os.unlink(pidfile)
+            leftover.unlink(missing_ok=True)
         except OSError:
             pass
     return True

@@ -127,3 +127,68 @@ def test_a_worker_keeps_the_broker_it_started_while_it_runs_and_stops_it_on_exit
         time.sleep(0.2)
     assert not listening(port), "the worker left the broker it started running"
     assert (data / "accounts.db").exists()
+
+
+def _worker(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "baitiao.cli", "worker", service], env=env, cwd=ROOT,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_started(log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if log.exists() and "event_bus_started" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.3)
+    pytest.fail(f"worker never started: {log.read_text(errors='replace')[-2000:]}")
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        os.kill(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+def _gone(port: int) -> bool:
+    deadline = time.monotonic() + 10
+    while listening(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not listening(port)
+
+
+def test_the_last_worker_to_stop_ends_the_broker_the_first_one_started(embedded, tmp_path) -> None:
+    env, _data, port = embedded
+    first = _worker("accounts", env, tmp_path / "accounts.log")
+    second = None
+    try:
+        _wait_started(tmp_path / "accounts.log")
+        second = _worker("collections", env, tmp_path / "collections.log")
+        _wait_started(tmp_path / "collections.log")
+        _stop(first)
+        assert listening(port), "the first worker pulled the broker from under the second"
+        assert "left running" in (tmp_path / "accounts.log").read_text(errors="replace")
+        _stop(second)
+        assert _gone(port), "the last worker left the broker running"
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                _stop(worker)
+
+
+def test_a_broker_started_on_purpose_outlives_the_workers(embedded, tmp_path) -> None:
+    env, _data, port = embedded
+    started = run_cli("broker", "start", env=env)
+    assert started.returncode == 0, started.stderr
+    worker = _worker("restructuring", env, tmp_path / "restructuring.log")
+    try:
+        _wait_started(tmp_path / "restructuring.log")
+    finally:
+        _stop(worker)
+    assert listening(port), "a worker stopped a broker kept by `broker start`"
+    stopped = run_cli("broker", "stop", env=env)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert _gone(port)
