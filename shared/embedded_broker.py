@@ -6,6 +6,11 @@ visibility timeout, topic bindings). So instead of a different transport we run
 the same Redis, packaged by pip, under ``BAITIAO_DATA_DIR``: AOF on (nothing
 lost across restarts), ``noeviction`` (an evicted binding key breaks routing),
 bound to 127.0.0.1 only.
+
+Who stops it (:func:`broker_for_command`): the commands that need a broker start it on
+demand, and none leaves it behind. A short command stops the one it started; workers and
+the beat keep it while they run, and the last of them to exit stops it; ``baitiao broker
+start`` keeps it until ``baitiao broker stop``. Reading commands never start it.
 """
 from __future__ import annotations
 
