@@ -35,9 +35,15 @@ def _echo_json(data: Any) -> None:
 @click.group(cls=OperatorGroup)
 def main() -> None:
     """Post-lending system of a consumer credit line (accounts, collections, restructuring)."""
+    import logging
+
     from shared.log import configure_logging
+    from shared.settings import ConfigurationError
 
     settings = _settings()
+    if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
+        raise ConfigurationError(f"BAITIAO_LOG_LEVEL={settings.log_level} is not a log level "
+                                 "(DEBUG, INFO, WARNING, ERROR)")
     configure_logging(settings.log_level, settings.log_json)
 
 

@@ -136,7 +136,8 @@ def _lookup(exc: LookupError) -> str:
 def _malformed_file(exc: Exception) -> str:
     rules = os.environ.get("BAITIAO_RULES_FILE")
     which = f"the rules file {rules}" if rules else "a YAML/JSON file"
-    return f"{which} is malformed: {one_line(str(exc))}"
+    detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{which} is malformed: {one_line(detail)}"
 
 
 def _explainers() -> list[tuple[type[BaseException] | tuple[type[BaseException], ...], Any]]:

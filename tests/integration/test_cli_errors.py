@@ -156,3 +156,15 @@ def test_an_unexpected_failure_is_one_line_with_the_debug_hint(monkeypatch) -> N
     assert "RuntimeError: the disk caught fire" in line and "BAITIAO_DEBUG=1" in line
     debug = CliRunner().invoke(main, ["jobs", "list"], env={"BAITIAO_DEBUG": "1"})
     assert isinstance(debug.exception, RuntimeError)
+
+
+def test_a_rules_file_that_is_not_yaml(env, tmp_path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("overdue: [\n", encoding="utf-8")
+    result = run_cli("plan", "offers", "acc-1", env={**env, "BAITIAO_RULES_FILE": str(rules)})
+    assert_one_line_error(result, contains=f"the rules file {rules} is malformed", code=1)
+
+
+def test_a_log_level_that_is_none(env) -> None:
+    assert_one_line_error(run_cli("jobs", "list", env={**env, "BAITIAO_LOG_LEVEL": "loud"}),
+                          contains="BAITIAO_LOG_LEVEL=loud", code=1)
