@@ -137,7 +137,7 @@ def broker_stop() -> None:
 # --- jobs -----------------------------------------------------------------------------------
 
 # How long ``jobs run`` waits for the workers to say which queues they consume.
-WORKER_CHECK_S = 2.0
+WORKER_CHECK_S = 3.0
 
 
 @main.group()

@@ -93,5 +93,9 @@ def test_a_running_worker_is_found_by_its_queue(job) -> None:
     app, _fn, _url = job
     assert workers_serving(app, "accounts.jobs", timeout=1.0) == []
     with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
-        assert len(workers_serving(app, "accounts.jobs", timeout=2.0)) == 1
+        found: list[str] = []
+        deadline = time.monotonic() + 15  # a worker answers once its consumer is up
+        while not found and time.monotonic() < deadline:
+            found = workers_serving(app, "accounts.jobs", timeout=2.0)
+        assert len(found) == 1, found
         assert workers_serving(app, "collections.jobs", timeout=1.0) == []
