@@ -1,18 +1,27 @@
 """``baitiao``: start workers and beat, run jobs, migrate, inspect and replay dead letters.
 
 With no ``BAITIAO_BROKER_URL`` set every command uses the embedded default
-(SQLite files and an embedded Redis under ``.baitiao/``), started on demand.
+(SQLite files and an embedded Redis under ``.baitiao/``). The embedded Redis is started
+only by the commands that send or consume messages (worker, beat, dlq replay, the
+benchmarks), and never left behind: a short command that started it stops it when it
+ends, workers and the beat keep it while they run and the last of them to stop ends it,
+``broker start`` keeps it until ``broker stop`` (shared/embedded_broker.py). ``jobs run``
+and ``status`` never start it. Every failure is one line on stderr
+(baitiao/commands/errors.py).
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+from datetime import date
 from typing import Any
 
 import click
 
 from baitiao import registry
+from baitiao.commands.errors import OperatorGroup, one_line
+from baitiao.commands.values import BUSINESS_DATE, LOCAL_TIME
 from shared.settings import SERVICES, Settings, get_settings
 
 
@@ -20,22 +29,22 @@ def _settings() -> Settings:
     return get_settings()
 
 
-def _ensure_broker(settings: Settings) -> str:
-    from shared.embedded_broker import broker_url
-
-    return broker_url(settings)
-
-
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
-@click.group()
+@click.group(cls=OperatorGroup)
 def main() -> None:
     """Post-lending system of a consumer credit line (accounts, collections, restructuring)."""
+    import logging
+
     from shared.log import configure_logging
+    from shared.settings import ConfigurationError
 
     settings = _settings()
+    if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
+        raise ConfigurationError(f"BAITIAO_LOG_LEVEL={settings.log_level} is not a log level "
+                                 "(DEBUG, INFO, WARNING, ERROR)")
     configure_logging(settings.log_level, settings.log_json)
 
 
@@ -62,7 +71,7 @@ def db_upgrade(service: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("service", type=click.Choice(SERVICES))
-@click.option("--concurrency", default=2, show_default=True, help="Job threads (or processes with --pool prefork).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True, help="Job threads (or processes with --pool prefork).")
 @click.option("--pool", type=click.Choice(["threads", "prefork"]), default="threads", show_default=True,
               help="prefork: jobs in their own processes, so a partitioned job's chains use every core "
                    "(PostgreSQL; see BAITIAO_JOB_PARTITIONS).")
@@ -73,17 +82,24 @@ def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
     # get SOFT_SHUTDOWN_SECONDS (shared/job_timing.py), then are requeued at once. Read by
     # billiard when Celery's worker modules are imported, so before anything imports them.
     os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
-    settings = _settings()
-    _ensure_broker(settings)
-    if settings.embedded:
-        from shared.migrations import upgrade
+    from shared.db import engine_for
+    from shared.embedded_broker import broker_for_command
 
-        upgrade(registry.definition(service), settings.db_url(service))  # type: ignore[arg-type]
-    app = registry.celery_app(service)
-    app.worker_main([
-        "worker", "-Q", f"{service}.jobs", "-n", f"{service}@%h", "--pool", pool,
-        "--concurrency", str(concurrency), "--loglevel", loglevel, "--without-gossip", "--without-mingle",
-    ])
+    settings = _settings()
+    settings.rules()  # a bad rules file fails here, in one line, not inside the worker's start
+    engine = engine_for(settings.db_url(service))  # type: ignore[arg-type]  # so does a bad database URL
+    with broker_for_command(settings, lifetime=True):  # the embedded broker lives at least as long as it does
+        if settings.embedded:
+            from shared.migrations import upgrade
+
+            upgrade(registry.definition(service), settings.db_url(service))  # type: ignore[arg-type]
+        with engine.connect():
+            pass  # and so does a database that does not answer
+        app = registry.celery_app(service)
+        app.worker_main([
+            "worker", "-Q", f"{service}.jobs", "-n", f"{service}@%h", "--pool", pool,
+            "--concurrency", str(concurrency), "--loglevel", loglevel, "--without-gossip", "--without-mingle",
+        ])
 
 
 @main.command()
@@ -91,11 +107,12 @@ def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
 def beat(loglevel: str) -> None:
     """Run the beat: the Jobs table of EVENTS.md (a second beat waits on the lock)."""
     from shared.beat import make_beat_app
+    from shared.embedded_broker import broker_for_command
 
     settings = _settings()
-    url = _ensure_broker(settings)
-    app = make_beat_app(url, settings.beat_lock_timeout)
-    app.start(["beat", "--loglevel", loglevel])
+    with broker_for_command(settings, lifetime=True) as url:
+        app = make_beat_app(url, settings.beat_lock_timeout)
+        app.start(["beat", "--loglevel", loglevel])
 
 
 @main.group()
@@ -105,17 +122,28 @@ def broker() -> None:
 
 @broker.command("start")
 def broker_start() -> None:
-    click.echo(_ensure_broker(_settings()))
+    """Start the embedded broker and keep it running until `broker stop` (workers leave it be)."""
+    from shared.embedded_broker import keep_embedded_broker
+
+    settings = _settings()
+    if not settings.embedded:
+        raise click.ClickException("BAITIAO_BROKER_URL is set: there is no embedded broker to start")
+    click.echo(keep_embedded_broker(settings))
 
 
 @broker.command("stop")
 def broker_stop() -> None:
+    """Shut the embedded broker down (its AOF written first)."""
     from shared.embedded_broker import stop_embedded_broker
 
     click.echo("stopped" if stop_embedded_broker(_settings()) else "not running")
 
 
 # --- jobs -----------------------------------------------------------------------------------
+
+# How long ``jobs run`` waits for the workers to say which queues they consume.
+WORKER_CHECK_S = 3.0
+
 
 @main.group()
 def jobs() -> None:
@@ -130,79 +158,50 @@ def jobs_list() -> None:
 
 @jobs.command("run")
 @click.argument("name")
-@click.option("--date", "business_date", required=True, help="Business date YYYY-MM-DD (Asia/Shanghai).")
-@click.option("--at", "at", default=None, help="Local time HH:MM the job runs as (contact-dispatch).")
-@click.option("--timeout", default=1800, show_default=True, help="Seconds to wait for the job.")
-def jobs_run(name: str, business_date: str, at: str | None, timeout: int) -> None:
-    """Send a job through its service's worker and queue, wait, print a JSON summary."""
-    from shared.job_runner import run_job_and_wait
+@click.option("--date", "business_date", type=BUSINESS_DATE, required=True,
+              help="Business date YYYY-MM-DD (Asia/Shanghai).")
+@click.option("--at", "at", type=LOCAL_TIME, default=None, help="Local time HH:MM the job runs as (contact-dispatch).")
+@click.option("--timeout", type=click.IntRange(min=1), default=1800, show_default=True,
+              help="Seconds to wait for the job; a job no worker has started by then never runs.")
+def jobs_run(name: str, business_date: date, at: str | None, timeout: int) -> None:
+    """Send a job through its service's worker and queue, wait, print a JSON summary.
+
+    Refused at once (exit code 1, nothing sent) when no worker consumes the job's queue."""
+    from shared.bus.topology import jobs_queue_name
+    from shared.embedded_broker import embedded_broker_running
+    from shared.job_runner import run_job_and_wait, workers_serving
 
     try:
         service, spec = registry.all_jobs()[name]
     except KeyError:
         raise click.UsageError(f"unknown job {name!r}; known: {', '.join(registry.all_jobs())}") from None
-    _ensure_broker(_settings())
+    settings = _settings()
+    queue = jobs_queue_name(service)
+    if settings.embedded and not embedded_broker_running(settings):
+        raise click.ClickException(f"no worker serves {queue}: the embedded broker is not running "
+                                   f"(start `baitiao worker {service}`); nothing sent")
+    app = registry.celery_app(service)
+    _check_broker(settings.resolved_broker_url())
+    if not workers_serving(app, queue, WORKER_CHECK_S):
+        raise click.ClickException(f"no worker serves {queue} (none answered within {WORKER_CHECK_S:g} s; "
+                                   f"start `baitiao worker {service}`); nothing sent")
+    day = business_date.isoformat()
     try:
-        summary = run_job_and_wait(registry.celery_app(service), spec.task, service, business_date, at, timeout)
-    except Exception as exc:  # noqa: BLE001 - print why and exit non-zero
-        _echo_json({"job": name, "business_date": business_date, "status": "failed", "error": str(exc)})
+        summary = run_job_and_wait(app, spec.task, service, day, at, timeout, expires=timeout)
+    except Exception as exc:  # noqa: BLE001 - the job's outcome: JSON on stdout, one line on stderr
+        error = one_line(str(exc)) or type(exc).__name__
+        _echo_json({"job": name, "business_date": day, "status": "failed", "error": error})
+        click.echo(f"Error: {name} for {day} failed: {error}", err=True)
         sys.exit(1)
     _echo_json({"status": "ok", **summary})
 
 
-# --- dead letters --------------------------------------------------------------------------
-
-@main.group()
-def dlq() -> None:
-    """Dead letters: messages that could not be applied, with why."""
-
-
-@dlq.command("list")
-@click.option("--service", type=click.Choice(SERVICES), multiple=True)
-@click.option("--all", "include_replayed", is_flag=True, help="Include replayed letters.")
-@click.option("--json", "as_json", is_flag=True)
-def dlq_list(service: tuple[str, ...], include_replayed: bool, as_json: bool) -> None:
-    from shared.bus.dead_letters import list_dead_letters
-    from shared.db import engine_for
-
-    settings = _settings()
-    rows = []
-    for name in service or SERVICES:
-        definition = registry.definition(name)
-        engine = engine_for(settings.db_url(name))  # type: ignore[arg-type]
-        for letter in list_dead_letters(engine, definition.bus.dead_letters, include_replayed):
-            rows.append({**letter.__dict__, "id": f"{name}:{letter.id}", "service": name})
-    if as_json:
-        _echo_json(rows)
-        return
-    if not rows:
-        click.echo("no dead letters")
-    for row in rows:
-        click.echo(f"{row['id']:18} {str(row['created_at'])[:19]}  {row['type'] or '-':28} {row['reason'][:90]}")
-
-
-@dlq.command("replay")
-@click.argument("letter_id")
-def dlq_replay(letter_id: str) -> None:
-    """Publish a dead letter (ID as SERVICE:N from `dlq list`) to its queue again."""
+def _check_broker(url: str) -> None:
+    """Fail in seconds (kombu's OperationalError) rather than retry for minutes."""
     from kombu import Connection
 
-    from shared.bus.dead_letters import replay_dead_letter
-    from shared.clock import SystemClock
-    from shared.db import engine_for
-
-    try:
-        name, number = letter_id.split(":", 1)
-        definition = registry.definition(name)
-        letter_no = int(number)
-    except (ValueError, KeyError):
-        raise click.UsageError("ID is SERVICE:N, as `baitiao dlq list` shows it") from None
-    settings = _settings()
-    url = _ensure_broker(settings)
-    with Connection(url) as conn:
-        letter = replay_dead_letter(engine_for(settings.db_url(name)), definition.bus.dead_letters,  # type: ignore[arg-type]
-                                    letter_no, conn, SystemClock().now())
-    click.echo(f"replayed {letter_id} to {letter.queue}")
+    with Connection(url, connect_timeout=3) as connection:
+        connection.ensure_connection(max_retries=1)
 
 
 def _register_subcommands() -> None:

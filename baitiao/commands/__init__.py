@@ -28,3 +28,11 @@ GROUPS.append(simulate)
 from baitiao.commands.health import health  # noqa: E402
 
 GROUPS.append(health)
+
+from baitiao.commands.dead_letters import dlq  # noqa: E402
+
+GROUPS.append(dlq)
+
+from baitiao.commands.status import status  # noqa: E402
+
+GROUPS.append(status)

@@ -14,16 +14,17 @@ def bench() -> None:
 
 
 @bench.command("bus")
-@click.option("-n", "count", default=20000, show_default=True, help="Events to push through.")
-@click.option("--batch-size", default=200, show_default=True)
-@click.option("--paced", default=2000, show_default=True, help="Events in the latency phase.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=20000, show_default=True, help="Events to push through.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--paced", type=click.IntRange(min=1), default=2000, show_default=True, help="Events in the latency phase.")
 @click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_bus", show_default=True)
 def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
     """Our batched consumer (with its database work) beside raw kombu on the same Redis."""
     from baitiao.bench_bus import run_bus_benchmark
-    from shared.embedded_broker import broker_url
+    from shared.embedded_broker import broker_for_command
 
-    result = run_bus_benchmark(broker_url(get_settings()), db_url, count, batch_size, paced)
+    with broker_for_command(get_settings()) as url:
+        result = run_bus_benchmark(url, db_url, count, batch_size, paced)
     click.echo(json.dumps(result, indent=2))
     click.echo(f"ours {result['ours_per_s']}/s vs raw kombu {result['raw_kombu_per_s']}/s: "
                f"ratio {result['ratio']} (target >= 0.8); p50 {result['latency_p50_ms']} ms, "
@@ -31,24 +32,25 @@ def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
 
 
 @bench.command("relay")
-@click.option("-n", "count", default=20000, show_default=True, help="Outbox rows per round.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=20000, show_default=True, help="Outbox rows per round.")
 @click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_relay",
               show_default=True, help="A PostgreSQL database the benchmark may drop and recreate.")
 def bench_relay(count: int, db_url: str) -> None:
     """The outbox relay vs plain kombu publishing of the same rows (microseconds per event)."""
     from baitiao.bench_relay import run_relay_benchmark
-    from shared.embedded_broker import broker_url
+    from shared.embedded_broker import broker_for_command
 
-    result = run_relay_benchmark(broker_url(get_settings()), db_url, count)
+    with broker_for_command(get_settings()) as url:
+        result = run_relay_benchmark(url, db_url, count)
     click.echo(json.dumps(result, indent=2))
     click.echo(f"relay: {result['ours_us_per_event']} us/event vs plain kombu {result['baseline_us_per_event']} "
                f"us/event: ratio {result['ratio']}")
 
 
 @bench.command("close")
-@click.option("--accounts", default=1_000_000, show_default=True)
-@click.option("--overdue", "overdue_share", default=0.10, show_default=True, help="Share of accounts overdue.")
-@click.option("--orm-sample", default=3000, show_default=True, help="Bills in the per-bill ORM sample.")
+@click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("--overdue", "overdue_share", type=click.FloatRange(0, 1), default=0.10, show_default=True, help="Share of accounts overdue.")
+@click.option("--orm-sample", type=click.IntRange(min=1), default=3000, show_default=True, help="Bills in the per-bill ORM sample.")
 @click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_close",
               show_default=True, help="A PostgreSQL database the benchmark may drop and recreate.")
 def bench_close(accounts: int, overdue_share: float, orm_sample: int, db_url: str) -> None:
@@ -63,8 +65,8 @@ def bench_close(accounts: int, overdue_share: float, orm_sample: int, db_url: st
 
 
 @bench.command("consumers")
-@click.option("-n", "count", default=5000, show_default=True, help="Accounts (events per night).")
-@click.option("--batch-size", default=200, show_default=True)
+@click.option("-n", "count", type=click.IntRange(min=1), default=5000, show_default=True, help="Accounts (events per night).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=200, show_default=True)
 def bench_consumers(count: int, batch_size: int) -> None:
     """Collections' and restructuring's real handlers absorbing a night of delinquency snapshots."""
     from baitiao.bench_consumers import run_consumers_benchmark

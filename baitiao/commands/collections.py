@@ -14,6 +14,7 @@ import click
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from baitiao.commands.values import BUSINESS_DATE
 from services.collections.domain import (
     CaseEnd,
     PromiseState,
@@ -50,13 +51,6 @@ def _engine() -> Engine:
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-
-
-def _day(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
 
 
 @click.group()
@@ -224,14 +218,13 @@ def kpi_report(session: Session, start: date, end: date) -> dict[str, Any]:
 
 
 @collections.command("kpis")
-@click.option("--from", "start", required=True, help="First business date YYYY-MM-DD.")
-@click.option("--to", "end", required=True, help="Last business date YYYY-MM-DD.")
+@click.option("--from", "first", type=BUSINESS_DATE, required=True, help="First business date YYYY-MM-DD.")
+@click.option("--to", "last", type=BUSINESS_DATE, required=True, help="Last business date YYYY-MM-DD.")
 @click.option("--json", "as_json", is_flag=True)
-def kpis(start: str, end: str, as_json: bool) -> None:
+def kpis(first: date, last: date, as_json: bool) -> None:
     """Contacts by channel and outcome, cure rate by stage, roll rates, promise-kept rate."""
-    first, last = _day(start), _day(end)
     if last < first:
-        raise click.BadParameter("--to is before --from")
+        raise click.BadParameter("--to is before --from", param_hint="--to")
     with Session(_engine()) as session:
         report = kpi_report(session, first, last)
     if as_json:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from baitiao.commands.values import AMOUNT, BUSINESS_DATE
 from services.restructuring import store
 from services.restructuring.models import Plan
 from shared.clock import business_date, default_clock
@@ -25,8 +26,8 @@ from shared.money import from_fen, wire
 from shared.settings import get_settings
 
 
-def _day(value: str | None) -> date:
-    return date.fromisoformat(value) if value else business_date(default_clock.now())
+def _day(value: date | None) -> date:
+    return value or business_date(default_clock.now())
 
 
 def _session():  # type: ignore[no-untyped-def]
@@ -40,14 +41,14 @@ def plan() -> None:
 
 @plan.command("offers")
 @click.argument("account")
-@click.option("--income", type=str, default=None, help="Monthly income to use (else the one on file).")
-@click.option("--date", "day", default=None, help="Business date YYYY-MM-DD (default: today).")
+@click.option("--income", type=AMOUNT, default=None, help="Monthly income to use (else the one on file).")
+@click.option("--date", "day", type=BUSINESS_DATE, default=None, help="Business date YYYY-MM-DD (default: today).")
 @click.option("--json", "as_json", is_flag=True)
-def offers(account: str, income: str | None, day: str | None, as_json: bool) -> None:
+def offers(account: str, income: Decimal | None, day: date | None, as_json: bool) -> None:
     """The disclosure table for ACCOUNT's current state (no event is sent)."""
     as_of = _day(day)
     with _session() as session:
-        quote = store.quote(session, account, as_of, get_settings().rules(), Decimal(income) if income else None)
+        quote = store.quote(session, account, as_of, get_settings().rules(), income)
     data = _quote_json(quote)
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
@@ -109,9 +110,10 @@ def _pct(rate: str) -> str:
 
 @plan.command("show")
 @click.argument("plan_id")
-@click.option("--date", "day", default=None, help="Business date YYYY-MM-DD for overdue (default: today).")
+@click.option("--date", "day", type=BUSINESS_DATE, default=None,
+              help="Business date YYYY-MM-DD for overdue (default: today).")
 @click.option("--json", "as_json", is_flag=True)
-def show(plan_id: str, day: str | None, as_json: bool) -> None:
+def show(plan_id: str, day: date | None, as_json: bool) -> None:
     """PLAN_ID's schedule with what is paid and what is overdue."""
     as_of = _day(day)
     with _session() as session:

@@ -9,20 +9,23 @@ from pathlib import Path
 
 import click
 
+from baitiao.commands.values import BUSINESS_DATE
+
 
 @click.command()
-@click.option("--accounts", default=2000, show_default=True, help="Accounts in the portfolio.")
-@click.option("--days", default=180, show_default=True, help="Simulated days.")
+@click.option("--accounts", type=click.IntRange(min=1), default=2000, show_default=True, help="Accounts in the portfolio.")
+@click.option("--days", type=click.IntRange(min=1), default=180, show_default=True, help="Simulated days.")
 @click.option("--seed", default=1, show_default=True, help="Same seed, same numbers.")
 @click.option("--out", "out_dir", default="./simulation-out", show_default=True, type=click.Path(path_type=Path),
               help="Report directory; the run's databases go under OUT/run-data (wiped at start).")
-@click.option("--start-date", default="2026-01-01", show_default=True, help="First simulated business date.")
+@click.option("--start-date", type=BUSINESS_DATE, default="2026-01-01", show_default=True,
+              help="First simulated business date.")
 @click.option("--mix", "mix_file", default=None, type=click.Path(exists=True, path_type=Path),
               help="YAML/JSON file overriding shares of the behaviour mix (e.g. {on_time: 0.5, stops_paying: 0.1}).")
 @click.option("--use-running-workers", is_flag=True,
               help="Drive workers already running (started with BAITIAO_CLOCK=event) on the configured "
                    "databases and broker, instead of fresh ones; numbers then include what was there.")
-def simulate(accounts: int, days: int, seed: int, out_dir: Path, start_date: str, mix_file: Path | None,
+def simulate(accounts: int, days: int, seed: int, out_dir: Path, start_date: date, mix_file: Path | None,
              use_running_workers: bool) -> None:
     """Drive ACCOUNTS customers through DAYS simulated days and write a report.
 
@@ -40,9 +43,16 @@ def simulate(accounts: int, days: int, seed: int, out_dir: Path, start_date: str
     from baitiao.simulation.report import build_report, write_report
     from baitiao.simulation.summary import print_summary
 
+    from shared.embedded_broker import embedded_broker_running
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    if use_running_workers and settings.embedded and not embedded_broker_running(settings):
+        raise click.ClickException("--use-running-workers: the embedded broker is not running, so no worker is; "
+                                   "start the workers first (BAITIAO_CLOCK=event)")
     console = Console(stderr=True)
     config = SimulationConfig(accounts=accounts, days=days, seed=seed, out_dir=out_dir,
-                              start_date=date.fromisoformat(start_date), mix=Mix.load(mix_file),
+                              start_date=start_date, mix=Mix.load(mix_file),
                               use_running_workers=use_running_workers)
     _stop_cleanly_on_sigterm()
     started = time.perf_counter()

@@ -5,7 +5,8 @@
   event's ``sequence`` (increasing per aggregate because it increases globally).
 - ``inbox``: event ids already applied; checked and written inside the
   handler's transaction, which is what makes redelivery harmless.
-- ``dead_letters``: what could not be applied, with the original body and why.
+- ``dead_letters``: what could not be applied, with the original body and why; an
+  operator replays a letter or discards it (with a reason), both on the record.
 - ``bus_meta``: this database's instance id, the namespace of derived event ids.
 """
 from __future__ import annotations
@@ -55,6 +56,9 @@ def add_bus_tables(metadata: MetaData) -> dict[str, Table]:
         Column("attempts", Integer, nullable=False, server_default="1"),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("replayed_at", DateTime(timezone=True), nullable=True),
+        # Retired on the record by an operator (``baitiao dlq discard``): never replayed.
+        Column("discarded_at", DateTime(timezone=True), nullable=True),
+        Column("discard_reason", Text, nullable=True),
     )
     bus_meta = Table(
         "bus_meta",
