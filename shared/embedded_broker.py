@@ -177,7 +177,7 @@ def broker_for_command(settings: Settings, lifetime: bool = False) -> Iterator[s
       only by ``baitiao broker stop``.
     """
     if settings.broker_url:
-        yield settings.broker_url
+        yield settings.resolved_broker_url()  # with its password put in
         return
     started = start_embedded_broker(settings)
     try:
