@@ -113,7 +113,7 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databases) -> None:
     setup, night = bodies(_setup(), START - timedelta(days=1)), bodies(_night(), START)
     expected = ACCOUNTS.assert_batches_agree(
-        lambda: ACCOUNTS.prepared(databases, REFERENCE, setup, _standing), REFERENCE, "purchase.requested", night,
+        lambda: ACCOUNTS.prepared(databases, REFERENCE, setup, _standing), "purchase.requested", night, oracle=REFERENCE,
         one_batch=[21, 1, 3],  # purchases | repayment | a6 | grant | f1 f2 b1
         poison=Poison.plan_completed(9, "A", START), guarded=[9] + [1] * 25)
     _what_the_scenario_says(expected, setup + night)

@@ -149,7 +149,7 @@ def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databas
     night = bodies(_night(), NIGHT)
     template = _prepared(databases)
     expected = ACCOUNTS.assert_batches_agree(
-        lambda: databases.copy(template), REFERENCE, "repayment.received", night,
+        lambda: databases.copy(template), "repayment.received", night, oracle=REFERENCE,
         one_batch=[19, 2],  # repayments | cur-buy sib-buy | cur-2 par-1
         poison=Poison.plan_completed(5, "CUR", NIGHT), guarded=[5] + [1] * 21)
     _what_the_scenario_says(expected, night)

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select
 
 from services.collections import jobs
 from services.collections.casebook import utc
-from services.collections.handlers import HANDLERS
+from services.collections.registry import HANDLERS
 from services.collections.models import BUS, ContactAttempt
 from shared.bus.outbox import Outbox
 from shared.clock import FixedClock, SHANGHAI, at_local
