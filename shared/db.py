@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Integer, MetaData, Table, create_engine, event, text
+from sqlalchemy import BigInteger, Engine, Integer, MetaData, Table, any_, bindparam, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
@@ -95,6 +95,15 @@ def transaction(engine: Engine) -> Iterator[Session]:
 def is_postgres(engine_or_session: Engine | Session) -> bool:
     bind = engine_or_session.get_bind() if isinstance(engine_or_session, Session) else engine_or_session
     return bind.dialect.name == "postgresql"
+
+
+def matches_any(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """``column`` is one of ``values``: ``column = ANY(:array)`` on PostgreSQL (one parameter
+    and one cached statement whatever the number of values), ``IN`` elsewhere."""
+    values = sorted(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
 
 
 def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], *, key: str | None,

@@ -28,7 +28,7 @@ from shared.job_runner import merge_chain_summaries
 from shared.jobs import JobContext, JobFunction
 from shared.rules import ProductRules
 from shared.settings import Settings
-from tests.support.batch_equivalence import Databases, Event, Service, _differences, bodies, databases_fixture
+from tests.support.batch_equivalence import Databases, Event, Service, bodies, databases_fixture
 
 pytestmark = pytest.mark.integration
 
