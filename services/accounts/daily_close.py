@@ -32,7 +32,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, text, union_all, update
+from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from services.accounts.domain.ledger import late_fee_charged, penalty_accrued
@@ -285,7 +285,13 @@ def _overdue_bills(session: Session, day: date, lo: int, hi: int) -> dict[str, l
 
 
 def delinquency_payloads(session: Session, day: date, lo: int, hi: int) -> list[dict[str, Any]]:
-    """``account.delinquency.updated`` for every delinquent account of the chunk (the reference form)."""
+    """``account.delinquency.updated`` for every delinquent account of the chunk: its overdue
+    bills outside a plan (by due date, then id), their sums and its maximum DPD.
+
+    One implementation for PostgreSQL and SQLite: one ``SELECT`` of the chunk's overdue
+    bills, the payloads built here and written with the outbox's set-based insert (COPY on
+    PostgreSQL). Building them in SQL saved about 40 µs a snapshot on PostgreSQL (0.6-1.0 s
+    against 1.5-2.1 s for 20,000 snapshots) but could not be shared with SQLite."""
     payloads = []
     for account_id, rows in _overdue_bills(session, day, lo, hi).items():
         principal = sum(r.unpaid_principal_fen for r in rows)
@@ -303,45 +309,7 @@ def delinquency_payloads(session: Session, day: date, lo: int, hi: int) -> list[
     return payloads
 
 
-def _money_sql(fen: str) -> str:
-    """Integer fen (>= 0) as the wire's decimal string, in SQL (sum() of bigint is numeric: cast back)."""
-    return f"(({fen})::bigint / 100)::text || '.' || lpad((({fen})::bigint % 100)::text, 2, '0')"
-
-
-# PostgreSQL builds the night's flood of snapshots itself: the same payload as
-# ``delinquency_payloads`` (a test holds the two equal), written straight into the outbox.
-_PG_DELINQUENCY_SQL = f"""
-INSERT INTO outbox (event_id, type, aggregate_id, payload, occurred_at, correlation_id)
-SELECT e.event_id, 'account.delinquency.updated', e.account_id, e.payload, :occurred_at, e.event_id
-FROM (
-  SELECT gen_random_uuid()::text AS event_id, g.account_id, json_build_object(
-      'account_id', g.account_id, 'business_date', CAST(:business_date AS text), 'max_dpd', g.max_dpd,
-      'overdue_principal', {_money_sql("g.principal")}, 'penalty_interest', {_money_sql("g.penalty")},
-      'late_fees', {_money_sql("g.fees")}, 'total_overdue', {_money_sql("g.principal + g.penalty + g.fees")},
-      'bills', g.bills)::text AS payload
-  FROM (
-    SELECT a.account_id, max(b.dpd) AS max_dpd, sum(b.unpaid_principal_fen) AS principal,
-           sum(b.unpaid_penalty_fen) AS penalty, sum(b.unpaid_late_fee_fen) AS fees,
-           json_agg(json_build_object(
-               'bill_id', b.bill_id, 'due_date', to_char(b.due_date, 'YYYY-MM-DD'), 'dpd', b.dpd,
-               'unpaid_principal', {_money_sql("b.unpaid_principal_fen")},
-               'penalty_interest', {_money_sql("b.unpaid_penalty_fen")},
-               'late_fee', {_money_sql("b.unpaid_late_fee_fen")}) ORDER BY b.due_date, b.bill_id) AS bills
-    FROM bills b JOIN accounts a ON a.pk = b.account_pk
-    WHERE b.account_pk >= :lo AND b.account_pk < :hi AND b.due_ordinal < :ordinal
-      AND b.unpaid_principal_fen > 0 AND b.plan_id IS NULL
-    GROUP BY a.pk, a.account_id
-    ORDER BY a.pk
-  ) g
-) e
-"""
-
-
 def _emit_delinquency(session: Session, ctx: JobContext, day: date, lo: int, hi: int, occurred_at: Any) -> None:
-    if is_postgres(session):
-        session.execute(text(_PG_DELINQUENCY_SQL), {"occurred_at": occurred_at, "business_date": day.isoformat(),
-                                                    "lo": lo, "hi": hi, "ordinal": day.toordinal()})
-        return
     ctx.outbox.emit_many(session, [PendingEvent("account.delinquency.updated", payload["account_id"], payload,
                                                 occurred_at) for payload in delinquency_payloads(session, day, lo, hi)])
 

@@ -28,7 +28,6 @@ from sqlalchemy import Engine, select
 from services.accounts.handlers import HANDLERS
 from services.accounts.job_lease import last_done
 from services.accounts.models import Account, Repayment
-from services.accounts.purchases import purchase_requested
 from services.accounts.repayments import _receive, repayment_received_batch
 from shared.bus.handling import BatchHandler, HandlerContext
 from shared.clock import SHANGHAI
@@ -56,7 +55,7 @@ def repayment_received(ctx: HandlerContext, event: p.RepaymentReceived) -> None:
 
 ACCOUNTS = Service("accounts")
 databases = databases_fixture("accounts")
-REFERENCE = {**HANDLERS, "purchase.requested": purchase_requested, "repayment.received": repayment_received}
+REFERENCE = {**HANDLERS, "repayment.received": repayment_received}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
