@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 
 from services.accounts.grants import credit_line_granted_batch
-from services.accounts.handlers import HANDLERS
+from services.accounts.registry import HANDLERS
 from services.accounts.models import Account
 from shared.bus.handling import BatchHandler, HandlerContext
 from shared.clock import SHANGHAI

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from services.accounts.handlers import HANDLERS
+from services.accounts.registry import HANDLERS
 from services.accounts.models import Account, Purchase
 from services.accounts.purchases import purchase_requested_batch
 from shared.bus.handling import BatchHandler

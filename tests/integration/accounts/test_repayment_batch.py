@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from services.accounts.handlers import HANDLERS
+from services.accounts.registry import HANDLERS
 from services.accounts.job_lease import last_done
 from services.accounts.models import Account, Repayment
 from services.accounts.repayments import _receive, repayment_received_batch
