@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import date, datetime
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.accounts import daily_close as close_module
@@ -93,6 +95,16 @@ def test_the_snapshot_lists_every_overdue_bill_with_its_sums(accounts_on_each) -
         assert {key: fen(payload[key]) for key in sums} == sums
         assert fen(payload["total_overdue"]) == sum(sums.values())
     assert fen(emitted[0]["penalty_interest"]) > 0 and emitted[2]["bills"][1]["penalty_interest"] == "0.00"
+    # each snapshot starts a chain: its own UUID, which is its correlation id too
+    outbox = accounts.definition.bus.outbox
+    with accounts.engine.connect() as conn:
+        ids = conn.execute(select(outbox.c.event_id, outbox.c.correlation_id, outbox.c.occurred_at).where(
+            outbox.c.type == "account.delinquency.updated")).all()
+        assert len({event_id for event_id, _, _ in ids}) == len(ids) >= 3
+        assert all(str(uuid.UUID(event_id)) == event_id == correlation for event_id, correlation, _ in ids)
+        # stamped as every event of the close is (the same instant, stored the same way)
+        closes = set(conn.scalars(select(outbox.c.occurred_at).where(outbox.c.type == "daily.close.completed")))
+    assert {occurred for _, _, occurred in ids} <= closes
 
 
 def test_a_bill_moved_into_a_plan_while_the_close_runs_is_charged_all_or_nothing(accounts) -> None:
