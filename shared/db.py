@@ -113,8 +113,9 @@ def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], *, ke
     else wrote first stays theirs); a plain ``INSERT`` without a ``key``.
 
     Every row names the same columns; the ones it leaves out take their column's scalar
-    default, as a Core ``insert`` fills them in (else NULL). Rows with a key go in key order, so two transactions writing overlapping rows lock
-    them in one order; a key must not repeat. The ORM objects of these rows that the
+    default, as a Core ``insert`` fills them in (else NULL). Rows with a key go in key
+    order, so two transactions writing overlapping rows lock them in one order; a key must
+    not repeat. The ORM objects of these rows that the
     session holds are not refreshed (see :func:`expire_loaded`).
 
     PostgreSQL: one statement whatever the number of rows, the rows in one JSON parameter
