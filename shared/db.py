@@ -6,13 +6,15 @@ can share one file.
 """
 from __future__ import annotations
 
+import functools
+import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy import BigInteger, Engine, Integer, MetaData, Table, any_, bindparam, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
@@ -95,10 +97,86 @@ def is_postgres(engine_or_session: Engine | Session) -> bool:
     return bind.dialect.name == "postgresql"
 
 
-def upsert_insert(session: Session) -> Any:
-    """The dialect's ``insert`` (with ``on_conflict_do_update`` / ``_do_nothing``) for the
-    session's database; None on a database that has no upsert."""
-    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(session.get_bind().dialect.name)
+def matches_any(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """``column`` is one of ``values``: ``column = ANY(:array)`` on PostgreSQL (one parameter
+    and one cached statement whatever the number of values), ``IN`` elsewhere."""
+    values = sorted(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], *, key: str | None,
+           update: Sequence[str] = ()) -> None:
+    """Write ``rows`` into ``table`` in one go: ``INSERT .. ON CONFLICT (key) DO UPDATE`` of
+    the ``update`` columns; ``DO NOTHING`` when nothing is to be updated (a row someone
+    else wrote first stays theirs); a plain ``INSERT`` without a ``key``.
+
+    Every row names the same columns; the ones it leaves out take their column's scalar
+    default, as a Core ``insert`` fills them in (else NULL). Rows with a key go in key
+    order, so two transactions writing overlapping rows lock them in one order; a key must
+    not repeat. The ORM objects of these rows that the
+    session holds are not refreshed (see :func:`expire_loaded`).
+
+    PostgreSQL: one statement whatever the number of rows, the rows in one JSON parameter
+    (``jsonb_to_recordset``): a long ``VALUES`` list costs more to compile and convert
+    than to run, and an executemany runs the statement once per row. SQLite (embedded, in
+    process): an executemany of the dialect's upsert.
+    """
+    if not rows:
+        return
+    defaults = _scalar_defaults(table, rows[0])
+    if defaults:
+        rows = [{**defaults, **row} for row in rows]
+    if key is not None:
+        rows = sorted(rows, key=lambda row: row[key])
+    columns = tuple(rows[0])
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        session.execute(_pg_upsert(table, columns, key, tuple(update)),
+                        {"rows": json.dumps(list(rows), default=_json_value)})
+    elif name == "sqlite":
+        session.execute(_sqlite_upsert(table, key, tuple(update)), list(rows))
+    else:
+        raise NotImplementedError(f"no upsert on {name}")
+
+
+def _scalar_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """The scalar defaults of the columns of ``table`` that ``row`` leaves out."""
+    return {column.name: column.default.arg for column in table.columns
+            if column.name not in row and column.default is not None and column.default.is_scalar}
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} in an upserted row")
+
+
+@functools.cache
+def _pg_upsert(table: Table, columns: tuple[str, ...], key: str | None, update: tuple[str, ...]) -> Any:
+    dialect = postgresql.dialect()
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    record = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
+    sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {names}"
+           f" FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({record})")
+    if key is not None and not update:
+        sql += f" ON CONFLICT ({quote(key)}) DO NOTHING"
+    elif key is not None:
+        assignments = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
+        sql += f" ON CONFLICT ({quote(key)}) DO UPDATE SET {assignments}"
+    return text(sql)
+
+
+@functools.cache
+def _sqlite_upsert(table: Table, key: str | None, update: tuple[str, ...]) -> Any:
+    stmt = sqlite.insert(table)
+    if key is None:
+        return stmt
+    if not update:
+        return stmt.on_conflict_do_nothing(index_elements=[table.c[key]])
+    return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_={c: stmt.excluded[c] for c in update})
 
 
 def expire_loaded(session: Session, model: type, keys: Iterable[Any]) -> None:

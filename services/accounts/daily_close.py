@@ -25,14 +25,15 @@ is marked done. Missed dates are closed first, in order; a lease on the date's
 """
 from __future__ import annotations
 
+import functools
+import sqlite3
 import time
 import uuid
-from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, text, union_all, update
+from sqlalchemy import String, and_, bindparam, case, cast, func, insert, literal, or_, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from services.accounts.domain.ledger import late_fee_charged, penalty_accrued
@@ -40,7 +41,7 @@ from services.accounts.domain.lock_ladder import ladder_level
 from services.accounts.job_lease import JobLease, LeaseHeld, last_done
 from services.accounts.ledger_book import post
 from services.accounts.domain.ledger import charged_off as charge_off_posting
-from services.accounts.models import Account, Bill, BureauMark, ClosedChunk, DailyAccrual, LedgerEntry
+from services.accounts.models import BUS, Account, Bill, BureauMark, ClosedChunk, DailyAccrual, LedgerEntry
 from services.accounts.restrictions import ACCOUNT_COLUMNS, RestrictionWriter, account_row, relink_identities
 from shared.bus.outbox import PendingEvent
 from shared.db import is_postgres, transaction
@@ -269,81 +270,79 @@ def _measures_hold(row: Any, max_dpd: int, rules: Any) -> bool:
             and (level < 2 or row.limit_cut) and (level < 4 or row.status == "closed"))
 
 
-def _overdue_bills(session: Session, day: date, lo: int, hi: int) -> dict[str, list[Any]]:
-    rows = session.execute(
-        select(accounts.c.account_id, bills.c.bill_id, bills.c.due_date, bills.c.dpd, bills.c.unpaid_principal_fen,
-               bills.c.unpaid_penalty_fen, bills.c.unpaid_late_fee_fen)
-        .join(accounts, accounts.c.pk == bills.c.account_pk)
-        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.due_ordinal < day.toordinal(),
-               bills.c.unpaid_principal_fen > 0, bills.c.plan_id.is_(None))
-        .order_by(bills.c.account_pk, bills.c.due_date, bills.c.bill_id)
-    ).all()
-    by_account: dict[str, list[Any]] = defaultdict(list)
-    for row in rows:
-        by_account[row[0]].append(row)
-    return by_account
-
-
-def delinquency_payloads(session: Session, day: date, lo: int, hi: int) -> list[dict[str, Any]]:
-    """``account.delinquency.updated`` for every delinquent account of the chunk (the reference form)."""
-    payloads = []
-    for account_id, rows in _overdue_bills(session, day, lo, hi).items():
-        principal = sum(r.unpaid_principal_fen for r in rows)
-        penalty = sum(r.unpaid_penalty_fen for r in rows)
-        fees = sum(r.unpaid_late_fee_fen for r in rows)
-        payloads.append({
-            "account_id": account_id, "business_date": day.isoformat(), "max_dpd": max(r.dpd for r in rows),
-            "overdue_principal": fen_str(principal), "penalty_interest": fen_str(penalty),
-            "late_fees": fen_str(fees), "total_overdue": fen_str(principal + penalty + fees),
-            "bills": [{"bill_id": r.bill_id, "due_date": r.due_date.isoformat(), "dpd": r.dpd,
-                       "unpaid_principal": fen_str(r.unpaid_principal_fen),
-                       "penalty_interest": fen_str(r.unpaid_penalty_fen),
-                       "late_fee": fen_str(r.unpaid_late_fee_fen)} for r in rows],
-        })
-    return payloads
-
-
 def _money_sql(fen: str) -> str:
-    """Integer fen (>= 0) as the wire's decimal string, in SQL (sum() of bigint is numeric: cast back)."""
-    return f"(({fen})::bigint / 100)::text || '.' || lpad((({fen})::bigint % 100)::text, 2, '0')"
+    """Integer fen (>= 0) as the wire's decimal string, in SQL that both databases speak
+    (PostgreSQL's sum() of a bigint is numeric: cast back)."""
+    whole = f"CAST(CAST({fen} AS BIGINT) / 100 AS TEXT)"
+    cents = f"substr(CAST(100 + CAST({fen} AS BIGINT) % 100 AS TEXT), 2)"
+    return f"({whole} || '.' || {cents})"
 
 
-# PostgreSQL builds the night's flood of snapshots itself: the same payload as
-# ``delinquency_payloads`` (a test holds the two equal), written straight into the outbox.
-_PG_DELINQUENCY_SQL = f"""
-INSERT INTO outbox (event_id, type, aggregate_id, payload, occurred_at, correlation_id)
-SELECT e.event_id, 'account.delinquency.updated', e.account_id, e.payload, :occurred_at, e.event_id
-FROM (
-  SELECT gen_random_uuid()::text AS event_id, g.account_id, json_build_object(
-      'account_id', g.account_id, 'business_date', CAST(:business_date AS text), 'max_dpd', g.max_dpd,
-      'overdue_principal', {_money_sql("g.principal")}, 'penalty_interest', {_money_sql("g.penalty")},
-      'late_fees', {_money_sql("g.fees")}, 'total_overdue', {_money_sql("g.principal + g.penalty + g.fees")},
-      'bills', g.bills)::text AS payload
+# The few functions the two databases spell differently; the statement is one.
+_SPELLINGS = {
+    "postgresql": {
+        "object": "json_build_object", "as_json": "", "date": "to_char({}, 'YYYY-MM-DD')",
+        "array": "json_agg({} ORDER BY b.due_date, b.bill_id)", "text": "CAST({} AS TEXT)",
+        "uuid": "CAST(gen_random_uuid() AS TEXT)",
+    },
+    "sqlite": {
+        "object": "json_object", "as_json": "json", "date": "{}", "text": "{}",
+        # before 3.44 an aggregate takes no ORDER BY: the ordered subquery feeds it in order
+        "array": ("json_group_array({} ORDER BY b.due_date, b.bill_id)" if sqlite3.sqlite_version_info >= (3, 44)
+                  else "json_group_array({})"),
+        "uuid": ("lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)"
+                 " || '-' || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-'"
+                 " || hex(randomblob(6)))"),
+    },
+}
+
+
+@functools.cache
+def _delinquency_sql(dialect: str) -> Any:
+    """``account.delinquency.updated`` for every delinquent account of a chunk, built by the
+    database and written straight into the outbox: its overdue bills outside a plan (by due
+    date, then id), their sums and its maximum DPD. One statement for PostgreSQL and SQLite
+    (``_SPELLINGS``); the event id is drawn once per snapshot (a materialized CTE) and is its
+    correlation id too, as for any event that starts a chain."""
+    say = _SPELLINGS[dialect]
+    bill = (f"{say['object']}('bill_id', b.bill_id, 'due_date', {say['date'].format('b.due_date')}, 'dpd', b.dpd,"
+            f" 'unpaid_principal', {_money_sql('b.unpaid_principal_fen')},"
+            f" 'penalty_interest', {_money_sql('b.unpaid_penalty_fen')},"
+            f" 'late_fee', {_money_sql('b.unpaid_late_fee_fen')})")
+    payload = (f"{say['object']}('account_id', g.account_id, 'business_date', CAST(:business_date AS TEXT),"
+               f" 'max_dpd', g.max_dpd, 'overdue_principal', {_money_sql('g.principal')},"
+               f" 'penalty_interest', {_money_sql('g.penalty')}, 'late_fees', {_money_sql('g.fees')},"
+               f" 'total_overdue', {_money_sql('g.principal + g.penalty + g.fees')},"
+               f" 'bills', {say['as_json']}(g.bills))")
+    sql = f"""
+WITH snapshots AS MATERIALIZED (
+  SELECT {say['uuid']} AS event_id, g.account_id, {say['text'].format(payload)} AS payload
   FROM (
-    SELECT a.account_id, max(b.dpd) AS max_dpd, sum(b.unpaid_principal_fen) AS principal,
+    SELECT b.account_pk, max(b.account_id) AS account_id, max(b.dpd) AS max_dpd, sum(b.unpaid_principal_fen) AS principal,
            sum(b.unpaid_penalty_fen) AS penalty, sum(b.unpaid_late_fee_fen) AS fees,
-           json_agg(json_build_object(
-               'bill_id', b.bill_id, 'due_date', to_char(b.due_date, 'YYYY-MM-DD'), 'dpd', b.dpd,
-               'unpaid_principal', {_money_sql("b.unpaid_principal_fen")},
-               'penalty_interest', {_money_sql("b.unpaid_penalty_fen")},
-               'late_fee', {_money_sql("b.unpaid_late_fee_fen")}) ORDER BY b.due_date, b.bill_id) AS bills
-    FROM bills b JOIN accounts a ON a.pk = b.account_pk
-    WHERE b.account_pk >= :lo AND b.account_pk < :hi AND b.due_ordinal < :ordinal
-      AND b.unpaid_principal_fen > 0 AND b.plan_id IS NULL
-    GROUP BY a.pk, a.account_id
-    ORDER BY a.pk
+           {say['array'].format(bill)} AS bills
+    FROM (
+      SELECT bills.account_pk, accounts.account_id, bills.bill_id, bills.due_date, bills.dpd,
+             bills.unpaid_principal_fen, bills.unpaid_penalty_fen, bills.unpaid_late_fee_fen
+      FROM bills JOIN accounts ON accounts.pk = bills.account_pk
+      WHERE bills.account_pk >= :lo AND bills.account_pk < :hi AND bills.due_ordinal < :ordinal
+        AND bills.unpaid_principal_fen > 0 AND bills.plan_id IS NULL
+      ORDER BY bills.account_pk, bills.due_date, bills.bill_id
+    ) b
+    GROUP BY b.account_pk
   ) g
-) e
+  ORDER BY g.account_pk
+)
+INSERT INTO outbox (event_id, type, aggregate_id, payload, occurred_at, correlation_id)
+SELECT event_id, 'account.delinquency.updated', account_id, payload, :occurred_at, event_id FROM snapshots
 """
+    return text(sql).bindparams(bindparam("occurred_at", type_=BUS.outbox.c.occurred_at.type))
 
 
-def _emit_delinquency(session: Session, ctx: JobContext, day: date, lo: int, hi: int, occurred_at: Any) -> None:
-    if is_postgres(session):
-        session.execute(text(_PG_DELINQUENCY_SQL), {"occurred_at": occurred_at, "business_date": day.isoformat(),
-                                                    "lo": lo, "hi": hi, "ordinal": day.toordinal()})
-        return
-    ctx.outbox.emit_many(session, [PendingEvent("account.delinquency.updated", payload["account_id"], payload,
-                                                occurred_at) for payload in delinquency_payloads(session, day, lo, hi)])
+def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at: Any) -> None:
+    session.execute(_delinquency_sql(session.get_bind().dialect.name),
+                    {"occurred_at": occurred_at, "business_date": day.isoformat(), "lo": lo, "hi": hi,
+                     "ordinal": day.toordinal()})
 
 
 # -- one chunk, one day, the job ---------------------------------------------------------------
@@ -373,7 +372,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
         bills.c.due_ordinal < day.toordinal(), bills.c.plan_id.is_(None))) or 0
     writer.flush()
     ctx.outbox.emit_many(session, events + writer.events)
-    _emit_delinquency(session, ctx, day, lo, hi, occurred_at)
+    _emit_delinquency(session, day, lo, hi, occurred_at)
     return {"bills_overdue": overdue_bills, "penalty_accrued_fen": int(penalty), "accounts_delinquent": delinquent,
             "events": len(events) + len(writer.events) + delinquent}
 

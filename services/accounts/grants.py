@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from services.accounts.models import Account
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import PendingEvent
+from shared.db import upsert
 from shared.events import payloads as p
 from shared.money import to_fen
 
@@ -47,9 +48,8 @@ def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGran
         replies.append(ctx.reply("credit.line.opened", p.CreditLineOpened(
             account_id=event.account_id, credit_limit=event.credit_limit, opened_on=event.opened_on,
         ), event.account_id))
-    if new_lines:
-        session.execute(insert(ACCOUNTS), new_lines)
-        items[0][0].outbox.emit_many(session, replies)
+    upsert(session, ACCOUNTS, new_lines, key=None)  # a line opened meanwhile elsewhere: the run retries
+    items[0][0].outbox.emit_many(session, replies)
 
 
 def _stored_lines(session: Session, items: list[tuple[HandlerContext, p.CreditLineGranted]]

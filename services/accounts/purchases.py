@@ -7,13 +7,12 @@ and spends a handful of statements on the whole run instead of four or five per 
    runs locking the same accounts cannot deadlock); they stay ORM objects, so the principal
    a purchase adds is what the next request of the same account is judged on;
 2. the purchase ids of the run already stored, in one ``SELECT``;
-3. every request decided in Python, in message order, exactly as ``purchase_requested``
-   decides one (a purchase id seen before, stored or earlier in the run, is approved as
-   before and recorded once);
+3. every request decided in Python, in message order, on the account as the requests
+   before it left it (a purchase id seen before, stored or earlier in the run, is approved
+   as before and recorded once);
 4. one insert each for the new purchases, their ledger postings and the replies.
 
-``purchase_requested`` is the same for one event, statement by statement: the reference the
-run is held to in the tests.
+A run of one (the guarded retry pass) is the same code.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.accounts.domain import ledger
@@ -32,6 +31,7 @@ from services.accounts.standing import available, borrowing_status
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import PendingEvent
 from shared.clock import business_date
+from shared.db import upsert
 from shared.events import payloads as p
 from shared.money import from_fen, to_fen
 
@@ -86,23 +86,8 @@ def _records(account: Account, event: p.PurchaseRequested) -> tuple[dict[str, An
     return purchase, entries
 
 
-def purchase_requested(ctx: HandlerContext, event: p.PurchaseRequested) -> None:
-    """One request, statement by statement (what a run must amount to, request by request)."""
-    session = ctx.session
-    account = session.scalar(select(Account).where(Account.account_id == event.account_id).with_for_update())
-    known = session.get(Purchase, event.purchase_id)
-    answer = _answer(account, known.amount_fen if known is not None else None, event)
-    if answer.new:
-        assert account is not None
-        purchase, entries = _records(account, event)
-        session.add(Purchase(**purchase))
-        account.unpaid_principal_fen += purchase["amount_fen"]
-        post_many(session, entries)
-    ctx.emit(answer.event_type, answer.payload, event.account_id)
-
-
 def purchase_requested_batch(items: list[tuple[HandlerContext, p.PurchaseRequested]]) -> None:
-    """A run of requests (one in the guarded retry pass), answered as one by one in order."""
+    """A run of requests (one in the guarded retry pass), answered one after the other in order."""
     if not items:
         return
     session = items[0][0].session
@@ -122,8 +107,7 @@ def purchase_requested_batch(items: list[tuple[HandlerContext, p.PurchaseRequest
             account.unpaid_principal_fen += purchase["amount_fen"]  # the next request of the account sees it
             known[event.purchase_id] = purchase["amount_fen"]  # asked again later in the run: as before
         replies.append(ctx.reply(answer.event_type, answer.payload, event.account_id))
-    if purchases:  # the session's autoflush sends the accounts' new principal first (one UPDATE, executemany)
-        session.execute(insert(PURCHASES), purchases)
+    upsert(session, PURCHASES, purchases, key=None)  # the accounts' new principal goes with the flush
     post_many(session, entries)
     items[0][0].outbox.emit_many(session, replies)
 

@@ -345,10 +345,9 @@ def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceiv
 
 
 def _receive(ctx: HandlerContext, event: p.RepaymentReceived, account: Account | None,
-             last_close: date | None, books: RunBooks | None = None) -> list[PendingEvent]:
-    """Apply one repayment, or reject it with a reason (nothing changes); returns the replies.
-    Without ``books`` every figure is read from the database (the reference the tests hold
-    the run to)."""
+             last_close: date | None, books: RunBooks) -> list[PendingEvent]:
+    """Apply one repayment of the run, or reject it with a reason (nothing changes), on the
+    run's ``books``; returns the replies."""
     session = ctx.session
     paid_on = business_date(event.paid_at)
     record = Repayment(payment_id=event.payment_id, account_id=event.account_id, amount=str(event.amount)[:40],
@@ -366,14 +365,9 @@ def _receive(ctx: HandlerContext, event: p.RepaymentReceived, account: Account |
                              books=books)
     account.credit_balance_fen += to_fen(allocation.credit_balance)
     as_of = judged_on(paid_on, last_close)
-    if books is None:
-        session.flush()  # relock reads the account's row
-        events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
-                        ctx.envelope.correlation_id)
-    else:
-        events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
-                        ctx.envelope.correlation_id, max_dpd=books.max_dpd(account.pk, as_of), account=account)
-    overdue = books.total_overdue_fen(account.pk, as_of) if books else total_overdue_fen(session, account.pk, as_of)
+    events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
+                    ctx.envelope.correlation_id, max_dpd=books.max_dpd(account.pk, as_of), account=account)
+    overdue = books.total_overdue_fen(account.pk, as_of)
     payload = _applied_payload(event.payment_id, account, amount, allocation, overdue, paid_on)
     record.status, record.allocations = "applied", json.dumps(payload["allocations"])
     session.add(record)

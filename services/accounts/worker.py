@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.accounts import jobs
-from services.accounts.handlers import HANDLERS
+from services.accounts.registry import HANDLERS
 from services.accounts.models import BUS, Base
 from shared.celery_app import make_service_app
 from shared.jobs import register_job

@@ -1,10 +1,7 @@
-"""``bill.issued`` set-based: a statement run's bills in a handful of statements.
+"""``bill.issued``: a new bill; the pre-due reminders count from its due date.
 
-The statements job issues a bill for every account of a cycle day at once, so
-collections takes them as a run (``BatchHandler``) instead of one at a time, and leaves
-what applying them one by one in message order leaves (``handlers.bill_issued``, the
-reference; ``tests/integration/collections/test_bill_issued_batch.py`` holds the two
-equal):
+The statements job issues a bill for every account of a cycle day at once, so the bills
+are taken as a run (``BatchHandler``; a run of one is the same code):
 
 1. the run's bill ids already stored, in one ``SELECT``;
 2. the run's cases, locked and read afresh in one ``SELECT ... FOR UPDATE``, the missing
@@ -18,35 +15,26 @@ equal):
 """
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 
-from services.collections.casebook import lock_cases
+from services.collections.casebook import first_dates, lock_cases, reopen_if_due
 from services.collections.models import Bill
 from shared.bus.handling import HandlerContext
-from shared.db import upsert_insert
+from shared.db import upsert
 from shared.events import payloads as p
 from shared.money import to_fen
 
-BILLS = Bill.__table__
-
 
 def bill_issued_batch(items: list[tuple[HandlerContext, p.BillIssued]]) -> None:
-    """A run of new bills (one in the guarded retry pass), as one by one in order."""
+    """A run of new bills (one in the guarded retry pass), applied one after the other in order."""
     if not items:
         return
-    from services.collections import handlers as reference  # handlers imports this module to register it
-
     session = items[0][0].session
-    insert = upsert_insert(session)
     session.flush()  # what earlier handlers of this transaction changed, before reading
     known = set(session.scalars(select(Bill.bill_id).where(Bill.bill_id.in_(sorted({e.bill_id for _, e in items})))))
-    opened_on: dict[str, date] = {}
-    for _, event in items:
-        opened_on.setdefault(event.account_id, event.statement_date)
-    cases = lock_cases(session, insert, opened_on)
+    cases = lock_cases(session, first_dates((event.account_id, event.statement_date) for _, event in items))
     new_bills: list[dict[str, Any]] = []
     for _, event in items:
         case = cases[event.account_id]
@@ -55,8 +43,7 @@ def bill_issued_batch(items: list[tuple[HandlerContext, p.BillIssued]]) -> None:
             amount = to_fen(event.amount)
             new_bills.append({"bill_id": event.bill_id, "account_id": event.account_id, "due_date": event.due_date,
                               "amount_fen": amount, "unpaid_fen": amount, "dpd": 0})
-        reference._reopen_if_due(case, event.statement_date)
+        reopen_if_due(case, event.statement_date)
         if case.opened_on is None:
             case.opened_on = event.statement_date
-    if new_bills:
-        session.execute(insert(BILLS).on_conflict_do_nothing(index_elements=[BILLS.c.bill_id]), new_bills)
+    upsert(session, Bill.__table__, new_bills, key="bill_id")

@@ -35,7 +35,7 @@ from services.collections.models import (
     PlanInstallment,
     PromiseToPay,
 )
-from shared.db import upsert_insert
+from shared.db import upsert
 from shared.events import payloads as p
 from shared.rules import CollectionsRules
 
@@ -80,45 +80,26 @@ def strategy_and_templates(rules: CollectionsRules) -> tuple[Strategy, TemplateC
 
 # --- cases ------------------------------------------------------------------------------------
 
-def open_missing_cases(session: Session, insert: Any, opened_on: dict[str, date]) -> None:
+def open_missing_cases(session: Session, opened_on: dict[str, date]) -> None:
     """Create the cases ``ensure_case`` would for these accounts (open, nothing owed yet,
-    opened on the date given), in account order, with the dialect's (``insert``)
-    ``INSERT .. ON CONFLICT DO NOTHING``: a case that exists, or that another worker opens
-    at the same time, is skipped, not an error."""
-    if not opened_on:
-        return
-    table = CollectionCase.__table__
-    rows = [{"account_id": account, "status": "open", "opened_on": opened_on[account], "max_dpd": 0,
-             "overdue_principal_fen": 0, "total_overdue_fen": 0, "plan_active": False, "promise_broken": False,
-             "phone_reported_wrong": False} for account in sorted(opened_on)]
-    session.execute(insert(table).on_conflict_do_nothing(index_elements=[table.c.account_id]), rows)
+    opened on the date given), in account order, with ``INSERT .. ON CONFLICT DO
+    NOTHING``: a case that exists, or that another worker opens at the same time, is
+    skipped, not an error."""
+    rows = [{"account_id": account, "status": "open", "opened_on": on, "max_dpd": 0, "overdue_principal_fen": 0,
+             "total_overdue_fen": 0, "plan_active": False, "promise_broken": False, "phone_reported_wrong": False}
+            for account, on in opened_on.items()]
+    upsert(session, CollectionCase.__table__, rows, key="account_id")
 
 
-def begin_run(items: list[tuple[Any, Any]], one_at_a_time: Callable[[Any, Any], None]) -> tuple[Session, Any] | None:
-    """The session and the dialect's upsert for a batch handler's run (``items``: its
-    (context, event) pairs), after flushing what earlier handlers of the transaction
-    changed, since the run reads with fresh queries. On a database without an upsert the
-    run is applied one event at a time by ``one_at_a_time`` (the reference) and None
-    returned."""
-    session = items[0][0].session
-    insert = upsert_insert(session)
-    if insert is None:
-        for ctx, event in items:
-            one_at_a_time(ctx, event)
-        return None
-    session.flush()
-    return session, insert
-
-
-def lock_cases(session: Session, insert: Any, opened_on: dict[str, date]) -> dict[str, CollectionCase]:
+def lock_cases(session: Session, opened_on: dict[str, date]) -> dict[str, CollectionCase]:
     """A run's cases, locked (pk order) and read afresh; the missing ones created as
     ``ensure_case`` would, opened on the date given for the account (its first event's in
-    the run), with ``INSERT .. ON CONFLICT DO NOTHING`` (``insert``: the dialect's): a case
-    another worker opens at the same time is skipped, then locked with the rest."""
-    return lock_cases_read_by(_select_cases, session, insert, opened_on)
+    the run), with ``INSERT .. ON CONFLICT DO NOTHING``: a case another worker opens at
+    the same time is skipped, then locked with the rest."""
+    return lock_cases_read_by(_select_cases, session, opened_on)
 
 
-def lock_cases_read_by(read: Callable[[Session, Iterable[str]], dict[str, Case]], session: Session, insert: Any,
+def lock_cases_read_by(read: Callable[[Session, Iterable[str]], dict[str, Case]], session: Session,
                        opened_on: dict[str, date]) -> dict[str, Case]:
     """:func:`lock_cases`, the cases read by ``read`` (which locks the cases of the accounts
     it is given, in pk order: every run locks in that one order), for a Core run that works
@@ -126,9 +107,18 @@ def lock_cases_read_by(read: Callable[[Session, Iterable[str]], dict[str, Case]]
     cases = read(session, opened_on)
     missing = [account for account in opened_on if account not in cases]
     if missing:
-        open_missing_cases(session, insert, {account: opened_on[account] for account in missing})
+        open_missing_cases(session, {account: opened_on[account] for account in missing})
         cases.update(read(session, missing))
     return cases
+
+
+def first_dates(accounts_and_dates: Iterable[tuple[str, date]]) -> dict[str, date]:
+    """Each account's first date in a run (``(account, date)`` in message order): the date
+    a case the run opens is opened on, as ``ensure_case`` on its first event would."""
+    first: dict[str, date] = {}
+    for account, on in accounts_and_dates:
+        first.setdefault(account, on)
+    return first
 
 
 def _select_cases(session: Session, accounts: Iterable[str]) -> dict[str, CollectionCase]:
@@ -150,7 +140,7 @@ def ensure_case(session: Session, account_id: str, on: date | None = None) -> Co
     return case
 
 
-def reopen_case(case: CollectionCase, on: date, *, keep_stage: bool) -> None:
+def reopen_case(case: Any, on: date, *, keep_stage: bool) -> None:
     """Start a new episode: after a cure the stage starts afresh, after a defaulted plan
     it continues (so moving past the stage held before the plan is an escalation)."""
     case.status = "open"
@@ -160,6 +150,30 @@ def reopen_case(case: CollectionCase, on: date, *, keep_stage: bool) -> None:
     case.promise_broken = False
     if not keep_stage:
         case.stage = None
+
+
+def reopen_if_due(case: Any, on: date) -> None:
+    """A cured case reopens when the account owes again on or after the cure (a new
+    episode); a restructured case whose plan is over (completed) reopens for new bills.
+    ``case``: the ORM object, or a Core run's record with the same attributes."""
+    if case.status != "closed" or case.plan_active:
+        return
+    if case.closed_reason == "cured" and (case.closed_on is None or on >= case.closed_on):
+        reopen_case(case, on, keep_stage=False)
+    elif case.closed_reason == "restructured":
+        reopen_case(case, on, keep_stage=False)
+
+
+def keep_pending_promises(session: Session, kept_on: dict[str, date]) -> None:
+    """Nothing is overdue any more on these accounts: every promise still pending was kept,
+    decided on the account's date (``kept_on``): one ``UPDATE`` per date."""
+    by_date: dict[date, list[str]] = {}
+    for account, on in kept_on.items():
+        by_date.setdefault(on, []).append(account)
+    for on, accounts in sorted(by_date.items()):
+        session.execute(PromiseToPay.__table__.update().where(
+            PromiseToPay.account_id.in_(sorted(accounts)), PromiseToPay.status == "pending",
+        ).values(status="kept", decided_on=on))
 
 
 def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, on: date, *,

@@ -1,21 +1,19 @@
-"""``account.cured`` set-based: a run of cures in a handful of statements.
+"""``account.cured``: no overdue left, so the case closes (cured) and whatever was still
+queued is suppressed; a run of cures in a handful of statements.
 
 Every payment that clears an account's overdue sends a cure, so a morning of payments
-sends thousands; one at a time, each cost a dozen statements (the case locked, its bills,
-its queued contacts, its open tasks read, each read flushing what came before). The run
-leaves the rows and the events that applying its cures one by one, in message order,
-leaves (``handlers.account_cured``, the reference, held equal by
-``tests/integration/collections/test_cured_batch.py``):
+sends thousands, taken as a run (a run of one is the same code;
+``tests/integration/collections/test_cured_batch.py`` holds runs of every length equal):
 
 1. the run's cases locked (``lock_cases``: pk order, the missing ones created as
    ``ensure_case`` would); their unpaid bills, queued contacts (locked) and open tasks,
    one ``SELECT`` each;
-2. every cure folded over those objects in message order, with the reference's rules:
-   the snapshot guard (``_newer``), the overdue zeroed, then, outside a plan, the queued
+2. every cure folded over those objects in message order: the snapshot guard
+   (``shared.snapshot_order``), the overdue zeroed, then, outside a plan, the queued
    contacts suppressed (``contact.suppressed``, in id order), the case closed (cured;
    its open tasks cancelled) and the pending promises kept;
-3. the flush writes what changed (one executemany a table); the promises, as in the
-   reference, by a Core ``UPDATE`` per business date.
+3. the flush writes what changed (one executemany a table); the promises by a Core
+   ``UPDATE`` per business date (``casebook.keep_pending_promises``).
 """
 from __future__ import annotations
 
@@ -26,27 +24,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.collections.casebook import begin_run, close_case, lock_cases, suppress
-from services.collections.models import Bill, CollectorTask, ContactAttempt, PromiseToPay
+from services.collections.casebook import close_case, first_dates, keep_pending_promises, lock_cases, suppress
+from services.collections.models import Bill, CollectorTask, ContactAttempt
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
+from shared.snapshot_order import supersedes
 
 
 def account_cured_batch(items: list[tuple[HandlerContext, p.AccountCured]]) -> None:
-    """A run of cures (one in the guarded retry pass), as one by one in order."""
+    """A run of cures (one in the guarded retry pass), applied one after the other in order."""
     if not items:
         return
-    from services.collections import handlers as reference  # handlers imports this module
-
-    begun = begin_run(items, reference.account_cured)
-    if begun is None:  # a database without an upsert: applied one event at a time
-        return
-    session, insert = begun
-
-    first_date: dict[str, date] = {}
-    for _, event in items:
-        first_date.setdefault(event.account_id, event.business_date)
-    cases = lock_cases(session, insert, first_date)
+    session = items[0][0].session
+    session.flush()  # what earlier handlers of this transaction changed, before reading
+    first_date = first_dates((event.account_id, event.business_date) for _, event in items)
+    cases = lock_cases(session, first_date)
     accounts = sorted(first_date)
     bills = _by_account(session, select(Bill).where(Bill.account_id.in_(accounts), Bill.unpaid_fen > 0))
     contacts = _by_account(session, select(ContactAttempt).where(
@@ -60,7 +52,8 @@ def account_cured_batch(items: list[tuple[HandlerContext, p.AccountCured]]) -> N
         for ctx, event in items:
             account, on = event.account_id, event.business_date
             case = cases[account]
-            if not reference._newer(case.delinquency_as_of, case.delinquency_seq, on, ctx.envelope.sequence):
+            if not supersedes(business_date=on, sequence=ctx.envelope.sequence,
+                              stored_date=case.delinquency_as_of, stored_sequence=case.delinquency_seq):
                 continue
             case.delinquency_as_of, case.delinquency_seq = on, ctx.envelope.sequence
             case.max_dpd, case.overdue_principal_fen, case.total_overdue_fen = 0, 0, 0
@@ -74,7 +67,7 @@ def account_cured_batch(items: list[tuple[HandlerContext, p.AccountCured]]) -> N
                     suppress(ctx.emit, contact, "cured")
             close_case(session, ctx.emit, case, "cured", on, open_tasks=tasks.get(account, []))
             kept_on.setdefault(account, on)  # a later cure of the run finds none pending
-    _keep_promises(session, kept_on)
+    keep_pending_promises(session, kept_on)
 
 
 def _by_account(session: Session, query: Any) -> dict[str, list[Any]]:
@@ -83,14 +76,3 @@ def _by_account(session: Session, query: Any) -> dict[str, list[Any]]:
     for row in session.scalars(query.execution_options(populate_existing=True)):
         grouped[row.account_id].append(row)
     return grouped
-
-
-def _keep_promises(session: Session, kept_on: dict[str, date]) -> None:
-    """Pending promises of the cured accounts are kept, decided on the cure's business date."""
-    by_date: dict[date, list[str]] = defaultdict(list)
-    for account, on in kept_on.items():
-        by_date[on].append(account)
-    for on, accounts in sorted(by_date.items()):
-        session.execute(PromiseToPay.__table__.update().where(
-            PromiseToPay.account_id.in_(sorted(accounts)), PromiseToPay.status == "pending",
-        ).values(status="kept", decided_on=on))

@@ -1,25 +1,24 @@
-"""``account.delinquency.updated`` (and ``bill.overdue``) set-based: a run of snapshots in a
-handful of statements.
+"""``account.delinquency.updated`` and ``bill.overdue``: the close's absolute snapshots of an
+account's overdue and of its bills, a run of them in a handful of statements.
 
 The nightly close sends one snapshot per overdue account (about 100,000 a night), so
-collections takes them as a run (``BatchHandler``) instead of one at a time. The run is
-applied exactly as if its events were applied one by one, in order, by the reference
-``handlers.account_delinquency_updated``:
+they are taken as a run (``BatchHandler``; a run of one is the same code):
 
 1. lock the run's cases (``SELECT ... FOR UPDATE``), creating the missing ones first
    (``INSERT ... ON CONFLICT DO NOTHING``, opened on the business date of the account's
    first event in the run, as ``ensure_case`` would);
 2. read every bill the run can touch: the listed ones, and the account's open overdue
    bills outside a plan (those a newer snapshot clears when it no longer lists them);
-3. fold the events over those rows in Python, in run order, with the same rules
-   (``_newer`` for the business date / sequence guard, ``_reopen_if_due``);
+3. fold the events over those rows in Python, in run order: a snapshot older than the
+   stored one (``shared.snapshot_order``) is ignored whole; overdue bills missing from a
+   newer snapshot were paid; an account that owes again reopens its cured case
+   (``casebook.reopen_if_due``);
 4. write back only what changed: one upsert for the cases, one for the bills.
 
-The guard is folded event by event rather than "keep the newest per account" because
-it is not a total order (an unsequenced snapshot applies over a sequenced one of the
-same date and the other way round), so only the sequential fold is the same as the
-reference for every run. ORM objects of the session for the rows written are expired,
-so a handler later in the same transaction reads the new state.
+The guard is folded event by event rather than "keep the newest per account": a run's
+result is then, by construction, that of its events one after the other. ORM objects of
+the session for the rows written are expired, so a handler later in the same
+transaction reads the new state.
 """
 from __future__ import annotations
 
@@ -32,13 +31,14 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from services.collections.casebook import begin_run, lock_cases_read_by
+from services.collections.casebook import first_dates, lock_cases_read_by, reopen_if_due
 from services.collections.models import Bill, CollectionCase
 from shared.bus.handling import HandlerContext
-from shared.db import expire_loaded
+from shared.db import expire_loaded, upsert
 from shared.events import payloads as p
 from shared.log import get_logger
 from shared.money import to_fen
+from shared.snapshot_order import supersedes
 
 log = get_logger(__name__)
 
@@ -48,8 +48,8 @@ BILLS = Bill.__table__
 
 @dataclass
 class _Case:
-    """The columns of a case the snapshot reads or writes, named as on the model (so the
-    handlers' ``_reopen_if_due`` / ``reopen_case`` work on it unchanged)."""
+    """The columns of a case the snapshot reads or writes, named as on the model (so
+    ``casebook.reopen_if_due`` works on it as on the ORM object)."""
 
     pk: int
     account_id: str
@@ -92,15 +92,9 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
     """A run of daily delinquency snapshots (any length, one in the guarded retry pass)."""
     if not items:
         return
-    # imported here: handlers imports this module to register it
-    from services.collections import handlers as reference
-
-    begun = begin_run(items, reference.account_delinquency_updated)
-    if begun is None:  # a database without an upsert: applied one event at a time
-        return
-    session, insert = begun
-
-    cases = _lock_cases(session, insert, items)
+    session = items[0][0].session
+    session.flush()  # what earlier handlers of this transaction changed, before reading
+    cases = _lock_cases(session, items)
     bills = _load_bills(session, items)
     by_account: dict[str, list[_Bill]] = defaultdict(list)
     for bill in bills.values():
@@ -113,7 +107,8 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
         seq = ctx.envelope.sequence
         as_of = event.business_date
         case = cases[event.account_id]
-        if not reference._newer(case.delinquency_as_of, case.delinquency_seq, as_of, seq):
+        if not supersedes(business_date=as_of, sequence=seq,
+                          stored_date=case.delinquency_as_of, stored_sequence=case.delinquency_seq):
             log.info("stale_delinquency_ignored", account_id=event.account_id, business_date=str(as_of))
             continue
         case.delinquency_as_of, case.delinquency_seq = as_of, seq
@@ -133,35 +128,32 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
                 bills[bill.bill_id] = bill
                 by_account[bill.account_id].append(bill)
                 new_bills.add(bill.bill_id)
-            elif reference._newer(bill.state_date, bill.state_seq, as_of, seq):
+            elif _bill_superseded(bill, as_of, seq):
                 bill.unpaid_fen, bill.dpd, bill.state_date, bill.state_seq = unpaid, line.dpd, as_of, seq
                 dirty_bills.add(bill.bill_id)
         for bill in by_account.get(event.account_id, ()):  # overdue bills a newer snapshot no longer lists: paid
             if (bill.bill_id not in listed and bill.due_date < as_of and bill.unpaid_fen > 0 and bill.plan_id is None
-                    and reference._newer(bill.state_date, bill.state_seq, as_of, seq)):
+                    and _bill_superseded(bill, as_of, seq)):
                 bill.unpaid_fen, bill.state_date, bill.state_seq = 0, as_of, seq
                 dirty_bills.add(bill.bill_id)
         if event.max_dpd > 0:
-            reference._reopen_if_due(case, as_of)  # type: ignore[arg-type]
+            reopen_if_due(case, as_of)
 
-    _write_cases(session, insert, list(dirty_cases.values()))
-    _write_bills(session, insert, [bills[b] for b in bills if b in new_bills or b in dirty_bills])
+    _write_cases(session, list(dirty_cases.values()))
+    _write_bills(session, [bills[b] for b in bills if b in new_bills or b in dirty_bills])
 
 
 def bill_overdue_batch(items: list[tuple[HandlerContext, p.BillOverdue]]) -> None:
-    """A run of ``bill.overdue`` (the close sends one per bill that goes or stays overdue, in a
-    block per chunk of accounts), as ``handlers.bill_overdue`` one by one in order: the case
-    ensured, the bill's snapshot taken unless ours is newer, a cured case reopened while
-    the bill is unpaid. The same locks, reads and writes as the delinquency snapshots."""
+    """A run of ``bill.overdue`` (a bill went overdue, also the bill a defaulted plan becomes;
+    the close sends one per bill, in a block per chunk of accounts), one after the other in
+    order: the case ensured, the bill's snapshot taken unless ours is newer, a cured case
+    reopened while the bill is unpaid. The same locks, reads and writes as the
+    delinquency snapshots."""
     if not items:
         return
-    from services.collections import handlers as reference
-
-    begun = begin_run(items, reference.bill_overdue)
-    if begun is None:  # a database without an upsert: applied one event at a time
-        return
-    session, insert = begun
-    cases = _lock_cases(session, insert, items)
+    session = items[0][0].session
+    session.flush()  # what earlier handlers of this transaction changed, before reading
+    cases = _lock_cases(session, items)
     query = select(*(BILLS.c[name] for name in _BILL_COLUMNS)).where(
         BILLS.c.bill_id.in_(sorted({event.bill_id for _, event in items})))
     bills = {row.bill_id: _Bill(**row._mapping) for row in session.execute(query)}
@@ -175,28 +167,30 @@ def bill_overdue_batch(items: list[tuple[HandlerContext, p.BillOverdue]]) -> Non
                                          amount_fen=unpaid, unpaid_fen=unpaid, dpd=event.dpd, state_date=as_of,
                                          state_seq=seq, plan_id=None)
             dirty_bills.add(event.bill_id)
-        elif reference._newer(bill.state_date, bill.state_seq, as_of, seq):
+        elif _bill_superseded(bill, as_of, seq):
             bill.unpaid_fen, bill.dpd, bill.state_date, bill.state_seq = unpaid, event.dpd, as_of, seq
             dirty_bills.add(event.bill_id)
         if unpaid > 0:
             case = cases[event.account_id]
             was_closed = case.status == "closed"
-            reference._reopen_if_due(case, as_of)  # type: ignore[arg-type]
+            reopen_if_due(case, as_of)
             if was_closed and case.status == "open":  # reopened: a new episode
                 dirty_cases[case.account_id] = case
-    _write_cases(session, insert, list(dirty_cases.values()))
-    _write_bills(session, insert, [bills[b] for b in sorted(dirty_bills)])
+    _write_cases(session, list(dirty_cases.values()))
+    _write_bills(session, [bills[b] for b in sorted(dirty_bills)])
 
 
-def _lock_cases(session: Session, insert: Any,
+def _bill_superseded(bill: _Bill, as_of: date, seq: int | None) -> bool:
+    """Whether a snapshot of ``as_of`` / ``seq`` replaces the bill's stored one."""
+    return supersedes(business_date=as_of, sequence=seq, stored_date=bill.state_date, stored_sequence=bill.state_seq)
+
+
+def _lock_cases(session: Session,
                 items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]] | list[tuple[HandlerContext, p.BillOverdue]],
                 ) -> dict[str, _Case]:
     """The run's cases, locked in pk order as every run locks them; the missing ones
     created as ensure_case would, opened on the account's first snapshot's date."""
-    first_date: dict[str, date] = {}
-    for _, event in items:
-        first_date.setdefault(event.account_id, event.business_date)
-    return lock_cases_read_by(_select_cases, session, insert, first_date)
+    return lock_cases_read_by(_select_cases, session, first_dates((e.account_id, e.business_date) for _, e in items))
 
 
 def _select_cases(session: Session, accounts: Iterable[str]) -> dict[str, _Case]:
@@ -216,22 +210,15 @@ def _load_bills(session: Session, items: list[tuple[HandlerContext, p.AccountDel
     return {row.bill_id: _Bill(**row._mapping) for row in session.execute(query)}
 
 
-def _write_cases(session: Session, insert: Any, cases: list[_Case]) -> None:
-    _upsert(session, insert, CASES, "account_id", _CASE_WRITTEN, _CASE_COLUMNS, cases)
+def _write_cases(session: Session, cases: list[_Case]) -> None:
+    upsert(session, CASES, [_columns(case, _CASE_COLUMNS) for case in cases], key="account_id", update=_CASE_WRITTEN)
     expire_loaded(session, CollectionCase, (case.pk for case in cases))
 
 
-def _write_bills(session: Session, insert: Any, bills: list[_Bill]) -> None:
-    _upsert(session, insert, BILLS, "bill_id", _BILL_WRITTEN, _BILL_COLUMNS, bills)
+def _write_bills(session: Session, bills: list[_Bill]) -> None:
+    upsert(session, BILLS, [_columns(bill, _BILL_COLUMNS) for bill in bills], key="bill_id", update=_BILL_WRITTEN)
     expire_loaded(session, Bill, (bill.bill_id for bill in bills))
 
 
-def _upsert(session: Session, insert: Any, table: Any, key: str, written: Any, columns: Any,
-            rows: list[Any]) -> None:
-    """One INSERT .. ON CONFLICT (key) DO UPDATE of the ``written`` columns for the run's rows."""
-    if not rows:
-        return
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(index_elements=[table.c[key]],
-                                      set_={name: stmt.excluded[name] for name in written})
-    session.execute(stmt, [{name: getattr(row, name) for name in columns} for row in rows])
+def _columns(row: Any, names: list[str]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in names}

@@ -24,7 +24,7 @@ from sqlalchemy.exc import StatementError
 from services.collections.casebook import open_missing_cases
 from services.collections.models import Customer
 from shared.bus.handling import HandlerContext
-from shared.db import expire_loaded, upsert_insert
+from shared.db import expire_loaded, upsert
 from shared.events import payloads as p
 
 CUSTOMERS = Customer.__table__
@@ -43,13 +43,10 @@ def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGran
                                            "name": event.name, "phone": event.phone, "opened_on": event.opened_on}
         else:  # granted again: the current contact data
             customer["name"], customer["phone"] = event.name, event.phone
-    insert = upsert_insert(session)
     session.flush()  # what earlier handlers of this transaction added through the ORM, before Core writes
     with _contact_data_hidden():
-        stmt = insert(CUSTOMERS)
-        session.execute(stmt.on_conflict_do_update(index_elements=[CUSTOMERS.c.account_id], set_={
-            "name": stmt.excluded.name, "phone": stmt.excluded.phone}), list(customers.values()))
-    open_missing_cases(session, insert, {account_id: customer["opened_on"] for account_id, customer in customers.items()})
+        upsert(session, CUSTOMERS, list(customers.values()), key="account_id", update=("name", "phone"))
+    open_missing_cases(session, {account_id: customer["opened_on"] for account_id, customer in customers.items()})
     expire_loaded(session, Customer, customers)  # an earlier handler may hold the old contact data
 
 

@@ -72,7 +72,7 @@ from services.collections.sms_gateway import (
 )
 from shared.bus.outbox import PendingEvent, payload_json
 from shared.clock import at_local
-from shared.db import is_postgres, transaction
+from shared.db import transaction
 from shared.events import payloads as p
 from shared.jobs import JobContext, JobResult
 from shared.log import get_logger
@@ -514,9 +514,10 @@ def _prepare_run(ctx: JobContext, contact_ids: list[int], now: datetime) -> list
     transaction, after the claim): suppress, defer, or get it ready to send."""
     rules = ctx.rules.collections
     with transaction(ctx.engine) as session:
-        query = select(ContactAttempt).where(ContactAttempt.id.in_(contact_ids)).order_by(ContactAttempt.id)
-        if is_postgres(session):
-            query = query.with_for_update(skip_locked=True)
+        # SKIP LOCKED: a contact another dispatcher holds is its to send (SQLite, one writer
+        # at a time, renders no lock clause)
+        query = (select(ContactAttempt).where(ContactAttempt.id.in_(contact_ids)).order_by(ContactAttempt.id)
+                 .with_for_update(skip_locked=True))
         claimed = {c.id: c for c in session.scalars(query).all()}
         outcomes: dict[int, Prepared | str] = {}
         ready: list[ContactAttempt] = []

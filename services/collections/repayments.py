@@ -1,9 +1,8 @@
 """``repayment.applied`` set-based: a run of payments in a handful of statements.
 
 Every payment accounts applies reaches collections, so collections takes them as a run
-(``BatchHandler``) instead of one at a time. The run leaves the rows that applying its
-events one by one, in message order, leaves (the per-event handler it replaced is kept
-as the reference in ``tests/integration/collections/test_repayment_batch.py``):
+(``BatchHandler``; a run of one is the same code) and leaves the rows that applying its
+events one after the other, in message order, leaves:
 
 1. the run's payment ids already stored, in one ``SELECT``;
 2. the bills the run's principal allocations name, in one ``SELECT``;
@@ -14,11 +13,13 @@ as the reference in ``tests/integration/collections/test_repayment_batch.py``):
    insert waits for it and skips it, the lock that follows finds it;
 4. every payment folded over those rows in Python, in message order, with the same rules:
    a payment id is stored once (stored before, or earlier in the run); a bill's unpaid
-   principal goes down by the principal allocated to it unless the payment's sequence is
-   not newer than the bill's snapshot (``state_seq``); the case takes the payment's total
-   overdue unless its delinquency snapshot is newer. Neither guard moves a sequence, so
+   principal goes down by the principal allocated to it unless the bill's snapshot
+   (``state_seq``) already includes the payment; the case takes the payment's total
+   overdue unless its delinquency snapshot includes it (both
+   ``shared.snapshot_order.included_in_snapshot``). Neither guard moves a sequence, so
    two payments of one account in a run compose as one after the other;
-5. one insert of the new repayments; bills and cases are ORM objects of the session, so
+5. one ``INSERT .. ON CONFLICT DO NOTHING`` of the new repayments (a payment another
+   worker stores at the same time is the same payment); bills and cases are ORM objects of the session, so
    the flush writes what changed (one executemany each) and a handler later in the
    transaction reads the new state.
 
@@ -27,21 +28,18 @@ Allocations to plans and to charges (penalty interest, late fees) change nothing
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.collections.casebook import lock_cases
+from services.collections.casebook import first_dates, lock_cases
 from services.collections.models import Bill, Repayment
 from shared.bus.handling import HandlerContext
-from shared.db import upsert_insert
+from shared.db import upsert
 from shared.events import payloads as p
 from shared.money import to_fen
-
-REPAYMENTS = Repayment.__table__
-
+from shared.snapshot_order import included_in_snapshot
 
 
 def _principal(event: p.RepaymentApplied) -> Iterable[p.Allocation]:
@@ -50,19 +48,15 @@ def _principal(event: p.RepaymentApplied) -> Iterable[p.Allocation]:
 
 
 def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied]]) -> None:
-    """A run of applied payments (one in the guarded retry pass), as one by one in order."""
+    """A run of applied payments (one in the guarded retry pass), applied one after the other in order."""
     if not items:
         return
     session = items[0][0].session
-    insert = upsert_insert(session)
     session.flush()  # what earlier handlers of this transaction changed, before reading
 
     known = _known_payments(session, {event.payment_id for _, event in items})
     bills = _bills(session, {a.target_id for _, event in items for a in _principal(event)})
-    first_date: dict[str, date] = {}
-    for ctx, event in items:
-        first_date.setdefault(event.account_id, ctx.event_date)
-    cases = lock_cases(session, insert, first_date)
+    cases = lock_cases(session, first_dates((event.account_id, ctx.event_date) for ctx, event in items))
 
     repayments: list[dict[str, Any]] = []
     for ctx, event in items:
@@ -73,16 +67,13 @@ def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied
                                "amount_fen": to_fen(event.amount), "applied_on": ctx.event_date})
         for allocation in _principal(event):
             bill = bills.get(allocation.target_id)
-            if bill is None or (seq is not None and bill.state_seq is not None and seq <= bill.state_seq):
+            if bill is None or included_in_snapshot(sequence=seq, snapshot_sequence=bill.state_seq):
                 continue
             bill.unpaid_fen = max(0, bill.unpaid_fen - to_fen(allocation.amount))
         case = cases[event.account_id]
-        if seq is None or case.delinquency_seq is None or seq > case.delinquency_seq:
+        if not included_in_snapshot(sequence=seq, snapshot_sequence=case.delinquency_seq):
             case.total_overdue_fen = to_fen(event.total_overdue)
-    if repayments:
-        # DO NOTHING: a payment another worker stores at the same time is the same payment
-        session.execute(insert(REPAYMENTS).on_conflict_do_nothing(index_elements=[REPAYMENTS.c.payment_id]),
-                        repayments)
+    upsert(session, Repayment.__table__, repayments, key="payment_id")
 
 
 def _known_payments(session: Session, payment_ids: set[str]) -> set[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.collections import jobs
-from services.collections.handlers import HANDLERS
+from services.collections.registry import HANDLERS
 from services.collections.models import BUS, Base
 from shared.celery_app import make_service_app
 from shared.jobs import register_job

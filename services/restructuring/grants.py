@@ -1,9 +1,9 @@
 """``credit.line.granted``: the opening dates and incomes of a run at once.
 
-Lines are granted in bulk, so restructuring takes the grants as a run
-(``BatchHandler``): one ``SELECT`` of the run's projection rows, the grants folded over
-them in Python in message order, one upsert of the rows that changed (the statements of
-``snapshots``), instead of two or three statements per grant.
+Lines are granted in bulk, so the grants are taken as a run on a
+:class:`~services.restructuring.projection.ProjectionRun`: one ``SELECT`` of the run's
+projection rows, the grants folded over them in message order, one upsert of the rows
+that changed, instead of two or three statements per grant.
 
 Of a grant only the opening date (months on book) and the declared income (debt to
 income) are kept, each the first one known: a row that events about bills created
@@ -15,26 +15,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.restructuring.snapshots import _RunState, _write
+from services.restructuring.projection import ProjectionRun
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
 from shared.money import to_fen
 
-_GRANT_SET = ("opened_on", "monthly_income_fen")  # what a grant may fill in on a stored row
+_GRANT_COLUMNS = ("opened_on", "monthly_income_fen")  # what a grant may fill in on a stored row
 
 
 def credit_line_granted_batch(items: Sequence[tuple[HandlerContext, p.CreditLineGranted]]) -> None:
-    """The run's grants on the projection, as one by one in message order."""
+    """The run's grants on the projection, applied one after the other in message order."""
     if not items:
         return
-    session = items[0][0].session
-    state = _RunState(session, {event.account_id for _, event in items}, set(), account_bills=False)
+    run = ProjectionRun(items[0][0].session, {event.account_id for _, event in items}, set(), account_bills=False)
     for _, event in items:
-        account = state.account(event.account_id)  # first mention of the line: a new row
+        account = run.account(event.account_id)  # first mention of the line: a new row
         if account.opened_on is None:
             account.opened_on = event.opened_on
-            state.changed_accounts[event.account_id] = account
+            run.changed(account)
         if account.monthly_income_fen is None and event.monthly_income is not None:
             account.monthly_income_fen = to_fen(event.monthly_income)
-            state.changed_accounts[event.account_id] = account
-    _write(session, state, account_set=_GRANT_SET)  # in key order, as the snapshots write them
+            run.changed(account)
+    run.write(items[0][0], account_columns=_GRANT_COLUMNS)

@@ -1,4 +1,9 @@
-"""Restructuring: one function per consumed event type. Load, call the domain, save, emit.
+"""Restructuring: the customers' requests (offers, an acceptance, an adjustment), one at a
+time. Load, call the domain, save, emit.
+
+The event types that come in floods (grants, bills, snapshots, cures, payments) are taken
+as runs on the projection, each in a module of its own (``grants``, ``bills``,
+``snapshots``, ``repayments``); ``registry`` maps every consumed type to its handler.
 
 Business decisions use the event's own time (``business_date`` fields, the
 envelope's ``occurred_at``, ``accepted_at``), never the wall clock.
@@ -30,7 +35,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import defaultdict
 from datetime import date, timezone
 from decimal import Decimal
 
@@ -40,14 +44,11 @@ from services.restructuring import store
 from services.restructuring.domain import (
     PLAN_ALREADY_ACTIVE,
     AdjustmentRejected,
-    apply_payment,
     build_schedule,
     extend,
     lower_payment,
     offer_expires_at,
 )
-from services.restructuring.bills import bill_issued_batch, bill_overdue_batch, record_overdue
-from services.restructuring.grants import credit_line_granted_batch
 from services.restructuring.models import (
     AccountView,
     Adjustment,
@@ -56,17 +57,9 @@ from services.restructuring.models import (
     OfferRow,
     Plan,
     PlanInstallment,
-    PlanPayment,
     RiskAssessmentRow,
 )
-from services.restructuring.repayments import reduce_bill, repayment_applied_batch
-from services.restructuring.snapshots import (
-    TRIGGER_FIRST_OVERDUE,
-    account_cured_batch,
-    account_delinquency_updated_batch,
-    first_overdue_day,
-)
-from shared.bus.handling import BatchHandler, Handler, HandlerContext
+from shared.bus.handling import HandlerContext
 from shared.clock import business_date
 from shared.events import payloads as p
 from shared.log import get_logger
@@ -87,7 +80,7 @@ TRIGGER_OFFER_REQUEST = "offer_request"
 _IDS = uuid.UUID("6f1d7c1e-3a0b-4c55-9d61-2b7f4e0a9c11")  # namespace of the ids derived below
 
 
-def _derived_id(prefix: str, *parts: str) -> str:
+def derived_id(prefix: str, *parts: str) -> str:
     """A stable id from what it is derived from: a replayed request derives the same ids."""
     return f"{prefix}-{uuid.uuid5(_IDS, ':'.join(parts)).hex[:20]}"
 
@@ -100,112 +93,6 @@ def _account(ctx: HandlerContext, account_id: str) -> AccountView:
         ctx.session.add(account)
         ctx.session.flush()
     return account
-
-
-def _bill(ctx: HandlerContext, bill_id: str, account_id: str) -> BillView:
-    bill = ctx.session.get(BillView, bill_id)
-    if bill is None:
-        bill = BillView(bill_id=bill_id, account_id=account_id, unpaid_principal_fen=0, penalty_fen=0,
-                        late_fee_fen=0, dpd=0, max_dpd=0)
-        ctx.session.add(bill)
-        ctx.session.flush()
-    return bill
-
-
-# --- projection ---------------------------------------------------------------------------
-
-
-def bill_issued(ctx: HandlerContext, event: p.BillIssued) -> None:
-    """A new bill: unpaid in full until a repayment or a snapshot says otherwise.
-
-    The reference for one event: the registered handler is the set-based
-    ``bills.bill_issued_batch``, held equal to this one by the tests."""
-    _account(ctx, event.account_id)
-    bill = _bill(ctx, event.bill_id, event.account_id)
-    bill.statement_date, bill.due_date = event.statement_date, event.due_date
-    first_news = bill.amount_fen is None and bill.as_of_date is None and bill.as_of_seq is None
-    bill.amount_fen = to_fen(event.amount)
-    if first_news:
-        bill.unpaid_principal_fen = bill.amount_fen
-
-
-def bill_overdue(ctx: HandlerContext, event: p.BillOverdue) -> None:
-    """The bill went overdue; when it opens the account's overdue episode, assess the risk.
-
-    The reference for one event: the registered handler is the set-based
-    ``bills.bill_overdue_batch``, held equal to this one by the tests."""
-    account = _account(ctx, event.account_id)
-    record_overdue(_bill(ctx, event.bill_id, event.account_id), event, ctx.envelope.sequence)
-    if account.cured_on is None or event.business_date > account.cured_on:
-        _assess_episode(ctx, account, event.business_date)
-
-
-def account_delinquency_updated(ctx: HandlerContext, event: p.AccountDelinquencyUpdated) -> None:
-    """The daily snapshot of every overdue bill. An older snapshot never overwrites a newer
-    one (per account and per bill); a bill missing from a newer snapshot is no longer
-    overdue (repaid, or moved into a plan).
-
-    The reference for one event: the registered handler is the set-based
-    ``snapshots.account_delinquency_updated_batch`` (the nightly flood), held equal to
-    this one by ``tests/integration/restructuring/test_delinquency_batch.py``."""
-    account = _account(ctx, event.account_id)
-    seq = ctx.envelope.sequence
-    if not store.is_newer(event.business_date, seq, account.delinquency_as_of, account.delinquency_seq):
-        return
-    account.max_dpd = event.max_dpd
-    account.delinquency_as_of, account.delinquency_seq = event.business_date, seq
-    listed = {b.bill_id for b in event.bills}
-    for line in event.bills:
-        bill = _bill(ctx, line.bill_id, event.account_id)
-        bill.due_date = bill.due_date or line.due_date
-        bill.overdue_on = bill.overdue_on or first_overdue_day(line.due_date)
-        if bill.plan_id is None and store.is_newer(event.business_date, seq, bill.as_of_date, bill.as_of_seq):
-            _set_snapshot(bill, line, event.business_date, seq)
-    _clear_unlisted(ctx, event.account_id, listed, event.business_date, seq)
-    if event.bills and (account.cured_on is None or event.business_date > account.cured_on):
-        _assess_episode(ctx, account, event.business_date)
-
-
-def _set_snapshot(bill: BillView, line: p.DelinquentBill, as_of: date, seq: int | None) -> None:
-    bill.unpaid_principal_fen = to_fen(line.unpaid_principal)
-    bill.penalty_fen, bill.late_fee_fen = to_fen(line.penalty_interest), to_fen(line.late_fee)
-    bill.dpd, bill.max_dpd = line.dpd, max(bill.max_dpd, line.dpd)
-    bill.as_of_date, bill.as_of_seq = as_of, seq
-
-
-def _clear_unlisted(ctx: HandlerContext, account_id: str, listed: set[str], as_of: date, seq: int | None) -> None:
-    """Bills overdue before but absent from this (newer) snapshot were paid off."""
-    stale = ctx.session.scalars(select(BillView).where(
-        BillView.account_id == account_id, BillView.plan_id.is_(None), BillView.dpd > 0,
-    )).all()
-    for bill in stale:
-        if bill.bill_id in listed or not store.is_newer(as_of, seq, bill.as_of_date, bill.as_of_seq):
-            continue
-        bill.unpaid_principal_fen = bill.penalty_fen = bill.late_fee_fen = 0
-        bill.dpd = 0
-        bill.as_of_date, bill.as_of_seq = as_of, seq
-
-
-def account_cured(ctx: HandlerContext, event: p.AccountCured) -> None:
-    """No overdue bill left: the episode ends (the next one is assessed again).
-
-    The reference for one event: the registered handler is ``snapshots.account_cured_batch``."""
-    account = _account(ctx, event.account_id)
-    seq = ctx.envelope.sequence
-    if not store.is_newer(event.business_date, seq, account.delinquency_as_of, account.delinquency_seq):
-        return
-    account.max_dpd, account.episode_assessed, account.cured_on = 0, False, event.business_date
-    account.delinquency_as_of, account.delinquency_seq = event.business_date, seq
-    _clear_unlisted(ctx, event.account_id, set(), event.business_date, seq)
-
-
-def _assess_episode(ctx: HandlerContext, account: AccountView, as_of: date) -> None:
-    """``risk.assessed`` once when an account goes overdue (once per overdue episode)."""
-    if account.episode_assessed:
-        return
-    account.episode_assessed = True
-    ctx.session.flush()
-    _assess_and_emit(ctx, account.account_id, as_of, TRIGGER_FIRST_OVERDUE, None, None)
 
 
 def _assess_and_emit(
@@ -227,65 +114,6 @@ def _assess_and_emit(
         factors=store.risk_factors(assessment),
     ), account_id)
     return quote
-
-
-def repayment_applied(ctx: HandlerContext, event: p.RepaymentApplied) -> None:
-    """Money that reached bills lowers their unpaid figures; money routed to a plan pays
-    its installments (oldest first, fee then principal).
-
-    The reference for one event: the registered handler is ``repayments.repayment_applied_batch``."""
-    seq = ctx.envelope.sequence
-    to_plans: dict[str, Decimal] = defaultdict(Decimal)
-    for allocation in event.allocations:
-        if allocation.target == "plan":
-            to_plans[allocation.target_id] += allocation.amount
-        else:
-            reduce_bill(_bill(ctx, allocation.target_id, event.account_id), allocation, seq)
-    paid_on = ctx.event_date
-    for plan_id, amount in to_plans.items():
-        _pay_plan(ctx, plan_id, event.payment_id, amount, paid_on)
-
-
-def _pay_plan(ctx: HandlerContext, plan_id: str, payment_id: str, amount: Decimal, paid_on: date) -> None:
-    session = ctx.session
-    if session.get(PlanPayment, (plan_id, payment_id)) is not None:
-        return  # this payment already reached this plan
-    plan = session.scalar(select(Plan).where(Plan.plan_id == plan_id).with_for_update())
-    if plan is None or plan.status != "active":
-        log.warning("plan_payment_unapplied", plan_id=plan_id, payment_id=payment_id,
-                    status=plan.status if plan else "unknown")
-        session.add(PlanPayment(plan_id=plan_id, payment_id=payment_id, amount_fen=to_fen(amount), applied_fen=0,
-                                unapplied_fen=to_fen(amount), paid_on=paid_on))
-        return
-    rows = store.load_installments(session, plan.pk)
-    application = apply_payment(store.plan_schedule(plan, rows), store.plan_paid(rows), amount, paid_on)
-    store.store_paid(rows, application.paid, paid_on)
-    session.add(PlanPayment(plan_id=plan_id, payment_id=payment_id, amount_fen=to_fen(amount),
-                            applied_fen=to_fen(amount - application.unapplied),
-                            unapplied_fen=to_fen(application.unapplied), paid_on=paid_on))
-    for period in application.periods_completed:
-        ctx.emit("plan.installment.paid", p.PlanInstallmentPaid(
-            plan_id=plan.plan_id, account_id=plan.account_id, period=period, paid_on=paid_on,
-        ), plan.plan_id)
-    if application.completed or all(r.status == "paid" for r in rows):
-        _complete(ctx, plan, rows, paid_on, application.fees_waived)
-
-
-def _complete(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment], on: date, fees_waived: Decimal) -> None:
-    """The last installment or an early settlement: future fees are waived."""
-    for row in rows:
-        if row.status == "open":  # settled early: principal paid, its fee waived
-            row.status, row.paid_on = "waived", on
-    plan.status, plan.ended_on, plan.fees_waived_fen = "completed", on, to_fen(fees_waived)
-    _release_account(ctx, plan)
-    ctx.emit("plan.completed", p.PlanCompleted(plan_id=plan.plan_id, account_id=plan.account_id, completed_on=on),
-             plan.plan_id)
-
-
-def _release_account(ctx: HandlerContext, plan: Plan) -> None:
-    account = ctx.session.get(AccountView, plan.account_id)
-    if account is not None and account.active_plan_id == plan.plan_id:
-        account.active_plan_id = None
 
 
 # --- offers -------------------------------------------------------------------------------
@@ -322,7 +150,7 @@ def plan_offers_requested(ctx: HandlerContext, event: p.PlanOffersRequested) -> 
 
 
 def _save_offer(ctx: HandlerContext, request_id: str, quote: store.Quote, offer, offered_at, expires_at) -> p.Offer:  # type: ignore[no-untyped-def]
-    offer_id = _derived_id("off", quote.account_id, request_id, str(offer.term), offer.method)
+    offer_id = derived_id("off", quote.account_id, request_id, str(offer.term), offer.method)
     assert quote.assessment is not None
     ctx.session.add(OfferRow(
         offer_id=offer_id, request_id=request_id, account_id=quote.account_id, grade=quote.assessment.grade,
@@ -380,7 +208,7 @@ def _activate(ctx: HandlerContext, offer: OfferRow, event: p.PlanOfferAccepted) 
     schedule = build_schedule(offer.method, principal, offer.term, rate, start)  # type: ignore[arg-type]
     bill_ids: list[str] = json.loads(offer.bill_ids)
     plan = Plan(
-        plan_id=_derived_id("plan", offer.offer_id), offer_id=offer.offer_id, account_id=offer.account_id,
+        plan_id=derived_id("plan", offer.offer_id), offer_id=offer.offer_id, account_id=offer.account_id,
         status="active", method=offer.method, monthly_fee_rate=offer.monthly_fee_rate,
         principal_fen=offer.principal_fen, term=offer.term, start_date=start,
         accepted_at=event.accepted_at.astimezone(timezone.utc), adjustments_made=0, bill_ids=json.dumps(bill_ids),
@@ -471,16 +299,3 @@ def _replace_periods(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment
     plan.adjustments_made += 1
     if decision.unapplied > 0:
         log.warning("adjustment_unapplied", plan_id=plan.plan_id, amount=str(decision.unapplied))
-
-
-HANDLERS: dict[str, Handler | BatchHandler] = {
-    "credit.line.granted": BatchHandler(credit_line_granted_batch),  # lines granted in bulk
-    "bill.issued": BatchHandler(bill_issued_batch),  # a statement run issues a cycle's bills at once
-    "bill.overdue": BatchHandler(bill_overdue_batch),  # a close sends a cycle's unpaid bills at once
-    "account.delinquency.updated": BatchHandler(account_delinquency_updated_batch),
-    "account.cured": BatchHandler(account_cured_batch),  # a close cures many accounts at once
-    "repayment.applied": BatchHandler(repayment_applied_batch),  # every payment, as accounts applies runs
-    "plan.offers.requested": plan_offers_requested,
-    "plan.offer.accepted": plan_offer_accepted,
-    "plan.adjustment.requested": plan_adjustment_requested,
-}

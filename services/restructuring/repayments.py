@@ -1,13 +1,13 @@
-"""``repayment.applied`` set-based: a run of payments in a handful of statements.
+"""``repayment.applied``: money that reached bills lowers their unpaid figures; money routed
+to a plan pays its installments.
 
 Every payment accounts applies reaches restructuring, and accounts applies them in runs,
-so restructuring takes them as a run (``BatchHandler``): one ``SELECT`` of the bills the
+so the payments are taken as a run on a
+:class:`~services.restructuring.projection.ProjectionRun`: one ``SELECT`` of the bills the
 run's allocations name, the bill allocations folded over those rows in memory in message
-order (as ``handlers.repayment_applied`` applies them one by one), one upsert of the bills.
-Money routed to a plan goes through the per-event plan logic (``handlers._pay_plan``, in
-order, on the ORM rows): plans are few, and a plan payment touches no bill.
-``tests/integration/restructuring/test_repayment_batch.py`` holds the run equal to the
-reference.
+order, one upsert of the bills. Money routed to a plan goes through
+:func:`~services.restructuring.plan_payments.pay_plan`, in order, on the ORM rows: plans
+are few, and a plan payment touches no bill.
 """
 from __future__ import annotations
 
@@ -15,43 +15,40 @@ from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 
-from services.restructuring.models import BillView
-from services.restructuring.snapshots import _Row, _RunState, _write
+from services.restructuring.plan_payments import pay_plan
+from services.restructuring.projection import ProjectionRow, ProjectionRun
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
 from shared.money import to_fen
+from shared.snapshot_order import included_in_snapshot
 
-_REPAYMENT_SET = ("unpaid_principal_fen", "penalty_fen", "late_fee_fen")  # what a payment changes on a bill
+_REPAYMENT_COLUMNS = ("unpaid_principal_fen", "penalty_fen", "late_fee_fen")  # what a payment changes on a bill
 
 
 def repayment_applied_batch(items: Sequence[tuple[HandlerContext, p.RepaymentApplied]]) -> None:
-    """A run of applied payments, same effects as ``handlers.repayment_applied`` on each in order."""
+    """A run of applied payments, applied one after the other in message order."""
     if not items:
         return
-    from services.restructuring import handlers as reference  # handlers imports this module to register it
-
-    session = items[0][0].session
     bill_ids = {a.target_id for _, event in items for a in event.allocations if a.target != "plan"}
-    state = _RunState(session, set(), bill_ids, account_bills=False)
+    run = ProjectionRun(items[0][0].session, set(), bill_ids, account_bills=False)
     for ctx, event in items:
         to_plans: dict[str, Decimal] = defaultdict(Decimal)
         for allocation in event.allocations:
             if allocation.target == "plan":
                 to_plans[allocation.target_id] += allocation.amount
             else:
-                bill = state.bill(allocation.target_id, event.account_id)
-                reduce_bill(bill, allocation, ctx.envelope.sequence)
-                state.changed_bills[bill.bill_id] = bill
+                bill = run.bill(allocation.target_id, event.account_id)
+                _reduce_bill(bill, allocation, ctx.envelope.sequence)
+                run.changed(bill)
         for plan_id, amount in to_plans.items():
-            reference._pay_plan(ctx, plan_id, event.payment_id, amount, ctx.event_date)
-    _write(session, state, account_set=(), bill_set=_REPAYMENT_SET)
+            pay_plan(ctx, plan_id, event.payment_id, amount, ctx.event_date)
+    run.write(items[0][0], account_columns=(), bill_columns=_REPAYMENT_COLUMNS)
 
 
-def reduce_bill(bill: BillView | _Row, allocation: p.Allocation, seq: int | None) -> None:
-    """A repayment is a delta: it applies unless a snapshot newer than it (which already
-    includes it) set the bill's figures. The next daily snapshot corrects any drift.
-    (``bill``: the ORM row one at a time, the in-memory row in a run.)"""
-    if seq is not None and bill.as_of_seq is not None and seq < bill.as_of_seq:
+def _reduce_bill(bill: ProjectionRow, allocation: p.Allocation, seq: int | None) -> None:
+    """A repayment is a delta: it applies unless the bill's snapshot already includes it.
+    The next daily snapshot corrects any drift."""
+    if included_in_snapshot(sequence=seq, snapshot_sequence=bill.as_of_seq):
         return
     fen = to_fen(allocation.amount)
     if allocation.component == "penalty_interest":

@@ -39,25 +39,6 @@ from shared.rules import ProductRules
 UNKNOWN_ACCOUNT = "unknown_account"
 
 
-# --- ordering of snapshots -------------------------------------------------------------
-
-
-def is_newer(new_date: date | None, new_seq: int | None, old_date: date | None, old_seq: int | None) -> bool:
-    """Whether a snapshot at (new_date, new_seq) may replace one at (old_date, old_seq).
-
-    The envelope's ``sequence`` increases per producer, so when both are known it
-    decides; otherwise the business date does (a later close is newer). When neither
-    can tell, the snapshot is applied: the inbox already keeps an event from applying twice.
-    """
-    if old_date is None and old_seq is None:
-        return True
-    if new_seq is not None and old_seq is not None:
-        return new_seq > old_seq
-    if new_date is not None and old_date is not None:
-        return new_date >= old_date
-    return True
-
-
 # --- account facts, risk and offers ----------------------------------------------------
 
 

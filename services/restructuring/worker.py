@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.restructuring import jobs
-from services.restructuring.handlers import HANDLERS
+from services.restructuring.registry import HANDLERS
 from services.restructuring.models import BUS, Base
 from shared.celery_app import make_service_app
 from shared.jobs import register_job

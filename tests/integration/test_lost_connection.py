@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from services.collections.handlers import HANDLERS
+from services.collections.registry import HANDLERS
 from services.collections.models import BUS
 from shared.bus.handling import Delivery, is_transient
 from shared.bus.outbox import Outbox

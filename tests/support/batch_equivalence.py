@@ -1,12 +1,14 @@
-"""Holding a service's batch handler to its per-event reference: the machinery the tests share.
+"""Holding a service's batch handlers equal on runs of every length: the machinery the tests share.
 
-Any service will do (``Service("collections")``: its tables, bus and registered handlers
-come from ``baitiao.registry.definition``). The same wire bodies (``bodies``) go into fresh
-databases of the service (the ``databases`` fixture a test module makes with
-``databases_fixture``: PostgreSQL and the embedded default's SQLite), once one event per
-transaction through a reference set of handlers, then through the registered ones in
-batches of several sizes and in a batch the applier has to redo guarded (a ``Poison``
-event): ``Service.assert_batches_agree``. ``Service.state`` is what must then be the same:
+A batch handler is the only implementation of its event type: a batch of one is the
+per-event path. So what it must hold to is itself: the same wire bodies (``bodies``) go
+into fresh databases of the service (the ``databases`` fixture a test module makes with
+``databases_fixture``: PostgreSQL and the embedded default's SQLite), through its
+registered handlers, once one event per transaction, then in batches of several sizes and
+in a batch the applier has to redo guarded (a ``Poison`` event):
+``Service.assert_batches_agree``. What the rows must be, the tests' scenarios say. Any
+service will do (``Service("collections")``: its tables, bus and registered handlers come
+from ``baitiao.registry.definition``). ``Service.state`` is what must then be the same:
 every row the service keeps and every event it wrote to its outbox, with its causation
 and correlation ids.
 
@@ -194,10 +196,10 @@ class Service:
             then(engine)
         return engine
 
-    def statements(self, engine: Engine, handlers: Handlers, wire: list[bytes]) -> list[str]:
-        """The statements applying ``wire`` as one batch sends."""
+    def statements(self, engine: Engine, handlers: Handlers, wire: list[bytes], batch: int | None = None) -> list[str]:
+        """The statements applying ``wire`` sends, as one batch or in batches of ``batch``."""
         with statements_sent(engine) as sent:
-            self.apply(engine, handlers, wire, len(wire))
+            self.apply(engine, handlers, wire, batch or len(wire))
         return sent
 
     def handler_run(self, session: Session, wire: list[bytes]) -> list[tuple[HandlerContext, Any]]:
@@ -236,20 +238,20 @@ class Service:
 
     # --- the equivalence ---
 
-    def assert_batches_agree(self, fresh: Callable[[], Engine], reference: Handlers, event_type: str,
-                             night: list[bytes], *, one_batch: list[int], poison: Poison, guarded: list[int],
+    def assert_batches_agree(self, fresh: Callable[[], Engine], event_type: str, night: list[bytes], *,
+                             one_batch: list[int], poison: Poison, guarded: list[int],
                              guarded_view: Callable[[State], State] = lambda found: found) -> State:
-        """``night`` through the registered handlers leaves the state it leaves through
-        ``reference``, one event per transaction: in one batch (``event_type``'s batch handler
-        getting runs of ``one_batch``), in batches of three, in batches of one, and in one
-        batch with ``poison`` (the guarded pass: runs of ``guarded``; its state and the
-        reference's compared through ``guarded_view``). Every pass starts on a database of
-        its own from ``fresh`` and keeps every ORM object alive. Returns the reference's
-        state, for the test to say what it holds (so that "equal" cannot mean "equally empty")."""
+        """``night`` through the registered handlers in batches leaves the state it leaves one
+        event per transaction: in one batch (``event_type``'s batch handler getting runs of
+        ``one_batch``), in batches of three, and in one batch with ``poison`` (the guarded
+        pass: runs of ``guarded``; its state and the expected one compared through
+        ``guarded_view``). Every pass starts on a database of its own from ``fresh`` and keeps
+        every ORM object alive. Returns the expected state, for the test to say what it holds
+        (so that "equal" cannot mean "equally empty")."""
         one_by_one = fresh()
-        self.apply(one_by_one, reference, night, 1)
+        self.apply(one_by_one, self.handlers, night, 1)
         expected = self.state(one_by_one)
-        for batch in (len(night), 3, 1):
+        for batch in (len(night), 3):
             found, runs = self._counted_pass(
                 fresh, event_type, lambda engine, handlers: self.apply(engine, handlers, night, batch))
             assert found == expected, f"batches of {batch}: {_differences(found, expected)}"

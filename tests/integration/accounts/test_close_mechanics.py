@@ -1,9 +1,12 @@
 """The close as a job: sliced across tasks, chunked, leased, idempotent."""
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import date, datetime
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.accounts import daily_close as close_module
@@ -52,11 +55,20 @@ def test_two_closes_of_one_date_never_run_at_once(accounts) -> None:
     assert accounts.run_job("daily-close", date(2026, 3, 5))["status"] == "closed"
 
 
-def test_postgres_builds_the_same_delinquency_snapshots_as_the_reference(accounts) -> None:
-    """The nightly snapshots are built in SQL on PostgreSQL; they must equal the Python reference."""
-    from services.accounts.daily_close import delinquency_payloads
+@pytest.fixture(params=["postgresql", "sqlite"])
+def accounts_on_each(request: pytest.FixtureRequest, tmp_path):
+    driver = ServiceDriver("accounts", sqlite_dir=str(tmp_path) if request.param == "sqlite" else None)
+    yield driver
+    driver.drop()
 
-    for i, amount in enumerate(("1000.00", "333.33", "0.07")):
+
+def test_the_snapshot_lists_every_overdue_bill_with_its_sums(accounts_on_each) -> None:
+    """One ``account.delinquency.updated`` per delinquent account: its overdue bills by due
+    date, each with its unpaid figures as the wire's decimal strings, and their sums (one
+    implementation, on PostgreSQL and on SQLite)."""
+    accounts = accounts_on_each
+    amounts = ("1000.00", "333.33", "0.07")
+    for i, amount in enumerate(amounts):
         acc = f"acc-snap-{i}"
         accounts.send("credit.line.granted", credit_line(acc, "5000.00"))
         accounts.send("purchase.requested", purchase(acc, amount, "2026-01-14T15:00:00+08:00"))
@@ -64,12 +76,35 @@ def test_postgres_builds_the_same_delinquency_snapshots_as_the_reference(account
     accounts.run_job("statements", date(2026, 2, 1))
     accounts.run_job("statements", date(2026, 3, 1))
     accounts.run_job("daily-close", date(2026, 3, 14))
-    emitted = sorted((e["payload"] for e in accounts.emitted("account.delinquency.updated")),
-                     key=lambda p: p["account_id"])
-    with Session(accounts.engine) as session:
-        reference = sorted(delinquency_payloads(session, date(2026, 3, 14), 0, 10**9), key=lambda p: p["account_id"])
-    assert emitted == reference and len(emitted) == 3
-    assert [len(p["bills"]) for p in emitted] == [2, 2, 2]
+    emitted = sorted((e["payload"] for e in accounts.emitted("account.delinquency.updated")
+                      if e["payload"]["business_date"] == "2026-03-14"), key=lambda p: p["account_id"])
+    assert [p["account_id"] for p in emitted] == ["acc-snap-0", "acc-snap-1", "acc-snap-2"]
+
+    def fen(money: str) -> int:
+        assert re.fullmatch(r"\d+\.\d\d", money), money
+        return int(money.replace(".", ""))
+
+    for payload, amount in zip(emitted, amounts):
+        bills = payload["bills"]
+        assert [b["unpaid_principal"] for b in bills] == [amount, amount]
+        assert [b["due_date"] for b in bills] == sorted(b["due_date"] for b in bills)
+        assert payload["max_dpd"] == bills[0]["dpd"] > bills[1]["dpd"] > 0
+        sums = {key: sum(fen(b[line]) for b in bills) for key, line in (
+            ("overdue_principal", "unpaid_principal"), ("penalty_interest", "penalty_interest"),
+            ("late_fees", "late_fee"))}
+        assert {key: fen(payload[key]) for key in sums} == sums
+        assert fen(payload["total_overdue"]) == sum(sums.values())
+    assert fen(emitted[0]["penalty_interest"]) > 0 and emitted[2]["bills"][1]["penalty_interest"] == "0.00"
+    # each snapshot starts a chain: its own UUID, which is its correlation id too
+    outbox = accounts.definition.bus.outbox
+    with accounts.engine.connect() as conn:
+        ids = conn.execute(select(outbox.c.event_id, outbox.c.correlation_id, outbox.c.occurred_at).where(
+            outbox.c.type == "account.delinquency.updated")).all()
+        assert len({event_id for event_id, _, _ in ids}) == len(ids) >= 3
+        assert all(str(uuid.UUID(event_id)) == event_id == correlation for event_id, correlation, _ in ids)
+        # stamped as every event of the close is (the same instant, stored the same way)
+        closes = set(conn.scalars(select(outbox.c.occurred_at).where(outbox.c.type == "daily.close.completed")))
+    assert {occurred for _, _, occurred in ids} <= closes
 
 
 def test_a_bill_moved_into_a_plan_while_the_close_runs_is_charged_all_or_nothing(accounts) -> None:

@@ -1,12 +1,11 @@
-"""The set-based ``credit.line.granted`` handler of accounts against one grant at a time.
+"""``credit.line.granted`` in accounts: runs of every length leave the same state.
 
-The reference is the handler before runs (below, as it was): its own look-ups, one event
-per transaction. The same wire bodies go into fresh accounts databases, on PostgreSQL and
-on SQLite, once through the reference, then through the registered handlers in one
-batch, in batches of three, in batches of one and in one batch with a poison event (the
-guarded retry pass). Every row of the accounts service and every event written to its
-outbox, with its causation and correlation ids, must be the same
-(``tests/support/batch_equivalence.py``).
+The same wire bodies go into fresh accounts databases, on PostgreSQL and on SQLite, all
+through the registered handlers: once one event per transaction (a batch of one is the
+per-event path), then in one batch, in batches of three and in one batch with a poison
+event (the guarded retry pass). Every row of the accounts service and every event
+written to its outbox, with its causation and correlation ids, must be the same
+(``tests/support/batch_equivalence.py``), and as the scenario says.
 
 The poison pass rolls back lines the optimistic pass had inserted, and PostgreSQL does
 not give their sequence values back: there the lines' surrogate ``pk`` differs, so the
@@ -22,12 +21,10 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 
 from services.accounts.grants import credit_line_granted_batch
-from services.accounts.handlers import HANDLERS
+from services.accounts.registry import HANDLERS
 from services.accounts.models import Account
-from shared.bus.handling import BatchHandler, HandlerContext
+from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
-from shared.events import payloads as p
-from shared.money import to_fen
 from tests.support.batch_equivalence import Databases, Event, Poison, Service, State, bodies, databases_fixture
 
 pytestmark = pytest.mark.integration
@@ -35,28 +32,6 @@ pytestmark = pytest.mark.integration
 ACCOUNTS = Service("accounts")
 databases = databases_fixture("accounts")
 START = datetime(2026, 1, 5, 10, 0, tzinfo=SHANGHAI)
-
-
-def credit_line_granted(ctx: HandlerContext, event: p.CreditLineGranted) -> None:
-    """The handler before runs: open the line unless known, linked to the identity's highest level."""
-    session = ctx.session
-    if session.scalar(select(Account.pk).where(Account.account_id == event.account_id)) is not None:
-        return
-    limit_fen = to_fen(event.credit_limit)
-    levels = session.scalars(select(Account.level).where(Account.identity_hash == event.identity_hash)).all()
-    session.add(Account(
-        account_id=event.account_id, customer_id=event.customer_id, identity_hash=event.identity_hash,
-        opened_on=event.opened_on, granted_limit_fen=limit_fen, credit_limit_fen=limit_fen,
-        limit_cut=False, unpaid_principal_fen=0, credit_balance_fen=0, status="open", level=0,
-        linked_level=max(levels, default=0), max_dpd=0,
-        monthly_income_fen=to_fen(event.monthly_income) if event.monthly_income is not None else None,
-    ))
-    ctx.emit("credit.line.opened", p.CreditLineOpened(
-        account_id=event.account_id, credit_limit=event.credit_limit, opened_on=event.opened_on,
-    ), event.account_id)
-
-
-REFERENCE = {**HANDLERS, "credit.line.granted": credit_line_granted}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
@@ -124,7 +99,7 @@ def _by_account_id(found: State) -> State:
 def test_batches_give_the_same_lines_and_replies_as_one_by_one(databases: Databases) -> None:
     setup, night = bodies(_setup(), START - timedelta(days=1)), bodies(_night(), START)
     expected = ACCOUNTS.assert_batches_agree(
-        lambda: ACCOUNTS.prepared(databases, REFERENCE, setup, _standing), REFERENCE, "credit.line.granted", night,
+        lambda: ACCOUNTS.prepared(databases, HANDLERS, setup, _standing), "credit.line.granted", night,
         one_batch=[8, 3],  # grants | two purchases | grants
         poison=Poison.plan_completed(5, "S1", START), guarded=[5] + [1] * 11,
         guarded_view=_by_account_id)  # PostgreSQL's sequence may skip the lines' pk: see above
@@ -159,7 +134,7 @@ def _what_the_scenario_says(found: dict[str, Any], night: list[bytes]) -> None:
 
 def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     """Set-based: a run of 60 grants runs the statements a run of 6 does."""
-    engine = ACCOUNTS.prepared(databases, REFERENCE, bodies([_grant(f"S{k}", f"i{k % 3}") for k in range(6)],
+    engine = ACCOUNTS.prepared(databases, HANDLERS, bodies([_grant(f"S{k}", f"i{k % 3}") for k in range(6)],
                                                             START - timedelta(days=1)))
 
     def night(n: int, prefix: str) -> list[bytes]:

@@ -1,14 +1,13 @@
-"""The set-based ``purchase.requested`` handler against the per-event reference.
+"""``purchase.requested``: runs of every length leave the same state.
 
 The same wire bodies go into fresh accounts databases, on PostgreSQL and on SQLite (the
-embedded default): once one event per transaction through the per-event reference
-(``purchases.purchase_requested``), then through the registered handlers (the batch
-handler) in one batch, in batches of three, in batches of one (runs of one) and in one
+embedded default), all through the registered handlers: once one event per transaction (a
+batch of one is the per-event path), then in one batch, in batches of three and in one
 batch with a poison event (the guarded retry pass, which calls the batch handler with
 runs of one in savepoints), every ORM object kept alive. Every row of the accounts
 service (accounts, purchases, ledger entries...) and every event written to the outbox,
 with its causation and correlation ids, must be the same
-(``tests/support/batch_equivalence.py``).
+(``tests/support/batch_equivalence.py``), and as the scenario says.
 """
 from __future__ import annotations
 
@@ -19,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from services.accounts.handlers import HANDLERS
+from services.accounts.registry import HANDLERS
 from services.accounts.models import Account, Purchase
-from services.accounts.purchases import purchase_requested, purchase_requested_batch
+from services.accounts.purchases import purchase_requested_batch
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
 from tests.support.batch_equivalence import Databases, Event, Poison, Service, bodies, databases_fixture
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.integration
 
 ACCOUNTS = Service("accounts")
 databases = databases_fixture("accounts")
-REFERENCE = {**HANDLERS, "purchase.requested": purchase_requested}
 START = datetime(2026, 1, 5, 10, 0, tzinfo=SHANGHAI)
 LONG_MERCHANT = "商户" * 100  # 200 characters: stored cut to 128
 
@@ -113,7 +111,7 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databases) -> None:
     setup, night = bodies(_setup(), START - timedelta(days=1)), bodies(_night(), START)
     expected = ACCOUNTS.assert_batches_agree(
-        lambda: ACCOUNTS.prepared(databases, REFERENCE, setup, _standing), REFERENCE, "purchase.requested", night,
+        lambda: ACCOUNTS.prepared(databases, HANDLERS, setup, _standing), "purchase.requested", night,
         one_batch=[21, 1, 3],  # purchases | repayment | a6 | grant | f1 f2 b1
         poison=Poison.plan_completed(9, "A", START), guarded=[9] + [1] * 25)
     _what_the_scenario_says(expected, setup + night)
@@ -165,7 +163,7 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
 
 def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     """Set-based: a run of 60 requests runs the statements a run of 6 does, the accounts locked in pk order."""
-    engine = ACCOUNTS.prepared(databases, REFERENCE, bodies([_grant(f"S{k}") for k in range(30)],
+    engine = ACCOUNTS.prepared(databases, HANDLERS, bodies([_grant(f"S{k}") for k in range(30)],
                                                             START - timedelta(days=1)))
 
     def night(n: int, prefix: str) -> list[bytes]:

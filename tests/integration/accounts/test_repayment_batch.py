@@ -1,20 +1,19 @@
-"""The run-based ``repayment.received`` handler against one repayment per transaction.
+"""``repayment.received``: runs of every length leave the same state.
 
-``repayment_received_batch`` applies a run of repayments one by one, in message order, by
-the rules the per-payment body ``repayments._receive`` has always applied; what it reads
-once for the whole run (the payment ids already applied, the run's accounts, locked in pk
-order, and the last daily close) is what each payment used to look up for itself. The
-reference here is that old handler rebuilt on ``_receive``: its own look-ups, one event
-per transaction.
+``repayment_received_batch`` applies a run of repayments one by one, in message order;
+what every payment would look up again (the payment ids already applied, the run's
+accounts, locked in pk order, and the last daily close) it reads once for the whole run.
+A run of one is the per-event path.
 
 The accounts have real bills (statements of February and March, daily closes up to 16
 March: some lines are overdue, one is frozen and holds its sibling). The same wire bodies
-go into fresh databases, on PostgreSQL and on SQLite, once through the reference, then
-through the registered handlers in one batch, in batches of three, in batches of one and
-in one batch with a poison event (the guarded retry pass), every ORM object kept alive
+go into fresh databases, on PostgreSQL and on SQLite, all through the registered
+handlers: once one event per transaction, then in one batch, in batches of three and in
+one batch with a poison event (the guarded retry pass), every ORM object kept alive
 (``objects_kept_alive``: a stale object cannot hide behind the garbage collector). Every
 row of the accounts service and every event written to its outbox, with its causation and
-correlation ids, must be the same (``tests/support/batch_equivalence.py``).
+correlation ids, must be the same (``tests/support/batch_equivalence.py``), and as the
+scenario says.
 """
 from __future__ import annotations
 
@@ -25,14 +24,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from services.accounts.handlers import HANDLERS
-from services.accounts.job_lease import last_done
-from services.accounts.models import Account, Repayment
-from services.accounts.purchases import purchase_requested
-from services.accounts.repayments import _receive, repayment_received_batch
-from shared.bus.handling import BatchHandler, HandlerContext
+from services.accounts.models import Account
+from services.accounts.registry import HANDLERS
+from services.accounts.repayments import repayment_received_batch
+from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
-from shared.events import payloads as p
 from tests.support.batch_equivalence import (Databases, Event, Poison, Service, bodies, databases_fixture,
                                              objects_kept_alive)
 from tests.support.service_driver import run_job
@@ -44,19 +40,8 @@ NIGHT = datetime(2026, 3, 16, 20, 0, tzinfo=SHANGHAI)  # after the close of 16 M
 ON_TIME = "2026-03-16T19:00:00+08:00"
 
 
-def repayment_received(ctx: HandlerContext, event: p.RepaymentReceived) -> None:
-    """The handler before runs: one payment, its own look-ups (applied before? its account,
-    locked; the last close), then ``_receive``."""
-    session = ctx.session
-    if session.get(Repayment, event.payment_id) is not None:
-        return  # the same payment id is applied once
-    account = session.scalar(select(Account).where(Account.account_id == event.account_id).with_for_update())
-    ctx.outbox.emit_many(session, _receive(ctx, event, account, last_done(session, "daily-close")))
-
-
 ACCOUNTS = Service("accounts")
 databases = databases_fixture("accounts")
-REFERENCE = {**HANDLERS, "purchase.requested": purchase_requested, "repayment.received": repayment_received}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
@@ -104,7 +89,7 @@ def _bills_and_closes(engine: Engine) -> None:
     run_job("accounts", engine, "statements", date(2026, 3, 1))
     run_job("accounts", engine, "daily-close", date(2026, 3, 1))  # the first close: that date only
     run_job("accounts", engine, "daily-close", date(2026, 3, 16))
-    ACCOUNTS.apply(engine, REFERENCE, bodies([_repay("DUP", "old-1", "100.00", "2026-03-16T09:00:00+08:00")],
+    ACCOUNTS.apply(engine, HANDLERS, bodies([_repay("DUP", "old-1", "100.00", "2026-03-16T09:00:00+08:00")],
                                              NIGHT - timedelta(hours=10)), 1)
 
 
@@ -142,14 +127,14 @@ def _night() -> list[Event]:
 
 def _prepared(databases: Databases) -> Engine:
     """The accounts with their bills, closes and a payment: made once, copied for every pass."""
-    return ACCOUNTS.prepared(databases, REFERENCE, bodies(_setup(), SETUP), _bills_and_closes)
+    return ACCOUNTS.prepared(databases, HANDLERS, bodies(_setup(), SETUP), _bills_and_closes)
 
 
 def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databases) -> None:
     night = bodies(_night(), NIGHT)
     template = _prepared(databases)
     expected = ACCOUNTS.assert_batches_agree(
-        lambda: databases.copy(template), REFERENCE, "repayment.received", night,
+        lambda: databases.copy(template), "repayment.received", night,
         one_batch=[19, 2],  # repayments | cur-buy sib-buy | cur-2 par-1
         poison=Poison.plan_completed(5, "CUR", NIGHT), guarded=[5] + [1] * 21)
     _what_the_scenario_says(expected, night)
@@ -261,25 +246,25 @@ def test_a_purchase_after_a_cure_in_the_same_batch_is_judged_on_the_lifted_restr
 def test_a_run_reads_what_it_shares_once(databases: Databases) -> None:
     """Applied before? the accounts (locked in pk order) and the last close: one statement
     each for a run of 4 repayments and for a run of 24, where one by one they cost one each."""
-    engine = ACCOUNTS.prepared(databases, REFERENCE, bodies([_grant(f"S{k}") for k in range(12)], SETUP))
+    engine = ACCOUNTS.prepared(databases, HANDLERS, bodies([_grant(f"S{k}") for k in range(12)], SETUP))
     shared_reads = {"applied before": "FROM repayments WHERE repayments.payment_id",
                     "accounts": "FROM accounts WHERE accounts.account_id", "last close": "FROM job_runs"}
     statements: list[str] = []
 
-    def reads(handlers: dict[str, Any], n: int, prefix: str) -> dict[str, int]:
+    def reads(n: int, prefix: str, batch: int | None = None) -> dict[str, int]:
         night = [_repay(f"S{k % 12}", f"{prefix}-{k}", "10.00") for k in range(n)]
-        sent = ACCOUNTS.statements(engine, handlers, bodies(night, NIGHT))  # one batch: one run
+        sent = ACCOUNTS.statements(engine, HANDLERS, bodies(night, NIGHT), batch)  # one batch: one run
         statements[:] = [" ".join(s.split()) for s in sent]
         selects = [s for s in statements if s.startswith("SELECT")]
         return {name: sum(pattern in s for s in selects) for name, pattern in shared_reads.items()}
 
-    assert reads(HANDLERS, 4, "small") == {"applied before": 1, "accounts": 1, "last close": 1}
-    assert reads(HANDLERS, 24, "large") == {"applied before": 1, "accounts": 1, "last close": 1}
+    assert reads(4, "small") == {"applied before": 1, "accounts": 1, "last close": 1}
+    assert reads(24, "large") == {"applied before": 1, "accounts": 1, "last close": 1}
     (locking,) = [s for s in statements if shared_reads["accounts"] in s]
     assert "accounts.account_id IN" in locking and "ORDER BY accounts.pk" in locking
     if engine.dialect.name == "postgresql":
         assert locking.endswith("FOR UPDATE")
-    # the counting itself: the reference, one by one, looks each of them up for every payment
-    assert reads(REFERENCE, 6, "reference") == {"applied before": 6, "accounts": 6, "last close": 6}
+    # the counting itself: runs of one look each of them up for every payment
+    assert reads(6, "one-by-one", batch=1) == {"applied before": 6, "accounts": 6, "last close": 6}
     with engine.connect() as conn:
         assert sum(conn.execute(select(Account.credit_balance_fen)).scalars()) == 34 * 1_000

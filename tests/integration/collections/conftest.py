@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from baitiao import registry
 from services.collections import jobs
-from services.collections.handlers import HANDLERS
+from services.collections.registry import HANDLERS
 from services.collections.models import BUS
 from services.collections.sms_gateway import SmsGateway
 from shared.bus.handling import Delivery, EventApplier

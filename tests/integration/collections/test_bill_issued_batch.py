@@ -1,11 +1,11 @@
-"""The set-based ``bill.issued`` handler of collections against one bill at a time.
+"""``bill.issued`` in collections: runs of every length leave the same state.
 
-The reference is ``handlers.bill_issued`` (the per-event handler, kept for this). The same
-wire bodies go into fresh collections databases, on PostgreSQL and on SQLite, once one
-event per transaction through the reference, then through the registered handlers in one
-batch, in batches of three, in batches of one and in one batch with a poison event (the
-guarded retry pass): every row collections keeps and its outbox must be the same
-(``tests/support/batch_equivalence.py``).
+The same wire bodies go into fresh collections databases, on PostgreSQL and on SQLite,
+once one event per transaction, then in one batch, in batches of three and in one batch
+with a poison event (the guarded retry pass, runs of one), all through the registered
+handlers: a batch of one is the per-event path, so every length of run must leave the
+same rows and outbox (``tests/support/batch_equivalence.py``). Beside the equivalence, the
+scenario's own assertions say what those rows are.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine
 
 from services.collections.bills import bill_issued_batch
-from services.collections.handlers import HANDLERS, bill_issued
+from services.collections.registry import HANDLERS
 from services.collections.models import CollectionCase
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
@@ -27,7 +27,6 @@ pytestmark = pytest.mark.integration
 COLLECTIONS = Service("collections")
 databases = databases_fixture("collections")
 START = datetime(2026, 3, 20, 0, 10, tzinfo=SHANGHAI)
-REFERENCE = {**HANDLERS, "bill.issued": bill_issued}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
@@ -82,7 +81,7 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_cases_bills_and_events_as_one_by_one(databases: Databases) -> None:
     setup = bodies(_setup(), START - timedelta(days=1))  # once: every pass has the same event ids
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: COLLECTIONS.prepared(databases, REFERENCE, setup), REFERENCE, "bill.issued", bodies(_night(), START),
+        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup), "bill.issued", bodies(_night(), START),
         one_batch=[6, 2, 1],  # issued x6 | overdue | issued x2 | cured | issued
         poison=Poison.plan_completed(3, "K1", START),
         guarded=[3] + [1] * 9)
@@ -99,7 +98,7 @@ def test_batches_give_the_same_cases_bills_and_events_as_one_by_one(databases: D
 
 def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     """Set-based: a run of 60 bills runs the statements a run of 6 does."""
-    engine = COLLECTIONS.prepared(databases, REFERENCE, bodies([_overdue("K0", "K0-b0", "10.00")], START))
+    engine = COLLECTIONS.prepared(databases, HANDLERS, bodies([_overdue("K0", "K0-b0", "10.00")], START))
 
     def night(n: int, prefix: str) -> list[bytes]:
         return bodies([_issued(f"{prefix}-{k}", f"{prefix}-{k}-b", f"{k}.00") for k in range(n)]
@@ -112,7 +111,7 @@ def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
 
 
 def test_a_case_already_in_the_session_sees_what_the_run_changed(databases: Databases) -> None:
-    engine = COLLECTIONS.prepared(databases, REFERENCE, bodies(_setup(), START - timedelta(days=1)))
+    engine = COLLECTIONS.prepared(databases, HANDLERS, bodies(_setup(), START - timedelta(days=1)))
     with transaction(engine) as session:
         held = session.query(CollectionCase).filter_by(account_id="K2").one()
         assert held.status == "closed"

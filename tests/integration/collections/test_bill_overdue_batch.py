@@ -1,10 +1,11 @@
-"""The set-based ``bill.overdue`` handler of collections against one event at a time.
+"""``bill.overdue`` in collections: runs of every length leave the same state.
 
-The reference is ``handlers.bill_overdue`` (the case through ``ensure_case``, the bill
-through ``session.get``). The same wire bodies go into fresh collections databases, on
-PostgreSQL and on SQLite, through the reference and through the registered handlers in
-one batch, in batches of three, of one, and in one batch with a poison event (the guarded
-retry pass): every row collections keeps must be the same (``batch_equivalence``).
+The same wire bodies go into fresh collections databases, on PostgreSQL and on SQLite,
+once one event per transaction, then in one batch, in batches of three and in one batch
+with a poison event (the guarded retry pass, runs of one), all through the registered
+handlers: a batch of one is the per-event path, so every length of run must leave the
+same rows (``tests/support/batch_equivalence.py``). Beside the equivalence, the
+scenario's own assertions say what those rows are.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from services.collections.delinquency import bill_overdue_batch
-from services.collections.handlers import HANDLERS, bill_overdue
+from services.collections.registry import HANDLERS
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
 from tests.integration.collections.test_repayment_batch import Event, _bill, _grant, _snapshot, wire
@@ -24,7 +25,6 @@ pytestmark = pytest.mark.integration
 COLLECTIONS = Service("collections")
 databases = databases_fixture("collections")
 START = datetime(2026, 3, 5, 23, 59, 56, tzinfo=SHANGHAI)
-REFERENCE = {**HANDLERS, "bill.overdue": bill_overdue}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
@@ -67,7 +67,7 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_bills_and_cases_as_one_by_one(databases: Databases) -> None:
     setup = wire(_setup(), START - timedelta(days=1))  # once: the cure's reply carries its event id
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: COLLECTIONS.prepared(databases, REFERENCE, setup), REFERENCE, "bill.overdue", wire(_night(), START),
+        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup), "bill.overdue", wire(_night(), START),
         one_batch=[5, 3], poison=Poison.plan_completed(3, "A", START), guarded=[3] + [1] * 8)
 
     bills = {b["bill_id"]: (b["unpaid_fen"], b["dpd"], str(b["state_date"])) for b in expected["bills"]}

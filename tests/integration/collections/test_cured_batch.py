@@ -1,12 +1,12 @@
-"""The set-based ``account.cured`` handler of collections against one cure at a time.
+"""``account.cured`` in collections: runs of every length leave the same state.
 
-The reference is ``handlers.account_cured`` (the case through ``ensure_case``, its bills,
-queued contacts and open tasks read for each event). The same wire bodies go into fresh
-collections databases, on PostgreSQL and on SQLite, once through the reference, then
-through the registered handlers in one batch, in batches of three, in batches of one and
-in one batch with a poison event (the guarded retry pass). Every row collections keeps
-and its outbox (the ``contact.suppressed`` and ``collection.case.closed`` it announces,
-in order) must be the same (``tests/support/batch_equivalence.py``).
+The same wire bodies go into fresh collections databases, on PostgreSQL and on SQLite,
+once one event per transaction, then in one batch, in batches of three and in one batch
+with a poison event (the guarded retry pass, runs of one), all through the registered
+handlers: a batch of one is the per-event path, so every length of run must leave the
+same rows and outbox (the ``contact.suppressed`` and
+``collection.case.closed`` it announces, in order) (``tests/support/batch_equivalence.py``). Beside the equivalence, the
+scenario's own assertions say what those rows are.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, update
 
 from services.collections.cures import account_cured_batch
-from services.collections.handlers import HANDLERS, account_cured
+from services.collections.registry import HANDLERS
 from services.collections.models import CollectionCase, CollectorTask, ContactAttempt, PromiseToPay
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
@@ -31,7 +31,6 @@ COLLECTIONS = Service("collections")
 databases = databases_fixture("collections")
 pg_databases = databases_fixture("collections", kinds=("postgresql",))
 START = datetime(2026, 3, 5, 23, 59, 56, tzinfo=SHANGHAI)  # the night's first events on 03-05, the rest 03-06
-REFERENCE = {**HANDLERS, "account.cured": account_cured}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
@@ -93,13 +92,13 @@ def _night() -> list[Event]:
 
 
 def _prepared(databases: Databases) -> Engine:
-    return COLLECTIONS.prepared(databases, REFERENCE, wire(_setup(), START - timedelta(days=1)),
+    return COLLECTIONS.prepared(databases, HANDLERS, wire(_setup(), START - timedelta(days=1)),
                                 then=_contacts_tasks_promises)
 
 
 def test_batches_give_the_same_cases_contacts_and_events_as_one_by_one(databases: Databases) -> None:
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: _prepared(databases), REFERENCE, "account.cured", wire(_night(), START),
+        lambda: _prepared(databases), "account.cured", wire(_night(), START),
         one_batch=[6, 3], poison=Poison.plan_completed(4, "A", START), guarded=[4] + [1] * 9)
 
     # what the scenario says, so that "equal" cannot mean "equally empty"
@@ -130,7 +129,7 @@ def test_a_run_costs_a_fixed_number_of_statements(pg_databases: Databases) -> No
     SQLite the ORM inserts each case closure alone to read its id back, cheap in process)."""
     engine = _prepared(pg_databases)
     for prefix, n in (("small", 4), ("large", 40)):
-        COLLECTIONS.apply(engine, REFERENCE, wire(
+        COLLECTIONS.apply(engine, HANDLERS, wire(
             [e for k in range(n) for e in (_grant(f"{prefix}-{k}"),
                                            _overdue(f"{prefix}-{k}", f"{prefix}-{k}-b1", "2026-03-04", "60.00", 10))],
             START - timedelta(days=1)), 100)

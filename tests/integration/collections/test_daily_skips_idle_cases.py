@@ -110,7 +110,7 @@ def _job_state(engine: Engine) -> dict[str, list[dict[str, Any]]]:
 
 def test_skipping_idle_cases_leaves_the_same_rows_and_events(databases: Databases, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.collections.handlers import HANDLERS
+    from services.collections.registry import HANDLERS
 
     setup = bodies(_setup(), at_local(date(2026, 3, 1), "00:10").astimezone(SHANGHAI))
     every = COLLECTIONS.prepared(databases, HANDLERS, setup)

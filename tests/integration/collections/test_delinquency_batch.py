@@ -1,10 +1,11 @@
-"""The set-based ``account.delinquency.updated`` handler against the per-event reference.
+"""``account.delinquency.updated`` in collections: one batch ends as the events one by one.
 
 The same history is applied twice, under two prefixes of the ids, on PostgreSQL and on
-SQLite: once one event per batch with the reference handler
-(``handlers.account_delinquency_updated``), once as ONE batch through the registered
-handlers (the ``BatchHandler``). Cases, bills and the outbox must come out the same.
-The batch has snapshots out of order, several per account, unsequenced ones, a bill
+SQLite, both times through the registered handlers: once one event per batch (a batch of
+one is the per-event path), once as ONE batch. Cases, bills and the outbox must come out
+the same, and as the scenario says. The batch has snapshots out of order (an older
+sequence ignored, a later sequence with an earlier business date applied: the ordering
+rule of ``shared/snapshot_order.py``), several per account, unsequenced ones, a bill
 listed twice, a case created by the run, cured and restructured cases, and other event
 types between the snapshots (so several runs, and per-event handlers reading what a run
 wrote in the same transaction).
@@ -21,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from baitiao import registry
-from services.collections.handlers import HANDLERS, account_delinquency_updated
+from services.collections.registry import HANDLERS
 from services.collections.models import BUS, Bill, CollectionCase
 from shared.bus.handling import BatchHandler, Delivery, EventApplier, HandlerContext
 from shared.bus.outbox import Outbox
@@ -91,14 +92,14 @@ def history(x: str) -> tuple[list[Event], list[Event]]:
         snapshot(a, 5, 12, [(f"{a}-b1", 5, "600.00"), (f"{a}-b2", 5, "500.00")]),
         snapshot(a, 5, 11, [(f"{a}-b1", 5, "999.00")]),  # out of order: older sequence, ignored
         snapshot(b, 5, 3, [(f"{b}-b1", 5, "300.00")]),  # no case yet: the run creates it
-        snapshot(a, 4, 13, [(f"{a}-b1", 4, "998.00")]),  # older business date: ignored
+        snapshot(a, 4, 9, [(f"{a}-b1", 4, "998.00")]),  # older on both counts: ignored
         snapshot(c, 5, 12, [(f"{c}-b2", 1, "200.00")]),  # cured before: reopens
         snapshot(dd, 5, 12, [(f"{dd}-b2", 5, "1000.00")]),  # plan active: stays closed, b1 (in the plan) kept
         snapshot(e, 4, None, [(f"{e}-b1", 4, "800.00")]),
         snapshot(e, 4, 5, [(f"{e}-b1", 4, "700.00")]),
         snapshot(e, 4, 3, [(f"{e}-b1", 4, "650.00")]),  # older than 5 on the same date: ignored
-        snapshot(f, 5, 30, [(f"{f}-b1", 5, "100.00")]),  # older date than stored: ignored
-        snapshot(f, 6, 19, [(f"{f}-b1", 6, "100.00")]),  # older sequence than stored: ignored
+        snapshot(f, 5, 30, [(f"{f}-b1", 5, "100.00")]),  # an earlier date, a later sequence: applies
+        snapshot(f, 6, 19, [(f"{f}-b1", 6, "200.00")]),  # a later date, an older sequence: ignored
         snapshot(g, 5, 3, [(f"{g}-b1", 5, "400.00"), (f"{g}-b1", 5, "350.00")]),  # listed twice; b2 not due yet
         snapshot(a, 5, 14, [(f"{a}-b2", 5, "500.00")]),  # b1 no longer listed: paid
         ("repayment.applied", {"payment_id": f"{a}-pay1", "account_id": a, "amount": "100.00",
@@ -158,8 +159,7 @@ def state(engine: Any, x: str) -> dict[str, Any]:
 def test_a_batch_of_snapshots_ends_as_the_events_one_by_one(engine: Any) -> None:
     clock, rules = FixedClock(), ProductRules()
     clock.set(at_local(D0, "00:30"))
-    reference = EventApplier("collections", engine, BUS,
-                             {**HANDLERS, "account.delinquency.updated": account_delinquency_updated}, rules, clock)
+    one_by_one = EventApplier("collections", engine, BUS, HANDLERS, rules, clock)
     runs: list[int] = []
     batch_handler = HANDLERS["account.delinquency.updated"]
     assert isinstance(batch_handler, BatchHandler)
@@ -171,11 +171,11 @@ def test_a_batch_of_snapshots_ends_as_the_events_one_by_one(engine: Any) -> None
     batched = EventApplier("collections", engine, BUS,
                            {**HANDLERS, "account.delinquency.updated": BatchHandler(counting)}, rules, clock)
 
-    for x, applier in (("ref-", reference), ("bat-", batched)):
+    for x, applier in (("one-", one_by_one), ("bat-", batched)):
         before, night = history(x)
         for delivery in deliveries(before):
-            assert reference.apply_batch([delivery]).applied == 1
-        if applier is reference:
+            assert one_by_one.apply_batch([delivery]).applied == 1
+        if applier is one_by_one:
             for delivery in deliveries(night):
                 assert applier.apply_batch([delivery]).applied == 1
         else:
@@ -183,7 +183,7 @@ def test_a_batch_of_snapshots_ends_as_the_events_one_by_one(engine: Any) -> None
             assert outcome.applied == len(night) and not outcome.retry and not outcome.dead_lettered
 
     assert runs == [13, 3]  # two runs, split by the repayments
-    expected, got = state(engine, "ref-"), state(engine, "bat-")
+    expected, got = state(engine, "one-"), state(engine, "bat-")
     assert got == expected
     # and the scenario does what it says (so the comparison is not of two empty worlds)
     cases = {c["account_id"]: c for c in got["cases"]}
@@ -193,27 +193,12 @@ def test_a_batch_of_snapshots_ends_as_the_events_one_by_one(engine: Any) -> None
     assert cases["acc-d"]["status"] == "closed" and bills["acc-d-b1"]["unpaid_fen"] == 100000
     assert bills["acc-d-b2"]["dpd"] == 5
     assert cases["acc-e"]["delinquency_seq"] is None and bills["acc-e-b1"]["unpaid_fen"] == 60000
-    assert cases["acc-f"]["delinquency_seq"] == 20 and bills["acc-f-b1"]["unpaid_fen"] == 90000
+    assert cases["acc-f"]["delinquency_seq"] == 30 and cases["acc-f"]["delinquency_as_of"] == d(5)
+    assert bills["acc-f-b1"]["unpaid_fen"] == 10000 and bills["acc-f-b1"]["state_seq"] == 30
     assert bills["acc-g-b1"]["unpaid_fen"] == 35000 and bills["acc-g-b2"]["unpaid_fen"] == 100000
     assert cases["acc-a"]["delinquency_as_of"] == d(6) and cases["acc-a"]["delinquency_seq"] == 16
     assert bills["acc-a-b1"]["unpaid_fen"] == 0 and bills["acc-a-b2"]["unpaid_fen"] == 0
     assert bills["acc-a-b2"]["state_seq"] == 16 and cases["acc-a"]["grade"] == "B"
-
-
-def test_a_run_of_one_is_the_reference_too(engine: Any) -> None:
-    """The guarded retry pass calls the batch handler with runs of one."""
-    clock, rules = FixedClock(), ProductRules()
-    clock.set(at_local(D0, "00:30"))
-    reference = EventApplier("collections", engine, BUS,
-                             {**HANDLERS, "account.delinquency.updated": account_delinquency_updated}, rules, clock)
-    batched = EventApplier("collections", engine, BUS, HANDLERS, rules, clock)
-    for x, applier in (("one-r-", reference), ("one-b-", batched)):
-        before, night = history(x)
-        for delivery in deliveries(before):
-            assert reference.apply_batch([delivery]).applied == 1
-        for delivery in deliveries(night):
-            assert applier.apply_batch([delivery]).applied == 1
-    assert state(engine, "one-b-") == state(engine, "one-r-")
 
 
 def test_objects_already_in_the_session_see_what_the_run_wrote(engine: Any) -> None:

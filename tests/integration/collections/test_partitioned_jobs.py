@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select
 
 from services.collections import jobs
 from services.collections.casebook import utc
-from services.collections.handlers import HANDLERS
+from services.collections.registry import HANDLERS
 from services.collections.models import BUS, ContactAttempt
 from shared.bus.outbox import Outbox
 from shared.clock import FixedClock, SHANGHAI, at_local
@@ -28,7 +28,7 @@ from shared.job_runner import merge_chain_summaries
 from shared.jobs import JobContext, JobFunction
 from shared.rules import ProductRules
 from shared.settings import Settings
-from tests.support.batch_equivalence import Databases, Event, Service, _differences, bodies, databases_fixture
+from tests.support.batch_equivalence import Databases, Event, Service, bodies, databases_fixture
 
 pytestmark = pytest.mark.integration
 

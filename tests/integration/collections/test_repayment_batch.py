@@ -1,12 +1,11 @@
-"""The set-based ``repayment.applied`` handler of collections against one payment at a time.
+"""``repayment.applied`` in collections: runs of every length leave the same state.
 
-The reference is the handler before runs (below, as it was): the repayment through
-``session.get``, each bill paid through ``session.get``, the case through ``ensure_case``,
-one event per transaction. The same wire bodies go into fresh collections databases, on
-PostgreSQL and on SQLite, once through the reference, then through the registered
-handlers in one batch, in batches of three, in batches of one and in one batch with a
-poison event (the guarded retry pass). Every row collections keeps and its outbox must be
-the same (``tests/support/batch_equivalence.py``).
+The same wire bodies go into fresh collections databases, on PostgreSQL and on SQLite,
+once one event per transaction, then in one batch, in batches of three and in one batch
+with a poison event (the guarded retry pass, runs of one), all through the registered
+handlers: a batch of one is the per-event path, so every length of run must leave the
+same rows and outbox (``tests/support/batch_equivalence.py``). Beside the equivalence, the
+scenario's own assertions say what those rows are.
 """
 from __future__ import annotations
 
@@ -19,16 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from services.collections.casebook import ensure_case
-from services.collections.handlers import HANDLERS
-from services.collections.models import Bill, CollectionCase, Repayment
+from services.collections.registry import HANDLERS
+from services.collections.models import Bill, CollectionCase
 from services.collections.repayments import repayment_applied_batch
-from shared.bus.handling import BatchHandler, HandlerContext
-from shared.clock import SHANGHAI, business_date
+from shared.bus.handling import BatchHandler
+from shared.clock import SHANGHAI
 from shared.db import transaction
 from shared.events import new_envelope
-from shared.events import payloads as p
-from shared.money import to_fen
 from tests.support.batch_equivalence import Databases, Poison, Service, databases_fixture, statements_sent
 
 pytestmark = pytest.mark.integration
@@ -42,28 +38,7 @@ START = datetime(2026, 3, 5, 23, 59, 56, tzinfo=SHANGHAI)
 Event = tuple[str, dict[str, Any], "int | None"]  # type, payload, the producer's sequence
 
 
-def repayment_applied(ctx: HandlerContext, event: p.RepaymentApplied) -> None:
-    """The handler before runs: money arrived: reduce the bills it paid (unless a newer
-    snapshot already counts it) and keep it for judging promises to pay."""
-    session = ctx.session
-    on = business_date(ctx.envelope.occurred_at)
-    if session.get(Repayment, event.payment_id) is None:
-        session.add(Repayment(payment_id=event.payment_id, account_id=event.account_id,
-                              amount_fen=to_fen(event.amount), applied_on=on))
-    seq = ctx.envelope.sequence
-    for allocation in event.allocations:
-        if allocation.target != "bill" or allocation.component != "principal":
-            continue
-        bill = session.get(Bill, allocation.target_id)
-        if bill is None or (seq is not None and bill.state_seq is not None and seq <= bill.state_seq):
-            continue
-        bill.unpaid_fen = max(0, bill.unpaid_fen - to_fen(allocation.amount))
-    case = ensure_case(session, event.account_id, on)
-    if seq is None or case.delinquency_seq is None or seq > case.delinquency_seq:
-        case.total_overdue_fen = to_fen(event.total_overdue)
 
-
-REFERENCE = {**HANDLERS, "repayment.applied": repayment_applied}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
@@ -150,7 +125,7 @@ def _night() -> list[Event]:
 
 
 def _prepared(databases: Databases, setup: list[Event]) -> Engine:
-    return COLLECTIONS.prepared(databases, REFERENCE, wire(setup, START - timedelta(days=1)))
+    return COLLECTIONS.prepared(databases, HANDLERS, wire(setup, START - timedelta(days=1)))
 
 
 # --- tests ------------------------------------------------------------------------------------
@@ -158,7 +133,7 @@ def _prepared(databases: Databases, setup: list[Event]) -> Engine:
 
 def test_batches_give_the_same_repayments_bills_and_cases_as_one_by_one(databases: Databases) -> None:
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: _prepared(databases, _setup()), REFERENCE, "repayment.applied", wire(_night(), START),
+        lambda: _prepared(databases, _setup()), "repayment.applied", wire(_night(), START),
         one_batch=[6, 4],  # payments | a bill's snapshot | payments
         poison=Poison.plan_completed(3, "A", START), guarded=[3] + [1] * 10)
 
@@ -184,8 +159,8 @@ def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     setup = [_grant("K0"), _bill("K0", "K0-b1", "1000.00")]
     for prefix, n in (("small", 6), ("large", 60)):
         setup += [_bill(f"{prefix}-{k}", f"{prefix}-{k}-b1", "100.00") for k in range(n)]
-    engine = COLLECTIONS.prepared(databases, REFERENCE, [])
-    COLLECTIONS.apply(engine, REFERENCE, wire(setup, START - timedelta(days=1)), 100)
+    engine = COLLECTIONS.prepared(databases, HANDLERS, [])
+    COLLECTIONS.apply(engine, HANDLERS, wire(setup, START - timedelta(days=1)), 100)
 
     def night(n: int, prefix: str) -> list[bytes]:
         payments = [_pay(f"{prefix}-pay-{k}", f"{prefix}-{k}", 7, [_principal(f"{prefix}-{k}-b1", "10.00")], "90.00")

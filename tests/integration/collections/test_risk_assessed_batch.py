@@ -1,10 +1,11 @@
-"""The set-based ``risk.assessed`` handler of collections against one event at a time.
+"""``risk.assessed`` in collections: runs of every length leave the same state.
 
-The reference is ``handlers.risk_assessed`` (the case through ``ensure_case``). The same
-wire bodies go into fresh collections databases, on PostgreSQL and on SQLite, through the
-reference and through the registered handlers in one batch, in batches of three, of one,
-and in one batch with a poison event (the guarded retry pass): every row collections
-keeps must be the same (``batch_equivalence``).
+The same wire bodies go into fresh collections databases, on PostgreSQL and on SQLite,
+once one event per transaction, then in one batch, in batches of three and in one batch
+with a poison event (the guarded retry pass, runs of one), all through the registered
+handlers: a batch of one is the per-event path, so every length of run must leave the
+same rows (``tests/support/batch_equivalence.py``). Beside the equivalence, the
+scenario's own assertions say what those rows are.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from services.collections.grades import risk_assessed_batch
-from services.collections.handlers import HANDLERS, risk_assessed
+from services.collections.risk_assessments import risk_assessed_batch
+from services.collections.registry import HANDLERS
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
 from tests.integration.collections.test_repayment_batch import Event, _grant, wire
@@ -24,7 +25,6 @@ pytestmark = pytest.mark.integration
 COLLECTIONS = Service("collections")
 databases = databases_fixture("collections")
 START = datetime(2026, 3, 5, 23, 59, 56, tzinfo=SHANGHAI)  # the night's first events on 03-05, the rest 03-06
-REFERENCE = {**HANDLERS, "risk.assessed": risk_assessed}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
@@ -55,7 +55,7 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_cases_as_one_by_one(databases: Databases) -> None:
     setup = wire([_grant("A"), _grant("B"), _graded("B", "C", 10)], START - timedelta(days=1))
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: COLLECTIONS.prepared(databases, REFERENCE, setup), REFERENCE, "risk.assessed",
+        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup), "risk.assessed",
         wire(_night(), START), one_batch=[5, 3], poison=Poison.plan_completed(3, "A", START),
         guarded=[3] + [1] * 8)
 

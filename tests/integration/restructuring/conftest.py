@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, delete, select, text
 
 from baitiao import registry
 from services.restructuring import jobs
-from services.restructuring.handlers import HANDLERS
+from services.restructuring.registry import HANDLERS
 from services.restructuring.models import BUS, JobRun
 from shared.bus.handling import Delivery, EventApplier
 from shared.bus.outbox import Outbox

@@ -1,13 +1,12 @@
-"""The set-based ``bill.overdue`` handler of restructuring against one bill at a time.
+"""``bill.overdue`` in restructuring: runs of every length leave the same state.
 
-The reference is ``handlers.bill_overdue`` (the per-event handler, kept for this; its
-first-overdue assessment goes through ``store.quote`` on the ORM rows, the run's through
-the scorecard on its in-memory rows). The same wire bodies go into fresh restructuring
-databases, on PostgreSQL and on SQLite, once one event per transaction through the
-reference, then through the registered handlers in one batch, in batches of three, in
-batches of one and in one batch with a poison event (the guarded retry pass): every row
-restructuring keeps and its outbox (the ``risk.assessed`` events with their causation and
-correlation ids) must be the same (``tests/support/batch_equivalence.py``).
+The same wire bodies go into fresh restructuring databases, on PostgreSQL and on SQLite,
+once one event per transaction, then in one batch, in batches of three and in one batch
+with a poison event (the guarded retry pass, runs of one), all through the registered
+handlers: a batch of one is the per-event path, so every length of run must leave the
+same rows and outbox (the ``risk.assessed`` events with their causation and
+correlation ids) (``tests/support/batch_equivalence.py``). Beside the equivalence, the
+scenario's own assertions say what those rows are.
 """
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from services.restructuring.bills import bill_overdue_batch
-from services.restructuring.handlers import HANDLERS, bill_overdue
+from services.restructuring.registry import HANDLERS
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
 from tests.support.batch_equivalence import Databases, Event, Poison, Service, bodies, databases_fixture
@@ -26,7 +25,6 @@ pytestmark = pytest.mark.integration
 RESTRUCTURING = Service("restructuring")
 databases = databases_fixture("restructuring")
 START = datetime(2026, 3, 11, 0, 30, tzinfo=SHANGHAI)
-REFERENCE = {**HANDLERS, "bill.overdue": bill_overdue}
 
 
 def test_registered_handler_is_the_batch_one() -> None:
@@ -96,7 +94,7 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_projection_and_assessments_as_one_by_one(databases: Databases) -> None:
     setup = bodies(_setup(), START - timedelta(days=1))  # once: every pass has the same event ids
     expected = RESTRUCTURING.assert_batches_agree(
-        lambda: RESTRUCTURING.prepared(databases, REFERENCE, setup), REFERENCE, "bill.overdue",
+        lambda: RESTRUCTURING.prepared(databases, HANDLERS, setup), "bill.overdue",
         bodies(_night(), START),
         one_batch=[4, 2, 1],  # overdue x4 | cured | overdue x2 | snapshot | overdue
         poison=Poison.plan_completed(2, "R1", START),

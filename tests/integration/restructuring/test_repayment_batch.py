@@ -1,13 +1,12 @@
-"""The set-based ``repayment.applied`` and ``account.cured`` handlers of restructuring
-against one event at a time.
+"""``repayment.applied`` and ``account.cured`` in restructuring: runs of every length
+leave the same state.
 
-The references are ``handlers.repayment_applied`` and ``handlers.account_cured`` (the
-per-event handlers, kept for this). The same wire bodies go into fresh restructuring
-databases, on PostgreSQL and on SQLite, once one event per transaction through the
-references, then through the registered handlers in one batch, in batches of three, in
-batches of one and in one batch with a poison event (the guarded retry pass): every row
-restructuring keeps (bills, plans, installments, plan payments) and its outbox must be
-the same (``tests/support/batch_equivalence.py``).
+The same wire bodies go into fresh restructuring databases, on PostgreSQL and on SQLite,
+once one event per transaction, then in one batch, in batches of three and in one batch
+with a poison event (the guarded retry pass, runs of one), all through the registered
+handlers: a batch of one is the per-event path, so every length of run must leave the
+same rows (bills, plans, installments, plan payments) and outbox (``tests/support/batch_equivalence.py``). Beside the equivalence, the
+scenario's own assertions say what those rows are.
 """
 from __future__ import annotations
 
@@ -16,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from services.restructuring.handlers import HANDLERS, _derived_id, account_cured, repayment_applied
+from services.restructuring.handlers import derived_id
+from services.restructuring.registry import HANDLERS
 from services.restructuring.repayments import repayment_applied_batch
 from services.restructuring.snapshots import account_cured_batch
 from shared.bus.handling import BatchHandler
@@ -28,7 +28,6 @@ pytestmark = pytest.mark.integration
 RESTRUCTURING = Service("restructuring")
 databases = databases_fixture("restructuring")
 START = datetime(2026, 3, 23, 12, 0, tzinfo=SHANGHAI)
-REFERENCE = {**HANDLERS, "repayment.applied": repayment_applied, "account.cured": account_cured}
 
 
 @pytest.mark.parametrize(("event_type", "batch"), [("repayment.applied", repayment_applied_batch),
@@ -60,7 +59,7 @@ def _overdue_account(account: str, *bills: tuple[str, str]) -> list[Event]:
 
 def _plan_of(account: str) -> list[Event]:
     """Offers asked for, the 3-month equal principal offer accepted: an active plan."""
-    offer_id = _derived_id("off", account, f"req-{account}", "3", "equal_principal")
+    offer_id = derived_id("off", account, f"req-{account}", "3", "equal_principal")
     return [("plan.offers.requested", {"request_id": f"req-{account}", "account_id": account}),
             ("plan.offer.accepted", {"offer_id": offer_id, "account_id": account,
                                      "accepted_at": "2026-03-21T10:00:00+08:00"})]
@@ -83,7 +82,7 @@ def _setup() -> list[Event]:
 
 
 def _plan_id() -> str:
-    return _derived_id("plan", _derived_id("off", "P", "req-P", "3", "equal_principal"))
+    return derived_id("plan", derived_id("off", "P", "req-P", "3", "equal_principal"))
 
 
 def _night() -> list[Event]:
@@ -111,7 +110,7 @@ def test_batches_give_the_same_projection_plans_and_events_as_one_by_one(databas
     for event_type, one_batch, guarded in (("repayment.applied", [4, 3], [2] + [1] * 7),
                                            ("account.cured", [3], [1, 1, 1])):
         expected = RESTRUCTURING.assert_batches_agree(
-            lambda: RESTRUCTURING.prepared(databases, REFERENCE, setup), REFERENCE, event_type,
+            lambda: RESTRUCTURING.prepared(databases, HANDLERS, setup), event_type,
             bodies(_night(), START), one_batch=one_batch,
             poison=Poison.plan_completed(2, "A", START), guarded=guarded)
 

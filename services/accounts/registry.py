@@ -1,4 +1,8 @@
-"""Accounts: one function per consumed event type. Load, call the domain, save, emit."""
+"""accounts' consumed event types, each with its handler (the worker's and the tests' one map).
+
+Only imports: the rules live in the modules named for what they handle. The types that
+come in floods are ``BatchHandler``s, taking a run of events at once; a run of one (the
+guarded retry pass, a quiet hour) is the same code."""
 from __future__ import annotations
 
 from services.accounts.grants import credit_line_granted_batch
