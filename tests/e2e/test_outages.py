@@ -12,9 +12,14 @@ real while the outside world keeps sending ``purchase.requested`` at 5 a second:
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +27,13 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from services.accounts.models import Account, Purchase
+from shared.clock import SystemClock
+from shared.db import dispose_engines
+from shared.jobs import JobContext
+from shared.settings import Settings
+from tests.support.customers import purchase
 from tests.support.outages import PrivatePostgres, PrivateRedis, PurchaseStream
-from tests.support.system import SERVICES, Databases, Workers
+from tests.support.system import ROOT, SERVICES, Databases, Workers, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -153,3 +163,173 @@ def test_a_two_minute_postgres_outage_under_load_loses_nothing(private_postgres_
     recovered = max(stream.first_reply_at[p] for p in during) - started_at
     print(f"\npostgres outage {OUTAGE_S:.0f}s: {len(stream.sent)} purchases, {len(during)} during it; "
           f"the last of those answered {recovered:.1f}s after PostgreSQL was back")
+
+
+# -- Redis SIGKILLed and restarted on its AOF ----------------------------------------------
+
+@pytest.fixture
+def aof_redis_stack(tmp_path: Path) -> Iterator[Stack]:
+    yield from _stack(tmp_path, private_postgres=False, appendonly=True)
+
+
+def _published_event_ids(stack: Stack) -> set[str]:
+    return {row.event_id for service in SERVICES
+            for row in _rows(stack, service, "SELECT event_id FROM outbox WHERE published_at IS NOT NULL")}
+
+
+def test_a_redis_killed_and_restarted_on_its_aof_loses_and_doubles_nothing(aof_redis_stack: Stack) -> None:
+    stack = aof_redis_stack
+    stream, broker = stack.stream, stack.redis
+    stream.open_accounts(20, limit="3000.00")
+    stream.amount = "37.00"  # 20 accounts x 3000.00 runs out after 81 purchases each: some are declined
+    stream.run(20)
+    published_before_kill = _published_event_ids(stack)
+    broker.kill()
+    killed_at = time.monotonic()
+    time.sleep(5)
+    broker.start()
+    restarted_at = time.monotonic()
+    stream.connect()
+    stream.run(25)
+    stream.wait_for_every_reply(timeout=180)
+
+    _assert_workers_alive(stack)
+    assert _dead_letters(stack) == {s: [] for s in SERVICES}
+    _assert_every_purchase_answered_once(stack)
+    # What the relay had stamped published before the kill was on Redis after the restart:
+    # the observer, bound to every key since the start, has seen every such event.
+    observed = {e["event_id"] for e in stream.seen}
+    assert published_before_kill and published_before_kill <= observed
+    assert _published_event_ids(stack) <= observed
+    # Some purchases were declined (limit used up): the limit was taken once per approval.
+    replies = {e["type"] for e in stream.seen if e.get("type", "").startswith("purchase.")}
+    assert {"purchase.approved", "purchase.declined"} <= replies
+    sent_before = [p for p, at in stream.sent_at.items() if at < killed_at]
+    recovered = max(stream.first_reply_at[p] for p in sent_before) - restarted_at
+    after = [stream.first_reply_at[p] - stream.sent_at[p] for p, at in stream.sent_at.items() if at > restarted_at]
+    print(f"\nredis SIGKILL, 5 s down: {len(stream.sent)} purchases, {stream.publish_retries} publishes retried; "
+          f"everything sent before the kill answered {max(recovered, 0):.1f}s after the restart; "
+          f"first purchase sent after the restart answered in {after[0] if after else float('nan'):.1f}s")
+
+
+# -- PostgreSQL restarted during the daily close ---------------------------------------------
+
+CLOSE_ACCOUNTS = 300
+FIRST_CLOSE = date(2026, 3, 11)
+LAST_CLOSE = date(2026, 5, 10)  # sixty missed dates closed by one run
+
+
+def _close_results(url: str) -> dict[str, Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                "accruals": [tuple(r) for r in conn.execute(text(
+                    "SELECT bill_pk, business_date, account_pk, basis_fen, penalty_fen, late_fee_fen "
+                    "FROM daily_accruals ORDER BY bill_pk, business_date"))],
+                "bills": [tuple(r) for r in conn.execute(text(
+                    "SELECT pk, unpaid_penalty_fen, unpaid_late_fee_fen, penalty_charged_fen, late_fee_charged_fen, "
+                    "dpd, overdue_since, bureau_marked_on FROM bills ORDER BY pk"))],
+                "ledger": [tuple(r) for r in conn.execute(text(
+                    "SELECT kind, ledger_account, business_date, sum(debit_fen), sum(credit_fen), count(*) "
+                    "FROM ledger_entries GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"))],
+                "closed": [tuple(r) for r in conn.execute(text(
+                    "SELECT business_date, status FROM job_runs WHERE job = 'daily-close' ORDER BY 1"))],
+            }
+    finally:
+        engine.dispose()
+
+
+def _job(stack: Stack, name: str, day: date) -> dict[str, Any]:
+    done = run_cli(["jobs", "run", name, "--date", day.isoformat()], stack.env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def _snapshot(stack: Stack, name: str) -> str:
+    """A copy of the accounts database as it is now (the accounts worker is stopped for it)."""
+    assert stack.postgres is not None
+    stack.workers.kill("accounts")
+    dispose_engines()
+    source = f"{stack.databases.prefix}_accounts"
+    admin = create_engine(f"{stack.postgres.base}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": source})
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+    admin.dispose()
+    stack.workers.start("accounts")
+    return f"{stack.postgres.base}/{name}"
+
+
+def _close_undisturbed(url: str, day: date) -> None:
+    """The same close, run in this process on the copy, with nothing in its way."""
+    from baitiao import registry
+    from services.accounts.daily_close import daily_close
+    from shared.bus.outbox import Outbox
+
+    engine = create_engine(url)
+    state: dict[str, Any] = {}
+    while True:
+        ctx = JobContext(service="accounts", job="daily-close", business_date=day, at=None, engine=engine,
+                         outbox=Outbox(registry.definition("accounts").bus.outbox), rules=Settings().rules(),
+                         clock=SystemClock(), settings=Settings(), state=state)
+        result = daily_close(ctx)
+        if not result.more:
+            break
+        state = result.state
+    engine.dispose()
+
+
+def _closed_dates(stack: Stack) -> int:
+    try:
+        rows = _rows(stack, "accounts", "SELECT count(*) FROM job_runs WHERE job = 'daily-close' AND status = 'done'")
+        return int(rows[0][0])
+    except Exception:  # noqa: BLE001 - the server is stopping
+        return -1
+
+
+def test_postgres_restarted_during_the_daily_close_changes_nothing_in_its_results(
+        private_postgres_stack: Stack) -> None:
+    stack = private_postgres_stack
+    stream, postgres = stack.stream, stack.postgres
+    assert postgres is not None and stream.outside is not None
+    stream.open_accounts(CLOSE_ACCOUNTS, limit="5000.00")
+    for k, account in enumerate(stream.accounts):
+        stream.outside.publish("purchase.requested", purchase(account, f"{100 + k}.00", "2026-02-14T12:00:00+08:00"),
+                               account)
+    stream.outside.wait_for("purchase.approved", lambda p: p["account_id"] in stream.accounts, timeout=120,
+                            count=CLOSE_ACCOUNTS)
+    _job(stack, "statements", date(2026, 3, 1))
+    _job(stack, "daily-close", FIRST_CLOSE)
+    stream.observe(5)  # the close's consequences settle (collections, restructuring)
+    copy_url = _snapshot(stack, f"{stack.databases.prefix}_undisturbed")
+
+    close = subprocess.Popen([sys.executable, "-m", "baitiao.cli", "jobs", "run", "daily-close", "--date",
+                              LAST_CLOSE.isoformat()], env={**os.environ, **stack.env}, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _closed_dates(stack) < 5:  # FIRST_CLOSE and a few of the sixty: the close is under way
+        assert time.monotonic() < deadline and close.poll() is None, "the close ended before the restart"
+        time.sleep(0.02)
+    closed_before_stop = _closed_dates(stack)
+    postgres.stop("fast")
+    stopped_at = time.monotonic()
+    time.sleep(10)
+    postgres.start()
+    restarted_at = time.monotonic()
+    out, err = close.communicate(timeout=300)
+    finished_at = time.monotonic()
+    assert close.returncode == 0, out + err
+    summary = json.loads(out)
+    assert summary["status"] == "closed" and summary["business_date"] == LAST_CLOSE.isoformat()
+
+    _close_undisturbed(copy_url, LAST_CLOSE)
+    disturbed, undisturbed = _close_results(stack.databases.url("accounts")), _close_results(copy_url)
+    assert len(disturbed["closed"]) == 1 + (LAST_CLOSE - FIRST_CLOSE).days > closed_before_stop
+    assert "job_slice_retried" in (stack.workers.log_dir / "accounts.log").read_text(), \
+        "the close never met the outage"
+    assert disturbed["accruals"] and disturbed == undisturbed
+    _assert_workers_alive(stack)
+    assert _dead_letters(stack) == {s: [] for s in SERVICES}
+    print(f"\npostgres restart during the daily close (down {restarted_at - stopped_at:.1f}s): the close finished "
+          f"{finished_at - restarted_at:.1f}s after PostgreSQL was back")

@@ -222,6 +222,10 @@ class PurchaseStream:
                 next_send += gap
             self._pump(max(0.0, min(next_send, end) - time.monotonic()))
 
+    def observe(self, seconds: float) -> None:
+        """Only watch the bus (nothing sent) for ``seconds``."""
+        self._pump(seconds)
+
     def _send_one(self) -> None:
         account = self.accounts[self._next % len(self.accounts)]
         self._next += 1
