@@ -86,7 +86,8 @@ class EventConsumer:
         while not self.stopping.is_set():
             try:
                 with events_connection(self.broker_url, self.config.visibility_timeout, self.service) as conn:
-                    conn.ensure_connection(max_retries=3)
+                    # A few quick tries: the backoff below does the long waiting.
+                    conn.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5, interval_max=2)
                     declare_topology(conn)
                     backoff.reset()
                     self._consume(conn)
@@ -254,7 +255,7 @@ class EventConsumer:
         generation = self._generation if generation is None else generation
         backoff = Backoff(self.config.retry_backoff_s, self.config.retry_backoff_max_s)
         outage = Backoff(self.config.retry_backoff_s, self.config.outage_backoff_max_s)
-        while not self.stopping.is_set():
+        while not self.stopping.is_set() and self._generation == generation:
             try:
                 if delivery.attempts >= self.applier.max_attempts:
                     self.applier.dead_letter_now(delivery, f"failed {delivery.attempts} times: {delivery.last_error}")
