@@ -125,7 +125,7 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         ctx.state = copy.deepcopy(state)
         started = time.perf_counter()
         try:
-            result = run_slice(fn, ctx, state)
+            result = run_slice(fn, ctx, state, wait_s=OUTAGE_WAIT_S)
         except OutageOutlastsSlice as exc:  # the broker holds the slice until it is due again
             raise task.retry(exc=exc, countdown=OUTAGE_RETRY_COUNTDOWN_S, max_retries=None) from exc
         publish_slice(app, definition, ctx.engine)
