@@ -27,6 +27,7 @@ from shared.log import get_logger
 from shared.service import ServiceDefinition
 from shared.service_gauges import ServiceGauges
 from shared.settings import Settings, get_settings
+from shared.transient import Backoff, is_transient
 
 log = get_logger(__name__)
 
@@ -38,6 +39,8 @@ def base_celery_config(broker_url: str) -> dict[str, Any]:
         "broker_transport_options": {"visibility_timeout": JOBS_VISIBILITY_TIMEOUT},
         "result_backend_transport_options": {"visibility_timeout": JOBS_VISIBILITY_TIMEOUT},
         "broker_connection_retry_on_startup": True,
+        # A broker away for any length of time: the worker waits for it, it does not exit.
+        "broker_connection_max_retries": None,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -61,14 +64,19 @@ def base_celery_config(broker_url: str) -> dict[str, Any]:
 
 
 class RelayLoop:
-    """Publishes the outbox continuously; woken early when a batch just committed."""
+    """Publishes the outbox continuously; woken early when a batch just committed.
 
-    def __init__(self, relay: OutboxRelay, poll_s: float, service: str):
+    The database or the broker away: the rows stay unpublished (a row is stamped only once
+    the broker has taken it, shared/bus/relay.py) and the loop tries again after a
+    jittered pause, doubling up to ``outage_backoff_max_s``, for as long as it takes."""
+
+    def __init__(self, relay: OutboxRelay, poll_s: float, service: str, outage_backoff_max_s: float = 5.0):
         self.relay = relay
         self.poll_s = poll_s
         self.service = service
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.backoff = Backoff(0.25, outage_backoff_max_s)
 
     def run(self) -> None:
         heartbeat = metrics.Heartbeat(self.service, metrics.RELAY_LOOP)
@@ -78,10 +86,13 @@ class RelayLoop:
             try:
                 sent = self.relay.relay_once()
             except Exception as exc:  # noqa: BLE001 - broker or database down: retry soon
-                log.warning("relay_retry", service=self.service, error=str(exc)[:300])
+                pause = self.backoff.next()
+                log.warning("relay_retry", service=self.service, error=str(exc)[:300],
+                            transient=is_transient(exc), backoff_s=round(pause, 2))
                 self.relay.reset()
-                self.stopping.wait(1.0)
+                self.stopping.wait(pause)
                 continue
+            self.backoff.reset()
             if sent == 0:
                 self.wake.wait(self.poll_s)
                 self.wake.clear()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -27,7 +28,6 @@ from typing import Any
 from celery import Celery
 from kombu import Connection
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from shared import metrics
 from shared.bus.outbox import Outbox
@@ -35,10 +35,12 @@ from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
 from shared.clock import Clock, SystemClock, at_local, event_time_clock
 from shared.db import engine_for
+from shared.job_timing import SLICE_SOFT_TIME_LIMIT
 from shared.log import get_logger
 from shared.rules import ProductRules
 from shared.service import JobSpec, ServiceDefinition
 from shared.settings import Settings
+from shared.transient import Backoff, is_transient
 
 log = get_logger(__name__)
 
@@ -57,6 +59,10 @@ class JobContext:
     clock: Clock
     settings: Settings
     state: dict[str, Any] = field(default_factory=dict)  # carried across continuation slices
+    # Who holds the date's lease (shared/job_runs.py) for a run that has none in its state
+    # yet: the same for every try of this slice (its task's id, kept by a Celery retry), so
+    # a slice run again after an outage finds its own claim instead of a stranger's.
+    run_token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def partition(self) -> tuple[int, int] | None:
@@ -108,6 +114,7 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
             service=definition.name, job=spec.name, business_date=day, at=at,
             engine=engine_for(settings.db_url(definition.name)), outbox=Outbox(definition.bus.outbox),
             rules=settings.rules(), clock=clock, settings=settings, state=state,
+            run_token=str(task.request.id or uuid.uuid4().hex),
         )  # the slice gets a copy of the state below, once the fan-out has marked it
         shares = chains_to_start(spec, settings.job_partitions, state,
                                  lambda: worth_fanning_out is None or worth_fanning_out(ctx))
@@ -117,7 +124,10 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
             return {**head, "partitions": len(chains), "continued_as": chains}
         ctx.state = copy.deepcopy(state)
         started = time.perf_counter()
-        result = run_slice(fn, ctx, state)
+        try:
+            result = run_slice(fn, ctx, state, wait_s=OUTAGE_WAIT_S)
+        except OutageOutlastsSlice as exc:  # the broker holds the slice until it is due again
+            raise task.retry(exc=exc, countdown=OUTAGE_RETRY_COUNTDOWN_S, max_retries=None) from exc
         publish_slice(app, definition, ctx.engine)
         elapsed = time.perf_counter() - started
         metrics.JOB_SECONDS.labels(spec.name).observe(elapsed)
@@ -180,27 +190,42 @@ def _publish_own_outbox(app: Celery, definition: ServiceDefinition, engine: Engi
         relay.reset()
 
 
-def run_slice(fn: JobFunction, ctx: JobContext, state: dict[str, Any]) -> JobResult:
-    """Run one slice; if it lost its database connection, or lost a deadlock (or another
-    conflict PostgreSQL settles by rolling one side back), run it once more from its start.
+# How long a slice waits out an outage in its own task (well inside the soft time limit)
+# before it hands the wait over to the broker: a Celery retry of the same task (same id,
+# same arguments), due this many seconds later.
+OUTAGE_WAIT_S = SLICE_SOFT_TIME_LIMIT / 2
+OUTAGE_RETRY_COUNTDOWN_S = 5
+
+
+class OutageOutlastsSlice(RuntimeError):
+    """The database stayed away longer than a slice may wait in its task."""
+
+
+def run_slice(fn: JobFunction, ctx: JobContext, state: dict[str, Any], wait_s: float = OUTAGE_WAIT_S,
+              backoff: Backoff | None = None) -> JobResult:
+    """Run one slice; while it fails on a transient fault (shared/transient.py: the database
+    away or restarting, a lost connection, a lost deadlock or serialization conflict), run
+    it again from its start after a jittered, capped pause, for up to ``wait_s`` seconds;
+    past that, raise :class:`OutageOutlastsSlice` (the task then retries itself later, so
+    an outage of any length delays the job and fails nothing). Any other error stands.
 
     The engines do not ping a connection before each use (shared/db.py): after a database
     restart the first statement on a stale pooled connection fails, and SQLAlchemy then
-    drops the whole pool. A second try gets a fresh connection. A slice is safe to run
+    drops the whole pool; the next try gets a fresh connection. A slice is safe to run
     again from the state it was given: that is what a redelivered slice does after a
     worker dies (acks_late), and every job is written for it."""
-    try:
-        return fn(ctx)
-    except DBAPIError as exc:
-        if not (exc.connection_invalidated or lost_a_conflict(exc)):
-            raise
-        log.warning("job_slice_retried", job=ctx.job, business_date=ctx.business_date.isoformat(),
-                    error=type(exc.orig).__name__)
-        ctx.state = copy.deepcopy(state)
-        return fn(ctx)
-
-
-def lost_a_conflict(exc: DBAPIError) -> bool:
-    """PostgreSQL rolled the transaction back to settle a conflict with another one (a
-    deadlock, a serialization failure: SQLSTATE class 40): running it again is the cure."""
-    return str(getattr(exc.orig, "sqlstate", "") or "").startswith("40")
+    backoff = backoff or Backoff(0.5, 5.0)
+    give_up_at = time.monotonic() + wait_s
+    while True:
+        try:
+            return fn(ctx)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            pause = backoff.next()
+            if time.monotonic() + pause > give_up_at:
+                raise OutageOutlastsSlice(f"{ctx.job} for {ctx.business_date}: {type(exc).__name__}") from exc
+            log.warning("job_slice_retried", job=ctx.job, business_date=ctx.business_date.isoformat(),
+                        error=type(getattr(exc, "orig", None) or exc).__name__, backoff_s=round(pause, 2))
+            time.sleep(pause)
+            ctx.state = copy.deepcopy(state)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -400,7 +399,7 @@ def daily_close(ctx: JobContext) -> JobResult:
     """Close every date from the day after the last closed one up to ``ctx.business_date``."""
     target = ctx.business_date
     state = dict(ctx.state)
-    lease = JobLease(JOB, state.setdefault("run", uuid.uuid4().hex))
+    lease = JobLease(JOB, state.setdefault("run", ctx.run_token))
     if "day" not in state:
         with transaction(ctx.engine) as session:
             last = last_done(session, JOB)

@@ -9,7 +9,6 @@ pays the new bill at once (as a repayment from the balance would).
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -81,7 +80,7 @@ def _pay_from_credit_balances(session: Session, ctx: JobContext, account_pks: li
 def statements(ctx: JobContext) -> JobResult:
     """Issue the bills of every statement date since the last run, up to ``ctx.business_date``."""
     state: dict[str, Any] = dict(ctx.state)
-    lease = JobLease(JOB, state.setdefault("run", uuid.uuid4().hex))
+    lease = JobLease(JOB, state.setdefault("run", ctx.run_token))
     if "pending" not in state:
         with transaction(ctx.engine) as session:
             last = last_done(session, JOB)

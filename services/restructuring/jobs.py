@@ -22,7 +22,6 @@ wrapper continues in a new task.
 """
 from __future__ import annotations
 
-import uuid
 from datetime import date, timezone
 
 from sqlalchemy import and_, select, update
@@ -58,7 +57,7 @@ def plan_monitor(ctx: JobContext) -> JobResult:
         with transaction(ctx.engine) as session:
             if done_on(session, JobRun, JOB, day):
                 return JobResult({"skipped": "already_done"})
-            state = {"run": uuid.uuid4().hex}
+            state = {"run": ctx.run_token}
             JobLease(JobRun, JOB, state["run"]).acquire(session, day, ctx.clock.now())
         state.update(after_pk=0, overdue=0, defaulted=0, expired_offers=_expire_offers(ctx, day))
     for _ in range(CHUNKS_PER_SLICE):

@@ -25,6 +25,7 @@ from shared.bus.handling import BatchOutcome, Delivery, EventApplier
 from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, sweep_expired
 from shared.bus.topology import declare_topology, events_queue
 from shared.log import get_logger
+from shared.transient import Backoff, is_transient
 
 log = get_logger(__name__)
 
@@ -42,6 +43,10 @@ class ConsumerConfig:
     idle_gap_s: float = 0.002
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 30.0
+    # The longest pause between tries while the database or the broker is away
+    # (shared/transient.py): short, so that work resumes within seconds of its return; a
+    # refused connection costs next to nothing, and such a wait never counts as an attempt.
+    outage_backoff_max_s: float = 5.0
     visibility_timeout: int = 60
     # How often this consumer sweeps the bus for messages whose consumer died (any live
     # consumer restores anyone's, once they are ``visibility_timeout`` old).
@@ -67,30 +72,37 @@ class EventConsumer:
         # Called after every commit: the worker wakes its outbox relay with it.
         self.on_committed: Callable[[], None] = lambda: None
         self._heartbeat = metrics.Heartbeat(service, metrics.CONSUMER_LOOP)
+        # Bumped whenever a connection's consuming ends: a batch the applier thread is still
+        # waiting on (the database away) is then left to the broker, which restores it.
+        self._generation = 0
 
     # -- lifecycle ---------------------------------------------------------------------
     def stop(self) -> None:
         self.stopping.set()
 
     def run(self) -> None:
-        """Consume until stopped; reconnects with backoff when the broker goes away."""
-        backoff = self.config.retry_backoff_s
+        """Consume until stopped; whenever the broker goes away (or anything else breaks the
+        connection), reconnect after a jittered pause capped at ``outage_backoff_max_s``, for
+        as long as it takes: the thread never ends before the worker does."""
+        backoff = Backoff(self.config.retry_backoff_s, self.config.outage_backoff_max_s)
         while not self.stopping.is_set():
             self._heartbeat.beat()
             try:
                 with events_connection(self.broker_url, self.config.visibility_timeout, self.service) as conn:
-                    conn.ensure_connection(max_retries=3)
+                    # A few quick tries: the backoff below does the long waiting.
+                    conn.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5, interval_max=2)
                     declare_topology(conn)
+                    backoff.reset()
                     self._consume(conn)
-                backoff = self.config.retry_backoff_s
             except Exception as exc:  # noqa: BLE001 - broker or database down: wait, retry
-                log.warning("consumer_reconnect", service=self.service, error=str(exc)[:300], backoff_s=backoff)
+                pause = backoff.next()
+                log.warning("consumer_reconnect", service=self.service, error=str(exc)[:300],
+                            transient=is_transient(exc), backoff_s=round(pause, 2))
                 # Unacked messages are restored by the broker; forget our copies.
                 self._pending.clear()
                 self._retry.clear()
                 self._done = thread_queue.Queue()
-                self._wait_beating(backoff)
-                backoff = min(backoff * 2, self.config.retry_backoff_max_s)
+                self._wait_beating(pause)
 
     def _wait_beating(self, seconds: float) -> None:
         """Wait out a reconnect backoff (up to half a minute), still reporting this loop alive."""
@@ -137,6 +149,7 @@ class EventConsumer:
                         todo.put(batch)
                         in_flight += 1
         finally:
+            self._generation += 1  # a batch waiting out an outage gives up: the broker restores it
             todo.put(None)
             applier.join(timeout=30)
             self._ack_committed_on_stop()
@@ -214,26 +227,46 @@ class EventConsumer:
         return batch
 
     def _process(self, batch: list[Delivery]) -> None:
-        """Apply a batch; on repeated failure isolate the culprit one message at a time."""
+        """Apply a batch; on repeated failure isolate the culprit one message at a time.
+
+        A transient fault (shared/transient.py: the database away, a deadlock) says nothing
+        about the batch: it is tried again whole, after a jittered pause, for as long as the
+        outage lasts, and never counts. Only a batch that keeps failing for another reason
+        is split up to find its culprit."""
         started = time.perf_counter()
-        for attempt in range(3):
+        generation = self._generation
+        failures = 0
+        outage = Backoff(self.config.retry_backoff_s, self.config.outage_backoff_max_s)
+        while True:
             try:
                 outcome = self.applier.apply_batch(batch)
             except Exception as exc:  # noqa: BLE001 - transient (or a poison message): retry
-                log.warning("batch_retry", service=self.service, size=len(batch), error=str(exc)[:300])
-                if self.stopping.wait(self.config.retry_backoff_s * 2**attempt):
-                    return  # stopping: unacked messages are restored by the broker
+                transient = is_transient(exc)
+                failures += 0 if transient else 1
+                log.warning("batch_retry", service=self.service, size=len(batch), transient=transient,
+                            error=str(exc)[:300])
+                if failures >= 3:
+                    break
+                pause = outage.next() if transient else self.config.retry_backoff_s * 2 ** (failures - 1)
+                if self._pause(pause, generation):
+                    return  # stopping, or the connection is gone: the broker restores the batch
                 continue
             metrics.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
             self._settle(outcome)
             return
         for delivery in batch:
-            self._process_single(delivery)
+            self._process_single(delivery, generation)
 
-    def _process_single(self, delivery: Delivery) -> None:
-        """One message alone, retried with capped backoff; dead-lettered once it is the culprit."""
-        backoff = self.config.retry_backoff_s
-        while not self.stopping.is_set():
+    def _process_single(self, delivery: Delivery, generation: int | None = None) -> None:
+        """One message alone, retried with capped backoff; dead-lettered once it is the culprit.
+
+        Only its own failures count towards ``max_attempts``: while a transient fault lasts
+        it waits (jittered, capped pauses) without counting, so an outage of any length
+        dead-letters nothing."""
+        generation = self._generation if generation is None else generation
+        backoff = Backoff(self.config.retry_backoff_s, self.config.retry_backoff_max_s)
+        outage = Backoff(self.config.retry_backoff_s, self.config.outage_backoff_max_s)
+        while not self.stopping.is_set() and self._generation == generation:
             try:
                 if delivery.attempts >= self.applier.max_attempts:
                     self.applier.dead_letter_now(delivery, f"failed {delivery.attempts} times: {delivery.last_error}")
@@ -241,13 +274,31 @@ class EventConsumer:
                     return
                 self._settle(self.applier.apply_batch([delivery]))
                 return
-            except Exception as exc:  # noqa: BLE001 - counted; the database may simply be down
+            except Exception as exc:  # noqa: BLE001 - its own failure is counted; an outage is not
+                if is_transient(exc):
+                    log.warning("message_waits_out_fault", service=self.service, attempts=delivery.attempts,
+                                error=f"{type(exc).__name__}: {exc}"[:300])
+                    if self._pause(outage.next(), generation):
+                        return
+                    continue
+                outage.reset()
                 delivery.attempts += 1
                 delivery.last_error = f"{type(exc).__name__}: {exc}"[:1000]
                 log.warning("message_retry", service=self.service, attempts=delivery.attempts,
                             error=delivery.last_error[:300])
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, self.config.retry_backoff_max_s)
+                if self._pause(backoff.next(), generation):
+                    return
+
+    def _pause(self, seconds: float, generation: int) -> bool:
+        """Wait ``seconds``; True (give up the batch) once the worker stops or the connection
+        the batch came on is gone (its messages are unacked: the broker restores them)."""
+        end = time.monotonic() + seconds
+        while not self.stopping.is_set() and self._generation == generation:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.stopping.wait(min(remaining, 0.25))
+        return True
 
     def _settle(self, outcome: BatchOutcome) -> None:
         """Ack what the committed transaction settled; schedule the failures for later."""

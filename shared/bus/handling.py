@@ -15,7 +15,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Engine, Table, insert, select
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from shared import metrics
@@ -27,6 +26,8 @@ from shared.events.envelope import Envelope, UnreadableEvent, read_event
 from shared.events.payloads import Payload
 from shared.log import get_logger
 from shared.rules import ProductRules
+# One classification for consumer, relay and jobs; re-exported for the handlers.
+from shared.transient import TransientFault as TransientFault, is_transient
 
 log = get_logger(__name__)
 
@@ -100,22 +101,6 @@ def _runs_by_handler(todo: list[Any], handlers: dict[str, Any], split: bool) -> 
 
 class _HandlerFailed(Exception):
     """A handler failed in the optimistic (savepoint-free) pass: redo the batch guarded."""
-
-
-class TransientFault(RuntimeError):
-    """Raised by a handler for a fault worth retrying the whole batch for (a dependency down)."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Database unreachable or connection lost: abort the batch and retry it whole.
-
-    Anything else a handler raises is that event's own failure: counted, retried
-    with backoff, then dead-lettered. (A transient error that persists is isolated
-    by the consumer, which falls back to one event per transaction.)
-    """
-    if isinstance(exc, TransientFault | OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 @dataclass

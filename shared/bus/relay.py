@@ -89,7 +89,9 @@ class OutboxRelay:
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
-            self.connection.ensure_connection(max_retries=5)
+            # A few quick tries only: while the broker is away the caller's own backoff waits
+            # (RelayLoop), rather than kombu's growing intervals of many seconds.
+            self.connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5, interval_max=2)
             declare_topology(self.connection)
             self._producer = Producer(self.connection.channel(), exchange=EVENTS_EXCHANGE, serializer="json")
         return self._producer

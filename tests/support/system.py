@@ -68,9 +68,10 @@ class Databases:
     """Three fresh, migrated PostgreSQL databases, dropped on ``drop()``."""
 
     prefix: str = field(default_factory=lambda: f"bt_{uuid.uuid4().hex[:8]}")
+    base: str = PG_BASE  # another PostgreSQL server (a test's private cluster): its URL without a database
 
     def url(self, service: str) -> str:
-        return f"{PG_BASE}/{self.prefix}_{service}"
+        return f"{self.base}/{self.prefix}_{service}"
 
     def env(self) -> dict[str, str]:
         return {f"BAITIAO_{s.upper()}_DB_URL": self.url(s) for s in SERVICES}
@@ -87,7 +88,7 @@ class Databases:
         from shared.db import dispose_engines
 
         dispose_engines()
-        admin = create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT")
+        admin = create_engine(f"{self.base}/postgres", isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             for service in SERVICES:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{self.prefix}_{service}" WITH (FORCE)'))
@@ -114,10 +115,13 @@ def envelope(event_type: str, payload: dict[str, Any], aggregate_id: str, *, eve
 class OutsideSystem:
     """An outside producer and observer speaking only EVENTS.md through plain kombu."""
 
-    def __init__(self, broker_url: str):
-        self.conn = Connection(broker_url)
+    def __init__(self, broker_url: str, observer: str | None = None,
+                 transport_options: dict[str, Any] | None = None):
+        """``observer``: the name of an observer queue to attach to again (after a broker
+        restart) instead of a new one."""
+        self.conn = Connection(broker_url, transport_options=transport_options or {})
         self.conn.ensure_connection(max_retries=3)
-        self.observer = Queue(f"test.observer.{uuid.uuid4().hex[:8]}", exchange=EXCHANGE, routing_key="#",
+        self.observer = Queue(observer or f"test.observer.{uuid.uuid4().hex[:8]}", exchange=EXCHANGE, routing_key="#",
                               durable=False, auto_delete=False)
         self.observer(self.conn.default_channel).declare()
         self._declare_service_queues()
