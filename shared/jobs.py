@@ -30,11 +30,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from shared import metrics
+from shared.bus.faults import maybe_hold
 from shared.bus.outbox import Outbox
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
 from shared.clock import Clock, SystemClock, at_local, event_time_clock
 from shared.db import engine_for
+from shared.job_runs import leases_kept
 from shared.log import get_logger
 from shared.rules import ProductRules
 from shared.service import JobSpec, ServiceDefinition
@@ -117,8 +119,10 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
             return {**head, "partitions": len(chains), "continued_as": chains}
         ctx.state = copy.deepcopy(state)
         started = time.perf_counter()
-        result = run_slice(fn, ctx, state)
+        with leases_kept(ctx.engine, ctx.clock.now):  # the run's lease stays fresh while the slice runs
+            result = run_slice(fn, ctx, state)
         publish_slice(app, definition, ctx.engine)
+        maybe_hold("after_slice", spec.name)  # the job crash tests' fault point (shared/bus/faults.py)
         elapsed = time.perf_counter() - started
         metrics.JOB_SECONDS.labels(spec.name).observe(elapsed)
         summary = {**head, **result.summary}
