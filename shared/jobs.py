@@ -122,7 +122,7 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         with leases_kept(ctx.engine, ctx.clock.now):  # the run's lease stays fresh while the slice runs
             result = run_slice(fn, ctx, state)
         publish_slice(app, definition, ctx.engine)
-        maybe_hold("after_slice", spec.name)  # the job crash tests' fault point (shared/bus/faults.py)
+        maybe_hold("hold_after_slice", spec.name)  # the job crash tests' fault point (shared/bus/faults.py)
         elapsed = time.perf_counter() - started
         metrics.JOB_SECONDS.labels(spec.name).observe(elapsed)
         summary = {**head, **result.summary}
