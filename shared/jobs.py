@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -59,6 +60,10 @@ class JobContext:
     clock: Clock
     settings: Settings
     state: dict[str, Any] = field(default_factory=dict)  # carried across continuation slices
+    # The run's token: the id of its first task, kept by every slice of its chains and by a
+    # slice delivered again after its worker died, so that the run holds its job lease
+    # (shared/job_runs.py) across all of them. Empty outside a worker: the job draws one.
+    run: str = ""
 
     @property
     def partition(self) -> tuple[int, int] | None:
@@ -93,15 +98,16 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
 
     @app.task(name=spec.task, bind=True, acks_late=True)
     def run_job(task: Any, business_date: str | None = None, at: str | None = None,
-                state: dict[str, Any] | None = None) -> dict[str, Any]:
+                state: dict[str, Any] | None = None, run: str | None = None) -> dict[str, Any]:
         settings: Settings = app.baitiao_settings  # type: ignore[attr-defined]
         clock: Clock = SystemClock()
         day = date.fromisoformat(business_date) if business_date else clock.now().date()
         state = dict(state or {})
+        run = run or str(task.request.id or uuid.uuid4().hex)  # the first task's id names the run
 
         def queue(next_state: dict[str, Any]) -> str:
-            return str(run_job.apply_async(kwargs={"business_date": day.isoformat(), "at": at, "state": next_state},
-                                           queue=jobs_queue_name(definition.name)).id)
+            kwargs = {"business_date": day.isoformat(), "at": at, "state": next_state, "run": run}
+            return str(run_job.apply_async(kwargs=kwargs, queue=jobs_queue_name(definition.name)).id)
 
         head = {"job": spec.name, "business_date": day.isoformat()}
         if settings.clock == "event":
@@ -109,7 +115,7 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         ctx = JobContext(
             service=definition.name, job=spec.name, business_date=day, at=at,
             engine=engine_for(settings.db_url(definition.name)), outbox=Outbox(definition.bus.outbox),
-            rules=settings.rules(), clock=clock, settings=settings, state=state,
+            rules=settings.rules(), clock=clock, settings=settings, state=state, run=run,
         )  # the slice gets a copy of the state below, once the fan-out has marked it
         shares = chains_to_start(spec, settings.job_partitions, state,
                                  lambda: worth_fanning_out is None or worth_fanning_out(ctx))
