@@ -139,8 +139,7 @@ def _run(workers_per_service: int, partitions: int, redis_db: int, log_dir: Path
         return {"summaries": summaries, "accounts": _rows(dbs.url("accounts"), ACCOUNTS_STATE),
                 "collections": _rows(dbs.url("collections"), COLLECTIONS_STATE)}
     finally:
-        for proc in procs:
-            stop(proc)
+        stop(*procs)
         out.close()
         dbs.drop()
 
