@@ -1,6 +1,6 @@
 """A worker SIGKILLed while it holds a job slice costs a short delay, and nothing twice.
 
-Two accounts workers on real PostgreSQL and Redis. The first is started alone with
+Two accounts workers on real PostgreSQL and Redis (either pool). The first is started alone with
 ``BAITIAO_FAULT=hold_after_slice:daily-close`` (``shared/bus/faults.py``): it takes the
 daily close that ``baitiao jobs run`` sends, commits the slice, and holds it unacked
 (its task never returns). The second worker starts and stays idle: the held slice is
@@ -151,24 +151,26 @@ def two_databases() -> Any:
     reference.drop()
 
 
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
 def test_a_slice_held_by_a_killed_worker_runs_again_on_the_live_one_within_two_minutes(
-        two_databases, redis_db, tmp_path) -> None:
+        two_databases, redis_db, tmp_path, pool: str) -> None:
     killed_dbs, reference_dbs = two_databases
     env = {"BAITIAO_BROKER_URL": fresh_redis_db(redis_db + 6), "BAITIAO_DATA_DIR": str(tmp_path / "data"),
            "BAITIAO_LOG_LEVEL": "WARNING", **killed_dbs.env()}
     url = killed_dbs.url("accounts")
-    holder = start_worker("accounts", env, tmp_path / "holder.log", {"BAITIAO_FAULT": "hold_after_slice:daily-close"})
+    holder = start_worker("accounts", env, tmp_path / "holder.log", {"BAITIAO_FAULT": "hold_after_slice:daily-close"},
+                          pool=pool)
     other: subprocess.Popen[bytes] | None = None
     job = start_job("daily-close", DAY, env)
     try:
         # The holder took the close and committed its slice; the slice's message is unacked.
         wait_until(lambda: run_status(url, "daily-close", DAY) == "done", 120, "the holder's slice to commit")
-        other = start_worker("accounts", env, tmp_path / "other.log")
+        other = start_worker("accounts", env, tmp_path / "other.log", pool=pool)
         # Past the visibility timeout and a sweep: the live holder keeps its slice.
         time.sleep(JOBS_VISIBILITY_TIMEOUT + 3 * UNACKED_SWEEP_SECONDS)
         assert job.poll() is None, "the slice of a live worker was handed to the other worker"
         assert holder.poll() is None and other.poll() is None
-        kill(holder)
+        os.kill(holder.pid, signal.SIGKILL)  # the worker's main process (a prefork pool's children die with it)
         killed_at = time.monotonic()
         try:
             out, err = job.communicate(timeout=TAKEOVER_SECONDS)
