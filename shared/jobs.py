@@ -4,8 +4,10 @@ A job is a function of (state, business date). The task wrapper resolves the
 business date (the given one, or today in Asia/Shanghai when beat fires it),
 times it, and supports continuation: a long job does a bounded slice of work,
 and when it returns ``more=True`` the wrapper queues the next slice as a new
-task and answers with its id. Every task therefore stays far shorter than the
-broker's visibility timeout, and ``baitiao jobs run`` follows the chain.
+task and answers with its id. Every task therefore stays short (its time limits:
+``shared/job_timing.py``), and ``baitiao jobs run`` follows the chain. Every slice of a
+run carries the run's token (``JobContext.run``, its first task's id), so a slice that a
+dead worker held and kombu delivers again goes on under its run's job lease.
 
 A partitioned job (``JobSpec.partitioned``) fans out first when the setting
 ``job_partitions`` is above 1: its first task runs nothing itself and queues one
