@@ -1,8 +1,11 @@
 """The one beat of the system: the Jobs table of EVENTS.md, sent to each service's queue.
 
-It uses celery-redbeat: the schedule lives in Redis and a lock (renewed while
-the beat lives) makes a second beat started by mistake wait instead of firing
-every job twice.
+It uses celery-redbeat: the schedule lives in Redis and a lock (renewed at every tick
+while the beat lives) makes a second beat wait instead of firing every job twice. A
+standby beat polls for the lock every loop interval (a fifth of the lock timeout, at most
+30 s): when the beat holding it dies, the lock expires after ``lock_timeout`` seconds and
+the standby takes over within ``lock_timeout`` plus one loop interval (72 s with the
+default 60 s timeout, the setting ``beat_lock_timeout``), well inside two minutes.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ BEAT_SCHEDULE = {
 }
 
 
-def make_beat_app(broker_url: str, lock_timeout: int = 300) -> Celery:
+def make_beat_app(broker_url: str, lock_timeout: int = 60) -> Celery:
     app = Celery("baitiao.beat")
     app.conf.update(base_celery_config(broker_url))
     app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
@@ -31,9 +34,14 @@ def make_beat_app(broker_url: str, lock_timeout: int = 300) -> Celery:
     app.conf.redbeat_key_prefix = "baitiao.beat:"
     app.conf.redbeat_lock_timeout = lock_timeout
     app.conf.redbeat_lock_key = "baitiao.beat:lock"
-    app.conf.beat_max_loop_interval = min(30, max(1, lock_timeout // 5))
+    app.conf.beat_max_loop_interval = beat_loop_seconds(lock_timeout)
     app.conf.beat_schedule = {
         name: {"task": task, "schedule": when, "options": {"queue": jobs_queue_name(service)}}
         for name, (task, service, when) in BEAT_SCHEDULE.items()
     }
     return app
+
+
+def beat_loop_seconds(lock_timeout: int) -> int:
+    """How often the beat ticks (renewing its lock) and a standby tries for the lock."""
+    return min(30, max(1, lock_timeout // 5))

@@ -22,7 +22,14 @@ from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
 from shared.clock import SystemClock
 from shared.db import dispose_engines, engine_for
-from shared.job_timing import JOBS_VISIBILITY_TIMEOUT, SLICE_SOFT_TIME_LIMIT, SLICE_TIME_LIMIT, SOFT_SHUTDOWN_SECONDS
+from shared.job_delivery_renewal import DeliveryRenewalStep
+from shared.job_timing import (
+    JOBS_VISIBILITY_TIMEOUT,
+    SLICE_SOFT_TIME_LIMIT,
+    SLICE_TIME_LIMIT,
+    SOFT_SHUTDOWN_SECONDS,
+    jobs_transport_options,
+)
 from shared.log import get_logger
 from shared.service import ServiceDefinition
 from shared.service_gauges import ServiceGauges
@@ -36,7 +43,7 @@ def base_celery_config(broker_url: str) -> dict[str, Any]:
     return {
         "broker_url": broker_url,
         "result_backend": broker_url,
-        "broker_transport_options": {"visibility_timeout": JOBS_VISIBILITY_TIMEOUT},
+        "broker_transport_options": jobs_transport_options(),
         "result_backend_transport_options": {"visibility_timeout": JOBS_VISIBILITY_TIMEOUT},
         "broker_connection_retry_on_startup": True,
         # A broker away for any length of time: the worker waits for it, it does not exit.
@@ -191,6 +198,7 @@ def make_service_app(definition: ServiceDefinition, settings: Settings | None = 
     app.baitiao_service = definition  # type: ignore[attr-defined]
     app.baitiao_settings = settings  # type: ignore[attr-defined]
     app.steps["worker"].add(EventBusStep)
+    app.steps["worker"].add(DeliveryRenewalStep)  # shared/job_delivery_renewal.py
     signals.worker_process_init.connect(_on_pool_child_start(app), weak=False)  # weak=False keeps it alive
     signals.worker_init.connect(_on_worker_init(app), weak=False)
     return app

@@ -2,20 +2,31 @@
 
 Every service keeps a ``job_runs`` table of its own (database per service); the
 columns and the lease logic are shared here. A date's row is claimed by a run
-token: another run finding it claimed and fresh refuses with ``LeaseHeld``; a
-claim older than ``LEASE_SECONDS`` (its worker died) may be taken over, which is
-safe because every job is idempotent for its date.
+token (carried in the slices' state, so a slice delivered again after its worker died
+is the same run): another run finding it claimed and fresh refuses with ``LeaseHeld``.
+The holder renews its claim (``started_at`` is the time of the latest claim or renewal)
+each time a slice acquires it, and every ``LEASE_RENEW_SECONDS`` while a slice runs
+(:func:`leases_kept`, around every slice in ``shared/jobs.py``); a claim not renewed for
+``LEASE_SECONDS`` (its worker died) may be taken over by another run, which is safe
+because every job is idempotent for its date (``shared/job_timing.py``).
 """
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Date, DateTime, String, Text, func, select
+from sqlalchemy import Date, DateTime, Engine, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shared.job_timing import LEASE_SECONDS
+from shared.job_timing import LEASE_RENEW_SECONDS, LEASE_SECONDS
+from shared.log import get_logger
+
+log = get_logger(__name__)
 
 
 class JobRunColumns:
@@ -24,7 +35,7 @@ class JobRunColumns:
     job: Mapped[str] = mapped_column(String(32), primary_key=True)
     business_date: Mapped[date] = mapped_column(Date, primary_key=True)
     status: Mapped[str] = mapped_column(String(16))  # running | done
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # latest claim or renewal
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the run holding the lease
@@ -61,12 +72,21 @@ class JobLease:
             session.add(self.model(job=self.job, business_date=day, status="running", started_at=now,  # type: ignore[call-arg]
                                    owner=self.owner))
             session.flush()
+            _keep(self, day)
             return
-        if run.status == "done" or run.owner == self.owner:
+        if run.status == "done":
             return
-        if _aware(now) - _aware(run.started_at) < timedelta(seconds=LEASE_SECONDS):
+        if run.owner != self.owner and _aware(now) - _aware(run.started_at) < timedelta(seconds=LEASE_SECONDS):
             raise LeaseHeld(f"{self.job} for {day} is already running (run {run.owner})")
         run.owner, run.started_at, run.status = self.owner, now, "running"
+        _keep(self, day)
+
+    def renew(self, session: Session, day: date, now: datetime) -> bool:
+        """Stamp the claim as fresh if this run still holds the date and it is not done."""
+        result = session.execute(update(self.model).where(
+            self.model.job == self.job, self.model.business_date == day, self.model.owner == self.owner,
+            self.model.status == "running").values(started_at=now))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def finish(self, session: Session, day: date, summary: dict[str, Any], now: datetime | None = None) -> None:
         run = session.get(self.model, (self.job, day), with_for_update=True)
@@ -75,3 +95,66 @@ class JobLease:
         run.status = "done"
         run.finished_at = now or run.started_at
         run.summary = json.dumps(summary, default=str)
+
+
+@dataclass
+class LeaseKeeper:
+    """Renews, every ``every`` seconds until the slice ends, the leases the slice acquired.
+
+    A slice renews its run's lease when it acquires it; a slice longer than the lease
+    would still let it go stale while it runs, so a thread (started with the first lease
+    the slice acquires) renews them on its own connections."""
+
+    engine: Engine
+    now: Callable[[], datetime]
+    every: float = LEASE_RENEW_SECONDS
+    held: dict[tuple[type, str, str, date], JobLease] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hold(self, lease: JobLease, day: date) -> None:
+        with self.lock:
+            self.held[(lease.model, lease.job, lease.owner, day)] = lease
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="job-lease-renewal", daemon=True)
+                self.thread.start()
+
+    def renew_all(self) -> None:
+        with self.lock:
+            held = [(lease, key[3]) for key, lease in self.held.items()]
+        with Session(self.engine) as session, session.begin():
+            for lease, day in held:
+                lease.renew(session, day, self.now())
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.every):
+            try:
+                self.renew_all()
+            except Exception as exc:  # noqa: BLE001 - the next round, or the next slice, renews it
+                log.warning("job_lease_renewal_retry", error=str(exc)[:300])
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+_slice = threading.local()
+
+
+@contextmanager
+def leases_kept(engine: Engine, now: Callable[[], datetime], every: float = LEASE_RENEW_SECONDS) -> Iterator[LeaseKeeper]:
+    """Around one slice (in its thread): every lease it acquires is renewed while it runs."""
+    keeper = LeaseKeeper(engine, now, every)
+    previous = getattr(_slice, "keeper", None)
+    _slice.keeper = keeper
+    try:
+        yield keeper
+    finally:
+        _slice.keeper = previous
+        keeper.stop()
+
+
+def _keep(lease: JobLease, day: date) -> None:
+    keeper: LeaseKeeper | None = getattr(_slice, "keeper", None)
+    if keeper is not None:
+        keeper.hold(lease, day)

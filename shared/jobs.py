@@ -4,8 +4,10 @@ A job is a function of (state, business date). The task wrapper resolves the
 business date (the given one, or today in Asia/Shanghai when beat fires it),
 times it, and supports continuation: a long job does a bounded slice of work,
 and when it returns ``more=True`` the wrapper queues the next slice as a new
-task and answers with its id. Every task therefore stays far shorter than the
-broker's visibility timeout, and ``baitiao jobs run`` follows the chain.
+task and answers with its id. Every task therefore stays short (its time limits:
+``shared/job_timing.py``), and ``baitiao jobs run`` follows the chain. Every slice of a
+run carries the run's token (``JobContext.run``, its first task's id), so a slice that a
+dead worker held and kombu delivers again goes on under its run's job lease.
 
 A partitioned job (``JobSpec.partitioned``) fans out first when the setting
 ``job_partitions`` is above 1: its first task runs nothing itself and queues one
@@ -30,12 +32,14 @@ from kombu import Connection
 from sqlalchemy import Engine
 
 from shared import metrics
+from shared.bus.faults import maybe_hold
 from shared.bus.outbox import Outbox
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
 from shared.clock import Clock, SystemClock, at_local, event_time_clock
 from shared.db import engine_for
 from shared.job_timing import SLICE_SOFT_TIME_LIMIT
+from shared.job_runs import leases_kept
 from shared.log import get_logger
 from shared.rules import ProductRules
 from shared.service import JobSpec, ServiceDefinition
@@ -59,10 +63,10 @@ class JobContext:
     clock: Clock
     settings: Settings
     state: dict[str, Any] = field(default_factory=dict)  # carried across continuation slices
-    # Who holds the date's lease (shared/job_runs.py) for a run that has none in its state
-    # yet: the same for every try of this slice (its task's id, kept by a Celery retry), so
-    # a slice run again after an outage finds its own claim instead of a stranger's.
-    run_token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The run's token: the id of its first task, kept by every slice of its chains and by a
+    # slice delivered again after its worker died, so that the run holds its job lease
+    # (shared/job_runs.py) across all of them. Empty outside a worker: the job draws one.
+    run: str = ""
 
     @property
     def partition(self) -> tuple[int, int] | None:
@@ -97,15 +101,16 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
 
     @app.task(name=spec.task, bind=True, acks_late=True)
     def run_job(task: Any, business_date: str | None = None, at: str | None = None,
-                state: dict[str, Any] | None = None) -> dict[str, Any]:
+                state: dict[str, Any] | None = None, run: str | None = None) -> dict[str, Any]:
         settings: Settings = app.baitiao_settings  # type: ignore[attr-defined]
         clock: Clock = SystemClock()
         day = date.fromisoformat(business_date) if business_date else clock.now().date()
         state = dict(state or {})
+        run = run or str(task.request.id or uuid.uuid4().hex)  # the first task's id names the run
 
         def queue(next_state: dict[str, Any]) -> str:
-            return str(run_job.apply_async(kwargs={"business_date": day.isoformat(), "at": at, "state": next_state},
-                                           queue=jobs_queue_name(definition.name)).id)
+            kwargs = {"business_date": day.isoformat(), "at": at, "state": next_state, "run": run}
+            return str(run_job.apply_async(kwargs=kwargs, queue=jobs_queue_name(definition.name)).id)
 
         head = {"job": spec.name, "business_date": day.isoformat()}
         if settings.clock == "event":
@@ -113,8 +118,7 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         ctx = JobContext(
             service=definition.name, job=spec.name, business_date=day, at=at,
             engine=engine_for(settings.db_url(definition.name)), outbox=Outbox(definition.bus.outbox),
-            rules=settings.rules(), clock=clock, settings=settings, state=state,
-            run_token=str(task.request.id or uuid.uuid4().hex),
+            rules=settings.rules(), clock=clock, settings=settings, state=state, run=run,
         )  # the slice gets a copy of the state below, once the fan-out has marked it
         shares = chains_to_start(spec, settings.job_partitions, state,
                                  lambda: worth_fanning_out is None or worth_fanning_out(ctx))
@@ -124,11 +128,13 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
             return {**head, "partitions": len(chains), "continued_as": chains}
         ctx.state = copy.deepcopy(state)
         started = time.perf_counter()
-        try:
-            result = run_slice(fn, ctx, state, wait_s=OUTAGE_WAIT_S)
-        except OutageOutlastsSlice as exc:  # the broker holds the slice until it is due again
-            raise task.retry(exc=exc, countdown=OUTAGE_RETRY_COUNTDOWN_S, max_retries=None) from exc
+        with leases_kept(ctx.engine, ctx.clock.now):  # the run's lease stays fresh while the slice runs
+            try:
+                result = run_slice(fn, ctx, state, wait_s=OUTAGE_WAIT_S)
+            except OutageOutlastsSlice as exc:  # the broker holds the slice until it is due again
+                raise task.retry(exc=exc, countdown=OUTAGE_RETRY_COUNTDOWN_S, max_retries=None) from exc
         publish_slice(app, definition, ctx.engine)
+        maybe_hold("hold_after_slice", spec.name)  # the job crash tests' fault point (shared/bus/faults.py)
         elapsed = time.perf_counter() - started
         metrics.JOB_SECONDS.labels(spec.name).observe(elapsed)
         summary = {**head, **result.summary}

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     log_level: str = "INFO"
     metrics_port: int | None = None
-    beat_lock_timeout: int = Field(300, ge=5)
+    beat_lock_timeout: int = Field(60, ge=5)  # a standby beat takes over within this + its loop (shared/beat.py)
     # "system": the wall clock (production). "event": simulated time, as the simulator
     # runs it: a handler's now is its event's occurred_at, a job's now is its business
     # date at --at (shared/clock.py, event_time_clock). Deterministic replays need it.

@@ -399,7 +399,7 @@ def daily_close(ctx: JobContext) -> JobResult:
     """Close every date from the day after the last closed one up to ``ctx.business_date``."""
     target = ctx.business_date
     state = dict(ctx.state)
-    lease = JobLease(JOB, state.setdefault("run", ctx.run_token))
+    lease = JobLease(JOB, state.setdefault("run", ctx.run or uuid.uuid4().hex))
     if "day" not in state:
         with transaction(ctx.engine) as session:
             last = last_done(session, JOB)

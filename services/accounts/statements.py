@@ -80,7 +80,7 @@ def _pay_from_credit_balances(session: Session, ctx: JobContext, account_pks: li
 def statements(ctx: JobContext) -> JobResult:
     """Issue the bills of every statement date since the last run, up to ``ctx.business_date``."""
     state: dict[str, Any] = dict(ctx.state)
-    lease = JobLease(JOB, state.setdefault("run", ctx.run_token))
+    lease = JobLease(JOB, state.setdefault("run", ctx.run or uuid.uuid4().hex))
     if "pending" not in state:
         with transaction(ctx.engine) as session:
             last = last_done(session, JOB)

@@ -57,9 +57,12 @@ def plan_monitor(ctx: JobContext) -> JobResult:
         with transaction(ctx.engine) as session:
             if done_on(session, JobRun, JOB, day):
                 return JobResult({"skipped": "already_done"})
-            state = {"run": ctx.run_token}
+            state = {"run": ctx.run or uuid.uuid4().hex}
             JobLease(JobRun, JOB, state["run"]).acquire(session, day, ctx.clock.now())
         state.update(after_pk=0, overdue=0, defaulted=0, expired_offers=_expire_offers(ctx, day))
+    else:  # a later slice renews the run's lease (shared/job_runs.py)
+        with transaction(ctx.engine) as session:
+            JobLease(JobRun, JOB, state["run"]).acquire(session, day, ctx.clock.now())
     for _ in range(CHUNKS_PER_SLICE):
         with transaction(ctx.engine) as session:
             pks = _due_plans(session, day, state["after_pk"])

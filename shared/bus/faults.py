@@ -11,6 +11,10 @@ blocks until the worker stops, the process and its other threads alive, as a loo
 in a call that never returns would. The liveness test uses it to prove that the health
 check sees a loop that stopped polling.
 
+``BAITIAO_FAULT=hold_after_slice:<job>`` makes each slice of that job wait, once
+committed and before its task returns (and its message is acked), until the worker is
+killed: the job crash tests kill a worker holding a slice.
+
 Unset in every real deployment.
 """
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterable
 
 _SPEC = os.environ.get("BAITIAO_FAULT", "")
@@ -54,3 +59,12 @@ def maybe_stall(loop: str, stopping: threading.Event) -> None:
     _passes[loop] = _passes.get(loop, 0) + 1
     if _passes[loop] > _STALLS[loop]:
         stopping.wait()
+
+
+def maybe_hold(point: str, name: str, seconds: float = 600.0) -> None:
+    """Wait here (for a kill) if ``BAITIAO_FAULT`` names this point and this job."""
+    if not _SPEC:
+        return
+    wanted_point, wanted_name = (_SPEC.split(":") + [""])[:2]
+    if wanted_point == point and wanted_name == name:
+        time.sleep(seconds)

@@ -44,7 +44,7 @@ def test_a_slice_outlasting_its_wait_is_retried_by_its_task_until_it_succeeds(
 
     def probe(ctx: JobContext) -> JobResult:
         tries.append(dict(ctx.state))
-        tokens.add(ctx.run_token)
+        tokens.add(ctx.run)
         if len(tries) <= 3:
             with away.connect() as conn:  # connection refused: the database is away
                 conn.execute(text("SELECT 1"))

@@ -37,10 +37,10 @@ def test_a_slice_runs_again_for_as_long_as_the_database_is_away() -> None:
 
     state = {"cursor": 3}
     ctx = _ctx(state)
-    token = ctx.run_token
+    token = ctx.run
     assert run_slice(slice_, ctx, state, wait_s=60, backoff=QUICK).summary == {"status": "closed"}
     assert seen == [{"cursor": 3}] * 41  # every try from the state it was given
-    assert ctx.run_token == token  # its lease token stays its own across the tries
+    assert ctx.run == token  # its lease token stays its own across the tries
 
 
 def test_past_its_budget_a_slice_hands_the_outage_over_instead_of_failing_the_job() -> None:
