@@ -81,7 +81,7 @@ from shared.money import from_fen
 log = get_logger(__name__)
 
 # A slice is one Celery task: a fraction of a second of work (2,000 cases are ~0.3 s on
-# PostgreSQL), far inside the jobs' visibility timeout; smaller slices spend more on
+# PostgreSQL), far inside a slice's time limit (shared/job_timing.py); smaller slices spend more on
 # task round trips than on cases (the simulator measured 20 round trips a day at 500).
 CASES_PER_SLICE = 2000
 # Contacts go one by one to the SMS gateway: 500 at the HTTP gateway's timeout budget
