@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import click
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.orm import Session
 
 from baitiao.commands.values import BUSINESS_DATE
@@ -27,8 +27,17 @@ from services.collections.domain import (
     roll_rate,
     roll_rates,
 )
-from services.collections.domain.kpis import Rate
+from services.collections.domain.kpis import (
+    DEFINITIONS,
+    CohortCase,
+    Episode,
+    Rate,
+    cohort_figures,
+    delinquency_episodes,
+    in_cohort,
+)
 from services.collections.models import (
+    Bill,
     CaseClosure,
     CaseStageHistory,
     CollectionCase,
@@ -168,6 +177,9 @@ def history(account: str, as_json: bool) -> None:
 
 # --- KPIs ---------------------------------------------------------------------------------------
 
+REACHED_BY_CALL = ("promise_to_pay", "refused", "paid")  # call outcomes that spoke to the customer
+
+
 def observations(session: Session, start: date, end: date) -> list[StageObservation]:
     """Per case open at ``start``: its stage then, and its stage or closing at ``end``."""
     timeline: dict[str, list[tuple[date, int, str, bool]]] = {}
@@ -187,12 +199,72 @@ def observations(session: Session, start: date, end: date) -> list[StageObservat
     return result
 
 
+def cohort_cases(session: Session, start: date, end: date) -> list[CohortCase]:
+    """The cases opened in [start, end] (first day past due in it), each as it stood on ``end``.
+
+    An episode's first day past due is the day after the due date of its oldest bill that
+    went overdue (collections' bills keep the DPD they reached); it ends at the case's
+    next closing. Stages come from the stage history the daily job writes."""
+    overdue: dict[str, list[date]] = {}
+    for account_id, due_date in session.execute(select(Bill.account_id, Bill.due_date).where(
+            Bill.dpd > 0, Bill.due_date < end)):
+        overdue.setdefault(account_id, []).append(due_date + timedelta(days=1))
+    if not overdue:
+        return []
+    accounts = sorted(overdue)
+    closures: dict[str, list[tuple[date, CaseEnd]]] = {}
+    for row in session.scalars(select(CaseClosure).where(CaseClosure.account_id.in_(accounts),
+                                                         CaseClosure.closed_on <= end)):
+        closures.setdefault(row.account_id, []).append((row.closed_on, CaseEnd(row.reason)))
+    episodes = [e for account in accounts
+                for e in in_cohort(delinquency_episodes(account, overdue[account], closures.get(account, [])),
+                                   start, end)]
+    if not episodes:
+        return []
+    mine = sorted({e.account_id for e in episodes})
+    stages = _by_account(session.execute(select(CaseStageHistory.account_id, CaseStageHistory.business_date,
+                                                CaseStageHistory.stage, CaseStageHistory.id).where(
+        CaseStageHistory.account_id.in_(mine), CaseStageHistory.business_date <= end)))
+    contacts = _by_account(session.execute(select(ContactAttempt.account_id, ContactAttempt.business_date).where(
+        ContactAttempt.account_id.in_(mine), ContactAttempt.business_date <= end, or_(
+            and_(ContactAttempt.channel == "sms", ContactAttempt.status == "sent"),
+            and_(ContactAttempt.channel == "call", ContactAttempt.status == "attempted",
+                 ContactAttempt.reason.in_(REACHED_BY_CALL))))))
+    promises = _by_account(session.execute(select(PromiseToPay.account_id, PromiseToPay.recorded_on,
+                                                  PromiseToPay.status, PromiseToPay.decided_on).where(
+        PromiseToPay.account_id.in_(mine), PromiseToPay.recorded_on <= end)))
+    return [_cohort_case(e, end, stages.get(e.account_id, []), contacts.get(e.account_id, []),
+                         promises.get(e.account_id, [])) for e in episodes]
+
+
+def _by_account(rows: Any) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row)
+    return grouped
+
+
+def _cohort_case(episode: Episode, end: date, stages: list[Any], contacts: list[Any],
+                 promises: list[Any]) -> CohortCase:
+    """One episode with what happened in it up to ``end`` (or its closing, if earlier)."""
+    last = min(episode.closed_on or end, end)
+    within = lambda day: episode.opened_on <= day <= last  # noqa: E731
+    judged = sorted((r[1], r[3], Stage(r[2])) for r in stages if within(r[1]))
+    states = tuple(PromiseState(r[2]) if r[3] is not None and r[3] <= end else PromiseState.PENDING
+                   for r in promises if within(r[1]))
+    return CohortCase(episode, stages_reached=frozenset(s for _, _, s in judged),
+                      stage=judged[-1][2] if judged else None,
+                      contacted=any(within(r[1]) for r in contacts), promises=states)
+
+
 def _rate(rate: Rate) -> dict[str, Any]:
     return {"numerator": rate.numerator, "denominator": rate.denominator,
             "value": str(rate.value) if rate.value is not None else None}
 
 
 def kpi_report(session: Session, start: date, end: date) -> dict[str, Any]:
+    """The period's cohort (cases opened in it, followed to ``end``), the contacts made in
+    it, and the cases open on ``start`` followed to ``end``; the definitions beside them."""
     contacts = session.scalars(select(ContactAttempt).where(
         ContactAttempt.business_date >= start, ContactAttempt.business_date <= end)).all()
     by_channel: Counter[tuple[str, str]] = Counter()
@@ -201,19 +273,28 @@ def kpi_report(session: Session, start: date, end: date) -> dict[str, Any]:
             continue  # agency referrals and legal files are tasks, not contacts
         outcome = c.status if c.status not in ("suppressed", "attempted", "failed") else f"{c.status}:{c.reason}"
         by_channel[(c.channel, outcome)] += 1
+    cohort = cohort_figures(cohort_cases(session, start, end), end)
     seen = observations(session, start, end)
-    promises = session.scalars(select(PromiseToPay.status).where(
-        PromiseToPay.recorded_on >= start, PromiseToPay.recorded_on <= end)).all()
     stages = [s for s in Stage]
     return {
         "from": start.isoformat(), "to": end.isoformat(),
+        "definitions": dict(DEFINITIONS),
+        "cohort": {
+            "cases": cohort.cases,
+            "outcomes": cohort.outcomes,
+            "cure_rate": _rate(cohort.cure_rate),
+            "roll_rates": {name: _rate(r) for name, r in cohort.roll_rates.items()},
+            "contact_rate": _rate(cohort.contact_rate),
+            "promise_kept_rate": _rate(cohort.promise_kept_rate),
+        },
         "contacts": [{"channel": ch, "outcome": out, "count": n} for (ch, out), n in sorted(by_channel.items())],
-        "cases_observed": len(seen),
-        "cure_rate_by_stage": {s.value: _rate(r) for s, r in cure_rates_by_stage(seen).items()},
-        "roll_forward_rate_by_stage": {s.value: _rate(r) for s, r in roll_rates(seen).items()},
-        "roll_rates": {f"{a.value}->{b.value}": _rate(roll_rate(seen, a, b))
-                       for a, b in zip(stages, stages[1:], strict=False)},
-        "promise_kept_rate": _rate(promise_kept_rate(PromiseState(s) for s in promises)),
+        "open_on_from": {
+            "cases": len(seen),
+            "cure_rate_by_stage": {s.value: _rate(r) for s, r in cure_rates_by_stage(seen).items()},
+            "roll_forward_rate_by_stage": {s.value: _rate(r) for s, r in roll_rates(seen).items()},
+            "roll_rates": {f"{a.value}->{b.value}": _rate(roll_rate(seen, a, b))
+                           for a, b in zip(stages, stages[1:], strict=False)},
+        },
     }
 
 
@@ -222,7 +303,8 @@ def kpi_report(session: Session, start: date, end: date) -> dict[str, Any]:
 @click.option("--to", "last", type=BUSINESS_DATE, required=True, help="Last business date YYYY-MM-DD.")
 @click.option("--json", "as_json", is_flag=True)
 def kpis(first: date, last: date, as_json: bool) -> None:
-    """Contacts by channel and outcome, cure rate by stage, roll rates, promise-kept rate."""
+    """The cases opened in the period and how they stand at its end (cure, roll, contact and
+    promise-kept rates), the contacts made, and the cases open on --from; with definitions."""
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
     with Session(_engine()) as session:
@@ -230,18 +312,29 @@ def kpis(first: date, last: date, as_json: bool) -> None:
     if as_json:
         _echo_json(report)
         return
-    click.echo(f"collections KPIs {report['from']} .. {report['to']} ({report['cases_observed']} cases observed)")
-    click.echo("contacts:")
+    define = report["definitions"]
+    cohort = report["cohort"]
+    click.echo(f"collections KPIs {report['from']} .. {report['to']}")
+    click.echo(f"cases opened in the period: {cohort['cases']}  ({define['cohort']})")
+    click.echo("  outcomes as of --to: " + ", ".join(f"{k} {v}" for k, v in cohort["outcomes"].items()))
+    click.echo(f"  cure rate          {_fmt(cohort['cure_rate']):>20}   {define['cure_rate']}")
+    click.echo(f"  contact rate       {_fmt(cohort['contact_rate']):>20}   {define['contact_rate']}")
+    click.echo(f"  promise kept rate  {_fmt(cohort['promise_kept_rate']):>20}   {define['promise_kept_rate']}")
+    click.echo(f"  roll rates ({define['roll_rate']}):")
+    for name, rate in cohort["roll_rates"].items():
+        click.echo(f"    {name:14} {_fmt(rate)}")
+    click.echo("contacts made in the period:")
     for row in report["contacts"]:
         click.echo(f"  {row['channel']:7} {row['outcome']:28} {row['count']:>8}")
-    click.echo("cure rate by stage / roll forward rate:")
+    stock = report["open_on_from"]
+    click.echo(f"cases open on --from: {stock['cases']}  ({define['open_on_from']})")
+    click.echo("  cure rate by stage on --from / roll forward rate (a later stage or charged off):")
     for stage in Stage:
-        cure, roll = report["cure_rate_by_stage"][stage.value], report["roll_forward_rate_by_stage"][stage.value]
-        click.echo(f"  {stage.value:8} cured {_fmt(cure):>18}   rolled {_fmt(roll):>18}")
-    click.echo("roll rates:")
-    for name, rate in report["roll_rates"].items():
-        click.echo(f"  {name:14} {_fmt(rate)}")
-    click.echo(f"promise kept: {_fmt(report['promise_kept_rate'])}")
+        cure, roll = stock["cure_rate_by_stage"][stage.value], stock["roll_forward_rate_by_stage"][stage.value]
+        click.echo(f"    {stage.value:8} cured {_fmt(cure):>18}   rolled {_fmt(roll):>18}")
+    click.echo("  roll rates (stage on --from -> stage on --to):")
+    for name, rate in stock["roll_rates"].items():
+        click.echo(f"    {name:14} {_fmt(rate)}")
 
 
 def _fmt(rate: dict[str, Any]) -> str:

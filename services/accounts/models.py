@@ -11,6 +11,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.bus.answers import add_answers_table
 from shared.bus.handling import BusTables
 from shared.bus.tables import add_bus_tables
 from shared.job_runs import JobRunColumns
@@ -19,6 +20,7 @@ from shared.db import BigId, service_base
 Base = service_base()
 _bus = add_bus_tables(Base.metadata)
 BUS = BusTables(_bus["outbox"], _bus["inbox"], _bus["dead_letters"])
+ANSWERS = add_answers_table(Base.metadata)  # the first answer to each command, for its retries
 
 Fen = BigInteger
 

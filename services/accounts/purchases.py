@@ -6,11 +6,14 @@ and spends a handful of statements on the whole run instead of four or five per 
 1. the run's accounts, read and locked in one ``SELECT ... FOR UPDATE`` in pk order (two
    runs locking the same accounts cannot deadlock); they stay ORM objects, so the principal
    a purchase adds is what the next request of the same account is judged on;
-2. the purchase ids of the run already stored, in one ``SELECT``;
+2. the first answers already given to the run's purchase ids (``command_answers``), and
+   the purchase ids already stored, one ``SELECT`` each;
 3. every request decided in Python, in message order, on the account as the requests
-   before it left it (a purchase id seen before, stored or earlier in the run, is approved
-   as before and recorded once);
-4. one insert each for the new purchases, their ledger postings and the replies.
+   before it left it. A purchase id answered before (stored, or earlier in the run) is a
+   retry: it gets that first answer again, approved or declined, with the available limit
+   it said then, and nothing is recorded twice;
+4. one insert each for the new purchases, their ledger postings, their answers and the
+   replies.
 
 A run of one (the guarded retry pass) is the same code.
 """
@@ -26,8 +29,9 @@ from sqlalchemy.orm import Session
 from services.accounts.domain import ledger
 from services.accounts.domain.billing import purchase_decision
 from services.accounts.ledger_book import post_many, posting_rows
-from services.accounts.models import Account, Purchase
+from services.accounts.models import ANSWERS, Account, Purchase
 from services.accounts.standing import available, borrowing_status
+from shared.bus.answers import Answer, AnswerBook, repeat
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import PendingEvent
 from shared.clock import business_date
@@ -36,6 +40,7 @@ from shared.events import payloads as p
 from shared.money import from_fen, to_fen
 
 PURCHASES = Purchase.__table__
+ANSWER_BOOK = AnswerBook(ANSWERS, "purchase.requested")
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,8 @@ class _Answer:
 def _answer(account: Account | None, known_amount_fen: int | None, event: p.PurchaseRequested) -> _Answer:
     """The decision on the account as it stands now (``account`` None: unknown account).
 
-    A purchase id already recorded (``known_amount_fen``) is the same purchase asked again:
-    answered as before, with its recorded amount, whatever the account's standing now.
+    A purchase id recorded before its answer was kept (``known_amount_fen``: a purchase
+    stored before ``command_answers`` existed) is answered approved with its recorded amount.
     """
     if known_amount_fen is not None:
         return _Answer("purchase.approved", p.PurchaseApproved(
@@ -92,11 +97,17 @@ def purchase_requested_batch(items: list[tuple[HandlerContext, p.PurchaseRequest
         return
     session = items[0][0].session
     accounts = _lock_accounts(session, {event.account_id for _, event in items})
-    known = _known_amounts(session, {event.purchase_id for _, event in items})
+    ids = {event.purchase_id for _, event in items}
+    answered = ANSWER_BOOK.load(session, ids)
+    known = _known_amounts(session, ids)
     purchases: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     replies: list[PendingEvent] = []
+    first_answers: dict[str, Answer] = {}
     for ctx, event in items:
+        if event.purchase_id in answered:  # a retry: the first answer again, nothing else
+            replies.append(repeat(ctx, answered[event.purchase_id]))
+            continue
         account = accounts.get(event.account_id)
         answer = _answer(account, known.get(event.purchase_id), event)
         if answer.new:
@@ -105,10 +116,12 @@ def purchase_requested_batch(items: list[tuple[HandlerContext, p.PurchaseRequest
             purchases.append(purchase)
             entries.extend(rows)
             account.unpaid_principal_fen += purchase["amount_fen"]  # the next request of the account sees it
-            known[event.purchase_id] = purchase["amount_fen"]  # asked again later in the run: as before
-        replies.append(ctx.reply(answer.event_type, answer.payload, event.account_id))
+        reply = ctx.reply(answer.event_type, answer.payload, event.account_id)
+        replies.append(reply)
+        answered[event.purchase_id] = first_answers[event.purchase_id] = Answer.of(reply)  # asked again later in the run
     upsert(session, PURCHASES, purchases, key=None)  # the accounts' new principal goes with the flush
     post_many(session, entries)
+    ANSWER_BOOK.keep(session, first_answers)
     items[0][0].outbox.emit_many(session, replies)
 
 

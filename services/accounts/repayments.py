@@ -6,6 +6,11 @@ bills' dues are first taken back to what they were as of P, the money is
 allocated as of P (so the grace rule is judged on P), and the penalty those
 later closes charged on the principal it repaid is reversed. The pure rules are
 in ``domain/allocation.py``; this module loads rows, calls them and saves.
+
+A payment id is applied once. Sent again under a new event id (a gateway's retry), it
+gets its first answer again (``repayment.applied`` or ``repayment.rejected``, the same
+payload, kept in ``command_answers``) and changes nothing; so does a retry in the same
+run as its original.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ from services.accounts.domain.allocation import (
 )
 from services.accounts.job_lease import last_done
 from services.accounts.ledger_book import post, postings_held
-from services.accounts.models import Account, Bill, BureauMark, DailyAccrual, PlanProjection, Repayment
+from services.accounts.models import ANSWERS, Account, Bill, BureauMark, DailyAccrual, PlanProjection, Repayment
 from services.accounts.restrictions import (
     ACCOUNT_COLUMNS,
     AccountRow,
@@ -41,12 +46,15 @@ from services.accounts.restrictions import (
     current_max_dpd,
     relink_identities,
 )
+from shared.bus.answers import Answer, AnswerBook, repeat
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import Outbox, PendingEvent
 from shared.clock import business_date
 from shared.events import payloads as p
 from shared.money import FEN, ZERO, fen_str, from_fen, to_fen
 from shared.rules import ProductRules
+
+ANSWER_BOOK = AnswerBook(ANSWERS, "repayment.received")
 
 
 def rejection_reason(account: Account | None, event: p.RepaymentReceived) -> str | None:
@@ -325,8 +333,9 @@ def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceiv
     payment would look up again (applied before? its account, the last close) is read once
     for the run, and the run's replies go to the outbox in one insert."""
     session = items[0][0].session
-    seen = set(session.scalars(select(Repayment.payment_id).where(
-        Repayment.payment_id.in_(sorted({event.payment_id for _, event in items})))))
+    payment_ids = sorted({event.payment_id for _, event in items})
+    answered = ANSWER_BOOK.load(session, payment_ids)
+    seen = set(session.scalars(select(Repayment.payment_id).where(Repayment.payment_id.in_(payment_ids))))
     accounts = {account.account_id: account for account in session.scalars(
         select(Account).where(Account.account_id.in_(sorted({event.account_id for _, event in items})))
         .order_by(Account.pk).with_for_update().execution_options(populate_existing=True))}
@@ -334,20 +343,27 @@ def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceiv
     books = RunBooks.load(session, [a.pk for a in accounts.values()],
                           min(business_date(event.paid_at) for _, event in items))
     replies: list[PendingEvent] = []
+    first_answers: dict[str, Answer] = {}
     with postings_held(session):  # nothing in the run reads the ledger: one insert at its end
         for ctx, event in items:
+            if event.payment_id in answered:
+                replies.append(repeat(ctx, answered[event.payment_id]))  # a retry: the first answer again
+                continue
             if event.payment_id in seen:
-                continue  # the same payment id is applied once
+                continue  # applied before its answer was kept (older rows): applied once, not answered again
             seen.add(event.payment_id)
-            replies.extend(_receive(ctx, event, accounts.get(event.account_id), last_close, books))
+            events = _receive(ctx, event, accounts.get(event.account_id), last_close, books)
+            answered[event.payment_id] = first_answers[event.payment_id] = Answer.of(events[0])
+            replies.extend(events)
     books.write_settled_marks(session)
+    ANSWER_BOOK.keep(session, first_answers)
     items[0][0].outbox.emit_many(session, replies)
 
 
 def _receive(ctx: HandlerContext, event: p.RepaymentReceived, account: Account | None,
              last_close: date | None, books: RunBooks) -> list[PendingEvent]:
     """Apply one repayment of the run, or reject it with a reason (nothing changes), on the
-    run's ``books``; returns the replies."""
+    run's ``books``; returns the replies, its answer first."""
     session = ctx.session
     paid_on = business_date(event.paid_at)
     record = Repayment(payment_id=event.payment_id, account_id=event.account_id, amount=str(event.amount)[:40],

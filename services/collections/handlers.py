@@ -49,11 +49,12 @@ def plan_activated(ctx: HandlerContext, event: p.PlanActivated) -> None:
     """A plan is active: the case closes (restructured); only plan reminders go out."""
     session = ctx.session
     on = ctx.event_date
-    if session.get(Plan, event.plan_id) is None:
-        session.add(Plan(plan_id=event.plan_id, account_id=event.account_id, status="active", activated_on=on))
-        for line in event.schedule:
-            session.add(PlanInstallment(plan_id=event.plan_id, period=line.period, due_date=line.due_date,
-                                        total_fen=to_fen(line.total), status="due"))
+    if session.get(Plan, event.plan_id) is not None:
+        return  # known: restructuring answered a retried acceptance with the same plan.activated again
+    session.add(Plan(plan_id=event.plan_id, account_id=event.account_id, status="active", activated_on=on))
+    for line in event.schedule:
+        session.add(PlanInstallment(plan_id=event.plan_id, period=line.period, due_date=line.due_date,
+                                    total_fen=to_fen(line.total), status="due"))
     for bill in session.scalars(select(Bill).where(Bill.bill_id.in_(event.bill_ids))).all():
         bill.plan_id = event.plan_id
     case = ensure_case(session, event.account_id, on)

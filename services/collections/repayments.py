@@ -12,7 +12,8 @@ events one after the other, in message order, leaves:
    then locked too. A case another worker creates at the same time is not an error: the
    insert waits for it and skips it, the lock that follows finds it;
 4. every payment folded over those rows in Python, in message order, with the same rules:
-   a payment id is stored once (stored before, or earlier in the run); a bill's unpaid
+   a payment id counts once (stored before, or earlier in the run: skipped whole, since
+   accounts answers a retried payment with the same ``repayment.applied`` again); a bill's unpaid
    principal goes down by the principal allocated to it unless the bill's snapshot
    (``state_seq``) already includes the payment; the case takes the payment's total
    overdue unless its delinquency snapshot includes it (both
@@ -61,10 +62,11 @@ def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied
     repayments: list[dict[str, Any]] = []
     for ctx, event in items:
         seq = ctx.envelope.sequence
-        if event.payment_id not in known:
-            known.add(event.payment_id)
-            repayments.append({"payment_id": event.payment_id, "account_id": event.account_id,
-                               "amount_fen": to_fen(event.amount), "applied_on": ctx.event_date})
+        if event.payment_id in known:
+            continue  # counted once: accounts answers a retried payment with the same payload again
+        known.add(event.payment_id)
+        repayments.append({"payment_id": event.payment_id, "account_id": event.account_id,
+                           "amount_fen": to_fen(event.amount), "applied_on": ctx.event_date})
         for allocation in _principal(event):
             bill = bills.get(allocation.target_id)
             if bill is None or included_in_snapshot(sequence=seq, snapshot_sequence=bill.state_seq):

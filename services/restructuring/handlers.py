@@ -26,10 +26,16 @@ Reason codes of this service (besides the domain's, see ``domain/offers.py`` and
   ``invalid_term``, ``term_too_long``, ``not_longer``, ``principal_too_small``,
   ``target_not_lower``, ``target_unreachable``.
 
-Idempotency beyond the inbox: a ``request_id`` (offers, adjustments) is answered once;
-an offer is accepted once; a ``payment_id`` is applied to a plan once. A repeated
-request is not answered again (its first answer stands); a repeated acceptance is
-answered ``offer_used``.
+Idempotency beyond the inbox: a ``request_id`` (offers, adjustments) is decided once;
+an offer is accepted once; a ``payment_id`` is applied to a plan once. A command sent
+again under a new event id (a retry) gets its first answer again, the same type and
+payload (kept in ``command_answers``), and changes nothing: ``plan.offered`` or
+``plan.ineligible`` for a request (``risk.assessed`` is not sent again: nothing was
+assessed again), ``plan.activated`` or the refusal for an acceptance, ``plan.adjusted``
+or ``plan.adjustment.rejected`` for an adjustment. One refusal is not kept:
+``offer_unknown``, since the acceptance named an offer that is not (or not this
+account's) to decide, and keeping it would let one mistaken message refuse the offer's
+real owner later.
 """
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ from services.restructuring.domain import (
     offer_expires_at,
 )
 from services.restructuring.models import (
+    ANSWERS,
     AccountView,
     Adjustment,
     BillView,
@@ -59,9 +66,11 @@ from services.restructuring.models import (
     PlanInstallment,
     RiskAssessmentRow,
 )
+from shared.bus.answers import Answer, AnswerBook, repeat
 from shared.bus.handling import HandlerContext
 from shared.clock import business_date
 from shared.events import payloads as p
+from shared.events.payloads import Payload
 from shared.log import get_logger
 from shared.money import from_fen, to_fen
 
@@ -77,12 +86,33 @@ TARGET_PAYMENT_MISSING = "target_payment_missing"
 
 TRIGGER_OFFER_REQUEST = "offer_request"
 
+OFFER_REQUESTS = AnswerBook(ANSWERS, "plan.offers.requested")
+ACCEPTANCES = AnswerBook(ANSWERS, "plan.offer.accepted")
+ADJUSTMENTS = AnswerBook(ANSWERS, "plan.adjustment.requested")
+
 _IDS = uuid.UUID("6f1d7c1e-3a0b-4c55-9d61-2b7f4e0a9c11")  # namespace of the ids derived below
 
 
 def derived_id(prefix: str, *parts: str) -> str:
     """A stable id from what it is derived from: a replayed request derives the same ids."""
     return f"{prefix}-{uuid.uuid5(_IDS, ':'.join(parts)).hex[:20]}"
+
+
+def _answer(ctx: HandlerContext, book: AnswerBook, business_id: str, event_type: str, payload: Payload,
+            aggregate_id: str) -> None:
+    """Emit a command's first answer and keep it for the command's retries."""
+    reply = ctx.reply(event_type, payload, aggregate_id)
+    ctx.outbox.emit_many(ctx.session, [reply])
+    book.keep(ctx.session, {business_id: Answer.of(reply)})
+
+
+def _answered_before(ctx: HandlerContext, book: AnswerBook, business_id: str) -> bool:
+    """A retry of a command already answered: its first answer goes out again (True)."""
+    answer = book.find(ctx.session, business_id)
+    if answer is None:
+        return False
+    ctx.outbox.emit_many(ctx.session, [repeat(ctx, answer)])
+    return True
 
 
 def _account(ctx: HandlerContext, account_id: str) -> AccountView:
@@ -123,8 +153,10 @@ def plan_offers_requested(ctx: HandlerContext, event: p.PlanOffersRequested) -> 
     """Assess, then offer every term the grade allows within the cap and the customer's
     means, or say why not. The offers are computed as of the request's own date."""
     session = ctx.session
+    if _answered_before(ctx, OFFER_REQUESTS, event.request_id):
+        return
     if session.get(OfferRequest, event.request_id) is not None:
-        return  # answered already
+        return  # decided before its answer was kept (older rows): not answered again
     offered_at = ctx.envelope.occurred_at
     as_of = business_date(offered_at)
     account = session.get(AccountView, event.account_id)
@@ -137,14 +169,14 @@ def plan_offers_requested(ctx: HandlerContext, event: p.PlanOffersRequested) -> 
                            grade=quote.assessment.grade if quote.assessment else None)
     session.add(request)
     if quote.reason is not None or quote.assessment is None:
-        ctx.emit("plan.ineligible", p.PlanIneligible(
+        _answer(ctx, OFFER_REQUESTS, event.request_id, "plan.ineligible", p.PlanIneligible(
             request_id=event.request_id, account_id=event.account_id, reason=quote.reason or store.UNKNOWN_ACCOUNT,
         ), event.account_id)
         return
     request.outcome = "offered"
     expires_at = offer_expires_at(offered_at, ctx.rules.restructuring)
     wire_offers = [_save_offer(ctx, event.request_id, quote, offer, offered_at, expires_at) for offer in quote.offers]
-    ctx.emit("plan.offered", p.PlanOffered(
+    _answer(ctx, OFFER_REQUESTS, event.request_id, "plan.offered", p.PlanOffered(
         request_id=event.request_id, account_id=event.account_id, grade=quote.assessment.grade, offers=wire_offers,
     ), event.account_id)
 
@@ -170,12 +202,16 @@ def _save_offer(ctx: HandlerContext, request_id: str, quote: store.Quote, offer,
 def plan_offer_accepted(ctx: HandlerContext, event: p.PlanOfferAccepted) -> None:
     """Turn a valid offer into an active plan, its schedule rebuilt from the acceptance date."""
     session = ctx.session
+    if _answered_before(ctx, ACCEPTANCES, event.offer_id):
+        return
     offer = session.scalar(select(OfferRow).where(OfferRow.offer_id == event.offer_id).with_for_update())
     reason = _acceptance_refusal(ctx, offer, event)
     if reason is not None:
-        ctx.emit("plan.ineligible", p.PlanIneligible(
-            request_id=event.offer_id, account_id=event.account_id, reason=reason,
-        ), event.account_id)
+        refusal = p.PlanIneligible(request_id=event.offer_id, account_id=event.account_id, reason=reason)
+        if reason == OFFER_UNKNOWN:  # not this offer's answer to keep (see the module's docstring)
+            ctx.emit("plan.ineligible", refusal, event.account_id)
+        else:
+            _answer(ctx, ACCEPTANCES, event.offer_id, "plan.ineligible", refusal, event.account_id)
         return
     assert offer is not None
     plan = _activate(ctx, offer, event)
@@ -220,7 +256,7 @@ def _activate(ctx: HandlerContext, offer: OfferRow, event: p.PlanOfferAccepted) 
     _account(ctx, offer.account_id).active_plan_id = plan.plan_id
     if bill_ids:
         session.execute(update(BillView).where(BillView.bill_id.in_(bill_ids)).values(plan_id=plan.plan_id, dpd=0))
-    ctx.emit("plan.activated", p.PlanActivated(
+    _answer(ctx, ACCEPTANCES, offer.offer_id, "plan.activated", p.PlanActivated(
         plan_id=plan.plan_id, offer_id=offer.offer_id, account_id=offer.account_id, principal=principal,
         term=offer.term, bill_ids=bill_ids, schedule=store.schedule_lines(schedule.periods),
     ), plan.plan_id)
@@ -233,8 +269,10 @@ def _activate(ctx: HandlerContext, offer: OfferRow, event: p.PlanOfferAccepted) 
 def plan_adjustment_requested(ctx: HandlerContext, event: p.PlanAdjustmentRequested) -> None:
     """Extend or lower the payment once per plan, or say why not."""
     session = ctx.session
+    if _answered_before(ctx, ADJUSTMENTS, event.request_id):
+        return
     if session.get(Adjustment, event.request_id) is not None:
-        return  # answered already
+        return  # decided before its answer was kept (older rows): not answered again
     on = ctx.event_date
     record = Adjustment(request_id=event.request_id, plan_id=event.plan_id, kind=event.kind, requested_on=on,
                         outcome="rejected")
@@ -258,7 +296,7 @@ def plan_adjustment_requested(ctx: HandlerContext, event: p.PlanAdjustmentReques
     _replace_periods(ctx, plan, rows, decision)
     record.outcome, record.new_term = "adjusted", decision.new_term
     record.apr, record.monthly_payment_fen = str(decision.apr), to_fen(decision.monthly_payment)
-    ctx.emit("plan.adjusted", p.PlanAdjusted(
+    _answer(ctx, ADJUSTMENTS, event.request_id, "plan.adjusted", p.PlanAdjusted(
         plan_id=plan.plan_id, account_id=plan.account_id, request_id=event.request_id, kind=event.kind,
         schedule=store.schedule_lines(decision.rescheduled.periods), apr=decision.apr,
         monthly_payment=decision.monthly_payment,
@@ -279,7 +317,7 @@ def _adjustment_precheck(plan: Plan | None, event: p.PlanAdjustmentRequested) ->
 
 def _reject_adjustment(ctx: HandlerContext, record: Adjustment, reason: str) -> None:
     record.outcome, record.reason = "rejected", reason
-    ctx.emit("plan.adjustment.rejected", p.PlanAdjustmentRejected(
+    _answer(ctx, ADJUSTMENTS, record.request_id, "plan.adjustment.rejected", p.PlanAdjustmentRejected(
         plan_id=record.plan_id, request_id=record.request_id, reason=reason,
     ), record.plan_id)
 

@@ -21,6 +21,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.bus.answers import add_answers_table
 from shared.bus.handling import BusTables
 from shared.bus.tables import add_bus_tables
 from shared.job_runs import JobRunColumns
@@ -29,6 +30,7 @@ from shared.db import BigId, service_base
 Base = service_base()
 _bus = add_bus_tables(Base.metadata)
 BUS = BusTables(_bus["outbox"], _bus["inbox"], _bus["dead_letters"])
+ANSWERS = add_answers_table(Base.metadata)  # the first answer to each command, for its retries
 
 Fen = BigInteger
 
@@ -217,6 +219,16 @@ class PlanPayment(Base):
     applied_fen: Mapped[int] = mapped_column(Fen)
     unapplied_fen: Mapped[int] = mapped_column(Fen, default=0)
     paid_on: Mapped[date] = mapped_column(Date)
+
+
+class AppliedPayment(Base):
+    """A ``repayment.applied`` already taken into the projection and the plans: a payment
+    counts once, even when accounts answers a retry of it with the same payload again."""
+
+    __tablename__ = "applied_payments"
+
+    payment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64))
 
 
 class Adjustment(Base):

@@ -113,4 +113,4 @@ def test_a_delinquent_account_through_the_stages(collections_system: System) -> 
     assert [(c["template"], c["status"]) for c in history["contacts"]] == [("pre_due", "sent"), ("call", "task_created")]
     assert [t["status"] for t in history["tasks"]] == ["cancelled"]
     kpis = _cli_json(system, "kpis", "--from", "2026-04-10", "--to", "2026-04-30")
-    assert kpis["cure_rate_by_stage"]["mid"] == {"numerator": 1, "denominator": 1, "value": "1.0000"}
+    assert kpis["open_on_from"]["cure_rate_by_stage"]["mid"] == {"numerator": 1, "denominator": 1, "value": "1.0000"}

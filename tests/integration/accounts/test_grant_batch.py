@@ -73,14 +73,14 @@ def _night() -> list[Event]:
         _grant("F1", "fresh"),
         _grant("F2", "fresh", income="8000.00"),  # a second new line of a new identity: F1 starts at 0
         _grant("N2", "frozen", limit="300.00", income="12000.50"),
-        _grant("S1", "clean", limit="1.00"),  # stored before: nothing changes, no reply
-        _grant("N1", "clean", limit="2.00"),  # earlier in the run: nothing changes, no reply
+        _grant("S1", "clean", limit="1.00"),  # stored before: nothing changes, its first answer again
+        _grant("N1", "clean", limit="2.00"),  # earlier in the run: nothing changes, its first answer again
         _grant("L2", "suspended"),  # a closed line's level counts too: 3
         _grant("C2", "clean"),
         _buy("N1", "n1-1"),  # declined: linked restriction (a line the run before opened)
         _buy("F1", "f1-1"),  # approved: the run before opened it
         _grant("N3", "frozen"),
-        _grant("F1", "fresh", limit="3.00"),  # opened by an earlier run of the same batch: nothing
+        _grant("F1", "fresh", limit="3.00"),  # opened by an earlier run of the same batch: its first answer
         _grant("F3", "fresh"),
     ]
 
@@ -121,15 +121,17 @@ def _what_the_scenario_says(found: dict[str, Any], night: list[bytes]) -> None:
     replies = [e for e in found["outbox"] if e["type"] == "purchase.approved" or e["type"] == "purchase.declined"]
     assert [(e["type"], e["payload"].get("reason")) for e in replies] == [
         ("purchase.declined", "linked_account_restricted"), ("purchase.approved", None)]
-    # one reply per line opened, in order, caused by its grant and in its conversation
+    # one reply per grant, in order, caused by it and in its conversation; a repeated grant
+    # gets the line's first answer (the limit granted then, not the one it asks for)
     opened = [e for e in found["outbox"] if e["type"] == "credit.line.opened"][4:]  # after the setup's
-    grants = {json.loads(b)["payload"]["account_id"]: json.loads(b) for b in reversed(night)
-              if json.loads(b)["type"] == "credit.line.granted"}  # the first grant of each line
-    assert [e["aggregate_id"] for e in opened] == ["N1", "F1", "F2", "N2", "L2", "C2", "N3", "F3"]
+    grants = [json.loads(b) for b in night if json.loads(b)["type"] == "credit.line.granted"]
+    assert [e["aggregate_id"] for e in opened] == ["N1", "F1", "F2", "N2", "S1", "N1", "L2", "C2", "N3", "F1", "F3"]
     assert [(e["causation_id"], e["correlation_id"]) for e in opened] == [
-        (grants[e["aggregate_id"]]["event_id"], grants[e["aggregate_id"]]["correlation_id"]) for e in opened]
+        (g["event_id"], g["correlation_id"]) for g in grants]
     assert any(e["correlation_id"] != e["causation_id"] for e in opened)
     assert opened[3]["payload"] == {"account_id": "N2", "credit_limit": "300.00", "opened_on": "2026-01-05"}
+    assert opened[5]["payload"] == opened[0]["payload"] and opened[9]["payload"] == opened[1]["payload"]
+    assert opened[4]["payload"]["credit_limit"] == "5000.00"  # S1 as granted in the setup, not 1.00
 
 
 def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:

@@ -108,17 +108,17 @@ def _night() -> list[Event]:
         _repay("PAR", "rej-2", "0.00"),  # non_positive_amount
         _repay("PAR", "rej-3", "-5.00"),  # non_positive_amount
         _repay("PAR", "rej-4", "10.001"),  # too_many_decimals
-        _repay("PAR", "rej-1", "10.00"),  # the id again, now valid: it was received (rejected), nothing
+        _repay("PAR", "rej-1", "10.00"),  # the id again, now valid: it was received (rejected), that answer again
         _repay("DUP", "dup-1", "50.00"),
-        _repay("DUP", "dup-1", "50.00"),  # again in the run: nothing
-        _repay("DUP", "old-1", "100.00"),  # applied before the run: nothing
+        _repay("DUP", "dup-1", "50.00"),  # again in the run: applied once, its first answer again
+        _repay("DUP", "old-1", "100.00"),  # applied before the run: applied once, its first answer again
         _repay("OVR", "ovr-1", "300.00"),  # no bill: all of it a credit balance
         _repay("FRZ", "frz-1", "1000.00"),  # cures the frozen account: its sibling's linked restriction lifts
         _repay("SIB", "sib-1", "10.00"),  # the sibling, later in the same run, judged on what that lifted
         _buy("CUR", "cur-buy", "100.00", ON_TIME),  # cured just before in the batch: approved
         _buy("SIB", "sib-buy", "100.00", ON_TIME),  # no longer held by FRZ: approved
         _repay("CUR", "cur-2", "50.00"),  # a run after the purchases reads the account they changed
-        _repay("PAR", "par-1", "300.00"),  # applied by an earlier run of the same batch: nothing
+        _repay("PAR", "par-1", "300.00"),  # applied by an earlier run of the same batch: its first answer again
     ]
 
 
@@ -151,11 +151,15 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     assert any(r["correlation_id"] != r["event_id"] for r in requests.values())
     said = [(e["type"], e["payload"]) for e in night]
     replied = {pl["payment_id"]: (t, pl) for t, pl in said if t.startswith("repayment.")}
-    # one reply per payment id, in message order: repeats in the run, before it or in an
-    # earlier run of the batch, are applied once and answered once
-    assert [pl["payment_id"] for t, pl in said if t.startswith("repayment.")] == [
-        "cur-1", "par-1", "two-1", "lat-1", "two-2", "cur-1b", "lat-2", "x-1", "rej-1", "rej-2", "rej-3", "rej-4", "dup-1",
-        "ovr-1", "frz-1", "sib-1", "cur-2"]
+    # one reply per request, in message order: repeats in the run, before it or in an
+    # earlier run of the batch, are applied once and get their first answer again
+    answers = [(t, pl) for t, pl in said if t.startswith("repayment.")]
+    assert [pl["payment_id"] for t, pl in answers] == [
+        "cur-1", "par-1", "two-1", "lat-1", "two-2", "cur-1b", "lat-2", "x-1", "rej-1", "rej-2", "rej-3", "rej-4", "rej-1",
+        "dup-1", "dup-1", "old-1", "ovr-1", "frz-1", "sib-1", "cur-2", "par-1"]
+    firsts: dict[str, tuple[str, dict[str, Any]]] = {}
+    for t, pl in answers:
+        assert firsts.setdefault(pl["payment_id"], (t, pl)) == (t, pl)  # a repeat: word for word the first
     assert {pid: pl["reason"] for pid, (t, pl) in replied.items() if t == "repayment.rejected"} == {
         "x-1": "unknown_account", "rej-1": "unsupported_currency", "rej-2": "non_positive_amount",
         "rej-3": "non_positive_amount", "rej-4": "too_many_decimals"}
@@ -192,7 +196,7 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
         ("purchase.approved", "cur-buy", "2400.00"), ("purchase.approved", "sib-buy", "4900.00")]
     # rows: one repayment row per payment id (rejections too), one balanced posting per applied one
     rows = {r["payment_id"]: r for r in found["repayments"]}
-    assert sorted(rows) == sorted(["old-1", *replied])
+    assert sorted(rows) == sorted(replied)  # old-1 among them: answered again
     assert (rows["rej-1"]["status"], rows["rej-1"]["currency"]) == ("rejected", "USD")
     postings: dict[str, int] = {}
     for entry in found["ledger_entries"]:

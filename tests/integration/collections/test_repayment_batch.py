@@ -112,7 +112,7 @@ def _night() -> list[Event]:
         _pay("pay-n1", "N", None, [_principal("N-b1", "100.00")], "0.00"),  # no case, no bill: the case is opened
         _pay("pay-a2", "A", 6, [_principal("A-b1", "800.00"), _principal("A-b2", "100.00")], "400.00"),  # A again
         # 2026-03-06 from here
-        _pay("pay-a1", "A", 5, [_principal("A-b2", "30.00")], "370.00"),  # the payment id again: not stored twice
+        _pay("pay-a1", "A", 5, [_principal("A-b2", "30.00")], "370.00"),  # the payment id again: counted once
         _pay("pay-n2", "N", 2, [], "50.00"),  # the case the run opened
         _overdue("C", "C-b1", "2026-03-05", "600.00", 30),  # a per-event handler between two runs
         _pay("pay-c1", "C", 29, [_principal("C-b1", "100.00")], "500.00"),  # older than the bill's snapshot
@@ -147,10 +147,10 @@ def test_batches_give_the_same_repayments_bills_and_cases_as_one_by_one(database
         "pay-n1": ("N", 10000, "2026-03-05"), "pay-n2": ("N", 0, "2026-03-06"),
         "pay-old": ("C", 100, "2026-03-05")}  # the setup day's last seconds: past midnight
     bills = {b["bill_id"]: b["unpaid_fen"] for b in expected["bills"]}
-    assert bills == {"A-b1": 0, "A-b2": 37000, "B-b1": 70000, "C-b1": 50000}
+    assert bills == {"A-b1": 0, "A-b2": 40000, "B-b1": 70000, "C-b1": 50000}
     cases = {c["account_id"]: (c["status"], str(c["opened_on"]), c["total_overdue_fen"]) for c in expected["cases"]}
-    assert cases == {"A": ("open", "2026-01-01", 37000), "B": ("open", "2026-01-01", 71500),
-                     "C": ("open", "2026-01-01", 35000), "N": ("open", "2026-03-05", 5000)}
+    assert cases == {"A": ("open", "2026-01-01", 40000), "B": ("open", "2026-01-01", 71500),
+                     "C": ("open", "2026-01-01", 40000), "N": ("open", "2026-03-05", 5000)}
     assert expected["outbox"] == []
 
 
@@ -179,7 +179,7 @@ def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
                        "UPDATE bills", "UPDATE cases", "INSERT repayments"], touched  # flushed, then the new ids
     found = COLLECTIONS.state(engine)
     assert len(found["repayments"]) == 2 * (6 + 60) + 2
-    assert {b["bill_id"]: b["unpaid_fen"] for b in found["bills"]}["large-0-b1"] == 8000
+    assert {b["bill_id"]: b["unpaid_fen"] for b in found["bills"]}["large-0-b1"] == 9000  # its second payment id: once
     assert len(found["cases"]) == 1 + 2 * (6 + 60)
 
 

@@ -41,11 +41,12 @@ def test_worked_example_offer_to_the_fen(rs: Restructuring) -> None:
     assert all(float(o["apr"]) <= 0.24 for o in offered["offers"])
 
 
-def test_same_request_id_is_answered_once(rs: Restructuring) -> None:
+def test_same_request_id_is_decided_once_and_gets_its_first_answer_again(rs: Restructuring) -> None:
     rs.overdue_account("acc-dup")
     mark = rs.request_offers("acc-dup", "req-dup", at("2026-03-20"))
     rs.request_offers("acc-dup", "req-dup", at("2026-03-20", "10:05"))
-    assert len(rs.payloads(mark, "plan.offered")) == 1
+    first, again = rs.payloads(mark, "plan.offered")
+    assert again == first  # the offers of 10:00, not new ones
     assert len(rs.payloads(mark, "risk.assessed")) == 1
 
 
@@ -122,7 +123,9 @@ def test_acceptance_refusals(rs: Restructuring) -> None:
     assert accept(six["offer_id"], "2026-03-27") == "offer_expired"  # 7 days after 03-20 10:00
     assert accept(six["offer_id"], "2026-03-21") == "offer_expired"  # stays expired
     assert accept(three["offer_id"], "2026-03-21") is None  # accepted within validity
-    assert accept(three["offer_id"], "2026-03-21") == "offer_used"
+    assert accept(three["offer_id"], "2026-03-21") is None  # a retry: plan.activated again, not a refusal
+    again = [a for a in rs.payloads(mark, "plan.activated") if a["offer_id"] == three["offer_id"]]
+    assert len(again) == 2 and again[0] == again[1]
 
 
 def test_accepting_a_sibling_offer_is_refused(rs: Restructuring) -> None:
