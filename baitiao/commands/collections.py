@@ -238,9 +238,10 @@ def cohort_cases(session: Session, start: date, end: date) -> list[CohortCase]:
 
 
 def _by_account(rows: Any) -> dict[str, list[Any]]:
+    """Result rows (their first column the account id) grouped by account."""
     grouped: dict[str, list[Any]] = {}
     for row in rows:
-        grouped.setdefault(row[0], []).append(row)
+        grouped.setdefault(row.account_id, []).append(row)
     return grouped
 
 
@@ -248,13 +249,17 @@ def _cohort_case(episode: Episode, end: date, stages: list[Any], contacts: list[
                  promises: list[Any]) -> CohortCase:
     """One episode with what happened in it up to ``end`` (or its closing, if earlier)."""
     last = min(episode.closed_on or end, end)
-    within = lambda day: episode.opened_on <= day <= last  # noqa: E731
-    judged = sorted((r[1], r[3], Stage(r[2])) for r in stages if within(r[1]))
-    states = tuple(PromiseState(r[2]) if r[3] is not None and r[3] <= end else PromiseState.PENDING
-                   for r in promises if within(r[1]))
-    return CohortCase(episode, stages_reached=frozenset(s for _, _, s in judged),
+
+    def within(day: date) -> bool:
+        return episode.opened_on <= day <= last
+
+    judged = sorted((r.business_date, r.id, Stage(r.stage)) for r in stages if within(r.business_date))
+    states = tuple(PromiseState(r.status) if r.decided_on is not None and r.decided_on <= end
+                   else PromiseState.PENDING  # decided after the period: still pending on its last day
+                   for r in promises if within(r.recorded_on))
+    return CohortCase(episode, stages_reached=frozenset(stage for _, _, stage in judged),
                       stage=judged[-1][2] if judged else None,
-                      contacted=any(within(r[1]) for r in contacts), promises=states)
+                      contacted=any(within(r.business_date) for r in contacts), promises=states)
 
 
 def _rate(rate: Rate) -> dict[str, Any]:
