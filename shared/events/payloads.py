@@ -11,8 +11,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.types import (
+    TEXT_MAX,
     BusinessDate,
     DecimalString,
+    InboundId,
     Money,
     PositiveMoney,
     Rate,
@@ -24,74 +26,92 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-Id = str  # identifiers are opaque strings chosen by their producer
+Id = str  # identifiers are opaque strings chosen by their producer (inbound ones: ``InboundId``)
 
 
 # --- inbound: published by outside systems -------------------------------------------
 
 class CreditLineGranted(Payload):
-    account_id: Id = Field(min_length=1)
-    customer_id: Id = Field(min_length=1)
-    identity_hash: str = Field(min_length=8)
+    account_id: InboundId
+    customer_id: InboundId
+    identity_hash: str = Field(min_length=8, max_length=128)
     credit_limit: PositiveMoney
-    name: str = Field(min_length=1)
-    phone: str = Field(min_length=5)
+    name: str = Field(min_length=1, max_length=TEXT_MAX)
+    phone: str = Field(min_length=5, max_length=32)
     monthly_income: Money | None = None
     opened_on: BusinessDate
 
 
 class PurchaseRequested(Payload):
-    purchase_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    purchase_id: InboundId
+    account_id: InboundId
     amount: DecimalString  # judged by accounts: a bad value is declined `invalid_amount`
-    merchant: str
+    merchant: str = Field(max_length=TEXT_MAX)
     requested_at: Timestamp
 
 
 class RepaymentReceived(Payload):
-    payment_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    payment_id: InboundId
+    account_id: InboundId
     amount: DecimalString  # judged by accounts: a bad value is rejected with a reason
-    currency: str
+    currency: str = Field(max_length=8)
     paid_at: Timestamp
-    channel: str
+    channel: str = Field(max_length=32)
 
 
 class PlanOffersRequested(Payload):
-    request_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    request_id: InboundId
+    account_id: InboundId
     monthly_income: Money | None = None
 
 
 class PlanOfferAccepted(Payload):
-    offer_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    offer_id: InboundId
+    account_id: InboundId
     accepted_at: Timestamp
 
 
 class PlanAdjustmentRequested(Payload):
-    request_id: Id = Field(min_length=1)
-    plan_id: Id = Field(min_length=1)
+    request_id: InboundId
+    plan_id: InboundId
     kind: Literal["extend", "lower_payment"]
     new_term: int | None = Field(None, ge=1)
     target_payment: PositiveMoney | None = None
 
 
 class CollectionOutcomeRecorded(Payload):
-    task_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    task_id: InboundId
+    account_id: InboundId
     outcome: Literal["no_answer", "promise_to_pay", "refused", "wrong_number", "paid"]
     promised_amount: Money | None = None
     promised_date: BusinessDate | None = None
 
 
 class SmsDeliveryReported(Payload):
-    message_id: Id = Field(min_length=1)
+    message_id: InboundId
     status: Literal["delivered", "failed"]
     reported_at: Timestamp
 
 
+# --- rejections: the answer to a command the contract refuses -------------------------
+
+class FieldError(Payload):
+    """One reason a command's payload failed validation: where (a dotted path) and why."""
+
+    loc: str
+    msg: str
+
+
+InvalidPayloadErrors = list[FieldError]
+
+
 # --- emitted by accounts ---------------------------------------------------------------
+
+class CreditLineRejected(Payload):
+    account_id: Id
+    reason: Literal["invalid_payload"]
+    errors: InvalidPayloadErrors = Field(default_factory=list)
+
 
 class CreditLineOpened(Payload):
     account_id: Id
@@ -108,8 +128,8 @@ class PurchaseApproved(Payload):
 
 class PurchaseDeclined(Payload):
     purchase_id: Id
-    account_id: Id
-    amount: DecimalString
+    account_id: Id | None = None
+    amount: DecimalString | None = None
     reason: Literal[
         "account_restricted",
         "linked_account_restricted",
@@ -117,7 +137,9 @@ class PurchaseDeclined(Payload):
         "account_closed",
         "unknown_account",
         "invalid_amount",
+        "invalid_payload",
     ]
+    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class BillIssued(Payload):
@@ -198,9 +220,10 @@ class RepaymentApplied(Payload):
 
 class RepaymentRejected(Payload):
     payment_id: Id
-    account_id: Id
-    amount: DecimalString
+    account_id: Id | None = None
+    amount: DecimalString | None = None
     reason: str
+    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class CreditReportGenerated(Payload):
@@ -228,6 +251,19 @@ class ReminderSent(Payload):
     business_date: BusinessDate
     sent_at: Timestamp
     segments: int
+
+
+class CollectionOutcomeRejected(Payload):
+    task_id: Id
+    account_id: Id | None = None
+    reason: Literal["invalid_payload"]
+    errors: InvalidPayloadErrors = Field(default_factory=list)
+
+
+class SmsDeliveryRejected(Payload):
+    message_id: Id
+    reason: Literal["invalid_payload"]
+    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class ContactSuppressed(Payload):
@@ -301,8 +337,9 @@ class PlanOffered(Payload):
 
 class PlanIneligible(Payload):
     request_id: Id
-    account_id: Id
+    account_id: Id | None = None
     reason: str
+    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class PlanActivated(Payload):
@@ -351,9 +388,10 @@ class PlanAdjusted(Payload):
 
 
 class PlanAdjustmentRejected(Payload):
-    plan_id: Id
+    plan_id: Id | None = None
     request_id: Id
     reason: str
+    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class PlanCompleted(Payload):
@@ -372,6 +410,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     "collection.outcome.recorded": CollectionOutcomeRecorded,
     "sms.delivery.reported": SmsDeliveryReported,
     "credit.line.opened": CreditLineOpened,
+    "credit.line.rejected": CreditLineRejected,
     "purchase.approved": PurchaseApproved,
     "purchase.declined": PurchaseDeclined,
     "bill.issued": BillIssued,
@@ -384,6 +423,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     "repayment.rejected": RepaymentRejected,
     "credit.report.generated": CreditReportGenerated,
     "daily.close.completed": DailyCloseCompleted,
+    "collection.outcome.rejected": CollectionOutcomeRejected,
+    "sms.delivery.rejected": SmsDeliveryRejected,
     "reminder.sent": ReminderSent,
     "contact.suppressed": ContactSuppressed,
     "collection.task.created": CollectionTaskCreated,
