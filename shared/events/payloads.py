@@ -6,9 +6,9 @@ can talk to an older consumer.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from shared.events.types import (
     TEXT_MAX,
@@ -102,15 +102,25 @@ class FieldError(Payload):
     msg: str
 
 
-InvalidPayloadErrors = list[FieldError]
+class Answer(Payload):
+    """A reply that may answer a refused command: ``errors`` travels only when it has some,
+    so a business rejection's wire form is what it always was."""
+
+    errors: list[FieldError] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _errors_only_when_refused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not data.get("errors"):
+            data.pop("errors", None)
+        return data
 
 
 # --- emitted by accounts ---------------------------------------------------------------
 
-class CreditLineRejected(Payload):
+class CreditLineRejected(Answer):
     account_id: Id
     reason: Literal["invalid_payload"]
-    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class CreditLineOpened(Payload):
@@ -126,7 +136,7 @@ class PurchaseApproved(Payload):
     available_limit: Money
 
 
-class PurchaseDeclined(Payload):
+class PurchaseDeclined(Answer):
     purchase_id: Id
     account_id: Id | None = None
     amount: DecimalString | None = None
@@ -139,7 +149,6 @@ class PurchaseDeclined(Payload):
         "invalid_amount",
         "invalid_payload",
     ]
-    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class BillIssued(Payload):
@@ -218,12 +227,11 @@ class RepaymentApplied(Payload):
     paid_on: BusinessDate | None = None  # added (optional): the date the payment took effect
 
 
-class RepaymentRejected(Payload):
+class RepaymentRejected(Answer):
     payment_id: Id
     account_id: Id | None = None
     amount: DecimalString | None = None
     reason: str
-    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class CreditReportGenerated(Payload):
@@ -253,17 +261,15 @@ class ReminderSent(Payload):
     segments: int
 
 
-class CollectionOutcomeRejected(Payload):
+class CollectionOutcomeRejected(Answer):
     task_id: Id
     account_id: Id | None = None
     reason: Literal["invalid_payload"]
-    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
-class SmsDeliveryRejected(Payload):
+class SmsDeliveryRejected(Answer):
     message_id: Id
     reason: Literal["invalid_payload"]
-    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class ContactSuppressed(Payload):
@@ -335,11 +341,10 @@ class PlanOffered(Payload):
     offers: list[Offer]
 
 
-class PlanIneligible(Payload):
+class PlanIneligible(Answer):
     request_id: Id
     account_id: Id | None = None
     reason: str
-    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class PlanActivated(Payload):
@@ -387,11 +392,10 @@ class PlanAdjusted(Payload):
     monthly_payment: Money
 
 
-class PlanAdjustmentRejected(Payload):
+class PlanAdjustmentRejected(Answer):
     plan_id: Id | None = None
     request_id: Id
     reason: str
-    errors: InvalidPayloadErrors = Field(default_factory=list)
 
 
 class PlanCompleted(Payload):
