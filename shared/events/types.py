@@ -6,11 +6,11 @@ the messages travel back to the sender in a rejection's ``errors``).
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BeforeValidator, Field, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, PlainSerializer
 
 from shared.money import FEN
 
@@ -19,6 +19,11 @@ from shared.money import FEN
 MAX_AMOUNT = Decimal("1000000000000")
 # The longest decimal string accepted (the width of the column that keeps one as received).
 MAX_DECIMAL_CHARS = 40
+# Every date on the wire, and every timestamp's date in its own offset, lies in this range:
+# the services turn timestamps into Asia/Shanghai dates, which the ends of Python's
+# calendar (years 1 and 9999) would overflow.
+FIRST_DATE = date(1900, 1, 1)
+LAST_DATE = date(2999, 12, 31)
 # Inbound identifiers and texts are held to the columns that store them.
 ID_MAX = 64
 TEXT_MAX = 128
@@ -60,6 +65,13 @@ def _non_negative(value: Decimal) -> Decimal:
     return value
 
 
+def _in_calendar(value: date) -> date:
+    day = value.date() if isinstance(value, datetime) else value
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise ValueError(f"must lie between {FIRST_DATE} and {LAST_DATE}")
+    return value
+
+
 _money_out = PlainSerializer(lambda v: str(v.quantize(FEN)), return_type=str)
 _rate_out = PlainSerializer(lambda v: str(v.quantize(Decimal("0.0001"))), return_type=str)
 
@@ -70,7 +82,7 @@ Money = Annotated[Decimal, BeforeValidator(lambda v: _non_negative(_two_decimals
 SignedMoney = Annotated[Decimal, BeforeValidator(lambda v: _two_decimals(_decimal_from_wire(v))), _money_out]
 PositiveMoney = Annotated[Decimal, BeforeValidator(lambda v: _positive(_two_decimals(_decimal_from_wire(v)))), _money_out]
 Rate = Annotated[Decimal, BeforeValidator(lambda v: _non_negative(_decimal_from_wire(v))), _rate_out]
-BusinessDate = date
-Timestamp = AwareDatetime
+BusinessDate = Annotated[date, AfterValidator(_in_calendar)]
+Timestamp = Annotated[AwareDatetime, AfterValidator(_in_calendar)]
 # An identifier an outside system chooses: not empty, and it fits the columns that keep it.
 InboundId = Annotated[str, Field(min_length=1, max_length=ID_MAX)]

@@ -269,10 +269,13 @@ def field_types() -> dict[str, str]:
     return {cells[0]: cells[2] for cells in table[2:]}
 
 
-def test_the_field_types_table_states_the_bounds_of_every_amount() -> None:
+def test_the_field_types_table_states_the_bounds_of_every_amount_and_date() -> None:
     kinds = field_types()
     bound, width = f"less than {wire.MAX_AMOUNT:,}", f"at most {wire.MAX_DECIMAL_CHARS} characters"
     for kind in ("money", "decimal string"):
         assert bound in kinds[kind] and width in kinds[kind], kinds[kind]
     for kind in ("positive money", "signed money"):
         assert "as money" in kinds[kind], kinds[kind]
+    calendar = f"from {wire.FIRST_DATE} to {wire.LAST_DATE}"
+    for kind in ("date", "timestamp"):
+        assert calendar in kinds[kind], kinds[kind]

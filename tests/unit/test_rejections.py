@@ -91,6 +91,17 @@ def test_amounts_are_bounded(amount: str, ok: bool) -> None:
         assert _refused("repayment.received", {**REPAYMENT, "amount": amount}).errors[0]["loc"] == "amount"
 
 
+@pytest.mark.parametrize("paid_at, ok", [
+    ("1900-01-01T00:00:00+08:00", True), ("2999-12-31T23:59:59-12:00", True),
+    ("1899-12-31T23:59:59+08:00", False), ("9999-12-31T23:59:59-01:00", False), ("0001-01-01T00:00:00+08:00", False),
+])
+def test_timestamps_lie_in_the_contracts_calendar(paid_at: str, ok: bool) -> None:
+    if ok:
+        read_event(_body("repayment.received", {**REPAYMENT, "paid_at": paid_at}))
+    else:
+        assert _refused("repayment.received", {**REPAYMENT, "paid_at": paid_at}).errors[0]["loc"] == "paid_at"
+
+
 @pytest.mark.parametrize("field, limit", [("payment_id", 64), ("account_id", 64), ("currency", 8), ("channel", 32)])
 def test_inbound_texts_fit_their_columns(field: str, limit: int) -> None:
     read_event(_body("repayment.received", {**REPAYMENT, field: "x" * limit}))
