@@ -38,7 +38,9 @@ log = get_logger(__name__)
 
 def is_contract_traffic(routing_key: str | None) -> bool:
     """A message some queue of the contract takes care of: nothing for the catch-all to keep."""
-    return bool(routing_key) and (routing_key in PAYLOADS or reaches_a_service(routing_key))  # type: ignore[arg-type]
+    if not routing_key:
+        return False
+    return routing_key in PAYLOADS or reaches_a_service(routing_key)
 
 
 class UnroutedWatch:
