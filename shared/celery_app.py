@@ -20,6 +20,7 @@ from shared.bus.handling import EventApplier
 from shared.bus.kombu_redis import check_kombu_version
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
+from shared.bus.unrouted import UnroutedWatch
 from shared.clock import SystemClock
 from shared.db import dispose_engines, engine_for
 from shared.job_delivery_renewal import DeliveryRenewalStep
@@ -119,6 +120,7 @@ class EventBusStep(bootsteps.StartStopStep):
         self.threads: list[threading.Thread] = []
         self.consumer: EventConsumer | None = None
         self.relay_loop: RelayLoop | None = None
+        self.unrouted: UnroutedWatch | None = None
 
     def start(self, worker: Any) -> None:
         app = worker.app
@@ -143,7 +145,12 @@ class EventBusStep(bootsteps.StartStopStep):
         self.consumer.on_committed = self.relay_loop.wake.set
         # A job's events leave as soon as its slice commits, not at the relay's next poll.
         app.baitiao_relay_wake = self.relay_loop.wake.set  # type: ignore[attr-defined]
-        for target, name in ((self.consumer.run, "events-consumer"), (self.relay_loop.run, "outbox-relay")):
+        loops = [(self.consumer.run, "events-consumer"), (self.relay_loop.run, "outbox-relay")]
+        if definition.watches_unrouted:
+            self.unrouted = UnroutedWatch(definition.name, url, engine, definition.bus.dead_letters, SystemClock(),
+                                          settings.visibility_timeout)
+            loops.append((self.unrouted.run, "unrouted-watch"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"{definition.name}-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -161,6 +168,8 @@ class EventBusStep(bootsteps.StartStopStep):
             self.consumer.stop()
         if self.relay_loop:
             self.relay_loop.stop()
+        if self.unrouted:
+            self.unrouted.stop()
         for thread in self.threads:
             thread.join(timeout=10)
 
