@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any

@@ -301,7 +301,7 @@ def effective_grade(grade: str | None, rules: CollectionsRules) -> Grade:
         return rules.default_grade
     if grade not in GRADES:
         raise ValueError(f"unknown risk grade {grade!r}")
-    return grade  # type: ignore[return-value]
+    return grade
 
 
 # --- the daily plan ---------------------------------------------------------------------------
