@@ -3,6 +3,9 @@ that both the event handlers and the jobs make (closing a case, suppressing cont
 
 Handlers and jobs load, call the domain (``services.collections.domain``), save and emit;
 this module is the "load" and "save" they share, so a rule is written once.
+
+Its length: every load and save of a case lives here, so that the lock order and the
+opening of missing cases are written once for the handlers and the jobs.
 """
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
-"""Every payload of EVENTS.md as a pydantic model, one class per event type.
+"""Every payload of the wire contract (docs/events.md) as a pydantic model, one per event type.
 
 The field names are the public contract: never rename or remove one; adding an
 optional field is allowed. Unknown fields are ignored so that a newer producer
 can talk to an older consumer.
+
+Its length: the whole wire contract's payloads in one module, so that one page of code
+matches one page of the contract (docs/events.md), checked by tests/unit/test_contract_docs.py.
 """
 from __future__ import annotations
 
