@@ -195,7 +195,7 @@ def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, 
     case.closed_on = on
     case.promise_broken = False
     session.add(CaseClosure(account_id=case.account_id, closed_on=on, reason=reason, stage=case.stage))
-    emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason),  # type: ignore[arg-type]
+    emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason),
          case.account_id)
     cancel_open_tasks(session, case.account_id, open_tasks)
     return True

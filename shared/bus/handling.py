@@ -126,7 +126,7 @@ class Delivery:
     """One message as received, with how often we already tried it."""
 
     body: bytes
-    tag: Any = None  # the transport message, acked by the caller
+    message: Any = None  # the kombu message it came in, acked by the consumer after the commit
     attempts: int = 0
     last_error: str = ""
 
