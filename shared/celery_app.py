@@ -20,6 +20,7 @@ from shared.bus.handling import EventApplier
 from shared.bus.kombu_redis import check_kombu_version
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import jobs_queue_name
+from shared.bus.unrouted import UnroutedWatch
 from shared.clock import SystemClock
 from shared.db import dispose_engines, engine_for
 from shared.job_delivery_renewal import DeliveryRenewalStep
@@ -119,6 +120,7 @@ class EventBusStep(bootsteps.StartStopStep):
         self.threads: list[threading.Thread] = []
         self.consumer: EventConsumer | None = None
         self.relay_loop: RelayLoop | None = None
+        self.unrouted: UnroutedWatch | None = None
 
     def start(self, worker: Any) -> None:
         app = worker.app
@@ -142,8 +144,13 @@ class EventBusStep(bootsteps.StartStopStep):
         self.consumer = EventConsumer(definition.name, url, applier, config)
         self.consumer.on_committed = self.relay_loop.wake.set
         # A job's events leave as soon as its slice commits, not at the relay's next poll.
-        app.baitiao_relay_wake = self.relay_loop.wake.set  # type: ignore[attr-defined]
-        for target, name in ((self.consumer.run, "events-consumer"), (self.relay_loop.run, "outbox-relay")):
+        app.baitiao_relay_wake = self.relay_loop.wake.set
+        loops = [(self.consumer.run, "events-consumer"), (self.relay_loop.run, "outbox-relay")]
+        if definition.watches_unrouted:
+            self.unrouted = UnroutedWatch(definition.name, url, engine, definition.bus.dead_letters, SystemClock(),
+                                          settings.visibility_timeout)
+            loops.append((self.unrouted.run, "unrouted-watch"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"{definition.name}-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -161,6 +168,8 @@ class EventBusStep(bootsteps.StartStopStep):
             self.consumer.stop()
         if self.relay_loop:
             self.relay_loop.stop()
+        if self.unrouted:
+            self.unrouted.stop()
         for thread in self.threads:
             thread.join(timeout=10)
 
@@ -171,7 +180,7 @@ def _on_pool_child_start(app: Celery) -> Any:
 
     def start(**_: Any) -> None:
         dispose_engines(close=False)
-        app.baitiao_pool_child = True  # type: ignore[attr-defined]
+        app.baitiao_pool_child = True
 
     return start
 
@@ -181,9 +190,9 @@ def _on_worker_init(app: Celery) -> Any:
     processes one private metrics directory (shared/metrics.py, multiprocess mode)."""
 
     def init(sender: Any = None, **_: Any) -> None:
-        port = app.baitiao_settings.metrics_port  # type: ignore[attr-defined]
+        port = app.baitiao_settings.metrics_port
         if port and getattr(sender, "app", None) is app:
-            metrics.use_private_directory(app.baitiao_service.name, port)  # type: ignore[attr-defined]
+            metrics.use_private_directory(app.baitiao_service.name, port)
 
     return init
 
@@ -195,8 +204,8 @@ def make_service_app(definition: ServiceDefinition, settings: Settings | None = 
     app = Celery(f"baitiao.{definition.name}")
     app.conf.update(base_celery_config(settings.resolved_broker_url()))
     app.conf.task_default_queue = jobs_queue_name(definition.name)
-    app.baitiao_service = definition  # type: ignore[attr-defined]
-    app.baitiao_settings = settings  # type: ignore[attr-defined]
+    app.baitiao_service = definition
+    app.baitiao_settings = settings
     app.steps["worker"].add(EventBusStep)
     app.steps["worker"].add(DeliveryRenewalStep)  # shared/job_delivery_renewal.py
     signals.worker_process_init.connect(_on_pool_child_start(app), weak=False)  # weak=False keeps it alive

@@ -102,7 +102,7 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
     @app.task(name=spec.task, bind=True, acks_late=True)
     def run_job(task: Any, business_date: str | None = None, at: str | None = None,
                 state: dict[str, Any] | None = None, run: str | None = None) -> dict[str, Any]:
-        settings: Settings = app.baitiao_settings  # type: ignore[attr-defined]
+        settings: Settings = app.baitiao_settings
         clock: Clock = SystemClock()
         day = date.fromisoformat(business_date) if business_date else clock.now().date()
         state = dict(state or {})

@@ -151,7 +151,7 @@ def serve_metrics(port: int | None, *collectors: "Collector") -> None:
     registry = REGISTRY
     if directory:
         registry = CollectorRegistry()
-        registry.register(_ProcessFiles(directory))  # type: ignore[arg-type]
+        registry.register(_ProcessFiles(directory))
     for collector in collectors:
         registry.register(collector)
     start_http_server(port, registry=registry)

@@ -39,3 +39,6 @@ class ServiceDefinition:
     jobs: list[JobSpec] = field(default_factory=list)
     # Called once when a worker starts, with the service's engine (warm caches, etc.).
     on_start: Callable[[Engine], Any] | None = None
+    # True: its workers also drain the catch-all queue ``unrouted`` and keep what the
+    # contract does not know in this service's dead letters (shared/bus/unrouted.py).
+    watches_unrouted: bool = False

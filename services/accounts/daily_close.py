@@ -22,12 +22,16 @@ task died after the commit) changes nothing. After the last chunk:
 linked accounts of the same identity, ``daily.close.completed``, and the date
 is marked done. Missed dates are closed first, in order; a lease on the date's
 ``job_runs`` row keeps two closes of one date from running at once.
+
+Its length: the chunk's steps share one transaction and one set of locked accounts, so
+they stay side by side in the order they run.
 """
 from __future__ import annotations
 
 import functools
 import sqlite3
 import time
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any

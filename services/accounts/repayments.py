@@ -321,8 +321,8 @@ def _applied_payload(payment_id: str, account: Account, amount: Decimal, allocat
                      total_overdue: int, paid_on: date) -> dict[str, Any]:
     return {
         "payment_id": payment_id, "account_id": account.account_id, "amount": str(amount.quantize(FEN)),
-        "allocations": [{"target": l.target, "target_id": l.target_id, "component": l.component,
-                         "amount": str(l.amount)} for l in allocation.lines],
+        "allocations": [{"target": line.target, "target_id": line.target_id, "component": line.component,
+                         "amount": str(line.amount)} for line in allocation.lines],
         "credit_balance": fen_str(account.credit_balance_fen), "total_overdue": fen_str(total_overdue),
         "paid_on": paid_on.isoformat(),
     }

@@ -9,6 +9,7 @@ pays the new bill at once (as a repayment from the balance would).
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import date, timedelta
 from typing import Any
 

@@ -21,6 +21,7 @@ DEFINITION = ServiceDefinition(
     bus=BUS,
     handlers=HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
+    watches_unrouted=True,  # the outside systems talk to accounts: it keeps what nobody routes
     jobs=[
         JobSpec("statements", "accounts.statements", "bills on statement day"),
         JobSpec("daily-close", "accounts.daily_close", "DPD, accrual, late fee, lock ladder"),

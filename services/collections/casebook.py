@@ -3,6 +3,9 @@ that both the event handlers and the jobs make (closing a case, suppressing cont
 
 Handlers and jobs load, call the domain (``services.collections.domain``), save and emit;
 this module is the "load" and "save" they share, so a rule is written once.
+
+Its length: every load and save of a case lives here, so that the lock order and the
+opening of missing cases are written once for the handlers and the jobs.
 """
 from __future__ import annotations
 
@@ -192,7 +195,7 @@ def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, 
     case.closed_on = on
     case.promise_broken = False
     session.add(CaseClosure(account_id=case.account_id, closed_on=on, reason=reason, stage=case.stage))
-    emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason),  # type: ignore[arg-type]
+    emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason),
          case.account_id)
     cancel_open_tasks(session, case.account_id, open_tasks)
     return True

@@ -22,6 +22,7 @@ wrapper continues in a new task.
 """
 from __future__ import annotations
 
+import uuid
 from datetime import date, timezone
 
 from sqlalchemy import and_, select, update

@@ -34,9 +34,9 @@ from shared.events import payloads as p
 
 TRIGGER_FIRST_OVERDUE = "first_overdue"
 
-ACCOUNTS: Table = AccountView.__table__  # type: ignore[assignment]
-BILLS: Table = BillView.__table__  # type: ignore[assignment]
-RISK_ASSESSMENTS: Table = RiskAssessmentRow.__table__  # type: ignore[assignment]
+ACCOUNTS: Table = AccountView.__table__
+BILLS: Table = BillView.__table__
+RISK_ASSESSMENTS: Table = RiskAssessmentRow.__table__
 
 # What a snapshot may change on a stored row (nothing else is written back).
 SNAPSHOT_ACCOUNT_COLUMNS = ("max_dpd", "delinquency_as_of", "delinquency_seq", "episode_assessed", "last_grade",

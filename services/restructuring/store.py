@@ -83,7 +83,7 @@ def facts_of(account: Any, bills: Sequence[Any], as_of: date) -> AccountFacts:
     account_id = account.account_id
     open_bills = [b for b in bills if b.plan_id is None and _unpaid_fen(b) > 0]
     overdue = [b for b in open_bills if b.dpd > 0]
-    went_overdue = [b.due_date or (b.overdue_on - timedelta(days=1)) for b in bills if b.overdue_on is not None]  # type: ignore[operator]
+    went_overdue = [b.due_date or (b.overdue_on - timedelta(days=1)) for b in bills if b.overdue_on is not None]
     return AccountFacts(
         account_id=account_id,
         opened_on=account.opened_on,

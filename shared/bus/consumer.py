@@ -112,7 +112,7 @@ class EventConsumer:
 
     # -- the loop ----------------------------------------------------------------------
     def _on_message(self, message: Message) -> None:
-        self._pending.append(Delivery(body=message.body, tag=message))
+        self._pending.append(Delivery(body=message.body, message=message))
 
     def _consume(self, conn: Connection) -> None:
         """Drain and ack on this thread; apply batches on a second one.
@@ -188,7 +188,7 @@ class EventConsumer:
                 else:
                     kind, delivery = item
                     if kind == "ack":
-                        acks.append(delivery.tag)
+                        acks.append(delivery.message)
                     else:
                         self._retry.append((kind, delivery))
                 item = self._done.get_nowait()

@@ -5,6 +5,12 @@ database transaction: the inbox is read and written set-based, each event runs
 in its own savepoint so one bad event cannot undo its neighbours, and the
 caller acks the batch only after the commit. That is how a consumer reaches the
 transport's speed while keeping at-least-once delivery and exactly-once effects.
+
+A command whose payload the contract refuses is answered (shared/events/rejections.py)
+by the one service that answers it: its rejection goes into that service's outbox, the
+message into its dead letters and its event id into its inbox, all in the batch's
+transaction, so a redelivery is a duplicate and the sender is told once. The command's
+other consumers ack it and record nothing: one dead letter, one answer.
 """
 from __future__ import annotations
 
@@ -22,8 +28,9 @@ from shared.bus.faults import maybe_crash
 from shared.bus.outbox import DeferredOutbox, Outbox, PendingEvent, payload_json
 from shared.clock import Clock, business_date, event_time_clock
 from shared.db import transaction
-from shared.events.envelope import Envelope, UnreadableEvent, read_event
+from shared.events.envelope import Envelope, InvalidPayload, UnreadableEvent, read_event
 from shared.events.payloads import Payload
+from shared.events.rejections import REJECTIONS, answered_by
 from shared.log import get_logger
 from shared.rules import ProductRules
 # One classification for consumer, relay and jobs; re-exported for the handlers.
@@ -86,13 +93,24 @@ def _call(handler: "Handler | BatchHandler", items: list[tuple[HandlerContext, A
         handler(ctx, payload)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """What stands for the payload of a command this service answers with its rejection."""
+
+    reply_type: str
+    reply: dict[str, Any]
+    reason: str  # the dead letter's
+
+
 def _runs_by_handler(todo: list[Any], handlers: dict[str, Any], split: bool) -> list[list[Any]]:
-    """Consecutive events of one batch-handled type form one run; everything else runs alone."""
+    """Consecutive events of one batch-handled type form one run; everything else runs alone
+    (a refused command too)."""
     runs: list[list[Any]] = []
     for item in todo:
         event_type = item[1].type
-        batchable = not split and isinstance(handlers.get(event_type), BatchHandler)
-        if batchable and runs and runs[-1][0][1].type == event_type:
+        batchable = (not split and not isinstance(item[2], Refusal)
+                     and isinstance(handlers.get(event_type), BatchHandler))
+        if batchable and runs and runs[-1][0][1].type == event_type and not isinstance(runs[-1][0][2], Refusal):
             runs[-1].append(item)
         else:
             runs.append([item])
@@ -108,7 +126,7 @@ class Delivery:
     """One message as received, with how often we already tried it."""
 
     body: bytes
-    tag: Any = None  # the transport message, acked by the caller
+    message: Any = None  # the kombu message it came in, acked by the consumer after the commit
     attempts: int = 0
     last_error: str = ""
 
@@ -118,6 +136,7 @@ class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
     ignored: int = 0
+    rejected: int = 0  # refused commands answered with their rejection (and dead-lettered)
     dead_lettered: int = 0
     ack: list[Delivery] = field(default_factory=list)
     retry: list[Delivery] = field(default_factory=list)
@@ -152,6 +171,8 @@ class EventApplier:
         self.clock = clock
         self.max_attempts = max_attempts
         self.event_time = event_time  # simulated time: a handler's now is its event's occurred_at
+        self.queue = f"{service}.events"  # where its dead letters are replayed to
+        self.answers = answered_by(service)  # the commands whose refusal this service answers
 
     def apply_batch(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
         """Apply a batch in one transaction. Raises on a transient fault (nothing committed).
@@ -162,23 +183,43 @@ class EventApplier:
         savepoint around each event, so only the culprit is retried or
         dead-lettered.
         """
-        readable: list[tuple[Delivery, Envelope, Payload]] = []
+        readable: list[tuple[Delivery, Envelope, Payload | Refusal]] = []
         unreadable: list[tuple[Delivery, dict[str, Any]]] = []
+        left: list[Delivery] = []
         for delivery in deliveries:
             try:
                 envelope, payload = read_event(delivery.body)
+            except InvalidPayload as exc:
+                refusal = self._refusal(exc)
+                if refusal is not None:
+                    readable.append((delivery, exc.envelope, refusal))
+                elif exc.envelope.type in REJECTIONS and exc.envelope.type not in self.answers:
+                    left.append(delivery)  # its answering service records it, once
+                else:
+                    unreadable.append((delivery, self._dead_letter_row(delivery, exc.reason, exc.event_id,
+                                                                       exc.event_type)))
+                continue
             except UnreadableEvent as exc:
                 unreadable.append((delivery, self._dead_letter_row(delivery, exc.reason, exc.event_id, exc.event_type)))
                 continue
             readable.append((delivery, envelope, payload))
         try:
-            return self._apply(readable, unreadable, guarded=False)
+            return self._apply(readable, unreadable, left, guarded=False)
         except _HandlerFailed:
-            return self._apply(readable, unreadable, guarded=True)
+            return self._apply(readable, unreadable, left, guarded=True)
 
-    def _apply(self, readable: list[tuple[Delivery, Envelope, Payload]],
-               unreadable: list[tuple[Delivery, dict[str, Any]]], guarded: bool) -> BatchOutcome:
-        outcome = BatchOutcome(ack=[d for d, _ in unreadable])
+    def _refusal(self, exc: InvalidPayload) -> Refusal | None:
+        """The rejection this service answers a refused command with; None when it does not
+        answer that command, or the command's business id cannot be read."""
+        rejection = self.answers.get(exc.envelope.type)
+        if rejection is None:
+            return None
+        reply = rejection.reply_payload(exc.envelope.payload, exc.errors)
+        return None if reply is None else Refusal(rejection.reply, reply, exc.reason)
+
+    def _apply(self, readable: list[tuple[Delivery, Envelope, Payload | Refusal]],
+               unreadable: list[tuple[Delivery, dict[str, Any]]], left: list[Delivery], guarded: bool) -> BatchOutcome:
+        outcome = BatchOutcome(ack=[d for d, _ in unreadable] + left, ignored=len(left))
         dead = [row for _, row in unreadable]
         outbox = DeferredOutbox(self.tables.outbox)
         with transaction(self.engine) as session:
@@ -186,7 +227,10 @@ class EventApplier:
             done: list[tuple[Delivery, Envelope]] = []
             for run in _runs_by_handler(todo, self.handlers, split=guarded):
                 handler = self.handlers.get(run[0][1].type)
-                if handler is None:
+                if isinstance(run[0][2], Refusal):
+                    self._refuse(session, outbox, run[0], dead)
+                    outcome.rejected += 1
+                elif handler is None:
                     outcome.ignored += len(run)
                 elif not self._apply_run(session, outbox, handler, run, outcome, dead, guarded):
                     continue
@@ -208,8 +252,21 @@ class EventApplier:
         self._count(outcome, dead)
         return outcome
 
-    def _not_yet_handled(self, session: Session, readable: list[tuple[Delivery, Envelope, Payload]],
-                         outcome: BatchOutcome) -> list[tuple[Delivery, Envelope, Payload]]:
+    def _refuse(self, session: Session, outbox: DeferredOutbox, item: tuple[Delivery, Envelope, Any],
+                dead: list[dict[str, Any]]) -> None:
+        """Answer a refused command with its rejection and keep the message for the operator.
+
+        The rejection is about what the command was about (its envelope's aggregate id).
+        """
+        delivery, envelope, refusal = item
+        ctx = HandlerContext(session, envelope, outbox, self.rules, self._clock_for(envelope))
+        outbox.emit_many(session, [ctx.reply(refusal.reply_type, refusal.reply, envelope.aggregate_id)])
+        dead.append(self._dead_letter_row(delivery, refusal.reason, envelope.event_id, envelope.type))
+        log.warning("command_refused", service=self.service, event_id=envelope.event_id, type=envelope.type,
+                    reply=refusal.reply_type, fields=[e["loc"] for e in refusal.reply["errors"]])
+
+    def _not_yet_handled(self, session: Session, readable: list[tuple[Delivery, Envelope, Any]],
+                         outcome: BatchOutcome) -> list[tuple[Delivery, Envelope, Any]]:
         """Drop (and ack) what the inbox already holds, and repeats inside the batch."""
         seen = self._already_handled(session, [env.event_id for _, env, _ in readable])
         todo = []
@@ -302,9 +359,10 @@ class EventApplier:
     ) -> dict[str, Any]:
         log.error("dead_letter", service=self.service, event_id=event_id, type=event_type, reason=reason[:300])
         return {
-            "queue": f"{self.service}.events",
-            "event_id": event_id,
-            "type": event_type,
+            "queue": self.queue,
+            # A sender's own id or type may be anything: cut to the columns (the body keeps it whole).
+            "event_id": event_id[:64] if isinstance(event_id, str) else None,
+            "type": event_type[:64] if isinstance(event_type, str) else None,
             "reason": reason,
             "body": delivery.body.decode("utf-8", errors="replace"),
             "attempts": max(delivery.attempts, 1),

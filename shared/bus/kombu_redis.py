@@ -76,7 +76,7 @@ def message_body(document: bytes | str) -> bytes:
 
 
 @contextmanager
-def bindings_read_once(channel: Any) -> Iterator[None]:
+def bindings_read_once(channel: Any, leave_out: frozenset[str] = frozenset()) -> Iterator[None]:
     """Read the exchange's binding table, and route each event type, once per batch instead
     of once per message.
 
@@ -86,6 +86,9 @@ def bindings_read_once(channel: Any) -> Iterator[None]:
     batch, a batch of 500 events costs one read of the table and one routing per event
     type. A queue bound while a batch is being published gets the messages of the next
     batch on, as it would had it been bound a few milliseconds later.
+
+    The queues in ``leave_out`` get nothing of the batch, whatever their bindings (the
+    relay leaves out the catch-all ``unrouted``: it publishes contract types only).
     """
     original_table, original_lookup = channel.get_table, channel._lookup
     tables: dict[str, Any] = {}
@@ -99,7 +102,7 @@ def bindings_read_once(channel: Any) -> Iterator[None]:
     def lookup(exchange: str, routing_key: str, default: Any = None) -> list[str]:
         key = (exchange, routing_key)
         if key not in routes:
-            routes[key] = list(original_lookup(exchange, routing_key, default))
+            routes[key] = [q for q in original_lookup(exchange, routing_key, default) if q not in leave_out]
         return routes[key]
 
     channel.get_table, channel._lookup = get_table, lookup

@@ -20,11 +20,12 @@ from kombu import Connection, Producer
 from sqlalchemy import BigInteger, Engine, Table, func, literal, select, update
 
 from shared.bus.kombu_redis import bindings_read_once
-from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
+from shared.bus.topology import EVENTS_EXCHANGE, UNROUTED_QUEUE, declare_topology
 from shared.db import is_postgres, transaction
 from shared import metrics
 from shared.clock import Clock, SystemClock
 
+_NOT_FOR_THE_RELAY = frozenset({UNROUTED_QUEUE})
 # The advisory lock key of "the outbox relay of this database" (the ASCII of "outbox").
 RELAY_LOCK_KEY = 0x6F7574626F78
 
@@ -65,10 +66,13 @@ def publish_envelopes(producer: Producer, messages: Iterable[tuple[str, str]]) -
 
     The text goes out as it is (its content type given, so kombu does not serialize it
     again). Copies of one message in several queues share kombu's one delivery tag; each
-    service keeps its own unacked hash, so that is safe (``kombu_redis.unacked_keys``)."""
+    service keeps its own unacked hash, so that is safe (``kombu_redis.unacked_keys``).
+
+    The catch-all ``unrouted`` queue is left out: these are contract types, routed to
+    their consumers, and a copy there would only cost its consumer an ack."""
     messages = list(messages)
     # A message routed to every queue of the bus is three pushes: no flush before the end.
-    with bindings_read_once(producer.channel), producer.batch(max_size=4 * len(messages) or 1):
+    with bindings_read_once(producer.channel, leave_out=_NOT_FOR_THE_RELAY), producer.batch(max_size=4 * len(messages) or 1):
         for routing_key, body in messages:
             producer.publish(body, routing_key=routing_key, content_type="application/json",
                              content_encoding="utf-8", delivery_mode=2)

@@ -4,10 +4,18 @@ Every process declares the whole topology before it publishes anything: kombu's
 Redis transport routes by the binding table kept in Redis and silently drops a
 message that matches no binding, so a producer that starts first must create
 the bindings itself.
+
+One more queue, ``unrouted``, is bound to ``#``: a copy of whatever an outside
+producer publishes lands there, so a message of a type the contract does not know is
+seen (and dead-lettered, shared/bus/unrouted.py) instead of dropped. The services'
+relays leave it out of their routing (they only publish contract types).
 """
 from __future__ import annotations
 
-from kombu import Connection, Exchange, Queue
+import re
+from functools import cache
+
+from kombu import Connection, Exchange, Queue, binding
 
 EXCHANGE_NAME = "baitiao.events"
 EVENTS_EXCHANGE = Exchange(EXCHANGE_NAME, type="topic", durable=True)
@@ -50,6 +58,9 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
 }
 
 
+UNROUTED_QUEUE = "unrouted"
+
+
 def events_queue_name(service: str) -> str:
     return f"{service}.events"
 
@@ -60,8 +71,6 @@ def jobs_queue_name(service: str) -> str:
 
 def events_queue(service: str) -> Queue:
     """The durable events queue of a service, bound to every key it consumes."""
-    from kombu import binding
-
     return Queue(
         events_queue_name(service),
         exchange=EVENTS_EXCHANGE,
@@ -70,9 +79,31 @@ def events_queue(service: str) -> Queue:
     )
 
 
+def unrouted_queue() -> Queue:
+    """The catch-all: bound to every key, it keeps a copy of each outside producer's message."""
+    return Queue(UNROUTED_QUEUE, exchange=EVENTS_EXCHANGE, routing_key="#", durable=True)
+
+
+@cache
+def _binding_pattern(key: str) -> re.Pattern[str]:
+    """A service's topic binding as a regular expression: ``*`` is one word (the services
+    bind no ``#``)."""
+    if "#" in key:
+        raise ValueError(f"a service binds {key!r}: the routing check knows only '*' wildcards")
+    return re.compile(r"\.".join(r"[^.]+" if w == "*" else re.escape(w) for w in key.split(".")) + r"\Z")
+
+
+def reaches_a_service(routing_key: str) -> bool:
+    """Whether a routing key matches a binding of some service's queue (which then judges
+    the message itself)."""
+    return any(_binding_pattern(key).match(routing_key)
+               for keys in SERVICE_BINDINGS.values() for key in keys)
+
+
 def declare_topology(connection: Connection) -> None:
-    """Declare the exchange, the three queues and all their bindings (idempotent)."""
+    """Declare the exchange, the three queues, the catch-all and all their bindings (idempotent)."""
     channel = connection.default_channel
     EVENTS_EXCHANGE(channel).declare()
     for service in SERVICE_BINDINGS:
         events_queue(service)(channel).declare()
+    unrouted_queue()(channel).declare()

@@ -2,7 +2,8 @@
 
 ``read_event`` is what every consumer calls on a body: it either returns an
 (envelope, payload) pair or raises ``UnreadableEvent`` with a reason fit for the
-dead letters.
+dead letters (``InvalidPayload`` when only the payload failed: the envelope was read,
+so a command can still be answered).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.events.payloads import PAYLOADS, Payload
-from shared.events.types import Timestamp
+from shared.events.rejections import field_errors
+from shared.events.types import ID_MAX, Timestamp
 
 
 class UnreadableEvent(ValueError):
@@ -27,6 +29,15 @@ class UnreadableEvent(ValueError):
         self.event_type = event_type
 
 
+class InvalidPayload(UnreadableEvent):
+    """The envelope was read; the payload failed validation (``errors``: loc and msg)."""
+
+    def __init__(self, reason: str, envelope: "Envelope", errors: list[dict[str, str]]):
+        super().__init__(reason, envelope.event_id, envelope.type)
+        self.envelope = envelope
+        self.errors = errors
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -35,9 +46,10 @@ class Envelope(BaseModel):
     version: int = 1
     occurred_at: Timestamp
     producer: str = Field(min_length=1)
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    aggregate_id: str = Field(min_length=1)
+    # The ids a service keeps (in its outbox, as its replies' correlation) fit its columns.
+    correlation_id: str | None = Field(None, max_length=ID_MAX)
+    causation_id: str | None = Field(None, max_length=ID_MAX)
+    aggregate_id: str = Field(min_length=1, max_length=ID_MAX)
     sequence: int | None = None
     payload: dict[str, Any]
 
@@ -83,7 +95,7 @@ def read_event(body: bytes | str | dict[str, Any]) -> tuple[Envelope, Payload]:
     try:
         payload = PAYLOADS[envelope.type].model_validate(envelope.payload)
     except ValidationError as exc:
-        raise UnreadableEvent(f"invalid_payload: {_first_error(exc)}", event_id, event_type) from exc
+        raise InvalidPayload(f"invalid_payload: {_first_error(exc)}", envelope, field_errors(exc)) from exc
     return envelope, payload
 
 

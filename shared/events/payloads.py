@@ -1,18 +1,23 @@
-"""Every payload of EVENTS.md as a pydantic model, one class per event type.
+"""Every payload of the wire contract (docs/events.md) as a pydantic model, one per event type.
 
 The field names are the public contract: never rename or remove one; adding an
 optional field is allowed. Unknown fields are ignored so that a newer producer
 can talk to an older consumer.
+
+Its length: the whole wire contract's payloads in one module, so that one page of code
+matches one page of the contract (docs/events.md), checked by tests/unit/test_contract_docs.py.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from shared.events.types import (
+    TEXT_MAX,
     BusinessDate,
     DecimalString,
+    InboundId,
     Money,
     PositiveMoney,
     Rate,
@@ -24,74 +29,102 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-Id = str  # identifiers are opaque strings chosen by their producer
+Id = str  # identifiers are opaque strings chosen by their producer (inbound ones: ``InboundId``)
 
 
 # --- inbound: published by outside systems -------------------------------------------
 
 class CreditLineGranted(Payload):
-    account_id: Id = Field(min_length=1)
-    customer_id: Id = Field(min_length=1)
-    identity_hash: str = Field(min_length=8)
+    account_id: InboundId
+    customer_id: InboundId
+    identity_hash: str = Field(min_length=8, max_length=128)
     credit_limit: PositiveMoney
-    name: str = Field(min_length=1)
-    phone: str = Field(min_length=5)
+    name: str = Field(min_length=1, max_length=TEXT_MAX)
+    phone: str = Field(min_length=5, max_length=32)
     monthly_income: Money | None = None
     opened_on: BusinessDate
 
 
 class PurchaseRequested(Payload):
-    purchase_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    purchase_id: InboundId
+    account_id: InboundId
     amount: DecimalString  # judged by accounts: a bad value is declined `invalid_amount`
-    merchant: str
+    merchant: str = Field(max_length=TEXT_MAX)
     requested_at: Timestamp
 
 
 class RepaymentReceived(Payload):
-    payment_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    payment_id: InboundId
+    account_id: InboundId
     amount: DecimalString  # judged by accounts: a bad value is rejected with a reason
-    currency: str
+    currency: str = Field(max_length=8)
     paid_at: Timestamp
-    channel: str
+    channel: str = Field(max_length=32)
 
 
 class PlanOffersRequested(Payload):
-    request_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    request_id: InboundId
+    account_id: InboundId
     monthly_income: Money | None = None
 
 
 class PlanOfferAccepted(Payload):
-    offer_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    offer_id: InboundId
+    account_id: InboundId
     accepted_at: Timestamp
 
 
 class PlanAdjustmentRequested(Payload):
-    request_id: Id = Field(min_length=1)
-    plan_id: Id = Field(min_length=1)
+    request_id: InboundId
+    plan_id: InboundId
     kind: Literal["extend", "lower_payment"]
     new_term: int | None = Field(None, ge=1)
     target_payment: PositiveMoney | None = None
 
 
 class CollectionOutcomeRecorded(Payload):
-    task_id: Id = Field(min_length=1)
-    account_id: Id = Field(min_length=1)
+    task_id: InboundId
+    account_id: InboundId
     outcome: Literal["no_answer", "promise_to_pay", "refused", "wrong_number", "paid"]
     promised_amount: Money | None = None
     promised_date: BusinessDate | None = None
 
 
 class SmsDeliveryReported(Payload):
-    message_id: Id = Field(min_length=1)
+    message_id: InboundId
     status: Literal["delivered", "failed"]
     reported_at: Timestamp
 
 
+# --- rejections: the answer to a command the contract refuses -------------------------
+
+class FieldError(Payload):
+    """One reason a command's payload failed validation: where (a dotted path) and why."""
+
+    loc: str
+    msg: str
+
+
+class Answer(Payload):
+    """A reply that may answer a refused command: ``errors`` travels only when it has some,
+    so a business rejection's wire form is what it always was."""
+
+    errors: list[FieldError] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _errors_only_when_refused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not data.get("errors"):
+            data.pop("errors", None)
+        return data
+
+
 # --- emitted by accounts ---------------------------------------------------------------
+
+class CreditLineRejected(Answer):
+    account_id: Id
+    reason: Literal["invalid_payload"]
+
 
 class CreditLineOpened(Payload):
     account_id: Id
@@ -106,10 +139,10 @@ class PurchaseApproved(Payload):
     available_limit: Money
 
 
-class PurchaseDeclined(Payload):
+class PurchaseDeclined(Answer):
     purchase_id: Id
-    account_id: Id
-    amount: DecimalString
+    account_id: Id | None = None
+    amount: DecimalString | None = None
     reason: Literal[
         "account_restricted",
         "linked_account_restricted",
@@ -117,6 +150,7 @@ class PurchaseDeclined(Payload):
         "account_closed",
         "unknown_account",
         "invalid_amount",
+        "invalid_payload",
     ]
 
 
@@ -196,10 +230,10 @@ class RepaymentApplied(Payload):
     paid_on: BusinessDate | None = None  # added (optional): the date the payment took effect
 
 
-class RepaymentRejected(Payload):
+class RepaymentRejected(Answer):
     payment_id: Id
-    account_id: Id
-    amount: DecimalString
+    account_id: Id | None = None
+    amount: DecimalString | None = None
     reason: str
 
 
@@ -228,6 +262,17 @@ class ReminderSent(Payload):
     business_date: BusinessDate
     sent_at: Timestamp
     segments: int
+
+
+class CollectionOutcomeRejected(Answer):
+    task_id: Id
+    account_id: Id | None = None
+    reason: Literal["invalid_payload"]
+
+
+class SmsDeliveryRejected(Answer):
+    message_id: Id
+    reason: Literal["invalid_payload"]
 
 
 class ContactSuppressed(Payload):
@@ -299,9 +344,9 @@ class PlanOffered(Payload):
     offers: list[Offer]
 
 
-class PlanIneligible(Payload):
+class PlanIneligible(Answer):
     request_id: Id
-    account_id: Id
+    account_id: Id | None = None
     reason: str
 
 
@@ -350,8 +395,8 @@ class PlanAdjusted(Payload):
     monthly_payment: Money
 
 
-class PlanAdjustmentRejected(Payload):
-    plan_id: Id
+class PlanAdjustmentRejected(Answer):
+    plan_id: Id | None = None
     request_id: Id
     reason: str
 
@@ -372,6 +417,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     "collection.outcome.recorded": CollectionOutcomeRecorded,
     "sms.delivery.reported": SmsDeliveryReported,
     "credit.line.opened": CreditLineOpened,
+    "credit.line.rejected": CreditLineRejected,
     "purchase.approved": PurchaseApproved,
     "purchase.declined": PurchaseDeclined,
     "bill.issued": BillIssued,
@@ -384,6 +430,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     "repayment.rejected": RepaymentRejected,
     "credit.report.generated": CreditReportGenerated,
     "daily.close.completed": DailyCloseCompleted,
+    "collection.outcome.rejected": CollectionOutcomeRejected,
+    "sms.delivery.rejected": SmsDeliveryRejected,
     "reminder.sent": ReminderSent,
     "contact.suppressed": ContactSuppressed,
     "collection.task.created": CollectionTaskCreated,

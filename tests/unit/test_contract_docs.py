@@ -5,8 +5,11 @@ followed by a table of its fields: ``| field | type | required | notes |``. Nest
 objects are rows of their own, ``bills[].bill_id``. This test holds the page and the
 code equal both ways: every documented type and field exists in the schemas, every
 schema type and field is documented, with the type and "required" the code gives it,
-and every value a ``Literal`` field accepts is named in its row. The envelope's table
-(under ``## Envelope``) is held to ``Envelope`` in the same way.
+every value a ``Literal`` field accepts is named in its row, and every limit the field is
+held to (lengths, integer bounds) is stated in its notes in the page's words ("1 to 64
+characters", "at most 128 characters", "at least 1"). The envelope's table (under
+``## Envelope``) is held to ``Envelope`` in the same way, and the table of field types
+states the bounds every amount is held to (``shared/events/types.py``).
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import annotated_types
 import pytest
 from pydantic import AwareDatetime, BaseModel
+from pydantic.fields import FieldInfo
 
 from shared.events import types as wire
 from shared.events.envelope import Envelope
@@ -27,6 +32,7 @@ from shared.events.payloads import PAYLOADS
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 EVENT_HEADING = re.compile(r"^### `?([a-z_]+(?:\.[a-z_]+)+)`?\s*$")
 ENVELOPE_HEADING = re.compile(r"^## Envelope\s*$")
+FIELD_TYPES_HEADING = re.compile(r"^## Field types\s*$")
 
 
 @dataclass(frozen=True)
@@ -128,14 +134,40 @@ def literal_values(annotation: object) -> tuple[object, ...]:
     return typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
 
 
-def schema_rows(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[str, bool, tuple[object, ...]]]:
-    """Every field path of ``model`` (nested objects walked) with its page type, required and literals."""
+def _bound(info: FieldInfo, kind: type, attribute: str) -> int | None:
+    """One constraint of a field (``MaxLen.max_length``, ``Ge.ge``...), None when it has none."""
+    return next((getattr(item, attribute) for item in info.metadata if isinstance(item, kind)), None)
+
+
+def limit_phrase(info: FieldInfo) -> str | None:
+    """The words the page must use for a field's length or integer bounds (None: it has none)."""
+    shortest = _bound(info, annotated_types.MinLen, "min_length")
+    longest = _bound(info, annotated_types.MaxLen, "max_length")
+    if shortest or longest:
+        if shortest and longest:
+            return f"{shortest} to {longest} characters"
+        if longest:
+            return f"at most {longest} characters"
+        return "not empty" if shortest == 1 else f"at least {shortest} characters"
+    low, high = _bound(info, annotated_types.Ge, "ge"), _bound(info, annotated_types.Le, "le")
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    if low is not None:
+        return f"at least {low}"
+    if high is not None:
+        return f"at most {high}"
+    return None
+
+
+def schema_rows(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[str, bool, tuple[object, ...], str | None]]:
+    """Every field path of ``model`` (nested objects walked) with its page type, required,
+    literals and limits."""
     hints = typing.get_type_hints(model, include_extras=True)
-    rows: dict[str, tuple[str, bool, tuple[object, ...]]] = {}
+    rows: dict[str, tuple[str, bool, tuple[object, ...], str | None]] = {}
     for name, info in model.model_fields.items():
         annotation = hints[name]
         path = f"{prefix}{name}"
-        rows[path] = (wire_type(annotation), info.is_required(), literal_values(annotation))
+        rows[path] = (wire_type(annotation), info.is_required(), literal_values(annotation), limit_phrase(info))
         inner, _ = _without_none(annotation)
         if typing.get_origin(inner) is list:
             (item,) = typing.get_args(inner)
@@ -157,7 +189,7 @@ def _compare(where: str, rows: list[FieldRow], model: type[BaseModel]) -> list[s
     for path in expected.keys() - seen.keys():
         problems.append(f"{where}: {model.__name__}.{path} is not documented")
     for path in expected.keys() & seen.keys():
-        kind, required, literals = expected[path]
+        kind, required, literals, limit = expected[path]
         row = seen[path]
         if row.type != kind:
             problems.append(f"{where}: {path} is documented as {row.type!r}, the code has {kind!r}")
@@ -166,6 +198,8 @@ def _compare(where: str, rows: list[FieldRow], model: type[BaseModel]) -> list[s
         for value in literals:
             if f"`{value}`" not in row.notes:
                 problems.append(f"{where}: {path} accepts `{value}`, its notes do not name it")
+        if limit is not None and limit not in row.notes:
+            problems.append(f"{where}: {path} is held to {limit!r}, its notes do not say so")
     return problems
 
 
@@ -189,8 +223,8 @@ def test_the_envelope_table_matches_the_envelope_model() -> None:
 
 def _complete_rows(model: type[BaseModel]) -> list[FieldRow]:
     """The rows a page would need for ``model``, every literal named in its notes."""
-    return [FieldRow(path, kind, required, ", ".join(f"`{value}`" for value in literals))
-            for path, (kind, required, literals) in schema_rows(model).items()]
+    return [FieldRow(path, kind, required, "; ".join([*(f"`{value}`" for value in literals), *([limit] if limit else [])]))
+            for path, (kind, required, literals, limit) in schema_rows(model).items()]
 
 
 def test_the_comparison_reports_a_field_missing_extra_or_mistyped() -> None:
@@ -206,3 +240,42 @@ def test_the_comparison_reports_a_field_missing_extra_or_mistyped() -> None:
     assert _compare("t", retyped, model) == ["t: amount is documented as 'decimal string', the code has 'money'"]
     unnamed = [FieldRow(r.path, r.type, r.required, "`bill`") if r.path == "allocations[].target" else r for r in rows]
     assert _compare("t", unnamed, model) == ["t: allocations[].target accepts `plan`, its notes do not name it"]
+    grant = PAYLOADS["credit.line.granted"]
+    limited = _complete_rows(grant)
+    assert _compare("t", limited, grant) == []
+    unstated = [FieldRow(r.path, r.type, r.required, "") if r.path == "phone" else r for r in limited]
+    assert _compare("t", unstated, grant) == ["t: phone is held to '5 to 32 characters', its notes do not say so"]
+
+
+def test_limits_are_phrased_as_the_page_states_them() -> None:
+    fields = PAYLOADS["plan.adjustment.requested"].model_fields
+    assert limit_phrase(fields["request_id"]) == "1 to 64 characters"
+    assert limit_phrase(fields["new_term"]) == "at least 1"
+    assert limit_phrase(fields["kind"]) is None
+    assert limit_phrase(PAYLOADS["account.restrictions.changed"].model_fields["level"]) == "0 to 4"
+    assert limit_phrase(Envelope.model_fields["producer"]) == "not empty"
+
+
+def field_types() -> dict[str, str]:
+    """The page's table of field types (type | on the wire | validated): each type's "validated"."""
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    start = next(number for number, line in enumerate(lines) if FIELD_TYPES_HEADING.match(line))
+    table = []
+    for line in lines[start + 1:]:
+        if line.startswith("|"):
+            table.append(_cells(line))
+        elif table:
+            break
+    return {cells[0]: cells[2] for cells in table[2:]}
+
+
+def test_the_field_types_table_states_the_bounds_of_every_amount_and_date() -> None:
+    kinds = field_types()
+    bound, width = f"less than {wire.MAX_AMOUNT:,}", f"at most {wire.MAX_DECIMAL_CHARS} characters"
+    for kind in ("money", "decimal string"):
+        assert bound in kinds[kind] and width in kinds[kind], kinds[kind]
+    for kind in ("positive money", "signed money"):
+        assert "as money" in kinds[kind], kinds[kind]
+    calendar = f"from {wire.FIRST_DATE} to {wire.LAST_DATE}"
+    for kind in ("date", "timestamp"):
+        assert calendar in kinds[kind], kinds[kind]

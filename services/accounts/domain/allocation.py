@@ -116,7 +116,7 @@ class Allocation:
     def paid(self, target_id: str, component: Component) -> Decimal:
         """What this repayment paid on one component of one bill (or of the plan)."""
         return sum(
-            (l.amount for l in self.lines if l.target_id == target_id and l.component == component),
+            (line.amount for line in self.lines if line.target_id == target_id and line.component == component),
             ZERO,
         )
 
@@ -148,7 +148,7 @@ def _allocate_bill(
     for component in _component_order(bill, as_of, rules):
         owed = bill.owed(component)
         if component == PENALTY_INTEREST and owed > 0:
-            principal_left = bill.principal - sum((l.amount for l in lines if l.component == PRINCIPAL), ZERO)
+            principal_left = bill.principal - sum((line.amount for line in lines if line.component == PRINCIPAL), ZERO)
             if grace_waiver_applies(bill.due_date, as_of, principal_left, rules):
                 waiver = GraceWaiver(bill.bill_id, as_of, dpd(as_of, bill.due_date), owed)
                 continue

@@ -117,7 +117,7 @@ def credit(account: Account, amount: Decimal) -> PostingLine:
 
 def _posting(memo: str, *lines: PostingLine) -> Posting:
     """A posting without its zero lines (a zero charge moves nothing)."""
-    return Posting(tuple(l for l in lines if l.debit > 0 or l.credit > 0), memo)
+    return Posting(tuple(line for line in lines if line.debit > 0 or line.credit > 0), memo)
 
 
 def _transfer(memo: str, to_debit: Account, to_credit: Account, amount: Decimal) -> Posting:

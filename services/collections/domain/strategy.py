@@ -10,6 +10,9 @@ of ``on_dpd``, ``every_days`` and ``week_offsets``), anchored on the stage's fir
 A case therefore needs no "stage entered on" date: its DPD says where it is in every
 cadence, and the plan for a day is the same however often the day is re-run.
 
+Its length: the strategy file's schema, its validation and the day's plan are one rule
+(what the table means), and splitting them would put the schema apart from what reads it.
+
 What the plan does *not* judge is whether a contact may happen right now (the contact
 window, the caps, the customer's own phone): that is the compliance guard's job, just
 before each contact.
@@ -301,7 +304,7 @@ def effective_grade(grade: str | None, rules: CollectionsRules) -> Grade:
         return rules.default_grade
     if grade not in GRADES:
         raise ValueError(f"unknown risk grade {grade!r}")
-    return grade  # type: ignore[return-value]
+    return grade
 
 
 # --- the daily plan ---------------------------------------------------------------------------

@@ -40,6 +40,9 @@ Definitions (where the rulebook leaves a choice, the choice is written here):
   (``target_not_lower``) and takes the shortest term from 1 to ``max_term`` whose
   regular payment meets it. The annualized rate disclosed is that of the new periods
   (remaining principal at t0, then their totals monthly).
+
+Its length: a plan's monitoring, payments, settlement and adjustment all read and
+write the same paid prefix of one schedule; apart, each would restate that invariant.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, text
 
-from services.collections.handlers import HANDLERS
+from services.collections.registry import HANDLERS
 from services.collections.models import BUS
 from shared.bus.consumer import ConsumerConfig, EventConsumer
 from shared.bus.handling import EventApplier

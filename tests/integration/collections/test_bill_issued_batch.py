@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
 
 from services.collections.bills import bill_issued_batch
 from services.collections.registry import HANDLERS

@@ -23,7 +23,7 @@ from shared.clock import SHANGHAI
 from shared.db import transaction
 from tests.integration.collections.test_repayment_batch import Event, _bill, _grant, _overdue, _pay, _principal, \
     _snapshot, wire
-from tests.support.batch_equivalence import Databases, Poison, Service, databases_fixture, statements_sent
+from tests.support.batch_equivalence import Databases, Poison, Service, databases_fixture
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ NEW = BillDue("b-new", date(2026, 3, 10), D("1.00"), D("0.00"), D("300.00"))
 
 
 def lines(allocation) -> list[tuple[str, str, str]]:
-    return [(l.target_id, l.component, str(l.amount)) for l in allocation.lines]
+    return [(line.target_id, line.component, str(line.amount)) for line in allocation.lines]
 
 
 def test_oldest_bill_first_penalty_then_late_fee_then_principal() -> None:

@@ -118,7 +118,7 @@ def test_worked_example_to_the_fen() -> None:
     assert replay.bill.penalty_outstanding == D("5.00")
 
     allocation = allocate_repayment(D("500.00"), [bill_due(replay.bill)], D("0"), date(2026, 3, 20), RULES.overdue)
-    assert [(l.component, l.amount) for l in allocation.lines] == [
+    assert [(line.component, line.amount) for line in allocation.lines] == [
         ("penalty_interest", D("5.00")),
         ("late_fee", D("10.00")),
         ("principal", D("485.00")),

@@ -1,0 +1,1 @@
+"""The event bus: outbox, relay, batched consumer, dead letters, topology, kombu internals."""
