@@ -23,7 +23,6 @@ from services.collections.domain import (
     cure_rates_by_stage,
     mask_name,
     mask_phone,
-    promise_kept_rate,
     roll_rate,
     roll_rates,
 )
