@@ -17,7 +17,7 @@ Conventions a docker compose user expects:
   which then carries no secret in the process's environment;
 - a half-configured deployment is refused with :class:`ConfigurationError`: a broker
   with a service's database missing would otherwise run that service on a fresh SQLite
-  file, and a database without a broker on an embedded Redis nobody else reaches.
+  file, and a server database without a broker on an embedded Redis nobody else reaches.
 """
 from __future__ import annotations
 
@@ -157,10 +157,13 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
 
     def check_broker_configured(self) -> None:
-        """Refuse databases without a broker: the embedded Redis would be reached by nobody else."""
+        """Refuse server databases without a broker: the embedded Redis would be reached by
+        nobody else. SQLite files beside the embedded broker are the embedded default with
+        paths of their own (the simulator gives its workers such)."""
         if not self.embedded:
             return
-        given = [f"BAITIAO_{s.upper()}_DB_URL" for s in SERVICES if getattr(self, f"{s}_db_url")]
+        given = [f"BAITIAO_{s.upper()}_DB_URL" for s in SERVICES
+                 if (getattr(self, f"{s}_db_url") or "sqlite").split(":", 1)[0] != "sqlite"]
         if given:
             raise ConfigurationError(
                 f"{', '.join(given)} set but BAITIAO_BROKER_URL is not: a deployment's processes "

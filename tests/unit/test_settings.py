@@ -94,6 +94,15 @@ def test_a_database_without_a_broker_is_refused(monkeypatch: pytest.MonkeyPatch)
         Settings().resolved_broker_url()
 
 
+def test_sqlite_files_beside_the_embedded_broker_are_the_embedded_default(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BAITIAO_ACCOUNTS_DB_URL", f"sqlite:///{tmp_path}/a.db")
+    monkeypatch.setenv("BAITIAO_EMBEDDED_BROKER_PORT", "6411")
+    settings = Settings()
+    assert settings.resolved_broker_url() == "redis://127.0.0.1:6411/0"
+    assert settings.db_url("accounts") == f"sqlite:///{tmp_path}/a.db"
+
+
 def test_the_embedded_default_needs_nothing(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     assert settings.configured_db_services() == ("accounts", "collections", "restructuring")

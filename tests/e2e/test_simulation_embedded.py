@@ -1,0 +1,34 @@
+"""``baitiao simulate`` on the embedded default, as the README's first command runs it:
+no broker, no database configured, nothing to install but the Python packages."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.support.system import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_small_portfolio_on_the_embedded_default(tmp_path: Path) -> None:
+    env = {key: "" for key in os.environ if key.startswith("BAITIAO_")}  # empty is unset
+    env.update({"BAITIAO_DATA_DIR": str(tmp_path / "data"), "BAITIAO_LOG_LEVEL": "WARNING",
+                "BAITIAO_EMBEDDED_BROKER_PORT": str(_free_port())})
+    out = tmp_path / "out"
+    done = run_cli(["simulate", "--accounts", "20", "--days", "40", "--seed", "3", "--out", str(out)], env,
+                   timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["environment"]["backend"].startswith("embedded")
+    assert report["invariants"] and all(report["invariants"].values()), report["invariants"]
+    assert report["bills"]["issued_events"] > 0
