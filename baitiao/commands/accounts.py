@@ -107,14 +107,21 @@ def _print_restrictions(console: Console, restrictions: dict[str, Any]) -> None:
 def _print_bills(console: Console, bills: list[dict[str, Any]]) -> None:
     table = Table(title="Bills")
     columns = ("bill", "statement", "due", "DPD", "principal", "unpaid principal", "unpaid penalty",
-               "unpaid late fee", "penalty charged", "late fee charged", "state")
+               "unpaid late fee", "penalty charged", "late fee charged", "bureau notice", "state")
     for column in columns:
         table.add_column(column, justify="left" if column in ("bill", "state") else "right")
     for b in bills:
         table.add_row(b["bill_id"], b["statement_date"], b["due_date"], str(b["dpd"]), b["principal"],
                       b["unpaid_principal"], b["unpaid_penalty"], b["unpaid_late_fee"], b["penalty_charged"],
-                      b["late_fee_charged"], _bill_state(b))
+                      b["late_fee_charged"], _notice(b), _bill_state(b))
     console.print(table)
+
+
+def _notice(bill: dict[str, Any]) -> str:
+    """The pre-report notice (RULES 5.4): when and how the customer was told, or what waits on it."""
+    if bill.get("report_notice_on"):
+        return f"{bill['report_notice_channel']} {bill['report_notice_on']}"
+    return "pending: mark not reported" if bill.get("bureau_marked_on") else "-"
 
 
 def _bill_state(bill: dict[str, Any]) -> str:
