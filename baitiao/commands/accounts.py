@@ -107,14 +107,17 @@ def _print_restrictions(console: Console, restrictions: dict[str, Any]) -> None:
 def _print_bills(console: Console, bills: list[dict[str, Any]]) -> None:
     table = Table(title="Bills")
     columns = ("bill", "statement", "due", "DPD", "principal", "unpaid principal", "unpaid penalty",
-               "unpaid late fee", "penalty charged", "late fee charged", "bureau notice", "state")
+               "unpaid late fee", "penalty charged", "late fee charged", "state")
     for column in columns:
         table.add_column(column, justify="left" if column in ("bill", "state") else "right")
     for b in bills:
         table.add_row(b["bill_id"], b["statement_date"], b["due_date"], str(b["dpd"]), b["principal"],
                       b["unpaid_principal"], b["unpaid_penalty"], b["unpaid_late_fee"], b["penalty_charged"],
-                      b["late_fee_charged"], _notice(b), _bill_state(b))
+                      b["late_fee_charged"], _bill_state(b))
     console.print(table)
+    for b in bills:
+        if b.get("report_notice_on") or b.get("bureau_marked_on"):
+            console.print(f"bureau notice {b['bill_id']}: {_notice(b)}")
 
 
 def _notice(bill: dict[str, Any]) -> str:
