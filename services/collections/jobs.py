@@ -348,13 +348,18 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
         call_accounts = {case.account_id for case, _, actions in decided
                          for action in actions if action.kind is ActionKind.CALL}
         state.histories = contact_histories(session, call_accounts)
+    owed = _notices_owed(decided, slice_facts, ctx)
     counts: dict[str, int] = {}
     for case, facts, actions in decided:
         if case.status == "open" and not case.plan_active:
             counts["escalations"] = counts.get("escalations", 0) + _track_stage(
                 session, emit, case, facts.view.stage, ctx.business_date)
+        notice_first = case.account_id in owed and owed[case.account_id][3] is NoticeChannel.SMS
         for action in actions:
-            if action.kind.is_message:
+            if action.kind.is_message and notice_first:
+                # the day's one SMS (RULES 6.5) is the notice owed, which also asks for payment
+                counts["contacts_replaced_by_notice"] = counts.get("contacts_replaced_by_notice", 0) + 1
+            elif action.kind.is_message:
                 counts["contacts_queued"] = counts.get("contacts_queued", 0) + _queue_message(
                     session, state, case, action, facts.bill.bill_id if facts.bill else None, ctx)
             else:
@@ -363,20 +368,20 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
                 counts["tasks_created"] = counts.get("tasks_created", 0) + created
         if case.promise_broken and actions:
             case.promise_broken = False  # acted on: the next action was brought forward today
-    for key, count in _plan_notices(session, state, emit, decided, slice_facts, ctx).items():
+    for key, count in _plan_notices(session, state, emit, owed, slice_facts, ctx).items():
         counts[key] = counts.get(key, 0) + count
     return counts
 
 
-def _plan_notices(session: Session, state: _DayState, emit: Emit,
-                  decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAction]]], slice_facts: SliceFacts,
-                  ctx: JobContext) -> dict[str, int]:
-    """The pre-report notice of every case with an overdue bill not yet noticed (RULES
-    6.10): queued as the notice SMS unless the day's plan or an earlier day's queue
-    already holds it, or a letter task when the customer's own phone is not known."""
+_Owed = dict[str, tuple[CollectionCase, CaseFacts, list[str], NoticeChannel]]
+
+
+def _notices_owed(decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAction]]], slice_facts: SliceFacts,
+                  ctx: JobContext) -> _Owed:
+    """The open cases with an overdue bill not yet noticed (RULES 6.10) that the day's plan
+    does not already notify (the strategy's own notice SMS), with the bills and channel."""
     strategy, _ = strategy_and_templates(ctx.rules.collections)
-    template = strategy.bureau_notice_template
-    waiting: dict[str, tuple[CollectionCase, CaseFacts, list[str], NoticeChannel]] = {}
+    owed: _Owed = {}
     for case, facts, actions in decided:
         if case.status != "open" or case.plan_active or facts.view.cured:
             continue
@@ -385,24 +390,35 @@ def _plan_notices(session: Session, state: _DayState, emit: Emit,
             ctx.business_date)
         customer = slice_facts.customers.get(case.account_id)
         channel = notice_channel(is_own_phone(customer.phone if customer else "", facts.view))
-        planned_today = any(a.template == template for a in actions)  # the strategy's own notice SMS
+        planned_today = any(a.template == strategy.bureau_notice_template for a in actions)
         if bill_ids and (channel is NoticeChannel.LETTER or not planned_today):
-            waiting[case.account_id] = (case, facts, bill_ids, channel)
-    if not waiting:
+            owed[case.account_id] = (case, facts, bill_ids, channel)
+    return owed
+
+
+def _plan_notices(session: Session, state: _DayState, emit: Emit, owed: _Owed, slice_facts: SliceFacts,
+                  ctx: JobContext) -> dict[str, int]:
+    """Queue the notice SMS of each case owed one (unless an earlier day's is still queued),
+    or create its letter task when the customer's own phone is not known."""
+    if not owed:
         return {}
+    strategy, _ = strategy_and_templates(ctx.rules.collections)
+    template = strategy.bureau_notice_template
+    keys = {account_id: _plan_key(account_id, ctx.business_date, channel.value,
+                                  template if channel is NoticeChannel.SMS else "letter")
+            for account_id, (_, _, _, channel) in owed.items()}
+    planned = state.plan_keys | set(session.scalars(select(ContactAttempt.plan_key).where(
+        ContactAttempt.plan_key.in_(sorted(keys.values())))).all())
     queued = set(session.scalars(select(ContactAttempt.account_id).where(
-        ContactAttempt.account_id.in_(sorted(waiting)), ContactAttempt.template == template,
+        ContactAttempt.account_id.in_(sorted(owed)), ContactAttempt.template == template,
         ContactAttempt.channel == "sms", ContactAttempt.status.in_(("queued", "sending")))).all())
     counts: dict[str, int] = {}
-    for account_id, (case, facts, bill_ids, channel) in waiting.items():
+    for account_id, (case, facts, bill_ids, channel) in owed.items():
+        key = keys[account_id]
+        if key in planned or (channel is NoticeChannel.SMS and account_id in queued):
+            continue
+        state.plan_keys.add(key)
         if channel is NoticeChannel.SMS:
-            if account_id in queued:
-                continue
-            key = _plan_key(account_id, ctx.business_date, "sms", template)
-            if key in state.plan_keys or session.scalar(select(ContactAttempt.id).where(
-                    ContactAttempt.plan_key == key)) is not None:
-                continue
-            state.plan_keys.add(key)
             session.add(ContactAttempt(
                 plan_key=key, account_id=account_id, business_date=ctx.business_date, channel="sms",
                 kind=ActionKind.SMS.value, template=template, stage=facts.view.stage.value, dpd=facts.view.dpd,
@@ -411,8 +427,8 @@ def _plan_notices(session: Session, state: _DayState, emit: Emit,
             ))
             counts["notices_queued"] = counts.get("notices_queued", 0) + 1
         else:
-            counts["letters_created"] = counts.get("letters_created", 0) + _notice_letter(
-                session, state, emit, case, facts, bill_ids, slice_facts, ctx)
+            _notice_letter(session, emit, case, facts, bill_ids, slice_facts, ctx, key)
+            counts["letters_created"] = counts.get("letters_created", 0) + 1
     return counts
 
 
@@ -420,15 +436,10 @@ def _plan_notices(session: Session, state: _DayState, emit: Emit,
 NOTICE_TRIGGER = "pre_report_notice"
 
 
-def _notice_letter(session: Session, state: _DayState, emit: Emit, case: CollectionCase, facts: CaseFacts,
-                   bill_ids: list[str], slice_facts: SliceFacts, ctx: JobContext) -> int:
+def _notice_letter(session: Session, emit: Emit, case: CollectionCase, facts: CaseFacts, bill_ids: list[str],
+                   slice_facts: SliceFacts, ctx: JobContext, key: str) -> None:
     """A letter task as the notice (no own phone): created, recorded, and counted as the
     notice of the bills on the day (collection.task.created, collection.notice.sent)."""
-    key = _plan_key(case.account_id, ctx.business_date, "letter", "letter")
-    if key in state.plan_keys or session.scalar(select(ContactAttempt.id).where(
-            ContactAttempt.plan_key == key)) is not None:
-        return 0
-    state.plan_keys.add(key)
     strategy, _ = strategy_and_templates(ctx.rules.collections)
     task_id = str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, key))
     due_by = ctx.business_date + timedelta(days=TASK_DUE_DAYS["letter"])
@@ -454,7 +465,6 @@ def _notice_letter(session: Session, state: _DayState, emit: Emit, case: Collect
         notice_id=task_id, account_id=case.account_id, channel="letter", bill_ids=bill_ids,
         business_date=ctx.business_date, sent_at=_planning_instant(ctx),
     ), case.account_id)
-    return 1
 
 
 def _planning_instant(ctx: JobContext) -> datetime:
