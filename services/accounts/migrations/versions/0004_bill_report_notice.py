@@ -1,6 +1,6 @@
 """bills keep the pre-report notice (report_notice_on, report_notice_channel)
 
-Revision ID: 0004
+Revision ID: 0004_bill_report_notice
 Revises: 0003
 """
 from typing import Sequence, Union
@@ -8,7 +8,7 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
+revision: str = "0004_bill_report_notice"
 down_revision: Union[str, None] = "0003"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
