@@ -115,6 +115,16 @@ def _print_bills(console: Console, bills: list[dict[str, Any]]) -> None:
                       b["unpaid_principal"], b["unpaid_penalty"], b["unpaid_late_fee"], b["penalty_charged"],
                       b["late_fee_charged"], _bill_state(b))
     console.print(table)
+    for b in bills:
+        if b.get("report_notice_on") or b.get("bureau_marked_on"):
+            console.print(f"bureau notice {b['bill_id']}: {_notice(b)}")
+
+
+def _notice(bill: dict[str, Any]) -> str:
+    """The pre-report notice (RULES 5.4): when and how the customer was told, or what waits on it."""
+    if bill.get("report_notice_on"):
+        return f"{bill['report_notice_channel']} {bill['report_notice_on']}"
+    return "pending: mark not reported" if bill.get("bureau_marked_on") else "-"
 
 
 def _bill_state(bill: dict[str, Any]) -> str:

@@ -23,6 +23,10 @@ the dates the tables do keep (``ME`` is the month's last day):
   active plan, no purchase posted by ME and billed only later (or not yet);
 * otherwise the DPD bucket, ``N`` when nothing was overdue.
 
+Notice before report: a bill counts for the DPD bucket and for ``G`` only when its
+pre-report notice (``bills.report_notice_on``, from ``collection.notice.sent``) is dated
+by ME (``overdue_reportable`` in the domain); an unnoticed bill still counts as owed.
+
 What this misses: the DPD uses the full days since due even when the unpaid principal at
 ME was later repaid in part (a bill counts as long as it was not *fully* settled by ME),
 and a bill settled and reopened cannot be seen. Precedence (C, G, R, DPD) is the
@@ -167,13 +171,14 @@ def _bill_facts(month_end: date, end_ordinal: int, pk_from: int, pk_to: int) -> 
     count, whether one was charged off, how many there were."""
     me = literal(month_end, Date)
     in_plan_by_end = exists().where(PlanProjection.plan_id == Bill.plan_id, PlanProjection.activated_on <= me)
+    noticed_by_end = and_(Bill.report_notice_on.is_not(None), Bill.report_notice_on <= me)  # overdue_reportable
     charged_off_by_end = and_(Bill.charged_off_on.is_not(None), Bill.charged_off_on <= me)
-    counts_for_dpd = and_(Bill.due_ordinal < end_ordinal, ~charged_off_by_end, ~in_plan_by_end)
+    counts_for_dpd = and_(Bill.due_ordinal < end_ordinal, ~charged_off_by_end, ~in_plan_by_end, noticed_by_end)
     return (
         select(
             Bill.account_pk,
             func.max(case((counts_for_dpd, end_ordinal - Bill.due_ordinal), else_=0)).label("max_dpd"),
-            func.max(case((charged_off_by_end, 1), else_=0)).label("charged_off"),
+            func.max(case((and_(charged_off_by_end, noticed_by_end), 1), else_=0)).label("charged_off"),
             func.count().label("outstanding"),
         )
         .where(

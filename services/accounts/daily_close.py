@@ -399,6 +399,17 @@ def _finish_day(ctx: JobContext, lease: JobLease, day: date, stats: dict[str, in
     return summary
 
 
+def _run_summary(state: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    """The whole run's summary: the flows (penalty accrued, time taken) added up over the
+    dates closed, which are listed; the states (bills overdue, accounts restricted) as
+    the last date left them."""
+    return {
+        "status": "closed", "dates_closed": list(state["closed"]), "business_date": last["business_date"],
+        "bills_overdue": last["bills_overdue"], "accounts_restricted": last["accounts_restricted"],
+        "penalty_accrued": fen_str(state.get("penalty_fen", 0)), "duration_ms": state.get("duration_ms", 0),
+    }
+
+
 def daily_close(ctx: JobContext) -> JobResult:
     """Close every date from the day after the last closed one up to ``ctx.business_date``."""
     target = ctx.business_date
@@ -433,10 +444,13 @@ def daily_close(ctx: JobContext) -> JobResult:
             if time.monotonic() > deadline and state["cursor"] <= max_pk:
                 return JobResult({"status": "in_progress", "business_date": day.isoformat()}, more=True, state=state)
         state["stats"]["duration_ms"] = state["elapsed_ms"]
+        penalty_fen, duration_ms = state["stats"].get("penalty_accrued_fen", 0), state["elapsed_ms"]
         summary = _finish_day(ctx, lease, day, state["stats"], 0)
         state["closed"].append(day.isoformat())
+        state["penalty_fen"] = state.get("penalty_fen", 0) + penalty_fen
+        state["duration_ms"] = state.get("duration_ms", 0) + duration_ms
         if day >= target:
-            return JobResult({"status": "closed", "dates_closed": state["closed"], **summary})
+            return JobResult(_run_summary(state, summary))
         state.update(day=(day + timedelta(days=1)).isoformat(), cursor=0, stats={}, elapsed_ms=0)
         if time.monotonic() > deadline:
             return JobResult({"status": "in_progress", "business_date": state["day"]}, more=True, state=state)

@@ -93,6 +93,10 @@ class Bill(Base):
     settled_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     origin: Mapped[str] = mapped_column(String(16), default="statement")  # statement | plan_default
     last_closed_on: Mapped[date | None] = mapped_column(Date, nullable=True)  # makes a re-run chunk a no-op
+    # The pre-report notice (collection.notice.sent, RULES 5.4): its date and channel; until
+    # it is given the bill's overdue stays out of the monthly report.
+    report_notice_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    report_notice_channel: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 # What the nightly close reads: only bills with principal still unpaid (a small share of all bills).

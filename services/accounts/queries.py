@@ -143,6 +143,9 @@ def _bill(bill: Bill) -> dict[str, Any]:
         "in_plan": bill.plan_id is not None,
         "plan_id": bill.plan_id,
         "settled_on": _iso(bill.settled_on),
+        "bureau_marked_on": _iso(bill.bureau_marked_on),
+        "report_notice_on": _iso(bill.report_notice_on),
+        "report_notice_channel": bill.report_notice_channel,
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from services.accounts.grants import credit_line_granted_batch
 from services.accounts.plans import plan_activated, plan_completed, plan_defaulted
 from services.accounts.purchases import purchase_requested_batch
+from services.accounts.report_notices import notice_sent
 from services.accounts.repayments import repayment_received_batch
 from shared.bus.handling import BatchHandler, Handler
 
@@ -18,4 +19,5 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "plan.activated": plan_activated,
     "plan.defaulted": plan_defaulted,
     "plan.completed": plan_completed,
+    "collection.notice.sent": notice_sent,
 }

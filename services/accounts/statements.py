@@ -102,16 +102,20 @@ def statements(ctx: JobContext) -> JobResult:
             lease.acquire(session, statement, ctx.clock.now())
         while state["cursor"] <= max_pk:
             with transaction(ctx.engine) as session:
-                state["issued"] += issue_chunk(session, ctx, statement, state["cursor"],
-                                               state["cursor"] + CHUNK_ACCOUNTS)
+                issued = issue_chunk(session, ctx, statement, state["cursor"], state["cursor"] + CHUNK_ACCOUNTS)
+            state["issued"] += issued
+            state["date_issued"] = state.get("date_issued", 0) + issued
             state["cursor"] += CHUNK_ACCOUNTS
             if time.monotonic() > deadline and state["cursor"] <= max_pk:
                 return JobResult({"status": "in_progress"}, more=True, state=state)
         with transaction(ctx.engine) as session:
-            lease.finish(session, statement, {"bills_issued": state["issued"]}, ctx.clock.now())
+            lease.finish(session, statement, {"bills_issued": state.get("date_issued", 0)}, ctx.clock.now())
+        state.setdefault("statement_dates", []).append(statement.isoformat())
         state["pending"].pop(0)
-        state["cursor"] = 0
+        state["cursor"], state["date_issued"] = 0, 0
     with transaction(ctx.engine) as session:
         lease.acquire(session, ctx.business_date, ctx.clock.now())
         lease.finish(session, ctx.business_date, {"bills_issued": state["issued"]}, ctx.clock.now())
-    return JobResult({"status": "issued", "bills_issued": state["issued"]})
+    # the run's figures: the bills of every statement date it issued, added up, and those dates
+    return JobResult({"status": "issued", "bills_issued": state["issued"],
+                      "statement_dates": state.get("statement_dates", [])})

@@ -3,12 +3,17 @@
 ``collections_daily`` (beat 08:00; by hand for any date) decides each case's actions for
 the business date with the domain strategy: SMS contacts are *queued* for the day's
 window, tasks are created at once, stage changes escalate. Idempotent per (case, date,
-kind, template): a re-run plans nothing twice.
+kind, template): a re-run plans nothing twice. A run for T after missed dates runs each of
+them first, in order, each once (``job_runs``), without late contacts; every case whose
+overdue bill has no pre-report notice yet gets one on T: the notice SMS, or a letter task
+when no own phone is known (``domain/notices.py``, RULES 6.10 and 6.11).
 
 ``contact_dispatch`` (every minute 08:00–21:00; by hand with --date and --at) sends the
 queued contacts due at the job's instant, each re-checked by the compliance guard just
-before it goes out. Each contact is its own short transaction, and the gateway call
-happens between two of them (never inside one), so a slow provider holds no locks.
+before it goes out (one due on a missed date is suppressed ``past_date``, except the
+notice; a notice SMS handed to the gateway emits ``collection.notice.sent``). Each
+contact is its own short transaction, and the gateway call happens between two of them
+(never inside one), so a slow provider holds no locks.
 
 Both work in bounded slices (JobResult.more) so each Celery task stays short.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -52,7 +57,17 @@ from services.collections.domain import (
     promise_state,
     render,
 )
-from services.collections.domain.compliance import cap_reason
+from services.collections.domain.compliance import cap_reason, is_own_phone
+from services.collections.domain.notices import (
+    LETTER_DUE_DAYS,
+    SKIPPED_PAST_DATE,
+    BillNotice,
+    NoticeChannel,
+    bills_awaiting_notice,
+    contacts_on,
+    dates_to_run,
+    notice_channel,
+)
 from services.collections.models import (
     Bill,
     CaseStageHistory,
@@ -60,6 +75,7 @@ from services.collections.models import (
     CollectorTask,
     ContactAttempt,
     Customer,
+    JobRun,
     PromiseToPay,
     Repayment,
     SmsMessage,
@@ -74,11 +90,14 @@ from shared.bus.outbox import PendingEvent, payload_json
 from shared.clock import at_local
 from shared.db import transaction
 from shared.events import payloads as p
+from shared.job_runs import JobLease, last_done
 from shared.jobs import JobContext, JobResult
 from shared.log import get_logger
 from shared.money import from_fen
 
 log = get_logger(__name__)
+
+JOB = "collections-daily"
 
 # A slice is one Celery task: a fraction of a second of work (2,000 cases are ~0.3 s on
 # PostgreSQL), far inside a slice's time limit (shared/job_timing.py); smaller slices spend more on
@@ -102,7 +121,7 @@ SEND_BUDGET = IN_FLIGHT.total_seconds() / 2
 
 # How long people have for a task (business days after it is created): a call the
 # same day, an agency referral or a legal file within the working week.
-TASK_DUE_DAYS = {"call": 0, "agency": 3, "legal": 5}
+TASK_DUE_DAYS = {"call": 0, "agency": 3, "legal": 5, "letter": LETTER_DUE_DAYS}
 _MESSAGE_ID_NAMESPACE = uuid.UUID("9a4d8d4e-3c1b-4f7e-9a55-6c0f1f3e2b10")
 
 
@@ -122,26 +141,91 @@ def _window_start(ctx: JobContext) -> datetime:
 # =============================================================================================
 
 def collections_daily(ctx: JobContext) -> JobResult:
-    """Decide every open case's actions for the business date (one slice of cases).
+    """Run every date from the day after the last one done up to ``ctx.business_date``,
+    in order (``dates_to_run``), each date once (its ``job_runs`` row), a slice of cases
+    at a time; the summary adds the dates' figures up and lists the dates.
+
+    A missed date's run plans no contacts (``contacts_on``): what it would have planned
+    is counted as skipped, the notice owed is given on the business date itself."""
+    state = dict(ctx.state)
+    job = _job_name(ctx)
+    if "dates" not in state:
+        with transaction(ctx.engine) as session:
+            last = _last_done(session, job)
+        dates = dates_to_run(last, ctx.business_date)
+        state.update(run=state.get("run") or ctx.run or uuid.uuid4().hex, dates=[d.isoformat() for d in dates],
+                     ran=[], after_pk=0, totals={}, day_totals={})
+    lease = JobLease(JobRun, job, state["run"])
+    budget = CASES_PER_SLICE
+    while state["dates"]:
+        day = date.fromisoformat(state["dates"][0])
+        with transaction(ctx.engine) as session:
+            lease.acquire(session, day, ctx.clock.now())
+        day_ctx = replace(ctx, business_date=day, at=ctx.at if day == ctx.business_date else None)
+        cases, counts = _daily_slice(day_ctx, int(state["after_pk"]), budget,
+                                     contacts=contacts_on(day, ctx.business_date))
+        for key, count in counts.items():
+            state["day_totals"][key] = state["day_totals"].get(key, 0) + count
+        budget -= len(cases)
+        if len(cases) and budget <= 0:  # the slice's share of cases is used up: go on in the next one
+            state["after_pk"] = cases[-1].pk
+            return JobResult(summary=_daily_summary(state, in_progress=day), more=True, state=state)
+        with transaction(ctx.engine) as session:
+            lease.finish(session, day, state["day_totals"], ctx.clock.now())
+        for key, count in state["day_totals"].items():
+            state["totals"][key] = state["totals"].get(key, 0) + count
+        state["ran"].append(day.isoformat())
+        state.update(dates=state["dates"][1:], after_pk=0, day_totals={})
+    return JobResult(summary=_daily_summary(state))
+
+
+def _job_name(ctx: JobContext) -> str:
+    """The ``job_runs`` name of this chain: the job's, or its share's when partitioned
+    (each chain of a fan-out runs the missed dates of its own share of the cases)."""
+    if ctx.partition is None:
+        return JOB
+    index, count = ctx.partition
+    return f"{JOB}#{index}/{count}"
+
+
+def _last_done(session: Session, job: str) -> date | None:
+    """The latest date done by this chain's name or by the whole job's."""
+    days = [d for d in (last_done(session, JobRun, job), last_done(session, JobRun, JOB)) if d is not None]
+    return max(days) if days else None
+
+
+def _daily_summary(state: dict[str, Any], in_progress: date | None = None) -> dict[str, Any]:
+    """The run so far: the figures of the dates done, added up, and which dates they were."""
+    totals = {k: int(v) for k, v in state["totals"].items()}
+    if in_progress is not None:
+        for key, count in state["day_totals"].items():
+            totals[key] = totals.get(key, 0) + int(count)
+    summary: dict[str, Any] = {"cases": 0, **totals, "dates_run": list(state["ran"])}
+    skipped = totals.get(f"contacts_skipped_{SKIPPED_PAST_DATE}", 0)
+    if skipped:
+        summary["skipped"] = (f"{skipped} contacts due on missed dates were not made late ({SKIPPED_PAST_DATE}); "
+                              "a pending pre-report notice goes out on the business date")
+    if in_progress is not None:
+        summary["in_progress"] = in_progress.isoformat()
+    return summary
+
+
+def _daily_slice(ctx: JobContext, after: int, limit: int, *, contacts: bool) -> tuple[list[CollectionCase], dict[str, int]]:
+    """Decide up to ``limit`` open cases' actions for ``ctx.business_date``, after case ``after``.
 
     Set-based: the slice's facts are read in a few queries (:class:`SliceFacts`, the day's
     plan keys and tasks, the open tasks, the call history), the domain runs per case in
     memory, and what it decided is written in bulk when the transaction flushes (the
     events with one insert, in the order the cases were decided)."""
-    after = int(ctx.state.get("after_pk", 0))
-    totals: dict[str, int] = {k: int(v) for k, v in ctx.state.get("totals", {}).items()}
     with transaction(ctx.engine) as session:
-        cases = session.scalars(select(CollectionCase).where(
+        cases = list(session.scalars(select(CollectionCase).where(
             CollectionCase.pk > after, _something_to_do(ctx), *_in_share(ctx, CollectionCase.pk),
-        ).order_by(CollectionCase.pk).limit(CASES_PER_SLICE)).all()
+        ).order_by(CollectionCase.pk).limit(limit)).all())
         emit = _BufferedEmit(_planning_instant(ctx))
-        for key, count in _run_slice(ctx, session, list(cases), emit).items():
-            totals[key] = totals.get(key, 0) + count
+        counts = _run_slice(ctx, session, cases, emit, contacts=contacts)
         emit.flush(ctx, session)
-    totals["cases"] = totals.get("cases", 0) + len(cases)  # the whole chain's, not this slice's
-    more = len(cases) == CASES_PER_SLICE
-    state = {"after_pk": cases[-1].pk if cases else after, "totals": totals}
-    return JobResult(summary=dict(totals), more=more, state=state)
+    counts["cases"] = counts.get("cases", 0) + len(cases)
+    return cases, counts
 
 
 def _in_share(ctx: JobContext, case_pk: Any) -> list[Any]:
@@ -212,8 +296,12 @@ class _DayState:
     histories: dict[str, list[tuple[int, str, datetime]]]  # call caps: contact history rows
 
 
-def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], emit: _BufferedEmit) -> dict[str, int]:
-    """The slice's cases for one day, in pk order: judge promises, track the stage, plan."""
+def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], emit: _BufferedEmit, *,
+               contacts: bool = True) -> dict[str, int]:
+    """The slice's cases for one day, in pk order: judge promises, track the stage, plan.
+
+    ``contacts`` False (a missed date run late): the stage is tracked as of the day, but
+    the day's planned actions are only counted as skipped, and no notice is planned."""
     rules = ctx.rules.collections
     strategy, _ = strategy_and_templates(rules)
     slice_facts = SliceFacts.load(session, cases)
@@ -235,6 +323,13 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
             facts = slice_facts.facts(case, ctx.business_date, rules)
             assert facts is not None
         decided.append((case, facts, actions_for_day(facts.view, ctx.business_date, strategy)))
+    if not contacts:
+        missed = {"escalations": 0, f"contacts_skipped_{SKIPPED_PAST_DATE}": 0}
+        for case, facts, actions in decided:
+            if case.status == "open" and not case.plan_active:
+                missed["escalations"] += _track_stage(session, emit, case, facts.view.stage, ctx.business_date)
+            missed[f"contacts_skipped_{SKIPPED_PAST_DATE}"] += len(actions)
+        return {key: count for key, count in missed.items() if count}
     # what the actions are checked against, for the whole slice at once
     keys = [_action_key(case.account_id, ctx.business_date, action)
             for case, _, actions in decided for action in actions]
@@ -253,13 +348,18 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
         call_accounts = {case.account_id for case, _, actions in decided
                          for action in actions if action.kind is ActionKind.CALL}
         state.histories = contact_histories(session, call_accounts)
+    owed = _notices_owed(decided, slice_facts, ctx)
     counts: dict[str, int] = {}
     for case, facts, actions in decided:
         if case.status == "open" and not case.plan_active:
             counts["escalations"] = counts.get("escalations", 0) + _track_stage(
                 session, emit, case, facts.view.stage, ctx.business_date)
+        notice_first = case.account_id in owed and owed[case.account_id][3] is NoticeChannel.SMS
         for action in actions:
-            if action.kind.is_message:
+            if action.kind.is_message and notice_first:
+                # the day's one SMS (RULES 6.5) is the notice owed, which also asks for payment
+                counts["contacts_replaced_by_notice"] = counts.get("contacts_replaced_by_notice", 0) + 1
+            elif action.kind.is_message:
                 counts["contacts_queued"] = counts.get("contacts_queued", 0) + _queue_message(
                     session, state, case, action, facts.bill.bill_id if facts.bill else None, ctx)
             else:
@@ -268,7 +368,103 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
                 counts["tasks_created"] = counts.get("tasks_created", 0) + created
         if case.promise_broken and actions:
             case.promise_broken = False  # acted on: the next action was brought forward today
+    for key, count in _plan_notices(session, state, emit, owed, slice_facts, ctx).items():
+        counts[key] = counts.get(key, 0) + count
     return counts
+
+
+_Owed = dict[str, tuple[CollectionCase, CaseFacts, list[str], NoticeChannel]]
+
+
+def _notices_owed(decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAction]]], slice_facts: SliceFacts,
+                  ctx: JobContext) -> _Owed:
+    """The open cases with an overdue bill not yet noticed (RULES 6.10) that the day's plan
+    does not already notify (the strategy's own notice SMS), with the bills and channel."""
+    strategy, _ = strategy_and_templates(ctx.rules.collections)
+    owed: _Owed = {}
+    for case, facts, actions in decided:
+        if case.status != "open" or case.plan_active or facts.view.cured:
+            continue
+        bill_ids = bills_awaiting_notice(
+            (BillNotice(b.bill_id, b.due_date, b.report_notice_on) for b in slice_facts.bills.get(case.account_id, [])),
+            ctx.business_date)
+        customer = slice_facts.customers.get(case.account_id)
+        channel = notice_channel(is_own_phone(customer.phone if customer else "", facts.view))
+        planned_today = any(a.template == strategy.bureau_notice_template for a in actions)
+        if bill_ids and (channel is NoticeChannel.LETTER or not planned_today):
+            owed[case.account_id] = (case, facts, bill_ids, channel)
+    return owed
+
+
+def _plan_notices(session: Session, state: _DayState, emit: Emit, owed: _Owed, slice_facts: SliceFacts,
+                  ctx: JobContext) -> dict[str, int]:
+    """Queue the notice SMS of each case owed one (unless an earlier day's is still queued),
+    or create its letter task when the customer's own phone is not known."""
+    if not owed:
+        return {}
+    strategy, _ = strategy_and_templates(ctx.rules.collections)
+    template = strategy.bureau_notice_template
+    keys = {account_id: _plan_key(account_id, ctx.business_date, channel.value,
+                                  template if channel is NoticeChannel.SMS else "letter")
+            for account_id, (_, _, _, channel) in owed.items()}
+    planned = state.plan_keys | set(session.scalars(select(ContactAttempt.plan_key).where(
+        ContactAttempt.plan_key.in_(sorted(keys.values())))).all())
+    queued = set(session.scalars(select(ContactAttempt.account_id).where(
+        ContactAttempt.account_id.in_(sorted(owed)), ContactAttempt.template == template,
+        ContactAttempt.channel == "sms", ContactAttempt.status.in_(("queued", "sending")))).all())
+    counts: dict[str, int] = {}
+    for account_id, (case, facts, bill_ids, channel) in owed.items():
+        key = keys[account_id]
+        if key in planned or (channel is NoticeChannel.SMS and account_id in queued):
+            continue
+        state.plan_keys.add(key)
+        if channel is NoticeChannel.SMS:
+            session.add(ContactAttempt(
+                plan_key=key, account_id=account_id, business_date=ctx.business_date, channel="sms",
+                kind=ActionKind.SMS.value, template=template, stage=facts.view.stage.value, dpd=facts.view.dpd,
+                trigger=NOTICE_TRIGGER, bill_id=bill_ids[0], status="queued",
+                planned_for=utc(_planning_instant(ctx)), deferrals=0, send_attempts=0,
+            ))
+            counts["notices_queued"] = counts.get("notices_queued", 0) + 1
+        else:
+            _notice_letter(session, emit, case, facts, bill_ids, slice_facts, ctx, key)
+            counts["letters_created"] = counts.get("letters_created", 0) + 1
+    return counts
+
+
+# The trigger recorded on a notice planned because an overdue bill had none.
+NOTICE_TRIGGER = "pre_report_notice"
+
+
+def _notice_letter(session: Session, emit: Emit, case: CollectionCase, facts: CaseFacts, bill_ids: list[str],
+                   slice_facts: SliceFacts, ctx: JobContext, key: str) -> None:
+    """A letter task as the notice (no own phone): created, recorded, and counted as the
+    notice of the bills on the day (collection.task.created, collection.notice.sent)."""
+    strategy, _ = strategy_and_templates(ctx.rules.collections)
+    task_id = str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, key))
+    due_by = ctx.business_date + timedelta(days=TASK_DUE_DAYS["letter"])
+    stage = facts.view.stage.value
+    session.add(CollectorTask(
+        task_id=task_id, account_id=case.account_id, kind="letter", stage=stage, dpd=facts.view.dpd,
+        amount_fen=facts.amount_fen, trigger=NOTICE_TRIGGER, created_on=ctx.business_date, due_by=due_by,
+        status="open",
+    ))
+    session.add(ContactAttempt(
+        plan_key=key, account_id=case.account_id, business_date=ctx.business_date, channel="letter",
+        kind="letter", template=strategy.bureau_notice_template, stage=stage, dpd=facts.view.dpd,
+        trigger=NOTICE_TRIGGER, bill_id=bill_ids[0], task_id=task_id, status="task_created",
+        planned_for=utc(_planning_instant(ctx)), deferrals=0, send_attempts=0,
+    ))
+    for bill in slice_facts.bills.get(case.account_id, []):
+        if bill.bill_id in bill_ids:
+            bill.report_notice_on = ctx.business_date
+    emit("collection.task.created", p.CollectionTaskCreated(
+        task_id=task_id, account_id=case.account_id, kind="letter", stage=stage, due_by=due_by,
+    ), case.account_id)
+    emit("collection.notice.sent", p.CollectionNoticeSent(
+        notice_id=task_id, account_id=case.account_id, channel="letter", bill_ids=bill_ids,
+        business_date=ctx.business_date, sent_at=_planning_instant(ctx),
+    ), case.account_id)
 
 
 def _planning_instant(ctx: JobContext) -> datetime:
@@ -565,6 +761,9 @@ def _judge_contact(ctx: JobContext, session: Session, emit: Emit, contact: Conta
     if facts is None:
         suppress(emit, contact, "cured")
         return "suppressed"
+    if _missed(contact, ctx):
+        suppress(emit, contact, SKIPPED_PAST_DATE)
+        return "suppressed"
     request = ContactRequest(kind=ActionKind(contact.kind), phone=customer.phone if customer else "",
                              template=contact.template)
     decision = check_contact(request, history_view(history, exclude_id=contact.id), facts.view, now, rules.compliance)
@@ -586,6 +785,15 @@ def _judge_contact(ctx: JobContext, session: Session, emit: Emit, contact: Conta
     contact.status, contact.attempted_at, contact.message_id = "sending", utc(now), sms.message_id
     contact.send_attempts += 1
     return Prepared(contact.id, sms)
+
+
+def _missed(contact: ContactAttempt, ctx: JobContext) -> bool:
+    """A contact that was due on an earlier date and never went (the dispatcher did not
+    run then): not made late (RULES 6.11), except the pre-report notice, owed whatever the
+    date. A deferred or retried contact is due again today: its planned_for was moved."""
+    strategy, _ = strategy_and_templates(ctx.rules.collections)
+    return contact.template != strategy.bureau_notice_template \
+        and aware(contact.planned_for) < at_local(ctx.business_date, "00:00")  # type: ignore[operator]
 
 
 def _message_for(session: Session, contact: ContactAttempt, customer: Customer, facts: CaseFacts,
@@ -641,8 +849,33 @@ def _record_sends(ctx: JobContext, sent: list[tuple[Prepared, GatewayReceipt | N
         outcomes = {prepared.contact_id: _record_send(ctx, emit, contacts.get(prepared.contact_id),
                                                       messages.get(prepared.sms.message_id), receipt, now)
                     for prepared, receipt in sent}
+        _record_notices(ctx, session, emit, [contacts[prepared.contact_id] for prepared, _ in sent
+                                             if outcomes.get(prepared.contact_id) == "sent"], now)
         emit.flush(ctx, session)
         return outcomes
+
+
+def _record_notices(ctx: JobContext, session: Session, emit: Emit, sent: list[ContactAttempt], now: datetime) -> None:
+    """A notice SMS handed to the gateway is the pre-report notice of the account's overdue
+    bills not yet noticed (RULES 6.10): recorded on them, announced by collection.notice.sent."""
+    strategy, _ = strategy_and_templates(ctx.rules.collections)
+    notices = {c.account_id: c for c in sent if c.template == strategy.bureau_notice_template}
+    if not notices:
+        return
+    bills = session.scalars(select(Bill).where(
+        Bill.account_id.in_(sorted(notices)), Bill.unpaid_fen > 0, Bill.plan_id.is_(None),
+        Bill.due_date < ctx.business_date, Bill.report_notice_on.is_(None),
+    ).order_by(Bill.account_id, Bill.due_date, Bill.bill_id).with_for_update()).all()
+    by_account: dict[str, list[Bill]] = {}
+    for bill in bills:
+        by_account.setdefault(bill.account_id, []).append(bill)
+    for account_id, noticed in by_account.items():
+        for bill in noticed:
+            bill.report_notice_on = ctx.business_date
+        emit("collection.notice.sent", p.CollectionNoticeSent(
+            notice_id=notices[account_id].message_id or str(notices[account_id].id), account_id=account_id,
+            channel="sms", bill_ids=[b.bill_id for b in noticed], business_date=ctx.business_date, sent_at=now,
+        ), account_id)
 
 
 def _record_send(ctx: JobContext, emit: Emit, contact: ContactAttempt | None, message: SmsMessage | None,

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.bus.handling import BusTables
 from shared.bus.tables import add_bus_tables
 from shared.db import BigId, service_base
+from shared.job_runs import JobRunColumns
 
 Base = service_base()
 _bus = add_bus_tables(Base.metadata)
@@ -100,6 +101,8 @@ class Bill(Base):
     state_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # moved into a plan
     charged_off_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The pre-report notice about this bill (RULES 5.4): the date it went out, by SMS or letter.
+    report_notice_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class Plan(Base):
@@ -262,3 +265,9 @@ class Repayment(Base):
     account_id: Mapped[str] = mapped_column(String(64), index=True)
     amount_fen: Mapped[int] = mapped_column(Fen)
     applied_on: Mapped[date] = mapped_column(Date)
+
+
+class JobRun(JobRunColumns, Base):
+    """A scheduled job's run for a business date: collections-daily catches up from it."""
+
+    __tablename__ = "job_runs"

@@ -60,7 +60,7 @@ def plan_monitor(ctx: JobContext) -> JobResult:
                 return JobResult({"skipped": "already_done"})
             state = {"run": ctx.run or uuid.uuid4().hex}
             JobLease(JobRun, JOB, state["run"]).acquire(session, day, ctx.clock.now())
-        state.update(after_pk=0, overdue=0, defaulted=0, expired_offers=_expire_offers(ctx, day))
+        state.update(after_pk=0, overdue=0, defaulted=0, expired_offers=_expire_offers(ctx, day), day=day.isoformat())
     else:  # a later slice renews the run's lease (shared/job_runs.py)
         with transaction(ctx.engine) as session:
             JobLease(JobRun, JOB, state["run"]).acquire(session, day, ctx.clock.now())
@@ -84,7 +84,10 @@ def _finish(ctx: JobContext, day: date, state: dict) -> JobResult:  # type: igno
 
 
 def _summary(state: dict) -> dict:  # type: ignore[type-arg]
-    return {k: state[k] for k in ("overdue", "defaulted", "expired_offers")}
+    """The run's figures; plan-monitor runs its one business date (it does not catch up:
+    the default rule reads each installment's DPD on the day it runs), listed as the
+    other jobs list the dates they ran."""
+    return {**{k: state[k] for k in ("overdue", "defaulted", "expired_offers")}, "dates_run": [state["day"]]}
 
 
 def _expire_offers(ctx: JobContext, day: date) -> int:

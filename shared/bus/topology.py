@@ -29,6 +29,7 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "plan.activated",
         "plan.defaulted",
         "plan.completed",
+        "collection.notice.sent",
     ),
     "collections": (
         "credit.line.granted",

@@ -285,9 +285,20 @@ class ContactSuppressed(Payload):
 class CollectionTaskCreated(Payload):
     task_id: Id
     account_id: Id
-    kind: Literal["call", "agency", "legal"]
+    kind: Literal["call", "agency", "legal", "letter"]
     stage: str
     due_by: BusinessDate
+
+
+class CollectionNoticeSent(Payload):
+    """The notice before negative information is reported (征信业管理条例 Art. 15)."""
+
+    notice_id: Id
+    account_id: Id
+    channel: Literal["sms", "letter"]
+    bill_ids: list[Id] = Field(min_length=1)
+    business_date: BusinessDate
+    sent_at: Timestamp
 
 
 class CollectionEscalated(Payload):
@@ -435,6 +446,7 @@ PAYLOADS: dict[str, type[Payload]] = {
     "reminder.sent": ReminderSent,
     "contact.suppressed": ContactSuppressed,
     "collection.task.created": CollectionTaskCreated,
+    "collection.notice.sent": CollectionNoticeSent,
     "collection.escalated": CollectionEscalated,
     "collection.case.closed": CollectionCaseClosed,
     "risk.assessed": RiskAssessed,

@@ -89,9 +89,14 @@ def test_a_delinquent_account_through_the_stages(collections_system: System) -> 
                    "penalty_interest": "15.50", "late_fee": "10.00"}],
     }, account, producer="accounts", occurred_at="2026-04-10T00:30:00+08:00")
     _wait_applied(system, 3)
-    _job(system, "collections-daily", "2026-04-10")
-    escalated = out.wait_for("collection.escalated", _by("account_id", account))[0]["payload"]
-    assert (escalated["from_stage"], escalated["to_stage"]) == ("pre_due", "mid")
+    # collections last ran 03-07: it runs 03-08 … 04-10 in order, the stages as of each date,
+    # no SMS of those dates sent late; the pre-report notice never sent is queued for 04-10
+    daily = _job(system, "collections-daily", "2026-04-10")
+    assert daily["dates_run"][0] == "2026-03-08" and daily["dates_run"][-1] == "2026-04-10"
+    assert len(daily["dates_run"]) == 34 and daily["contacts_skipped_past_date"] > 0
+    assert daily["notices_queued"] == 1
+    escalated = out.wait_for("collection.escalated", lambda p: p["account_id"] == account and p["to_stage"] == "mid")
+    assert (escalated[0]["payload"]["from_stage"], escalated[0]["payload"]["business_date"]) == ("early", "2026-04-10")
     task = out.wait_for("collection.task.created", _by("account_id", account))[0]["payload"]
     assert (task["kind"], task["stage"], task["due_by"]) == ("call", "mid", "2026-04-10")
     worklist = _cli_json(system, "worklist")
@@ -110,7 +115,8 @@ def test_a_delinquent_account_through_the_stages(collections_system: System) -> 
 
     history = _cli_json(system, "history", account)
     assert history["case"]["status"] == "closed" and history["case"]["closed_reason"] == "cured"
-    assert [(c["template"], c["status"]) for c in history["contacts"]] == [("pre_due", "sent"), ("call", "task_created")]
+    assert [(c["template"], c["status"]) for c in history["contacts"]] == [
+        ("pre_due", "sent"), ("call", "task_created"), ("grace_first", "suppressed")]  # the notice: cured first
     assert [t["status"] for t in history["tasks"]] == ["cancelled"]
     kpis = _cli_json(system, "kpis", "--from", "2026-04-10", "--to", "2026-04-30")
     assert kpis["open_on_from"]["cure_rate_by_stage"]["mid"] == {"numerator": 1, "denominator": 1, "value": "1.0000"}

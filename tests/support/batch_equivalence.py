@@ -213,10 +213,11 @@ class Service:
     def state(self, engine: Engine) -> State:
         """Every row the service keeps, table by table in primary-key order, and its outbox
         (payloads parsed). Left out: the bus's own bookkeeping (inbox, dead letters,
-        ``bus_meta``), surrogate ids no other row refers to (PostgreSQL's sequences may skip
+        ``bus_meta``) and the jobs' (``job_runs``: which run, or which share of one, did a
+        date), surrogate ids no other row refers to (PostgreSQL's sequences may skip
         some), the outbox's own event ids and publish stamps."""
         bus = self.definition.bus
-        bookkeeping = {"bus_meta", bus.inbox.name, bus.dead_letters.name}
+        bookkeeping = {"bus_meta", bus.inbox.name, bus.dead_letters.name, "job_runs"}
         found = {table.name: rows(engine, table, *table.primary_key.columns, skip=self._left_out(table))
                  for table in self.definition.metadata.sorted_tables if table.name not in bookkeeping}
         for row in found[bus.outbox.name]:

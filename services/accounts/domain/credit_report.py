@@ -16,6 +16,11 @@ Precedence when several apply at the month's end, first match wins, and why:
 4. ``1``-``7`` by the month-end maximum DPD.
 5. ``N``.
 
+Notice before report (征信业管理条例 Art. 15): a bill's overdue (its DPD, its charge-off)
+goes into a month's line only when the customer was told it would be reported by that
+month's end (:func:`overdue_reportable`); until then the bill counts as not overdue, and
+the first report whose month ends on or after the notice carries it.
+
 Retention: a mark is purged on the day the debt has been settled for
 ``mark_retention_years`` (5) years; 29 February falls back to 28 February.
 """
@@ -55,6 +60,12 @@ def bureau_status(
     if in_active_plan:
         return STATUS_RESTRUCTURED
     return dpd_status(month_end_max_dpd)
+
+
+def overdue_reportable(report_notice_on: date | None, month_end: date) -> bool:
+    """Whether a bill's overdue may be written into the report of the month ending
+    ``month_end``: only once the pre-report notice was given, on or before that day."""
+    return report_notice_on is not None and report_notice_on <= month_end
 
 
 def mark_due(dpd: int, already_marked: bool, rules: CreditReportRules) -> bool:

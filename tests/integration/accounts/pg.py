@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -67,7 +67,8 @@ def bill(owner: Account, bill_id: str, *, statement: str, due: str, principal_fe
          unpaid_fen: int | None = None, settled_on: str | None = None, charged_off_on: str | None = None,
          plan_id: str | None = None, **columns: object) -> Bill:
     """A bill of ``owner`` (flushed, so it has a pk). Unpaid defaults to all of it, or 0
-    when settled."""
+    when settled; its pre-report notice was given the day after its due date (DPD 1)
+    unless ``report_notice_on`` says otherwise (None: never)."""
     unpaid = unpaid_fen if unpaid_fen is not None else (0 if settled_on else principal_fen)
     values: dict[str, object] = {
         "bill_id": bill_id, "account_pk": owner.pk, "statement_date": d(statement), "due_date": d(due),
@@ -76,7 +77,7 @@ def bill(owner: Account, bill_id: str, *, statement: str, due: str, principal_fe
         "penalty_charged_fen": 0, "late_fee_charged_fen": 0, "dpd": 0,
         "settled_on": d(settled_on) if settled_on else None,
         "charged_off_on": d(charged_off_on) if charged_off_on else None, "written_off_fen": 0, "plan_id": plan_id,
-        "origin": "statement",
+        "origin": "statement", "report_notice_on": d(due) + timedelta(days=1), "report_notice_channel": "sms",
     }
     values.update(columns)
     return Bill(**values)

@@ -35,7 +35,8 @@ def db(accounts_db: AccountsDb) -> AccountsDb:
         s.flush()
         overdue = bill(owner, "cli-b2", statement="2026-02-20", due="2026-03-10", principal_fen=300_000,
                        unpaid_fen=200_000, dpd=10, unpaid_late_fee_fen=3_000, late_fee_charged_fen=3_000,
-                       unpaid_penalty_fen=1_500, penalty_charged_fen=1_500, overdue_since=d("2026-03-11"))
+                       unpaid_penalty_fen=1_500, penalty_charged_fen=1_500, overdue_since=d("2026-03-11"),
+                       bureau_marked_on=d("2026-03-14"), report_notice_on=d("2026-03-11"))
         settled = bill(owner, "cli-b1", statement="2026-01-20", due="2026-02-10", principal_fen=50_000,
                        settled_on="2026-02-09")
         s.add_all([overdue, settled])
@@ -102,6 +103,7 @@ def test_show_json_has_status_limits_restrictions_bills_and_balances(cli: CliRun
         "principal": "3000.00", "unpaid_principal": "2000.00", "unpaid_penalty": "15.00",
         "unpaid_late_fee": "30.00", "penalty_charged": "15.00", "late_fee_charged": "30.00",
         "charged_off": False, "charged_off_on": None, "in_plan": False, "plan_id": None, "settled_on": None,
+        "bureau_marked_on": "2026-03-14", "report_notice_on": "2026-03-11", "report_notice_channel": "sms",
     }
     assert view["active_plan"] is None
     assert [r["payment_id"] for r in view["repayments"]] == ["pay-bad", "pay-1"]  # most recent first
@@ -116,6 +118,7 @@ def test_show_prints_a_readable_layout(cli: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     for fragment in ("Account acc-cli-1", "available 500.00", "Restrictions", "Bills", "cli-b2", "2045.00"):
         assert fragment in result.output
+    assert "notice" in result.output and "2026-03-11" in result.output  # the pre-report notice and its date
 
 
 def test_ledger_proves_debits_equal_credits_with_a_running_balance(cli: CliRunner) -> None:

@@ -44,6 +44,11 @@ EXPECTED_APRIL = {
     "acc-closed-owing": "1",  # closed, but its bill was settled only after the month end
     "acc-closed-unbilled": "N",  # closed, a purchase posted in April billed in May: still owed
     "acc-closed-later": "N",  # nothing owed but closed only after the month end
+    # notice before report (RULES 5.4): the overdue is left out until the customer was told
+    "acc-2-unnoticed": "N",  # due 03-15, DPD 46 and marked, but never noticed
+    "acc-2-noticed-may": "N",  # due 03-15, noticed 05-01: after the month end
+    "acc-2-noticed-04-30": "2",  # noticed on the month's last day: reported
+    "acc-g-unnoticed": "N",  # charged off on 04-05, never noticed: not reported as G either
 }
 NOT_YET_OPEN = "acc-opened-may"
 
@@ -87,6 +92,14 @@ def _populate(db: AccountsDb) -> None:
             bill(a["acc-closed-unbilled"], "b-unbilled", statement="2026-05-01", due="2026-05-20",
                  settled_on="2026-05-02"),
             restriction(a["acc-closed-later"], "closed", added_on="2026-05-01"),
+            bill(a["acc-2-unnoticed"], "b-2-unnoticed", statement="2026-02-25", due="2026-03-15",
+                 report_notice_on=None, report_notice_channel=None, bureau_marked_on=date(2026, 3, 19)),
+            bill(a["acc-2-noticed-may"], "b-2-noticed-may", statement="2026-02-25", due="2026-03-15",
+                 report_notice_on=date(2026, 5, 1), bureau_marked_on=date(2026, 3, 19)),
+            bill(a["acc-2-noticed-04-30"], "b-2-noticed-04-30", statement="2026-02-25", due="2026-03-15",
+                 report_notice_on=date(2026, 4, 30), report_notice_channel="letter"),
+            bill(a["acc-g-unnoticed"], "b-g-unnoticed", statement="2025-09-15", due="2025-10-07",
+                 charged_off_on="2026-04-05", report_notice_on=None, report_notice_channel=None),
         ])
         s.flush()
         s.add_all([  # bureau marks: settled 5 years ago to the day, a day short, a leap day, unsettled
@@ -158,7 +171,9 @@ def test_april_report_codes_files_event_and_purge(db: AccountsDb, tmp_path: Path
         (row["account_id"], row["status"]) for row in lines
     ]
     assert document["status_counts"] == summary["status_counts"]
-    assert summary["status_counts"] == {"1": 2, "2": 3, "3": 1, "6": 1, "7": 1, "C": 2, "G": 1, "N": 6, "R": 1}
+    assert summary["status_counts"] == {"1": 2, "2": 4, "3": 1, "6": 1, "7": 1, "C": 2, "G": 1, "N": 9, "R": 1}
+    max_dpd = {row["account_id"]: row["max_dpd"] for row in lines}
+    assert (max_dpd["acc-2-unnoticed"], max_dpd["acc-2-noticed-may"], max_dpd["acc-2-noticed-04-30"]) == ("0", "0", "46")
     assert not list(report_dir.glob("*.partial"))
 
     (event,) = _events(db, "2026-04")

@@ -166,10 +166,10 @@ def test_plan_activation_closes_restructured_and_pauses_until_default(world: Wor
     world.bill(account, "plan-1-b1", DUE)
     dpd5 = DUE + timedelta(days=5)
     world.close_day(account, "plan-1-b1", DUE, dpd5)
-    world.daily(dpd5)  # grade C early, DPD 5: no SMS (4, 7, 10 ...)
+    world.daily(dpd5)  # grade C early, DPD 5: no strategy SMS (4, 7, 10 ...), the pre-report notice owed
     dpd7 = DUE + timedelta(days=7)
     world.close_day(account, "plan-1-b1", DUE, dpd7)
-    world.daily(dpd7)  # early SMS queued
+    world.daily(dpd7)  # the early SMS gives way to the notice still owed (one SMS a day)
     world.send("plan.activated", {
         "plan_id": "p-1", "offer_id": "o-1", "account_id": account, "principal": "1000.00", "term": 3,
         "bill_ids": ["plan-1-b1"], "schedule": [
@@ -178,7 +178,8 @@ def test_plan_activation_closes_restructured_and_pauses_until_default(world: Wor
     }, at=at_local(dpd7, "07:00"), producer="restructuring")
     world.dispatch(dpd7, "08:00")
     assert [e["reason"] for e in world.events(account, "collection.case.closed")] == ["restructured"]
-    assert [e["reason"] for e in world.events(account, "contact.suppressed")] == ["plan_active"]
+    assert [(e["template"], e["reason"]) for e in world.events(account, "contact.suppressed")] == [
+        ("grace_first", "plan_active")]
     # the plan's own reminder: 3 days before the installment due 2026-04-17
     for day in days(date(2026, 4, 13), date(2026, 4, 15)):
         world.day(day)

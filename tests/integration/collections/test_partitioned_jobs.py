@@ -81,7 +81,7 @@ def _run(engine: Engine, tmp: Path, shares: list[tuple[int, int] | None]) -> dic
 
 # The contact's id, and the message id derived from it: the shares insert the contacts
 # in another order, so these numbers differ while what they stand for does not.
-INSERTION_ORDER = ("contact_id", "message_id", "idempotency_key")
+INSERTION_ORDER = ("contact_id", "message_id", "idempotency_key", "notice_id")  # an SMS notice_id is its message_id
 
 
 def _without_insertion_order(row: dict[str, Any]) -> dict[str, Any]:
