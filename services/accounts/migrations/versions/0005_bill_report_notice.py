@@ -1,15 +1,15 @@
 """bills keep the pre-report notice (report_notice_on, report_notice_channel)
 
-Revision ID: 0004_bill_report_notice
-Revises: 0003
+Revision ID: 0005_bill_report_notice
+Revises: 0004_command_answers
 """
 from typing import Sequence, Union
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_bill_report_notice"
-down_revision: Union[str, None] = "0003"
+revision: str = "0005_bill_report_notice"
+down_revision: Union[str, None] = "0004_command_answers"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
