@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from tests.deployment.compose import ROOT, env_file, load_project, start_order
+from tests.deployment.prometheus import dashboard_queries, running_prometheus
 from tests.deployment.stack import Stack, build_image_environment, new_stack_root
 from tests.support.customers import credit_line, new_id, purchase, repayment
 from tests.support.system import OutsideSystem
@@ -104,6 +105,29 @@ def test_the_public_contract_end_to_end_and_no_dead_letter(stack: Stack) -> None
         assert letters == [], letters
     finally:
         out.close()
+
+
+def test_a_real_prometheus_scrapes_every_worker_and_the_dashboard_has_data(stack: Stack) -> None:
+    """deploy/prometheus's rules and deploy/grafana's dashboard against the stack's workers."""
+    workers = [r for r in stack.running if r.metrics_port]
+    assert {r.service for r in workers} == {"worker-accounts", "worker-collections", "worker-restructuring"}
+    out = _outside(stack)
+    try:
+        account = new_id("acc")
+        out.publish("credit.line.granted", credit_line(account, "5000.00"), account)
+        out.publish("purchase.requested", purchase(account, "100.00"), account)
+        out.wait_for("purchase.approved", lambda p: p.get("account_id") == account, timeout=60)
+    finally:
+        out.close()
+    for job, day in (("plan-monitor", "2026-03-01"), ("contact-dispatch", "2026-03-01"),
+                     ("plan-monitor", "2026-03-02"), ("contact-dispatch", "2026-03-02")):
+        _cli(stack, "jobs", "run", job, "--date", day, "--timeout", "120")
+    targets = [f"127.0.0.1:{r.metrics_port}" for r in workers]
+    with running_prometheus(targets, stack.root / "prometheus") as prometheus:
+        assert len(prometheus.wait_targets_up(len(targets))) == len(targets)
+        for title, expr in dashboard_queries():
+            assert prometheus.wait_until(f"data for {title!r}: {expr}", lambda e=expr: prometheus.query(e),
+                                         timeout=90), (title, expr)
 
 
 def test_a_second_worker_of_a_service_serves_beside_the_first(stack: Stack) -> None:
