@@ -29,6 +29,7 @@ from kombu import Connection
 from baitiao import registry
 from baitiao.simulation.behaviour import Mix, Portfolio
 from baitiao.simulation.environment import RunEnvironment, WorkerProcesses, fresh_environment, stop_embedded
+from baitiao.simulation.faults import KillDrill, KillPlan
 from baitiao.simulation.tally import Tally
 from baitiao.simulation.wire import Observer, Publisher, Quiescence, prepare_bus
 from shared.celery_app import base_celery_config
@@ -50,6 +51,8 @@ class SimulationConfig:
     mix: Mix = field(default_factory=lambda: Mix.load(None))
     use_running_workers: bool = False
     worker_concurrency: int = 2
+    workers_per_service: int = 1
+    kills: KillPlan | None = None  # a fault drill: SIGKILL a worker every so often (faults.py)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class SimulationRun:
     published: int = 0
     observed: int = 0
     job_summaries: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    drill: KillDrill | None = None
 
 
 ProgressHook = Callable[[int, int, int], None]  # days done, events so far, total days
@@ -87,7 +91,8 @@ class Driver:
         self.config = config
         self.timings = Timings()
         self.run_env = fresh_environment(config.out_dir.resolve(), config.use_running_workers)
-        self.workers = WorkerProcesses(self.run_env, config.worker_concurrency)
+        self.workers = WorkerProcesses(self.run_env, config.worker_concurrency, config.workers_per_service)
+        self.drill = KillDrill(self.workers, config.kills) if config.kills else None
         url = self.run_env.broker_url
         self.redis = redis.Redis.from_url(url)
         self.connection = Connection(url)
@@ -102,7 +107,7 @@ class Driver:
         self.jobs = registry.all_jobs()
         self.portfolio = Portfolio(config.accounts, config.seed, config.mix, config.start_date)
         self.tally = Tally(config.accounts, account_ids=[c.account_id for c in self.portfolio.customers])
-        self.result = SimulationRun(config, self.run_env, self.portfolio, self.tally, self.timings)
+        self.result = SimulationRun(config, self.run_env, self.portfolio, self.tally, self.timings, drill=self.drill)
 
     # -- the pieces of a day --------------------------------------------------------------
     def _settle(self, phase: str) -> None:
@@ -160,6 +165,8 @@ class Driver:
         try:
             if not self.config.use_running_workers:
                 self.workers.start()
+                if self.drill:
+                    self.drill.start()
             self._customers("grants", self.portfolio.grants())
             self.timings.startup_s = time.perf_counter() - self.timings.started
             progress(0, 0, self.config.days)
@@ -172,6 +179,8 @@ class Driver:
             self.close()
 
     def close(self) -> None:
+        if self.drill:
+            self.drill.stop()
         try:
             self.observer.delete(self.connection)
         except Exception:  # noqa: BLE001 - closing down; the broker may be gone
