@@ -78,7 +78,12 @@ def simulate(accounts: int, days: int, seed: int, out_dir: Path, start_date: dat
     started = time.perf_counter()
     console.print(f"[bold]simulate[/]: {accounts} accounts, {days} days from {start_date}, seed {seed} -> {out_dir}")
     driver = Driver(config)
-    console.print(f"running on {driver.run_env.describe()['backend']}; starting the workers...")
+    where = driver.run_env.describe()["backend"]
+    if driver.run_env.database_prefix:
+        where += f", databases {driver.run_env.database_prefix}_*"
+    workers = f"{workers_per_service} worker(s) per service" + (f", one killed about every {kill_every:g} s"
+                                                                 if kill_every is not None else "")
+    console.print(f"running on {where}; starting the workers ({workers})...")
     with day_progress(console, days) as hook:
         sim = driver.run(hook)
     report = build_report(sim)

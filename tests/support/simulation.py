@@ -7,6 +7,8 @@ returns report.json; ``figures`` is what two runs of one seed must agree on.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +20,39 @@ from tests.support.system import PG_BASE, SERVICES, fresh_redis_db, run_cli
 VARYING = ("timings", "speed", "environment")  # what may differ between two runs of one seed
 
 
-def simulate(out: Path, redis_db: int, args: list[str], env: dict[str, str] | None = None,
-             timeout: float = 600) -> dict[str, Any]:
-    """Run ``baitiao simulate ARGS --out OUT``; assert it exited 0 and return its report."""
+def run_simulate(out: Path, redis_db: int, args: list[str], env: dict[str, str] | None = None,
+                 timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    """Run ``baitiao simulate ARGS --out OUT``; its process and its report (None if it wrote none).
+    The run's databases are dropped either way."""
     run_env = {"BAITIAO_BROKER_URL": fresh_redis_db(redis_db), "BAITIAO_LOG_LEVEL": "WARNING",
                **{f"BAITIAO_{s.upper()}_DB_URL": f"{PG_BASE}/baitiao_sim_test" for s in SERVICES},
                **(env or {})}
     done = run_cli(["simulate", *args, "--out", str(out)], run_env, timeout=timeout)
     report_path = out / "report.json"
-    assert report_path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    if not report_path.exists():
+        _drop_databases_named_in(done.stderr)
+        return done, None
     report = json.loads(report_path.read_text(encoding="utf-8"))
     drop_run_databases(report)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done, report
+
+
+def simulate(out: Path, redis_db: int, args: list[str], env: dict[str, str] | None = None,
+             timeout: float = 600) -> dict[str, Any]:
+    """Run ``baitiao simulate``; assert it wrote its report and exited 0, and return the report."""
+    done, report = run_simulate(out, redis_db, args, env, timeout)
+    assert report is not None and done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return report
+
+
+def _drop_databases_named_in(stderr: str) -> None:
+    """A run that stopped before its report: drop the sim_ databases its first lines name."""
+    admin = create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for prefix in set(re.findall(r"\bsim_[0-9a-f]{8}\b", stderr)):
+            for service in SERVICES:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def drop_run_databases(report: dict[str, Any]) -> None:
