@@ -46,9 +46,11 @@ JOB_TIMEOUT_UNDER_KILLS_S = 2.0 * TAKEOVER_SECONDS
 CELERY_UNACKED_KEY = "unacked"  # kombu's default: the job messages' (Celery's) held deliveries
 
 
+DISPATCH_TIMES = ("08:00", "13:00", "20:30")
+
+
 class JobLost(RuntimeError):
     """A job the driver waits on never finished (its message is nowhere to be run)."""
-DISPATCH_TIMES = ("08:00", "13:00", "20:30")
 
 
 @dataclass(frozen=True)
@@ -150,10 +152,11 @@ class Driver:
         service, spec = self.jobs[name]
         started = time.perf_counter()
         timeout = JOB_TIMEOUT_UNDER_KILLS_S if self.drill else JOB_TIMEOUT_S
+        sent_at = self.drill.elapsed() if self.drill else None
         try:
             summary = run_job_and_wait(self.celery, spec.task, service, day.isoformat(), at, timeout)
         except TimeoutError:
-            what = f"{name} for {day} at {at} not done within {timeout:g} s"
+            what = f"{name} for {day} at {at} (sent at drill second {sent_at}) not done within {timeout:g} s"
             raise JobLost(self._where_jobs_are(service, what)) from None
         # the dispatcher's three runs a day are timed apart: the 08:00 one sends nearly everything
         phase = f"job:{name}@{at}" if name == "contact-dispatch" else f"job:{name}"

@@ -88,9 +88,13 @@ class KillDrill:
             return None
         service, index = self._rng.choice(candidates)
         pid = self.workers.kill_and_restart(service, index)
-        kill = Kill(round(time.monotonic() - self._started, 2), service, index, pid)
+        kill = Kill(self.elapsed(), service, index, pid)
         self.kills.append(kill)
         return kill
+
+    def elapsed(self) -> float:
+        """Seconds since the drill started (the clock of its kills)."""
+        return round(time.monotonic() - self._started, 2)
 
     def describe(self) -> dict[str, Any]:
         """For the report's environment: the plan and every kill."""
