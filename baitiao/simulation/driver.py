@@ -17,7 +17,7 @@ import calendar
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,28 @@ from kombu import Connection
 from baitiao import registry
 from baitiao.simulation.behaviour import Mix, Portfolio
 from baitiao.simulation.environment import RunEnvironment, WorkerProcesses, fresh_environment, stop_embedded
+from baitiao.simulation.faults import KillDrill, KillPlan
 from baitiao.simulation.tally import Tally
 from baitiao.simulation.wire import Observer, Publisher, Quiescence, prepare_bus
+from shared.bus.topology import jobs_queue_name
 from shared.celery_app import base_celery_config
 from shared.db import make_engine
 from shared.job_runner import run_job_and_wait
+from shared.job_timing import TAKEOVER_SECONDS
 from shared.settings import SERVICES
 
 JOB_TIMEOUT_S = 900.0
+# In a fault drill a slice held by a killed worker runs again within TAKEOVER_SECONDS; a job
+# not done after twice that was lost, and the run says so instead of waiting out the hour.
+JOB_TIMEOUT_UNDER_KILLS_S = 2.0 * TAKEOVER_SECONDS
+CELERY_UNACKED_KEY = "unacked"  # kombu's default: the job messages' (Celery's) held deliveries
+
+
 DISPATCH_TIMES = ("08:00", "13:00", "20:30")
+
+
+class JobLost(RuntimeError):
+    """A job the driver waits on never finished (its message is nowhere to be run)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,8 @@ class SimulationConfig:
     mix: Mix = field(default_factory=lambda: Mix.load(None))
     use_running_workers: bool = False
     worker_concurrency: int = 2
+    workers_per_service: int = 1
+    kills: KillPlan | None = None  # a fault drill: SIGKILL a worker every so often (faults.py)
 
 
 @dataclass
@@ -75,6 +90,8 @@ class SimulationRun:
     published: int = 0
     observed: int = 0
     job_summaries: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    drill: KillDrill | None = None
+    redelivered: int = 0  # events seen again under an event_id already seen (at-least-once delivery)
 
 
 ProgressHook = Callable[[int, int, int], None]  # days done, events so far, total days
@@ -87,7 +104,8 @@ class Driver:
         self.config = config
         self.timings = Timings()
         self.run_env = fresh_environment(config.out_dir.resolve(), config.use_running_workers)
-        self.workers = WorkerProcesses(self.run_env, config.worker_concurrency)
+        self.workers = WorkerProcesses(self.run_env, config.worker_concurrency, config.workers_per_service)
+        self.drill = KillDrill(self.workers, config.kills) if config.kills else None
         url = self.run_env.broker_url
         self.redis = redis.Redis.from_url(url)
         self.connection = Connection(url)
@@ -102,24 +120,44 @@ class Driver:
         self.jobs = registry.all_jobs()
         self.portfolio = Portfolio(config.accounts, config.seed, config.mix, config.start_date)
         self.tally = Tally(config.accounts, account_ids=[c.account_id for c in self.portfolio.customers])
-        self.result = SimulationRun(config, self.run_env, self.portfolio, self.tally, self.timings)
+        self.seen_event_ids: set[str] = set()
+        self.result = SimulationRun(config, self.run_env, self.portfolio, self.tally, self.timings, drill=self.drill)
 
     # -- the pieces of a day --------------------------------------------------------------
     def _settle(self, phase: str) -> None:
         started = time.perf_counter()
         self.quiescence.wait()
-        events = self.observer.drain()
+        events = self._first_deliveries(self.observer.drain())
         self.result.observed += len(events)
         self.tally.observe(events)
         self.portfolio.observe(events)
         self.timings.add(f"settle:{phase}", time.perf_counter() - started)
+
+    def _first_deliveries(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each event once, as every consumer takes it (its inbox): delivery is at least once,
+        and a relay killed between publishing a batch and marking it sent publishes it again
+        under the same ``event_id``. The repeats are counted apart (the run's environment)."""
+        first = []
+        for event in events:
+            if event["event_id"] in self.seen_event_ids:
+                self.result.redelivered += 1
+                continue
+            self.seen_event_ids.add(event["event_id"])
+            first.append(event)
+        return first
 
     def _job(self, name: str, day: date, at: str, settle: bool = True) -> None:
         """Run one job to its end; ``settle=False`` when the next phase is a job of the same
         service that reads only its own database (what it emitted is observed with the next)."""
         service, spec = self.jobs[name]
         started = time.perf_counter()
-        summary = run_job_and_wait(self.celery, spec.task, service, day.isoformat(), at, JOB_TIMEOUT_S)
+        timeout = JOB_TIMEOUT_UNDER_KILLS_S if self.drill else JOB_TIMEOUT_S
+        sent_at = self.drill.elapsed() if self.drill else None
+        try:
+            summary = run_job_and_wait(self.celery, spec.task, service, day.isoformat(), at, timeout)
+        except TimeoutError:
+            what = f"{name} for {day} at {at} (sent at drill second {sent_at}) not done within {timeout:g} s"
+            raise JobLost(self._where_jobs_are(service, what)) from None
         # the dispatcher's three runs a day are timed apart: the 08:00 one sends nearly everything
         phase = f"job:{name}@{at}" if name == "contact-dispatch" else f"job:{name}"
         self.timings.add(phase, time.perf_counter() - started)
@@ -127,6 +165,15 @@ class Driver:
             self.result.job_summaries[name].append({k: v for k, v in summary.items() if k != "duration_ms"})
         if settle:
             self._settle(name)
+
+    def _where_jobs_are(self, service: str, what: str) -> str:
+        """A job that never finished, and what the broker still holds of the service's jobs:
+        nothing queued and nothing held means its message is gone."""
+        queued = self.redis.llen(jobs_queue_name(service))
+        held = self.redis.hlen(CELERY_UNACKED_KEY)
+        last_kill = asdict(self.drill.kills[-1]) if self.drill and self.drill.kills else None
+        return (f"{what}; {queued} message(s) queued on {jobs_queue_name(service)}, {held} job message(s) "
+                f"held unacked; last kill {last_kill}")
 
     def _customers(self, name: str, events: list[Any]) -> None:
         if not events:
@@ -160,6 +207,8 @@ class Driver:
         try:
             if not self.config.use_running_workers:
                 self.workers.start()
+                if self.drill:
+                    self.drill.start()
             self._customers("grants", self.portfolio.grants())
             self.timings.startup_s = time.perf_counter() - self.timings.started
             progress(0, 0, self.config.days)
@@ -172,6 +221,8 @@ class Driver:
             self.close()
 
     def close(self) -> None:
+        if self.drill:
+            self.drill.stop()
         try:
             self.observer.delete(self.connection)
         except Exception:  # noqa: BLE001 - closing down; the broker may be gone

@@ -1,4 +1,4 @@
-"""A fresh system for one run: databases, broker and the three worker processes.
+"""A fresh system for one run: databases, broker and the workers' processes.
 
 The same seed must give the same numbers, so a run never inherits state:
 - embedded default: SQLite files and the embedded Redis live under ``OUT/run-data``
@@ -16,6 +16,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,11 +167,16 @@ class WorkerDied(RuntimeError):
 
 @dataclass
 class WorkerProcesses:
-    """``python -m baitiao.cli worker <service>`` for each service, with the run's environment."""
+    """``python -m baitiao.cli worker <service>``, ``per_service`` of them for each service,
+    with the run's environment. A fault drill (``faults.py``) may kill and restart them
+    while the driver runs: a lock keeps its swaps apart from the driver's liveness checks."""
 
     run: RunEnvironment
     concurrency: int = 2
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    per_service: int = 1
+    procs: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+    started_at: dict[tuple[str, int], float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def pool(self) -> str:
@@ -177,34 +184,72 @@ class WorkerProcesses:
         their own, beside the worker's consumer and relay; threads on SQLite."""
         return "prefork" if self.run.database_prefix else "threads"
 
+    def log_path(self, service: str, index: int) -> Path:
+        name = service if self.per_service == 1 else f"{service}-{index}"
+        return self.run.data_dir / "logs" / f"{name}.log"
+
     def start(self) -> None:
-        log_dir = self.run.data_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
+        (self.run.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            for service in SERVICES:
+                self.procs[service] = [self._spawn(service, n) for n in range(self.per_service)]
+
+    def _spawn(self, service: str, index: int) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if k not in _WHERE_KEYS}
         env.update(self.run.env)
-        for service in SERVICES:
-            log = open(log_dir / f"{service}.log", "ab")  # noqa: SIM115 - the child keeps it
-            self.procs[service] = subprocess.Popen(
+        with open(self.log_path(service, index), "ab") as log:  # the child gets its own descriptor
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "baitiao.cli", "worker", service, "--loglevel", "WARNING",
                  "--concurrency", str(self.concurrency), "--pool", self.pool],
                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=die_with_parent,
+                preexec_fn=die_with_parent,
             )
+        self.started_at[(service, index)] = time.monotonic()
+        return proc
+
+    def killable(self, warm_up_s: float) -> list[tuple[str, int]]:
+        """(service, index) of every live worker that another worker of its service, alive
+        and started at least ``warm_up_s`` ago, would cover if it were killed now."""
+        now = time.monotonic()
+        with self._lock:
+            found = []
+            for service, procs in self.procs.items():
+                alive = [i for i, p in enumerate(procs) if p.poll() is None]
+                up = {i for i in alive if now - self.started_at[(service, i)] >= warm_up_s}
+                found += [(service, i) for i in alive if up - {i}]
+            return found
+
+    def kill_and_restart(self, service: str, index: int) -> int:
+        """SIGKILL the worker's whole process group (its pool's children too, as a container
+        kill would), then start it again; returns the killed pid."""
+        with self._lock:
+            proc = self.procs[service][index]
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            self.procs[service][index] = self._spawn(service, index)
+            return proc.pid
 
     def check_alive(self) -> None:
-        for service, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise WorkerDied(f"the {service} worker exited with {proc.returncode}; "
-                                 f"see {self.run.data_dir / 'logs' / f'{service}.log'}")
+        with self._lock:
+            for service, procs in self.procs.items():
+                for index, proc in enumerate(procs):
+                    if proc.poll() is not None:
+                        raise WorkerDied(f"the {service} worker exited with {proc.returncode}; "
+                                         f"see {self.log_path(service, index)}")
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
+        with self._lock:
+            every = [p for procs in self.procs.values() for p in procs]
+            for proc in every:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+            for proc in every:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            self.procs.clear()

@@ -35,7 +35,9 @@ def build_report(sim: SimulationRun) -> dict[str, Any]:
     report: dict[str, Any] = {
         "config": {"accounts": cfg.accounts, "days": cfg.days, "seed": cfg.seed,
                    "start_date": cfg.start_date.isoformat(), "mix": cfg.mix.normalised()},
-        "environment": sim.run.describe(),
+        "environment": {**sim.run.describe(), "workers_per_service": cfg.workers_per_service,
+                        "events_redelivered": sim.redelivered,
+                        **({"faults": sim.drill.describe()} if sim.drill else {})},
         "portfolio": {"behaviours": sim.portfolio.behaviour_counts()},
         "events": {"published_by_customers": sim.published, "observed": sim.observed,
                    "observed_by_type": dict(sorted(tally.types.items()))},

@@ -31,6 +31,8 @@ def print_summary(console: Console, report: dict[str, Any], json_path: Path, md_
         ("plans by status", ", ".join(f"{k} {v}" for k, v in report["plans"]["plans_by_status"].items()) or "-"),
         ("events published / observed", f"{report['events']['published_by_customers']} / {report['events']['observed']}"),
         ("wall time (s)", report["timings"]["total_s"]),
+        *([("workers killed (fault drill)", report["environment"]["faults"]["count"])]
+          if "faults" in report["environment"] else []),
         ("simulated days per second", report["speed"]["simulated_days_per_s"]),
     ]
     for name, value in rows:
