@@ -141,8 +141,10 @@ def broker_stop() -> None:
 
 # --- jobs -----------------------------------------------------------------------------------
 
-# How long ``jobs run`` waits for the workers to say which queues they consume.
+# How long ``jobs run`` waits for the workers to say which queues they consume: asked
+# again a few times, since a worker busy with a slice can be slow to answer once.
 WORKER_CHECK_S = 3.0
+WORKER_CHECK_TRIES = 3
 
 
 @main.group()
@@ -182,8 +184,9 @@ def jobs_run(name: str, business_date: date, at: str | None, timeout: int) -> No
                                    f"(start `baitiao worker {service}`); nothing sent")
     app = registry.celery_app(service)
     _check_broker(settings.resolved_broker_url())
-    if not workers_serving(app, queue, WORKER_CHECK_S):
-        raise click.ClickException(f"no worker serves {queue} (none answered within {WORKER_CHECK_S:g} s; "
+    if not any(workers_serving(app, queue, WORKER_CHECK_S) for _ in range(WORKER_CHECK_TRIES)):
+        raise click.ClickException(f"no worker serves {queue} (none answered within "
+                                   f"{WORKER_CHECK_S * WORKER_CHECK_TRIES:g} s; "
                                    f"start `baitiao worker {service}`); nothing sent")
     day = business_date.isoformat()
     try:

@@ -34,6 +34,10 @@ ENV = {"BAITIAO_VISIBILITY_TIMEOUT": "15"}
 LOST_JOB = re.compile(r"JobLost: (.*?); 0 message\(s\) queued on \S+, 0 job message\(s\) held unacked")
 
 
+@pytest.mark.xfail(reason="known bugs this drill found, not fixed yet: restructuring assesses one overdue "
+                          "episode twice when two workers take its events (no row lock on the episode), and "
+                          "kombu's BRPOP loses a job message whose worker is killed before it records it as "
+                          "held (docs/simulation.md, fault drill)", strict=False)
 def test_workers_killed_at_random_leave_the_report_as_a_calm_run_gives_it(tmp_path: Path) -> None:
     calm = simulate(tmp_path / "calm", REDIS_DB, PORTFOLIO, ENV)
     assert calm["invariants"] and all(calm["invariants"].values()), calm["invariants"]
