@@ -28,6 +28,10 @@ the module is imported):
 Both takeovers stay within ``TAKEOVER_SECONDS`` of a kill: a killed worker costs a
 short delay, never a stall.
 
+Not covered yet: kombu's Redis transport pops a job message (BRPOP) before it records
+it as held; a worker killed between the two loses that message (found by the
+simulator's kill drill, docs/simulation.md).
+
 A stop (``docker compose stop``, a rolling restart) sends SIGTERM, which the worker
 takes as Celery's cold shutdown (``REMAP_SIGTERM=SIGQUIT``) with its soft timeout:
 running slices get ``SOFT_SHUTDOWN_SECONDS`` to finish, then what is left is requeued
