@@ -69,6 +69,16 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
             kill(proc)
 
 
+def wait_serving(url: str, queue: str, timeout: float = 120) -> None:
+    """Until a worker consumes ``queue`` (a worker starting under load takes a while)."""
+    from celery import Celery
+
+    from shared.job_runner import workers_serving
+
+    app = Celery("probe", broker=url)
+    wait_until(lambda: bool(workers_serving(app, queue, 1.0)), timeout, f"a worker serving {queue}")
+
+
 def start_job(name: str, day: date, env: dict[str, str], timeout: int = 600) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "baitiao.cli", "jobs", "run", name, "--date", day.isoformat(),
                              "--timeout", str(timeout)], env={**os.environ, **env}, cwd=ROOT,
@@ -161,10 +171,12 @@ def test_a_slice_held_by_a_killed_worker_runs_again_on_the_live_one_within_two_m
     holder = start_worker("accounts", env, tmp_path / "holder.log", {"BAITIAO_FAULT": "hold_after_slice:daily-close"},
                           pool=pool)
     other: subprocess.Popen[bytes] | None = None
+    wait_serving(env["BAITIAO_BROKER_URL"], "accounts.jobs")
     job = start_job("daily-close", DAY, env)
     try:
         # The holder took the close and committed its slice; the slice's message is unacked.
-        wait_until(lambda: run_status(url, "daily-close", DAY) == "done", 120, "the holder's slice to commit")
+        wait_until(lambda: job.poll() is None and run_status(url, "daily-close", DAY) == "done", 120,
+                   "the holder's slice to commit (or the job ended: see its output)")
         other = start_worker("accounts", env, tmp_path / "other.log", pool=pool)
         # Past the visibility timeout and a sweep: the live holder keeps its slice.
         time.sleep(JOBS_VISIBILITY_TIMEOUT + 3 * UNACKED_SWEEP_SECONDS)
