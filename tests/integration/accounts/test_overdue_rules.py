@@ -227,8 +227,11 @@ def test_rejected_repayments_change_nothing(accounts: ServiceDriver) -> None:
     accounts.send("repayment.received", repayment("nobody", "1.00", "2026-03-05T10:00:00+08:00"))
     assert accounts.emitted("repayment.rejected")[-1]["payload"]["reason"] == "unknown_account"
     assert accounts.emitted("repayment.applied") == []
-    # The same payment id twice is applied once.
+    # The same payment id twice is applied once; the retry gets the first answer again.
     pay = repayment("acc-rej", "1.00", "2026-03-05T10:00:00+08:00", payment_id="pay-once")
+    before = account_of(accounts, "acc-rej").credit_balance_fen  # no bill yet: it is credit
     accounts.send("repayment.received", pay)
     accounts.send("repayment.received", pay)
-    assert len(accounts.emitted("repayment.applied")) == 1
+    applied = accounts.emitted("repayment.applied")
+    assert len(applied) == 2 and applied[0]["payload"] == applied[1]["payload"]
+    assert account_of(accounts, "acc-rej").credit_balance_fen == before + 100  # applied once
