@@ -11,6 +11,7 @@
 Figures are printed with their ratio to the baseline; absolute numbers on a
 shared machine are noise.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,8 @@ metadata = MetaData()
 _bus = add_bus_tables(metadata)
 BENCH_BUS = BusTables(_bus["outbox"], _bus["inbox"], _bus["dead_letters"])
 projection = Table(
-    "bench_projection", metadata,
+    "bench_projection",
+    metadata,
     Column("account_id", String(64), primary_key=True),
     Column("max_dpd", Integer, nullable=False),
     Column("total_overdue_fen", Integer, nullable=False),
@@ -47,14 +49,35 @@ projection = Table(
 def _delinquency(i: int, run: str) -> dict[str, Any]:
     account = f"bench-{run}-{i}"
     return {
-        "event_id": str(uuid.uuid4()), "type": "account.delinquency.updated", "version": 1,
-        "occurred_at": SystemClock().now().isoformat(), "producer": "bench", "correlation_id": None,
-        "causation_id": None, "aggregate_id": account, "sequence": i,
-        "payload": {"account_id": account, "business_date": "2026-03-14", "max_dpd": 4,
-                    "overdue_principal": "1000.00", "penalty_interest": "2.00", "late_fees": "10.00",
-                    "total_overdue": "1012.00", "published_ns": str(time.perf_counter_ns()),
-                    "bills": [{"bill_id": f"b-{i}", "due_date": "2026-03-10", "dpd": 4,
-                               "unpaid_principal": "1000.00", "penalty_interest": "2.00", "late_fee": "10.00"}]},
+        "event_id": str(uuid.uuid4()),
+        "type": "account.delinquency.updated",
+        "version": 1,
+        "occurred_at": SystemClock().now().isoformat(),
+        "producer": "bench",
+        "correlation_id": None,
+        "causation_id": None,
+        "aggregate_id": account,
+        "sequence": i,
+        "payload": {
+            "account_id": account,
+            "business_date": "2026-03-14",
+            "max_dpd": 4,
+            "overdue_principal": "1000.00",
+            "penalty_interest": "2.00",
+            "late_fees": "10.00",
+            "total_overdue": "1012.00",
+            "published_ns": str(time.perf_counter_ns()),
+            "bills": [
+                {
+                    "bill_id": f"b-{i}",
+                    "due_date": "2026-03-10",
+                    "dpd": 4,
+                    "unpaid_principal": "1000.00",
+                    "penalty_interest": "2.00",
+                    "late_fee": "10.00",
+                }
+            ],
+        },
     }
 
 
@@ -100,14 +123,20 @@ def _project(items: list[tuple[HandlerContext, Any]]) -> None:
         seq = ctx.envelope.sequence or 0
         if event.account_id in latest and latest[event.account_id]["max_dpd"] >= seq:
             continue
-        latest[event.account_id] = {"account_id": event.account_id, "max_dpd": seq,
-                                    "total_overdue_fen": int(event.total_overdue * 100),
-                                    "published_ns": ctx.envelope.payload.get("published_ns", "0")}
+        latest[event.account_id] = {
+            "account_id": event.account_id,
+            "max_dpd": seq,
+            "total_overdue_fen": int(event.total_overdue * 100),
+            "published_ns": ctx.envelope.payload.get("published_ns", "0"),
+        }
     stmt = pg_insert(projection).values(list(latest.values()))
-    items[0][0].session.execute(stmt.on_conflict_do_update(
-        index_elements=[projection.c.account_id],
-        set_={c: stmt.excluded[c] for c in ("max_dpd", "total_overdue_fen", "published_ns")},
-        where=projection.c.max_dpd < stmt.excluded.max_dpd))
+    items[0][0].session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[projection.c.account_id],
+            set_={c: stmt.excluded[c] for c in ("max_dpd", "total_overdue_fen", "published_ns")},
+            where=projection.c.max_dpd < stmt.excluded.max_dpd,
+        )
+    )
 
 
 def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate: float | None) -> dict[str, float]:
@@ -115,10 +144,20 @@ def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate
     engine = create_engine(db_url, pool_size=4)
     metadata.drop_all(engine)
     metadata.create_all(engine)
-    applier = EventApplier("bench", engine, BENCH_BUS, {"account.delinquency.updated": BatchHandler(_project)}, ProductRules(),
-                           SystemClock())
-    queue = Queue(f"bench.events.{uuid.uuid4().hex[:6]}", exchange=EVENTS_EXCHANGE,
-                  routing_key="account.delinquency.updated", durable=False)
+    applier = EventApplier(
+        "bench",
+        engine,
+        BENCH_BUS,
+        {"account.delinquency.updated": BatchHandler(_project)},
+        ProductRules(),
+        SystemClock(),
+    )
+    queue = Queue(
+        f"bench.events.{uuid.uuid4().hex[:6]}",
+        exchange=EVENTS_EXCHANGE,
+        routing_key="account.delinquency.updated",
+        durable=False,
+    )
     probe = _Probe()
     original = applier.apply_batch
 
@@ -139,8 +178,12 @@ def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate
         queue(conn.default_channel).declare()
         producer = Producer(conn.default_channel)
         for i in range(n):
-            producer.publish(_delinquency(i, run), exchange=EVENTS_EXCHANGE, routing_key="account.delinquency.updated",
-                             serializer="json")
+            producer.publish(
+                _delinquency(i, run),
+                exchange=EVENTS_EXCHANGE,
+                routing_key="account.delinquency.updated",
+                serializer="json",
+            )
         consumer = EventConsumer("bench", url, applier, ConsumerConfig(batch_size=batch_size), queue=queue)
         thread = threading.Thread(target=consumer.run, daemon=True)
         started = time.perf_counter()
@@ -152,8 +195,12 @@ def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate
         probe.latencies_ms.clear()
         rate = paced_rate or throughput / 2
         for i in range(paced):
-            producer.publish(_delinquency(n + i, run), exchange=EVENTS_EXCHANGE,
-                             routing_key="account.delinquency.updated", serializer="json")
+            producer.publish(
+                _delinquency(n + i, run),
+                exchange=EVENTS_EXCHANGE,
+                routing_key="account.delinquency.updated",
+                serializer="json",
+            )
             time.sleep(1 / rate)
         while probe.applied < n + paced:
             time.sleep(0.01)
@@ -164,15 +211,26 @@ def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate
         rows = c.scalar(select(text("count(*)")).select_from(projection))
     engine.dispose()
     lat = sorted(probe.latencies_ms)
-    return {"events_per_s": throughput, "rows": float(rows or 0), "paced_rate": rate,
-            "p50_ms": statistics.median(lat) if lat else float("nan"),
-            "p99_ms": lat[int(len(lat) * 0.99) - 1] if lat else float("nan")}
+    return {
+        "events_per_s": throughput,
+        "rows": float(rows or 0),
+        "paced_rate": rate,
+        "p50_ms": statistics.median(lat) if lat else float("nan"),
+        "p99_ms": lat[int(len(lat) * 0.99) - 1] if lat else float("nan"),
+    }
 
 
 def run_bus_benchmark(url: str, db_url: str, n: int, batch_size: int, paced: int) -> dict[str, Any]:
     raw = _raw_baseline(url, n)
     ours = _ours(url, db_url, n, batch_size, paced, None)
-    return {"n": n, "batch_size": batch_size, "raw_kombu_per_s": round(raw, 1),
-            "ours_per_s": round(ours["events_per_s"], 1), "ratio": round(ours["events_per_s"] / raw, 3),
-            "rows_committed": int(ours["rows"]), "latency_paced_rate_per_s": round(ours["paced_rate"], 1),
-            "latency_p50_ms": round(ours["p50_ms"], 1), "latency_p99_ms": round(ours["p99_ms"], 1)}
+    return {
+        "n": n,
+        "batch_size": batch_size,
+        "raw_kombu_per_s": round(raw, 1),
+        "ours_per_s": round(ours["events_per_s"], 1),
+        "ratio": round(ours["events_per_s"] / raw, 3),
+        "rows_committed": int(ours["rows"]),
+        "latency_paced_rate_per_s": round(ours["paced_rate"], 1),
+        "latency_p50_ms": round(ours["p50_ms"], 1),
+        "latency_p99_ms": round(ours["p99_ms"], 1),
+    }

@@ -14,6 +14,7 @@ In one run, on one PostgreSQL database:
 It prints the times and the ratios to the baseline; absolute times on a shared
 machine are noise, the ratios are the figure.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,14 +52,18 @@ def build_portfolio(engine: Engine, accounts: int, overdue_share: float) -> int:
     every = max(1, round(1 / overdue_share))
     yesterday = BUSINESS_DATE.toordinal() - 1
     with engine.begin() as conn:
-        conn.execute(text("""
+        conn.execute(
+            text("""
             INSERT INTO accounts (account_id, customer_id, identity_hash, opened_on, granted_limit_fen,
                                   credit_limit_fen, limit_cut, unpaid_principal_fen, credit_balance_fen, status,
                                   level, linked_level, max_dpd)
             SELECT 'acc-' || g, 'cust-' || g, md5(g::text), DATE '2025-01-01', 500000, 500000, false,
                    CASE WHEN g % :every = 0 THEN 100000 ELSE 0 END, 0, 'open', 0, 0, 0
-            FROM generate_series(1, :n) AS g"""), {"n": accounts, "every": every})
-        conn.execute(text("""
+            FROM generate_series(1, :n) AS g"""),
+            {"n": accounts, "every": every},
+        )
+        conn.execute(
+            text("""
             INSERT INTO bills (bill_id, account_pk, statement_date, due_date, due_ordinal, principal_fen,
                                charge_cap_fen, unpaid_principal_fen, unpaid_penalty_fen, unpaid_late_fee_fen,
                                penalty_charged_fen, late_fee_charged_fen, dpd, written_off_fen, origin,
@@ -68,15 +73,24 @@ def build_portfolio(engine: Engine, accounts: int, overdue_share: float) -> int:
                    :yesterday, CASE WHEN a.pk % :every = 0 THEN NULL ELSE :statement END
             FROM accounts a
             CROSS JOIN LATERAL (SELECT DATE '2026-03-19' - ((a.pk / :every) % 40)::int AS due) d"""),
-                     {"statement": STATEMENT, "ord0": BUSINESS_DATE.toordinal() - 1, "every": every,
-                      "yesterday": BUSINESS_DATE.fromordinal(yesterday)})
+            {
+                "statement": STATEMENT,
+                "ord0": BUSINESS_DATE.toordinal() - 1,
+                "every": every,
+                "yesterday": BUSINESS_DATE.fromordinal(yesterday),
+            },
+        )
         # A steady state: yesterday's close already ran, so levels, flags and marks match yesterday's DPD.
-        conn.execute(text("""
+        conn.execute(
+            text("""
             UPDATE bills SET dpd = :yord - due_ordinal,
                    overdue_since = CASE WHEN :yord - due_ordinal >= 1 THEN due_date + 1 END,
                    bureau_marked_on = CASE WHEN :yord - due_ordinal >= 4 THEN due_date + 4 END
-            WHERE unpaid_principal_fen > 0"""), {"yord": yesterday})
-        conn.execute(text("""
+            WHERE unpaid_principal_fen > 0"""),
+            {"yord": yesterday},
+        )
+        conn.execute(
+            text("""
             UPDATE accounts a SET max_dpd = b.dpd,
                    level = CASE WHEN b.dpd >= 91 THEN 4 WHEN b.dpd >= 31 THEN 3 WHEN b.dpd >= 4 THEN 2
                                 WHEN b.dpd >= 1 THEN 1 ELSE 0 END,
@@ -84,7 +98,8 @@ def build_portfolio(engine: Engine, accounts: int, overdue_share: float) -> int:
                    credit_limit_fen = CASE WHEN b.dpd >= 4 THEN 250000 ELSE 500000 END,
                    last_overdue_on = CASE WHEN b.dpd >= 1 THEN :yesterday END
             FROM bills b WHERE b.account_pk = a.pk AND b.unpaid_principal_fen > 0"""),
-                     {"yesterday": BUSINESS_DATE.fromordinal(yesterday)})
+            {"yesterday": BUSINESS_DATE.fromordinal(yesterday)},
+        )
         conn.execute(text("ANALYZE"))
     with engine.connect() as conn:
         return int(conn.scalar(text("SELECT count(*) FROM bills WHERE unpaid_principal_fen > 0")) or 0)
@@ -149,8 +164,18 @@ def run_ours(engine: Engine, url: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
     slices = 0
     while True:
-        ctx = JobContext("accounts", "daily-close", BUSINESS_DATE, None, engine, Outbox(definition.bus.outbox),
-                         ProductRules(), clock, Settings(accounts_db_url=url), state)
+        ctx = JobContext(
+            "accounts",
+            "daily-close",
+            BUSINESS_DATE,
+            None,
+            engine,
+            Outbox(definition.bus.outbox),
+            ProductRules(),
+            clock,
+            Settings(accounts_db_url=url),
+            state,
+        )
         result = daily_close(ctx)
         slices += 1
         if not result.more:
@@ -172,20 +197,45 @@ def run_orm_sample(engine: Engine, sample: int) -> float:
         for i, pk in enumerate(pks):
             bill = session.get(Bill, pk)
             assert bill is not None
-            state = BillState(bill.bill_id, bill.due_date, from_fen(bill.principal_fen),
-                              from_fen(bill.unpaid_principal_fen), from_fen(bill.penalty_charged_fen),
-                              from_fen(bill.late_fee_charged_fen), from_fen(bill.unpaid_penalty_fen),
-                              from_fen(bill.unpaid_late_fee_fen), bill.overdue_since is not None)
+            state = BillState(
+                bill.bill_id,
+                bill.due_date,
+                from_fen(bill.principal_fen),
+                from_fen(bill.unpaid_principal_fen),
+                from_fen(bill.penalty_charged_fen),
+                from_fen(bill.late_fee_charged_fen),
+                from_fen(bill.unpaid_penalty_fen),
+                from_fen(bill.unpaid_late_fee_fen),
+                bill.overdue_since is not None,
+            )
             result = close_bill_for_day(state, BUSINESS_DATE, rules)
             bill.unpaid_penalty_fen += to_fen(result.penalty)
             bill.penalty_charged_fen += to_fen(result.penalty)
             bill.dpd = result.dpd
-            session.add(LedgerEntry(posting_id=f"orm:{pk}", account_pk=bill.account_pk, bill_pk=pk,
-                                    business_date=BUSINESS_DATE, ledger_account="customer_penalty",
-                                    debit_fen=to_fen(result.penalty), credit_fen=0, kind="penalty_accrued"))
-            session.add(LedgerEntry(posting_id=f"orm:{pk}", account_pk=bill.account_pk, bill_pk=pk,
-                                    business_date=BUSINESS_DATE, ledger_account="penalty_income",
-                                    debit_fen=0, credit_fen=to_fen(result.penalty), kind="penalty_accrued"))
+            session.add(
+                LedgerEntry(
+                    posting_id=f"orm:{pk}",
+                    account_pk=bill.account_pk,
+                    bill_pk=pk,
+                    business_date=BUSINESS_DATE,
+                    ledger_account="customer_penalty",
+                    debit_fen=to_fen(result.penalty),
+                    credit_fen=0,
+                    kind="penalty_accrued",
+                )
+            )
+            session.add(
+                LedgerEntry(
+                    posting_id=f"orm:{pk}",
+                    account_pk=bill.account_pk,
+                    bill_pk=pk,
+                    business_date=BUSINESS_DATE,
+                    ledger_account="penalty_income",
+                    debit_fen=0,
+                    credit_fen=to_fen(result.penalty),
+                    kind="penalty_accrued",
+                )
+            )
             if i % 500 == 499:
                 session.flush()
         session.flush()
@@ -207,12 +257,17 @@ def run_close_benchmark(url: str, accounts: int, overdue_share: float, orm_sampl
     engine.dispose()
     orm_scaled = orm_per_bill * overdue
     return {
-        "accounts": accounts, "overdue_bills": overdue, "portfolio_build_s": round(build_s, 1),
-        "ours_s": round(ours_s, 2), "baseline_sql_s": round(baseline_s, 2),
-        "orm_loop_scaled_s": round(orm_scaled, 1), "orm_sample_bills": orm_sample,
+        "accounts": accounts,
+        "overdue_bills": overdue,
+        "portfolio_build_s": round(build_s, 1),
+        "ours_s": round(ours_s, 2),
+        "baseline_sql_s": round(baseline_s, 2),
+        "orm_loop_scaled_s": round(orm_scaled, 1),
+        "orm_sample_bills": orm_sample,
         "ratio_ours_to_baseline": round(ours_s / baseline_s, 2),
         "ratio_orm_to_ours": round(orm_scaled / ours_s, 1),
-        "accounts_per_s": round(accounts / ours_s), "outbox_rows": outbox_rows,
+        "accounts_per_s": round(accounts / ours_s),
+        "outbox_rows": outbox_rows,
         "close_summary": {k: summary[k] for k in ("bills_overdue", "penalty_accrued", "slices") if k in summary},
     }
 

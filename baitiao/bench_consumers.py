@@ -8,6 +8,7 @@ transport is measured apart by ``baitiao bench bus``; one night of a million
 accounts sends about 100,000 of these events, which each service must absorb
 within 3 minutes (≥ 556 events/s with the transport included).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,31 +27,66 @@ PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 def _delivery(event_type: str, payload: dict[str, Any], aggregate_id: str, sequence: int | None = None) -> Delivery:
-    body = new_envelope(event_type, payload, aggregate_id=aggregate_id, producer="accounts",
-                        occurred_at=SystemClock().now(), sequence=sequence)
+    body = new_envelope(
+        event_type,
+        payload,
+        aggregate_id=aggregate_id,
+        producer="accounts",
+        occurred_at=SystemClock().now(),
+        sequence=sequence,
+    )
     return Delivery(body=json.dumps(body).encode())
 
 
 def _grant(i: int) -> Delivery:
     account = f"acc-{i}"
-    return _delivery("credit.line.granted", {
-        "account_id": account, "customer_id": f"c-{i}", "identity_hash": uuid.uuid4().hex, "credit_limit": "5000.00",
-        "name": "测试", "phone": "13800000000", "opened_on": "2025-01-01"}, account)
+    return _delivery(
+        "credit.line.granted",
+        {
+            "account_id": account,
+            "customer_id": f"c-{i}",
+            "identity_hash": uuid.uuid4().hex,
+            "credit_limit": "5000.00",
+            "name": "测试",
+            "phone": "13800000000",
+            "opened_on": "2025-01-01",
+        },
+        account,
+    )
 
 
 def _snapshot(i: int, day: str, dpd: int, sequence: int) -> Delivery:
     account = f"acc-{i}"
-    return _delivery("account.delinquency.updated", {
-        "account_id": account, "business_date": day, "max_dpd": dpd, "overdue_principal": "1000.00",
-        "penalty_interest": "2.50", "late_fees": "10.00", "total_overdue": "1012.50",
-        "bills": [{"bill_id": f"bill-{i}", "due_date": "2026-03-10", "dpd": dpd, "unpaid_principal": "1000.00",
-                   "penalty_interest": "2.50", "late_fee": "10.00"}]}, account, sequence)
+    return _delivery(
+        "account.delinquency.updated",
+        {
+            "account_id": account,
+            "business_date": day,
+            "max_dpd": dpd,
+            "overdue_principal": "1000.00",
+            "penalty_interest": "2.50",
+            "late_fees": "10.00",
+            "total_overdue": "1012.50",
+            "bills": [
+                {
+                    "bill_id": f"bill-{i}",
+                    "due_date": "2026-03-10",
+                    "dpd": dpd,
+                    "unpaid_principal": "1000.00",
+                    "penalty_interest": "2.50",
+                    "late_fee": "10.00",
+                }
+            ],
+        },
+        account,
+        sequence,
+    )
 
 
 def _apply(applier: EventApplier, deliveries: list[Delivery], batch: int) -> float:
     started = time.perf_counter()
     for k in range(0, len(deliveries), batch):
-        outcome = applier.apply_batch(deliveries[k:k + batch])
+        outcome = applier.apply_batch(deliveries[k : k + batch])
         if outcome.retry or outcome.dead_lettered:
             raise RuntimeError(f"handler failures in the benchmark: {outcome}")
     return len(deliveries) / (time.perf_counter() - started)
@@ -80,5 +116,8 @@ def measure(service: str, n: int, batch: int) -> dict[str, float]:
 
 
 def run_consumers_benchmark(n: int, batch: int) -> dict[str, Any]:
-    return {"events": n, "batch_size": batch,
-            **{service: measure(service, n, batch) for service in ("collections", "restructuring")}}
+    return {
+        "events": n,
+        "batch_size": batch,
+        **{service: measure(service, n, batch) for service in ("collections", "restructuring")},
+    }

@@ -15,6 +15,7 @@ Both do the same database read and stamp the rows ``published_at`` in the same
 transaction, so the two differ only in how they publish. Figures are microseconds per
 event and their ratio; absolute numbers on a shared machine are noise.
 """
+
 from __future__ import annotations
 
 import time
@@ -43,15 +44,33 @@ def _events(n: int) -> list[PendingEvent]:
         account = f"bench-{i % 5000}"
         if i % 2:
             payload: dict[str, Any] = {
-                "account_id": account, "business_date": "2026-03-14", "max_dpd": 4, "overdue_principal": "1000.00",
-                "penalty_interest": "2.00", "late_fees": "10.00", "total_overdue": "1012.00",
-                "bills": [{"bill_id": f"b-{i}", "due_date": "2026-03-10", "dpd": 4, "unpaid_principal": "1000.00",
-                           "penalty_interest": "2.00", "late_fee": "10.00"}]}
+                "account_id": account,
+                "business_date": "2026-03-14",
+                "max_dpd": 4,
+                "overdue_principal": "1000.00",
+                "penalty_interest": "2.00",
+                "late_fees": "10.00",
+                "total_overdue": "1012.00",
+                "bills": [
+                    {
+                        "bill_id": f"b-{i}",
+                        "due_date": "2026-03-10",
+                        "dpd": 4,
+                        "unpaid_principal": "1000.00",
+                        "penalty_interest": "2.00",
+                        "late_fee": "10.00",
+                    }
+                ],
+            }
             events.append(PendingEvent("account.delinquency.updated", account, payload, at))
         else:
-            payload = {"payment_id": str(uuid.uuid4()), "account_id": account, "amount": "120.00",
-                       "applied": [{"bill_id": f"b-{i}", "penalty": "0.00", "late_fee": "0.00", "principal": "120.00"}],
-                       "paid_at": at.isoformat()}
+            payload = {
+                "payment_id": str(uuid.uuid4()),
+                "account_id": account,
+                "amount": "120.00",
+                "applied": [{"bill_id": f"b-{i}", "penalty": "0.00", "late_fee": "0.00", "principal": "120.00"}],
+                "paid_at": at.isoformat(),
+            }
             events.append(PendingEvent("repayment.applied", account, payload, at))
     return events
 
@@ -59,16 +78,23 @@ def _events(n: int) -> list[PendingEvent]:
 def _baseline_once(engine: Any, outbox: Any, producer: Producer) -> int:
     """Plain kombu: every envelope parsed and serialized by kombu, every message routed."""
     with transaction(engine) as session:
-        rows = session.execute(select(outbox).where(outbox.c.published_at.is_(None)).order_by(outbox.c.id)
-                               .limit(BATCH).with_for_update(skip_locked=True)).all()
+        rows = session.execute(
+            select(outbox)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
         if not rows:
             return 0
         with producer.batch(max_size=len(rows) * 4):
             for row in rows:
-                producer.publish(envelope_from_row(row, "bench"), routing_key=row.type, serializer="json",
-                                 delivery_mode=2)
-        session.execute(update(outbox).where(outbox.c.id.in_([r.id for r in rows]))
-                        .values(published_at=datetime.now(timezone.utc)))
+                producer.publish(
+                    envelope_from_row(row, "bench"), routing_key=row.type, serializer="json", delivery_mode=2
+                )
+        session.execute(
+            update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(published_at=datetime.now(timezone.utc))
+        )
     return len(rows)
 
 
@@ -87,8 +113,10 @@ def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[
         producer = Producer(connection.channel(), exchange=EVENTS_EXCHANGE)
         relay = OutboxRelay(engine, table, Connection(url), "bench")
         for _ in range(rounds):
-            for name, once in (("baseline", lambda: _baseline_once(engine, table, producer)),
-                               ("ours", lambda: relay.relay_once(BATCH))):
+            for name, once in (
+                ("baseline", lambda: _baseline_once(engine, table, producer)),
+                ("ours", lambda: relay.relay_once(BATCH)),
+            ):
                 with transaction(engine) as session:
                     Outbox(table).emit_many(session, _events(n))
                 client.delete(*queues)
@@ -103,7 +131,12 @@ def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[
         client.delete(*queues)
     engine.dispose()
     baseline, ours = min(timings["baseline"]), min(timings["ours"])
-    return {"events": n, "rounds": rounds, "baseline_us_per_event": round(baseline, 1),
-            "ours_us_per_event": round(ours, 1), "ratio": round(ours / baseline, 2),
-            "events_per_s": {k: round(1e6 / min(vs)) for k, vs in timings.items()},
-            "all_us_per_event": {k: [round(v, 1) for v in vs] for k, vs in timings.items()}}
+    return {
+        "events": n,
+        "rounds": rounds,
+        "baseline_us_per_event": round(baseline, 1),
+        "ours_us_per_event": round(ours, 1),
+        "ratio": round(ours / baseline, 2),
+        "events_per_s": {k: round(1e6 / min(vs)) for k, vs in timings.items()},
+        "all_us_per_event": {k: [round(v, 1) for v in vs] for k, vs in timings.items()},
+    }

@@ -9,6 +9,7 @@ ends, workers and the beat keep it while they run and the last of them to stop e
 and ``status`` never start it. Every failure is one line on stderr
 (baitiao/commands/errors.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,12 +44,14 @@ def main() -> None:
 
     settings = _settings()
     if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
-        raise ConfigurationError(f"BAITIAO_LOG_LEVEL={settings.log_level} is not a log level "
-                                 "(DEBUG, INFO, WARNING, ERROR)")
+        raise ConfigurationError(
+            f"BAITIAO_LOG_LEVEL={settings.log_level} is not a log level (DEBUG, INFO, WARNING, ERROR)"
+        )
     configure_logging(settings.log_level, settings.log_json)
 
 
 # --- database -----------------------------------------------------------------------------
+
 
 @main.group()
 def db() -> None:
@@ -69,12 +72,24 @@ def db_upgrade(service: tuple[str, ...]) -> None:
 
 # --- processes ----------------------------------------------------------------------------
 
+
 @main.command()
 @click.argument("service", type=click.Choice(SERVICES))
-@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True, help="Job threads (or processes with --pool prefork).")
-@click.option("--pool", type=click.Choice(["threads", "prefork"]), default="threads", show_default=True,
-              help="prefork: jobs in their own processes, so a partitioned job's chains use every core "
-                   "(PostgreSQL; see BAITIAO_JOB_PARTITIONS).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Job threads (or processes with --pool prefork).",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["threads", "prefork"]),
+    default="threads",
+    show_default=True,
+    help="prefork: jobs in their own processes, so a partitioned job's chains use every core "
+    "(PostgreSQL; see BAITIAO_JOB_PARTITIONS).",
+)
 @click.option("--loglevel", default="WARNING", show_default=True)
 def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
     """Run one service's worker: its events consumer, outbox relay and job tasks."""
@@ -96,10 +111,23 @@ def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
         with engine.connect():
             pass  # and so does a database that does not answer
         app = registry.celery_app(service)
-        app.worker_main([
-            "worker", "-Q", f"{service}.jobs", "-n", f"{service}@%h", "--pool", pool,
-            "--concurrency", str(concurrency), "--loglevel", loglevel, "--without-gossip", "--without-mingle",
-        ])
+        app.worker_main(
+            [
+                "worker",
+                "-Q",
+                f"{service}.jobs",
+                "-n",
+                f"{service}@%h",
+                "--pool",
+                pool,
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                loglevel,
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
 
 
 @main.command()
@@ -160,11 +188,17 @@ def jobs_list() -> None:
 
 @jobs.command("run")
 @click.argument("name")
-@click.option("--date", "business_date", type=BUSINESS_DATE, required=True,
-              help="Business date YYYY-MM-DD (Asia/Shanghai).")
+@click.option(
+    "--date", "business_date", type=BUSINESS_DATE, required=True, help="Business date YYYY-MM-DD (Asia/Shanghai)."
+)
 @click.option("--at", "at", type=LOCAL_TIME, default=None, help="Local time HH:MM the job runs as (contact-dispatch).")
-@click.option("--timeout", type=click.IntRange(min=1), default=1800, show_default=True,
-              help="Seconds to wait for the job; a job no worker has started by then never runs.")
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=1),
+    default=1800,
+    show_default=True,
+    help="Seconds to wait for the job; a job no worker has started by then never runs.",
+)
 def jobs_run(name: str, business_date: date, at: str | None, timeout: int) -> None:
     """Send a job through its service's worker and queue, wait, print a JSON summary.
 
@@ -180,14 +214,18 @@ def jobs_run(name: str, business_date: date, at: str | None, timeout: int) -> No
     settings = _settings()
     queue = jobs_queue_name(service)
     if settings.embedded and not embedded_broker_running(settings):
-        raise click.ClickException(f"no worker serves {queue}: the embedded broker is not running "
-                                   f"(start `baitiao worker {service}`); nothing sent")
+        raise click.ClickException(
+            f"no worker serves {queue}: the embedded broker is not running "
+            f"(start `baitiao worker {service}`); nothing sent"
+        )
     app = registry.celery_app(service)
     _check_broker(settings.resolved_broker_url())
     if not any(workers_serving(app, queue, WORKER_CHECK_S) for _ in range(WORKER_CHECK_TRIES)):
-        raise click.ClickException(f"no worker serves {queue} (none answered within "
-                                   f"{WORKER_CHECK_S * WORKER_CHECK_TRIES:g} s; "
-                                   f"start `baitiao worker {service}`); nothing sent")
+        raise click.ClickException(
+            f"no worker serves {queue} (none answered within "
+            f"{WORKER_CHECK_S * WORKER_CHECK_TRIES:g} s; "
+            f"start `baitiao worker {service}`); nothing sent"
+        )
     day = business_date.isoformat()
     try:
         summary = run_job_and_wait(app, spec.task, service, day, at, timeout, expires=timeout)

@@ -20,6 +20,7 @@ ages until it expires, and the check fails long before a standby beat may take o
 checks the system's beat, the one holding the lock, not a particular process: a second
 beat started by mistake waits on the lock and would not be told apart.
 """
+
 from __future__ import annotations
 
 import sys
@@ -75,8 +76,11 @@ def health() -> None:
 
 
 @health.command("worker")
-@click.option("--url", default=None, help="The worker's metrics endpoint [default: "
-                                          "http://127.0.0.1:$BAITIAO_METRICS_PORT/metrics, port 9100 if unset].")
+@click.option(
+    "--url",
+    default=None,
+    help="The worker's metrics endpoint [default: http://127.0.0.1:$BAITIAO_METRICS_PORT/metrics, port 9100 if unset].",
+)
 @click.option("--max-age", default=30.0, show_default=True, help="Seconds a loop may go without a heartbeat.")
 def worker(url: str | None, max_age: float) -> None:
     """Alive when the worker's events consumer and outbox relay both went round within MAX_AGE seconds."""
@@ -92,13 +96,18 @@ def worker(url: str | None, max_age: float) -> None:
         click.echo(f"unhealthy: {problem}")
     if problems:
         sys.exit(1)
-    click.echo("ok: " + ", ".join(f"{service} {loop} {now - at:.1f}s ago"
-                                  for (service, loop), at in sorted(beats.items())))
+    click.echo(
+        "ok: " + ", ".join(f"{service} {loop} {now - at:.1f}s ago" for (service, loop), at in sorted(beats.items()))
+    )
 
 
 @health.command("beat")
-@click.option("--max-age", default=None, type=float,
-              help="Seconds since the beat last renewed its lock [default: twice its longest sleep].")
+@click.option(
+    "--max-age",
+    default=None,
+    type=float,
+    help="Seconds since the beat last renewed its lock [default: twice its longest sleep].",
+)
 def beat(max_age: float | None) -> None:
     """Alive when a beat holds the lock and renewed it within MAX_AGE seconds."""
     import redis
@@ -106,8 +115,9 @@ def beat(max_age: float | None) -> None:
     settings = get_settings()
     lock_timeout = settings.beat_lock_timeout
     limit = max_age if max_age is not None else 2.0 * beat_max_loop_interval(lock_timeout)
-    client = redis.Redis.from_url(settings.resolved_broker_url(), socket_timeout=FETCH_TIMEOUT_S,
-                                  socket_connect_timeout=FETCH_TIMEOUT_S)
+    client = redis.Redis.from_url(
+        settings.resolved_broker_url(), socket_timeout=FETCH_TIMEOUT_S, socket_connect_timeout=FETCH_TIMEOUT_S
+    )
     try:
         ttl_ms = client.pttl(BEAT_LOCK_KEY)
     except redis.RedisError as exc:

@@ -5,6 +5,7 @@ parent is killed (a timeout, Ctrl-C twice, SIGKILL), orphaned workers would go
 on consuming from the bus and steal the next run's messages. On Linux the child
 asks the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``).
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -1,4 +1,5 @@
 """Finds each service's definition and Celery app by name (the command line's only door in)."""
+
 from __future__ import annotations
 
 import importlib

@@ -7,6 +7,7 @@ standby beat polls for the lock every loop interval (a fifth of the lock timeout
 the standby takes over within ``lock_timeout`` plus one loop interval (72 s with the
 default 60 s timeout, the setting ``beat_lock_timeout``), well inside two minutes.
 """
+
 from __future__ import annotations
 
 from celery import Celery

@@ -5,6 +5,7 @@ while domain events arrive on the service's ``<service>.events`` queue, consumed
 in batches by :class:`EventBusStep`, a worker bootstep that runs the events
 consumer and the outbox relay as threads of the worker process.
 """
+
 from __future__ import annotations
 
 import threading
@@ -95,8 +96,13 @@ class RelayLoop:
                 sent = self.relay.relay_once()
             except Exception as exc:  # noqa: BLE001 - broker or database down: retry soon
                 pause = self.backoff.next()
-                log.warning("relay_retry", service=self.service, error=str(exc)[:300],
-                            transient=is_transient(exc), backoff_s=round(pause, 2))
+                log.warning(
+                    "relay_retry",
+                    service=self.service,
+                    error=str(exc)[:300],
+                    transient=is_transient(exc),
+                    backoff_s=round(pause, 2),
+                )
                 self.relay.reset()
                 self.stopping.wait(pause)
                 continue
@@ -133,8 +139,14 @@ class EventBusStep(bootsteps.StartStopStep):
         relay = OutboxRelay(engine, definition.bus.outbox, Connection(url), definition.name)
         self.relay_loop = RelayLoop(relay, settings.outbox_poll_ms / 1000, definition.name)
         applier = EventApplier(
-            definition.name, engine, definition.bus, definition.handlers, settings.rules(), SystemClock(),
-            settings.event_max_attempts, event_time=settings.clock == "event",
+            definition.name,
+            engine,
+            definition.bus,
+            definition.handlers,
+            settings.rules(),
+            SystemClock(),
+            settings.event_max_attempts,
+            event_time=settings.clock == "event",
         )
         config = ConsumerConfig(
             batch_size=settings.event_batch_size,
@@ -147,8 +159,9 @@ class EventBusStep(bootsteps.StartStopStep):
         app.baitiao_relay_wake = self.relay_loop.wake.set
         loops = [(self.consumer.run, "events-consumer"), (self.relay_loop.run, "outbox-relay")]
         if definition.watches_unrouted:
-            self.unrouted = UnroutedWatch(definition.name, url, engine, definition.bus.dead_letters, SystemClock(),
-                                          settings.visibility_timeout)
+            self.unrouted = UnroutedWatch(
+                definition.name, url, engine, definition.bus.dead_letters, SystemClock(), settings.visibility_timeout
+            )
             loops.append((self.unrouted.run, "unrouted-watch"))
         for target, name in loops:
             thread = threading.Thread(target=target, name=f"{definition.name}-{name}", daemon=True)

@@ -4,6 +4,7 @@ Business dates are dates in Asia/Shanghai. No module calls ``datetime.now()``
 directly: production code receives a Clock, tests and the simulator pass a
 ``FixedClock`` they move by hand.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

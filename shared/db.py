@@ -4,6 +4,7 @@ PostgreSQL in a real deployment, a SQLite file as the embedded default. SQLite
 gets WAL and a busy timeout so that a worker's consumer, relay and job threads
 can share one file.
 """
+
 from __future__ import annotations
 
 import functools
@@ -106,8 +107,9 @@ def matches_any(session: Session, column: Any, values: Iterable[Any]) -> Any:
     return column.in_(values)
 
 
-def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], *, key: str | None,
-           update: Sequence[str] = ()) -> None:
+def upsert(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, key: str | None, update: Sequence[str] = ()
+) -> None:
     """Write ``rows`` into ``table`` in one go: ``INSERT .. ON CONFLICT (key) DO UPDATE`` of
     the ``update`` columns; ``DO NOTHING`` when nothing is to be updated (a row someone
     else wrote first stays theirs); a plain ``INSERT`` without a ``key``.
@@ -133,8 +135,9 @@ def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], *, ke
     columns = tuple(rows[0])
     name = session.get_bind().dialect.name
     if name == "postgresql":
-        session.execute(_pg_upsert(table, columns, key, tuple(update)),
-                        {"rows": json.dumps(list(rows), default=_json_value)})
+        session.execute(
+            _pg_upsert(table, columns, key, tuple(update)), {"rows": json.dumps(list(rows), default=_json_value)}
+        )
     elif name == "sqlite":
         session.execute(_sqlite_upsert(table, key, tuple(update)), list(rows))
     else:
@@ -143,8 +146,11 @@ def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], *, ke
 
 def _scalar_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     """The scalar defaults of the columns of ``table`` that ``row`` leaves out."""
-    return {column.name: column.default.arg for column in table.columns
-            if column.name not in row and column.default is not None and column.default.is_scalar}
+    return {
+        column.name: column.default.arg
+        for column in table.columns
+        if column.name not in row and column.default is not None and column.default.is_scalar
+    }
 
 
 def _json_value(value: Any) -> str:
@@ -159,8 +165,10 @@ def _pg_upsert(table: Table, columns: tuple[str, ...], key: str | None, update: 
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
     record = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
-    sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {names}"
-           f" FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({record})")
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({names}) SELECT {names}"
+        f" FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({record})"
+    )
     if key is not None and not update:
         sql += f" ON CONFLICT ({quote(key)}) DO NOTHING"
     elif key is not None:

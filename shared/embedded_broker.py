@@ -12,6 +12,7 @@ demand, and none leaves it behind. A short command stops the one it started; wor
 the beat keep it while they run, and the last of them to exit stops it; ``baitiao broker
 start`` keeps it until ``baitiao broker stop``. Reading commands never start it.
 """
+
 from __future__ import annotations
 
 import os
@@ -82,19 +83,30 @@ def start_embedded_broker(settings: Settings) -> bool:
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         _server_binary(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data_dir),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--maxmemory-policy", "noeviction",
-        "--daemonize", "no",
-        "--pidfile", str(data_dir / "broker.pid"),
-        "--logfile", str(data_dir / "broker.log"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
+        "--pidfile",
+        str(data_dir / "broker.pid"),
+        "--logfile",
+        str(data_dir / "broker.log"),
     ]
-    server = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if _ping(port):
@@ -188,8 +200,11 @@ def broker_for_command(settings: Settings, lifetime: bool = False) -> Iterator[s
             if not others:
                 stop_embedded_broker(settings)
             elif started:
-                print(f"embedded broker left running on 127.0.0.1:{settings.embedded_broker_port} for "
-                      f"{others} other connection(s); the last worker to stop ends it", file=sys.stderr)
+                print(
+                    f"embedded broker left running on 127.0.0.1:{settings.embedded_broker_port} for "
+                    f"{others} other connection(s); the last worker to stop ends it",
+                    file=sys.stderr,
+                )
 
 
 def keep_embedded_broker(settings: Settings) -> str:

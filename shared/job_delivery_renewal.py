@@ -18,6 +18,7 @@ score (the delivery time, in ``time.time()`` seconds, compared by ``QoS.restore_
 with ``time() - visibility_timeout``); ``tests/integration/test_job_delivery_renewal.py``
 checks both against kombu's own sweep on real Redis.
 """
+
 from __future__ import annotations
 
 import threading
@@ -64,8 +65,9 @@ def renews_deliveries(channel: Any) -> bool:
 class DeliveryRenewal:
     """The loop: re-stamp what this worker holds every ``every`` seconds until stopped."""
 
-    def __init__(self, channel: Any, held: Callable[[], list[str]] = held_delivery_tags,
-                 every: float = DELIVERY_RENEW_SECONDS):
+    def __init__(
+        self, channel: Any, held: Callable[[], list[str]] = held_delivery_tags, every: float = DELIVERY_RENEW_SECONDS
+    ):
         self.channel = channel
         self.held = held
         self.every = every

@@ -7,6 +7,7 @@ message void past the waiter's deadline (a worker receiving it then drops it as 
 Only that first message carries it: the slices a job queues after its first one are sent
 by the worker without an expiry, so a chain once started always runs to its end.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,8 +27,15 @@ def workers_serving(app: Celery, queue: str, timeout: float = 2.0) -> list[str]:
     return sorted(name for name, queues in replies.items() if any(q.get("name") == queue for q in queues or []))
 
 
-def run_job_and_wait(app: Celery, task: str, service: str, business_date: str, at: str | None,
-                     timeout: float, expires: float | None = None) -> dict[str, Any]:
+def run_job_and_wait(
+    app: Celery,
+    task: str,
+    service: str,
+    business_date: str,
+    at: str | None,
+    timeout: float,
+    expires: float | None = None,
+) -> dict[str, Any]:
     """Send the task to ``<service>.jobs``, wait for the last slice of every chain, return
     the summary (the chains' last summaries added up when the job fanned out).
 
@@ -36,8 +44,11 @@ def run_job_and_wait(app: Celery, task: str, service: str, business_date: str, a
     Raises the job's own exception (re-raised by Celery) or TimeoutError.
     """
     deadline = time.monotonic() + timeout
-    pending: list[AsyncResult] = [app.send_task(task, kwargs={"business_date": business_date, "at": at},
-                                                queue=jobs_queue_name(service), expires=expires)]
+    pending: list[AsyncResult] = [
+        app.send_task(
+            task, kwargs={"business_date": business_date, "at": at}, queue=jobs_queue_name(service), expires=expires
+        )
+    ]
     finals: list[dict[str, Any]] = []
     slices = 0
     while pending:

@@ -10,6 +10,7 @@ each time a slice acquires it, and every ``LEASE_RENEW_SECONDS`` while a slice r
 ``LEASE_SECONDS`` (its worker died) may be taken over by another run, which is safe
 because every job is idempotent for its date (``shared/job_timing.py``).
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,15 @@ class JobLease:
     def acquire(self, session: Session, day: date, now: datetime) -> None:
         run = session.get(self.model, (self.job, day), with_for_update=True)
         if run is None:
-            session.add(self.model(job=self.job, business_date=day, status="running", started_at=now,  # type: ignore[call-arg]
-                                   owner=self.owner))
+            session.add(
+                self.model(
+                    job=self.job,
+                    business_date=day,
+                    status="running",
+                    started_at=now,  # type: ignore[call-arg]
+                    owner=self.owner,
+                )
+            )
             session.flush()
             _keep(self, day)
             return
@@ -83,9 +91,16 @@ class JobLease:
 
     def renew(self, session: Session, day: date, now: datetime) -> bool:
         """Stamp the claim as fresh if this run still holds the date and it is not done."""
-        result = session.execute(update(self.model).where(
-            self.model.job == self.job, self.model.business_date == day, self.model.owner == self.owner,
-            self.model.status == "running").values(started_at=now))
+        result = session.execute(
+            update(self.model)
+            .where(
+                self.model.job == self.job,
+                self.model.business_date == day,
+                self.model.owner == self.owner,
+                self.model.status == "running",
+            )
+            .values(started_at=now)
+        )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def finish(self, session: Session, day: date, summary: dict[str, Any], now: datetime | None = None) -> None:
@@ -142,7 +157,9 @@ _slice = threading.local()
 
 
 @contextmanager
-def leases_kept(engine: Engine, now: Callable[[], datetime], every: float = LEASE_RENEW_SECONDS) -> Iterator[LeaseKeeper]:
+def leases_kept(
+    engine: Engine, now: Callable[[], datetime], every: float = LEASE_RENEW_SECONDS
+) -> Iterator[LeaseKeeper]:
     """Around one slice (in its thread): every lease it acquires is renewed while it runs."""
     keeper = LeaseKeeper(engine, now, every)
     previous = getattr(_slice, "keeper", None)

@@ -38,6 +38,7 @@ running slices get ``SOFT_SHUTDOWN_SECONDS`` to finish, then what is left is req
 at once instead of waiting out the visibility timeout. ``STOP_GRACE_SECONDS``, the compose ``stop_grace_period``, gives that room and
 the events consumer's own stop before the container is killed.
 """
+
 from __future__ import annotations
 
 SLICE_SOFT_TIME_LIMIT = 240
@@ -66,8 +67,9 @@ def check_order() -> None:
     if not JOBS_VISIBILITY_TIMEOUT + UNACKED_SWEEP_SECONDS + UNACKED_MUTEX_SECONDS < TAKEOVER_SECONDS:
         raise ValueError("job timing: a dead worker's job message must be delivered again within the takeover time")
     if not 3 * LEASE_RENEW_SECONDS <= LEASE_SECONDS < TAKEOVER_SECONDS:
-        raise ValueError("job timing: a run's lease must be renewed several times per lease, and go stale "
-                         "within the takeover time")
+        raise ValueError(
+            "job timing: a run's lease must be renewed several times per lease, and go stale within the takeover time"
+        )
     if not SOFT_SHUTDOWN_SECONDS < STOP_GRACE_SECONDS:
         raise ValueError("the soft shutdown must end before the stop grace period")
 

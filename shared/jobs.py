@@ -17,6 +17,7 @@ follows every chain and adds their figures up. A job may say a fan-out is not wo
 this time (``worth_fanning_out``: the dispatcher with a handful of contacts due); its
 first task then runs the whole job as one chain.
 """
+
 from __future__ import annotations
 
 import copy
@@ -91,8 +92,13 @@ class JobResult:
 JobFunction = Callable[[JobContext], JobResult]
 
 
-def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: JobFunction,
-                 worth_fanning_out: Callable[[JobContext], bool] | None = None) -> Any:
+def register_job(
+    app: Celery,
+    definition: ServiceDefinition,
+    spec: JobSpec,
+    fn: JobFunction,
+    worth_fanning_out: Callable[[JobContext], bool] | None = None,
+) -> Any:
     """Register ``fn`` as the Celery task ``spec.task`` on the service's job queue.
 
     ``worth_fanning_out``: for a partitioned job, asked before it fans out; False runs the
@@ -100,8 +106,13 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
     handful of items takes)."""
 
     @app.task(name=spec.task, bind=True, acks_late=True)
-    def run_job(task: Any, business_date: str | None = None, at: str | None = None,
-                state: dict[str, Any] | None = None, run: str | None = None) -> dict[str, Any]:
+    def run_job(
+        task: Any,
+        business_date: str | None = None,
+        at: str | None = None,
+        state: dict[str, Any] | None = None,
+        run: str | None = None,
+    ) -> dict[str, Any]:
         settings: Settings = app.baitiao_settings
         clock: Clock = SystemClock()
         day = date.fromisoformat(business_date) if business_date else clock.now().date()
@@ -116,12 +127,21 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         if settings.clock == "event":
             clock = event_time_clock(at_local(day, at or "00:00"))
         ctx = JobContext(
-            service=definition.name, job=spec.name, business_date=day, at=at,
-            engine=engine_for(settings.db_url(definition.name)), outbox=Outbox(definition.bus.outbox),
-            rules=settings.rules(), clock=clock, settings=settings, state=state, run=run,
+            service=definition.name,
+            job=spec.name,
+            business_date=day,
+            at=at,
+            engine=engine_for(settings.db_url(definition.name)),
+            outbox=Outbox(definition.bus.outbox),
+            rules=settings.rules(),
+            clock=clock,
+            settings=settings,
+            state=state,
+            run=run,
         )  # the slice gets a copy of the state below, once the fan-out has marked it
-        shares = chains_to_start(spec, settings.job_partitions, state,
-                                 lambda: worth_fanning_out is None or worth_fanning_out(ctx))
+        shares = chains_to_start(
+            spec, settings.job_partitions, state, lambda: worth_fanning_out is None or worth_fanning_out(ctx)
+        )
         if shares:
             chains = [queue(share) for share in shares]
             log.info("job_fanned_out", job=spec.name, business_date=day.isoformat(), partitions=len(chains))
@@ -141,15 +161,17 @@ def register_job(app: Celery, definition: ServiceDefinition, spec: JobSpec, fn: 
         if result.more:  # the next slice keeps this chain's share of the accounts
             share = {"partition": state["partition"]} if "partition" in state else {}
             summary["continued_as"] = queue({**share, **result.state})
-        log.info("job_slice_done", job=spec.name, business_date=day.isoformat(), seconds=round(elapsed, 3),
-                 more=result.more)
+        log.info(
+            "job_slice_done", job=spec.name, business_date=day.isoformat(), seconds=round(elapsed, 3), more=result.more
+        )
         return summary
 
     return run_job
 
 
-def chains_to_start(spec: JobSpec, partitions: int, state: dict[str, Any],
-                    worth_it: Callable[[], bool]) -> list[dict[str, Any]]:
+def chains_to_start(
+    spec: JobSpec, partitions: int, state: dict[str, Any], worth_it: Callable[[], bool]
+) -> list[dict[str, Any]]:
     """The states of the chains a job's task starts instead of running (none: it runs).
 
     A partitioned job's first task (no ``partition`` in its state yet) starts one chain per
@@ -207,8 +229,13 @@ class OutageOutlastsSlice(RuntimeError):
     """The database stayed away longer than a slice may wait in its task."""
 
 
-def run_slice(fn: JobFunction, ctx: JobContext, state: dict[str, Any], wait_s: float = OUTAGE_WAIT_S,
-              backoff: Backoff | None = None) -> JobResult:
+def run_slice(
+    fn: JobFunction,
+    ctx: JobContext,
+    state: dict[str, Any],
+    wait_s: float = OUTAGE_WAIT_S,
+    backoff: Backoff | None = None,
+) -> JobResult:
     """Run one slice; while it fails on a transient fault (shared/transient.py: the database
     away or restarting, a lost connection, a lost deadlock or serialization conflict), run
     it again from its start after a jittered, capped pause, for up to ``wait_s`` seconds;
@@ -231,7 +258,12 @@ def run_slice(fn: JobFunction, ctx: JobContext, state: dict[str, Any], wait_s: f
             pause = backoff.next()
             if time.monotonic() + pause > give_up_at:
                 raise OutageOutlastsSlice(f"{ctx.job} for {ctx.business_date}: {type(exc).__name__}") from exc
-            log.warning("job_slice_retried", job=ctx.job, business_date=ctx.business_date.isoformat(),
-                        error=type(getattr(exc, "orig", None) or exc).__name__, backoff_s=round(pause, 2))
+            log.warning(
+                "job_slice_retried",
+                job=ctx.job,
+                business_date=ctx.business_date.isoformat(),
+                error=type(getattr(exc, "orig", None) or exc).__name__,
+                backoff_s=round(pause, 2),
+            )
             time.sleep(pause)
             ctx.state = copy.deepcopy(state)

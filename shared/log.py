@@ -5,6 +5,7 @@ whatever the caller passes, so a careless ``log.info(..., phone=...)`` cannot
 leak: keys that name personal data are masked, and phone-like digit runs inside
 any string value are masked too.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,13 +47,17 @@ def _mask_value(key: str, value: Any) -> Any:
 
 def mask_personal_data(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: mask every personal field before rendering."""
-    return {key: _mask_value(key, value) if (key in _PERSONAL_KEYS or isinstance(value, str)) else value
-            for key, value in event_dict.items()}
+    return {
+        key: _mask_value(key, value) if (key in _PERSONAL_KEYS or isinstance(value, str)) else value
+        for key, value in event_dict.items()
+    }
 
 
 def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
     """JSON lines on stderr (or a console renderer for humans)."""
-    renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if json_output else structlog.dev.ConsoleRenderer()
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False) if json_output else structlog.dev.ConsoleRenderer()
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -13,6 +13,7 @@ are built, and prometheus_client imported, on first use (``__getattr__``); the w
 sets the directory before that (shared/celery_app.py, at ``worker_init``, before the pool
 forks its job processes).
 """
+
 from __future__ import annotations
 
 import os
@@ -54,18 +55,24 @@ def _build() -> dict[str, Any]:
     return {
         "EVENTS_HANDLED": Counter("baitiao_events_handled_total", "Events applied", ["service", "type"]),
         "EVENTS_DUPLICATE": Counter("baitiao_events_duplicate_total", "Events skipped by the inbox", ["service"]),
-        "EVENTS_FAILED": Counter("baitiao_events_failed_total", "Handler failures (before retry)",
-                                 ["service", "type"]),
+        "EVENTS_FAILED": Counter("baitiao_events_failed_total", "Handler failures (before retry)", ["service", "type"]),
         "DEAD_LETTERS": Counter("baitiao_dead_letters_total", "Messages sent to the dead letters", ["service"]),
-        "BATCH_SECONDS": Histogram("baitiao_event_batch_seconds", "Time to apply one batch of events",
-                                   ["service"]),
+        "BATCH_SECONDS": Histogram("baitiao_event_batch_seconds", "Time to apply one batch of events", ["service"]),
         # "job_name", not "job": Prometheus gives every scraped series its scrape job's "job" label.
-        "JOB_SECONDS": Histogram("baitiao_job_seconds", "Scheduled job duration (one slice)", ["job_name"],
-                                 buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600)),
+        "JOB_SECONDS": Histogram(
+            "baitiao_job_seconds",
+            "Scheduled job duration (one slice)",
+            ["job_name"],
+            buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600),
+        ),
         "OUTBOX_PUBLISHED": Counter("baitiao_outbox_published_total", "Outbox rows published", ["service"]),
         # Only the worker process writes it, and its directory starts empty: "max" is the last beat.
-        "LOOP_HEARTBEAT": Gauge(HEARTBEAT_METRIC, "When a worker loop last went round (Unix time)",
-                                ["service", "loop"], multiprocess_mode="max"),
+        "LOOP_HEARTBEAT": Gauge(
+            HEARTBEAT_METRIC,
+            "When a worker loop last went round (Unix time)",
+            ["service", "loop"],
+            multiprocess_mode="max",
+        ),
     }
 
 
@@ -113,8 +120,10 @@ def use_private_directory(service: str, port: int) -> Path:
     """Empty the worker's metrics directory and make every process of the worker (this one
     and the job processes it forks) record there. Must run before prometheus_client is imported."""
     if "prometheus_client" in sys.modules:
-        raise RuntimeError("prometheus_client was imported before the worker set its metrics directory: "
-                           "the job processes' metrics would be lost")
+        raise RuntimeError(
+            "prometheus_client was imported before the worker set its metrics directory: "
+            "the job processes' metrics would be lost"
+        )
     path = private_directory(service, port)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)

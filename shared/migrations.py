@@ -4,6 +4,7 @@
 databases that do not exist yet are created first (the embedded SQLite files
 are created by SQLite itself).
 """
+
 from __future__ import annotations
 
 from alembic import command

@@ -3,6 +3,7 @@
 Rounding is half-up to the fen and happens only where a rule says so (RULES.md):
 intermediate products stay exact.
 """
+
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation

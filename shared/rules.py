@@ -4,6 +4,7 @@ Every number of the rulebook is a default here, named as the rulebook names it, 
 can be overridden by a YAML or JSON file (``BAITIAO_RULES_FILE``). Domain code
 receives the section it needs as a plain argument; it never reads settings itself.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Each service's ``worker.py`` builds one :class:`ServiceDefinition`; the Celery
 wiring, the migrations, the command line and the tests all start from it, so
 no shared code ever imports a service.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

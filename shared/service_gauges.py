@@ -13,6 +13,7 @@ instant), which says nothing of how long the row has waited. A relay that keeps 
 the head every few milliseconds, so the lag stays at zero while ``baitiao_outbox_unpublished``
 shows a backlog; a stuck relay's lag grows with every scrape.
 """
+
 from __future__ import annotations
 
 import threading
@@ -59,8 +60,16 @@ def _epoch(instant: datetime | None) -> float | None:
 class ServiceGauges:
     """A prometheus_client collector of one service's state (see the module's docstring)."""
 
-    def __init__(self, service: str, engine: Engine, outbox: Table, dead_letters: Table, job_runs: Table | None,
-                 broker: redis.Redis, refresh_s: float = 5.0):
+    def __init__(
+        self,
+        service: str,
+        engine: Engine,
+        outbox: Table,
+        dead_letters: Table,
+        job_runs: Table | None,
+        broker: redis.Redis,
+        refresh_s: float = 5.0,
+    ):
         self.service = service
         self.engine = engine
         self.broker = broker
@@ -76,8 +85,14 @@ class ServiceGauges:
     @classmethod
     def of(cls, definition: ServiceDefinition, engine: Engine, broker_url: str) -> "ServiceGauges":
         broker = redis.Redis.from_url(broker_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        return cls(definition.name, engine, definition.bus.outbox, definition.bus.dead_letters,
-                   definition.metadata.tables.get("job_runs"), broker)
+        return cls(
+            definition.name,
+            engine,
+            definition.bus.outbox,
+            definition.bus.dead_letters,
+            definition.metadata.tables.get("job_runs"),
+            broker,
+        )
 
     @staticmethod
     def _build_statement(outbox: Table, dead_letters: Table, job_runs: Table | None) -> Any:
@@ -85,16 +100,31 @@ class ServiceGauges:
         no_job, no_count = cast(null(), String), cast(null(), BigInteger)
         no_day, no_instant = cast(null(), Date), cast(null(), DateTime(timezone=True))
         parts = [
-            select(literal("outbox").label("kind"), no_job.label("job"), func.count().label("n"),
-                   func.min(outbox.c.id).label("head"), no_day.label("day"), no_instant.label("finished"))
-            .where(outbox.c.published_at.is_(None)),
+            select(
+                literal("outbox").label("kind"),
+                no_job.label("job"),
+                func.count().label("n"),
+                func.min(outbox.c.id).label("head"),
+                no_day.label("day"),
+                no_instant.label("finished"),
+            ).where(outbox.c.published_at.is_(None)),
             select(literal("dead"), no_job, func.count(), no_count, no_day, no_instant)
-            .select_from(dead_letters).where(dead_letters.c.replayed_at.is_(None)),
+            .select_from(dead_letters)
+            .where(dead_letters.c.replayed_at.is_(None)),
         ]
         if job_runs is not None:
-            parts.append(select(literal("job"), job_runs.c.job, no_count, no_count, func.max(job_runs.c.business_date),
-                                func.max(job_runs.c.finished_at))
-                         .where(job_runs.c.status == "done").group_by(job_runs.c.job))
+            parts.append(
+                select(
+                    literal("job"),
+                    job_runs.c.job,
+                    no_count,
+                    no_count,
+                    func.max(job_runs.c.business_date),
+                    func.max(job_runs.c.finished_at),
+                )
+                .where(job_runs.c.status == "done")
+                .group_by(job_runs.c.job)
+            )
         return union_all(*parts)
 
     # -- reading -----------------------------------------------------------------------------
@@ -128,7 +158,7 @@ class ServiceGauges:
         pipe.hlen(self._unacked_key)
         *lengths, unacked = pipe.execute()
         steps = len(_PRIORITY_STEPS)
-        snapshot.queues = {queue: sum(lengths[i * steps:(i + 1) * steps]) for i, queue in enumerate(self._queues)}
+        snapshot.queues = {queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(self._queues)}
         snapshot.unacked = int(unacked)
 
     def _read_database(self, snapshot: Snapshot) -> None:
@@ -175,15 +205,20 @@ class ServiceGauges:
         yield depth
         yield from self._one("baitiao_events_unacked", "Events delivered to a consumer and not acked yet", s.unacked)
         yield from self._one("baitiao_outbox_unpublished", "Outbox rows waiting to be published", s.unpublished)
-        yield from self._one("baitiao_outbox_lag_seconds",
-                             "How long the oldest unpublished outbox row has waited (as scrapes saw it)",
-                             s.outbox_lag_s)
+        yield from self._one(
+            "baitiao_outbox_lag_seconds",
+            "How long the oldest unpublished outbox row has waited (as scrapes saw it)",
+            s.outbox_lag_s,
+        )
         yield from self._one("baitiao_dead_letters_pending", "Dead letters not replayed", s.dead_letters)
-        finished = gauge("baitiao_job_last_success_timestamp_seconds", "When the job last finished a run (Unix time)",
-                         ["job_name"])
-        business = gauge("baitiao_job_last_success_business_date_seconds",
-                         "The latest business date the job finished, as 00:00 Asia/Shanghai of that date (Unix time)",
-                         ["job_name"])
+        finished = gauge(
+            "baitiao_job_last_success_timestamp_seconds", "When the job last finished a run (Unix time)", ["job_name"]
+        )
+        business = gauge(
+            "baitiao_job_last_success_business_date_seconds",
+            "The latest business date the job finished, as 00:00 Asia/Shanghai of that date (Unix time)",
+            ["job_name"],
+        )
         for job, (day, finished_at) in sorted(s.jobs.items()):
             business.add_metric([self.service, job], at_local(day).timestamp())
             if finished_at is not None:

@@ -19,6 +19,7 @@ Conventions a docker compose user expects:
   with a service's database missing would otherwise run that service on a fresh SQLite
   file, and a server database without a broker on an embedded Redis nobody else reaches.
 """
+
 from __future__ import annotations
 
 import os
@@ -121,8 +122,11 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Arguments first, then the environment, then ``BAITIAO_<NAME>_FILE`` files."""
@@ -153,7 +157,8 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 f"BAITIAO_BROKER_URL is set but BAITIAO_{service.upper()}_DB_URL is not: the {service} "
                 "service needs its database in a real deployment (set it, or unset the broker for the "
-                "embedded default)")
+                "embedded default)"
+            )
         return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
 
     def check_broker_configured(self) -> None:
@@ -162,12 +167,16 @@ class Settings(BaseSettings):
         paths of their own (the simulator gives its workers such)."""
         if not self.embedded:
             return
-        given = [f"BAITIAO_{s.upper()}_DB_URL" for s in SERVICES
-                 if (getattr(self, f"{s}_db_url") or "sqlite").split(":", 1)[0] != "sqlite"]
+        given = [
+            f"BAITIAO_{s.upper()}_DB_URL"
+            for s in SERVICES
+            if (getattr(self, f"{s}_db_url") or "sqlite").split(":", 1)[0] != "sqlite"
+        ]
         if given:
             raise ConfigurationError(
                 f"{', '.join(given)} set but BAITIAO_BROKER_URL is not: a deployment's processes "
-                "must share one broker (set it, or unset the database URLs for the embedded default)")
+                "must share one broker (set it, or unset the database URLs for the embedded default)"
+            )
 
     def resolved_sms_file_path(self) -> Path:
         return self.sms_file_path or (self.data_dir / "sms-outbox.jsonl")
@@ -205,7 +214,7 @@ def normalized_db_url(url: str) -> str:
     driver the project ships, psycopg 3; SQLAlchemy would otherwise look for psycopg2."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -16,13 +16,15 @@ last close reflects the account as it is now). The business date decides only wh
 sequence is missing (outside producers leave it null): a later date is newer, the same
 date applies. docs/decisions.md ("Snapshot order").
 """
+
 from __future__ import annotations
 
 from datetime import date
 
 
-def supersedes(*, business_date: date | None, sequence: int | None,
-               stored_date: date | None, stored_sequence: int | None) -> bool:
+def supersedes(
+    *, business_date: date | None, sequence: int | None, stored_date: date | None, stored_sequence: int | None
+) -> bool:
     """Whether a snapshot stamped (``business_date``, ``sequence``) may replace the stored
     one stamped (``stored_date``, ``stored_sequence``).
 

@@ -25,6 +25,7 @@ Not transient: a SQLSTATE of any other class (a constraint, a bad statement, a q
 cancelled by ``statement_timeout``), and every other exception. A cause chained with
 ``raise … from`` is looked at too, so a fault wrapped by a library keeps its kind.
 """
+
 from __future__ import annotations
 
 import errno
@@ -40,10 +41,20 @@ from sqlalchemy import exc as sa
 # SQLSTATE prefixes (classes or single codes) of a fault worth waiting out.
 TRANSIENT_SQLSTATES = ("08", "40", "57P", "53300", "55P03")
 
-_NETWORK_ERRNOS = frozenset({
-    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
-    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ENOTCONN,
-})
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.EHOSTDOWN,
+        errno.ENOTCONN,
+    }
+)
 
 _BROKER_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # BusyLoadingError ("LOADING") is one

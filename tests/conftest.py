@@ -1,4 +1,5 @@
 """Shared fixtures. Integration and e2e tests use real Redis and real PostgreSQL."""
+
 from __future__ import annotations
 
 import os

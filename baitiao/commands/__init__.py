@@ -1,4 +1,5 @@
 """Command groups beyond the core: one module per area."""
+
 from __future__ import annotations
 
 import click

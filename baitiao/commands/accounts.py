@@ -5,6 +5,7 @@ Both commands read the accounts database only, through the read models of
 An unknown account is an error (exit code 1), not an empty screen: an operator who
 mistyped an id must not read "nothing owed".
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,15 @@ def ledger(account_id: str, as_json: bool) -> None:
     for column in ("date", "posting", "kind", "ledger account", "debit", "credit", "customer balance"):
         table.add_column(column, justify="right" if column in ("debit", "credit", "customer balance") else "left")
     for e in entries:
-        table.add_row(e["date"], e["posting_id"], e["kind"], e["ledger_account"], _blank_zero(e["debit"]),
-                      _blank_zero(e["credit"]), e["customer_balance"])
+        table.add_row(
+            e["date"],
+            e["posting_id"],
+            e["kind"],
+            e["ledger_account"],
+            _blank_zero(e["debit"]),
+            _blank_zero(e["credit"]),
+            e["customer_balance"],
+        )
     console.print(table)
     verdict = "[green]balanced[/]" if totals["balanced"] else "[bold red]NOT BALANCED[/]"
     sign = "==" if totals["balanced"] else "!="
@@ -82,12 +90,15 @@ def ledger(account_id: str, as_json: bool) -> None:
 
 def _print_header(console: Console, view: dict[str, Any]) -> None:
     cut = " (cut)" if view["limit_cut"] else ""
-    console.print(f"[bold]Account {view['account_id']}[/] (customer {view['customer_id']}, "
-                  f"opened {view['opened_on']})")
-    console.print(f"status {view['status']}, borrowing {view['borrowing']}, level {view['level']} "
-                  f"(linked {view['linked_level']}), max DPD {view['max_dpd']}")
-    console.print(f"granted limit {view['granted_limit']}, credit limit {view['credit_limit']}{cut}, "
-                  f"available {view['available']}")
+    console.print(f"[bold]Account {view['account_id']}[/] (customer {view['customer_id']}, opened {view['opened_on']})")
+    console.print(
+        f"status {view['status']}, borrowing {view['borrowing']}, level {view['level']} "
+        f"(linked {view['linked_level']}), max DPD {view['max_dpd']}"
+    )
+    console.print(
+        f"granted limit {view['granted_limit']}, credit limit {view['credit_limit']}{cut}, "
+        f"available {view['available']}"
+    )
     console.print(f"unpaid principal {view['unpaid_principal']}, credit balance {view['credit_balance']}")
 
 
@@ -106,14 +117,35 @@ def _print_restrictions(console: Console, restrictions: dict[str, Any]) -> None:
 
 def _print_bills(console: Console, bills: list[dict[str, Any]]) -> None:
     table = Table(title="Bills")
-    columns = ("bill", "statement", "due", "DPD", "principal", "unpaid principal", "unpaid penalty",
-               "unpaid late fee", "penalty charged", "late fee charged", "state")
+    columns = (
+        "bill",
+        "statement",
+        "due",
+        "DPD",
+        "principal",
+        "unpaid principal",
+        "unpaid penalty",
+        "unpaid late fee",
+        "penalty charged",
+        "late fee charged",
+        "state",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("bill", "state") else "right")
     for b in bills:
-        table.add_row(b["bill_id"], b["statement_date"], b["due_date"], str(b["dpd"]), b["principal"],
-                      b["unpaid_principal"], b["unpaid_penalty"], b["unpaid_late_fee"], b["penalty_charged"],
-                      b["late_fee_charged"], _bill_state(b))
+        table.add_row(
+            b["bill_id"],
+            b["statement_date"],
+            b["due_date"],
+            str(b["dpd"]),
+            b["principal"],
+            b["unpaid_principal"],
+            b["unpaid_penalty"],
+            b["unpaid_late_fee"],
+            b["penalty_charged"],
+            b["late_fee_charged"],
+            _bill_state(b),
+        )
     console.print(table)
     for b in bills:
         if b.get("report_notice_on") or b.get("bureau_marked_on"):
@@ -140,16 +172,19 @@ def _bill_state(bill: dict[str, Any]) -> str:
 def _print_plan_and_repayments(console: Console, view: dict[str, Any]) -> None:
     plan = view["active_plan"]
     if plan:
-        console.print(f"active plan {plan['plan_id']}: outstanding {plan.get('outstanding', '?')}, "
-                      f"paid {plan.get('paid', '?')}, since {plan.get('activated_on', '?')}")
+        console.print(
+            f"active plan {plan['plan_id']}: outstanding {plan.get('outstanding', '?')}, "
+            f"paid {plan.get('paid', '?')}, since {plan.get('activated_on', '?')}"
+        )
     if not view["repayments"]:
         return
     table = Table(title="Recent repayments")
     for column in ("payment", "paid on", "amount", "status", "allocations"):
         table.add_column(column)
     for r in view["repayments"]:
-        allocations = "; ".join(f"{a.get('target_id', a.get('target'))} {a.get('component')} {a.get('amount')}"
-                                for a in r["allocations"])
+        allocations = "; ".join(
+            f"{a.get('target_id', a.get('target'))} {a.get('component')} {a.get('amount')}" for a in r["allocations"]
+        )
         table.add_row(r["payment_id"], r["paid_on"], r["amount"], r["reason"] or r["status"], allocations)
     console.print(table)
 

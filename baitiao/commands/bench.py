@@ -1,4 +1,5 @@
 """``baitiao bench``: benchmarks that print ratios against a baseline measured in the same run."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,13 @@ def bench() -> None:
 
 
 @bench.command("bus")
-@click.option("-n", "count", type=click.IntRange(min=1), default=20000, show_default=True, help="Events to push through.")
+@click.option(
+    "-n", "count", type=click.IntRange(min=1), default=20000, show_default=True, help="Events to push through."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--paced", type=click.IntRange(min=1), default=2000, show_default=True, help="Events in the latency phase.")
+@click.option(
+    "--paced", type=click.IntRange(min=1), default=2000, show_default=True, help="Events in the latency phase."
+)
 @click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_bus", show_default=True)
 def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
     """Our batched consumer (with its database work) beside raw kombu on the same Redis."""
@@ -26,15 +31,23 @@ def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
     with broker_for_command(get_settings()) as url:
         result = run_bus_benchmark(url, db_url, count, batch_size, paced)
     click.echo(json.dumps(result, indent=2))
-    click.echo(f"ours {result['ours_per_s']}/s vs raw kombu {result['raw_kombu_per_s']}/s: "
-               f"ratio {result['ratio']} (target >= 0.8); p50 {result['latency_p50_ms']} ms, "
-               f"p99 {result['latency_p99_ms']} ms at {result['latency_paced_rate_per_s']}/s")
+    click.echo(
+        f"ours {result['ours_per_s']}/s vs raw kombu {result['raw_kombu_per_s']}/s: "
+        f"ratio {result['ratio']} (target >= 0.8); p50 {result['latency_p50_ms']} ms, "
+        f"p99 {result['latency_p99_ms']} ms at {result['latency_paced_rate_per_s']}/s"
+    )
 
 
 @bench.command("relay")
-@click.option("-n", "count", type=click.IntRange(min=1), default=20000, show_default=True, help="Outbox rows per round.")
-@click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_relay",
-              show_default=True, help="A PostgreSQL database the benchmark may drop and recreate.")
+@click.option(
+    "-n", "count", type=click.IntRange(min=1), default=20000, show_default=True, help="Outbox rows per round."
+)
+@click.option(
+    "--db-url",
+    default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_relay",
+    show_default=True,
+    help="A PostgreSQL database the benchmark may drop and recreate.",
+)
 def bench_relay(count: int, db_url: str) -> None:
     """The outbox relay vs plain kombu publishing of the same rows (microseconds per event)."""
     from baitiao.bench_relay import run_relay_benchmark
@@ -43,29 +56,52 @@ def bench_relay(count: int, db_url: str) -> None:
     with broker_for_command(get_settings()) as url:
         result = run_relay_benchmark(url, db_url, count)
     click.echo(json.dumps(result, indent=2))
-    click.echo(f"relay: {result['ours_us_per_event']} us/event vs plain kombu {result['baseline_us_per_event']} "
-               f"us/event: ratio {result['ratio']}")
+    click.echo(
+        f"relay: {result['ours_us_per_event']} us/event vs plain kombu {result['baseline_us_per_event']} "
+        f"us/event: ratio {result['ratio']}"
+    )
 
 
 @bench.command("close")
 @click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option("--overdue", "overdue_share", type=click.FloatRange(0, 1), default=0.10, show_default=True, help="Share of accounts overdue.")
-@click.option("--orm-sample", type=click.IntRange(min=1), default=3000, show_default=True, help="Bills in the per-bill ORM sample.")
-@click.option("--db-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_close",
-              show_default=True, help="A PostgreSQL database the benchmark may drop and recreate.")
+@click.option(
+    "--overdue",
+    "overdue_share",
+    type=click.FloatRange(0, 1),
+    default=0.10,
+    show_default=True,
+    help="Share of accounts overdue.",
+)
+@click.option(
+    "--orm-sample",
+    type=click.IntRange(min=1),
+    default=3000,
+    show_default=True,
+    help="Bills in the per-bill ORM sample.",
+)
+@click.option(
+    "--db-url",
+    default="postgresql+psycopg://postgres@127.0.0.1:5432/baitiao_bench_close",
+    show_default=True,
+    help="A PostgreSQL database the benchmark may drop and recreate.",
+)
 def bench_close(accounts: int, overdue_share: float, orm_sample: int, db_url: str) -> None:
     """One daily close of a large portfolio beside a hand-written SQL baseline and an ORM loop."""
     from baitiao.bench_close import main_json, run_close_benchmark
 
     result = run_close_benchmark(db_url, accounts, overdue_share, orm_sample)
     click.echo(main_json(result))
-    click.echo(f"close of {accounts:,} accounts: ours {result['ours_s']} s, baseline SQL {result['baseline_sql_s']} s "
-               f"(ratio {result['ratio_ours_to_baseline']}, target <= 2); per-bill ORM loop scaled "
-               f"{result['orm_loop_scaled_s']} s ({result['ratio_orm_to_ours']}x ours)")
+    click.echo(
+        f"close of {accounts:,} accounts: ours {result['ours_s']} s, baseline SQL {result['baseline_sql_s']} s "
+        f"(ratio {result['ratio_ours_to_baseline']}, target <= 2); per-bill ORM loop scaled "
+        f"{result['orm_loop_scaled_s']} s ({result['ratio_orm_to_ours']}x ours)"
+    )
 
 
 @bench.command("consumers")
-@click.option("-n", "count", type=click.IntRange(min=1), default=5000, show_default=True, help="Accounts (events per night).")
+@click.option(
+    "-n", "count", type=click.IntRange(min=1), default=5000, show_default=True, help="Accounts (events per night)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=200, show_default=True)
 def bench_consumers(count: int, batch_size: int) -> None:
     """Collections' and restructuring's real handlers absorbing a night of delinquency snapshots."""
@@ -75,5 +111,7 @@ def bench_consumers(count: int, batch_size: int) -> None:
     click.echo(json.dumps(result, indent=2))
     for service in ("collections", "restructuring"):
         steady = result[service]["steady_night_per_s"]
-        click.echo(f"{service}: {steady}/s steady, {result[service]['first_night_per_s']}/s first night; "
-                   f"100,000 events in {100_000 / steady:.0f} s of database work (target: 180 s with the transport)")
+        click.echo(
+            f"{service}: {steady}/s steady, {result[service]['first_night_per_s']}/s first night; "
+            f"100,000 events in {100_000 / steady:.0f} s of database work (target: 180 s with the transport)"
+        )

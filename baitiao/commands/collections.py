@@ -3,6 +3,7 @@
 Reads the collections database only (get_settings().db_url("collections")). Names and
 phones are shown masked, as everywhere outside the SMS gateway.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,25 +69,33 @@ def collections() -> None:
 
 # --- worklist ---------------------------------------------------------------------------------
 
+
 def worklist_rows(session: Session) -> list[dict[str, Any]]:
     """Open tasks, most urgent first: the deepest DPD, then legal before agency before call,
     then the largest amount, then the earliest due date."""
-    rows = session.execute(select(CollectorTask, Customer).outerjoin(
-        Customer, Customer.account_id == CollectorTask.account_id).where(CollectorTask.status == "open")).all()
-    ordered = sorted(rows, key=lambda r: (-r[0].dpd, _KIND_RANK.get(r[0].kind, 9), -r[0].amount_fen,
-                                          r[0].due_by, r[0].task_id))
-    return [{
-        "priority": number,
-        "task_id": task.task_id,
-        "account_id": task.account_id,
-        "kind": task.kind,
-        "stage": task.stage,
-        "dpd": task.dpd,
-        "amount": str(from_fen(task.amount_fen)),
-        "due_by": task.due_by.isoformat(),
-        "customer": mask_name(customer.name) if customer else None,
-        "phone": mask_phone(customer.phone) if customer else None,
-    } for number, (task, customer) in enumerate(ordered, start=1)]
+    rows = session.execute(
+        select(CollectorTask, Customer)
+        .outerjoin(Customer, Customer.account_id == CollectorTask.account_id)
+        .where(CollectorTask.status == "open")
+    ).all()
+    ordered = sorted(
+        rows, key=lambda r: (-r[0].dpd, _KIND_RANK.get(r[0].kind, 9), -r[0].amount_fen, r[0].due_by, r[0].task_id)
+    )
+    return [
+        {
+            "priority": number,
+            "task_id": task.task_id,
+            "account_id": task.account_id,
+            "kind": task.kind,
+            "stage": task.stage,
+            "dpd": task.dpd,
+            "amount": str(from_fen(task.amount_fen)),
+            "due_by": task.due_by.isoformat(),
+            "customer": mask_name(customer.name) if customer else None,
+            "phone": mask_phone(customer.phone) if customer else None,
+        }
+        for number, (task, customer) in enumerate(ordered, start=1)
+    ]
 
 
 @collections.command("worklist")
@@ -101,48 +110,89 @@ def worklist(as_json: bool) -> None:
     if not rows:
         click.echo("no open tasks")
     for r in rows:
-        click.echo(f"{r['priority']:>4} {r['kind']:7} {r['account_id']:16} DPD {r['dpd']:>4} {r['amount']:>12} "
-                   f"due {r['due_by']}  {r['customer'] or '-'} {r['phone'] or '-'}  {r['task_id']}")
+        click.echo(
+            f"{r['priority']:>4} {r['kind']:7} {r['account_id']:16} DPD {r['dpd']:>4} {r['amount']:>12} "
+            f"due {r['due_by']}  {r['customer'] or '-'} {r['phone'] or '-'}  {r['task_id']}"
+        )
 
 
 # --- history ----------------------------------------------------------------------------------
 
+
 def history_rows(session: Session, account_id: str) -> dict[str, Any]:
     """Everything collections did and heard for one account, in order."""
     case = session.scalar(select(CollectionCase).where(CollectionCase.account_id == account_id))
-    contacts = session.scalars(select(ContactAttempt).where(ContactAttempt.account_id == account_id)
-                               .order_by(ContactAttempt.business_date, ContactAttempt.id)).all()
-    messages = {m.contact_id: m for m in session.scalars(
-        select(SmsMessage).where(SmsMessage.account_id == account_id)).all()}
-    tasks = session.scalars(select(CollectorTask).where(CollectorTask.account_id == account_id)
-                            .order_by(CollectorTask.created_on)).all()
-    promises = session.scalars(select(PromiseToPay).where(PromiseToPay.account_id == account_id)
-                               .order_by(PromiseToPay.id)).all()
-    closures = session.scalars(select(CaseClosure).where(CaseClosure.account_id == account_id)
-                               .order_by(CaseClosure.id)).all()
+    contacts = session.scalars(
+        select(ContactAttempt)
+        .where(ContactAttempt.account_id == account_id)
+        .order_by(ContactAttempt.business_date, ContactAttempt.id)
+    ).all()
+    messages = {
+        m.contact_id: m for m in session.scalars(select(SmsMessage).where(SmsMessage.account_id == account_id)).all()
+    }
+    tasks = session.scalars(
+        select(CollectorTask).where(CollectorTask.account_id == account_id).order_by(CollectorTask.created_on)
+    ).all()
+    promises = session.scalars(
+        select(PromiseToPay).where(PromiseToPay.account_id == account_id).order_by(PromiseToPay.id)
+    ).all()
+    closures = session.scalars(
+        select(CaseClosure).where(CaseClosure.account_id == account_id).order_by(CaseClosure.id)
+    ).all()
     return {
         "account_id": account_id,
-        "case": None if case is None else {
-            "status": case.status, "stage": case.stage, "grade": case.grade or "C (default)",
-            "max_dpd": case.max_dpd, "total_overdue": str(from_fen(case.total_overdue_fen)),
-            "plan_active": case.plan_active, "closed_reason": case.closed_reason,
+        "case": None
+        if case is None
+        else {
+            "status": case.status,
+            "stage": case.stage,
+            "grade": case.grade or "C (default)",
+            "max_dpd": case.max_dpd,
+            "total_overdue": str(from_fen(case.total_overdue_fen)),
+            "plan_active": case.plan_active,
+            "closed_reason": case.closed_reason,
         },
         "contacts": [_contact_row(c, messages.get(c.id)) for c in contacts],
-        "tasks": [{"task_id": t.task_id, "kind": t.kind, "stage": t.stage, "created_on": t.created_on.isoformat(),
-                   "due_by": t.due_by.isoformat(), "status": t.status, "outcome": t.outcome} for t in tasks],
-        "promises": [{"recorded_on": p.recorded_on.isoformat(), "promised_date": p.promised_date.isoformat(),
-                      "promised_amount": str(from_fen(p.promised_amount_fen)) if p.promised_amount_fen is not None
-                      else None, "pause_until": p.pause_until.isoformat(), "status": p.status} for p in promises],
+        "tasks": [
+            {
+                "task_id": t.task_id,
+                "kind": t.kind,
+                "stage": t.stage,
+                "created_on": t.created_on.isoformat(),
+                "due_by": t.due_by.isoformat(),
+                "status": t.status,
+                "outcome": t.outcome,
+            }
+            for t in tasks
+        ],
+        "promises": [
+            {
+                "recorded_on": p.recorded_on.isoformat(),
+                "promised_date": p.promised_date.isoformat(),
+                "promised_amount": str(from_fen(p.promised_amount_fen)) if p.promised_amount_fen is not None else None,
+                "pause_until": p.pause_until.isoformat(),
+                "status": p.status,
+            }
+            for p in promises
+        ],
         "closures": [{"closed_on": c.closed_on.isoformat(), "reason": c.reason, "stage": c.stage} for c in closures],
     }
 
 
 def _contact_row(contact: ContactAttempt, message: SmsMessage | None) -> dict[str, Any]:
     return {
-        "business_date": contact.business_date.isoformat(), "channel": contact.channel, "kind": contact.kind,
-        "template": contact.template, "stage": contact.stage, "dpd": contact.dpd, "status": contact.status,
-        "reason": contact.reason, "planned_for": contact.planned_for, "sent_at": contact.sent_at,
-        "deferrals": contact.deferrals, "task_id": contact.task_id,
+        "business_date": contact.business_date.isoformat(),
+        "channel": contact.channel,
+        "kind": contact.kind,
+        "template": contact.template,
+        "stage": contact.stage,
+        "dpd": contact.dpd,
+        "status": contact.status,
+        "reason": contact.reason,
+        "planned_for": contact.planned_for,
+        "sent_at": contact.sent_at,
+        "deferrals": contact.deferrals,
+        "task_id": contact.task_id,
         "message_id": message.message_id if message else None,
         "delivery": message.status if message else None,
         "segments": message.segments if message else None,
@@ -162,12 +212,16 @@ def history(account: str, as_json: bool) -> None:
     case = data["case"]
     if case is None:
         raise click.ClickException(f"no collection case for {account}")
-    click.echo(f"{account}: {case['status']} stage {case['stage']} grade {case['grade']} DPD {case['max_dpd']} "
-               f"overdue {case['total_overdue']}" + (f" closed {case['closed_reason']}" if case["closed_reason"] else ""))
+    click.echo(
+        f"{account}: {case['status']} stage {case['stage']} grade {case['grade']} DPD {case['max_dpd']} "
+        f"overdue {case['total_overdue']}" + (f" closed {case['closed_reason']}" if case["closed_reason"] else "")
+    )
     for c in data["contacts"]:
         why = f" ({c['reason']})" if c["reason"] else ""
-        click.echo(f"  {c['business_date']} {c['channel']:6} {c['template']:26} {c['status']}{why}"
-                   + (f" {c['delivery']}" if c["delivery"] else ""))
+        click.echo(
+            f"  {c['business_date']} {c['channel']:6} {c['template']:26} {c['status']}{why}"
+            + (f" {c['delivery']}" if c["delivery"] else "")
+        )
     for t in data["tasks"]:
         click.echo(f"  task {t['created_on']} {t['kind']:7} due {t['due_by']} {t['status']} {t['outcome'] or ''}")
     for p in data["promises"]:
@@ -205,35 +259,62 @@ def cohort_cases(session: Session, start: date, end: date) -> list[CohortCase]:
     went overdue (collections' bills keep the DPD they reached); it ends at the case's
     next closing. Stages come from the stage history the daily job writes."""
     overdue: dict[str, list[date]] = {}
-    for account_id, due_date in session.execute(select(Bill.account_id, Bill.due_date).where(
-            Bill.dpd > 0, Bill.due_date < end)):
+    for account_id, due_date in session.execute(
+        select(Bill.account_id, Bill.due_date).where(Bill.dpd > 0, Bill.due_date < end)
+    ):
         overdue.setdefault(account_id, []).append(due_date + timedelta(days=1))
     if not overdue:
         return []
     accounts = sorted(overdue)
     closures: dict[str, list[tuple[date, CaseEnd]]] = {}
-    for row in session.scalars(select(CaseClosure).where(CaseClosure.account_id.in_(accounts),
-                                                         CaseClosure.closed_on <= end)):
+    for row in session.scalars(
+        select(CaseClosure).where(CaseClosure.account_id.in_(accounts), CaseClosure.closed_on <= end)
+    ):
         closures.setdefault(row.account_id, []).append((row.closed_on, CaseEnd(row.reason)))
-    episodes = [e for account in accounts
-                for e in in_cohort(delinquency_episodes(account, overdue[account], closures.get(account, [])),
-                                   start, end)]
+    episodes = [
+        e
+        for account in accounts
+        for e in in_cohort(delinquency_episodes(account, overdue[account], closures.get(account, [])), start, end)
+    ]
     if not episodes:
         return []
     mine = sorted({e.account_id for e in episodes})
-    stages = _by_account(session.execute(select(CaseStageHistory.account_id, CaseStageHistory.business_date,
-                                                CaseStageHistory.stage, CaseStageHistory.id).where(
-        CaseStageHistory.account_id.in_(mine), CaseStageHistory.business_date <= end)))
-    contacts = _by_account(session.execute(select(ContactAttempt.account_id, ContactAttempt.business_date).where(
-        ContactAttempt.account_id.in_(mine), ContactAttempt.business_date <= end, or_(
-            and_(ContactAttempt.channel == "sms", ContactAttempt.status == "sent"),
-            and_(ContactAttempt.channel == "call", ContactAttempt.status == "attempted",
-                 ContactAttempt.reason.in_(REACHED_BY_CALL))))))
-    promises = _by_account(session.execute(select(PromiseToPay.account_id, PromiseToPay.recorded_on,
-                                                  PromiseToPay.status, PromiseToPay.decided_on).where(
-        PromiseToPay.account_id.in_(mine), PromiseToPay.recorded_on <= end)))
-    return [_cohort_case(e, end, stages.get(e.account_id, []), contacts.get(e.account_id, []),
-                         promises.get(e.account_id, [])) for e in episodes]
+    stages = _by_account(
+        session.execute(
+            select(
+                CaseStageHistory.account_id, CaseStageHistory.business_date, CaseStageHistory.stage, CaseStageHistory.id
+            ).where(CaseStageHistory.account_id.in_(mine), CaseStageHistory.business_date <= end)
+        )
+    )
+    contacts = _by_account(
+        session.execute(
+            select(ContactAttempt.account_id, ContactAttempt.business_date).where(
+                ContactAttempt.account_id.in_(mine),
+                ContactAttempt.business_date <= end,
+                or_(
+                    and_(ContactAttempt.channel == "sms", ContactAttempt.status == "sent"),
+                    and_(
+                        ContactAttempt.channel == "call",
+                        ContactAttempt.status == "attempted",
+                        ContactAttempt.reason.in_(REACHED_BY_CALL),
+                    ),
+                ),
+            )
+        )
+    )
+    promises = _by_account(
+        session.execute(
+            select(
+                PromiseToPay.account_id, PromiseToPay.recorded_on, PromiseToPay.status, PromiseToPay.decided_on
+            ).where(PromiseToPay.account_id.in_(mine), PromiseToPay.recorded_on <= end)
+        )
+    )
+    return [
+        _cohort_case(
+            e, end, stages.get(e.account_id, []), contacts.get(e.account_id, []), promises.get(e.account_id, [])
+        )
+        for e in episodes
+    ]
 
 
 def _by_account(rows: Any) -> dict[str, list[Any]]:
@@ -244,8 +325,9 @@ def _by_account(rows: Any) -> dict[str, list[Any]]:
     return grouped
 
 
-def _cohort_case(episode: Episode, end: date, stages: list[Any], contacts: list[Any],
-                 promises: list[Any]) -> CohortCase:
+def _cohort_case(
+    episode: Episode, end: date, stages: list[Any], contacts: list[Any], promises: list[Any]
+) -> CohortCase:
     """One episode with what happened in it up to ``end`` (or its closing, if earlier)."""
     last = min(episode.closed_on or end, end)
 
@@ -253,24 +335,36 @@ def _cohort_case(episode: Episode, end: date, stages: list[Any], contacts: list[
         return episode.opened_on <= day <= last
 
     judged = sorted((r.business_date, r.id, Stage(r.stage)) for r in stages if within(r.business_date))
-    states = tuple(PromiseState(r.status) if r.decided_on is not None and r.decided_on <= end
-                   else PromiseState.PENDING  # decided after the period: still pending on its last day
-                   for r in promises if within(r.recorded_on))
-    return CohortCase(episode, stages_reached=frozenset(stage for _, _, stage in judged),
-                      stage=judged[-1][2] if judged else None,
-                      contacted=any(within(r.business_date) for r in contacts), promises=states)
+    states = tuple(
+        PromiseState(r.status)
+        if r.decided_on is not None and r.decided_on <= end
+        else PromiseState.PENDING  # decided after the period: still pending on its last day
+        for r in promises
+        if within(r.recorded_on)
+    )
+    return CohortCase(
+        episode,
+        stages_reached=frozenset(stage for _, _, stage in judged),
+        stage=judged[-1][2] if judged else None,
+        contacted=any(within(r.business_date) for r in contacts),
+        promises=states,
+    )
 
 
 def _rate(rate: Rate) -> dict[str, Any]:
-    return {"numerator": rate.numerator, "denominator": rate.denominator,
-            "value": str(rate.value) if rate.value is not None else None}
+    return {
+        "numerator": rate.numerator,
+        "denominator": rate.denominator,
+        "value": str(rate.value) if rate.value is not None else None,
+    }
 
 
 def kpi_report(session: Session, start: date, end: date) -> dict[str, Any]:
     """The period's cohort (cases opened in it, followed to ``end``), the contacts made in
     it, and the cases open on ``start`` followed to ``end``; the definitions beside them."""
-    contacts = session.scalars(select(ContactAttempt).where(
-        ContactAttempt.business_date >= start, ContactAttempt.business_date <= end)).all()
+    contacts = session.scalars(
+        select(ContactAttempt).where(ContactAttempt.business_date >= start, ContactAttempt.business_date <= end)
+    ).all()
     by_channel: Counter[tuple[str, str]] = Counter()
     for c in contacts:
         if c.channel not in ("sms", "call"):
@@ -281,7 +375,8 @@ def kpi_report(session: Session, start: date, end: date) -> dict[str, Any]:
     seen = observations(session, start, end)
     stages = [s for s in Stage]
     return {
-        "from": start.isoformat(), "to": end.isoformat(),
+        "from": start.isoformat(),
+        "to": end.isoformat(),
         "definitions": dict(DEFINITIONS),
         "cohort": {
             "cases": cohort.cases,
@@ -296,8 +391,9 @@ def kpi_report(session: Session, start: date, end: date) -> dict[str, Any]:
             "cases": len(seen),
             "cure_rate_by_stage": {s.value: _rate(r) for s, r in cure_rates_by_stage(seen).items()},
             "roll_forward_rate_by_stage": {s.value: _rate(r) for s, r in roll_rates(seen).items()},
-            "roll_rates": {f"{a.value}->{b.value}": _rate(roll_rate(seen, a, b))
-                           for a, b in zip(stages, stages[1:], strict=False)},
+            "roll_rates": {
+                f"{a.value}->{b.value}": _rate(roll_rate(seen, a, b)) for a, b in zip(stages, stages[1:], strict=False)
+            },
         },
     }
 

@@ -3,6 +3,7 @@
 An embedded SQLite file that does not exist yet is reported (``ConfigurationError``,
 with the command that creates it) instead of being created empty by the first read.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ phones and identity hashes masked as in the logs, in the table and in ``--json``
 Listing and discarding read and write the services' databases only; replay alone
 needs the broker (an embedded one it had to start is stopped when it is done).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,9 @@ def dlq_list(service: tuple[ServiceName, ...], include_retired: bool, limit: int
         table.add_column(column, justify="right" if column == "attempts" else "left")
     for row in rows:
         state = row["state"] if row["state"] != "discarded" else f"discarded: {row['discard_reason']}"
-        table.add_row(row["id"], str(row["created_at"])[:19], state, row["type"] or "-", str(row["attempts"]),
-                      row["reason"][:120])
+        table.add_row(
+            row["id"], str(row["created_at"])[:19], state, row["type"] or "-", str(row["attempts"]), row["reason"][:120]
+        )
     Console().print(table)
 
 
@@ -97,8 +99,13 @@ def dlq_discard(letter_id: tuple[ServiceName, int], reason: str) -> None:
         raise click.BadParameter("give the reason it is discarded", param_hint="--reason")
     settings = get_settings()
     try:
-        discard_dead_letter(service_engine(settings, name), registry.definition(name).bus.dead_letters, number,
-                            reason, SystemClock().now())
+        discard_dead_letter(
+            service_engine(settings, name),
+            registry.definition(name).bus.dead_letters,
+            number,
+            reason,
+            SystemClock().now(),
+        )
     except LetterRetired as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"discarded {name}:{number}")

@@ -6,6 +6,7 @@ letter that is not there needs to read what is wrong, not a traceback. The root 
 setting or the value at fault; anything else still gets one line, with the hint to
 rerun with ``BAITIAO_DEBUG=1`` for the traceback (which then propagates untouched).
 """
+
 from __future__ import annotations
 
 import os
@@ -63,8 +64,11 @@ def explain(exc: BaseException) -> str:
             return describe(exc)
     detail = one_line(str(exc)) if str(exc) else ""
     name = type(exc).__name__
-    return f"{name}: {detail} (rerun with {DEBUG_VARIABLE}=1 for the traceback)" if detail else \
-        f"{name} (rerun with {DEBUG_VARIABLE}=1 for the traceback)"
+    return (
+        f"{name}: {detail} (rerun with {DEBUG_VARIABLE}=1 for the traceback)"
+        if detail
+        else f"{name} (rerun with {DEBUG_VARIABLE}=1 for the traceback)"
+    )
 
 
 def _validation(exc: pydantic.ValidationError) -> str:
@@ -98,8 +102,10 @@ def _bad_database_url() -> str | None:
 
 def _database_url(exc: Exception) -> str:
     variable = _bad_database_url() or "a BAITIAO_*_DB_URL"
-    return (f"{variable} is not a usable SQLAlchemy URL ({one_line(str(exc))}); "
-            "write postgresql+psycopg://user@host:5432/name or sqlite:///path")
+    return (
+        f"{variable} is not a usable SQLAlchemy URL ({one_line(str(exc))}); "
+        "write postgresql+psycopg://user@host:5432/name or sqlite:///path"
+    )
 
 
 def _database(exc: sa_exc.DBAPIError) -> str:
@@ -124,8 +130,11 @@ def _without_password(url: str) -> str:
 
 
 def _missing_file(exc: OSError) -> str:
-    what = "rules file (BAITIAO_RULES_FILE)" if exc.filename and \
-        str(exc.filename) == os.environ.get("BAITIAO_RULES_FILE") else "file"
+    what = (
+        "rules file (BAITIAO_RULES_FILE)"
+        if exc.filename and str(exc.filename) == os.environ.get("BAITIAO_RULES_FILE")
+        else "file"
+    )
     return f"{what} {exc.filename}: {exc.strerror}"
 
 
@@ -154,8 +163,15 @@ def _explainers() -> list[tuple[type[BaseException] | tuple[type[BaseException],
         (pydantic.ValidationError, _validation),
         ((sa_exc.NoSuchModuleError, sa_exc.ArgumentError), _database_url),
         (sa_exc.DBAPIError, _database),
-        ((kombu.exceptions.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-          ConnectionError), _broker),
+        (
+            (
+                kombu.exceptions.OperationalError,
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                ConnectionError,
+            ),
+            _broker,
+        ),
         (EmbeddedBrokerError, lambda e: str(e)),
         ((FileNotFoundError, IsADirectoryError, PermissionError), _missing_file),
         ((yaml.YAMLError, json.JSONDecodeError), _malformed_file),

@@ -5,6 +5,7 @@ its plans) and compute with the same domain functions as the service, so the
 disclosure printed here is the one ``plan.offered`` would carry for the same date.
 The business date defaults to today in Asia/Shanghai (``--date`` to choose one).
 """
+
 from __future__ import annotations
 
 import json
@@ -70,8 +71,12 @@ def _quote_json(quote: store.Quote) -> dict[str, Any]:
         "bill_ids": list(quote.bill_ids),
         "offers": [
             {
-                "term": o.term, "method": o.method, "monthly_fee_rate": str(o.monthly_fee_rate),
-                "principal": wire(o.principal), "total_fee": wire(o.total_fee), "apr": str(o.apr),
+                "term": o.term,
+                "method": o.method,
+                "monthly_fee_rate": str(o.monthly_fee_rate),
+                "principal": wire(o.principal),
+                "total_fee": wire(o.total_fee),
+                "apr": str(o.apr),
                 "monthly_payment": wire(o.monthly_payment),
                 "schedule": [line.model_dump(mode="json") for line in store.schedule_lines(o.schedule.periods)],
             }
@@ -82,8 +87,9 @@ def _quote_json(quote: store.Quote) -> dict[str, Any]:
 
 def _print_quote(data: dict[str, Any]) -> None:
     console = Console()
-    console.print(f"Account {data['account_id']} on {data['business_date']}: "
-                  f"score {data['score']}, grade {data['grade']}")
+    console.print(
+        f"Account {data['account_id']} on {data['business_date']}: score {data['score']}, grade {data['grade']}"
+    )
     if not data["eligible"]:
         console.print(f"[bold red]Not eligible for a plan[/]: {data['reason']}")
         return
@@ -92,8 +98,14 @@ def _print_quote(data: dict[str, Any]) -> None:
     for column in ("term", "method", "monthly fee rate", "monthly payment", "total fee", "annualized rate"):
         summary.add_column(column, justify="right")
     for o in data["offers"]:
-        summary.add_row(str(o["term"]), o["method"], _pct(o["monthly_fee_rate"]), o["monthly_payment"],
-                        o["total_fee"], _pct(o["apr"]))
+        summary.add_row(
+            str(o["term"]),
+            o["method"],
+            _pct(o["monthly_fee_rate"]),
+            o["monthly_payment"],
+            o["total_fee"],
+            _pct(o["apr"]),
+        )
     console.print(summary)
     for o in data["offers"]:
         table = Table(title=f"{o['term']} months, {o['method']}")
@@ -110,8 +122,9 @@ def _pct(rate: str) -> str:
 
 @plan.command("show")
 @click.argument("plan_id")
-@click.option("--date", "day", type=BUSINESS_DATE, default=None,
-              help="Business date YYYY-MM-DD for overdue (default: today).")
+@click.option(
+    "--date", "day", type=BUSINESS_DATE, default=None, help="Business date YYYY-MM-DD for overdue (default: today)."
+)
 @click.option("--json", "as_json", is_flag=True)
 def show(plan_id: str, day: date | None, as_json: bool) -> None:
     """PLAN_ID's schedule with what is paid and what is overdue."""
@@ -125,15 +138,25 @@ def show(plan_id: str, day: date | None, as_json: bool) -> None:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     console = Console()
-    console.print(f"Plan {data['plan_id']} of {data['account_id']}: {data['status']}, principal {data['principal']}, "
-                  f"{data['term']} periods, {data['method']} at {_pct(data['monthly_fee_rate'])} a month, "
-                  f"adjustments {data['adjustments_made']}")
+    console.print(
+        f"Plan {data['plan_id']} of {data['account_id']}: {data['status']}, principal {data['principal']}, "
+        f"{data['term']} periods, {data['method']} at {_pct(data['monthly_fee_rate'])} a month, "
+        f"adjustments {data['adjustments_made']}"
+    )
     table = Table(title=f"Schedule as of {data['business_date']}")
     for column in ("period", "due date", "principal", "fee", "total", "paid", "status", "DPD"):
         table.add_column(column, justify="right")
     for line in data["schedule"]:
-        table.add_row(str(line["period"]), line["due_date"], line["principal"], line["fee"], line["total"],
-                      line["paid"], line["status"], str(line["dpd"] or ""))
+        table.add_row(
+            str(line["period"]),
+            line["due_date"],
+            line["principal"],
+            line["fee"],
+            line["total"],
+            line["paid"],
+            line["status"],
+            str(line["dpd"] or ""),
+        )
     console.print(table)
 
 
@@ -142,16 +165,30 @@ def _plan_json(row: Plan, installments: list, as_of: date) -> dict[str, Any]:  #
     for i in installments:
         paid_fen = i.paid_principal_fen + i.paid_fee_fen
         overdue = i.status == "open" and i.due_date < as_of
-        lines.append({
-            "period": i.period, "due_date": i.due_date.isoformat(), "principal": wire(from_fen(i.principal_fen)),
-            "fee": wire(from_fen(i.fee_fen)), "total": wire(from_fen(i.principal_fen + i.fee_fen)),
-            "paid": wire(from_fen(paid_fen)), "status": "overdue" if overdue else i.status,
-            "dpd": (as_of - i.due_date).days if overdue else 0,
-            "paid_on": i.paid_on.isoformat() if i.paid_on else None,
-        })
+        lines.append(
+            {
+                "period": i.period,
+                "due_date": i.due_date.isoformat(),
+                "principal": wire(from_fen(i.principal_fen)),
+                "fee": wire(from_fen(i.fee_fen)),
+                "total": wire(from_fen(i.principal_fen + i.fee_fen)),
+                "paid": wire(from_fen(paid_fen)),
+                "status": "overdue" if overdue else i.status,
+                "dpd": (as_of - i.due_date).days if overdue else 0,
+                "paid_on": i.paid_on.isoformat() if i.paid_on else None,
+            }
+        )
     return {
-        "plan_id": row.plan_id, "account_id": row.account_id, "status": row.status, "method": row.method,
-        "monthly_fee_rate": row.monthly_fee_rate, "principal": wire(from_fen(row.principal_fen)), "term": row.term,
-        "start_date": row.start_date.isoformat(), "adjustments_made": row.adjustments_made,
-        "bill_ids": json.loads(row.bill_ids), "business_date": as_of.isoformat(), "schedule": lines,
+        "plan_id": row.plan_id,
+        "account_id": row.account_id,
+        "status": row.status,
+        "method": row.method,
+        "monthly_fee_rate": row.monthly_fee_rate,
+        "principal": wire(from_fen(row.principal_fen)),
+        "term": row.term,
+        "start_date": row.start_date.isoformat(),
+        "adjustments_made": row.adjustments_made,
+        "bill_ids": json.loads(row.bill_ids),
+        "business_date": as_of.isoformat(),
+        "schedule": lines,
     }

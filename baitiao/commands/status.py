@@ -11,6 +11,7 @@ It only reads: it never starts the embedded broker (a stopped one is reported as
 such) and never creates a database. Exit code 1 when a database or a configured
 broker could not be read, 0 otherwise.
 """
+
 from __future__ import annotations
 
 import json
@@ -121,12 +122,22 @@ def _queues(client: redis.Redis | None, service: ServiceName) -> dict[str, Any]:
             "jobs_unacked": jobs_held(client, jobs_queue_name(service)),
         }
     except redis.RedisError as exc:
-        return {"events_queued": None, "events_unacked": None, "jobs_queued": None, "jobs_unacked": None,
-                "error": f"broker: {one_line(str(exc))}"}
+        return {
+            "events_queued": None,
+            "events_unacked": None,
+            "jobs_queued": None,
+            "jobs_unacked": None,
+            "error": f"broker: {one_line(str(exc))}",
+        }
 
 
-NO_DATABASE: dict[str, Any] = {"outbox_unpublished": None, "outbox_oldest_age_s": None, "outbox_oldest_at": None,
-                               "dead_letters_open": None, "jobs": []}
+NO_DATABASE: dict[str, Any] = {
+    "outbox_unpublished": None,
+    "outbox_oldest_age_s": None,
+    "outbox_oldest_at": None,
+    "dead_letters_open": None,
+    "jobs": [],
+}
 
 
 def _database(settings: Settings, service: ServiceName, now: datetime) -> dict[str, Any]:
@@ -135,9 +146,12 @@ def _database(settings: Settings, service: ServiceName, now: datetime) -> dict[s
         return {**empty, "database": f"not created ({sqlite_file(settings.db_url(service))})"}
     try:
         engine = service_engine(settings, service)
-        return {"database": "ok", **_outbox_lag(engine, service, now),
-                "dead_letters_open": count_open_letters(engine, registry.definition(service).bus.dead_letters),
-                "jobs": _last_runs(engine, service)}
+        return {
+            "database": "ok",
+            **_outbox_lag(engine, service, now),
+            "dead_letters_open": count_open_letters(engine, registry.definition(service).bus.dead_letters),
+            "jobs": _last_runs(engine, service),
+        }
     except (SQLAlchemyError, ValueError) as exc:
         return {**empty, "database": "error", "error": one_line(explain(exc))}
 
@@ -151,8 +165,11 @@ def _outbox_lag(engine: Engine, service: ServiceName, now: datetime) -> dict[str
     if oldest is None:
         return {"outbox_unpublished": count, "outbox_oldest_at": None, "outbox_oldest_age_s": None}
     oldest = _aware(oldest)
-    return {"outbox_unpublished": count, "outbox_oldest_at": oldest.isoformat(),
-            "outbox_oldest_age_s": round((now - oldest).total_seconds(), 1)}
+    return {
+        "outbox_unpublished": count,
+        "outbox_oldest_at": oldest.isoformat(),
+        "outbox_oldest_age_s": round((now - oldest).total_seconds(), 1),
+    }
 
 
 def _last_runs(engine: Engine, service: ServiceName) -> list[dict[str, Any]]:
@@ -165,14 +182,21 @@ def _last_runs(engine: Engine, service: ServiceName) -> list[dict[str, Any]]:
             jobs.append({"job": spec.name, "last_business_date": None, "status": "not recorded"})
             continue
         with transaction(engine) as session:
-            row = session.execute(select(runs).where(runs.c.job == spec.name)
-                                  .order_by(runs.c.business_date.desc()).limit(1)).first()
+            row = session.execute(
+                select(runs).where(runs.c.job == spec.name).order_by(runs.c.business_date.desc()).limit(1)
+            ).first()
         if row is None:
             jobs.append({"job": spec.name, "last_business_date": None, "status": "never run"})
             continue
-        jobs.append({"job": spec.name, "last_business_date": row.business_date.isoformat(), "status": row.status,
-                     "started_at": _aware(row.started_at).isoformat() if row.started_at else None,
-                     "finished_at": _aware(row.finished_at).isoformat() if row.finished_at else None})
+        jobs.append(
+            {
+                "job": spec.name,
+                "last_business_date": row.business_date.isoformat(),
+                "status": row.status,
+                "started_at": _aware(row.started_at).isoformat() if row.started_at else None,
+                "finished_at": _aware(row.finished_at).isoformat() if row.finished_at else None,
+            }
+        )
     return jobs
 
 
@@ -190,10 +214,15 @@ def _print(report: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column in ("service", "database") else "right")
     for s in report["services"]:
         age = s["outbox_oldest_age_s"]
-        table.add_row(s["service"], f"{_n(s['events_queued'])} / {_n(s['events_unacked'])}",
-                      f"{_n(s['jobs_queued'])} / {_n(s['jobs_unacked'])}", _n(s["outbox_unpublished"]),
-                      "-" if age is None else f"{age:g} s", _n(s["dead_letters_open"]),
-                      s["database"] if len(s["database"]) < 16 else s["database"].split(" (")[0])
+        table.add_row(
+            s["service"],
+            f"{_n(s['events_queued'])} / {_n(s['events_unacked'])}",
+            f"{_n(s['jobs_queued'])} / {_n(s['jobs_unacked'])}",
+            _n(s["outbox_unpublished"]),
+            "-" if age is None else f"{age:g} s",
+            _n(s["dead_letters_open"]),
+            s["database"] if len(s["database"]) < 16 else s["database"].split(" (")[0],
+        )
     console.print(table)
     console.print("outbox: events not yet published (oldest: its age); dead: open dead letters")
     for s in report["services"]:

@@ -3,6 +3,7 @@
 Each is a click ``ParamType``, so a bad value is a usage error (exit code 2, one line
 naming the option) before the command touches a database or the broker.
 """
+
 from __future__ import annotations
 
 import re
@@ -77,8 +78,11 @@ class LetterId(click.ParamType):
             return value
         service, _, number = str(value).partition(":")
         if service not in SERVICES or not number.isdigit():
-            self.fail(f"{value!r} is not SERVICE:N (SERVICE one of {', '.join(SERVICES)}), "
-                      "as `baitiao dlq list` shows it", param, ctx)
+            self.fail(
+                f"{value!r} is not SERVICE:N (SERVICE one of {', '.join(SERVICES)}), as `baitiao dlq list` shows it",
+                param,
+                ctx,
+            )
         return service, int(number)
 
 

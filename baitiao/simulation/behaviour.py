@@ -7,6 +7,7 @@ breaks a promise to pay). Every decision comes from a random stream keyed by
 customer saw (bills, delinquency snapshots, offers, call tasks), never from timing
 or arrival order, so the same seed gives the same portfolio story twice.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,15 @@ PROMISE_KEEPS = "promise_keeps"
 PROMISE_BREAKS = "promise_breaks"
 
 DEFAULT_MIX: dict[str, float] = {
-    ON_TIME: 0.55, LATE_IN_GRACE: 0.12, LATE_AFTER_GRACE: 0.08, PARTIAL: 0.06, STOPS_PAYING: 0.05,
-    PLAN_KEEPS: 0.04, PLAN_BREAKS: 0.03, PROMISE_KEEPS: 0.04, PROMISE_BREAKS: 0.03,
+    ON_TIME: 0.55,
+    LATE_IN_GRACE: 0.12,
+    LATE_AFTER_GRACE: 0.08,
+    PARTIAL: 0.06,
+    STOPS_PAYING: 0.05,
+    PLAN_KEEPS: 0.04,
+    PLAN_BREAKS: 0.03,
+    PROMISE_KEEPS: 0.04,
+    PROMISE_BREAKS: 0.03,
 }
 PLAN_SEEKERS = {PLAN_KEEPS, PLAN_BREAKS}
 PROMISE_MAKERS = {PROMISE_KEEPS, PROMISE_BREAKS}
@@ -163,8 +171,9 @@ class Portfolio:
         # every 25th customer holds a second account on the same identity (linked accounts)
         owner = index - 1 if index % 25 == 24 else index
         identity = hashlib.sha256(f"sim-identity:{self.seed}:{owner}".encode()).hexdigest()
-        return Customer(index, account_id, behaviour, limit, income, opened_on, identity,
-                        spend_share=rng.uniform(0.15, 0.6))
+        return Customer(
+            index, account_id, behaviour, limit, income, opened_on, identity, spend_share=rng.uniform(0.15, 0.6)
+        )
 
     def behaviour_counts(self) -> dict[str, int]:
         counts = {name: 0 for name in DEFAULT_MIX}
@@ -177,14 +186,21 @@ class Portfolio:
         events = []
         for c in self.customers:
             payload: dict[str, Any] = {
-                "account_id": c.account_id, "customer_id": f"sim-cust-{c.index + 1:06d}",
-                "identity_hash": c.identity_hash, "credit_limit": money(c.credit_limit),
-                "name": "模拟客户", "phone": f"1990000{c.index % 10000:04d}", "opened_on": c.opened_on.isoformat(),
+                "account_id": c.account_id,
+                "customer_id": f"sim-cust-{c.index + 1:06d}",
+                "identity_hash": c.identity_hash,
+                "credit_limit": money(c.credit_limit),
+                "name": "模拟客户",
+                "phone": f"1990000{c.index % 10000:04d}",
+                "opened_on": c.opened_on.isoformat(),
             }
             if c.monthly_income is not None:
                 payload["monthly_income"] = money(c.monthly_income)
-            events.append(OutgoingEvent("credit.line.granted", c.account_id, payload,
-                                        _stamp(self.start - timedelta(days=1), "09:00:00")))
+            events.append(
+                OutgoingEvent(
+                    "credit.line.granted", c.account_id, payload, _stamp(self.start - timedelta(days=1), "09:00:00")
+                )
+            )
         return events
 
     # -- what they see --------------------------------------------------------------------
@@ -259,9 +275,18 @@ class Portfolio:
             rng = stream(self.seed, "offer-choice", c.account_id)
             offer = c.offered[rng.randrange(len(c.offered))]
             c.plan_state, c.offered = "accepting", []
-            events.append(OutgoingEvent("plan.offer.accepted", c.account_id, {
-                "offer_id": offer["offer_id"], "account_id": c.account_id, "accepted_at": _stamp(day, "12:30:00"),
-            }, _stamp(day, "12:30:00")))
+            events.append(
+                OutgoingEvent(
+                    "plan.offer.accepted",
+                    c.account_id,
+                    {
+                        "offer_id": offer["offer_id"],
+                        "account_id": c.account_id,
+                        "accepted_at": _stamp(day, "12:30:00"),
+                    },
+                    _stamp(day, "12:30:00"),
+                )
+            )
         return events
 
     def _month_of_purchases(self, c: Customer, year: int, month: int) -> list[tuple[int, Decimal]]:
@@ -272,8 +297,11 @@ class Portfolio:
             count = rng.choice((0, 1, 1, 2, 2, 3, 4))
             days = sorted(rng.randrange(1, 29) for _ in range(count))
             budget = c.credit_limit * Decimal(str(round(c.spend_share, 3)))
-            c.purchase_plan = {key: [
-                (on, (budget / count * Decimal(str(round(rng.uniform(0.5, 1.5), 3)))).quantize(FEN)) for on in days]}
+            c.purchase_plan = {
+                key: [
+                    (on, (budget / count * Decimal(str(round(rng.uniform(0.5, 1.5), 3)))).quantize(FEN)) for on in days
+                ]
+            }
         return c.purchase_plan[key]
 
     def _purchases(self, c: Customer, day: date) -> list[OutgoingEvent]:
@@ -283,10 +311,20 @@ class Portfolio:
                 continue
             purchase_id = f"sim-pur-{c.index + 1:06d}-{day.isoformat()}-{n}"
             when = _stamp(day, f"10:{(c.index + n) % 60:02d}:00")
-            events.append(OutgoingEvent("purchase.requested", c.account_id, {
-                "purchase_id": purchase_id, "account_id": c.account_id, "amount": money(amount),
-                "merchant": "sim-mall", "requested_at": when,
-            }, when))
+            events.append(
+                OutgoingEvent(
+                    "purchase.requested",
+                    c.account_id,
+                    {
+                        "purchase_id": purchase_id,
+                        "account_id": c.account_id,
+                        "amount": money(amount),
+                        "merchant": "sim-mall",
+                        "requested_at": when,
+                    },
+                    when,
+                )
+            )
         return events
 
     def _pay(self, c: Customer, day: date, amount: Decimal, covers: Iterable[str]) -> OutgoingEvent | None:
@@ -295,10 +333,19 @@ class Portfolio:
         c.settled_bills.update(covers)
         c.payments += 1
         when = _stamp(day, f"11:{c.index % 60:02d}:00")
-        return OutgoingEvent("repayment.received", c.account_id, {
-            "payment_id": f"sim-pay-{c.index + 1:06d}-{c.payments:04d}", "account_id": c.account_id,
-            "amount": money(amount), "currency": "CNY", "paid_at": when, "channel": "app",
-        }, when)
+        return OutgoingEvent(
+            "repayment.received",
+            c.account_id,
+            {
+                "payment_id": f"sim-pay-{c.index + 1:06d}-{c.payments:04d}",
+                "account_id": c.account_id,
+                "amount": money(amount),
+                "currency": "CNY",
+                "paid_at": when,
+                "channel": "app",
+            },
+            when,
+        )
 
     def _repayment(self, c: Customer, day: date) -> OutgoingEvent | None:
         """At most one payment a day: the plan installment, a kept promise, or a bill."""
@@ -308,8 +355,9 @@ class Portfolio:
                     return self._pay(c, day, total, ())
         if c.promise_dates and day in c.promise_dates and c.behaviour == PROMISE_KEEPS and c.overdue_on(day):
             return self._pay(c, day, c.snapshot_total, c.snapshot_bills)
-        open_bills = sorted((b for b in c.bills.values() if b.bill_id not in c.settled_bills),
-                            key=lambda b: (b.due_date, b.bill_id))
+        open_bills = sorted(
+            (b for b in c.bills.values() if b.bill_id not in c.settled_bills), key=lambda b: (b.due_date, b.bill_id)
+        )
         for bill in open_bills:
             decision = self._bill_decision(c, bill, day)
             if decision is not None:
@@ -318,13 +366,20 @@ class Portfolio:
 
     def _bill_decision(self, c: Customer, bill: BillSeen, day: date) -> OutgoingEvent | None:
         rng = stream(self.seed, "bill", c.account_id, bill.bill_id)
-        before, grace_day, late_day, share = rng.randrange(0, 7), rng.randrange(1, 4), rng.randrange(5, 41), \
-            Decimal(str(round(rng.uniform(0.3, 0.8), 2)))
+        before, grace_day, late_day, share = (
+            rng.randrange(0, 7),
+            rng.randrange(1, 4),
+            rng.randrange(5, 41),
+            Decimal(str(round(rng.uniform(0.3, 0.8), 2))),
+        )
         pays_rest = rng.random() < 0.7
         in_plan_life = c.plan_state in ("active", "completed")
         b = c.behaviour
-        if b == ON_TIME or (b == PLAN_KEEPS and in_plan_life) or \
-                (b == STOPS_PAYING and c.bills_paid_count < stream(self.seed, "stops", c.account_id).randrange(0, 3)):
+        if (
+            b == ON_TIME
+            or (b == PLAN_KEEPS and in_plan_life)
+            or (b == STOPS_PAYING and c.bills_paid_count < stream(self.seed, "stops", c.account_id).randrange(0, 3))
+        ):
             if day >= bill.due_date - timedelta(days=before):  # a bill seen late is paid when seen
                 c.bills_paid_count += 1
                 return self._pay(c, day, bill.amount, (bill.bill_id,))
@@ -346,7 +401,10 @@ class Portfolio:
         if c.max_dpd < ask_at:
             return None
         c.plan_state = "requested"
-        payload: dict[str, Any] = {"request_id": f"sim-req-{c.index + 1:06d}-{day.isoformat()}", "account_id": c.account_id}
+        payload: dict[str, Any] = {
+            "request_id": f"sim-req-{c.index + 1:06d}-{day.isoformat()}",
+            "account_id": c.account_id,
+        }
         if c.monthly_income is not None:
             payload["monthly_income"] = money(c.monthly_income)
         return OutgoingEvent("plan.offers.requested", c.account_id, payload, _stamp(day, "11:30:00"))
@@ -360,8 +418,11 @@ class Portfolio:
             promises = c.behaviour == PROMISE_KEEPS or (c.behaviour == PROMISE_BREAKS and rng.random() < 0.6)
             if promises and c.overdue_on(day):
                 promised = day + timedelta(days=rng.randrange(1, 6))
-                payload.update(outcome="promise_to_pay", promised_amount=money(c.snapshot_total),
-                               promised_date=promised.isoformat())
+                payload.update(
+                    outcome="promise_to_pay",
+                    promised_amount=money(c.snapshot_total),
+                    promised_date=promised.isoformat(),
+                )
                 c.promise_dates.append(promised)
             else:
                 payload["outcome"] = rng.choice(("no_answer", "no_answer", "refused"))
@@ -374,6 +435,7 @@ def _plan_ended(state: str) -> Any:
     def handle(_: Portfolio, c: Customer, p: dict[str, Any]) -> None:
         if c.plan is not None and c.plan.plan_id == p["plan_id"]:
             c.plan_state = state
+
     return handle
 
 

@@ -1,4 +1,5 @@
 """PNG charts of the report (matplotlib, Agg backend: no display needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,14 @@ def draw_all(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     folder = out_dir / "charts"
     folder.mkdir(parents=True, exist_ok=True)
     drawn = {}
-    for name, draw in (("buckets", _buckets), ("roll_rates", _roll_rates), ("cure_rates", _cure_rates),
-                       ("contacts", _contacts), ("plans", _plans), ("money", _money)):
+    for name, draw in (
+        ("buckets", _buckets),
+        ("roll_rates", _roll_rates),
+        ("cure_rates", _cure_rates),
+        ("contacts", _contacts),
+        ("plans", _plans),
+        ("money", _money),
+    ):
         fig = draw(report)
         fig.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
@@ -92,8 +99,10 @@ def _contacts(report: dict[str, Any]) -> Any:
 
 def _plans(report: dict[str, Any]) -> Any:
     plans = report["plans"]
-    labels = {**{f"request {k}": v for k, v in plans["offer_requests"].items()},
-              **{f"plan {k}": v for k, v in plans["plans_by_status"].items()}}
+    labels = {
+        **{f"request {k}": v for k, v in plans["offer_requests"].items()},
+        **{f"plan {k}": v for k, v in plans["plans_by_status"].items()},
+    }
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.barh(list(labels) or ["(none)"], list(labels.values()) or [0], color="tab:green")
     ax.set_title("Restructuring: offer requests and plan outcomes")
@@ -102,8 +111,16 @@ def _plans(report: dict[str, Any]) -> Any:
 
 def _money(report: dict[str, Any]) -> Any:
     money = {k: float(v) for k, v in report["money"].items()}
-    shown = ["billed", "repaid", "penalty_charged", "waived", "late_fees_charged", "plan_fees", "written_off",
-             "outstanding"]
+    shown = [
+        "billed",
+        "repaid",
+        "penalty_charged",
+        "waived",
+        "late_fees_charged",
+        "plan_fees",
+        "written_off",
+        "outstanding",
+    ]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     values = [money[k] for k in shown]
     bars = left.barh(shown, values, color="tab:purple")

@@ -11,6 +11,7 @@ before: that, and decisions drawn from the seed, is what makes two runs give the
 numbers. (It does not wait between two jobs of one service that reads only its own
 database, such as the statements and the close: nothing in flight can change them.)
 """
+
 from __future__ import annotations
 
 import calendar
@@ -172,8 +173,10 @@ class Driver:
         queued = self.redis.llen(jobs_queue_name(service))
         held = self.redis.hlen(CELERY_UNACKED_KEY)
         last_kill = asdict(self.drill.kills[-1]) if self.drill and self.drill.kills else None
-        return (f"{what}; {queued} message(s) queued on {jobs_queue_name(service)}, {held} job message(s) "
-                f"held unacked; last kill {last_kill}")
+        return (
+            f"{what}; {queued} message(s) queued on {jobs_queue_name(service)}, {held} job message(s) "
+            f"held unacked; last kill {last_kill}"
+        )
 
     def _customers(self, name: str, events: list[Any]) -> None:
         if not events:

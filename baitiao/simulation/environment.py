@@ -8,6 +8,7 @@ The same seed must give the same numbers, so a run never inherits state:
 - Redis (``BAITIAO_BROKER_URL``): the configured database, flushed at start. It should
   be a database of its own (e.g. ``redis://host:6379/13``): the flush empties it.
 """
+
 from __future__ import annotations
 
 import os
@@ -82,8 +83,11 @@ def fresh_environment(out_dir: Path, use_running_workers: bool) -> RunEnvironmen
     # Simulated time, and short waits: every phase ends in a quiescence check, so a relay
     # that sleeps 100 ms between polls or a consumer that waits 25 ms to fill a batch
     # would add up to minutes over a run.
-    base_env = {"BAITIAO_CLOCK": "event", "BAITIAO_LOG_LEVEL": os.environ.get("BAITIAO_LOG_LEVEL", "WARNING"),
-                "BAITIAO_OUTBOX_POLL_MS": os.environ.get("BAITIAO_OUTBOX_POLL_MS", "50")}
+    base_env = {
+        "BAITIAO_CLOCK": "event",
+        "BAITIAO_LOG_LEVEL": os.environ.get("BAITIAO_LOG_LEVEL", "WARNING"),
+        "BAITIAO_OUTBOX_POLL_MS": os.environ.get("BAITIAO_OUTBOX_POLL_MS", "50"),
+    }
     if use_running_workers:
         db_urls = {s: settings.db_url(s) for s in SERVICES}
         from shared.embedded_broker import broker_url
@@ -107,8 +111,10 @@ def fresh_environment(out_dir: Path, use_running_workers: bool) -> RunEnvironmen
     configured = {s: getattr(settings, f"{s}_db_url") for s in SERVICES}
     if all(configured.values()):
         prefix = f"sim_{uuid.uuid4().hex[:8]}"
-        db_urls = {s: str(make_url(configured[s]).set(database=f"{prefix}_{s}").render_as_string(hide_password=False))
-                   for s in SERVICES}
+        db_urls = {
+            s: str(make_url(configured[s]).set(database=f"{prefix}_{s}").render_as_string(hide_password=False))
+            for s in SERVICES
+        }
         # The partitioned jobs go out as two chains, each in a job process of its own
         # (--pool prefork: threads would share one core). SQLite (below) takes one writer
         # at a time, so there the threads pool and one chain stay.
@@ -153,12 +159,19 @@ def stop_embedded(run: RunEnvironment) -> None:
         return
     from shared.embedded_broker import stop_embedded_broker
 
-    stop_embedded_broker(Settings(data_dir=run.data_dir, embedded_broker_port=int(run.env["BAITIAO_EMBEDDED_BROKER_PORT"])))
+    stop_embedded_broker(
+        Settings(data_dir=run.data_dir, embedded_broker_port=int(run.env["BAITIAO_EMBEDDED_BROKER_PORT"]))
+    )
 
 
 # What says where a worker runs: replaced by the run's own (other BAITIAO_ settings pass through).
-_WHERE_KEYS = {"BAITIAO_DATA_DIR", "BAITIAO_EMBEDDED_BROKER_PORT", "BAITIAO_BROKER_URL", "BAITIAO_CLOCK",
-               *(f"BAITIAO_{s.upper()}_DB_URL" for s in SERVICES)}
+_WHERE_KEYS = {
+    "BAITIAO_DATA_DIR",
+    "BAITIAO_EMBEDDED_BROKER_PORT",
+    "BAITIAO_BROKER_URL",
+    "BAITIAO_CLOCK",
+    *(f"BAITIAO_{s.upper()}_DB_URL" for s in SERVICES),
+}
 
 
 class WorkerDied(RuntimeError):
@@ -199,9 +212,24 @@ class WorkerProcesses:
         env.update(self.run.env)
         with open(self.log_path(service, index), "ab") as log:  # the child gets its own descriptor
             proc = subprocess.Popen(
-                [sys.executable, "-m", "baitiao.cli", "worker", service, "--loglevel", "WARNING",
-                 "--concurrency", str(self.concurrency), "--pool", self.pool],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "baitiao.cli",
+                    "worker",
+                    service,
+                    "--loglevel",
+                    "WARNING",
+                    "--concurrency",
+                    str(self.concurrency),
+                    "--pool",
+                    self.pool,
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=die_with_parent,
             )
         self.started_at[(service, index)] = time.monotonic()
@@ -237,8 +265,9 @@ class WorkerProcesses:
             for service, procs in self.procs.items():
                 for index, proc in enumerate(procs):
                     if proc.poll() is not None:
-                        raise WorkerDied(f"the {service} worker exited with {proc.returncode}; "
-                                         f"see {self.log_path(service, index)}")
+                        raise WorkerDied(
+                            f"the {service} worker exited with {proc.returncode}; see {self.log_path(service, index)}"
+                        )
 
     def stop(self) -> None:
         with self._lock:

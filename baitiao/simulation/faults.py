@@ -10,6 +10,7 @@ killed while another worker of its service is up (alive and past its warm-up), s
 service is never left without a consumer and the drill measures recovery, not outage.
 The kills go into the report's varying ``environment`` part, never into its figures.
 """
+
 from __future__ import annotations
 
 import random
@@ -101,6 +102,11 @@ class KillDrill:
         by_service: dict[str, int] = {}
         for kill in self.kills:
             by_service[kill.service] = by_service.get(kill.service, 0) + 1
-        return {"kill_every_s": self.plan.every_s, "kill_seed": self.plan.seed, "count": len(self.kills),
-                "by_service": dict(sorted(by_service.items())), "deferred": self.deferred,
-                "kills": [asdict(k) for k in self.kills]}
+        return {
+            "kill_every_s": self.plan.every_s,
+            "kill_seed": self.plan.seed,
+            "count": len(self.kills),
+            "by_service": dict(sorted(by_service.items())),
+            "deferred": self.deferred,
+            "kills": [asdict(k) for k in self.kills],
+        }

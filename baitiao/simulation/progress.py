@@ -3,6 +3,7 @@
 Not on a terminal (CI, ``nohup``, a log file), a bar redrawn in place shows nothing
 useful: a plain line is printed every tenth of the run instead.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,9 +21,16 @@ def day_progress(console: Console, total_days: int) -> Iterator[ProgressHook]:
     if not console.is_terminal:
         yield _progress_lines(console)
         return
-    columns = (TextColumn("[bold]simulated days"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]:>8} events/s"), TextColumn("elapsed"), TimeElapsedColumn(),
-               TextColumn("left"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]simulated days"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>8} events/s"),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("days", total=total_days, rate="-")
         started = [0.0]
@@ -50,8 +58,11 @@ def _progress_lines(console: Console) -> ProgressHook:
             return
         elapsed = time.perf_counter() - started[0]
         left = elapsed / done * (total - done)
-        console.print(f"simulated days {done}/{total}  {events / max(elapsed, 1e-9):,.0f} events/s  "
-                      f"elapsed {_clock(elapsed)}  left {_clock(left)}", highlight=False)
+        console.print(
+            f"simulated days {done}/{total}  {events / max(elapsed, 1e-9):,.0f} events/s  "
+            f"elapsed {_clock(elapsed)}  left {_clock(left)}",
+            highlight=False,
+        )
 
     return hook
 

@@ -4,6 +4,7 @@ Money is integer fen in the tables; it leaves here as ``Decimal`` yuan. SQLite h
 back naive datetimes that are UTC (the services store ``utc(...)``); PostgreSQL
 hands back aware ones.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -43,9 +44,14 @@ def _day(value: date | str) -> date:
 
 # --- accounts ------------------------------------------------------------------------------
 
+
 def accounts_figures(engine: Engine) -> dict[str, Any]:
-    ledger = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in _rows(
-        engine, "SELECT ledger_account, SUM(debit_fen), SUM(credit_fen) FROM ledger_entries GROUP BY ledger_account")}
+    ledger = {
+        r[0]: (int(r[1] or 0), int(r[2] or 0))
+        for r in _rows(
+            engine, "SELECT ledger_account, SUM(debit_fen), SUM(credit_fen) FROM ledger_entries GROUP BY ledger_account"
+        )
+    }
 
     def debit_net(account: str) -> Decimal:
         d, c = ledger.get(account, (0, 0))
@@ -57,20 +63,29 @@ def accounts_figures(engine: Engine) -> dict[str, Any]:
     def credited(account: str) -> Decimal:
         return from_fen(ledger.get(account, (0, 0))[1])
 
-    unbalanced = _scalar(engine, "SELECT COUNT(*) FROM (SELECT posting_id FROM ledger_entries GROUP BY posting_id "
-                                 "HAVING SUM(debit_fen) <> SUM(credit_fen)) AS u")
+    unbalanced = _scalar(
+        engine,
+        "SELECT COUNT(*) FROM (SELECT posting_id FROM ledger_entries GROUP BY posting_id "
+        "HAVING SUM(debit_fen) <> SUM(credit_fen)) AS u",
+    )
     total_debit = sum(d for d, _ in ledger.values())
     total_credit = sum(c for _, c in ledger.values())
-    receivables = sum((debit_net(a) for a in ("customer_principal", "customer_penalty", "customer_late_fee",
-                                              "plan_receivable")), Decimal("0"))
+    receivables = sum(
+        (debit_net(a) for a in ("customer_principal", "customer_penalty", "customer_late_fee", "plan_receivable")),
+        Decimal("0"),
+    )
     repayments = _rows(engine, "SELECT payment_id, amount, status, reason FROM repayments")
     applied = [r for r in repayments if r[2] == "applied"]
-    bills = _rows(engine, "SELECT origin, COUNT(*), SUM(principal_fen), SUM(unpaid_principal_fen), "
-                          "SUM(unpaid_penalty_fen), SUM(unpaid_late_fee_fen), SUM(written_off_fen) FROM bills GROUP BY origin")
+    bills = _rows(
+        engine,
+        "SELECT origin, COUNT(*), SUM(principal_fen), SUM(unpaid_principal_fen), "
+        "SUM(unpaid_penalty_fen), SUM(unpaid_late_fee_fen), SUM(written_off_fen) FROM bills GROUP BY origin",
+    )
     by_origin = {r[0]: {"bills": int(r[1]), "principal": from_fen(int(r[2] or 0))} for r in bills}
     return {
         "ledger": {
-            "total_debit": from_fen(total_debit), "total_credit": from_fen(total_credit),
+            "total_debit": from_fen(total_debit),
+            "total_credit": from_fen(total_credit),
             "unbalanced_postings": int(unbalanced or 0),
             "postings": int(_scalar(engine, "SELECT COUNT(DISTINCT posting_id) FROM ledger_entries") or 0),
             "balances": {a: debit_net(a) for a in sorted(ledger)},
@@ -94,7 +109,8 @@ def accounts_figures(engine: Engine) -> dict[str, Any]:
         },
         "bills": {o: v["bills"] for o, v in by_origin.items()},
         "repayments": {
-            "rows": len(repayments), "applied": len(applied),
+            "rows": len(repayments),
+            "applied": len(applied),
             "rejected": Counter(r[3] for r in repayments if r[2] != "applied"),
             "applied_amount": sum((Decimal(r[1]) for r in applied), Decimal("0")),
             "payment_ids": {r[0] for r in repayments},
@@ -114,6 +130,7 @@ def accounts_figures(engine: Engine) -> dict[str, Any]:
 
 
 # --- collections ---------------------------------------------------------------------------
+
 
 def collections_figures(engine: Engine) -> dict[str, Any]:
     contacts = _rows(engine, "SELECT account_id, channel, status, reason, sent_at, attempted_at FROM contact_attempts")
@@ -159,8 +176,11 @@ def collections_figures(engine: Engine) -> dict[str, Any]:
         "sms_daily_cap_exceeded": sum(1 for n in sms_per_day.values() if n > 1),
         "call_daily_cap_exceeded": call_day_excess,
         "call_weekly_cap_exceeded": call_week_excess,
-        "cases": {"total": len(cases), "open": sum(1 for c in cases if c[1] == "open"),
-                  "closed_by_reason": dict(Counter(c[2] for c in cases if c[1] == "closed"))},
+        "cases": {
+            "total": len(cases),
+            "open": sum(1 for c in cases if c[1] == "open"),
+            "closed_by_reason": dict(Counter(c[2] for c in cases if c[1] == "closed")),
+        },
         "cure_rates": cure_rates(history, closures, grade_of),
         "tasks_by_kind": dict(Counter(r[0] for r in _rows(engine, "SELECT kind FROM collector_tasks"))),
         "task_ids": {r[0] for r in _rows(engine, "SELECT task_id FROM collector_tasks")},
@@ -203,6 +223,7 @@ def _stage_order(stage: str) -> int:
 
 # --- restructuring -------------------------------------------------------------------------
 
+
 def restructuring_figures(engine: Engine) -> dict[str, Any]:
     requests = _rows(engine, "SELECT outcome, reason FROM offer_requests")
     plans = _rows(engine, "SELECT status, term, principal_fen, plan_id FROM plans")
@@ -212,7 +233,8 @@ def restructuring_figures(engine: Engine) -> dict[str, Any]:
         "plans_by_term": dict(sorted(Counter(str(r[1]) for r in plans).items(), key=lambda kv: int(kv[0]))),
         "restructured_principal": from_fen(sum(int(r[2]) for r in plans)),
         "plan_ids": {r[3] for r in plans},
-        "grades": dict(Counter(r[0] for r in _rows(
-            engine, "SELECT last_grade FROM account_views WHERE last_grade IS NOT NULL"))),
+        "grades": dict(
+            Counter(r[0] for r in _rows(engine, "SELECT last_grade FROM account_views WHERE last_grade IS NOT NULL"))
+        ),
         "dead_letters": int(_scalar(engine, "SELECT COUNT(*) FROM dead_letters") or 0),
     }

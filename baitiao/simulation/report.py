@@ -4,6 +4,7 @@ Figures come from the services' own tables (read-only) and from the events obser
 on the bus; the invariants compare the two and check the ledger's arithmetic, so a
 report whose counts disagree with the services' records says so instead of hiding it.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,37 +34,64 @@ def build_report(sim: SimulationRun) -> dict[str, Any]:
     money = acc["money"]
     cfg = sim.config
     report: dict[str, Any] = {
-        "config": {"accounts": cfg.accounts, "days": cfg.days, "seed": cfg.seed,
-                   "start_date": cfg.start_date.isoformat(), "mix": cfg.mix.normalised()},
-        "environment": {**sim.run.describe(), "workers_per_service": cfg.workers_per_service,
-                        "events_redelivered": sim.redelivered,
-                        **({"faults": sim.drill.describe()} if sim.drill else {})},
+        "config": {
+            "accounts": cfg.accounts,
+            "days": cfg.days,
+            "seed": cfg.seed,
+            "start_date": cfg.start_date.isoformat(),
+            "mix": cfg.mix.normalised(),
+        },
+        "environment": {
+            **sim.run.describe(),
+            "workers_per_service": cfg.workers_per_service,
+            "events_redelivered": sim.redelivered,
+            **({"faults": sim.drill.describe()} if sim.drill else {}),
+        },
         "portfolio": {"behaviours": sim.portfolio.behaviour_counts()},
-        "events": {"published_by_customers": sim.published, "observed": sim.observed,
-                   "observed_by_type": dict(sorted(tally.types.items()))},
-        "purchases": {"requested": tally.types.get("purchase.requested", 0), **dict(tally.purchases),
-                      "declined_by_reason": dict(sorted(tally.declines.items()))},
+        "events": {
+            "published_by_customers": sim.published,
+            "observed": sim.observed,
+            "observed_by_type": dict(sorted(tally.types.items())),
+        },
+        "purchases": {
+            "requested": tally.types.get("purchase.requested", 0),
+            **dict(tally.purchases),
+            "declined_by_reason": dict(sorted(tally.declines.items())),
+        },
         "money": money,
         "ledger": acc["ledger"],
         "accounts": acc["accounts"],
-        "bills": {"by_origin": acc["bills"], "issued_events": len(tally.bills_issued),
-                  "charged_off": len(tally.charged_off)},
-        "repayments": {"payments_sent": _payments_sent(sim), "applied": acc["repayments"]["applied"],
-                       "applied_amount": acc["repayments"]["applied_amount"],
-                       "rejected_by_reason": dict(acc["repayments"]["rejected"])},
+        "bills": {
+            "by_origin": acc["bills"],
+            "issued_events": len(tally.bills_issued),
+            "charged_off": len(tally.charged_off),
+        },
+        "repayments": {
+            "payments_sent": _payments_sent(sim),
+            "applied": acc["repayments"]["applied"],
+            "applied_amount": acc["repayments"]["applied_amount"],
+            "rejected_by_reason": dict(acc["repayments"]["rejected"]),
+        },
         "delinquency": {"timeline": tally.timeline, "roll_rates": tally.roll_rates()},
         "collections": {k: v for k, v in col.items() if k not in ("task_ids", "contacts_outside_window")},
-        "contacts": {"reminders_by_template": dict(sorted(tally.reminders.items())),
-                     "suppressed_events_by_reason": dict(sorted(tally.suppressed.items())),
-                     "tasks_created_by_kind": dict(sorted(tally.tasks.items()))},
-        "plans": {"requests": dict(sorted(tally.plan_requests.items())),
-                  "events": dict(sorted(tally.plan_events.items())),
-                  **{k: v for k, v in res.items() if k != "plan_ids"}},
+        "contacts": {
+            "reminders_by_template": dict(sorted(tally.reminders.items())),
+            "suppressed_events_by_reason": dict(sorted(tally.suppressed.items())),
+            "tasks_created_by_kind": dict(sorted(tally.tasks.items())),
+        },
+        "plans": {
+            "requests": dict(sorted(tally.plan_requests.items())),
+            "events": dict(sorted(tally.plan_events.items())),
+            **{k: v for k, v in res.items() if k != "plan_ids"},
+        },
         "daily_money": tally.daily_money,
         "jobs": {name: _job_totals(rows) for name, rows in sim.job_summaries.items()},
         "invariants": invariants,
-        "timings": {"total_s": round(sim.timings.total_s, 2), "startup_s": round(sim.timings.startup_s, 2),
-                    "phases_s": {k: round(v, 2) for k, v in sorted(sim.timings.phases.items(), key=lambda kv: -kv[1])}},
+        "timings": {
+            "total_s": round(sim.timings.total_s, 2),
+            "startup_s": round(sim.timings.startup_s, 2),
+            "phases_s": {k: round(v, 2) for k, v in sorted(sim.timings.phases.items(), key=lambda kv: -kv[1])},
+        },
         "speed": {
             "simulated_days_per_s": round(cfg.days / max(sim.timings.total_s - sim.timings.startup_s, 1e-9), 3),
             "events_per_s": round((sim.published + sim.observed) / max(sim.timings.total_s, 1e-9), 1),
@@ -86,13 +114,20 @@ def _job_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return totals
 
 
-def check_invariants(sim: SimulationRun, acc: dict[str, Any], col: dict[str, Any],
-                     res: dict[str, Any]) -> dict[str, bool]:
+def check_invariants(
+    sim: SimulationRun, acc: dict[str, Any], col: dict[str, Any], res: dict[str, Any]
+) -> dict[str, bool]:
     tally, money, ledger = sim.tally, acc["money"], acc["ledger"]
     observed_payments = {p for p in tally.payments_applied if not p.startswith("credit-balance-")}
     sent = {f"sim-pay-{c.index + 1:06d}-{n:04d}" for c in sim.portfolio.customers for n in range(1, c.payments + 1)}
-    billed_gross = (money["purchases_posted"] + money["penalty_charged"] - money["penalty_reversed"]
-                    + money["late_fees_charged"] - money["late_fees_reversed"] + money["plan_fees"])
+    billed_gross = (
+        money["purchases_posted"]
+        + money["penalty_charged"]
+        - money["penalty_reversed"]
+        + money["late_fees_charged"]
+        - money["late_fees_reversed"]
+        + money["plan_fees"]
+    )
     identity = billed_gross - money["repaid"] - money["waived"] - (money["written_off"] - money["recovered"])
     approved_events = tally.purchases.get("approved", 0)
     return {
@@ -105,12 +140,16 @@ def check_invariants(sim: SimulationRun, acc: dict[str, Any], col: dict[str, Any
             and acc["repayments"]["payment_ids"] == sent
         ),
         "contacts_inside_window": col["contacts_outside_window_count"] == 0,
-        "contacts_within_caps": (col["sms_daily_cap_exceeded"] == 0 and col["call_daily_cap_exceeded"] == 0
-                                 and col["call_weekly_cap_exceeded"] == 0),
+        "contacts_within_caps": (
+            col["sms_daily_cap_exceeded"] == 0
+            and col["call_daily_cap_exceeded"] == 0
+            and col["call_weekly_cap_exceeded"] == 0
+        ),
         "bills_agree": set(tally.bills_issued) == acc["bills_issued_ids"],
-        "purchases_agree": (approved_events == acc["purchases"]["approved"]
-                            and approved_events + tally.purchases.get("declined", 0)
-                            == tally.types.get("purchase.requested", 0)),
+        "purchases_agree": (
+            approved_events == acc["purchases"]["approved"]
+            and approved_events + tally.purchases.get("declined", 0) == tally.types.get("purchase.requested", 0)
+        ),
         "reminders_agree": len(tally.reminder_ids) == col["sms_sent"] == col["sms_messages"],
         "tasks_agree": tally.task_ids == col["task_ids"],
         "plans_agree": tally.plans_activated == res["plan_ids"],
@@ -183,14 +222,21 @@ def markdown(report: dict[str, Any], images: dict[str, str]) -> str:
         "## Cure rate by stage and grade",
         f"![cure rates]({images['cure_rates']})",
         "",
-        _table(["stage", "entered", "cured", "rate"],
-               [[s, v["entered"], v["cured"], v["rate"]] for s, v in
-                report["collections"]["cure_rates"]["by_stage"].items()]),
+        _table(
+            ["stage", "entered", "cured", "rate"],
+            [
+                [s, v["entered"], v["cured"], v["rate"]]
+                for s, v in report["collections"]["cure_rates"]["by_stage"].items()
+            ],
+        ),
         "",
         "## Contacts",
         f"![contacts]({images['contacts']})",
         "",
-        _table(["channel:status", "count"], [[k, v] for k, v in report["collections"]["contacts_by_channel_status"].items()]),
+        _table(
+            ["channel:status", "count"],
+            [[k, v] for k, v in report["collections"]["contacts_by_channel_status"].items()],
+        ),
         "",
         "## Restructuring plans",
         f"![plans]({images['plans']})",

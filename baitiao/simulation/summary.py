@@ -1,4 +1,5 @@
 """The terminal summary: the headline figures and every invariant, pass or fail."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,10 @@ def print_summary(console: Console, report: dict[str, Any], json_path: Path, md_
     figures.add_column("figure")
     figures.add_column("value", justify="right")
     rows = [
-        ("purchases approved / declined", f"{report['purchases'].get('approved', 0)} / "
-                                          f"{report['purchases'].get('declined', 0)}"),
+        (
+            "purchases approved / declined",
+            f"{report['purchases'].get('approved', 0)} / {report['purchases'].get('declined', 0)}",
+        ),
         ("bills issued", report["bills"]["issued_events"]),
         ("billed (CNY)", money["billed"]),
         ("repaid (CNY)", money["repaid"]),
@@ -25,14 +28,23 @@ def print_summary(console: Console, report: dict[str, Any], json_path: Path, md_
         ("waived", money["waived"]),
         ("written off / recovered", f"{money['written_off']} / {money['recovered']}"),
         ("outstanding", money["outstanding"]),
-        ("delinquent accounts on the last day", sum(v for k, v in last.items() if k not in ("date", "current", "in_plan"))),
+        (
+            "delinquent accounts on the last day",
+            sum(v for k, v in last.items() if k not in ("date", "current", "in_plan")),
+        ),
         ("accounts in a plan on the last day", last.get("in_plan", 0)),
         ("SMS sent / call attempts", f"{report['collections']['sms_sent']} / {report['collections']['call_attempts']}"),
         ("plans by status", ", ".join(f"{k} {v}" for k, v in report["plans"]["plans_by_status"].items()) or "-"),
-        ("events published / observed", f"{report['events']['published_by_customers']} / {report['events']['observed']}"),
+        (
+            "events published / observed",
+            f"{report['events']['published_by_customers']} / {report['events']['observed']}",
+        ),
         ("wall time (s)", report["timings"]["total_s"]),
-        *([("workers killed (fault drill)", report["environment"]["faults"]["count"])]
-          if "faults" in report["environment"] else []),
+        *(
+            [("workers killed (fault drill)", report["environment"]["faults"]["count"])]
+            if "faults" in report["environment"]
+            else []
+        ),
         ("simulated days per second", report["speed"]["simulated_days_per_s"]),
     ]
     for name, value in rows:

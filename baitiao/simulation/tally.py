@@ -4,6 +4,7 @@ The services' tables say where things ended; the events say how they got there:
 the delinquency snapshots of each close give the buckets over time and the
 month-end positions the roll rates are computed from.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -106,8 +107,13 @@ class Tally:
         self.timeline.append({"date": day.isoformat(), **{b: counts.get(b, 0) for b in BUCKETS}})
         if last_of_month:
             self.month_end[day.strftime("%Y-%m")] = positions
-        self.daily_money.append({"date": day.isoformat(), "billed": str(self._day_money["billed"]),
-                                 "repaid": str(self._day_money["repaid"])})
+        self.daily_money.append(
+            {
+                "date": day.isoformat(),
+                "billed": str(self._day_money["billed"]),
+                "repaid": str(self._day_money["repaid"]),
+            }
+        )
         self._today = {}
         self._day_money = defaultdict(Decimal)
 
@@ -133,6 +139,7 @@ class Tally:
 def _count(attr: str, key: str) -> Any:
     def handle(self: Tally, p: dict[str, Any], _: dict[str, Any]) -> None:
         getattr(self, attr)[p.get(key, "?")] += 1
+
     return handle
 
 

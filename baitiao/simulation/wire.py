@@ -6,6 +6,7 @@ Everything the services emit is seen through an observer queue bound to ``#``.
 Quiescence (nothing left to do anywhere) is read from Redis and the outboxes, so
 the next simulated phase never starts while the previous one is still in flight.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,8 +79,12 @@ class Publisher:
         with bindings_read_once(self.producer.channel), self.producer.batch(max_size=len(batch) * 4):
             for event in batch:
                 producer = _PRODUCER_OF.get(event.type, "customer-app")
-                self.producer.publish(envelope(event, next(self._ids), producer), exchange=EVENTS_EXCHANGE,
-                                      routing_key=event.type, serializer="json")
+                self.producer.publish(
+                    envelope(event, next(self._ids), producer),
+                    exchange=EVENTS_EXCHANGE,
+                    routing_key=event.type,
+                    serializer="json",
+                )
         self.sent += len(batch)
         return len(batch)
 
@@ -139,8 +144,14 @@ class QuiescenceTimeout(RuntimeError):
 class Quiescence:
     """Waits until no service has anything left: queues empty, nothing unacked, outboxes sent."""
 
-    def __init__(self, client: redis.Redis, outboxes: dict[str, Engine], services: tuple[str, ...],
-                 poll_s: float = 0.012, check_alive: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        client: redis.Redis,
+        outboxes: dict[str, Engine],
+        services: tuple[str, ...],
+        poll_s: float = 0.012,
+        check_alive: Callable[[], None] = lambda: None,
+    ):
         self.client = client
         self.outboxes = outboxes
         self.queues = [events_queue_name(s) for s in services]

@@ -37,6 +37,7 @@ Scale: the statuses come from set-based queries over a chunk of 50,000 accounts 
 to a continuation (``JobResult.more``), appending to ``.partial`` files whose lengths
 travel in the state, so a redelivered slice truncates to them and writes its lines once.
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,8 +55,15 @@ from sqlalchemy import Date, Select, Subquery, and_, case, delete, exists, func,
 from sqlalchemy.orm import Session
 
 from services.accounts.domain.credit_report import bureau_status, marks_to_purge, report_month
-from services.accounts.models import Account, Bill, BureauMark, CreditReportRun, PlanProjection, Purchase, \
-    RestrictionHistory
+from services.accounts.models import (
+    Account,
+    Bill,
+    BureauMark,
+    CreditReportRun,
+    PlanProjection,
+    Purchase,
+    RestrictionHistory,
+)
 from shared.db import transaction
 from shared.jobs import JobContext, JobResult
 from shared.log import get_logger
@@ -114,6 +122,7 @@ def report_files(ctx: JobContext, month: str) -> ReportFiles:
 
 
 # --- month-end statuses, set-based ----------------------------------------------------------
+
 
 def month_end_lines(session: Session, month_end: date, pk_from: int, pk_to: int) -> list[ReportLine]:
     """The report lines of the accounts with ``pk_from <= pk < pk_to`` opened by the month end."""
@@ -182,7 +191,8 @@ def _bill_facts(month_end: date, end_ordinal: int, pk_from: int, pk_to: int) -> 
             func.count().label("outstanding"),
         )
         .where(
-            Bill.account_pk >= pk_from, Bill.account_pk < pk_to,
+            Bill.account_pk >= pk_from,
+            Bill.account_pk < pk_to,
             Bill.statement_date <= me,
             or_(Bill.settled_on.is_(None), Bill.settled_on > me),
         )
@@ -192,6 +202,7 @@ def _bill_facts(month_end: date, end_ordinal: int, pk_from: int, pk_to: int) -> 
 
 
 # --- the purge ------------------------------------------------------------------------------
+
 
 def purge_marks(session: Session, today: date, rules: CreditReportRules) -> int:
     """Delete the marks of debts settled long enough ago (RULES 5: kept 5 years), one
@@ -220,6 +231,7 @@ def purge_cutoff(today: date, rules: CreditReportRules) -> date:
 
 # --- files, slices and the run row ----------------------------------------------------------
 
+
 def _start(files: ReportFiles, month: str, month_end: date) -> dict[str, Any]:
     """Fresh partial files with their headers; the state the slices carry."""
     csv_partial, json_partial = files.partials
@@ -229,8 +241,11 @@ def _start(files: ReportFiles, month: str, month_end: date) -> dict[str, Any]:
         encoding="utf-8",
     )
     return {
-        "next_pk": 0, "accounts": 0, "counts": {},
-        "csv_bytes": csv_partial.stat().st_size, "json_bytes": json_partial.stat().st_size,
+        "next_pk": 0,
+        "accounts": 0,
+        "counts": {},
+        "csv_bytes": csv_partial.stat().st_size,
+        "json_bytes": json_partial.stat().st_size,
     }
 
 
@@ -241,8 +256,11 @@ def _write_slice(ctx: JobContext, files: ReportFiles, month_end: date, state: di
     _truncate(json_partial, state["json_bytes"])
     accounts, counts = state["accounts"], Counter(state["counts"])
     next_pk: int | None = state["next_pk"]
-    with transaction(ctx.engine) as session, csv_partial.open("a", encoding="utf-8", newline="") as csv_out, \
-            json_partial.open("a", encoding="utf-8") as json_out:
+    with (
+        transaction(ctx.engine) as session,
+        csv_partial.open("a", encoding="utf-8", newline="") as csv_out,
+        json_partial.open("a", encoding="utf-8") as json_out,
+    ):
         for pk_from, pk_to in _chunks(session, next_pk, CHUNKS_PER_SLICE):
             lines = month_end_lines(session, month_end, pk_from, pk_to)
             csv_out.write("".join(_csv_row((ln.account_id, ln.status, str(ln.max_dpd))) for ln in lines))
@@ -253,8 +271,11 @@ def _write_slice(ctx: JobContext, files: ReportFiles, month_end: date, state: di
             log.info("credit_report_progress", month_end=month_end.isoformat(), next_pk=pk_to, accounts=accounts)
         next_pk = _remaining(session, next_pk)
     return {
-        "next_pk": next_pk, "accounts": accounts, "counts": dict(counts),
-        "csv_bytes": csv_partial.stat().st_size, "json_bytes": json_partial.stat().st_size,
+        "next_pk": next_pk,
+        "accounts": accounts,
+        "counts": dict(counts),
+        "csv_bytes": csv_partial.stat().st_size,
+        "json_bytes": json_partial.stat().st_size,
     }
 
 
@@ -286,26 +307,42 @@ def _finish(ctx: JobContext, files: ReportFiles, month: str, state: dict[str, An
     with json_partial.open("a", encoding="utf-8") as json_out:
         json_out.write('],"accounts":' + str(state["accounts"]) + ',"status_counts":' + json.dumps(counts) + "}")
     with transaction(ctx.engine) as session:
-        session.add(CreditReportRun(month=month, accounts=state["accounts"], path=str(files.csv),
-                                    generated_on=ctx.business_date))
-        ctx.outbox.emit(session, "credit.report.generated",
-                        {"month": month, "accounts": state["accounts"], "path": str(files.csv)},
-                        aggregate_id=f"credit-report-{month}", occurred_at=ctx.clock.now())
+        session.add(
+            CreditReportRun(
+                month=month, accounts=state["accounts"], path=str(files.csv), generated_on=ctx.business_date
+            )
+        )
+        ctx.outbox.emit(
+            session,
+            "credit.report.generated",
+            {"month": month, "accounts": state["accounts"], "path": str(files.csv)},
+            aggregate_id=f"credit-report-{month}",
+            occurred_at=ctx.clock.now(),
+        )
         purged = purge_marks(session, ctx.business_date, ctx.rules.credit_report)
         session.flush()
         os.replace(csv_partial, files.csv)
         os.replace(json_partial, files.json)
     log.info("credit_report_generated", month=month, accounts=state["accounts"], marks_purged=purged)
     return {
-        "month": month, "accounts": state["accounts"], "path": str(files.csv), "json_path": str(files.json),
-        "status_counts": counts, "marks_purged": purged, "already_generated": False,
+        "month": month,
+        "accounts": state["accounts"],
+        "path": str(files.csv),
+        "json_path": str(files.json),
+        "status_counts": counts,
+        "marks_purged": purged,
+        "already_generated": False,
     }
 
 
 def _existing_summary(run: CreditReportRun, purged: int) -> dict[str, Any]:
     return {
-        "month": run.month, "accounts": run.accounts, "path": run.path,
-        "generated_on": run.generated_on.isoformat(), "marks_purged": purged, "already_generated": True,
+        "month": run.month,
+        "accounts": run.accounts,
+        "path": run.path,
+        "generated_on": run.generated_on.isoformat(),
+        "marks_purged": purged,
+        "already_generated": True,
     }
 
 
@@ -326,6 +363,9 @@ def _csv_row(values: tuple[str, ...]) -> str:
 
 
 def _json_line(line: ReportLine, *, first: bool) -> str:
-    body = json.dumps({"account_id": line.account_id, "status": line.status, "max_dpd": line.max_dpd},
-                      ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(
+        {"account_id": line.account_id, "status": line.status, "max_dpd": line.max_dpd},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return body if first else "," + body

@@ -26,6 +26,7 @@ is marked done. Missed dates are closed first, in order; a lease on the date's
 Its length: the chunk's steps share one transaction and one set of locked accounts, so
 they stay side by side in the order they run.
 """
+
 from __future__ import annotations
 
 import functools
@@ -86,13 +87,17 @@ def _not_below_zero(x: Any) -> Any:
 def _eligible(day: date, lo: int, hi: int) -> Any:
     """Bills this close judges: past due, principal unpaid, not in a plan, not yet closed for T."""
     return and_(
-        bills.c.account_pk >= lo, bills.c.account_pk < hi,
-        bills.c.due_ordinal < day.toordinal(), bills.c.unpaid_principal_fen > 0, bills.c.plan_id.is_(None),
+        bills.c.account_pk >= lo,
+        bills.c.account_pk < hi,
+        bills.c.due_ordinal < day.toordinal(),
+        bills.c.unpaid_principal_fen > 0,
+        bills.c.plan_id.is_(None),
         or_(bills.c.last_closed_on.is_(None), bills.c.last_closed_on < day),
     )
 
 
 # -- steps 1 and 2: accrual and its ledger entries -----------------------------------------
+
 
 def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int) -> None:
     """Lock the chunk's accounts that have bills to charge (pk order, as the consumer locks
@@ -111,8 +116,9 @@ def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int) -> N
     if not is_postgres(session):
         return
     to_charge = select(bills.c.account_pk).where(_eligible(day, lo, hi))
-    session.execute(select(accounts.c.pk).where(accounts.c.pk.in_(to_charge)).order_by(accounts.c.pk)
-                    .with_for_update(of=accounts))
+    session.execute(
+        select(accounts.c.pk).where(accounts.c.pk.in_(to_charge)).order_by(accounts.c.pk).with_for_update(of=accounts)
+    )
 
 
 def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) -> None:
@@ -120,17 +126,22 @@ def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) 
     dpd = day.toordinal() - bills.c.due_ordinal
     room = bills.c.charge_cap_fen - bills.c.penalty_charged_fen - bills.c.late_fee_charged_fen
     penalty = _not_below_zero(_least(_round_rate(bills.c.unpaid_principal_fen, overdue.penalty_daily_rate), room))
-    raw_fee = _least(_round_rate(bills.c.unpaid_principal_fen, overdue.late_fee_rate),
-                     int(overdue.late_fee_max * 100))
+    raw_fee = _least(_round_rate(bills.c.unpaid_principal_fen, overdue.late_fee_rate), int(overdue.late_fee_max * 100))
     fee = case(
-        (and_(dpd == overdue.late_fee_dpd, bills.c.late_fee_charged_fen == 0),
-         _not_below_zero(_least(raw_fee, room - penalty))),
+        (
+            and_(dpd == overdue.late_fee_dpd, bills.c.late_fee_charged_fen == 0),
+            _not_below_zero(_least(raw_fee, room - penalty)),
+        ),
         else_=0,
     )
-    select_accruals = select(bills.c.pk, literal(day), bills.c.account_pk, bills.c.unpaid_principal_fen,
-                             penalty, fee).where(_eligible(day, lo, hi), bills.c.charged_off_on.is_(None))
-    session.execute(insert(accruals).from_select(
-        ["bill_pk", "business_date", "account_pk", "basis_fen", "penalty_fen", "late_fee_fen"], select_accruals))
+    select_accruals = select(
+        bills.c.pk, literal(day), bills.c.account_pk, bills.c.unpaid_principal_fen, penalty, fee
+    ).where(_eligible(day, lo, hi), bills.c.charged_off_on.is_(None))
+    session.execute(
+        insert(accruals).from_select(
+            ["bill_pk", "business_date", "account_pk", "basis_fen", "penalty_fen", "late_fee_fen"], select_accruals
+        )
+    )
     _post_accruals(session, day, lo, hi)
 
 
@@ -138,26 +149,55 @@ def _post_accruals(session: Session, day: date, lo: int, hi: int) -> None:
     """The double entries of today's accruals in ONE statement: each accrual row meets the
     four posting lines (penalty debit and credit, late fee debit and credit); zero lines drop."""
     ledger = LedgerEntry.__table__
-    lines = union_all(*[
-        select(literal(component).label("component"), literal(str(line.account)).label("ledger_account"),
-               literal(1 if line.debit > 0 else 0).label("is_debit"), literal(posting.memo).label("kind"))
-        for component, posting in (("penalty", penalty_accrued(Decimal("0.01"))),
-                                   ("late_fee", late_fee_charged(Decimal("0.01"))))
-        for line in posting.lines
-    ]).subquery("posting_lines")
+    lines = union_all(
+        *[
+            select(
+                literal(component).label("component"),
+                literal(str(line.account)).label("ledger_account"),
+                literal(1 if line.debit > 0 else 0).label("is_debit"),
+                literal(posting.memo).label("kind"),
+            )
+            for component, posting in (
+                ("penalty", penalty_accrued(Decimal("0.01"))),
+                ("late_fee", late_fee_charged(Decimal("0.01"))),
+            )
+            for line in posting.lines
+        ]
+    ).subquery("posting_lines")
     amount = case((lines.c.component == "penalty", accruals.c.penalty_fen), else_=accruals.c.late_fee_fen)
     posting_id = literal(f"close:{day.isoformat()}:") + cast(accruals.c.bill_pk, String) + literal(":") + lines.c.kind
-    session.execute(insert(ledger).from_select(
-        ["posting_id", "account_pk", "bill_pk", "business_date", "ledger_account", "debit_fen", "credit_fen", "kind"],
-        select(posting_id, accruals.c.account_pk, accruals.c.bill_pk, literal(day), lines.c.ledger_account,
-               case((lines.c.is_debit == 1, amount), else_=0), case((lines.c.is_debit == 0, amount), else_=0),
-               lines.c.kind)
-        .select_from(accruals.join(lines, literal(True)))
-        .where(accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi, amount > 0),
-    ))
+    session.execute(
+        insert(ledger).from_select(
+            [
+                "posting_id",
+                "account_pk",
+                "bill_pk",
+                "business_date",
+                "ledger_account",
+                "debit_fen",
+                "credit_fen",
+                "kind",
+            ],
+            select(
+                posting_id,
+                accruals.c.account_pk,
+                accruals.c.bill_pk,
+                literal(day),
+                lines.c.ledger_account,
+                case((lines.c.is_debit == 1, amount), else_=0),
+                case((lines.c.is_debit == 0, amount), else_=0),
+                lines.c.kind,
+            )
+            .select_from(accruals.join(lines, literal(True)))
+            .where(
+                accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi, amount > 0
+            ),
+        )
+    )
 
 
 # -- step 3: the bills ------------------------------------------------------------------------
+
 
 def _update_bills(session: Session, day: date, lo: int, hi: int, rules: ProductRules) -> None:
     """One UPDATE per bill row: today's charges from its accrual, DPD, flags, the close stamp.
@@ -166,51 +206,94 @@ def _update_bills(session: Session, day: date, lo: int, hi: int, rules: ProductR
     flags = {
         "dpd": dpd,
         "overdue_since": func.coalesce(bills.c.overdue_since, day),
-        "bureau_marked_on": case((and_(bills.c.bureau_marked_on.is_(None), dpd >= rules.credit_report.mark_dpd), day),
-                                 else_=bills.c.bureau_marked_on),
-        "charged_off_on": case((and_(bills.c.charged_off_on.is_(None), dpd >= rules.overdue.charge_off_dpd), day),
-                               else_=bills.c.charged_off_on),
+        "bureau_marked_on": case(
+            (and_(bills.c.bureau_marked_on.is_(None), dpd >= rules.credit_report.mark_dpd), day),
+            else_=bills.c.bureau_marked_on,
+        ),
+        "charged_off_on": case(
+            (and_(bills.c.charged_off_on.is_(None), dpd >= rules.overdue.charge_off_dpd), day),
+            else_=bills.c.charged_off_on,
+        ),
         "last_closed_on": day,
     }
-    session.execute(update(bills).where(
-        _eligible(day, lo, hi), accruals.c.bill_pk == bills.c.pk, accruals.c.business_date == day,
-    ).values(
-        penalty_charged_fen=bills.c.penalty_charged_fen + accruals.c.penalty_fen,
-        unpaid_penalty_fen=bills.c.unpaid_penalty_fen + accruals.c.penalty_fen,
-        late_fee_charged_fen=bills.c.late_fee_charged_fen + accruals.c.late_fee_fen,
-        unpaid_late_fee_fen=bills.c.unpaid_late_fee_fen + accruals.c.late_fee_fen,
-        **flags,
-    ))
+    session.execute(
+        update(bills)
+        .where(
+            _eligible(day, lo, hi),
+            accruals.c.bill_pk == bills.c.pk,
+            accruals.c.business_date == day,
+        )
+        .values(
+            penalty_charged_fen=bills.c.penalty_charged_fen + accruals.c.penalty_fen,
+            unpaid_penalty_fen=bills.c.unpaid_penalty_fen + accruals.c.penalty_fen,
+            late_fee_charged_fen=bills.c.late_fee_charged_fen + accruals.c.late_fee_fen,
+            unpaid_late_fee_fen=bills.c.unpaid_late_fee_fen + accruals.c.late_fee_fen,
+            **flags,
+        )
+    )
     session.execute(update(bills).where(_eligible(day, lo, hi), bills.c.charged_off_on.isnot(None)).values(**flags))
 
 
 def _bureau_marks(session: Session, day: date, lo: int, hi: int) -> None:
-    session.execute(insert(BureauMark.__table__).from_select(
-        ["account_pk", "bill_pk", "marked_on"],
-        select(bills.c.account_pk, bills.c.pk, bills.c.bureau_marked_on).where(
-            bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
-            bills.c.bureau_marked_on == day),
-    ))
+    session.execute(
+        insert(BureauMark.__table__).from_select(
+            ["account_pk", "bill_pk", "marked_on"],
+            select(bills.c.account_pk, bills.c.pk, bills.c.bureau_marked_on).where(
+                bills.c.account_pk >= lo,
+                bills.c.account_pk < hi,
+                bills.c.unpaid_principal_fen > 0,
+                bills.c.bureau_marked_on == day,
+            ),
+        )
+    )
 
 
 def _charge_offs(session: Session, day: date, lo: int, hi: int, occurred_at: Any) -> list[PendingEvent]:
     """Write off the bills that reached DPD 180 today (few a day: one posting each)."""
     rows = session.execute(
-        select(bills.c.pk, bills.c.bill_id, bills.c.account_pk, accounts.c.account_id, bills.c.unpaid_principal_fen,
-               bills.c.unpaid_penalty_fen, bills.c.unpaid_late_fee_fen)
+        select(
+            bills.c.pk,
+            bills.c.bill_id,
+            bills.c.account_pk,
+            accounts.c.account_id,
+            bills.c.unpaid_principal_fen,
+            bills.c.unpaid_penalty_fen,
+            bills.c.unpaid_late_fee_fen,
+        )
         .join(accounts, accounts.c.pk == bills.c.account_pk)
-        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
-               bills.c.charged_off_on == day, bills.c.written_off_fen == 0)
+        .where(
+            bills.c.account_pk >= lo,
+            bills.c.account_pk < hi,
+            bills.c.unpaid_principal_fen > 0,
+            bills.c.charged_off_on == day,
+            bills.c.written_off_fen == 0,
+        )
     ).all()
     events = []
     for pk, bill_id, account_pk, account_id, principal, penalty, fee in rows:
         total = principal + penalty + fee
-        post(session, charge_off_posting(from_fen(principal), from_fen(penalty), from_fen(fee)),
-             account_pk=account_pk, bill_pk=pk, business_date=day, posting_id=f"charge_off:{bill_id}")
+        post(
+            session,
+            charge_off_posting(from_fen(principal), from_fen(penalty), from_fen(fee)),
+            account_pk=account_pk,
+            bill_pk=pk,
+            business_date=day,
+            posting_id=f"charge_off:{bill_id}",
+        )
         session.execute(update(bills).where(bills.c.pk == pk).values(written_off_fen=total))
-        events.append(PendingEvent("bill.charged_off", account_id, {
-            "bill_id": bill_id, "account_id": account_id, "business_date": day.isoformat(), "amount": fen_str(total),
-        }, occurred_at))
+        events.append(
+            PendingEvent(
+                "bill.charged_off",
+                account_id,
+                {
+                    "bill_id": bill_id,
+                    "account_id": account_id,
+                    "business_date": day.isoformat(),
+                    "amount": fen_str(total),
+                },
+                occurred_at,
+            )
+        )
     return events
 
 
@@ -218,23 +301,49 @@ def _overdue_events(session: Session, day: date, lo: int, hi: int, occurred_at: 
     rows = session.execute(
         select(bills.c.bill_id, accounts.c.account_id, bills.c.due_date, bills.c.dpd, bills.c.unpaid_principal_fen)
         .join(accounts, accounts.c.pk == bills.c.account_pk)
-        .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
-               bills.c.overdue_since == day, bills.c.last_closed_on == day)
+        .where(
+            bills.c.account_pk >= lo,
+            bills.c.account_pk < hi,
+            bills.c.unpaid_principal_fen > 0,
+            bills.c.overdue_since == day,
+            bills.c.last_closed_on == day,
+        )
     ).all()
-    return [PendingEvent("bill.overdue", account_id, {
-        "bill_id": bill_id, "account_id": account_id, "due_date": due.isoformat(), "business_date": day.isoformat(),
-        "dpd": dpd, "unpaid_principal": fen_str(unpaid),
-    }, occurred_at) for bill_id, account_id, due, dpd, unpaid in rows]
+    return [
+        PendingEvent(
+            "bill.overdue",
+            account_id,
+            {
+                "bill_id": bill_id,
+                "account_id": account_id,
+                "due_date": due.isoformat(),
+                "business_date": day.isoformat(),
+                "dpd": dpd,
+                "unpaid_principal": fen_str(unpaid),
+            },
+            occurred_at,
+        )
+        for bill_id, account_id, due, dpd, unpaid in rows
+    ]
 
 
 # -- steps 4 and 5: the lock ladder and the delinquency snapshot ------------------------------
 
+
 def _worst_dpd(day: date, lo: int, hi: int) -> Any:
     """Per delinquent account of the chunk: its maximum DPD."""
-    return (select(bills.c.account_pk, func.max(bills.c.dpd).label("dpd"))
-            .where(bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
-                   bills.c.due_ordinal < day.toordinal(), bills.c.plan_id.is_(None))
-            .group_by(bills.c.account_pk).subquery("worst"))
+    return (
+        select(bills.c.account_pk, func.max(bills.c.dpd).label("dpd"))
+        .where(
+            bills.c.account_pk >= lo,
+            bills.c.account_pk < hi,
+            bills.c.unpaid_principal_fen > 0,
+            bills.c.due_ordinal < day.toordinal(),
+            bills.c.plan_id.is_(None),
+        )
+        .group_by(bills.c.account_pk)
+        .subquery("worst")
+    )
 
 
 def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWriter) -> int:
@@ -248,15 +357,25 @@ def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWr
     """
     worst = _worst_dpd(day, lo, hi)
     delinquent = session.execute(
-        update(accounts).where(accounts.c.pk == worst.c.account_pk)
-        .values(max_dpd=worst.c.dpd, last_overdue_on=day).returning(*ACCOUNT_COLUMNS, accounts.c.max_dpd)
+        update(accounts)
+        .where(accounts.c.pk == worst.c.account_pk)
+        .values(max_dpd=worst.c.dpd, last_overdue_on=day)
+        .returning(*ACCOUNT_COLUMNS, accounts.c.max_dpd)
     ).all()
-    watched = session.execute(select(*ACCOUNT_COLUMNS, literal(0)).where(
-        accounts.c.pk >= lo, accounts.c.pk < hi,
-        or_(accounts.c.last_overdue_on.is_(None), accounts.c.last_overdue_on < day),
-        or_(accounts.c.level > 0, accounts.c.limit_cut.is_(True), accounts.c.active_plan_id.isnot(None),
-            accounts.c.linked_level > 0, accounts.c.max_dpd > 0),
-    )).all()
+    watched = session.execute(
+        select(*ACCOUNT_COLUMNS, literal(0)).where(
+            accounts.c.pk >= lo,
+            accounts.c.pk < hi,
+            or_(accounts.c.last_overdue_on.is_(None), accounts.c.last_overdue_on < day),
+            or_(
+                accounts.c.level > 0,
+                accounts.c.limit_cut.is_(True),
+                accounts.c.active_plan_id.isnot(None),
+                accounts.c.linked_level > 0,
+                accounts.c.max_dpd > 0,
+            ),
+        )
+    ).all()
     for raw in [*delinquent, *watched]:
         row = account_row(raw)
         max_dpd = int(raw[-1] or 0)
@@ -269,8 +388,13 @@ def _measures_hold(row: Any, max_dpd: int, rules: Any) -> bool:
     """Still overdue at the same ladder level with its measures in place: nothing to change
     (tonight's DPD and last overdue date were already written set-based)."""
     level = ladder_level(max_dpd, rules)
-    return (max_dpd >= 1 and level == row.level and row.active_plan_id is None
-            and (level < 2 or row.limit_cut) and (level < 4 or row.status == "closed"))
+    return (
+        max_dpd >= 1
+        and level == row.level
+        and row.active_plan_id is None
+        and (level < 2 or row.limit_cut)
+        and (level < 4 or row.status == "closed")
+    )
 
 
 def _money_sql(fen: str) -> str:
@@ -284,18 +408,29 @@ def _money_sql(fen: str) -> str:
 # The few functions the two databases spell differently; the statement is one.
 _SPELLINGS = {
     "postgresql": {
-        "object": "json_build_object", "as_json": "", "date": "to_char({}, 'YYYY-MM-DD')",
-        "array": "json_agg({} ORDER BY b.due_date, b.bill_id)", "text": "CAST({} AS TEXT)",
+        "object": "json_build_object",
+        "as_json": "",
+        "date": "to_char({}, 'YYYY-MM-DD')",
+        "array": "json_agg({} ORDER BY b.due_date, b.bill_id)",
+        "text": "CAST({} AS TEXT)",
         "uuid": "CAST(gen_random_uuid() AS TEXT)",
     },
     "sqlite": {
-        "object": "json_object", "as_json": "json", "date": "{}", "text": "{}",
+        "object": "json_object",
+        "as_json": "json",
+        "date": "{}",
+        "text": "{}",
         # before 3.44 an aggregate takes no ORDER BY: the ordered subquery feeds it in order
-        "array": ("json_group_array({} ORDER BY b.due_date, b.bill_id)" if sqlite3.sqlite_version_info >= (3, 44)
-                  else "json_group_array({})"),
-        "uuid": ("lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)"
-                 " || '-' || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-'"
-                 " || hex(randomblob(6)))"),
+        "array": (
+            "json_group_array({} ORDER BY b.due_date, b.bill_id)"
+            if sqlite3.sqlite_version_info >= (3, 44)
+            else "json_group_array({})"
+        ),
+        "uuid": (
+            "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)"
+            " || '-' || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || '-'"
+            " || hex(randomblob(6)))"
+        ),
     },
 }
 
@@ -308,22 +443,26 @@ def _delinquency_sql(dialect: str) -> Any:
     (``_SPELLINGS``); the event id is drawn once per snapshot (a materialized CTE) and is its
     correlation id too, as for any event that starts a chain."""
     say = _SPELLINGS[dialect]
-    bill = (f"{say['object']}('bill_id', b.bill_id, 'due_date', {say['date'].format('b.due_date')}, 'dpd', b.dpd,"
-            f" 'unpaid_principal', {_money_sql('b.unpaid_principal_fen')},"
-            f" 'penalty_interest', {_money_sql('b.unpaid_penalty_fen')},"
-            f" 'late_fee', {_money_sql('b.unpaid_late_fee_fen')})")
-    payload = (f"{say['object']}('account_id', g.account_id, 'business_date', CAST(:business_date AS TEXT),"
-               f" 'max_dpd', g.max_dpd, 'overdue_principal', {_money_sql('g.principal')},"
-               f" 'penalty_interest', {_money_sql('g.penalty')}, 'late_fees', {_money_sql('g.fees')},"
-               f" 'total_overdue', {_money_sql('g.principal + g.penalty + g.fees')},"
-               f" 'bills', {say['as_json']}(g.bills))")
+    bill = (
+        f"{say['object']}('bill_id', b.bill_id, 'due_date', {say['date'].format('b.due_date')}, 'dpd', b.dpd,"
+        f" 'unpaid_principal', {_money_sql('b.unpaid_principal_fen')},"
+        f" 'penalty_interest', {_money_sql('b.unpaid_penalty_fen')},"
+        f" 'late_fee', {_money_sql('b.unpaid_late_fee_fen')})"
+    )
+    payload = (
+        f"{say['object']}('account_id', g.account_id, 'business_date', CAST(:business_date AS TEXT),"
+        f" 'max_dpd', g.max_dpd, 'overdue_principal', {_money_sql('g.principal')},"
+        f" 'penalty_interest', {_money_sql('g.penalty')}, 'late_fees', {_money_sql('g.fees')},"
+        f" 'total_overdue', {_money_sql('g.principal + g.penalty + g.fees')},"
+        f" 'bills', {say['as_json']}(g.bills))"
+    )
     sql = f"""
 WITH snapshots AS MATERIALIZED (
-  SELECT {say['uuid']} AS event_id, g.account_id, {say['text'].format(payload)} AS payload
+  SELECT {say["uuid"]} AS event_id, g.account_id, {say["text"].format(payload)} AS payload
   FROM (
     SELECT b.account_pk, max(b.account_id) AS account_id, max(b.dpd) AS max_dpd, sum(b.unpaid_principal_fen) AS principal,
            sum(b.unpaid_penalty_fen) AS penalty, sum(b.unpaid_late_fee_fen) AS fees,
-           {say['array'].format(bill)} AS bills
+           {say["array"].format(bill)} AS bills
     FROM (
       SELECT bills.account_pk, accounts.account_id, bills.bill_id, bills.due_date, bills.dpd,
              bills.unpaid_principal_fen, bills.unpaid_penalty_fen, bills.unpaid_late_fee_fen
@@ -343,12 +482,14 @@ SELECT event_id, 'account.delinquency.updated', account_id, payload, :occurred_a
 
 
 def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at: Any) -> None:
-    session.execute(_delinquency_sql(session.get_bind().dialect.name),
-                    {"occurred_at": occurred_at, "business_date": day.isoformat(), "lo": lo, "hi": hi,
-                     "ordinal": day.toordinal()})
+    session.execute(
+        _delinquency_sql(session.get_bind().dialect.name),
+        {"occurred_at": occurred_at, "business_date": day.isoformat(), "lo": lo, "hi": hi, "ordinal": day.toordinal()},
+    )
 
 
 # -- one chunk, one day, the job ---------------------------------------------------------------
+
 
 def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) -> dict[str, int]:
     """Close date ``day`` for accounts with lo <= pk < hi, in the caller's transaction.
@@ -363,21 +504,42 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     occurred_at = ctx.clock.now()
     _lock_accounts_to_charge(session, day, lo, hi)
     _accrue(session, day, lo, hi, rules)
-    penalty = session.scalar(select(func.coalesce(func.sum(accruals.c.penalty_fen), 0)).where(
-        accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi)) or 0
+    penalty = (
+        session.scalar(
+            select(func.coalesce(func.sum(accruals.c.penalty_fen), 0)).where(
+                accruals.c.business_date == day, accruals.c.account_pk >= lo, accruals.c.account_pk < hi
+            )
+        )
+        or 0
+    )
     _update_bills(session, day, lo, hi, rules)
     _bureau_marks(session, day, lo, hi)
     events = _charge_offs(session, day, lo, hi, occurred_at) + _overdue_events(session, day, lo, hi, occurred_at)
     writer = RestrictionWriter(session, day, rules.lock_ladder, occurred_at)
     delinquent = _ladder(session, day, lo, hi, writer)
-    overdue_bills = session.scalar(select(func.count()).select_from(bills).where(
-        bills.c.account_pk >= lo, bills.c.account_pk < hi, bills.c.unpaid_principal_fen > 0,
-        bills.c.due_ordinal < day.toordinal(), bills.c.plan_id.is_(None))) or 0
+    overdue_bills = (
+        session.scalar(
+            select(func.count())
+            .select_from(bills)
+            .where(
+                bills.c.account_pk >= lo,
+                bills.c.account_pk < hi,
+                bills.c.unpaid_principal_fen > 0,
+                bills.c.due_ordinal < day.toordinal(),
+                bills.c.plan_id.is_(None),
+            )
+        )
+        or 0
+    )
     writer.flush()
     ctx.outbox.emit_many(session, events + writer.events)
     _emit_delinquency(session, day, lo, hi, occurred_at)
-    return {"bills_overdue": overdue_bills, "penalty_accrued_fen": int(penalty), "accounts_delinquent": delinquent,
-            "events": len(events) + len(writer.events) + delinquent}
+    return {
+        "bills_overdue": overdue_bills,
+        "penalty_accrued_fen": int(penalty),
+        "accounts_delinquent": delinquent,
+        "events": len(events) + len(writer.events) + delinquent,
+    }
 
 
 def _finish_day(ctx: JobContext, lease: JobLease, day: date, stats: dict[str, int], started: float) -> dict[str, Any]:
@@ -389,12 +551,17 @@ def _finish_day(ctx: JobContext, lease: JobLease, day: date, stats: dict[str, in
         writer.flush()
         restricted = session.scalar(select(func.count()).select_from(accounts).where(accounts.c.level > 0)) or 0
         summary = {
-            "business_date": day.isoformat(), "bills_overdue": stats.get("bills_overdue", 0),
-            "penalty_accrued": fen_str(stats.get("penalty_accrued_fen", 0)), "accounts_restricted": int(restricted),
+            "business_date": day.isoformat(),
+            "bills_overdue": stats.get("bills_overdue", 0),
+            "penalty_accrued": fen_str(stats.get("penalty_accrued_fen", 0)),
+            "accounts_restricted": int(restricted),
             "duration_ms": int((time.monotonic() - started) * 1000) if started else stats.get("duration_ms", 0),
         }
-        ctx.outbox.emit_many(session, writer.events + [PendingEvent(
-            "daily.close.completed", f"daily-close-{day.isoformat()}", summary, ctx.clock.now())])
+        ctx.outbox.emit_many(
+            session,
+            writer.events
+            + [PendingEvent("daily.close.completed", f"daily-close-{day.isoformat()}", summary, ctx.clock.now())],
+        )
         lease.finish(session, day, {**summary, "linked_changed": linked, **stats}, ctx.clock.now())
     return summary
 
@@ -404,9 +571,13 @@ def _run_summary(state: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     dates closed, which are listed; the states (bills overdue, accounts restricted) as
     the last date left them."""
     return {
-        "status": "closed", "dates_closed": list(state["closed"]), "business_date": last["business_date"],
-        "bills_overdue": last["bills_overdue"], "accounts_restricted": last["accounts_restricted"],
-        "penalty_accrued": fen_str(state.get("penalty_fen", 0)), "duration_ms": state.get("duration_ms", 0),
+        "status": "closed",
+        "dates_closed": list(state["closed"]),
+        "business_date": last["business_date"],
+        "bills_overdue": last["bills_overdue"],
+        "accounts_restricted": last["accounts_restricted"],
+        "penalty_accrued": fen_str(state.get("penalty_fen", 0)),
+        "duration_ms": state.get("duration_ms", 0),
     }
 
 
@@ -420,8 +591,9 @@ def daily_close(ctx: JobContext) -> JobResult:
             last = last_done(session, JOB)
         if last is not None and last >= target:
             return JobResult({"status": "already_closed", "last_closed": last.isoformat()})
-        state.update(day=(last + timedelta(days=1) if last else target).isoformat(), cursor=0, closed=[],
-                     stats={}, elapsed_ms=0)
+        state.update(
+            day=(last + timedelta(days=1) if last else target).isoformat(), cursor=0, closed=[], stats={}, elapsed_ms=0
+        )
     deadline = time.monotonic() + SLICE_SECONDS
     with transaction(ctx.engine) as session:
         max_pk = int(session.scalar(select(func.coalesce(func.max(accounts.c.pk), 0))) or 0)
@@ -437,8 +609,12 @@ def daily_close(ctx: JobContext) -> JobResult:
             state["cursor"] = lo + CHUNK_ACCOUNTS
             for key, value in chunk.items():
                 state["stats"][key] = state["stats"].get(key, 0) + value
-            log.info("close_progress", business_date=day.isoformat(), accounts_done=min(state["cursor"], max_pk),
-                     accounts_total=max_pk)
+            log.info(
+                "close_progress",
+                business_date=day.isoformat(),
+                accounts_done=min(state["cursor"], max_pk),
+                accounts_total=max_pk,
+            )
             state["elapsed_ms"] += int((time.monotonic() - day_started) * 1000)
             day_started = time.monotonic()
             if time.monotonic() > deadline and state["cursor"] <= max_pk:

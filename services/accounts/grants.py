@@ -16,6 +16,7 @@ level 0, so they never raise that maximum: the stored lines decide it, as they d
 the grants are applied one by one. A run of one (the guarded retry pass) is the
 single-event case.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -45,27 +46,37 @@ def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGran
     for ctx, event in items:
         if event.account_id in opened:  # granted before: the line stays as it is, its first answer again
             first = opened[event.account_id]
-            replies.append(ctx.reply("credit.line.opened", p.CreditLineOpened(
-                account_id=event.account_id, credit_limit=first.credit_limit, opened_on=first.opened_on,
-            ), event.account_id))
+            replies.append(
+                ctx.reply(
+                    "credit.line.opened",
+                    p.CreditLineOpened(
+                        account_id=event.account_id,
+                        credit_limit=first.credit_limit,
+                        opened_on=first.opened_on,
+                    ),
+                    event.account_id,
+                )
+            )
             continue
         opened[event.account_id] = p.CreditLineOpened(
-            account_id=event.account_id, credit_limit=event.credit_limit, opened_on=event.opened_on)
+            account_id=event.account_id, credit_limit=event.credit_limit, opened_on=event.opened_on
+        )
         new_lines.append(_new_line(event, linked_level=levels.get(event.identity_hash, 0)))
         replies.append(ctx.reply("credit.line.opened", opened[event.account_id], event.account_id))
     upsert(session, ACCOUNTS, new_lines, key=None)  # a line opened meanwhile elsewhere: the run retries
     items[0][0].outbox.emit_many(session, replies)
 
 
-def _stored_lines(session: Session, items: list[tuple[HandlerContext, p.CreditLineGranted]]
-                  ) -> tuple[dict[str, p.CreditLineOpened], dict[str, int]]:
+def _stored_lines(
+    session: Session, items: list[tuple[HandlerContext, p.CreditLineGranted]]
+) -> tuple[dict[str, p.CreditLineOpened], dict[str, int]]:
     """The run's lines already opened (with the answer their grant got: the limit granted,
     whatever a cut did to it since), and the highest own level of each identity's stored lines."""
     account_ids = {event.account_id for _, event in items}
     identities = {event.identity_hash for _, event in items}
-    query = select(Account.account_id, Account.identity_hash, Account.level, Account.granted_limit_fen,
-                   Account.opened_on).where(or_(
-        Account.account_id.in_(sorted(account_ids)), Account.identity_hash.in_(sorted(identities))))
+    query = select(
+        Account.account_id, Account.identity_hash, Account.level, Account.granted_limit_fen, Account.opened_on
+    ).where(or_(Account.account_id.in_(sorted(account_ids)), Account.identity_hash.in_(sorted(identities))))
     opened: dict[str, p.CreditLineOpened] = {}
     levels: dict[str, int] = {}
     # autoflush: this transaction's lines too
@@ -85,9 +96,20 @@ def _new_line(event: p.CreditLineGranted, linked_level: int) -> dict[str, Any]:
     """The ``accounts`` row of a line just granted: nothing owed, no restriction of its own."""
     limit_fen = to_fen(event.credit_limit)
     return {
-        "account_id": event.account_id, "customer_id": event.customer_id, "identity_hash": event.identity_hash,
-        "opened_on": event.opened_on, "granted_limit_fen": limit_fen, "credit_limit_fen": limit_fen,
-        "limit_cut": False, "unpaid_principal_fen": 0, "credit_balance_fen": 0, "status": "open", "level": 0,
-        "linked_level": linked_level, "max_dpd": 0, "last_overdue_on": None, "active_plan_id": None,
+        "account_id": event.account_id,
+        "customer_id": event.customer_id,
+        "identity_hash": event.identity_hash,
+        "opened_on": event.opened_on,
+        "granted_limit_fen": limit_fen,
+        "credit_limit_fen": limit_fen,
+        "limit_cut": False,
+        "unpaid_principal_fen": 0,
+        "credit_balance_fen": 0,
+        "status": "open",
+        "level": 0,
+        "linked_level": linked_level,
+        "max_dpd": 0,
+        "last_overdue_on": None,
+        "active_plan_id": None,
         "monthly_income_fen": to_fen(event.monthly_income) if event.monthly_income is not None else None,
     }

@@ -1,4 +1,5 @@
 """The accounts service's job runs: the shared lease bound to this service's ``job_runs`` table."""
+
 from __future__ import annotations
 
 from datetime import date

@@ -3,6 +3,7 @@
 Each is a function of the database state and the business date, idempotent
 for a date; the modules below hold them.
 """
+
 from __future__ import annotations
 
 from services.accounts.credit_report import credit_report

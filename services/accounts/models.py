@@ -4,6 +4,7 @@ The ledger of record: credit lines, purchases, bills, double-entry ledger,
 repayments, restrictions history (the lock ladder), bureau marks, and the
 projection of restructuring plans that accounts needs to route money.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -61,8 +62,13 @@ class Purchase(Base):
     bill_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
-Index("ix_purchases_unbilled", Purchase.account_pk, Purchase.posted_on, postgresql_where=text("bill_id IS NULL"),
-      sqlite_where=text("bill_id IS NULL"))
+Index(
+    "ix_purchases_unbilled",
+    Purchase.account_pk,
+    Purchase.posted_on,
+    postgresql_where=text("bill_id IS NULL"),
+    sqlite_where=text("bill_id IS NULL"),
+)
 
 
 class Bill(Base):
@@ -76,7 +82,9 @@ class Bill(Base):
     account_pk: Mapped[int] = mapped_column(ForeignKey("accounts.pk"), index=True)
     statement_date: Mapped[date] = mapped_column(Date)
     due_date: Mapped[date] = mapped_column(Date, index=True)
-    due_ordinal: Mapped[int] = mapped_column(Integer)  # due_date.toordinal(): DPD = T.toordinal() - due_ordinal, portable SQL
+    due_ordinal: Mapped[int] = mapped_column(
+        Integer
+    )  # due_date.toordinal(): DPD = T.toordinal() - due_ordinal, portable SQL
     principal_fen: Mapped[int] = mapped_column(Fen)  # original principal
     charge_cap_fen: Mapped[int] = mapped_column(Fen)  # 24% of the original principal
     unpaid_principal_fen: Mapped[int] = mapped_column(Fen)
@@ -100,8 +108,12 @@ class Bill(Base):
 
 
 # What the nightly close reads: only bills with principal still unpaid (a small share of all bills).
-Index("ix_bills_open", Bill.account_pk, postgresql_where=text("unpaid_principal_fen > 0"),
-      sqlite_where=text("unpaid_principal_fen > 0"))
+Index(
+    "ix_bills_open",
+    Bill.account_pk,
+    postgresql_where=text("unpaid_principal_fen > 0"),
+    sqlite_where=text("unpaid_principal_fen > 0"),
+)
 
 
 class DailyAccrual(Base):

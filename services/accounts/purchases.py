@@ -17,6 +17,7 @@ and spends a handful of statements on the whole run instead of four or five per 
 
 A run of one (the guarded retry pass) is the same code.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -59,35 +60,62 @@ def _answer(account: Account | None, known_amount_fen: int | None, event: p.Purc
     stored before ``command_answers`` existed) is answered approved with its recorded amount.
     """
     if known_amount_fen is not None:
-        return _Answer("purchase.approved", p.PurchaseApproved(
-            purchase_id=event.purchase_id, account_id=event.account_id, amount=from_fen(known_amount_fen),
-            available_limit=available(account) if account else from_fen(0),
-        ), new=False)
+        return _Answer(
+            "purchase.approved",
+            p.PurchaseApproved(
+                purchase_id=event.purchase_id,
+                account_id=event.account_id,
+                amount=from_fen(known_amount_fen),
+                available_limit=available(account) if account else from_fen(0),
+            ),
+            new=False,
+        )
     decision = purchase_decision(
         borrowing_status(account) if account else None,  # type: ignore[arg-type]
         available(account) if account else from_fen(0),
         event.amount,
     )
     if not decision.approved:
-        return _Answer("purchase.declined", p.PurchaseDeclined(
-            purchase_id=event.purchase_id, account_id=event.account_id, amount=event.amount,
-            reason=decision.reason,  # type: ignore[arg-type]
-        ), new=False)
-    return _Answer("purchase.approved", p.PurchaseApproved(
-        purchase_id=event.purchase_id, account_id=event.account_id, amount=event.amount,
-        available_limit=decision.available_after,
-    ), new=True)
+        return _Answer(
+            "purchase.declined",
+            p.PurchaseDeclined(
+                purchase_id=event.purchase_id,
+                account_id=event.account_id,
+                amount=event.amount,
+                reason=decision.reason,  # type: ignore[arg-type]
+            ),
+            new=False,
+        )
+    return _Answer(
+        "purchase.approved",
+        p.PurchaseApproved(
+            purchase_id=event.purchase_id,
+            account_id=event.account_id,
+            amount=event.amount,
+            available_limit=decision.available_after,
+        ),
+        new=True,
+    )
 
 
 def _records(account: Account, event: p.PurchaseRequested) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``purchases`` row of an approved request and the ledger rows of its posting."""
     posted_on = business_date(event.requested_at)
     purchase = {
-        "purchase_id": event.purchase_id, "account_pk": account.pk, "amount_fen": to_fen(event.amount),
-        "merchant": event.merchant[:128], "requested_at": event.requested_at, "posted_on": posted_on,
+        "purchase_id": event.purchase_id,
+        "account_pk": account.pk,
+        "amount_fen": to_fen(event.amount),
+        "merchant": event.merchant[:128],
+        "requested_at": event.requested_at,
+        "posted_on": posted_on,
     }
-    entries = posting_rows(ledger.purchase_posted(event.amount), account_pk=account.pk, bill_pk=None,
-                           business_date=posted_on, posting_id=f"purchase:{event.purchase_id}")
+    entries = posting_rows(
+        ledger.purchase_posted(event.amount),
+        account_pk=account.pk,
+        bill_pk=None,
+        business_date=posted_on,
+        posting_id=f"purchase:{event.purchase_id}",
+    )
     return purchase, entries
 
 
@@ -118,7 +146,9 @@ def purchase_requested_batch(items: list[tuple[HandlerContext, p.PurchaseRequest
             account.unpaid_principal_fen += purchase["amount_fen"]  # the next request of the account sees it
         reply = ctx.reply(answer.event_type, answer.payload, event.account_id)
         replies.append(reply)
-        answered[event.purchase_id] = first_answers[event.purchase_id] = Answer.of(reply)  # asked again later in the run
+        answered[event.purchase_id] = first_answers[event.purchase_id] = Answer.of(
+            reply
+        )  # asked again later in the run
     upsert(session, PURCHASES, purchases, key=None)  # the accounts' new principal goes with the flush
     post_many(session, entries)
     ANSWER_BOOK.keep(session, first_answers)
@@ -127,11 +157,15 @@ def purchase_requested_batch(items: list[tuple[HandlerContext, p.PurchaseRequest
 
 def _lock_accounts(session: Session, account_ids: Iterable[str]) -> dict[str, Account]:
     """The run's known accounts, locked in pk order (FOR UPDATE is left out on SQLite)."""
-    query = (select(Account).where(Account.account_id.in_(sorted(account_ids)))
-             .order_by(Account.pk).with_for_update()
-             # Read afresh: an earlier run of this transaction (a repayment's relock) may have
-             # changed the ladder columns with a Core UPDATE the loaded objects do not know of.
-             .execution_options(populate_existing=True))
+    query = (
+        select(Account)
+        .where(Account.account_id.in_(sorted(account_ids)))
+        .order_by(Account.pk)
+        .with_for_update()
+        # Read afresh: an earlier run of this transaction (a repayment's relock) may have
+        # changed the ladder columns with a Core UPDATE the loaded objects do not know of.
+        .execution_options(populate_existing=True)
+    )
     return {account.account_id: account for account in session.scalars(query)}
 
 
@@ -139,4 +173,3 @@ def _known_amounts(session: Session, purchase_ids: Iterable[str]) -> dict[str, i
     """Amount (fen) of each purchase of the run already recorded, by purchase id."""
     query = select(Purchase.purchase_id, Purchase.amount_fen).where(Purchase.purchase_id.in_(sorted(purchase_ids)))
     return {purchase_id: amount_fen for purchase_id, amount_fen in session.execute(query)}
-

@@ -6,6 +6,7 @@ available limit and the measures come from :mod:`services.accounts.standing`, th
 place that turns an account row into lock-ladder terms, so the screen agrees with what
 a purchase decision would see.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,13 +105,16 @@ def ledger_balances(session: Session, account_pk: int) -> dict[str, Any]:
     ).all()
     by_account = {name: int(total or 0) for name, total in rows}
     customer = sum(total for name, total in by_account.items() if name in CUSTOMER_BALANCE_ACCOUNTS)
-    return {"by_account": {name: money(total) for name, total in by_account.items()},
-            "customer_balance": money(customer)}
+    return {
+        "by_account": {name: money(total) for name, total in by_account.items()},
+        "customer_balance": money(customer),
+    }
 
 
 def _restriction_history(session: Session, account_pk: int) -> list[dict[str, Any]]:
     rows = session.scalars(
-        select(RestrictionHistory).where(RestrictionHistory.account_pk == account_pk)
+        select(RestrictionHistory)
+        .where(RestrictionHistory.account_pk == account_pk)
         .order_by(RestrictionHistory.added_on, RestrictionHistory.id)
     ).all()
     return [
@@ -120,9 +124,7 @@ def _restriction_history(session: Session, account_pk: int) -> list[dict[str, An
 
 
 def _bills(session: Session, account_pk: int) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(Bill).where(Bill.account_pk == account_pk).order_by(Bill.due_date, Bill.pk)
-    ).all()
+    rows = session.scalars(select(Bill).where(Bill.account_pk == account_pk).order_by(Bill.due_date, Bill.pk)).all()
     return [_bill(b) for b in rows]
 
 
@@ -156,22 +158,33 @@ def _active_plan(session: Session, account: Account) -> dict[str, Any] | None:
     if plan is None:  # the account names a plan accounts has not projected: show the id
         return {"plan_id": account.active_plan_id}
     return {
-        "plan_id": plan.plan_id, "status": plan.status, "principal": money(plan.principal_fen),
-        "outstanding": money(plan.outstanding_fen), "total_fee": money(plan.total_fee_fen),
-        "paid": money(plan.paid_fen), "activated_on": _iso(plan.activated_on),
+        "plan_id": plan.plan_id,
+        "status": plan.status,
+        "principal": money(plan.principal_fen),
+        "outstanding": money(plan.outstanding_fen),
+        "total_fee": money(plan.total_fee_fen),
+        "paid": money(plan.paid_fen),
+        "activated_on": _iso(plan.activated_on),
     }
 
 
 def _recent_repayments(session: Session, account_id: str) -> list[dict[str, Any]]:
     rows = session.scalars(
-        select(Repayment).where(Repayment.account_id == account_id)
-        .order_by(Repayment.paid_at.desc(), Repayment.payment_id).limit(RECENT_REPAYMENTS)
+        select(Repayment)
+        .where(Repayment.account_id == account_id)
+        .order_by(Repayment.paid_at.desc(), Repayment.payment_id)
+        .limit(RECENT_REPAYMENTS)
     ).all()
     return [
         {
-            "payment_id": r.payment_id, "amount": r.amount, "currency": r.currency,
-            "paid_at": r.paid_at.isoformat(), "paid_on": _iso(r.paid_on), "channel": r.channel,
-            "status": r.status, "reason": r.reason,
+            "payment_id": r.payment_id,
+            "amount": r.amount,
+            "currency": r.currency,
+            "paid_at": r.paid_at.isoformat(),
+            "paid_on": _iso(r.paid_on),
+            "channel": r.channel,
+            "status": r.status,
+            "reason": r.reason,
             "allocations": json.loads(r.allocations) if r.allocations else [],
         }
         for r in rows
@@ -184,9 +197,15 @@ def _with_running_balance(entries: Iterable[LedgerEntry]) -> Iterable[dict[str, 
         if e.ledger_account in CUSTOMER_BALANCE_ACCOUNTS:
             running += e.debit_fen - e.credit_fen
         yield {
-            "id": e.id, "date": _iso(e.business_date), "posting_id": e.posting_id, "kind": e.kind,
-            "ledger_account": e.ledger_account, "bill_pk": e.bill_pk,
-            "debit": money(e.debit_fen), "credit": money(e.credit_fen), "customer_balance": money(running),
+            "id": e.id,
+            "date": _iso(e.business_date),
+            "posting_id": e.posting_id,
+            "kind": e.kind,
+            "ledger_account": e.ledger_account,
+            "bill_pk": e.bill_pk,
+            "debit": money(e.debit_fen),
+            "credit": money(e.credit_fen),
+            "customer_balance": money(running),
         }
 
 

@@ -3,6 +3,7 @@
 Only imports: the rules live in the modules named for what they handle. The types that
 come in floods are ``BatchHandler``s, taking a run of events at once; a run of one (the
 guarded retry pass, a quiet hour) is the same code."""
+
 from __future__ import annotations
 
 from services.accounts.grants import credit_line_granted_batch

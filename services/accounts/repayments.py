@@ -12,6 +12,7 @@ gets its first answer again (``repayment.applied`` or ``repayment.rejected``, th
 payload, kept in ``command_answers``) and changes nothing; so does a retry in the same
 run as its original.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,40 +81,67 @@ def _closes_after(session: Session, bill_pks: list[int], paid_on: date) -> dict[
     ).all()
     closes: dict[int, list[CloseAccrual]] = {}
     for accrual, marked_on in rows:
-        closes.setdefault(accrual.bill_pk, []).append(CloseAccrual(
-            close_date=accrual.business_date, unpaid_principal=from_fen(accrual.basis_fen),
-            penalty=from_fen(accrual.penalty_fen), late_fee=from_fen(accrual.late_fee_fen),
-            bureau_mark=marked_on == accrual.business_date,
-        ))
+        closes.setdefault(accrual.bill_pk, []).append(
+            CloseAccrual(
+                close_date=accrual.business_date,
+                unpaid_principal=from_fen(accrual.basis_fen),
+                penalty=from_fen(accrual.penalty_fen),
+                late_fee=from_fen(accrual.late_fee_fen),
+                bureau_mark=marked_on == accrual.business_date,
+            )
+        )
     return closes
 
 
 def _due_now(bill: Bill) -> BillDue:
-    return BillDue(bill.bill_id, bill.due_date, from_fen(bill.unpaid_penalty_fen), from_fen(bill.unpaid_late_fee_fen),
-                   from_fen(bill.unpaid_principal_fen))
+    return BillDue(
+        bill.bill_id,
+        bill.due_date,
+        from_fen(bill.unpaid_penalty_fen),
+        from_fen(bill.unpaid_late_fee_fen),
+        from_fen(bill.unpaid_principal_fen),
+    )
 
 
-def _reverse_later_closes(session: Session, bill: Bill, closes: list[CloseAccrual], paid_on: date,
-                          principal_repaid: Decimal, rules: ProductRules) -> None:
+def _reverse_later_closes(
+    session: Session,
+    bill: Bill,
+    closes: list[CloseAccrual],
+    paid_on: date,
+    principal_repaid: Decimal,
+    rules: ProductRules,
+) -> None:
     """Undo what closes after ``paid_on`` charged on the principal this payment repaid."""
     reversal = backdated_penalty_reversal(closes, paid_on, principal_repaid, rules.overdue)
     for close in reversal.per_close:
-        session.execute(update(DailyAccrual).where(
-            DailyAccrual.bill_pk == bill.pk, DailyAccrual.business_date == close.close_date).values(
-            penalty_fen=DailyAccrual.penalty_fen - to_fen(close.penalty),
-            late_fee_fen=DailyAccrual.late_fee_fen - to_fen(close.late_fee)))
+        session.execute(
+            update(DailyAccrual)
+            .where(DailyAccrual.bill_pk == bill.pk, DailyAccrual.business_date == close.close_date)
+            .values(
+                penalty_fen=DailyAccrual.penalty_fen - to_fen(close.penalty),
+                late_fee_fen=DailyAccrual.late_fee_fen - to_fen(close.late_fee),
+            )
+        )
     repaid_fen = to_fen(principal_repaid)
-    session.execute(update(DailyAccrual).where(
-        DailyAccrual.bill_pk == bill.pk, DailyAccrual.business_date > paid_on).values(
-        basis_fen=DailyAccrual.basis_fen - repaid_fen))
+    session.execute(
+        update(DailyAccrual)
+        .where(DailyAccrual.bill_pk == bill.pk, DailyAccrual.business_date > paid_on)
+        .values(basis_fen=DailyAccrual.basis_fen - repaid_fen)
+    )
     penalty, fee = to_fen(reversal.penalty_reversed), to_fen(reversal.late_fee_reversed)
     bill.unpaid_penalty_fen -= penalty
     bill.penalty_charged_fen -= penalty
     bill.unpaid_late_fee_fen -= fee
     bill.late_fee_charged_fen -= fee
     if penalty or fee:
-        post(session, ledger.backdated_reversal_posted(reversal), account_pk=bill.account_pk, bill_pk=bill.pk,
-             business_date=paid_on, posting_id=f"reversal:{bill.bill_id}:{paid_on.isoformat()}:{penalty}:{fee}")
+        post(
+            session,
+            ledger.backdated_reversal_posted(reversal),
+            account_pk=bill.account_pk,
+            bill_pk=bill.pk,
+            business_date=paid_on,
+            posting_id=f"reversal:{bill.bill_id}:{paid_on.isoformat()}:{penalty}:{fee}",
+        )
     if reversal.bureau_mark_withdrawn:
         bill.bureau_marked_on = None
         session.execute(delete(BureauMark).where(BureauMark.bill_pk == bill.pk))
@@ -127,13 +155,25 @@ def _refund_overreversal(session: Session, bill: Bill, paid_on: date, posting_id
         return 0
     bill.unpaid_penalty_fen += penalty
     bill.unpaid_late_fee_fen += fee
-    post(session, ledger.reversal_refunded(from_fen(penalty), from_fen(fee)), account_pk=bill.account_pk,
-         bill_pk=bill.pk, business_date=paid_on, posting_id=f"{posting_id}:reversal_refund:{bill.bill_id}")
+    post(
+        session,
+        ledger.reversal_refunded(from_fen(penalty), from_fen(fee)),
+        account_pk=bill.account_pk,
+        bill_pk=bill.pk,
+        business_date=paid_on,
+        posting_id=f"{posting_id}:reversal_refund:{bill.bill_id}",
+    )
     return penalty + fee
 
 
-def _apply_to_bills(session: Session, bills: list[Bill], allocation: Allocation, paid_on: date,
-                    posting_id: str, books: RunBooks | None = None) -> tuple[int, int]:
+def _apply_to_bills(
+    session: Session,
+    bills: list[Bill],
+    allocation: Allocation,
+    paid_on: date,
+    posting_id: str,
+    books: RunBooks | None = None,
+) -> tuple[int, int]:
     """Apply the allocation's bill lines and grace waivers; returns principal repaid and
     the over-reversed charges refunded to the customer (fen). A settled bill's bureau mark
     is marked settled at once, or with the run's others at its end (``books``)."""
@@ -146,11 +186,21 @@ def _apply_to_bills(session: Session, bills: list[Bill], allocation: Allocation,
         repaid += principal
         for waiver in (w for w in allocation.waivers if w.bill_id == bill.bill_id):
             bill.unpaid_penalty_fen -= to_fen(waiver.penalty_waived)
-            post(session, ledger.grace_waiver_posted(waiver.penalty_waived), account_pk=bill.account_pk,
-                 bill_pk=bill.pk, business_date=paid_on, posting_id=f"{posting_id}:grace_waiver:{bill.bill_id}")
+            post(
+                session,
+                ledger.grace_waiver_posted(waiver.penalty_waived),
+                account_pk=bill.account_pk,
+                bill_pk=bill.pk,
+                business_date=paid_on,
+                posting_id=f"{posting_id}:grace_waiver:{bill.bill_id}",
+            )
         refunded += _refund_overreversal(session, bill, paid_on, posting_id)
-        if bill.settled_on is None and bill.unpaid_principal_fen == 0 and bill.unpaid_penalty_fen == 0 \
-                and bill.unpaid_late_fee_fen == 0:
+        if (
+            bill.settled_on is None
+            and bill.unpaid_principal_fen == 0
+            and bill.unpaid_penalty_fen == 0
+            and bill.unpaid_late_fee_fen == 0
+        ):
             bill.settled_on = paid_on
             if books is not None:
                 books.settled_marks.append({"b_bill_pk": bill.pk, "b_settled_on": paid_on})
@@ -161,10 +211,16 @@ def _apply_to_bills(session: Session, bills: list[Bill], allocation: Allocation,
 
 def _open_bills_query(account_pks: list[int]) -> Any:
     """The accounts' bills with something unpaid (not in a plan), in allocation order, locked."""
-    return select(Bill).where(
-        Bill.account_pk.in_(account_pks), Bill.plan_id.is_(None),
-        (Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen) > 0,
-    ).order_by(Bill.account_pk, Bill.due_date, Bill.bill_id).with_for_update()
+    return (
+        select(Bill)
+        .where(
+            Bill.account_pk.in_(account_pks),
+            Bill.plan_id.is_(None),
+            (Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen) > 0,
+        )
+        .order_by(Bill.account_pk, Bill.due_date, Bill.bill_id)
+        .with_for_update()
+    )
 
 
 @dataclass
@@ -185,13 +241,25 @@ class RunBooks:
         for bill in session.scalars(_open_bills_query(sorted(account_pks))):
             bills.setdefault(bill.account_pk, []).append(bill)
         pks = [bill.pk for run in bills.values() for bill in run]
-        charged = set(session.scalars(select(DailyAccrual.bill_pk).distinct().where(
-            DailyAccrual.bill_pk.in_(pks), DailyAccrual.business_date > since))) if pks else set()
+        charged = (
+            set(
+                session.scalars(
+                    select(DailyAccrual.bill_pk)
+                    .distinct()
+                    .where(DailyAccrual.bill_pk.in_(pks), DailyAccrual.business_date > since)
+                )
+            )
+            if pks
+            else set()
+        )
         return cls(bills, charged, since)
 
     def open_bills(self, account_pk: int) -> list[Bill]:
-        return [b for b in self.bills.get(account_pk, [])
-                if b.unpaid_principal_fen + b.unpaid_penalty_fen + b.unpaid_late_fee_fen > 0]
+        return [
+            b
+            for b in self.bills.get(account_pk, [])
+            if b.unpaid_principal_fen + b.unpaid_penalty_fen + b.unpaid_late_fee_fen > 0
+        ]
 
     def closes_after(self, session: Session, bills: list[Bill], paid_on: date) -> dict[int, list[CloseAccrual]]:
         if paid_on >= self.since and not any(b.pk in self.charged_since for b in bills):
@@ -204,24 +272,44 @@ class RunBooks:
         as it would not be after the delete one payment at a time."""
         if self.settled_marks:
             marks = BureauMark.__table__
-            session.connection().execute(update(marks).where(marks.c.bill_pk == bindparam("b_bill_pk")).values(
-                settled_on=bindparam("b_settled_on")), self.settled_marks)
+            session.connection().execute(
+                update(marks)
+                .where(marks.c.bill_pk == bindparam("b_bill_pk"))
+                .values(settled_on=bindparam("b_settled_on")),
+                self.settled_marks,
+            )
             self.settled_marks = []
 
     def max_dpd(self, account_pk: int, as_of: date) -> int:
         """``current_max_dpd`` from the run's bills (the same filter, in memory)."""
-        return max((as_of.toordinal() - b.due_ordinal for b in self.bills.get(account_pk, [])
-                    if b.unpaid_principal_fen > 0 and b.due_ordinal < as_of.toordinal()), default=0)
+        return max(
+            (
+                as_of.toordinal() - b.due_ordinal
+                for b in self.bills.get(account_pk, [])
+                if b.unpaid_principal_fen > 0 and b.due_ordinal < as_of.toordinal()
+            ),
+            default=0,
+        )
 
     def total_overdue_fen(self, account_pk: int, as_of: date) -> int:
         """``total_overdue_fen`` from the run's bills (paid-off bills add nothing)."""
-        return sum(b.unpaid_principal_fen + b.unpaid_penalty_fen + b.unpaid_late_fee_fen
-                   for b in self.bills.get(account_pk, []) if b.due_ordinal < as_of.toordinal())
+        return sum(
+            b.unpaid_principal_fen + b.unpaid_penalty_fen + b.unpaid_late_fee_fen
+            for b in self.bills.get(account_pk, [])
+            if b.due_ordinal < as_of.toordinal()
+        )
 
 
-def apply_money(session: Session, account: Account, amount: Decimal, paid_on: date, rules: ProductRules,
-                posting_id: str, source: ledger.Account = ledger.Account.CASH,
-                books: RunBooks | None = None) -> Allocation:
+def apply_money(
+    session: Session,
+    account: Account,
+    amount: Decimal,
+    paid_on: date,
+    rules: ProductRules,
+    posting_id: str,
+    source: ledger.Account = ledger.Account.CASH,
+    books: RunBooks | None = None,
+) -> Allocation:
     """Allocate money to the account's bills, then its plan, then a credit balance; post it.
     (Over-reversed charges refunded by a late notice go to ``account.credit_balance_fen``
     here; the allocation's own leftover is the caller's to add.)"""
@@ -233,12 +321,19 @@ def apply_money(session: Session, account: Account, amount: Decimal, paid_on: da
         closes = books.closes_after(session, bills, paid_on)
     dues = [dues_as_of(_due_now(b), closes.get(b.pk, []), paid_on) for b in bills]
     plan = session.get(PlanProjection, account.active_plan_id) if account.active_plan_id else None
-    allocation = allocate_repayment(amount, dues, from_fen(plan.outstanding_fen) if plan else ZERO, paid_on,
-                                    rules.overdue, plan_id=plan.plan_id if plan else "plan")
+    allocation = allocate_repayment(
+        amount,
+        dues,
+        from_fen(plan.outstanding_fen) if plan else ZERO,
+        paid_on,
+        rules.overdue,
+        plan_id=plan.plan_id if plan else "plan",
+    )
     for bill in bills:
         if closes.get(bill.pk):
-            _reverse_later_closes(session, bill, closes[bill.pk], paid_on, allocation.paid(bill.bill_id, PRINCIPAL),
-                                  rules)
+            _reverse_later_closes(
+                session, bill, closes[bill.pk], paid_on, allocation.paid(bill.bill_id, PRINCIPAL), rules
+            )
     repaid, refunded = _apply_to_bills(session, bills, allocation, paid_on, posting_id, books)
     account.unpaid_principal_fen -= repaid
     account.credit_balance_fen += refunded
@@ -247,21 +342,38 @@ def apply_money(session: Session, account: Account, amount: Decimal, paid_on: da
         plan.outstanding_fen -= to_plan
         plan.paid_fen += to_plan
     charged_off = {b.bill_id for b in bills if b.charged_off_on is not None}
-    post(session, ledger.repayment_allocated(allocation, charged_off_bill_ids=charged_off, source=source),
-         account_pk=account.pk, bill_pk=None, business_date=paid_on, posting_id=posting_id)
+    post(
+        session,
+        ledger.repayment_allocated(allocation, charged_off_bill_ids=charged_off, source=source),
+        account_pk=account.pk,
+        bill_pk=None,
+        business_date=paid_on,
+        posting_id=posting_id,
+    )
     return allocation
 
 
 def total_overdue_fen(session: Session, account_pk: int, as_of: date) -> int:
-    rows = session.execute(select(Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen).where(
-        Bill.account_pk == account_pk, Bill.plan_id.is_(None), Bill.due_ordinal < as_of.toordinal())).scalars()
+    rows = session.execute(
+        select(Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen).where(
+            Bill.account_pk == account_pk, Bill.plan_id.is_(None), Bill.due_ordinal < as_of.toordinal()
+        )
+    ).scalars()
     return int(sum(rows))
 
 
-def relock(session: Session, account_pk: int, as_of: date, rules: ProductRules, occurred_at: datetime,
-           causation_id: str | None = None, correlation_id: str | None = None,
-           plan_active: bool | None = None, max_dpd: int | None = None,
-           account: Account | None = None) -> list[PendingEvent]:
+def relock(
+    session: Session,
+    account_pk: int,
+    as_of: date,
+    rules: ProductRules,
+    occurred_at: datetime,
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+    plan_active: bool | None = None,
+    max_dpd: int | None = None,
+    account: Account | None = None,
+) -> list[PendingEvent]:
     """Re-run the lock ladder for one account now (a cure lifts measures at once).
     ``max_dpd``: the account's current maximum DPD when the caller already knows it;
     ``account``: its ORM object, when the caller holds it locked and current (its ladder
@@ -291,10 +403,17 @@ _LADDER_ATTRIBUTES = ["level", "status", "limit_cut", "credit_limit_fen", "max_d
 def ladder_row(account: Account) -> AccountRow:
     """The ladder's view of an account from its ORM object (kept current by ``_forget_ladder``)."""
     return AccountRow(
-        pk=account.pk, account_id=account.account_id, identity_hash=account.identity_hash, level=account.level,
-        status=account.status, limit_cut=account.limit_cut, active_plan_id=account.active_plan_id,
-        linked_level=account.linked_level, last_overdue_on=account.last_overdue_on,
-        granted_limit_fen=account.granted_limit_fen, credit_limit_fen=account.credit_limit_fen,
+        pk=account.pk,
+        account_id=account.account_id,
+        identity_hash=account.identity_hash,
+        level=account.level,
+        status=account.status,
+        limit_cut=account.limit_cut,
+        active_plan_id=account.active_plan_id,
+        linked_level=account.linked_level,
+        last_overdue_on=account.last_overdue_on,
+        granted_limit_fen=account.granted_limit_fen,
+        credit_limit_fen=account.credit_limit_fen,
         unpaid_principal_fen=account.unpaid_principal_fen,
     )
 
@@ -317,13 +436,24 @@ def judged_on(paid_on: date, last_close: date | None) -> date:
     return max(paid_on, last_close or paid_on)
 
 
-def _applied_payload(payment_id: str, account: Account, amount: Decimal, allocation: Allocation,
-                     total_overdue: int, paid_on: date) -> dict[str, Any]:
+def _applied_payload(
+    payment_id: str, account: Account, amount: Decimal, allocation: Allocation, total_overdue: int, paid_on: date
+) -> dict[str, Any]:
     return {
-        "payment_id": payment_id, "account_id": account.account_id, "amount": str(amount.quantize(FEN)),
-        "allocations": [{"target": line.target, "target_id": line.target_id, "component": line.component,
-                         "amount": str(line.amount)} for line in allocation.lines],
-        "credit_balance": fen_str(account.credit_balance_fen), "total_overdue": fen_str(total_overdue),
+        "payment_id": payment_id,
+        "account_id": account.account_id,
+        "amount": str(amount.quantize(FEN)),
+        "allocations": [
+            {
+                "target": line.target,
+                "target_id": line.target_id,
+                "component": line.component,
+                "amount": str(line.amount),
+            }
+            for line in allocation.lines
+        ],
+        "credit_balance": fen_str(account.credit_balance_fen),
+        "total_overdue": fen_str(total_overdue),
         "paid_on": paid_on.isoformat(),
     }
 
@@ -336,12 +466,20 @@ def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceiv
     payment_ids = sorted({event.payment_id for _, event in items})
     answered = ANSWER_BOOK.load(session, payment_ids)
     seen = set(session.scalars(select(Repayment.payment_id).where(Repayment.payment_id.in_(payment_ids))))
-    accounts = {account.account_id: account for account in session.scalars(
-        select(Account).where(Account.account_id.in_(sorted({event.account_id for _, event in items})))
-        .order_by(Account.pk).with_for_update().execution_options(populate_existing=True))}
+    accounts = {
+        account.account_id: account
+        for account in session.scalars(
+            select(Account)
+            .where(Account.account_id.in_(sorted({event.account_id for _, event in items})))
+            .order_by(Account.pk)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
     last_close = last_done(session, "daily-close")
-    books = RunBooks.load(session, [a.pk for a in accounts.values()],
-                          min(business_date(event.paid_at) for _, event in items))
+    books = RunBooks.load(
+        session, [a.pk for a in accounts.values()], min(business_date(event.paid_at) for _, event in items)
+    )
     replies: list[PendingEvent] = []
     first_answers: dict[str, Answer] = {}
     with postings_held(session):  # nothing in the run reads the ledger: one insert at its end
@@ -360,29 +498,54 @@ def repayment_received_batch(items: list[tuple[HandlerContext, p.RepaymentReceiv
     items[0][0].outbox.emit_many(session, replies)
 
 
-def _receive(ctx: HandlerContext, event: p.RepaymentReceived, account: Account | None,
-             last_close: date | None, books: RunBooks) -> list[PendingEvent]:
+def _receive(
+    ctx: HandlerContext, event: p.RepaymentReceived, account: Account | None, last_close: date | None, books: RunBooks
+) -> list[PendingEvent]:
     """Apply one repayment of the run, or reject it with a reason (nothing changes), on the
     run's ``books``; returns the replies, its answer first."""
     session = ctx.session
     paid_on = business_date(event.paid_at)
-    record = Repayment(payment_id=event.payment_id, account_id=event.account_id, amount=str(event.amount)[:40],
-                       currency=event.currency[:8], paid_at=event.paid_at, paid_on=paid_on, channel=event.channel[:32])
+    record = Repayment(
+        payment_id=event.payment_id,
+        account_id=event.account_id,
+        amount=str(event.amount)[:40],
+        currency=event.currency[:8],
+        paid_at=event.paid_at,
+        paid_on=paid_on,
+        channel=event.channel[:32],
+    )
     reason = rejection_reason(account, event)
     if reason is not None:
         record.status, record.reason = "rejected", reason
         session.add(record)
-        return [ctx.reply("repayment.rejected", p.RepaymentRejected(
-            payment_id=event.payment_id, account_id=event.account_id, amount=event.amount, reason=reason,
-        ), event.account_id)]
+        return [
+            ctx.reply(
+                "repayment.rejected",
+                p.RepaymentRejected(
+                    payment_id=event.payment_id,
+                    account_id=event.account_id,
+                    amount=event.amount,
+                    reason=reason,
+                ),
+                event.account_id,
+            )
+        ]
     assert account is not None
     amount = event.amount.quantize(FEN)
-    allocation = apply_money(session, account, amount, paid_on, ctx.rules, f"repayment:{event.payment_id}",
-                             books=books)
+    allocation = apply_money(session, account, amount, paid_on, ctx.rules, f"repayment:{event.payment_id}", books=books)
     account.credit_balance_fen += to_fen(allocation.credit_balance)
     as_of = judged_on(paid_on, last_close)
-    events = relock(session, account.pk, as_of, ctx.rules, ctx.clock.now(), ctx.envelope.event_id,
-                    ctx.envelope.correlation_id, max_dpd=books.max_dpd(account.pk, as_of), account=account)
+    events = relock(
+        session,
+        account.pk,
+        as_of,
+        ctx.rules,
+        ctx.clock.now(),
+        ctx.envelope.event_id,
+        ctx.envelope.correlation_id,
+        max_dpd=books.max_dpd(account.pk, as_of),
+        account=account,
+    )
     overdue = books.total_overdue_fen(account.pk, as_of)
     payload = _applied_payload(event.payment_id, account, amount, allocation, overdue, paid_on)
     record.status, record.allocations = "applied", json.dumps(payload["allocations"])
@@ -390,8 +553,9 @@ def _receive(ctx: HandlerContext, event: p.RepaymentReceived, account: Account |
     return [ctx.reply("repayment.applied", payload, event.account_id), *events]
 
 
-def apply_credit_balance(session: Session, outbox: Outbox, account: Account, on: date, rules: ProductRules,
-                         now: datetime) -> None:
+def apply_credit_balance(
+    session: Session, outbox: Outbox, account: Account, on: date, rules: ProductRules, now: datetime
+) -> None:
     """A credit balance pays the bill issued today, like a repayment from the balance."""
     amount = from_fen(account.credit_balance_fen)
     payment_id = f"credit-balance-{account.account_id}-{on.isoformat()}"

@@ -6,6 +6,7 @@ about. Accounts keeps, on each of them, the first notice's date and channel: the
 report leaves a bill's overdue out until it has one (``domain/credit_report.py``,
 ``overdue_reportable``). A notice delivered again changes nothing (the first one stands).
 """
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -23,9 +24,15 @@ def notice_sent(ctx: HandlerContext, event: p.CollectionNoticeSent) -> None:
     if account_pk is None:
         log.warning("notice_for_unknown_account", account_id=event.account_id)
         return
-    bills = ctx.session.scalars(select(Bill).where(
-        Bill.account_pk == account_pk, Bill.bill_id.in_(event.bill_ids), Bill.report_notice_on.is_(None),
-    ).with_for_update()).all()
+    bills = ctx.session.scalars(
+        select(Bill)
+        .where(
+            Bill.account_pk == account_pk,
+            Bill.bill_id.in_(event.bill_ids),
+            Bill.report_notice_on.is_(None),
+        )
+        .with_for_update()
+    ).all()
     for bill in bills:
         bill.report_notice_on = event.business_date
         bill.report_notice_channel = event.channel

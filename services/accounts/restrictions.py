@@ -4,6 +4,7 @@ The close (for many accounts at once) and the repayment and plan handlers (for
 one) all go through here, so a restriction changes the same way whoever
 changes it. The rules themselves are in ``domain/lock_ladder.py``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,16 +49,28 @@ class AccountRow:
     @property
     def state(self) -> LadderState:
         return LadderState(
-            level=self.level, closed=self.status == "closed", limit_cut=self.limit_cut,
-            plan_active=self.active_plan_id is not None, linked_level=self.linked_level,
+            level=self.level,
+            closed=self.status == "closed",
+            limit_cut=self.limit_cut,
+            plan_active=self.active_plan_id is not None,
+            linked_level=self.linked_level,
             last_overdue_date=self.last_overdue_on,
         )
 
 
 ACCOUNT_COLUMNS = (
-    Account.pk, Account.account_id, Account.identity_hash, Account.level, Account.status, Account.limit_cut,
-    Account.active_plan_id, Account.linked_level, Account.last_overdue_on, Account.granted_limit_fen,
-    Account.credit_limit_fen, Account.unpaid_principal_fen,
+    Account.pk,
+    Account.account_id,
+    Account.identity_hash,
+    Account.level,
+    Account.status,
+    Account.limit_cut,
+    Account.active_plan_id,
+    Account.linked_level,
+    Account.last_overdue_on,
+    Account.granted_limit_fen,
+    Account.credit_limit_fen,
+    Account.unpaid_principal_fen,
 )
 
 
@@ -72,14 +85,24 @@ def credit_limit_after(row: AccountRow, state: LadderState, rules: LockLadderRul
     return to_fen(effective_credit_limit(from_fen(row.granted_limit_fen), state.limit_cut, rules))
 
 
-def restrictions_payload(account_id: str, business_date: date, state: LadderState, credit_limit_fen: int,
-                         unpaid_principal_fen: int, cause: str) -> dict[str, Any]:
+def restrictions_payload(
+    account_id: str,
+    business_date: date,
+    state: LadderState,
+    credit_limit_fen: int,
+    unpaid_principal_fen: int,
+    cause: str,
+) -> dict[str, Any]:
     """``account.restrictions.changed`` in wire form."""
     measures = list(state.measures)
     available = available_limit(from_fen(credit_limit_fen), from_fen(unpaid_principal_fen), available_frozen(measures))
     return {
-        "account_id": account_id, "business_date": business_date.isoformat(), "level": state.event_level,
-        "measures": measures, "credit_limit": fen_str(credit_limit_fen), "available_limit": str(available),
+        "account_id": account_id,
+        "business_date": business_date.isoformat(),
+        "level": state.event_level,
+        "measures": measures,
+        "credit_limit": fen_str(credit_limit_fen),
+        "available_limit": str(available),
         "cause": cause,
     }
 
@@ -87,8 +110,15 @@ def restrictions_payload(account_id: str, business_date: date, state: LadderStat
 class RestrictionWriter:
     """Collects ladder decisions for many accounts and writes them set-based."""
 
-    def __init__(self, session: Session, business_date: date, rules: LockLadderRules, occurred_at: Any,
-                 causation_id: str | None = None, correlation_id: str | None = None):
+    def __init__(
+        self,
+        session: Session,
+        business_date: date,
+        rules: LockLadderRules,
+        occurred_at: Any,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+    ):
         self.session = session
         self.business_date = business_date
         self.rules = rules
@@ -104,7 +134,10 @@ class RestrictionWriter:
     def decide(self, row: AccountRow, max_dpd: int, plan_active: bool | None = None) -> LadderDecision:
         """Run the lock ladder for one account and queue what it changes."""
         decision = lock_ladder(
-            row.state, max_dpd=max_dpd, business_date=self.business_date, rules=self.rules,
+            row.state,
+            max_dpd=max_dpd,
+            business_date=self.business_date,
+            rules=self.rules,
             plan_active=row.active_plan_id is not None if plan_active is None else plan_active,
             linked_level=row.linked_level,
         )
@@ -114,29 +147,62 @@ class RestrictionWriter:
     def record(self, row: AccountRow, decision: LadderDecision, max_dpd: int) -> None:
         state = decision.state
         limit_fen = credit_limit_after(row, state, self.rules)
-        self.account_updates.append({
-            "b_pk": row.pk, "b_level": state.level, "b_status": "closed" if state.closed else row.status,
-            "b_limit_cut": state.limit_cut, "b_credit_limit_fen": limit_fen, "b_max_dpd": max_dpd,
-            "b_last_overdue_on": state.last_overdue_date,
-        })
+        self.account_updates.append(
+            {
+                "b_pk": row.pk,
+                "b_level": state.level,
+                "b_status": "closed" if state.closed else row.status,
+                "b_limit_cut": state.limit_cut,
+                "b_credit_limit_fen": limit_fen,
+                "b_max_dpd": max_dpd,
+                "b_last_overdue_on": state.last_overdue_date,
+            }
+        )
         for measure in decision.measures_added:
-            self.history_added.append({"account_pk": row.pk, "measure": measure, "cause": decision.cause or "",
-                                       "added_on": self.business_date, "lifted_on": None})
+            self.history_added.append(
+                {
+                    "account_pk": row.pk,
+                    "measure": measure,
+                    "cause": decision.cause or "",
+                    "added_on": self.business_date,
+                    "lifted_on": None,
+                }
+            )
         for measure in decision.measures_lifted:
             self.history_lifted.append({"b_pk": row.pk, "b_measure": measure})
         if state.level != row.level and (state.level >= 3 or row.level >= 3):
             self.restricted_identities.add(row.identity_hash)
         if decision.changed:
-            self._event("account.restrictions.changed", row.account_id, restrictions_payload(
-                row.account_id, self.business_date, state, limit_fen, row.unpaid_principal_fen,
-                decision.cause or "own_overdue"))
+            self._event(
+                "account.restrictions.changed",
+                row.account_id,
+                restrictions_payload(
+                    row.account_id,
+                    self.business_date,
+                    state,
+                    limit_fen,
+                    row.unpaid_principal_fen,
+                    decision.cause or "own_overdue",
+                ),
+            )
         if decision.cured:
-            self._event("account.cured", row.account_id,
-                        {"account_id": row.account_id, "business_date": self.business_date.isoformat()})
+            self._event(
+                "account.cured",
+                row.account_id,
+                {"account_id": row.account_id, "business_date": self.business_date.isoformat()},
+            )
 
     def _event(self, event_type: str, aggregate_id: str, payload: dict[str, Any]) -> None:
-        self.events.append(PendingEvent(event_type, aggregate_id, payload, self.occurred_at,
-                                        correlation_id=self.correlation_id, causation_id=self.causation_id))
+        self.events.append(
+            PendingEvent(
+                event_type,
+                aggregate_id,
+                payload,
+                self.occurred_at,
+                correlation_id=self.correlation_id,
+                causation_id=self.causation_id,
+            )
+        )
 
     def flush(self) -> None:
         """Write every queued change: one executemany per kind.
@@ -150,9 +216,14 @@ class RestrictionWriter:
         connection = self.session.connection()
         if self.account_updates:
             connection.execute(
-                update(Account.__table__).where(Account.__table__.c.pk == bindparam("b_pk")).values(
-                    level=bindparam("b_level"), status=bindparam("b_status"), limit_cut=bindparam("b_limit_cut"),
-                    credit_limit_fen=bindparam("b_credit_limit_fen"), max_dpd=bindparam("b_max_dpd"),
+                update(Account.__table__)
+                .where(Account.__table__.c.pk == bindparam("b_pk"))
+                .values(
+                    level=bindparam("b_level"),
+                    status=bindparam("b_status"),
+                    limit_cut=bindparam("b_limit_cut"),
+                    credit_limit_fen=bindparam("b_credit_limit_fen"),
+                    max_dpd=bindparam("b_max_dpd"),
                     last_overdue_on=bindparam("b_last_overdue_on"),
                 ),
                 self.account_updates,
@@ -162,9 +233,15 @@ class RestrictionWriter:
         if self.history_lifted:
             history = RestrictionHistory.__table__
             connection.execute(
-                update(history).where(and_(history.c.account_pk == bindparam("b_pk"),
-                                           history.c.measure == bindparam("b_measure"),
-                                           history.c.lifted_on.is_(None))).values(lifted_on=self.business_date),
+                update(history)
+                .where(
+                    and_(
+                        history.c.account_pk == bindparam("b_pk"),
+                        history.c.measure == bindparam("b_measure"),
+                        history.c.lifted_on.is_(None),
+                    )
+                )
+                .values(lifted_on=self.business_date),
                 self.history_lifted,
             )
         self.account_updates, self.history_added, self.history_lifted = [], [], []
@@ -174,15 +251,22 @@ def current_max_dpd(session: Session, account_pk: int, as_of: date) -> int:
     """The account's maximum DPD as of a date, over the bills that count (not in a plan)."""
     value = session.scalar(
         select(func.max(as_of.toordinal() - Bill.due_ordinal)).where(
-            Bill.account_pk == account_pk, Bill.unpaid_principal_fen > 0, Bill.plan_id.is_(None),
+            Bill.account_pk == account_pk,
+            Bill.unpaid_principal_fen > 0,
+            Bill.plan_id.is_(None),
             Bill.due_ordinal < as_of.toordinal(),
         )
     )
     return int(value or 0)
 
 
-def relink_identities(session: Session, identities: set[str] | None, business_date: date,
-                      rules: LockLadderRules, writer: RestrictionWriter) -> int:
+def relink_identities(
+    session: Session,
+    identities: set[str] | None,
+    business_date: date,
+    rules: LockLadderRules,
+    writer: RestrictionWriter,
+) -> int:
     """Recompute what each account's linked accounts impose on it (same identity).
 
     ``identities`` None means every identity that has a frozen account or a linked
@@ -209,8 +293,9 @@ def relink_identities(session: Session, identities: set[str] | None, business_da
                 writer.record(row, _linked_decision(row, others), max_dpd)
                 changed.append({"b_pk": row.pk, "b_linked": others})
     if changed:
-        session.execute(update(table).where(table.c.pk == bindparam("b_pk")).values(linked_level=bindparam("b_linked")),
-                        changed)
+        session.execute(
+            update(table).where(table.c.pk == bindparam("b_pk")).values(linked_level=bindparam("b_linked")), changed
+        )
     return len(changed)
 
 
@@ -218,8 +303,12 @@ def _linked_decision(row: AccountRow, others: int) -> LadderDecision:
     before = row.state
     after = LadderState(**{**before.__dict__, "linked_level": others})
     return LadderDecision(
-        state=after, measures=after.measures,
+        state=after,
+        measures=after.measures,
         measures_added=tuple(m for m in after.measures if m not in before.measures),
         measures_lifted=tuple(m for m in before.measures if m not in after.measures),
-        changed=after.measures != before.measures, cause=CAUSE_LINKED_ACCOUNT, cured=False, limit_restored=False,
+        changed=after.measures != before.measures,
+        cause=CAUSE_LINKED_ACCOUNT,
+        cured=False,
+        limit_restored=False,
     )

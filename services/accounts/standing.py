@@ -3,6 +3,7 @@
 The glue between the ``accounts`` table and the pure ladder rules, used by the
 handlers, the close and the command line alike.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal

@@ -6,6 +6,7 @@ bills, stamps the purchases with their bill and writes ``bill.issued``. A chunk
 run again finds no unbilled purchase left and does nothing. A credit balance
 pays the new bill at once (as a repayment from the balance would).
 """
+
 from __future__ import annotations
 
 import time
@@ -44,30 +45,74 @@ def issue_chunk(session: Session, ctx: JobContext, statement: date, lo: int, hi:
     totals = session.execute(
         select(purchases.c.account_pk, accounts.c.account_id, func.sum(purchases.c.amount_fen))
         .join(accounts, accounts.c.pk == purchases.c.account_pk)
-        .where(purchases.c.account_pk >= lo, purchases.c.account_pk < hi, purchases.c.bill_id.is_(None),
-               purchases.c.posted_on < statement)
+        .where(
+            purchases.c.account_pk >= lo,
+            purchases.c.account_pk < hi,
+            purchases.c.bill_id.is_(None),
+            purchases.c.posted_on < statement,
+        )
         .group_by(purchases.c.account_pk, accounts.c.account_id)
     ).all()
     new_bills = [(pk, account_id, int(total)) for pk, account_id, total in totals if total and total > 0]
     if not new_bills:
         return 0
-    session.execute(insert(Bill.__table__), [{
-        "bill_id": bill_id_for(account_id, statement), "account_pk": pk, "statement_date": statement, "due_date": due,
-        "due_ordinal": due.toordinal(), "principal_fen": total, "unpaid_principal_fen": total,
-        "charge_cap_fen": to_fen(overdue_charge_cap(from_fen(total), ctx.rules.overdue)),
-        "unpaid_penalty_fen": 0, "unpaid_late_fee_fen": 0, "penalty_charged_fen": 0, "late_fee_charged_fen": 0,
-        "dpd": 0, "written_off_fen": 0, "origin": "statement",
-    } for pk, account_id, total in new_bills])
-    bill_of_account = (select(Bill.bill_id).where(Bill.account_pk == purchases.c.account_pk,
-                                                   Bill.statement_date == statement).scalar_subquery())
-    session.execute(update(purchases).where(
-        purchases.c.account_pk >= lo, purchases.c.account_pk < hi, purchases.c.bill_id.is_(None),
-        purchases.c.posted_on < statement).values(bill_id=bill_of_account))
+    session.execute(
+        insert(Bill.__table__),
+        [
+            {
+                "bill_id": bill_id_for(account_id, statement),
+                "account_pk": pk,
+                "statement_date": statement,
+                "due_date": due,
+                "due_ordinal": due.toordinal(),
+                "principal_fen": total,
+                "unpaid_principal_fen": total,
+                "charge_cap_fen": to_fen(overdue_charge_cap(from_fen(total), ctx.rules.overdue)),
+                "unpaid_penalty_fen": 0,
+                "unpaid_late_fee_fen": 0,
+                "penalty_charged_fen": 0,
+                "late_fee_charged_fen": 0,
+                "dpd": 0,
+                "written_off_fen": 0,
+                "origin": "statement",
+            }
+            for pk, account_id, total in new_bills
+        ],
+    )
+    bill_of_account = (
+        select(Bill.bill_id)
+        .where(Bill.account_pk == purchases.c.account_pk, Bill.statement_date == statement)
+        .scalar_subquery()
+    )
+    session.execute(
+        update(purchases)
+        .where(
+            purchases.c.account_pk >= lo,
+            purchases.c.account_pk < hi,
+            purchases.c.bill_id.is_(None),
+            purchases.c.posted_on < statement,
+        )
+        .values(bill_id=bill_of_account)
+    )
     now = ctx.clock.now()
-    ctx.outbox.emit_many(session, [PendingEvent("bill.issued", account_id, {
-        "bill_id": bill_id_for(account_id, statement), "account_id": account_id,
-        "statement_date": statement.isoformat(), "due_date": due.isoformat(), "amount": fen_str(total),
-    }, now) for _, account_id, total in new_bills])
+    ctx.outbox.emit_many(
+        session,
+        [
+            PendingEvent(
+                "bill.issued",
+                account_id,
+                {
+                    "bill_id": bill_id_for(account_id, statement),
+                    "account_id": account_id,
+                    "statement_date": statement.isoformat(),
+                    "due_date": due.isoformat(),
+                    "amount": fen_str(total),
+                },
+                now,
+            )
+            for _, account_id, total in new_bills
+        ],
+    )
     _pay_from_credit_balances(session, ctx, [pk for pk, _, _ in new_bills], statement)
     return len(new_bills)
 
@@ -117,5 +162,6 @@ def statements(ctx: JobContext) -> JobResult:
         lease.acquire(session, ctx.business_date, ctx.clock.now())
         lease.finish(session, ctx.business_date, {"bills_issued": state["issued"]}, ctx.clock.now())
     # the run's figures: the bills of every statement date it issued, added up, and those dates
-    return JobResult({"status": "issued", "bills_issued": state["issued"],
-                      "statement_dates": state.get("statement_dates", [])})
+    return JobResult(
+        {"status": "issued", "bills_issued": state["issued"], "statement_dates": state.get("statement_dates", [])}
+    )

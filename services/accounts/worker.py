@@ -4,6 +4,7 @@ Start it with ``baitiao worker accounts``. Its events arrive on
 ``accounts.events``; its jobs (statements, daily-close, credit-report) on
 ``accounts.jobs``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -13,6 +13,7 @@ are taken as a run (``BatchHandler``; a run of one is the same code):
    stores at the same time is that snapshot's); the cases are ORM objects of the session,
    so the flush writes what changed and a later handler of the transaction reads it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -41,8 +42,16 @@ def bill_issued_batch(items: list[tuple[HandlerContext, p.BillIssued]]) -> None:
         if event.bill_id not in known:
             known.add(event.bill_id)
             amount = to_fen(event.amount)
-            new_bills.append({"bill_id": event.bill_id, "account_id": event.account_id, "due_date": event.due_date,
-                              "amount_fen": amount, "unpaid_fen": amount, "dpd": 0})
+            new_bills.append(
+                {
+                    "bill_id": event.bill_id,
+                    "account_id": event.account_id,
+                    "due_date": event.due_date,
+                    "amount_fen": amount,
+                    "unpaid_fen": amount,
+                    "dpd": 0,
+                }
+            )
         reopen_if_due(case, event.statement_date)
         if case.opened_on is None:
             case.opened_on = event.statement_date

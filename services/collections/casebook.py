@@ -7,6 +7,7 @@ this module is the "load" and "save" they share, so a rule is written once.
 Its length: every load and save of a case lives here, so that the lock order and the
 opening of missing cases are written once for the handlers and the jobs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
@@ -50,6 +51,7 @@ Case = TypeVar("Case")
 
 # --- time ------------------------------------------------------------------------------------
 
+
 def utc(moment: datetime) -> datetime:
     """Stored instants are UTC: SQLite keeps no offset, so every row must agree on one."""
     if moment.tzinfo is None:
@@ -65,6 +67,7 @@ def aware(moment: datetime | None) -> datetime | None:
 
 
 # --- configuration ----------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=8)
 def _catalog(templates_file: str | None) -> TemplateCatalog:
@@ -83,14 +86,26 @@ def strategy_and_templates(rules: CollectionsRules) -> tuple[Strategy, TemplateC
 
 # --- cases ------------------------------------------------------------------------------------
 
+
 def open_missing_cases(session: Session, opened_on: dict[str, date]) -> None:
     """Create the cases ``ensure_case`` would for these accounts (open, nothing owed yet,
     opened on the date given), in account order, with ``INSERT .. ON CONFLICT DO
     NOTHING``: a case that exists, or that another worker opens at the same time, is
     skipped, not an error."""
-    rows = [{"account_id": account, "status": "open", "opened_on": on, "max_dpd": 0, "overdue_principal_fen": 0,
-             "total_overdue_fen": 0, "plan_active": False, "promise_broken": False, "phone_reported_wrong": False}
-            for account, on in opened_on.items()]
+    rows = [
+        {
+            "account_id": account,
+            "status": "open",
+            "opened_on": on,
+            "max_dpd": 0,
+            "overdue_principal_fen": 0,
+            "total_overdue_fen": 0,
+            "plan_active": False,
+            "promise_broken": False,
+            "phone_reported_wrong": False,
+        }
+        for account, on in opened_on.items()
+    ]
     upsert(session, CollectionCase.__table__, rows, key="account_id")
 
 
@@ -102,8 +117,9 @@ def lock_cases(session: Session, opened_on: dict[str, date]) -> dict[str, Collec
     return lock_cases_read_by(_select_cases, session, opened_on)
 
 
-def lock_cases_read_by(read: Callable[[Session, Iterable[str]], dict[str, Case]], session: Session,
-                       opened_on: dict[str, date]) -> dict[str, Case]:
+def lock_cases_read_by(
+    read: Callable[[Session, Iterable[str]], dict[str, Case]], session: Session, opened_on: dict[str, date]
+) -> dict[str, Case]:
     """:func:`lock_cases`, the cases read by ``read`` (which locks the cases of the accounts
     it is given, in pk order: every run locks in that one order), for a Core run that works
     on a few columns instead of ORM objects."""
@@ -125,9 +141,13 @@ def first_dates(accounts_and_dates: Iterable[tuple[str, date]]) -> dict[str, dat
 
 
 def _select_cases(session: Session, accounts: Iterable[str]) -> dict[str, CollectionCase]:
-    query = (select(CollectionCase).where(CollectionCase.account_id.in_(sorted(accounts)))
-             .order_by(CollectionCase.pk).with_for_update()
-             .execution_options(populate_existing=True))
+    query = (
+        select(CollectionCase)
+        .where(CollectionCase.account_id.in_(sorted(accounts)))
+        .order_by(CollectionCase.pk)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return {case.account_id: case for case in session.scalars(query)}
 
 
@@ -135,9 +155,17 @@ def ensure_case(session: Session, account_id: str, on: date | None = None) -> Co
     """The account's case, created open (stage not judged yet) the first time it is needed."""
     case = session.scalar(select(CollectionCase).where(CollectionCase.account_id == account_id).with_for_update())
     if case is None:
-        case = CollectionCase(account_id=account_id, status="open", opened_on=on, max_dpd=0,
-                              overdue_principal_fen=0, total_overdue_fen=0, plan_active=False,
-                              promise_broken=False, phone_reported_wrong=False)
+        case = CollectionCase(
+            account_id=account_id,
+            status="open",
+            opened_on=on,
+            max_dpd=0,
+            overdue_principal_fen=0,
+            total_overdue_fen=0,
+            plan_active=False,
+            promise_broken=False,
+            phone_reported_wrong=False,
+        )
         session.add(case)
         session.flush()
     return case
@@ -174,13 +202,25 @@ def keep_pending_promises(session: Session, kept_on: dict[str, date]) -> None:
     for account, on in kept_on.items():
         by_date.setdefault(on, []).append(account)
     for on, accounts in sorted(by_date.items()):
-        session.execute(PromiseToPay.__table__.update().where(
-            PromiseToPay.account_id.in_(sorted(accounts)), PromiseToPay.status == "pending",
-        ).values(status="kept", decided_on=on))
+        session.execute(
+            PromiseToPay.__table__.update()
+            .where(
+                PromiseToPay.account_id.in_(sorted(accounts)),
+                PromiseToPay.status == "pending",
+            )
+            .values(status="kept", decided_on=on)
+        )
 
 
-def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, on: date, *,
-               open_tasks: list[CollectorTask] | None = None) -> bool:
+def close_case(
+    session: Session,
+    emit: Emit,
+    case: CollectionCase,
+    reason: str,
+    on: date,
+    *,
+    open_tasks: list[CollectorTask] | None = None,
+) -> bool:
     """Close an open case with its reason (collection.case.closed); False when already closed.
 
     Queued contacts and open tasks of the case go with it: nothing is sent for a case that
@@ -195,17 +235,20 @@ def close_case(session: Session, emit: Emit, case: CollectionCase, reason: str, 
     case.closed_on = on
     case.promise_broken = False
     session.add(CaseClosure(account_id=case.account_id, closed_on=on, reason=reason, stage=case.stage))
-    emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason),
-         case.account_id)
+    emit("collection.case.closed", p.CollectionCaseClosed(account_id=case.account_id, reason=reason), case.account_id)
     cancel_open_tasks(session, case.account_id, open_tasks)
     return True
 
 
-def cancel_open_tasks(session: Session, account_id: str,
-                      known: list[CollectorTask] | None = None) -> int:
+def cancel_open_tasks(session: Session, account_id: str, known: list[CollectorTask] | None = None) -> int:
     """Cancel the account's open collector tasks; ``known``: the ones a run already read."""
-    tasks = known if known is not None else session.scalars(select(CollectorTask).where(
-        CollectorTask.account_id == account_id, CollectorTask.status == "open")).all()
+    tasks = (
+        known
+        if known is not None
+        else session.scalars(
+            select(CollectorTask).where(CollectorTask.account_id == account_id, CollectorTask.status == "open")
+        ).all()
+    )
     open_tasks = [task for task in tasks if task.status == "open"]
     for task in open_tasks:
         task.status = "cancelled"
@@ -215,9 +258,15 @@ def cancel_open_tasks(session: Session, account_id: str,
 def suppress_queued(session: Session, emit: Emit, account_id: str, reason: str, *, keep_plan_reminders: bool) -> int:
     """Suppress every contact still waiting to go out, each recorded and announced
     (contact.suppressed): a queued contact must never outlive the reason it was planned for."""
-    contacts = session.scalars(select(ContactAttempt).where(
-        ContactAttempt.account_id == account_id, ContactAttempt.status.in_(("queued", "sending")),
-    ).order_by(ContactAttempt.id).with_for_update()).all()
+    contacts = session.scalars(
+        select(ContactAttempt)
+        .where(
+            ContactAttempt.account_id == account_id,
+            ContactAttempt.status.in_(("queued", "sending")),
+        )
+        .order_by(ContactAttempt.id)
+        .with_for_update()
+    ).all()
     count = 0
     for contact in contacts:
         if keep_plan_reminders and contact.kind == "plan_reminder":
@@ -231,12 +280,20 @@ def suppress(emit: Emit, contact: ContactAttempt, reason: str) -> None:
     """Record a contact as suppressed with its reason and say so on the bus."""
     contact.status = "suppressed"
     contact.reason = reason
-    emit("contact.suppressed", p.ContactSuppressed(
-        account_id=contact.account_id, channel=contact.channel, template=contact.template, reason=reason,
-    ), contact.account_id)
+    emit(
+        "contact.suppressed",
+        p.ContactSuppressed(
+            account_id=contact.account_id,
+            channel=contact.channel,
+            template=contact.template,
+            reason=reason,
+        ),
+        contact.account_id,
+    )
 
 
 # --- the case as the domain sees it ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CaseFacts:
@@ -250,21 +307,41 @@ class CaseFacts:
 
 def unpaid_bills(session: Session, account_id: str) -> list[Bill]:
     """Bills still collectable by the strategy: unpaid, not moved into a plan."""
-    return list(session.scalars(select(Bill).where(
-        Bill.account_id == account_id, Bill.unpaid_fen > 0, Bill.plan_id.is_(None),
-    ).order_by(Bill.due_date, Bill.bill_id)).all())
+    return list(
+        session.scalars(
+            select(Bill)
+            .where(
+                Bill.account_id == account_id,
+                Bill.unpaid_fen > 0,
+                Bill.plan_id.is_(None),
+            )
+            .order_by(Bill.due_date, Bill.bill_id)
+        ).all()
+    )
 
 
 def next_installment(session: Session, plan_id: str | None) -> PlanInstallment | None:
     if plan_id is None:
         return None
-    return session.scalar(select(PlanInstallment).where(
-        PlanInstallment.plan_id == plan_id, PlanInstallment.status != "paid",
-    ).order_by(PlanInstallment.period).limit(1))
+    return session.scalar(
+        select(PlanInstallment)
+        .where(
+            PlanInstallment.plan_id == plan_id,
+            PlanInstallment.status != "paid",
+        )
+        .order_by(PlanInstallment.period)
+        .limit(1)
+    )
 
 
-def case_facts(session: Session, case: CollectionCase, business_date: date, rules: CollectionsRules,
-               *, contact_bill_id: str | None = None) -> CaseFacts | None:
+def case_facts(
+    session: Session,
+    case: CollectionCase,
+    business_date: date,
+    rules: CollectionsRules,
+    *,
+    contact_bill_id: str | None = None,
+) -> CaseFacts | None:
     """The case on a business date, or None when there is nothing to collect or remind.
 
     DPD is counted from the oldest unpaid bill's due date (negative before due): the job
@@ -277,16 +354,33 @@ def case_facts(session: Session, case: CollectionCase, business_date: date, rule
     if not bills and installment is None and contact_bill_id is None:
         return None
     reminded = session.get(Bill, contact_bill_id) if contact_bill_id is not None else None
-    return facts_from(case, business_date, rules, customer=customer, bills=bills, installment=installment,
-                      last_tasks=_last_tasks_on(session, case),
-                      promise_pending_until=_promise_pending_until(session, case.account_id),
-                      contact_bill_id=contact_bill_id, contact_bill=reminded)
+    return facts_from(
+        case,
+        business_date,
+        rules,
+        customer=customer,
+        bills=bills,
+        installment=installment,
+        last_tasks=_last_tasks_on(session, case),
+        promise_pending_until=_promise_pending_until(session, case.account_id),
+        contact_bill_id=contact_bill_id,
+        contact_bill=reminded,
+    )
 
 
-def facts_from(case: CollectionCase, business_date: date, rules: CollectionsRules, *, customer: Customer | None,
-               bills: list[Bill], installment: PlanInstallment | None, last_tasks: dict[str, date],
-               promise_pending_until: date | None, contact_bill_id: str | None = None,
-               contact_bill: Bill | None = None) -> CaseFacts | None:
+def facts_from(
+    case: CollectionCase,
+    business_date: date,
+    rules: CollectionsRules,
+    *,
+    customer: Customer | None,
+    bills: list[Bill],
+    installment: PlanInstallment | None,
+    last_tasks: dict[str, date],
+    promise_pending_until: date | None,
+    contact_bill_id: str | None = None,
+    contact_bill: Bill | None = None,
+) -> CaseFacts | None:
     """``case_facts`` from already loaded rows (the jobs load a whole slice at once, see
     :class:`SliceFacts`): ``bills`` the collectable unpaid bills by due date, ``installment``
     the plan's next unpaid one (plan_active cases only), ``contact_bill`` the row of
@@ -335,8 +429,7 @@ class SliceFacts:
     bills_by_id: dict[str, Bill]  # the bills asked for by id (contacts' bills)
 
     @classmethod
-    def load(cls, session: Session, cases: list[CollectionCase], *,
-             bill_ids: Collection[str] = ()) -> SliceFacts:
+    def load(cls, session: Session, cases: list[CollectionCase], *, bill_ids: Collection[str] = ()) -> SliceFacts:
         """Read the stored rows of ``cases`` (as stored: call before changing them)."""
         accounts = sorted({c.account_id for c in cases})
         customers: dict[str, Customer] = {}
@@ -348,29 +441,51 @@ class SliceFacts:
         if accounts:
             for customer in session.scalars(select(Customer).where(Customer.account_id.in_(accounts))):
                 customers[customer.account_id] = customer
-            for bill in session.scalars(select(Bill).where(
-                    Bill.account_id.in_(accounts), Bill.unpaid_fen > 0, Bill.plan_id.is_(None),
-            ).order_by(Bill.account_id, Bill.due_date, Bill.bill_id)):
+            for bill in session.scalars(
+                select(Bill)
+                .where(
+                    Bill.account_id.in_(accounts),
+                    Bill.unpaid_fen > 0,
+                    Bill.plan_id.is_(None),
+                )
+                .order_by(Bill.account_id, Bill.due_date, Bill.bill_id)
+            ):
                 bills.setdefault(bill.account_id, []).append(bill)
             # the last task of each kind in the case's current episode (created_on >= opened_on)
-            query = select(CollectorTask.account_id, CollectorTask.kind, func.max(CollectorTask.created_on)).join(
-                CollectionCase, CollectionCase.account_id == CollectorTask.account_id,
-            ).where(
-                CollectorTask.account_id.in_(accounts),
-                or_(CollectionCase.opened_on.is_(None), CollectorTask.created_on >= CollectionCase.opened_on),
-            ).group_by(CollectorTask.account_id, CollectorTask.kind)
+            query = (
+                select(CollectorTask.account_id, CollectorTask.kind, func.max(CollectorTask.created_on))
+                .join(
+                    CollectionCase,
+                    CollectionCase.account_id == CollectorTask.account_id,
+                )
+                .where(
+                    CollectorTask.account_id.in_(accounts),
+                    or_(CollectionCase.opened_on.is_(None), CollectorTask.created_on >= CollectionCase.opened_on),
+                )
+                .group_by(CollectorTask.account_id, CollectorTask.kind)
+            )
             for account_id, kind, on in session.execute(query).all():
                 if on is not None:
                     last_tasks.setdefault(account_id, {})[kind] = _as_date(on)
-            for promise in session.scalars(select(PromiseToPay).where(
-                    PromiseToPay.account_id.in_(accounts), PromiseToPay.status == "pending",
-            ).order_by(PromiseToPay.id)):
+            for promise in session.scalars(
+                select(PromiseToPay)
+                .where(
+                    PromiseToPay.account_id.in_(accounts),
+                    PromiseToPay.status == "pending",
+                )
+                .order_by(PromiseToPay.id)
+            ):
                 promises.setdefault(promise.account_id, []).append(promise)
             plans = {c.active_plan_id: c.account_id for c in cases if c.plan_active and c.active_plan_id is not None}
             if plans:
-                for installment in session.scalars(select(PlanInstallment).where(
-                        PlanInstallment.plan_id.in_(sorted(plans)), PlanInstallment.status != "paid",
-                ).order_by(PlanInstallment.plan_id, PlanInstallment.period)):
+                for installment in session.scalars(
+                    select(PlanInstallment)
+                    .where(
+                        PlanInstallment.plan_id.in_(sorted(plans)),
+                        PlanInstallment.status != "paid",
+                    )
+                    .order_by(PlanInstallment.plan_id, PlanInstallment.period)
+                ):
                     installments.setdefault(plans[installment.plan_id], installment)
         wanted = sorted(set(bill_ids))
         if wanted:
@@ -378,22 +493,29 @@ class SliceFacts:
                 bills_by_id[bill.bill_id] = bill
         return cls(customers, bills, installments, last_tasks, promises, bills_by_id)
 
-    def facts(self, case: CollectionCase, business_date: date, rules: CollectionsRules, *,
-              contact_bill_id: str | None = None) -> CaseFacts | None:
+    def facts(
+        self, case: CollectionCase, business_date: date, rules: CollectionsRules, *, contact_bill_id: str | None = None
+    ) -> CaseFacts | None:
         """``case_facts`` of one case of the slice (promises as they are in memory now)."""
         account = case.account_id
         pending = [pr.pause_until for pr in self.pending_promises.get(account, ()) if pr.status == "pending"]
         return facts_from(
-            case, business_date, rules, customer=self.customers.get(account), bills=self.bills.get(account, []),
+            case,
+            business_date,
+            rules,
+            customer=self.customers.get(account),
+            bills=self.bills.get(account, []),
             installment=self.installments.get(account) if case.plan_active else None,
-            last_tasks=self.last_tasks.get(account, {}), promise_pending_until=max(pending) if pending else None,
+            last_tasks=self.last_tasks.get(account, {}),
+            promise_pending_until=max(pending) if pending else None,
             contact_bill_id=contact_bill_id,
             contact_bill=self.bills_by_id.get(contact_bill_id) if contact_bill_id is not None else None,
         )
 
 
-def _amount_due(case: CollectionCase, overdue: list[Bill], oldest: Bill | None,
-                installment: PlanInstallment | None) -> int:
+def _amount_due(
+    case: CollectionCase, overdue: list[Bill], oldest: Bill | None, installment: PlanInstallment | None
+) -> int:
     """Plan reminder: the installment; overdue: the total overdue (principal, penalty, fees)
     from accounts' latest snapshot, at least the overdue principal; pre-due: the bill."""
     if case.plan_active and installment is not None:
@@ -406,7 +528,8 @@ def _amount_due(case: CollectionCase, overdue: list[Bill], oldest: Bill | None,
 def _last_task_on(session: Session, case: CollectionCase, kind: str) -> date | None:
     """When the last task of this kind was created in the current episode of the case."""
     query = select(func.max(CollectorTask.created_on)).where(
-        CollectorTask.account_id == case.account_id, CollectorTask.kind == kind)
+        CollectorTask.account_id == case.account_id, CollectorTask.kind == kind
+    )
     if case.opened_on is not None:
         query = query.where(CollectorTask.created_on >= case.opened_on)
     return session.scalar(query)
@@ -415,8 +538,11 @@ def _last_task_on(session: Session, case: CollectionCase, kind: str) -> date | N
 def _last_tasks_on(session: Session, case: CollectionCase) -> dict[str, date]:
     """``_last_task_on`` for every kind in one query (the daily run asks for three kinds
     per case)."""
-    query = select(CollectorTask.kind, func.max(CollectorTask.created_on)).where(
-        CollectorTask.account_id == case.account_id).group_by(CollectorTask.kind)
+    query = (
+        select(CollectorTask.kind, func.max(CollectorTask.created_on))
+        .where(CollectorTask.account_id == case.account_id)
+        .group_by(CollectorTask.kind)
+    )
     if case.opened_on is not None:
         query = query.where(CollectorTask.created_on >= case.opened_on)
     return {kind: _as_date(on) for kind, on in session.execute(query).all() if on is not None}
@@ -427,8 +553,11 @@ def _as_date(value: date | str) -> date:
 
 
 def _promise_pending_until(session: Session, account_id: str) -> date | None:
-    return session.scalar(select(func.max(PromiseToPay.pause_until)).where(
-        PromiseToPay.account_id == account_id, PromiseToPay.status == "pending"))
+    return session.scalar(
+        select(func.max(PromiseToPay.pause_until)).where(
+            PromiseToPay.account_id == account_id, PromiseToPay.status == "pending"
+        )
+    )
 
 
 def contact_history(session: Session, account_id: str, *, exclude_id: int | None = None) -> ContactHistoryView:
@@ -458,12 +587,15 @@ def contact_histories(session: Session, account_ids: Collection[str]) -> dict[st
     accounts = sorted(set(account_ids))
     if not accounts:
         return rows
-    query = select(ContactAttempt.account_id, ContactAttempt.id, ContactAttempt.channel,
-                   ContactAttempt.attempted_at).where(
-        ContactAttempt.account_id.in_(accounts),
-        ContactAttempt.status.in_(("sending", "sent", "attempted")),
-        ContactAttempt.attempted_at.is_not(None),
-    ).order_by(ContactAttempt.account_id, ContactAttempt.id)
+    query = (
+        select(ContactAttempt.account_id, ContactAttempt.id, ContactAttempt.channel, ContactAttempt.attempted_at)
+        .where(
+            ContactAttempt.account_id.in_(accounts),
+            ContactAttempt.status.in_(("sending", "sent", "attempted")),
+            ContactAttempt.attempted_at.is_not(None),
+        )
+        .order_by(ContactAttempt.account_id, ContactAttempt.id)
+    )
     for account_id, contact_id, channel, moment in session.execute(query).all():
         rows.setdefault(account_id, []).append((contact_id, channel, aware(moment)))  # type: ignore[arg-type]
     return rows

@@ -15,6 +15,7 @@ sends thousands, taken as a run (a run of one is the same code;
 3. the flush writes what changed (one executemany a table); the promises by a Core
    ``UPDATE`` per business date (``casebook.keep_pending_promises``).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -41,19 +42,31 @@ def account_cured_batch(items: list[tuple[HandlerContext, p.AccountCured]]) -> N
     cases = lock_cases(session, first_date)
     accounts = sorted(first_date)
     bills = _by_account(session, select(Bill).where(Bill.account_id.in_(accounts), Bill.unpaid_fen > 0))
-    contacts = _by_account(session, select(ContactAttempt).where(
-        ContactAttempt.account_id.in_(accounts), ContactAttempt.status.in_(("queued", "sending")),
-    ).order_by(ContactAttempt.id).with_for_update())
-    tasks = _by_account(session, select(CollectorTask).where(
-        CollectorTask.account_id.in_(accounts), CollectorTask.status == "open"))
+    contacts = _by_account(
+        session,
+        select(ContactAttempt)
+        .where(
+            ContactAttempt.account_id.in_(accounts),
+            ContactAttempt.status.in_(("queued", "sending")),
+        )
+        .order_by(ContactAttempt.id)
+        .with_for_update(),
+    )
+    tasks = _by_account(
+        session, select(CollectorTask).where(CollectorTask.account_id.in_(accounts), CollectorTask.status == "open")
+    )
 
     kept_on: dict[str, date] = {}  # account -> the business date its pending promises were kept on
     with session.no_autoflush:
         for ctx, event in items:
             account, on = event.account_id, event.business_date
             case = cases[account]
-            if not supersedes(business_date=on, sequence=ctx.envelope.sequence,
-                              stored_date=case.delinquency_as_of, stored_sequence=case.delinquency_seq):
+            if not supersedes(
+                business_date=on,
+                sequence=ctx.envelope.sequence,
+                stored_date=case.delinquency_as_of,
+                stored_sequence=case.delinquency_seq,
+            ):
                 continue
             case.delinquency_as_of, case.delinquency_seq = on, ctx.envelope.sequence
             case.max_dpd, case.overdue_principal_fen, case.total_overdue_fen = 0, 0, 0

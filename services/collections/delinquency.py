@@ -20,6 +20,7 @@ result is then, by construction, that of its events one after the other. ORM obj
 the session for the rows written are expired, so a handler later in the same
 transaction reads the new state.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -83,8 +84,19 @@ class _Bill:
 _CASE_COLUMNS = [f.name for f in fields(_Case)]
 _BILL_COLUMNS = [f.name for f in fields(_Bill)]
 # What a snapshot may change (everything else of the row is written back as read, under the lock).
-_CASE_WRITTEN = ["status", "opened_on", "closed_reason", "closed_on", "stage", "max_dpd", "overdue_principal_fen",
-                 "total_overdue_fen", "delinquency_as_of", "delinquency_seq", "promise_broken"]
+_CASE_WRITTEN = [
+    "status",
+    "opened_on",
+    "closed_reason",
+    "closed_on",
+    "stage",
+    "max_dpd",
+    "overdue_principal_fen",
+    "total_overdue_fen",
+    "delinquency_as_of",
+    "delinquency_seq",
+    "promise_broken",
+]
 _BILL_WRITTEN = ["unpaid_fen", "dpd", "state_date", "state_seq"]
 
 
@@ -107,8 +119,9 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
         seq = ctx.envelope.sequence
         as_of = event.business_date
         case = cases[event.account_id]
-        if not supersedes(business_date=as_of, sequence=seq,
-                          stored_date=case.delinquency_as_of, stored_sequence=case.delinquency_seq):
+        if not supersedes(
+            business_date=as_of, sequence=seq, stored_date=case.delinquency_as_of, stored_sequence=case.delinquency_seq
+        ):
             log.info("stale_delinquency_ignored", account_id=event.account_id, business_date=str(as_of))
             continue
         case.delinquency_as_of, case.delinquency_seq = as_of, seq
@@ -122,9 +135,17 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
             unpaid = to_fen(line.unpaid_principal)
             bill = bills.get(line.bill_id)
             if bill is None:
-                bill = _Bill(bill_id=line.bill_id, account_id=event.account_id, due_date=line.due_date,
-                             amount_fen=unpaid, unpaid_fen=unpaid, dpd=line.dpd, state_date=as_of, state_seq=seq,
-                             plan_id=None)
+                bill = _Bill(
+                    bill_id=line.bill_id,
+                    account_id=event.account_id,
+                    due_date=line.due_date,
+                    amount_fen=unpaid,
+                    unpaid_fen=unpaid,
+                    dpd=line.dpd,
+                    state_date=as_of,
+                    state_seq=seq,
+                    plan_id=None,
+                )
                 bills[bill.bill_id] = bill
                 by_account[bill.account_id].append(bill)
                 new_bills.add(bill.bill_id)
@@ -132,8 +153,13 @@ def account_delinquency_updated_batch(items: list[tuple[HandlerContext, p.Accoun
                 bill.unpaid_fen, bill.dpd, bill.state_date, bill.state_seq = unpaid, line.dpd, as_of, seq
                 dirty_bills.add(bill.bill_id)
         for bill in by_account.get(event.account_id, ()):  # overdue bills a newer snapshot no longer lists: paid
-            if (bill.bill_id not in listed and bill.due_date < as_of and bill.unpaid_fen > 0 and bill.plan_id is None
-                    and _bill_superseded(bill, as_of, seq)):
+            if (
+                bill.bill_id not in listed
+                and bill.due_date < as_of
+                and bill.unpaid_fen > 0
+                and bill.plan_id is None
+                and _bill_superseded(bill, as_of, seq)
+            ):
                 bill.unpaid_fen, bill.state_date, bill.state_seq = 0, as_of, seq
                 dirty_bills.add(bill.bill_id)
         if event.max_dpd > 0:
@@ -155,7 +181,8 @@ def bill_overdue_batch(items: list[tuple[HandlerContext, p.BillOverdue]]) -> Non
     session.flush()  # what earlier handlers of this transaction changed, before reading
     cases = _lock_cases(session, items)
     query = select(*(BILLS.c[name] for name in _BILL_COLUMNS)).where(
-        BILLS.c.bill_id.in_(sorted({event.bill_id for _, event in items})))
+        BILLS.c.bill_id.in_(sorted({event.bill_id for _, event in items}))
+    )
     bills = {row.bill_id: _Bill(**row._mapping) for row in session.execute(query)}
     dirty_cases: dict[str, _Case] = {}
     dirty_bills: set[str] = set()
@@ -163,9 +190,17 @@ def bill_overdue_batch(items: list[tuple[HandlerContext, p.BillOverdue]]) -> Non
         seq, as_of, unpaid = ctx.envelope.sequence, event.business_date, to_fen(event.unpaid_principal)
         bill = bills.get(event.bill_id)
         if bill is None:
-            bills[event.bill_id] = _Bill(bill_id=event.bill_id, account_id=event.account_id, due_date=event.due_date,
-                                         amount_fen=unpaid, unpaid_fen=unpaid, dpd=event.dpd, state_date=as_of,
-                                         state_seq=seq, plan_id=None)
+            bills[event.bill_id] = _Bill(
+                bill_id=event.bill_id,
+                account_id=event.account_id,
+                due_date=event.due_date,
+                amount_fen=unpaid,
+                unpaid_fen=unpaid,
+                dpd=event.dpd,
+                state_date=as_of,
+                state_seq=seq,
+                plan_id=None,
+            )
             dirty_bills.add(event.bill_id)
         elif _bill_superseded(bill, as_of, seq):
             bill.unpaid_fen, bill.dpd, bill.state_date, bill.state_seq = unpaid, event.dpd, as_of, seq
@@ -185,17 +220,22 @@ def _bill_superseded(bill: _Bill, as_of: date, seq: int | None) -> bool:
     return supersedes(business_date=as_of, sequence=seq, stored_date=bill.state_date, stored_sequence=bill.state_seq)
 
 
-def _lock_cases(session: Session,
-                items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]] | list[tuple[HandlerContext, p.BillOverdue]],
-                ) -> dict[str, _Case]:
+def _lock_cases(
+    session: Session,
+    items: list[tuple[HandlerContext, p.AccountDelinquencyUpdated]] | list[tuple[HandlerContext, p.BillOverdue]],
+) -> dict[str, _Case]:
     """The run's cases, locked in pk order as every run locks them; the missing ones
     created as ensure_case would, opened on the account's first snapshot's date."""
     return lock_cases_read_by(_select_cases, session, first_dates((e.account_id, e.business_date) for _, e in items))
 
 
 def _select_cases(session: Session, accounts: Iterable[str]) -> dict[str, _Case]:
-    query = (select(*(CASES.c[name] for name in _CASE_COLUMNS))
-             .where(CASES.c.account_id.in_(sorted(accounts))).order_by(CASES.c.pk).with_for_update())
+    query = (
+        select(*(CASES.c[name] for name in _CASE_COLUMNS))
+        .where(CASES.c.account_id.in_(sorted(accounts)))
+        .order_by(CASES.c.pk)
+        .with_for_update()
+    )
     return {row.account_id: _Case(**row._mapping) for row in session.execute(query)}
 
 

@@ -13,6 +13,7 @@ Name and phone are personal data: stored in ``customers`` only, never logged. A 
 statement's message would carry its parameters (a run's names and phones) into the
 warning and the dead letter the applier writes, so they are hidden from it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -39,8 +40,13 @@ def credit_line_granted_batch(items: list[tuple[HandlerContext, p.CreditLineGran
     for _, event in items:
         customer = customers.get(event.account_id)
         if customer is None:
-            customers[event.account_id] = {"account_id": event.account_id, "customer_id": event.customer_id,
-                                           "name": event.name, "phone": event.phone, "opened_on": event.opened_on}
+            customers[event.account_id] = {
+                "account_id": event.account_id,
+                "customer_id": event.customer_id,
+                "name": event.name,
+                "phone": event.phone,
+                "opened_on": event.opened_on,
+            }
         else:  # granted again: the current contact data
             customer["name"], customer["phone"] = event.name, event.phone
     session.flush()  # what earlier handlers of this transaction added through the ORM, before Core writes

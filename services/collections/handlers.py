@@ -5,6 +5,7 @@ The event types that come in floods are taken as runs, each in a module of its o
 (``bills``, ``delinquency``, ``cures``, ``repayments``, ``risk_assessments``, ``grants``);
 ``registry`` maps every consumed type to its handler.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -21,7 +22,15 @@ from services.collections.casebook import (
     utc,
 )
 from services.collections.domain import CallOutcome, PromiseError, effect_of_outcome
-from services.collections.models import Bill, CollectorTask, ContactAttempt, Plan, PlanInstallment, PromiseToPay, SmsMessage
+from services.collections.models import (
+    Bill,
+    CollectorTask,
+    ContactAttempt,
+    Plan,
+    PlanInstallment,
+    PromiseToPay,
+    SmsMessage,
+)
 from shared.bus.handling import HandlerContext
 from shared.events import payloads as p
 from shared.log import get_logger
@@ -31,6 +40,7 @@ log = get_logger(__name__)
 
 
 # --- accounts -----------------------------------------------------------------------------
+
 
 def bill_charged_off(ctx: HandlerContext, event: p.BillChargedOff) -> None:
     """Written off in the ledger: the case closes (charged_off) and nothing more goes out."""
@@ -45,6 +55,7 @@ def bill_charged_off(ctx: HandlerContext, event: p.BillChargedOff) -> None:
 
 # --- restructuring -------------------------------------------------------------------------
 
+
 def plan_activated(ctx: HandlerContext, event: p.PlanActivated) -> None:
     """A plan is active: the case closes (restructured); only plan reminders go out."""
     session = ctx.session
@@ -53,8 +64,15 @@ def plan_activated(ctx: HandlerContext, event: p.PlanActivated) -> None:
         return  # known: restructuring answered a retried acceptance with the same plan.activated again
     session.add(Plan(plan_id=event.plan_id, account_id=event.account_id, status="active", activated_on=on))
     for line in event.schedule:
-        session.add(PlanInstallment(plan_id=event.plan_id, period=line.period, due_date=line.due_date,
-                                    total_fen=to_fen(line.total), status="due"))
+        session.add(
+            PlanInstallment(
+                plan_id=event.plan_id,
+                period=line.period,
+                due_date=line.due_date,
+                total_fen=to_fen(line.total),
+                status="due",
+            )
+        )
     for bill in session.scalars(select(Bill).where(Bill.bill_id.in_(event.bill_ids))).all():
         bill.plan_id = event.plan_id
     case = ensure_case(session, event.account_id, on)
@@ -116,6 +134,7 @@ def _end_plan(ctx: HandlerContext, plan_id: str, account_id: str, status: str, o
 
 # --- the collectors' desk and the SMS provider ----------------------------------------------
 
+
 def collection_outcome_recorded(ctx: HandlerContext, event: p.CollectionOutcomeRecorded) -> None:
     """A collector's call: it counts as a call attempt; a promise pauses contact; a wrong
     number stops using that phone. An impossible promise is recorded without a pause."""
@@ -125,15 +144,32 @@ def collection_outcome_recorded(ctx: HandlerContext, event: p.CollectionOutcomeR
     if task is not None:
         task.status, task.outcome, task.outcome_at = "done", event.outcome, utc(ctx.envelope.occurred_at)
     case = ensure_case(session, event.account_id, on)
-    session.add(ContactAttempt(
-        account_id=event.account_id, business_date=on, channel="call", kind="call", template="call",
-        stage=case.stage or "pre_due", dpd=case.max_dpd, trigger="collector", task_id=event.task_id,
-        status="attempted", reason=event.outcome, planned_for=utc(ctx.envelope.occurred_at),
-        attempted_at=utc(ctx.envelope.occurred_at), sent_at=utc(ctx.envelope.occurred_at),
-    ))
+    session.add(
+        ContactAttempt(
+            account_id=event.account_id,
+            business_date=on,
+            channel="call",
+            kind="call",
+            template="call",
+            stage=case.stage or "pre_due",
+            dpd=case.max_dpd,
+            trigger="collector",
+            task_id=event.task_id,
+            status="attempted",
+            reason=event.outcome,
+            planned_for=utc(ctx.envelope.occurred_at),
+            attempted_at=utc(ctx.envelope.occurred_at),
+            sent_at=utc(ctx.envelope.occurred_at),
+        )
+    )
     try:
-        effect = effect_of_outcome(CallOutcome(event.outcome), recorded_on=on, promised_date=event.promised_date,
-                                   promised_amount=event.promised_amount, rules=ctx.rules.collections.compliance)
+        effect = effect_of_outcome(
+            CallOutcome(event.outcome),
+            recorded_on=on,
+            promised_date=event.promised_date,
+            promised_amount=event.promised_amount,
+            rules=ctx.rules.collections.compliance,
+        )
     except PromiseError as exc:
         log.warning("promise_not_recorded", account_id=event.account_id, task_id=event.task_id, error=str(exc))
         return
@@ -141,11 +177,17 @@ def collection_outcome_recorded(ctx: HandlerContext, event: p.CollectionOutcomeR
         case.phone_reported_wrong = True
     if effect.promise is not None and effect.pause_until is not None:
         promise = effect.promise
-        session.add(PromiseToPay(
-            account_id=event.account_id, task_id=event.task_id, recorded_on=promise.recorded_on,
-            promised_date=promise.promised_date, pause_until=effect.pause_until, status="pending",
-            promised_amount_fen=to_fen(promise.promised_amount) if promise.promised_amount is not None else None,
-        ))
+        session.add(
+            PromiseToPay(
+                account_id=event.account_id,
+                task_id=event.task_id,
+                recorded_on=promise.recorded_on,
+                promised_date=promise.promised_date,
+                pause_until=effect.pause_until,
+                status="pending",
+                promised_amount_fen=to_fen(promise.promised_amount) if promise.promised_amount is not None else None,
+            )
+        )
         case.promise_broken = False
 
 

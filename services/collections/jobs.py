@@ -17,6 +17,7 @@ contact is its own short transaction, and the gateway call happens between two o
 
 Both work in bounded slices (JobResult.more) so each Celery task stays short.
 """
+
 from __future__ import annotations
 
 import time
@@ -127,8 +128,10 @@ _MESSAGE_ID_NAMESPACE = uuid.UUID("9a4d8d4e-3c1b-4f7e-9a55-6c0f1f3e2b10")
 
 def _emitter(ctx: JobContext, session: Session, at: datetime) -> Emit:
     """Emit into this job's transaction, stamped with the job's instant (not the wall clock)."""
+
     def emit(event_type: str, payload: p.Payload, aggregate_id: str) -> str:
         return ctx.outbox.emit(session, event_type, payload, aggregate_id=aggregate_id, occurred_at=at)
+
     return emit
 
 
@@ -139,6 +142,7 @@ def _window_start(ctx: JobContext) -> datetime:
 # =============================================================================================
 # collections-daily
 # =============================================================================================
+
 
 def collections_daily(ctx: JobContext) -> JobResult:
     """Run every date from the day after the last one done up to ``ctx.business_date``,
@@ -153,8 +157,14 @@ def collections_daily(ctx: JobContext) -> JobResult:
         with transaction(ctx.engine) as session:
             last = _last_done(session, job)
         dates = dates_to_run(last, ctx.business_date)
-        state.update(run=state.get("run") or ctx.run or uuid.uuid4().hex, dates=[d.isoformat() for d in dates],
-                     ran=[], after_pk=0, totals={}, day_totals={})
+        state.update(
+            run=state.get("run") or ctx.run or uuid.uuid4().hex,
+            dates=[d.isoformat() for d in dates],
+            ran=[],
+            after_pk=0,
+            totals={},
+            day_totals={},
+        )
     lease = JobLease(JobRun, job, state["run"])
     budget = CASES_PER_SLICE
     while state["dates"]:
@@ -162,8 +172,9 @@ def collections_daily(ctx: JobContext) -> JobResult:
         with transaction(ctx.engine) as session:
             lease.acquire(session, day, ctx.clock.now())
         day_ctx = replace(ctx, business_date=day, at=ctx.at if day == ctx.business_date else None)
-        cases, counts = _daily_slice(day_ctx, int(state["after_pk"]), budget,
-                                     contacts=contacts_on(day, ctx.business_date))
+        cases, counts = _daily_slice(
+            day_ctx, int(state["after_pk"]), budget, contacts=contacts_on(day, ctx.business_date)
+        )
         for key, count in counts.items():
             state["day_totals"][key] = state["day_totals"].get(key, 0) + count
         budget -= len(cases)
@@ -203,14 +214,18 @@ def _daily_summary(state: dict[str, Any], in_progress: date | None = None) -> di
     summary: dict[str, Any] = {"cases": 0, **totals, "dates_run": list(state["ran"])}
     skipped = totals.get(f"contacts_skipped_{SKIPPED_PAST_DATE}", 0)
     if skipped:
-        summary["skipped"] = (f"{skipped} contacts due on missed dates were not made late ({SKIPPED_PAST_DATE}); "
-                              "a pending pre-report notice goes out on the business date")
+        summary["skipped"] = (
+            f"{skipped} contacts due on missed dates were not made late ({SKIPPED_PAST_DATE}); "
+            "a pending pre-report notice goes out on the business date"
+        )
     if in_progress is not None:
         summary["in_progress"] = in_progress.isoformat()
     return summary
 
 
-def _daily_slice(ctx: JobContext, after: int, limit: int, *, contacts: bool) -> tuple[list[CollectionCase], dict[str, int]]:
+def _daily_slice(
+    ctx: JobContext, after: int, limit: int, *, contacts: bool
+) -> tuple[list[CollectionCase], dict[str, int]]:
     """Decide up to ``limit`` open cases' actions for ``ctx.business_date``, after case ``after``.
 
     Set-based: the slice's facts are read in a few queries (:class:`SliceFacts`, the day's
@@ -218,9 +233,18 @@ def _daily_slice(ctx: JobContext, after: int, limit: int, *, contacts: bool) -> 
     memory, and what it decided is written in bulk when the transaction flushes (the
     events with one insert, in the order the cases were decided)."""
     with transaction(ctx.engine) as session:
-        cases = list(session.scalars(select(CollectionCase).where(
-            CollectionCase.pk > after, _something_to_do(ctx), *_in_share(ctx, CollectionCase.pk),
-        ).order_by(CollectionCase.pk).limit(limit)).all())
+        cases = list(
+            session.scalars(
+                select(CollectionCase)
+                .where(
+                    CollectionCase.pk > after,
+                    _something_to_do(ctx),
+                    *_in_share(ctx, CollectionCase.pk),
+                )
+                .order_by(CollectionCase.pk)
+                .limit(limit)
+            ).all()
+        )
         emit = _BufferedEmit(_planning_instant(ctx))
         counts = _run_slice(ctx, session, cases, emit, contacts=contacts)
         emit.flush(ctx, session)
@@ -255,15 +279,28 @@ def _something_to_do(ctx: JobContext) -> Any:
     bills_due_by = ctx.business_date - timedelta(days=strategy.first_pre_due_dpd())  # DPD >= first ⇔ due <= this
 
     def collectable(*more: Any) -> Any:
-        return select(Bill.bill_id).where(
-            Bill.account_id == CollectionCase.account_id, Bill.unpaid_fen > 0, Bill.plan_id.is_(None), *more,
-        ).exists()
+        return (
+            select(Bill.bill_id)
+            .where(
+                Bill.account_id == CollectionCase.account_id,
+                Bill.unpaid_fen > 0,
+                Bill.plan_id.is_(None),
+                *more,
+            )
+            .exists()
+        )
 
-    promise_pending = select(PromiseToPay.id).where(
-        PromiseToPay.account_id == CollectionCase.account_id, PromiseToPay.status == "pending").exists()
+    promise_pending = (
+        select(PromiseToPay.id)
+        .where(PromiseToPay.account_id == CollectionCase.account_id, PromiseToPay.status == "pending")
+        .exists()
+    )
     acting_today = or_(
-        CollectionCase.stage.is_(None), CollectionCase.stage != Stage.PRE_DUE.value,
-        CollectionCase.promise_broken.is_(True), promise_pending, collectable(Bill.due_date <= bills_due_by),
+        CollectionCase.stage.is_(None),
+        CollectionCase.stage != Stage.PRE_DUE.value,
+        CollectionCase.promise_broken.is_(True),
+        promise_pending,
+        collectable(Bill.due_date <= bills_due_by),
     )
     return or_(CollectionCase.plan_active.is_(True), (CollectionCase.status == "open") & collectable() & acting_today)
 
@@ -296,8 +333,9 @@ class _DayState:
     histories: dict[str, list[tuple[int, str, datetime]]]  # call caps: contact history rows
 
 
-def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], emit: _BufferedEmit, *,
-               contacts: bool = True) -> dict[str, int]:
+def _run_slice(
+    ctx: JobContext, session: Session, cases: list[CollectionCase], emit: _BufferedEmit, *, contacts: bool = True
+) -> dict[str, int]:
     """The slice's cases for one day, in pk order: judge promises, track the stage, plan.
 
     ``contacts`` False (a missed date run late): the stage is tracked as of the day, but
@@ -308,9 +346,13 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
     repayments: dict[str, list[tuple[date, int]]] = {}
     promised = sorted(slice_facts.pending_promises)
     if promised:
-        for account_id, applied_on, amount in session.execute(select(
-                Repayment.account_id, Repayment.applied_on, Repayment.amount_fen,
-        ).where(Repayment.account_id.in_(promised))).all():
+        for account_id, applied_on, amount in session.execute(
+            select(
+                Repayment.account_id,
+                Repayment.applied_on,
+                Repayment.amount_fen,
+            ).where(Repayment.account_id.in_(promised))
+        ).all():
             repayments.setdefault(account_id, []).append((applied_on, amount))
     # the domain, per case, in memory (promises judged first: they change the facts)
     decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAction]]] = []
@@ -318,8 +360,13 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
         facts = slice_facts.facts(case, ctx.business_date, rules)
         if facts is None:
             continue
-        if _judge_promises(case, slice_facts.pending_promises.get(case.account_id, []),
-                           repayments.get(case.account_id, []), facts.view, ctx):
+        if _judge_promises(
+            case,
+            slice_facts.pending_promises.get(case.account_id, []),
+            repayments.get(case.account_id, []),
+            facts.view,
+            ctx,
+        ):
             facts = slice_facts.facts(case, ctx.business_date, rules)
             assert facts is not None
         decided.append((case, facts, actions_for_day(facts.view, ctx.business_date, strategy)))
@@ -331,29 +378,41 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
             missed[f"contacts_skipped_{SKIPPED_PAST_DATE}"] += len(actions)
         return {key: count for key, count in missed.items() if count}
     # what the actions are checked against, for the whole slice at once
-    keys = [_action_key(case.account_id, ctx.business_date, action)
-            for case, _, actions in decided for action in actions]
+    keys = [
+        _action_key(case.account_id, ctx.business_date, action) for case, _, actions in decided for action in actions
+    ]
     state = _DayState(plan_keys=set(), tasks_today=set(), open_tasks={}, histories={})
     if keys:
-        state.plan_keys = set(session.scalars(select(ContactAttempt.plan_key).where(
-            ContactAttempt.plan_key.in_(sorted(set(keys))))).all())
-    task_accounts = sorted({case.account_id for case, _, actions in decided
-                            for action in actions if not action.kind.is_message})
+        state.plan_keys = set(
+            session.scalars(select(ContactAttempt.plan_key).where(ContactAttempt.plan_key.in_(sorted(set(keys))))).all()
+        )
+    task_accounts = sorted(
+        {case.account_id for case, _, actions in decided for action in actions if not action.kind.is_message}
+    )
     if task_accounts:
-        state.tasks_today = {(a, k) for a, k in session.execute(select(CollectorTask.account_id, CollectorTask.kind).where(
-            CollectorTask.account_id.in_(task_accounts), CollectorTask.created_on == ctx.business_date)).all()}
-        for task in session.scalars(select(CollectorTask).where(
-                CollectorTask.account_id.in_(task_accounts), CollectorTask.status == "open")):
+        state.tasks_today = {
+            (a, k)
+            for a, k in session.execute(
+                select(CollectorTask.account_id, CollectorTask.kind).where(
+                    CollectorTask.account_id.in_(task_accounts), CollectorTask.created_on == ctx.business_date
+                )
+            ).all()
+        }
+        for task in session.scalars(
+            select(CollectorTask).where(CollectorTask.account_id.in_(task_accounts), CollectorTask.status == "open")
+        ):
             state.open_tasks.setdefault((task.account_id, task.kind), []).append(task)
-        call_accounts = {case.account_id for case, _, actions in decided
-                         for action in actions if action.kind is ActionKind.CALL}
+        call_accounts = {
+            case.account_id for case, _, actions in decided for action in actions if action.kind is ActionKind.CALL
+        }
         state.histories = contact_histories(session, call_accounts)
     owed = _notices_owed(decided, slice_facts, ctx)
     counts: dict[str, int] = {}
     for case, facts, actions in decided:
         if case.status == "open" and not case.plan_active:
             counts["escalations"] = counts.get("escalations", 0) + _track_stage(
-                session, emit, case, facts.view.stage, ctx.business_date)
+                session, emit, case, facts.view.stage, ctx.business_date
+            )
         notice_first = case.account_id in owed and owed[case.account_id][3] is NoticeChannel.SMS
         for action in actions:
             if action.kind.is_message and notice_first:
@@ -361,10 +420,12 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
                 counts["contacts_replaced_by_notice"] = counts.get("contacts_replaced_by_notice", 0) + 1
             elif action.kind.is_message:
                 counts["contacts_queued"] = counts.get("contacts_queued", 0) + _queue_message(
-                    session, state, case, action, facts.bill.bill_id if facts.bill else None, ctx)
+                    session, state, case, action, facts.bill.bill_id if facts.bill else None, ctx
+                )
             else:
-                created = _create_task(session, state, emit, case, facts.view, action, facts.amount_fen,
-                                       slice_facts, ctx)
+                created = _create_task(
+                    session, state, emit, case, facts.view, action, facts.amount_fen, slice_facts, ctx
+                )
                 counts["tasks_created"] = counts.get("tasks_created", 0) + created
         if case.promise_broken and actions:
             case.promise_broken = False  # acted on: the next action was brought forward today
@@ -376,8 +437,9 @@ def _run_slice(ctx: JobContext, session: Session, cases: list[CollectionCase], e
 _Owed = dict[str, tuple[CollectionCase, CaseFacts, list[str], NoticeChannel]]
 
 
-def _notices_owed(decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAction]]], slice_facts: SliceFacts,
-                  ctx: JobContext) -> _Owed:
+def _notices_owed(
+    decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAction]]], slice_facts: SliceFacts, ctx: JobContext
+) -> _Owed:
     """The open cases with an overdue bill not yet noticed (RULES 6.10) that the day's plan
     does not already notify (the strategy's own notice SMS), with the bills and channel."""
     strategy, _ = strategy_and_templates(ctx.rules.collections)
@@ -387,7 +449,8 @@ def _notices_owed(decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAct
             continue
         bill_ids = bills_awaiting_notice(
             (BillNotice(b.bill_id, b.due_date, b.report_notice_on) for b in slice_facts.bills.get(case.account_id, [])),
-            ctx.business_date)
+            ctx.business_date,
+        )
         customer = slice_facts.customers.get(case.account_id)
         channel = notice_channel(is_own_phone(customer.phone if customer else "", facts.view))
         planned_today = any(a.template == strategy.bureau_notice_template for a in actions)
@@ -396,22 +459,34 @@ def _notices_owed(decided: list[tuple[CollectionCase, CaseFacts, list[PlannedAct
     return owed
 
 
-def _plan_notices(session: Session, state: _DayState, emit: Emit, owed: _Owed, slice_facts: SliceFacts,
-                  ctx: JobContext) -> dict[str, int]:
+def _plan_notices(
+    session: Session, state: _DayState, emit: Emit, owed: _Owed, slice_facts: SliceFacts, ctx: JobContext
+) -> dict[str, int]:
     """Queue the notice SMS of each case owed one (unless an earlier day's is still queued),
     or create its letter task when the customer's own phone is not known."""
     if not owed:
         return {}
     strategy, _ = strategy_and_templates(ctx.rules.collections)
     template = strategy.bureau_notice_template
-    keys = {account_id: _plan_key(account_id, ctx.business_date, channel.value,
-                                  template if channel is NoticeChannel.SMS else "letter")
-            for account_id, (_, _, _, channel) in owed.items()}
-    planned = state.plan_keys | set(session.scalars(select(ContactAttempt.plan_key).where(
-        ContactAttempt.plan_key.in_(sorted(keys.values())))).all())
-    queued = set(session.scalars(select(ContactAttempt.account_id).where(
-        ContactAttempt.account_id.in_(sorted(owed)), ContactAttempt.template == template,
-        ContactAttempt.channel == "sms", ContactAttempt.status.in_(("queued", "sending")))).all())
+    keys = {
+        account_id: _plan_key(
+            account_id, ctx.business_date, channel.value, template if channel is NoticeChannel.SMS else "letter"
+        )
+        for account_id, (_, _, _, channel) in owed.items()
+    }
+    planned = state.plan_keys | set(
+        session.scalars(select(ContactAttempt.plan_key).where(ContactAttempt.plan_key.in_(sorted(keys.values())))).all()
+    )
+    queued = set(
+        session.scalars(
+            select(ContactAttempt.account_id).where(
+                ContactAttempt.account_id.in_(sorted(owed)),
+                ContactAttempt.template == template,
+                ContactAttempt.channel == "sms",
+                ContactAttempt.status.in_(("queued", "sending")),
+            )
+        ).all()
+    )
     counts: dict[str, int] = {}
     for account_id, (case, facts, bill_ids, channel) in owed.items():
         key = keys[account_id]
@@ -419,12 +494,24 @@ def _plan_notices(session: Session, state: _DayState, emit: Emit, owed: _Owed, s
             continue
         state.plan_keys.add(key)
         if channel is NoticeChannel.SMS:
-            session.add(ContactAttempt(
-                plan_key=key, account_id=account_id, business_date=ctx.business_date, channel="sms",
-                kind=ActionKind.SMS.value, template=template, stage=facts.view.stage.value, dpd=facts.view.dpd,
-                trigger=NOTICE_TRIGGER, bill_id=bill_ids[0], status="queued",
-                planned_for=utc(_planning_instant(ctx)), deferrals=0, send_attempts=0,
-            ))
+            session.add(
+                ContactAttempt(
+                    plan_key=key,
+                    account_id=account_id,
+                    business_date=ctx.business_date,
+                    channel="sms",
+                    kind=ActionKind.SMS.value,
+                    template=template,
+                    stage=facts.view.stage.value,
+                    dpd=facts.view.dpd,
+                    trigger=NOTICE_TRIGGER,
+                    bill_id=bill_ids[0],
+                    status="queued",
+                    planned_for=utc(_planning_instant(ctx)),
+                    deferrals=0,
+                    send_attempts=0,
+                )
+            )
             counts["notices_queued"] = counts.get("notices_queued", 0) + 1
         else:
             _notice_letter(session, emit, case, facts, bill_ids, slice_facts, ctx, key)
@@ -436,35 +523,81 @@ def _plan_notices(session: Session, state: _DayState, emit: Emit, owed: _Owed, s
 NOTICE_TRIGGER = "pre_report_notice"
 
 
-def _notice_letter(session: Session, emit: Emit, case: CollectionCase, facts: CaseFacts, bill_ids: list[str],
-                   slice_facts: SliceFacts, ctx: JobContext, key: str) -> None:
+def _notice_letter(
+    session: Session,
+    emit: Emit,
+    case: CollectionCase,
+    facts: CaseFacts,
+    bill_ids: list[str],
+    slice_facts: SliceFacts,
+    ctx: JobContext,
+    key: str,
+) -> None:
     """A letter task as the notice (no own phone): created, recorded, and counted as the
     notice of the bills on the day (collection.task.created, collection.notice.sent)."""
     strategy, _ = strategy_and_templates(ctx.rules.collections)
     task_id = str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, key))
     due_by = ctx.business_date + timedelta(days=TASK_DUE_DAYS["letter"])
     stage = facts.view.stage.value
-    session.add(CollectorTask(
-        task_id=task_id, account_id=case.account_id, kind="letter", stage=stage, dpd=facts.view.dpd,
-        amount_fen=facts.amount_fen, trigger=NOTICE_TRIGGER, created_on=ctx.business_date, due_by=due_by,
-        status="open",
-    ))
-    session.add(ContactAttempt(
-        plan_key=key, account_id=case.account_id, business_date=ctx.business_date, channel="letter",
-        kind="letter", template=strategy.bureau_notice_template, stage=stage, dpd=facts.view.dpd,
-        trigger=NOTICE_TRIGGER, bill_id=bill_ids[0], task_id=task_id, status="task_created",
-        planned_for=utc(_planning_instant(ctx)), deferrals=0, send_attempts=0,
-    ))
+    session.add(
+        CollectorTask(
+            task_id=task_id,
+            account_id=case.account_id,
+            kind="letter",
+            stage=stage,
+            dpd=facts.view.dpd,
+            amount_fen=facts.amount_fen,
+            trigger=NOTICE_TRIGGER,
+            created_on=ctx.business_date,
+            due_by=due_by,
+            status="open",
+        )
+    )
+    session.add(
+        ContactAttempt(
+            plan_key=key,
+            account_id=case.account_id,
+            business_date=ctx.business_date,
+            channel="letter",
+            kind="letter",
+            template=strategy.bureau_notice_template,
+            stage=stage,
+            dpd=facts.view.dpd,
+            trigger=NOTICE_TRIGGER,
+            bill_id=bill_ids[0],
+            task_id=task_id,
+            status="task_created",
+            planned_for=utc(_planning_instant(ctx)),
+            deferrals=0,
+            send_attempts=0,
+        )
+    )
     for bill in slice_facts.bills.get(case.account_id, []):
         if bill.bill_id in bill_ids:
             bill.report_notice_on = ctx.business_date
-    emit("collection.task.created", p.CollectionTaskCreated(
-        task_id=task_id, account_id=case.account_id, kind="letter", stage=stage, due_by=due_by,
-    ), case.account_id)
-    emit("collection.notice.sent", p.CollectionNoticeSent(
-        notice_id=task_id, account_id=case.account_id, channel="letter", bill_ids=bill_ids,
-        business_date=ctx.business_date, sent_at=_planning_instant(ctx),
-    ), case.account_id)
+    emit(
+        "collection.task.created",
+        p.CollectionTaskCreated(
+            task_id=task_id,
+            account_id=case.account_id,
+            kind="letter",
+            stage=stage,
+            due_by=due_by,
+        ),
+        case.account_id,
+    )
+    emit(
+        "collection.notice.sent",
+        p.CollectionNoticeSent(
+            notice_id=task_id,
+            account_id=case.account_id,
+            channel="letter",
+            bill_ids=bill_ids,
+            business_date=ctx.business_date,
+            sent_at=_planning_instant(ctx),
+        ),
+        case.account_id,
+    )
 
 
 def _planning_instant(ctx: JobContext) -> datetime:
@@ -472,8 +605,13 @@ def _planning_instant(ctx: JobContext) -> datetime:
     return ctx.instant if ctx.at else _window_start(ctx)
 
 
-def _judge_promises(case: CollectionCase, promises: list[PromiseToPay], repayments: list[tuple[date, int]],
-                    view: CaseView, ctx: JobContext) -> bool:
+def _judge_promises(
+    case: CollectionCase,
+    promises: list[PromiseToPay],
+    repayments: list[tuple[date, int]],
+    view: CaseView,
+    ctx: JobContext,
+) -> bool:
     """Decide pending promises whose pause is over: kept, or broken (escalate at once).
     ``promises``: the case's pending promises; ``repayments``: its (applied_on, fen)."""
     changed = False
@@ -482,10 +620,16 @@ def _judge_promises(case: CollectionCase, promises: list[PromiseToPay], repaymen
             continue
         repaid = sum(amount for applied_on, amount in repayments if applied_on >= promise.recorded_on)
         state = promise_state(
-            Promise(promise.recorded_on, promise.promised_date,
-                    from_fen(promise.promised_amount_fen) if promise.promised_amount_fen is not None else None),
-            ctx.business_date, still_overdue=view.dpd > 0 and not view.cured,
-            repaid_since_promise=from_fen(repaid), rules=ctx.rules.collections.compliance)
+            Promise(
+                promise.recorded_on,
+                promise.promised_date,
+                from_fen(promise.promised_amount_fen) if promise.promised_amount_fen is not None else None,
+            ),
+            ctx.business_date,
+            still_overdue=view.dpd > 0 and not view.cured,
+            repaid_since_promise=from_fen(repaid),
+            rules=ctx.rules.collections.compliance,
+        )
         if state is PromiseState.PENDING:
             continue
         promise.status, promise.decided_on = state.value, ctx.business_date
@@ -505,9 +649,16 @@ def _track_stage(session: Session, emit: Emit, case: CollectionCase, stage: Stag
     session.add(CaseStageHistory(account_id=case.account_id, business_date=on, stage=stage.value))
     if previous is None or not is_escalation(previous, stage):
         return 0
-    emit("collection.escalated", p.CollectionEscalated(
-        account_id=case.account_id, from_stage=previous.value, to_stage=stage.value, business_date=on,
-    ), case.account_id)
+    emit(
+        "collection.escalated",
+        p.CollectionEscalated(
+            account_id=case.account_id,
+            from_stage=previous.value,
+            to_stage=stage.value,
+            business_date=on,
+        ),
+        case.account_id,
+    )
     return 1
 
 
@@ -524,25 +675,52 @@ def _action_key(account_id: str, on: date, action: PlannedAction) -> str:
     return _plan_key(account_id, on, kind, kind)
 
 
-def _queue_message(session: Session, state: _DayState, case: CollectionCase, action: PlannedAction,
-                   bill_id: str | None, ctx: JobContext) -> int:
+def _queue_message(
+    session: Session,
+    state: _DayState,
+    case: CollectionCase,
+    action: PlannedAction,
+    bill_id: str | None,
+    ctx: JobContext,
+) -> int:
     """Queue an SMS for the day's window (the guard judges it just before sending)."""
     assert action.template is not None
     key = _plan_key(case.account_id, ctx.business_date, action.kind.value, action.template)
     if key in state.plan_keys:
         return 0
     state.plan_keys.add(key)
-    session.add(ContactAttempt(
-        plan_key=key, account_id=case.account_id, business_date=ctx.business_date, channel="sms",
-        kind=action.kind.value, template=action.template, stage=action.stage.value, dpd=action.dpd,
-        trigger=action.trigger.value, bill_id=bill_id, status="queued",
-        planned_for=utc(_planning_instant(ctx)), deferrals=0, send_attempts=0,
-    ))
+    session.add(
+        ContactAttempt(
+            plan_key=key,
+            account_id=case.account_id,
+            business_date=ctx.business_date,
+            channel="sms",
+            kind=action.kind.value,
+            template=action.template,
+            stage=action.stage.value,
+            dpd=action.dpd,
+            trigger=action.trigger.value,
+            bill_id=bill_id,
+            status="queued",
+            planned_for=utc(_planning_instant(ctx)),
+            deferrals=0,
+            send_attempts=0,
+        )
+    )
     return 1
 
 
-def _create_task(session: Session, state: _DayState, emit: Emit, case: CollectionCase, view: CaseView,
-                 action: PlannedAction, amount_fen: int, slice_facts: SliceFacts, ctx: JobContext) -> int:
+def _create_task(
+    session: Session,
+    state: _DayState,
+    emit: Emit,
+    case: CollectionCase,
+    view: CaseView,
+    action: PlannedAction,
+    amount_fen: int,
+    slice_facts: SliceFacts,
+    ctx: JobContext,
+) -> int:
     """A call, agency or legal task (collection.task.created). A call task is first put to the
     guard's time-independent checks and the call caps: a suppressed one is recorded."""
     kind = action.kind.value
@@ -564,8 +742,15 @@ def _create_task(session: Session, state: _DayState, emit: Emit, case: Collectio
         older.status = "superseded"
     due_by = ctx.business_date + timedelta(days=TASK_DUE_DAYS.get(kind, 0))
     task = CollectorTask(
-        task_id=task_id, account_id=case.account_id, kind=kind, stage=action.stage.value, dpd=action.dpd,
-        amount_fen=amount_fen, trigger=action.trigger.value, created_on=ctx.business_date, due_by=due_by,
+        task_id=task_id,
+        account_id=case.account_id,
+        kind=kind,
+        stage=action.stage.value,
+        dpd=action.dpd,
+        amount_fen=amount_fen,
+        trigger=action.trigger.value,
+        created_on=ctx.business_date,
+        due_by=due_by,
         status="open",
     )
     session.add(task)
@@ -573,40 +758,65 @@ def _create_task(session: Session, state: _DayState, emit: Emit, case: Collectio
     state.tasks_today.add((case.account_id, kind))
     session.add(_task_record(case, action, ctx, key, status="task_created", task_id=task_id))
     state.plan_keys.add(key)
-    emit("collection.task.created", p.CollectionTaskCreated(
-        task_id=task_id, account_id=case.account_id, kind=kind, stage=action.stage.value, due_by=due_by,  # type: ignore[arg-type]
-    ), case.account_id)
+    emit(
+        "collection.task.created",
+        p.CollectionTaskCreated(
+            task_id=task_id,
+            account_id=case.account_id,
+            kind=kind,
+            stage=action.stage.value,
+            due_by=due_by,  # type: ignore[arg-type]
+        ),
+        case.account_id,
+    )
     return 1
 
 
-def _task_record(case: CollectionCase, action: PlannedAction, ctx: JobContext, key: str, *, status: str,
-                 task_id: str | None) -> ContactAttempt:
+def _task_record(
+    case: CollectionCase, action: PlannedAction, ctx: JobContext, key: str, *, status: str, task_id: str | None
+) -> ContactAttempt:
     """The contact history line of a task decision (created or suppressed)."""
     kind = action.kind.value
     return ContactAttempt(
-        plan_key=key, account_id=case.account_id, business_date=ctx.business_date,
-        channel="call" if action.kind is ActionKind.CALL else kind, kind=kind, template=kind,
-        stage=action.stage.value, dpd=action.dpd, trigger=action.trigger.value, task_id=task_id,
-        status=status, planned_for=utc(_planning_instant(ctx)), deferrals=0, send_attempts=0,
+        plan_key=key,
+        account_id=case.account_id,
+        business_date=ctx.business_date,
+        channel="call" if action.kind is ActionKind.CALL else kind,
+        kind=kind,
+        template=kind,
+        stage=action.stage.value,
+        dpd=action.dpd,
+        trigger=action.trigger.value,
+        task_id=task_id,
+        status=status,
+        planned_for=utc(_planning_instant(ctx)),
+        deferrals=0,
+        send_attempts=0,
     )
 
 
-def _call_block_reason(state: _DayState, case: CollectionCase, view: CaseView, slice_facts: SliceFacts,
-                       ctx: JobContext) -> str | None:
+def _call_block_reason(
+    state: _DayState, case: CollectionCase, view: CaseView, slice_facts: SliceFacts, ctx: JobContext
+) -> str | None:
     """Whether collectors may call today at all: whose phone, the case state, the call caps."""
     customer = slice_facts.customers.get(case.account_id)
     request = ContactRequest(kind=ActionKind.CALL, phone=customer.phone if customer else "")
     blocked = case_block_reason(request, view, ctx.business_date)
     if blocked is not None:
         return blocked.value
-    capped = cap_reason(Channel.CALL, history_view(state.histories.get(case.account_id, [])), ctx.business_date,
-                        ctx.rules.collections.compliance)
+    capped = cap_reason(
+        Channel.CALL,
+        history_view(state.histories.get(case.account_id, [])),
+        ctx.business_date,
+        ctx.rules.collections.compliance,
+    )
     return capped.value if capped is not None else None
 
 
 # =============================================================================================
 # contact-dispatch
 # =============================================================================================
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -639,16 +849,23 @@ def contact_dispatch(ctx: JobContext, gateway: SmsGateway | None = None) -> JobR
     now = dispatch_instant(ctx)
     gateway = gateway or gateway_from_settings(ctx.settings)
     with transaction(ctx.engine) as session:
-        query = select(ContactAttempt.id, ContactAttempt.account_id).where(
-            *_due_contacts(now), *_in_share(ctx, _case_pk_of_contact()),
-        ).order_by(ContactAttempt.planned_for, ContactAttempt.id).limit(CONTACTS_PER_SLICE)
+        query = (
+            select(ContactAttempt.id, ContactAttempt.account_id)
+            .where(
+                *_due_contacts(now),
+                *_in_share(ctx, _case_pk_of_contact()),
+            )
+            .order_by(ContactAttempt.planned_for, ContactAttempt.id)
+            .limit(CONTACTS_PER_SLICE)
+        )
         due = [(contact_id, account_id) for contact_id, account_id in session.execute(query).all()]
     totals: dict[str, int] = {}
     for run in _runs_of_distinct_accounts(due):
         for outcome in _dispatch_run(ctx, run, now, gateway):
             totals[outcome] = totals.get(outcome, 0) + 1
-    return JobResult(summary={"at": now.isoformat(), "contacts": len(due), **totals},
-                     more=len(due) == CONTACTS_PER_SLICE)
+    return JobResult(
+        summary={"at": now.isoformat(), "contacts": len(due), **totals}, more=len(due) == CONTACTS_PER_SLICE
+    )
 
 
 def dispatch_worth_fanning_out(ctx: JobContext) -> bool:
@@ -662,14 +879,16 @@ def dispatch_worth_fanning_out(ctx: JobContext) -> bool:
 
 def _due_contacts(now: datetime) -> list[Any]:
     """The condition of an SMS contact due to go at ``now``."""
-    return [ContactAttempt.channel == "sms", ContactAttempt.status.in_(("queued", "sending")),
-            ContactAttempt.planned_for <= utc(now)]
+    return [
+        ContactAttempt.channel == "sms",
+        ContactAttempt.status.in_(("queued", "sending")),
+        ContactAttempt.planned_for <= utc(now),
+    ]
 
 
 def _case_pk_of_contact() -> Any:
     """The pk of the contact's case (NULL without one: such a contact is share 0's)."""
-    return select(CollectionCase.pk).where(
-        CollectionCase.account_id == ContactAttempt.account_id).scalar_subquery()
+    return select(CollectionCase.pk).where(CollectionCase.account_id == ContactAttempt.account_id).scalar_subquery()
 
 
 def _runs_of_distinct_accounts(due: list[tuple[int, str]]) -> list[list[int]]:
@@ -712,8 +931,12 @@ def _prepare_run(ctx: JobContext, contact_ids: list[int], now: datetime) -> list
     with transaction(ctx.engine) as session:
         # SKIP LOCKED: a contact another dispatcher holds is its to send (SQLite, one writer
         # at a time, renders no lock clause)
-        query = (select(ContactAttempt).where(ContactAttempt.id.in_(contact_ids)).order_by(ContactAttempt.id)
-                 .with_for_update(skip_locked=True))
+        query = (
+            select(ContactAttempt)
+            .where(ContactAttempt.id.in_(contact_ids))
+            .order_by(ContactAttempt.id)
+            .with_for_update(skip_locked=True)
+        )
         claimed = {c.id: c for c in session.scalars(query).all()}
         outcomes: dict[int, Prepared | str] = {}
         ready: list[ContactAttempt] = []
@@ -721,41 +944,73 @@ def _prepare_run(ctx: JobContext, contact_ids: list[int], now: datetime) -> list
             contact = claimed.get(contact_id)
             if contact is None or contact.status not in ("queued", "sending"):
                 outcomes[contact_id] = "skipped"
-            elif contact.status == "sending" and contact.attempted_at is not None \
-                    and aware(contact.attempted_at) > now - IN_FLIGHT:  # type: ignore[operator]
+            elif (
+                contact.status == "sending"
+                and contact.attempted_at is not None
+                and aware(contact.attempted_at) > now - IN_FLIGHT
+            ):  # type: ignore[operator]
                 outcomes[contact_id] = "in_flight"
             else:
                 ready.append(contact)
         if ready:
             accounts = sorted({c.account_id for c in ready})
-            cases = {c.account_id: c for c in session.scalars(
-                select(CollectionCase).where(CollectionCase.account_id.in_(accounts))).all()}
-            slice_facts = SliceFacts.load(session, list(cases.values()),
-                                          bill_ids=[c.bill_id for c in ready if c.bill_id])
+            cases = {
+                c.account_id: c
+                for c in session.scalars(select(CollectionCase).where(CollectionCase.account_id.in_(accounts))).all()
+            }
+            slice_facts = SliceFacts.load(
+                session, list(cases.values()), bill_ids=[c.bill_id for c in ready if c.bill_id]
+            )
             customers = dict(slice_facts.customers)
             missing = [a for a in accounts if a not in customers]
             if missing:
-                customers.update({c.account_id: c for c in session.scalars(
-                    select(Customer).where(Customer.account_id.in_(missing))).all()})
+                customers.update(
+                    {
+                        c.account_id: c
+                        for c in session.scalars(select(Customer).where(Customer.account_id.in_(missing))).all()
+                    }
+                )
             histories = contact_histories(session, accounts)
-            messages = {m.contact_id: m for m in session.scalars(
-                select(SmsMessage).where(SmsMessage.contact_id.in_([c.id for c in ready]))).all()}
+            messages = {
+                m.contact_id: m
+                for m in session.scalars(
+                    select(SmsMessage).where(SmsMessage.contact_id.in_([c.id for c in ready]))
+                ).all()
+            }
             emit = _BufferedEmit(now)
             for contact in ready:
                 case = cases.get(contact.account_id)
-                facts = slice_facts.facts(case, ctx.business_date, rules, contact_bill_id=contact.bill_id) \
-                    if case else None
-                outcomes[contact.id] = _judge_contact(ctx, session, emit, contact, facts,
-                                                      customers.get(contact.account_id),
-                                                      histories.get(contact.account_id, []),
-                                                      messages.get(contact.id), slice_facts, now)
+                facts = (
+                    slice_facts.facts(case, ctx.business_date, rules, contact_bill_id=contact.bill_id) if case else None
+                )
+                outcomes[contact.id] = _judge_contact(
+                    ctx,
+                    session,
+                    emit,
+                    contact,
+                    facts,
+                    customers.get(contact.account_id),
+                    histories.get(contact.account_id, []),
+                    messages.get(contact.id),
+                    slice_facts,
+                    now,
+                )
             emit.flush(ctx, session)
         return [outcomes[contact_id] for contact_id in contact_ids]
 
 
-def _judge_contact(ctx: JobContext, session: Session, emit: Emit, contact: ContactAttempt, facts: CaseFacts | None,
-                   customer: Customer | None, history: list[tuple[int, str, datetime]], existing: SmsMessage | None,
-                   slice_facts: SliceFacts, now: datetime) -> Prepared | str:
+def _judge_contact(
+    ctx: JobContext,
+    session: Session,
+    emit: Emit,
+    contact: ContactAttempt,
+    facts: CaseFacts | None,
+    customer: Customer | None,
+    history: list[tuple[int, str, datetime]],
+    existing: SmsMessage | None,
+    slice_facts: SliceFacts,
+    now: datetime,
+) -> Prepared | str:
     """The guard's verdict on one claimed contact, recorded on it."""
     rules = ctx.rules.collections
     if facts is None:
@@ -764,17 +1019,25 @@ def _judge_contact(ctx: JobContext, session: Session, emit: Emit, contact: Conta
     if _missed(contact, ctx):
         suppress(emit, contact, SKIPPED_PAST_DATE)
         return "suppressed"
-    request = ContactRequest(kind=ActionKind(contact.kind), phone=customer.phone if customer else "",
-                             template=contact.template)
+    request = ContactRequest(
+        kind=ActionKind(contact.kind), phone=customer.phone if customer else "", template=contact.template
+    )
     decision = check_contact(request, history_view(history, exclude_id=contact.id), facts.view, now, rules.compliance)
     if decision.deferred:
         assert decision.next_window_start is not None and decision.reason is not None
         contact.planned_for = utc(decision.next_window_start)
         contact.deferrals += 1
         contact.reason = decision.reason.value
-        emit("contact.suppressed", p.ContactSuppressed(
-            account_id=contact.account_id, channel=contact.channel, template=contact.template,
-            reason=decision.reason.value), contact.account_id)
+        emit(
+            "contact.suppressed",
+            p.ContactSuppressed(
+                account_id=contact.account_id,
+                channel=contact.channel,
+                template=contact.template,
+                reason=decision.reason.value,
+            ),
+            contact.account_id,
+        )
         return "deferred"
     if not decision.allowed:
         assert decision.reason is not None
@@ -792,28 +1055,51 @@ def _missed(contact: ContactAttempt, ctx: JobContext) -> bool:
     run then): not made late (RULES 6.11), except the pre-report notice, owed whatever the
     date. A deferred or retried contact is due again today: its planned_for was moved."""
     strategy, _ = strategy_and_templates(ctx.rules.collections)
-    return contact.template != strategy.bureau_notice_template \
-        and aware(contact.planned_for) < at_local(ctx.business_date, "00:00")  # type: ignore[operator]
+    return contact.template != strategy.bureau_notice_template and aware(contact.planned_for) < at_local(
+        ctx.business_date, "00:00"
+    )  # type: ignore[operator]
 
 
-def _message_for(session: Session, contact: ContactAttempt, customer: Customer, facts: CaseFacts,
-                 existing: SmsMessage | None, slice_facts: SliceFacts, ctx: JobContext) -> OutgoingSms:
+def _message_for(
+    session: Session,
+    contact: ContactAttempt,
+    customer: Customer,
+    facts: CaseFacts,
+    existing: SmsMessage | None,
+    slice_facts: SliceFacts,
+    ctx: JobContext,
+) -> OutgoingSms:
     """Render the template (masked name only) and keep the message; a retry reuses it."""
     if existing is not None:
         return OutgoingSms(existing.message_id, customer.phone, existing.text, existing.segments)
     _, catalog = strategy_and_templates(ctx.rules.collections)
     rendered = _render(catalog, contact, customer, facts, slice_facts, ctx)
     message_id = str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, f"contact:{contact.id}:{contact.plan_key}"))
-    session.add(SmsMessage(
-        message_id=message_id, idempotency_key=message_id, contact_id=contact.id, account_id=contact.account_id,
-        template=contact.template, phone_masked=mask_phone(customer.phone), text=rendered.text,
-        segments=rendered.segments, status="queued", gateway_attempts=0,
-    ))
+    session.add(
+        SmsMessage(
+            message_id=message_id,
+            idempotency_key=message_id,
+            contact_id=contact.id,
+            account_id=contact.account_id,
+            template=contact.template,
+            phone_masked=mask_phone(customer.phone),
+            text=rendered.text,
+            segments=rendered.segments,
+            status="queued",
+            gateway_attempts=0,
+        )
+    )
     return OutgoingSms(message_id, customer.phone, rendered.text, rendered.segments)
 
 
-def _render(catalog: TemplateCatalog, contact: ContactAttempt, customer: Customer, facts: CaseFacts,
-            slice_facts: SliceFacts, ctx: JobContext) -> Any:
+def _render(
+    catalog: TemplateCatalog,
+    contact: ContactAttempt,
+    customer: Customer,
+    facts: CaseFacts,
+    slice_facts: SliceFacts,
+    ctx: JobContext,
+) -> Any:
     """The text with today's figures: the amount due now, its due date, today's DPD."""
     compliance = ctx.rules.collections.compliance
     due_on: date | None = None
@@ -830,27 +1116,45 @@ def _render(catalog: TemplateCatalog, contact: ContactAttempt, customer: Custome
         "link": ctx.settings.sms_repayment_link,
     }
     template = catalog.get(contact.template)
-    return render(template, {k: v for k, v in fields.items() if k in template.fields},
-                  single_segment_chars=compliance.sms_segment_chars,
-                  concat_segment_chars=compliance.sms_concat_segment_chars)
+    return render(
+        template,
+        {k: v for k, v in fields.items() if k in template.fields},
+        single_segment_chars=compliance.sms_segment_chars,
+        concat_segment_chars=compliance.sms_concat_segment_chars,
+    )
 
 
-def _record_sends(ctx: JobContext, sent: list[tuple[Prepared, GatewayReceipt | None]],
-                  now: datetime) -> dict[int, str]:
+def _record_sends(ctx: JobContext, sent: list[tuple[Prepared, GatewayReceipt | None]], now: datetime) -> dict[int, str]:
     """What the gateway said, for a run in one transaction: sent (reminder.sent), failed
     for good, or retry next run; no receipt: never handed over, queued again as it was."""
     with transaction(ctx.engine) as session:
         ids = [prepared.contact_id for prepared, _ in sent]
-        contacts = {c.id: c for c in session.scalars(select(ContactAttempt).where(
-            ContactAttempt.id.in_(ids)).order_by(ContactAttempt.id).with_for_update()).all()}
-        messages = {m.message_id: m for m in session.scalars(select(SmsMessage).where(
-            SmsMessage.message_id.in_([prepared.sms.message_id for prepared, _ in sent]))).all()}
+        contacts = {
+            c.id: c
+            for c in session.scalars(
+                select(ContactAttempt).where(ContactAttempt.id.in_(ids)).order_by(ContactAttempt.id).with_for_update()
+            ).all()
+        }
+        messages = {
+            m.message_id: m
+            for m in session.scalars(
+                select(SmsMessage).where(SmsMessage.message_id.in_([prepared.sms.message_id for prepared, _ in sent]))
+            ).all()
+        }
         emit = _BufferedEmit(now)
-        outcomes = {prepared.contact_id: _record_send(ctx, emit, contacts.get(prepared.contact_id),
-                                                      messages.get(prepared.sms.message_id), receipt, now)
-                    for prepared, receipt in sent}
-        _record_notices(ctx, session, emit, [contacts[prepared.contact_id] for prepared, _ in sent
-                                             if outcomes.get(prepared.contact_id) == "sent"], now)
+        outcomes = {
+            prepared.contact_id: _record_send(
+                ctx, emit, contacts.get(prepared.contact_id), messages.get(prepared.sms.message_id), receipt, now
+            )
+            for prepared, receipt in sent
+        }
+        _record_notices(
+            ctx,
+            session,
+            emit,
+            [contacts[prepared.contact_id] for prepared, _ in sent if outcomes.get(prepared.contact_id) == "sent"],
+            now,
+        )
         emit.flush(ctx, session)
         return outcomes
 
@@ -862,24 +1166,46 @@ def _record_notices(ctx: JobContext, session: Session, emit: Emit, sent: list[Co
     notices = {c.account_id: c for c in sent if c.template == strategy.bureau_notice_template}
     if not notices:
         return
-    bills = session.scalars(select(Bill).where(
-        Bill.account_id.in_(sorted(notices)), Bill.unpaid_fen > 0, Bill.plan_id.is_(None),
-        Bill.due_date < ctx.business_date, Bill.report_notice_on.is_(None),
-    ).order_by(Bill.account_id, Bill.due_date, Bill.bill_id).with_for_update()).all()
+    bills = session.scalars(
+        select(Bill)
+        .where(
+            Bill.account_id.in_(sorted(notices)),
+            Bill.unpaid_fen > 0,
+            Bill.plan_id.is_(None),
+            Bill.due_date < ctx.business_date,
+            Bill.report_notice_on.is_(None),
+        )
+        .order_by(Bill.account_id, Bill.due_date, Bill.bill_id)
+        .with_for_update()
+    ).all()
     by_account: dict[str, list[Bill]] = {}
     for bill in bills:
         by_account.setdefault(bill.account_id, []).append(bill)
     for account_id, noticed in by_account.items():
         for bill in noticed:
             bill.report_notice_on = ctx.business_date
-        emit("collection.notice.sent", p.CollectionNoticeSent(
-            notice_id=notices[account_id].message_id or str(notices[account_id].id), account_id=account_id,
-            channel="sms", bill_ids=[b.bill_id for b in noticed], business_date=ctx.business_date, sent_at=now,
-        ), account_id)
+        emit(
+            "collection.notice.sent",
+            p.CollectionNoticeSent(
+                notice_id=notices[account_id].message_id or str(notices[account_id].id),
+                account_id=account_id,
+                channel="sms",
+                bill_ids=[b.bill_id for b in noticed],
+                business_date=ctx.business_date,
+                sent_at=now,
+            ),
+            account_id,
+        )
 
 
-def _record_send(ctx: JobContext, emit: Emit, contact: ContactAttempt | None, message: SmsMessage | None,
-                 receipt: GatewayReceipt | None, now: datetime) -> str:
+def _record_send(
+    ctx: JobContext,
+    emit: Emit,
+    contact: ContactAttempt | None,
+    message: SmsMessage | None,
+    receipt: GatewayReceipt | None,
+    now: datetime,
+) -> str:
     """What the gateway said about one contact."""
     assert contact is not None and message is not None
     if contact.status != "sending" or contact.message_id != message.message_id:
@@ -892,16 +1218,25 @@ def _record_send(ctx: JobContext, emit: Emit, contact: ContactAttempt | None, me
     if receipt.accepted:
         contact.status, contact.sent_at, contact.reason = "sent", utc(now), None
         message.status, message.sent_at = "sent", utc(now)
-        emit("reminder.sent", p.ReminderSent(
-            message_id=message.message_id, account_id=contact.account_id, channel="sms",
-            template=contact.template, stage=contact.stage, business_date=ctx.business_date,
-            sent_at=now, segments=message.segments), contact.account_id)
+        emit(
+            "reminder.sent",
+            p.ReminderSent(
+                message_id=message.message_id,
+                account_id=contact.account_id,
+                channel="sms",
+                template=contact.template,
+                stage=contact.stage,
+                business_date=ctx.business_date,
+                sent_at=now,
+                segments=message.segments,
+            ),
+            contact.account_id,
+        )
         return "sent"
     if receipt.permanent or contact.send_attempts >= MAX_SEND_ATTEMPTS:
         contact.status, contact.reason = "failed", "gateway_rejected" if receipt.permanent else "gateway_down"
         message.status = "failed"
-        log.warning("sms_failed", message_id=message.message_id, account_id=contact.account_id,
-                    reason=contact.reason)
+        log.warning("sms_failed", message_id=message.message_id, account_id=contact.account_id, reason=contact.reason)
         return "failed"
     contact.status, contact.planned_for = "queued", utc(now + RETRY_AFTER)
     return "retry"

@@ -17,6 +17,7 @@ plans, contact history, SMS messages, collector tasks and outcomes, promises to 
 Timestamps are stored in UTC (SQLite keeps no offset); read them with
 :func:`services.collections.timeutil.aware`.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime

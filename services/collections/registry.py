@@ -4,6 +4,7 @@ Only imports: the rules live in the modules named for what they handle. The type
 come in floods are ``BatchHandler``s, taking a run of events at once; a run of one (the
 guarded retry pass, a quiet hour) is the same code.
 """
+
 from __future__ import annotations
 
 from services.collections import handlers

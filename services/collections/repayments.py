@@ -26,6 +26,7 @@ events one after the other, in message order, leaves:
 
 Allocations to plans and to charges (penalty interest, late fees) change nothing here.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -65,8 +66,14 @@ def repayment_applied_batch(items: list[tuple[HandlerContext, p.RepaymentApplied
         if event.payment_id in known:
             continue  # counted once: accounts answers a retried payment with the same payload again
         known.add(event.payment_id)
-        repayments.append({"payment_id": event.payment_id, "account_id": event.account_id,
-                           "amount_fen": to_fen(event.amount), "applied_on": ctx.event_date})
+        repayments.append(
+            {
+                "payment_id": event.payment_id,
+                "account_id": event.account_id,
+                "amount_fen": to_fen(event.amount),
+                "applied_on": ctx.event_date,
+            }
+        )
         for allocation in _principal(event):
             bill = bills.get(allocation.target_id)
             if bill is None or included_in_snapshot(sequence=seq, snapshot_sequence=bill.state_seq):

@@ -7,6 +7,7 @@ would), each grade taken in message order unless the case holds a newer one
 (``shared.snapshot_order``: the grade carries no business date, so the sequence decides),
 and the changed cases written by the flush (one executemany).
 """
+
 from __future__ import annotations
 
 from services.collections.casebook import first_dates, lock_cases

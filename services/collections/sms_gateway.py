@@ -12,6 +12,7 @@
 What goes out: the message_id, the phone (the address: the provider must have it) and
 the text, which carries the masked name only. Nothing here logs the phone or the text.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,10 @@ class FileGateway:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._already_written(sms.message_id):
             return GatewayReceipt(accepted=True, response="duplicate: already in the outbox file")
-        line = json.dumps({"message_id": sms.message_id, "to": mask_phone(sms.phone), "text": sms.text,
-                           "segments": sms.segments}, ensure_ascii=False)
+        line = json.dumps(
+            {"message_id": sms.message_id, "to": mask_phone(sms.phone), "text": sms.text, "segments": sms.segments},
+            ensure_ascii=False,
+        )
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
         return GatewayReceipt(accepted=True, response="written")
@@ -102,9 +105,17 @@ _WRITTEN_LOCK = threading.Lock()
 class HttpGateway:
     """A provider's HTTP API: JSON POST, bearer token, idempotency key, bounded retries."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 5.0, retries: int = 3,
-                 backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep,
-                 client: httpx.Client | None = None):
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        client: httpx.Client | None = None,
+    ):
         self.url = url
         self.token = token
         self.retries = retries
@@ -128,8 +139,9 @@ class HttpGateway:
                 if receipt is not None:
                     return receipt
                 last = f"HTTP {response.status_code}"
-            log.warning("sms_gateway_retry", message_id=sms.message_id, attempt=attempt, error=last,
-                        to=mask_phone(sms.phone))
+            log.warning(
+                "sms_gateway_retry", message_id=sms.message_id, attempt=attempt, error=last, to=mask_phone(sms.phone)
+            )
             if attempt <= self.retries:
                 self.sleep(self.backoff * (2 ** (attempt - 1)))
         return GatewayReceipt(accepted=False, permanent=False, response=last, attempts=self.retries + 1)
@@ -141,8 +153,9 @@ class HttpGateway:
         if response.is_success or response.status_code == 409:
             return GatewayReceipt(accepted=True, response=f"{response.status_code} {text}", attempts=attempt)
         if 400 <= response.status_code < 500:
-            return GatewayReceipt(accepted=False, permanent=True, response=f"{response.status_code} {text}",
-                                  attempts=attempt)
+            return GatewayReceipt(
+                accepted=False, permanent=True, response=f"{response.status_code} {text}", attempts=attempt
+            )
         return None
 
 
@@ -151,6 +164,11 @@ def gateway_from_settings(settings: Settings) -> SmsGateway:
     if settings.sms_backend == "http":
         if not settings.sms_http_url:
             raise ValueError("sms_backend is 'http' but BAITIAO_SMS_HTTP_URL is not set")
-        return HttpGateway(settings.sms_http_url, settings.sms_http_token, timeout=settings.sms_http_timeout,
-                           retries=settings.sms_http_retries, backoff=settings.sms_http_backoff)
+        return HttpGateway(
+            settings.sms_http_url,
+            settings.sms_http_token,
+            timeout=settings.sms_http_timeout,
+            retries=settings.sms_http_retries,
+            backoff=settings.sms_http_backoff,
+        )
     return FileGateway(settings.resolved_sms_file_path())

@@ -3,6 +3,7 @@
 Events arrive on ``collections.events``; the jobs (collections-daily at 08:00,
 contact-dispatch every minute 08:00–21:00) on ``collections.jobs``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,14 +22,23 @@ DEFINITION = ServiceDefinition(
     handlers=HANDLERS,
     migrations_dir=Path(__file__).parent / "migrations",
     jobs=[
-        JobSpec("collections-daily", "collections.daily", "the day's reminders, tasks and escalations per case",
-                partitioned=True),
-        JobSpec("contact-dispatch", "collections.contact_dispatch", "send due contacts through the compliance guard",
-                partitioned=True),
+        JobSpec(
+            "collections-daily",
+            "collections.daily",
+            "the day's reminders, tasks and escalations per case",
+            partitioned=True,
+        ),
+        JobSpec(
+            "contact-dispatch",
+            "collections.contact_dispatch",
+            "send due contacts through the compliance guard",
+            partitioned=True,
+        ),
     ],
 )
 
 app = make_service_app(DEFINITION)
 daily_task = register_job(app, DEFINITION, DEFINITION.jobs[0], jobs.collections_daily)
-contact_dispatch_task = register_job(app, DEFINITION, DEFINITION.jobs[1], jobs.contact_dispatch,
-                                     worth_fanning_out=jobs.dispatch_worth_fanning_out)
+contact_dispatch_task = register_job(
+    app, DEFINITION, DEFINITION.jobs[1], jobs.contact_dispatch, worth_fanning_out=jobs.dispatch_worth_fanning_out
+)

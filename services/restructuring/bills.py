@@ -10,6 +10,7 @@ as a run on a :class:`~services.restructuring.projection.ProjectionRun` (the fol
 memory in message order, one upsert of the accounts and one of the bills, one insert of
 the assessments and one of their ``risk.assessed``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,8 +30,12 @@ def bill_issued_batch(items: Sequence[tuple[HandlerContext, p.BillIssued]]) -> N
     """A run of new bills, applied one after the other in message order."""
     if not items:
         return
-    run = ProjectionRun(items[0][0].session, {event.account_id for _, event in items},
-                        {event.bill_id for _, event in items}, account_bills=False)
+    run = ProjectionRun(
+        items[0][0].session,
+        {event.account_id for _, event in items},
+        {event.bill_id for _, event in items},
+        account_bills=False,
+    )
     for _, event in items:
         run.account(event.account_id)
         bill = run.bill(event.bill_id, event.account_id)
@@ -48,8 +53,9 @@ def _record_overdue(bill: ProjectionRow, event: p.BillOverdue, seq: int | None) 
     """The overdue figures on the bill, unless a newer snapshot set them."""
     bill.due_date = bill.due_date or event.due_date
     bill.overdue_on = min(bill.overdue_on or event.business_date, event.business_date)
-    if bill.plan_id is None and supersedes(business_date=event.business_date, sequence=seq,
-                                           stored_date=bill.as_of_date, stored_sequence=bill.as_of_seq):
+    if bill.plan_id is None and supersedes(
+        business_date=event.business_date, sequence=seq, stored_date=bill.as_of_date, stored_sequence=bill.as_of_seq
+    ):
         bill.unpaid_principal_fen, bill.dpd = to_fen(event.unpaid_principal), event.dpd
         bill.max_dpd = max(bill.max_dpd, event.dpd)
         bill.as_of_date, bill.as_of_seq = event.business_date, seq
@@ -59,8 +65,9 @@ def bill_overdue_batch(items: Sequence[tuple[HandlerContext, p.BillOverdue]]) ->
     """A run of bills gone overdue, applied one after the other in message order."""
     if not items:
         return
-    run = ProjectionRun(items[0][0].session, {event.account_id for _, event in items},
-                        {event.bill_id for _, event in items})
+    run = ProjectionRun(
+        items[0][0].session, {event.account_id for _, event in items}, {event.bill_id for _, event in items}
+    )
     for ctx, event in items:
         account = run.account(event.account_id)
         bill = run.bill(event.bill_id, event.account_id)

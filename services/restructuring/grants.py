@@ -11,6 +11,7 @@ first gets them from the grant, a line granted again (stored, or earlier in the 
 changes only what is still unknown. Names and phones belong to the services that
 contact people.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -37,6 +37,7 @@ or ``plan.adjustment.rejected`` for an adjustment. One refusal is not kept:
 account's) to decide, and keeping it would let one mistaken message refuse the offer's
 real owner later.
 """
+
 from __future__ import annotations
 
 import json
@@ -98,8 +99,9 @@ def derived_id(prefix: str, *parts: str) -> str:
     return f"{prefix}-{uuid.uuid5(_IDS, ':'.join(parts)).hex[:20]}"
 
 
-def _answer(ctx: HandlerContext, book: AnswerBook, business_id: str, event_type: str, payload: Payload,
-            aggregate_id: str) -> None:
+def _answer(
+    ctx: HandlerContext, book: AnswerBook, business_id: str, event_type: str, payload: Payload, aggregate_id: str
+) -> None:
     """Emit a command's first answer and keep it for the command's retries."""
     reply = ctx.reply(event_type, payload, aggregate_id)
     ctx.outbox.emit_many(ctx.session, [reply])
@@ -126,7 +128,11 @@ def _account(ctx: HandlerContext, account_id: str) -> AccountView:
 
 
 def _assess_and_emit(
-    ctx: HandlerContext, account_id: str, as_of: date, trigger: str, request_id: str | None,
+    ctx: HandlerContext,
+    account_id: str,
+    as_of: date,
+    trigger: str,
+    request_id: str | None,
     income: Decimal | None,
 ) -> store.Quote:
     """Score the account, keep the assessment, emit ``risk.assessed``; returns the quote."""
@@ -134,15 +140,22 @@ def _assess_and_emit(
     if quote.assessment is None or quote.inputs is None:
         return quote
     assessment, inputs = quote.assessment, quote.inputs
-    ctx.session.add(RiskAssessmentRow(
-        **store.assessment_values(account_id, as_of, trigger, request_id, assessment, inputs)))
+    ctx.session.add(
+        RiskAssessmentRow(**store.assessment_values(account_id, as_of, trigger, request_id, assessment, inputs))
+    )
     account = ctx.session.get(AccountView, account_id)
     if account is not None:
         account.last_grade, account.last_score = assessment.grade, assessment.score
-    ctx.emit("risk.assessed", p.RiskAssessed(
-        account_id=account_id, score=assessment.score, grade=assessment.grade,
-        factors=store.risk_factors(assessment),
-    ), account_id)
+    ctx.emit(
+        "risk.assessed",
+        p.RiskAssessed(
+            account_id=account_id,
+            score=assessment.score,
+            grade=assessment.grade,
+            factors=store.risk_factors(assessment),
+        ),
+        account_id,
+    )
     return quote
 
 
@@ -162,40 +175,85 @@ def plan_offers_requested(ctx: HandlerContext, event: p.PlanOffersRequested) -> 
     account = session.get(AccountView, event.account_id)
     if account is not None and event.monthly_income is not None:
         account.monthly_income_fen = to_fen(event.monthly_income)  # the customer's newest word on income
-    quote = _assess_and_emit(ctx, event.account_id, as_of, TRIGGER_OFFER_REQUEST, event.request_id,
-                             event.monthly_income)
-    request = OfferRequest(request_id=event.request_id, account_id=event.account_id, requested_at=offered_at,
-                           outcome="ineligible", reason=quote.reason,
-                           grade=quote.assessment.grade if quote.assessment else None)
+    quote = _assess_and_emit(
+        ctx, event.account_id, as_of, TRIGGER_OFFER_REQUEST, event.request_id, event.monthly_income
+    )
+    request = OfferRequest(
+        request_id=event.request_id,
+        account_id=event.account_id,
+        requested_at=offered_at,
+        outcome="ineligible",
+        reason=quote.reason,
+        grade=quote.assessment.grade if quote.assessment else None,
+    )
     session.add(request)
     if quote.reason is not None or quote.assessment is None:
-        _answer(ctx, OFFER_REQUESTS, event.request_id, "plan.ineligible", p.PlanIneligible(
-            request_id=event.request_id, account_id=event.account_id, reason=quote.reason or store.UNKNOWN_ACCOUNT,
-        ), event.account_id)
+        _answer(
+            ctx,
+            OFFER_REQUESTS,
+            event.request_id,
+            "plan.ineligible",
+            p.PlanIneligible(
+                request_id=event.request_id,
+                account_id=event.account_id,
+                reason=quote.reason or store.UNKNOWN_ACCOUNT,
+            ),
+            event.account_id,
+        )
         return
     request.outcome = "offered"
     expires_at = offer_expires_at(offered_at, ctx.rules.restructuring)
     wire_offers = [_save_offer(ctx, event.request_id, quote, offer, offered_at, expires_at) for offer in quote.offers]
-    _answer(ctx, OFFER_REQUESTS, event.request_id, "plan.offered", p.PlanOffered(
-        request_id=event.request_id, account_id=event.account_id, grade=quote.assessment.grade, offers=wire_offers,
-    ), event.account_id)
+    _answer(
+        ctx,
+        OFFER_REQUESTS,
+        event.request_id,
+        "plan.offered",
+        p.PlanOffered(
+            request_id=event.request_id,
+            account_id=event.account_id,
+            grade=quote.assessment.grade,
+            offers=wire_offers,
+        ),
+        event.account_id,
+    )
 
 
 def _save_offer(ctx: HandlerContext, request_id: str, quote: store.Quote, offer, offered_at, expires_at) -> p.Offer:  # type: ignore[no-untyped-def]
     offer_id = derived_id("off", quote.account_id, request_id, str(offer.term), offer.method)
     assert quote.assessment is not None
-    ctx.session.add(OfferRow(
-        offer_id=offer_id, request_id=request_id, account_id=quote.account_id, grade=quote.assessment.grade,
-        term=offer.term, method=offer.method, monthly_fee_rate=str(offer.monthly_fee_rate),
-        principal_fen=to_fen(offer.principal), total_fee_fen=to_fen(offer.total_fee), apr=str(offer.apr),
-        monthly_payment_fen=to_fen(offer.monthly_payment), schedule=store.schedule_json(offer.schedule.periods),
-        bill_ids=json.dumps(list(quote.bill_ids)), offered_at=offered_at.astimezone(timezone.utc),
-        expires_at=expires_at.astimezone(timezone.utc), status="offered", plan_id=None,
-    ))
+    ctx.session.add(
+        OfferRow(
+            offer_id=offer_id,
+            request_id=request_id,
+            account_id=quote.account_id,
+            grade=quote.assessment.grade,
+            term=offer.term,
+            method=offer.method,
+            monthly_fee_rate=str(offer.monthly_fee_rate),
+            principal_fen=to_fen(offer.principal),
+            total_fee_fen=to_fen(offer.total_fee),
+            apr=str(offer.apr),
+            monthly_payment_fen=to_fen(offer.monthly_payment),
+            schedule=store.schedule_json(offer.schedule.periods),
+            bill_ids=json.dumps(list(quote.bill_ids)),
+            offered_at=offered_at.astimezone(timezone.utc),
+            expires_at=expires_at.astimezone(timezone.utc),
+            status="offered",
+            plan_id=None,
+        )
+    )
     return p.Offer(
-        offer_id=offer_id, term=offer.term, method=offer.method, monthly_fee_rate=offer.monthly_fee_rate,
-        principal=offer.principal, total_fee=offer.total_fee, apr=offer.apr, monthly_payment=offer.monthly_payment,
-        expires_at=expires_at, schedule=store.schedule_lines(offer.schedule.periods),
+        offer_id=offer_id,
+        term=offer.term,
+        method=offer.method,
+        monthly_fee_rate=offer.monthly_fee_rate,
+        principal=offer.principal,
+        total_fee=offer.total_fee,
+        apr=offer.apr,
+        monthly_payment=offer.monthly_payment,
+        expires_at=expires_at,
+        schedule=store.schedule_lines(offer.schedule.periods),
     )
 
 
@@ -215,9 +273,15 @@ def plan_offer_accepted(ctx: HandlerContext, event: p.PlanOfferAccepted) -> None
         return
     assert offer is not None
     plan = _activate(ctx, offer, event)
-    session.execute(update(OfferRow).where(
-        OfferRow.request_id == offer.request_id, OfferRow.offer_id != offer.offer_id, OfferRow.status == "offered",
-    ).values(status="withdrawn"))
+    session.execute(
+        update(OfferRow)
+        .where(
+            OfferRow.request_id == offer.request_id,
+            OfferRow.offer_id != offer.offer_id,
+            OfferRow.status == "offered",
+        )
+        .values(status="withdrawn")
+    )
     offer.status, offer.plan_id = "accepted", plan.plan_id
 
 
@@ -244,11 +308,20 @@ def _activate(ctx: HandlerContext, offer: OfferRow, event: p.PlanOfferAccepted) 
     schedule = build_schedule(offer.method, principal, offer.term, rate, start)  # type: ignore[arg-type]
     bill_ids: list[str] = json.loads(offer.bill_ids)
     plan = Plan(
-        plan_id=derived_id("plan", offer.offer_id), offer_id=offer.offer_id, account_id=offer.account_id,
-        status="active", method=offer.method, monthly_fee_rate=offer.monthly_fee_rate,
-        principal_fen=offer.principal_fen, term=offer.term, start_date=start,
-        accepted_at=event.accepted_at.astimezone(timezone.utc), adjustments_made=0, bill_ids=json.dumps(bill_ids),
-        fees_waived_fen=0, fees_cancelled_fen=0,
+        plan_id=derived_id("plan", offer.offer_id),
+        offer_id=offer.offer_id,
+        account_id=offer.account_id,
+        status="active",
+        method=offer.method,
+        monthly_fee_rate=offer.monthly_fee_rate,
+        principal_fen=offer.principal_fen,
+        term=offer.term,
+        start_date=start,
+        accepted_at=event.accepted_at.astimezone(timezone.utc),
+        adjustments_made=0,
+        bill_ids=json.dumps(bill_ids),
+        fees_waived_fen=0,
+        fees_cancelled_fen=0,
     )
     session.add(plan)
     session.flush()
@@ -256,10 +329,22 @@ def _activate(ctx: HandlerContext, offer: OfferRow, event: p.PlanOfferAccepted) 
     _account(ctx, offer.account_id).active_plan_id = plan.plan_id
     if bill_ids:
         session.execute(update(BillView).where(BillView.bill_id.in_(bill_ids)).values(plan_id=plan.plan_id, dpd=0))
-    _answer(ctx, ACCEPTANCES, offer.offer_id, "plan.activated", p.PlanActivated(
-        plan_id=plan.plan_id, offer_id=offer.offer_id, account_id=offer.account_id, principal=principal,
-        term=offer.term, bill_ids=bill_ids, schedule=store.schedule_lines(schedule.periods),
-    ), plan.plan_id)
+    _answer(
+        ctx,
+        ACCEPTANCES,
+        offer.offer_id,
+        "plan.activated",
+        p.PlanActivated(
+            plan_id=plan.plan_id,
+            offer_id=offer.offer_id,
+            account_id=offer.account_id,
+            principal=principal,
+            term=offer.term,
+            bill_ids=bill_ids,
+            schedule=store.schedule_lines(schedule.periods),
+        ),
+        plan.plan_id,
+    )
     return plan
 
 
@@ -274,8 +359,9 @@ def plan_adjustment_requested(ctx: HandlerContext, event: p.PlanAdjustmentReques
     if session.get(Adjustment, event.request_id) is not None:
         return  # decided before its answer was kept (older rows): not answered again
     on = ctx.event_date
-    record = Adjustment(request_id=event.request_id, plan_id=event.plan_id, kind=event.kind, requested_on=on,
-                        outcome="rejected")
+    record = Adjustment(
+        request_id=event.request_id, plan_id=event.plan_id, kind=event.kind, requested_on=on, outcome="rejected"
+    )
     session.add(record)
     plan = session.scalar(select(Plan).where(Plan.plan_id == event.plan_id).with_for_update())
     reason = _adjustment_precheck(plan, event)
@@ -296,11 +382,22 @@ def plan_adjustment_requested(ctx: HandlerContext, event: p.PlanAdjustmentReques
     _replace_periods(ctx, plan, rows, decision)
     record.outcome, record.new_term = "adjusted", decision.new_term
     record.apr, record.monthly_payment_fen = str(decision.apr), to_fen(decision.monthly_payment)
-    _answer(ctx, ADJUSTMENTS, event.request_id, "plan.adjusted", p.PlanAdjusted(
-        plan_id=plan.plan_id, account_id=plan.account_id, request_id=event.request_id, kind=event.kind,
-        schedule=store.schedule_lines(decision.rescheduled.periods), apr=decision.apr,
-        monthly_payment=decision.monthly_payment,
-    ), plan.plan_id)
+    _answer(
+        ctx,
+        ADJUSTMENTS,
+        event.request_id,
+        "plan.adjusted",
+        p.PlanAdjusted(
+            plan_id=plan.plan_id,
+            account_id=plan.account_id,
+            request_id=event.request_id,
+            kind=event.kind,
+            schedule=store.schedule_lines(decision.rescheduled.periods),
+            apr=decision.apr,
+            monthly_payment=decision.monthly_payment,
+        ),
+        plan.plan_id,
+    )
 
 
 def _adjustment_precheck(plan: Plan | None, event: p.PlanAdjustmentRequested) -> str | None:
@@ -317,9 +414,18 @@ def _adjustment_precheck(plan: Plan | None, event: p.PlanAdjustmentRequested) ->
 
 def _reject_adjustment(ctx: HandlerContext, record: Adjustment, reason: str) -> None:
     record.outcome, record.reason = "rejected", reason
-    _answer(ctx, ADJUSTMENTS, record.request_id, "plan.adjustment.rejected", p.PlanAdjustmentRejected(
-        plan_id=record.plan_id, request_id=record.request_id, reason=reason,
-    ), record.plan_id)
+    _answer(
+        ctx,
+        ADJUSTMENTS,
+        record.request_id,
+        "plan.adjustment.rejected",
+        p.PlanAdjustmentRejected(
+            plan_id=record.plan_id,
+            request_id=record.request_id,
+            reason=reason,
+        ),
+        record.plan_id,
+    )
 
 
 def _replace_periods(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment], decision) -> None:  # type: ignore[no-untyped-def]
@@ -329,10 +435,12 @@ def _replace_periods(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment
         if row.period >= first:
             ctx.session.delete(row)
     ctx.session.flush()
-    ctx.session.add_all([
-        store.installment_row(plan.pk, line, decision.paid.get(line.period), None)
-        for line in decision.rescheduled.periods
-    ])
+    ctx.session.add_all(
+        [
+            store.installment_row(plan.pk, line, decision.paid.get(line.period), None)
+            for line in decision.rescheduled.periods
+        ]
+    )
     plan.term = decision.schedule.term
     plan.adjustments_made += 1
     if decision.unapplied > 0:

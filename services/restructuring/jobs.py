@@ -20,6 +20,7 @@ Plans are processed in chunks of ``CHUNK`` plans per transaction; after
 ``CHUNKS_PER_SLICE`` chunks the job returns ``more=True`` with the last pk so the
 wrapper continues in a new task.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -105,8 +106,10 @@ def _due_plans(session: Session, day: date, after_pk: int) -> list[int]:
     have something overdue. One query, ordered by pk, at most CHUNK plans."""
     query = (
         select(Plan.pk)
-        .join(PlanInstallment, and_(PlanInstallment.plan_pk == Plan.pk, PlanInstallment.status == "open",
-                                    PlanInstallment.due_date < day))
+        .join(
+            PlanInstallment,
+            and_(PlanInstallment.plan_pk == Plan.pk, PlanInstallment.status == "open", PlanInstallment.due_date < day),
+        )
         .where(Plan.status == "active", Plan.pk > after_pk)
         .group_by(Plan.pk)
         .order_by(Plan.pk)
@@ -120,8 +123,9 @@ def _review_chunk(ctx: JobContext, session: Session, pks: list[int], day: date) 
     plans = session.scalars(select(Plan).where(Plan.pk.in_(pks)).order_by(Plan.pk).with_for_update()).all()
     rows_by_plan: dict[int, list[PlanInstallment]] = {pk: [] for pk in pks}
     for row in session.scalars(
-        select(PlanInstallment).where(PlanInstallment.plan_pk.in_(pks)).order_by(PlanInstallment.plan_pk,
-                                                                                  PlanInstallment.period)
+        select(PlanInstallment)
+        .where(PlanInstallment.plan_pk.in_(pks))
+        .order_by(PlanInstallment.plan_pk, PlanInstallment.period)
     ):
         rows_by_plan[row.plan_pk].append(row)
     events: list[PendingEvent] = []
@@ -152,10 +156,21 @@ def _review_plan(
         if row.overdue_notified_on is None:
             row.overdue_notified_on = day
             notified += 1
-            events.append(_event(ctx, "plan.installment.overdue", p.PlanInstallmentOverdue(
-                plan_id=plan.plan_id, account_id=plan.account_id, period=item.period, due_date=item.due_date,
-                dpd=item.dpd, amount=item.amount,
-            ), plan.plan_id))
+            events.append(
+                _event(
+                    ctx,
+                    "plan.installment.overdue",
+                    p.PlanInstallmentOverdue(
+                        plan_id=plan.plan_id,
+                        account_id=plan.account_id,
+                        period=item.period,
+                        due_date=item.due_date,
+                        dpd=item.dpd,
+                        amount=item.amount,
+                    ),
+                    plan.plan_id,
+                )
+            )
     if not review.defaulted:
         return notified, 0
     settlement = default_settlement(schedule, paid, day)
@@ -167,9 +182,19 @@ def _review_plan(
     account = session.get(AccountView, plan.account_id)
     if account is not None and account.active_plan_id == plan.plan_id:
         account.active_plan_id = None
-    events.append(_event(ctx, "plan.defaulted", p.PlanDefaulted(
-        plan_id=plan.plan_id, account_id=plan.account_id, business_date=day,
-        outstanding_principal=settlement.outstanding_principal, fees_due=settlement.fees_due,
-        first_missed_due_date=settlement.first_missed_due_date,
-    ), plan.plan_id))
+    events.append(
+        _event(
+            ctx,
+            "plan.defaulted",
+            p.PlanDefaulted(
+                plan_id=plan.plan_id,
+                account_id=plan.account_id,
+                business_date=day,
+                outstanding_principal=settlement.outstanding_principal,
+                fees_due=settlement.fees_due,
+                first_missed_due_date=settlement.first_missed_due_date,
+            ),
+            plan.plan_id,
+        )
+    )
     return notified, 1

@@ -14,6 +14,7 @@ came from (``as_of_date``, ``as_of_seq``: the business date and the envelope's
 per-producer ``sequence``). An event older than that position never overwrites it.
 Rates are stored as decimal strings (exact, and as configured), never as floats.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime

@@ -5,6 +5,7 @@ unapplied. The installment that is paid off announces itself (``plan.installment
 the last one, or an early settlement, completes the plan: the fees that never fell due are
 waived, the account is released and ``plan.completed`` goes out.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -30,21 +31,44 @@ def pay_plan(ctx: HandlerContext, plan_id: str, payment_id: str, amount: Decimal
         return  # this payment already reached this plan
     plan = session.scalar(select(Plan).where(Plan.plan_id == plan_id).with_for_update())
     if plan is None or plan.status != "active":
-        log.warning("plan_payment_unapplied", plan_id=plan_id, payment_id=payment_id,
-                    status=plan.status if plan else "unknown")
-        session.add(PlanPayment(plan_id=plan_id, payment_id=payment_id, amount_fen=to_fen(amount), applied_fen=0,
-                                unapplied_fen=to_fen(amount), paid_on=paid_on))
+        log.warning(
+            "plan_payment_unapplied", plan_id=plan_id, payment_id=payment_id, status=plan.status if plan else "unknown"
+        )
+        session.add(
+            PlanPayment(
+                plan_id=plan_id,
+                payment_id=payment_id,
+                amount_fen=to_fen(amount),
+                applied_fen=0,
+                unapplied_fen=to_fen(amount),
+                paid_on=paid_on,
+            )
+        )
         return
     rows = store.load_installments(session, plan.pk)
     application = apply_payment(store.plan_schedule(plan, rows), store.plan_paid(rows), amount, paid_on)
     store.store_paid(rows, application.paid, paid_on)
-    session.add(PlanPayment(plan_id=plan_id, payment_id=payment_id, amount_fen=to_fen(amount),
-                            applied_fen=to_fen(amount - application.unapplied),
-                            unapplied_fen=to_fen(application.unapplied), paid_on=paid_on))
+    session.add(
+        PlanPayment(
+            plan_id=plan_id,
+            payment_id=payment_id,
+            amount_fen=to_fen(amount),
+            applied_fen=to_fen(amount - application.unapplied),
+            unapplied_fen=to_fen(application.unapplied),
+            paid_on=paid_on,
+        )
+    )
     for period in application.periods_completed:
-        ctx.emit("plan.installment.paid", p.PlanInstallmentPaid(
-            plan_id=plan.plan_id, account_id=plan.account_id, period=period, paid_on=paid_on,
-        ), plan.plan_id)
+        ctx.emit(
+            "plan.installment.paid",
+            p.PlanInstallmentPaid(
+                plan_id=plan.plan_id,
+                account_id=plan.account_id,
+                period=period,
+                paid_on=paid_on,
+            ),
+            plan.plan_id,
+        )
     if application.completed or all(r.status == "paid" for r in rows):
         _complete(ctx, plan, rows, paid_on, application.fees_waived)
 
@@ -58,5 +82,8 @@ def _complete(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment], on: 
     account = ctx.session.get(AccountView, plan.account_id)
     if account is not None and account.active_plan_id == plan.plan_id:
         account.active_plan_id = None
-    ctx.emit("plan.completed", p.PlanCompleted(plan_id=plan.plan_id, account_id=plan.account_id, completed_on=on),
-             plan.plan_id)
+    ctx.emit(
+        "plan.completed",
+        p.PlanCompleted(plan_id=plan.plan_id, account_id=plan.account_id, completed_on=on),
+        plan.plan_id,
+    )

@@ -16,6 +16,7 @@ one of them works the same way through :class:`ProjectionRun`:
 
 A run's result is by construction that of its events one after the other.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -39,10 +40,25 @@ BILLS: Table = BillView.__table__
 RISK_ASSESSMENTS: Table = RiskAssessmentRow.__table__
 
 # What a snapshot may change on a stored row (nothing else is written back).
-SNAPSHOT_ACCOUNT_COLUMNS = ("max_dpd", "delinquency_as_of", "delinquency_seq", "episode_assessed", "last_grade",
-                            "last_score")
-SNAPSHOT_BILL_COLUMNS = ("due_date", "overdue_on", "unpaid_principal_fen", "penalty_fen", "late_fee_fen", "dpd",
-                         "max_dpd", "as_of_date", "as_of_seq")
+SNAPSHOT_ACCOUNT_COLUMNS = (
+    "max_dpd",
+    "delinquency_as_of",
+    "delinquency_seq",
+    "episode_assessed",
+    "last_grade",
+    "last_score",
+)
+SNAPSHOT_BILL_COLUMNS = (
+    "due_date",
+    "overdue_on",
+    "unpaid_principal_fen",
+    "penalty_fen",
+    "late_fee_fen",
+    "dpd",
+    "max_dpd",
+    "as_of_date",
+    "as_of_seq",
+)
 
 
 def first_overdue_day(due_date: date) -> date:
@@ -62,20 +78,43 @@ class ProjectionRow:
 
 def new_account(account_id: str) -> ProjectionRow:
     """An account on first mention: nothing overdue, nothing known (events arrive in any order)."""
-    return ProjectionRow({
-        "account_id": account_id, "opened_on": None, "monthly_income_fen": None, "max_dpd": 0,
-        "delinquency_as_of": None, "delinquency_seq": None, "episode_assessed": False, "cured_on": None,
-        "active_plan_id": None, "last_grade": None, "last_score": None,
-    })
+    return ProjectionRow(
+        {
+            "account_id": account_id,
+            "opened_on": None,
+            "monthly_income_fen": None,
+            "max_dpd": 0,
+            "delinquency_as_of": None,
+            "delinquency_seq": None,
+            "episode_assessed": False,
+            "cured_on": None,
+            "active_plan_id": None,
+            "last_grade": None,
+            "last_score": None,
+        }
+    )
 
 
 def new_bill(bill_id: str, account_id: str) -> ProjectionRow:
     """A bill on first mention: nothing unpaid until an event says so."""
-    return ProjectionRow({
-        "bill_id": bill_id, "account_id": account_id, "statement_date": None, "due_date": None, "amount_fen": None,
-        "unpaid_principal_fen": 0, "penalty_fen": 0, "late_fee_fen": 0, "dpd": 0, "max_dpd": 0, "overdue_on": None,
-        "plan_id": None, "as_of_date": None, "as_of_seq": None,
-    })
+    return ProjectionRow(
+        {
+            "bill_id": bill_id,
+            "account_id": account_id,
+            "statement_date": None,
+            "due_date": None,
+            "amount_fen": None,
+            "unpaid_principal_fen": 0,
+            "penalty_fen": 0,
+            "late_fee_fen": 0,
+            "dpd": 0,
+            "max_dpd": 0,
+            "overdue_on": None,
+            "plan_id": None,
+            "as_of_date": None,
+            "as_of_seq": None,
+        }
+    )
 
 
 class ProjectionRun:
@@ -88,8 +127,9 @@ class ProjectionRun:
         self.session = session
         self.accounts = {
             row["account_id"]: ProjectionRow(dict(row))
-            for row in session.execute(select(ACCOUNTS).where(matches_any(session, ACCOUNTS.c.account_id, account_ids)))
-            .mappings()
+            for row in session.execute(
+                select(ACCOUNTS).where(matches_any(session, ACCOUNTS.c.account_id, account_ids))
+            ).mappings()
         }
         condition = matches_any(session, BILLS.c.account_id, account_ids) if account_bills else None
         if bill_ids:
@@ -135,29 +175,51 @@ class ProjectionRun:
         if account.episode_assessed:
             return
         account.episode_assessed = True
-        bills = sorted(self.bills_of.get(account.account_id, []),  # nulls last, as PostgreSQL sorts
-                       key=lambda b: (b.due_date is None, b.due_date or date.min))
+        bills = sorted(
+            self.bills_of.get(account.account_id, []),  # nulls last, as PostgreSQL sorts
+            key=lambda b: (b.due_date is None, b.due_date or date.min),
+        )
         facts = store.facts_of(account, bills, as_of)
         inputs = store.risk_inputs(facts, as_of, ctx.rules)
         assessment = store.assess(inputs, ctx.rules)
-        self.assessments.append(store.assessment_values(account.account_id, as_of, TRIGGER_FIRST_OVERDUE, None,
-                                                        assessment, inputs))
+        self.assessments.append(
+            store.assessment_values(account.account_id, as_of, TRIGGER_FIRST_OVERDUE, None, assessment, inputs)
+        )
         account.last_grade, account.last_score = assessment.grade, assessment.score
         self.changed(account)
-        payload = p.RiskAssessed(account_id=account.account_id, score=assessment.score, grade=assessment.grade,
-                                 factors=store.risk_factors(assessment))
+        payload = p.RiskAssessed(
+            account_id=account.account_id,
+            score=assessment.score,
+            grade=assessment.grade,
+            factors=store.risk_factors(assessment),
+        )
         self.replies.append(ctx.reply("risk.assessed", payload, account.account_id))
 
-    def write(self, ctx: HandlerContext, *, account_columns: Sequence[str] = SNAPSHOT_ACCOUNT_COLUMNS,
-              bill_columns: Sequence[str] = SNAPSHOT_BILL_COLUMNS) -> None:
+    def write(
+        self,
+        ctx: HandlerContext,
+        *,
+        account_columns: Sequence[str] = SNAPSHOT_ACCOUNT_COLUMNS,
+        bill_columns: Sequence[str] = SNAPSHOT_BILL_COLUMNS,
+    ) -> None:
         """Write what the run changed: on a stored row only the ``*_columns`` change (none:
         a row another writer created first stays as it is); then the run's assessments and
         their ``risk.assessed`` (``ctx``: any context of the run, for its outbox)."""
         session = self.session
-        upsert(session, ACCOUNTS, [row.values(ACCOUNTS.columns.keys()) for row in self.changed_accounts.values()],
-               key="account_id", update=account_columns)
-        upsert(session, BILLS, [row.values(BILLS.columns.keys()) for row in self.changed_bills.values()],
-               key="bill_id", update=bill_columns)
+        upsert(
+            session,
+            ACCOUNTS,
+            [row.values(ACCOUNTS.columns.keys()) for row in self.changed_accounts.values()],
+            key="account_id",
+            update=account_columns,
+        )
+        upsert(
+            session,
+            BILLS,
+            [row.values(BILLS.columns.keys()) for row in self.changed_bills.values()],
+            key="bill_id",
+            update=bill_columns,
+        )
         # The ORM may hold these rows from an earlier handler of this transaction: reload them when next used.
         expire_loaded(session, AccountView, self.changed_accounts)
         expire_loaded(session, BillView, self.changed_bills)

@@ -5,6 +5,7 @@ come in floods are ``BatchHandler``s on the projection (``projection.ProjectionR
 taking a run of events at once; a run of one (the guarded retry pass, a quiet hour) is
 the same code.
 """
+
 from __future__ import annotations
 
 from services.restructuring import handlers

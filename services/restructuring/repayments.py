@@ -14,6 +14,7 @@ A payment counts once: the run's payment ids already taken (``applied_payments``
 ``repayment.received`` with the first ``repayment.applied`` again, under a new event id
 and a newer sequence, which the inbox and the snapshot guard would both let through.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -39,13 +40,22 @@ def repayment_applied_batch(items: Sequence[tuple[HandlerContext, p.RepaymentApp
     if not items:
         return
     session = items[0][0].session
-    taken = set(session.scalars(select(AppliedPayment.payment_id).where(
-        AppliedPayment.payment_id.in_(sorted({event.payment_id for _, event in items})))))
+    taken = set(
+        session.scalars(
+            select(AppliedPayment.payment_id).where(
+                AppliedPayment.payment_id.in_(sorted({event.payment_id for _, event in items}))
+            )
+        )
+    )
     items = _first_time(items, taken)
     if not items:
         return
-    upsert(session, AppliedPayment.__table__, [{"payment_id": event.payment_id, "account_id": event.account_id}
-                                               for _, event in items], key="payment_id")
+    upsert(
+        session,
+        AppliedPayment.__table__,
+        [{"payment_id": event.payment_id, "account_id": event.account_id} for _, event in items],
+        key="payment_id",
+    )
     bill_ids = {a.target_id for _, event in items for a in event.allocations if a.target != "plan"}
     run = ProjectionRun(session, set(), bill_ids, account_bills=False)
     for ctx, event in items:
@@ -62,8 +72,9 @@ def repayment_applied_batch(items: Sequence[tuple[HandlerContext, p.RepaymentApp
     run.write(items[0][0], account_columns=(), bill_columns=_REPAYMENT_COLUMNS)
 
 
-def _first_time(items: Sequence[tuple[HandlerContext, p.RepaymentApplied]], taken: set[str]
-                ) -> list[tuple[HandlerContext, p.RepaymentApplied]]:
+def _first_time(
+    items: Sequence[tuple[HandlerContext, p.RepaymentApplied]], taken: set[str]
+) -> list[tuple[HandlerContext, p.RepaymentApplied]]:
     """The run's payments not taken before (stored, or earlier in the run), in order."""
     fresh = []
     for ctx, event in items:

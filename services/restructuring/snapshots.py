@@ -11,6 +11,7 @@ One daily close sends about 100,000 snapshots: each type is taken as a run on a
 named and one of their bills, the fold in memory in message order, one upsert each of the
 accounts and bills changed, one insert of the assessments and one of their events).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,8 +28,11 @@ def account_delinquency_updated_batch(items: Sequence[tuple[HandlerContext, p.Ac
     """A run of daily snapshots, applied one after the other in message order."""
     if not items:
         return
-    run = ProjectionRun(items[0][0].session, {event.account_id for _, event in items},
-                        {line.bill_id for _, event in items for line in event.bills})
+    run = ProjectionRun(
+        items[0][0].session,
+        {event.account_id for _, event in items},
+        {line.bill_id for _, event in items for line in event.bills},
+    )
     for ctx, event in items:
         _snapshot(run, ctx, event)
     run.write(items[0][0])
@@ -37,8 +41,12 @@ def account_delinquency_updated_batch(items: Sequence[tuple[HandlerContext, p.Ac
 def _snapshot(run: ProjectionRun, ctx: HandlerContext, event: p.AccountDelinquencyUpdated) -> None:
     account = run.account(event.account_id)
     seq, as_of = ctx.envelope.sequence, event.business_date
-    if not supersedes(business_date=as_of, sequence=seq,
-                      stored_date=account.delinquency_as_of, stored_sequence=account.delinquency_seq):
+    if not supersedes(
+        business_date=as_of,
+        sequence=seq,
+        stored_date=account.delinquency_as_of,
+        stored_sequence=account.delinquency_seq,
+    ):
         return
     account.max_dpd = event.max_dpd
     account.delinquency_as_of, account.delinquency_seq = as_of, seq
@@ -48,8 +56,9 @@ def _snapshot(run: ProjectionRun, ctx: HandlerContext, event: p.AccountDelinquen
         bill = run.bill(line.bill_id, event.account_id)
         bill.due_date = bill.due_date or line.due_date
         bill.overdue_on = bill.overdue_on or first_overdue_day(line.due_date)
-        if bill.plan_id is None and supersedes(business_date=as_of, sequence=seq,
-                                               stored_date=bill.as_of_date, stored_sequence=bill.as_of_seq):
+        if bill.plan_id is None and supersedes(
+            business_date=as_of, sequence=seq, stored_date=bill.as_of_date, stored_sequence=bill.as_of_seq
+        ):
             bill.unpaid_principal_fen = to_fen(line.unpaid_principal)
             bill.penalty_fen, bill.late_fee_fen = to_fen(line.penalty_interest), to_fen(line.late_fee)
             bill.dpd, bill.max_dpd = line.dpd, max(bill.max_dpd, line.dpd)
@@ -65,8 +74,9 @@ def _clear_unlisted(run: ProjectionRun, account_id: str, listed: set[str], as_of
     for bill in run.bills_of.get(account_id, ()):
         if bill.plan_id is not None or bill.dpd <= 0 or bill.bill_id in listed:
             continue
-        if not supersedes(business_date=as_of, sequence=seq, stored_date=bill.as_of_date,
-                          stored_sequence=bill.as_of_seq):
+        if not supersedes(
+            business_date=as_of, sequence=seq, stored_date=bill.as_of_date, stored_sequence=bill.as_of_seq
+        ):
             continue
         bill.unpaid_principal_fen = bill.penalty_fen = bill.late_fee_fen = 0
         bill.dpd = 0
@@ -84,8 +94,12 @@ def account_cured_batch(items: Sequence[tuple[HandlerContext, p.AccountCured]]) 
     for ctx, event in items:
         account = run.account(event.account_id)
         seq, as_of = ctx.envelope.sequence, event.business_date
-        if not supersedes(business_date=as_of, sequence=seq,
-                          stored_date=account.delinquency_as_of, stored_sequence=account.delinquency_seq):
+        if not supersedes(
+            business_date=as_of,
+            sequence=seq,
+            stored_date=account.delinquency_as_of,
+            stored_sequence=account.delinquency_seq,
+        ):
             continue
         account.max_dpd, account.episode_assessed, account.cured_on = 0, False, as_of
         account.delinquency_as_of, account.delinquency_seq = as_of, seq

@@ -4,6 +4,7 @@ The handlers, the plan monitor and the command line all see an account and a pla
 the same way through these functions, so the figures a customer is shown by
 ``baitiao plan offers`` are the figures ``plan.offered`` would disclose.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,7 +91,9 @@ def facts_of(account: Any, bills: Sequence[Any], as_of: date) -> AccountFacts:
         monthly_income=from_fen(account.monthly_income_fen) if account.monthly_income_fen is not None else None,
         current_max_dpd=max((_bill_dpd(b, as_of) for b in overdue), default=0),
         overdue_bills=tuple(
-            OverdueBillBalance(b.bill_id, from_fen(b.unpaid_principal_fen), from_fen(b.penalty_fen), from_fen(b.late_fee_fen))
+            OverdueBillBalance(
+                b.bill_id, from_fen(b.unpaid_principal_fen), from_fen(b.penalty_fen), from_fen(b.late_fee_fen)
+            )
             for b in overdue
         ),
         overdue_due_dates=tuple(went_overdue),
@@ -123,8 +126,12 @@ def risk_inputs(facts: AccountFacts, as_of: date, rules: ProductRules, income: D
 
 def assess(inputs: RiskInputs, rules: ProductRules) -> RiskAssessment:
     return assess_risk(
-        inputs.current_dpd, inputs.overdue_bills_12m, inputs.months_on_book, inputs.unpaid_total,
-        inputs.monthly_income, rules.risk,
+        inputs.current_dpd,
+        inputs.overdue_bills_12m,
+        inputs.months_on_book,
+        inputs.unpaid_total,
+        inputs.monthly_income,
+        rules.risk,
     )
 
 
@@ -143,9 +150,7 @@ class Quote:
     offers: tuple[Offer, ...]
 
 
-def quote(
-    session: Session, account_id: str, as_of: date, rules: ProductRules, income: Decimal | None = None
-) -> Quote:
+def quote(session: Session, account_id: str, as_of: date, rules: ProductRules, income: Decimal | None = None) -> Quote:
     """Risk, eligibility and offers for an account, from the projection and the domain only."""
     facts = load_facts(session, account_id, as_of)
     if facts is None:
@@ -155,8 +160,11 @@ def quote(
     principal = restructured_principal(facts.overdue_bills)
     bill_ids = tuple(b.bill_id for b in facts.overdue_bills)
     reason = check_eligibility(
-        bool(facts.overdue_bills), facts.current_max_dpd, facts.active_plan_id is not None,
-        assessment.grade, rules.restructuring,
+        bool(facts.overdue_bills),
+        facts.current_max_dpd,
+        facts.active_plan_id is not None,
+        assessment.grade,
+        rules.restructuring,
     )
     offers: tuple[Offer, ...] = ()
     if reason is None:
@@ -181,16 +189,26 @@ def schedule_json(periods: Sequence[Installment]) -> str:
 
 
 def assessment_values(
-    account_id: str, as_of: date, trigger: str, request_id: str | None, assessment: RiskAssessment,
+    account_id: str,
+    as_of: date,
+    trigger: str,
+    request_id: str | None,
+    assessment: RiskAssessment,
     inputs: RiskInputs,
 ) -> dict[str, Any]:
     """The columns of one ``risk_assessments`` row (the assessment and the facts it came from)."""
     return {
-        "account_id": account_id, "assessed_on": as_of, "trigger": trigger, "request_id": request_id,
-        "score": assessment.score, "grade": assessment.grade,
+        "account_id": account_id,
+        "assessed_on": as_of,
+        "trigger": trigger,
+        "request_id": request_id,
+        "score": assessment.score,
+        "grade": assessment.grade,
         "factors": json.dumps([{"name": f.name, "points": f.points} for f in assessment.factors]),
-        "current_dpd": inputs.current_dpd, "overdue_bills_12m": inputs.overdue_bills_12m,
-        "months_on_book": inputs.months_on_book, "unpaid_total_fen": to_fen(inputs.unpaid_total),
+        "current_dpd": inputs.current_dpd,
+        "overdue_bills_12m": inputs.overdue_bills_12m,
+        "months_on_book": inputs.months_on_book,
+        "unpaid_total_fen": to_fen(inputs.unpaid_total),
         "monthly_income_fen": to_fen(inputs.monthly_income) if inputs.monthly_income is not None else None,
     }
 
@@ -200,9 +218,11 @@ def risk_factors(assessment: RiskAssessment) -> list[p.RiskFactor]:
 
 
 def load_installments(session: Session, plan_pk: int) -> list[PlanInstallment]:
-    return list(session.scalars(
-        select(PlanInstallment).where(PlanInstallment.plan_pk == plan_pk).order_by(PlanInstallment.period)
-    ))
+    return list(
+        session.scalars(
+            select(PlanInstallment).where(PlanInstallment.plan_pk == plan_pk).order_by(PlanInstallment.period)
+        )
+    )
 
 
 def plan_schedule(plan: Plan, rows: Sequence[PlanInstallment]) -> Schedule:
@@ -225,13 +245,21 @@ def plan_paid(rows: Sequence[PlanInstallment]) -> dict[int, InstallmentPaid]:
     }
 
 
-def installment_row(plan_pk: int, line: Installment, paid: InstallmentPaid | None, paid_on: date | None) -> PlanInstallment:
+def installment_row(
+    plan_pk: int, line: Installment, paid: InstallmentPaid | None, paid_on: date | None
+) -> PlanInstallment:
     paid = paid or InstallmentPaid()
     row = PlanInstallment(
-        plan_pk=plan_pk, period=line.period, due_date=line.due_date,
-        principal_fen=to_fen(line.principal), fee_fen=to_fen(line.fee),
-        paid_principal_fen=to_fen(paid.principal), paid_fee_fen=to_fen(paid.fee),
-        status="open", paid_on=None, overdue_notified_on=None,
+        plan_pk=plan_pk,
+        period=line.period,
+        due_date=line.due_date,
+        principal_fen=to_fen(line.principal),
+        fee_fen=to_fen(line.fee),
+        paid_principal_fen=to_fen(paid.principal),
+        paid_fee_fen=to_fen(paid.fee),
+        status="open",
+        paid_on=None,
+        overdue_notified_on=None,
     )
     if paid.total >= line.total:
         row.status, row.paid_on = "paid", paid_on

@@ -3,6 +3,7 @@
 Its events arrive on ``restructuring.events``; its job (plan-monitor) on
 ``restructuring.jobs``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -12,6 +12,7 @@ The table lives in each service's database beside its business tables
 the new ones in one insert, so a run of commands costs two statements more, not two per
 command.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,14 @@ def repeat(ctx: HandlerContext, answer: Answer) -> PendingEvent:
     """The answer again for the retry ``ctx`` handles: the same type and payload (not
     validated again: it is what went out), a new event id, caused by the retry."""
     envelope = ctx.envelope
-    return PendingEvent(answer.type, answer.aggregate_id, answer.payload, ctx.clock.now(),
-                        correlation_id=envelope.correlation_id or envelope.event_id, causation_id=envelope.event_id)
+    return PendingEvent(
+        answer.type,
+        answer.aggregate_id,
+        answer.payload,
+        ctx.clock.now(),
+        correlation_id=envelope.correlation_id or envelope.event_id,
+        causation_id=envelope.event_id,
+    )
 
 
 class AnswerBook:
@@ -74,9 +81,12 @@ class AnswerBook:
             return {}
         t = self.table
         query = select(t.c.business_id, t.c.answer_type, t.c.aggregate_id, t.c.payload).where(
-            t.c.command == self.command, t.c.business_id.in_(ids))
-        return {row.business_id: Answer(row.answer_type, row.aggregate_id, json.loads(row.payload))
-                for row in session.execute(query)}
+            t.c.command == self.command, t.c.business_id.in_(ids)
+        )
+        return {
+            row.business_id: Answer(row.answer_type, row.aggregate_id, json.loads(row.payload))
+            for row in session.execute(query)
+        }
 
     def find(self, session: Session, business_id: str) -> Answer | None:
         return self.load(session, [business_id]).get(business_id)
@@ -85,9 +95,16 @@ class AnswerBook:
         """Record the first answers of a run (one insert)."""
         if not answers:
             return
-        session.execute(insert(self.table), [
-            {"command": self.command, "business_id": business_id, "answer_type": a.type,
-             "aggregate_id": a.aggregate_id,
-             "payload": json.dumps(a.payload, ensure_ascii=False, separators=(",", ":"))}
-            for business_id, a in answers.items()])
-
+        session.execute(
+            insert(self.table),
+            [
+                {
+                    "command": self.command,
+                    "business_id": business_id,
+                    "answer_type": a.type,
+                    "aggregate_id": a.aggregate_id,
+                    "payload": json.dumps(a.payload, ensure_ascii=False, separators=(",", ":")),
+                }
+                for business_id, a in answers.items()
+            ],
+        )

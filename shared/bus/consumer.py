@@ -6,6 +6,7 @@ It runs as a thread inside the service's Celery worker (see
 worker that dies before acking is restored to the queue after
 ``visibility_timeout`` seconds by any live consumer of the bus.
 """
+
 from __future__ import annotations
 
 import queue as thread_queue
@@ -56,8 +57,9 @@ class ConsumerConfig:
 class EventConsumer:
     """Consumes ``<service>.events`` in batches until told to stop."""
 
-    def __init__(self, service: str, broker_url: str, applier: EventApplier, config: ConsumerConfig,
-                 queue: Queue | None = None):
+    def __init__(
+        self, service: str, broker_url: str, applier: EventApplier, config: ConsumerConfig, queue: Queue | None = None
+    ):
         self.service = service
         self.queue = queue or events_queue(service)
         self.broker_url = broker_url
@@ -96,8 +98,13 @@ class EventConsumer:
                     self._consume(conn)
             except Exception as exc:  # noqa: BLE001 - broker or database down: wait, retry
                 pause = backoff.next()
-                log.warning("consumer_reconnect", service=self.service, error=str(exc)[:300],
-                            transient=is_transient(exc), backoff_s=round(pause, 2))
+                log.warning(
+                    "consumer_reconnect",
+                    service=self.service,
+                    error=str(exc)[:300],
+                    transient=is_transient(exc),
+                    backoff_s=round(pause, 2),
+                )
                 # Unacked messages are restored by the broker; forget our copies.
                 self._pending.clear()
                 self._retry.clear()
@@ -124,8 +131,9 @@ class EventConsumer:
         """
         channel = conn.channel()
         prefetch = self.config.batch_size * 3
-        consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
-                            prefetch_count=prefetch, accept=None)
+        consumer = Consumer(
+            channel, queues=[self.queue], on_message=self._on_message, prefetch_count=prefetch, accept=None
+        )
         self._bulk = BulkTake(channel, self.queue.name) if BulkTake.supported(channel) else None
         todo: thread_queue.Queue[list[Delivery] | None] = thread_queue.Queue()
         applier = threading.Thread(target=self._apply_loop, args=(todo,), name=f"{self.service}-applier", daemon=True)
@@ -243,8 +251,9 @@ class EventConsumer:
             except Exception as exc:  # noqa: BLE001 - transient (or a poison message): retry
                 transient = is_transient(exc)
                 failures += 0 if transient else 1
-                log.warning("batch_retry", service=self.service, size=len(batch), transient=transient,
-                            error=str(exc)[:300])
+                log.warning(
+                    "batch_retry", service=self.service, size=len(batch), transient=transient, error=str(exc)[:300]
+                )
                 if failures >= 3:
                     break
                 pause = outage.next() if transient else self.config.retry_backoff_s * 2 ** (failures - 1)
@@ -276,16 +285,21 @@ class EventConsumer:
                 return
             except Exception as exc:  # noqa: BLE001 - its own failure is counted; an outage is not
                 if is_transient(exc):
-                    log.warning("message_waits_out_fault", service=self.service, attempts=delivery.attempts,
-                                error=f"{type(exc).__name__}: {exc}"[:300])
+                    log.warning(
+                        "message_waits_out_fault",
+                        service=self.service,
+                        attempts=delivery.attempts,
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                    )
                     if self._pause(outage.next(), generation):
                         return
                     continue
                 outage.reset()
                 delivery.attempts += 1
                 delivery.last_error = f"{type(exc).__name__}: {exc}"[:1000]
-                log.warning("message_retry", service=self.service, attempts=delivery.attempts,
-                            error=delivery.last_error[:300])
+                log.warning(
+                    "message_retry", service=self.service, attempts=delivery.attempts, error=delivery.last_error[:300]
+                )
                 if self._pause(backoff.next(), generation):
                     return
 

@@ -10,6 +10,7 @@ What an operator reads of a letter (:func:`masked_view`) has its personal data m
 by the very processor that masks the logs (:func:`shared.log.mask_personal_data`):
 names, phones and identity hashes in the body, phone numbers anywhere in the text.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,9 @@ class LetterRetired(ValueError):
     """The letter was discarded (nothing may replay it), or is already retired."""
 
 
-def list_dead_letters(engine: Engine, table: Table, include_retired: bool = False, limit: int = 100) -> list[DeadLetter]:
+def list_dead_letters(
+    engine: Engine, table: Table, include_retired: bool = False, limit: int = 100
+) -> list[DeadLetter]:
     """The newest letters first; only the open ones unless ``include_retired``."""
     query = select(table).order_by(table.c.id.desc()).limit(limit)
     if not include_retired:
@@ -64,8 +67,14 @@ def list_dead_letters(engine: Engine, table: Table, include_retired: bool = Fals
 def count_open_letters(engine: Engine, table: Table) -> int:
     """Letters neither replayed nor discarded."""
     with transaction(engine) as session:
-        return int(session.scalar(select(func.count()).select_from(table).where(
-            table.c.replayed_at.is_(None), table.c.discarded_at.is_(None))) or 0)
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(table)
+                .where(table.c.replayed_at.is_(None), table.c.discarded_at.is_(None))
+            )
+            or 0
+        )
 
 
 def get_dead_letter(engine: Engine, table: Table, letter_id: int) -> DeadLetter:
@@ -81,7 +90,9 @@ def _locked(session: Session, table: Table, letter_id: int, lock: bool = True) -
     return DeadLetter(**row._mapping)
 
 
-def replay_dead_letter(engine: Engine, table: Table, letter_id: int, connection: Connection, now: datetime) -> DeadLetter:
+def replay_dead_letter(
+    engine: Engine, table: Table, letter_id: int, connection: Connection, now: datetime
+) -> DeadLetter:
     """Publish a dead letter's original body to its queue again and stamp it replayed.
 
     Refuses a discarded letter (``LetterRetired``): its discard is the operator's word
@@ -89,8 +100,10 @@ def replay_dead_letter(engine: Engine, table: Table, letter_id: int, connection:
     with transaction(engine) as session:
         letter = _locked(session, table, letter_id)
         if letter.discarded_at is not None:
-            raise LetterRetired(f"dead letter {letter_id} was discarded at {letter.discarded_at:%Y-%m-%d %H:%M:%S} "
-                                f"({letter.discard_reason}); it is not replayed")
+            raise LetterRetired(
+                f"dead letter {letter_id} was discarded at {letter.discarded_at:%Y-%m-%d %H:%M:%S} "
+                f"({letter.discard_reason}); it is not replayed"
+            )
         declare_topology(connection)
         producer = Producer(connection.channel())
         producer.publish(
@@ -125,8 +138,13 @@ def masked_view(letter: DeadLetter) -> dict[str, Any]:
         body: Any = json.loads(letter.body)
     except ValueError:
         body = letter.body
-    return {**letter.__dict__, "state": letter.state, "body": mask_tree(body), "reason": mask_tree(letter.reason),
-            "discard_reason": mask_tree(letter.discard_reason)}  # ids and times stay as stored
+    return {
+        **letter.__dict__,
+        "state": letter.state,
+        "body": mask_tree(body),
+        "reason": mask_tree(letter.reason),
+        "discard_reason": mask_tree(letter.discard_reason),
+    }  # ids and times stay as stored
 
 
 def mask_tree(value: Any) -> Any:

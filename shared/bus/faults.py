@@ -17,6 +17,7 @@ killed: the job crash tests kill a worker holding a slice.
 
 Unset in every real deployment.
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ message into its dead letters and its event id into its inbox, all in the batch'
 transaction, so a redelivery is a duplicate and the sender is told once. The command's
 other consumers ack it and record nothing: one dead letter, one answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ from shared.events.payloads import Payload
 from shared.events.rejections import REJECTIONS, answered_by
 from shared.log import get_logger
 from shared.rules import ProductRules
+
 # One classification for consumer, relay and jobs; re-exported for the handlers.
 from shared.transient import TransientFault as TransientFault, is_transient
 
@@ -64,7 +66,10 @@ class HandlerContext:
         """The event ``emit`` would write, kept back: a batch handler writes a whole run's
         replies with one ``Outbox.emit_many``."""
         return PendingEvent(
-            event_type, aggregate_id, payload_json(event_type, payload), self.clock.now(),
+            event_type,
+            aggregate_id,
+            payload_json(event_type, payload),
+            self.clock.now(),
             correlation_id=self.envelope.correlation_id or self.envelope.event_id,
             causation_id=self.envelope.event_id,
         )
@@ -108,8 +113,9 @@ def _runs_by_handler(todo: list[Any], handlers: dict[str, Any], split: bool) -> 
     runs: list[list[Any]] = []
     for item in todo:
         event_type = item[1].type
-        batchable = (not split and not isinstance(item[2], Refusal)
-                     and isinstance(handlers.get(event_type), BatchHandler))
+        batchable = (
+            not split and not isinstance(item[2], Refusal) and isinstance(handlers.get(event_type), BatchHandler)
+        )
         if batchable and runs and runs[-1][0][1].type == event_type and not isinstance(runs[-1][0][2], Refusal):
             runs[-1].append(item)
         else:
@@ -196,8 +202,9 @@ class EventApplier:
                 elif exc.envelope.type in REJECTIONS and exc.envelope.type not in self.answers:
                     left.append(delivery)  # its answering service records it, once
                 else:
-                    unreadable.append((delivery, self._dead_letter_row(delivery, exc.reason, exc.event_id,
-                                                                       exc.event_type)))
+                    unreadable.append(
+                        (delivery, self._dead_letter_row(delivery, exc.reason, exc.event_id, exc.event_type))
+                    )
                 continue
             except UnreadableEvent as exc:
                 unreadable.append((delivery, self._dead_letter_row(delivery, exc.reason, exc.event_id, exc.event_type)))
@@ -217,8 +224,13 @@ class EventApplier:
         reply = rejection.reply_payload(exc.envelope.payload, exc.errors)
         return None if reply is None else Refusal(rejection.reply, reply, exc.reason)
 
-    def _apply(self, readable: list[tuple[Delivery, Envelope, Payload | Refusal]],
-               unreadable: list[tuple[Delivery, dict[str, Any]]], left: list[Delivery], guarded: bool) -> BatchOutcome:
+    def _apply(
+        self,
+        readable: list[tuple[Delivery, Envelope, Payload | Refusal]],
+        unreadable: list[tuple[Delivery, dict[str, Any]]],
+        left: list[Delivery],
+        guarded: bool,
+    ) -> BatchOutcome:
         outcome = BatchOutcome(ack=[d for d, _ in unreadable] + left, ignored=len(left))
         dead = [row for _, row in unreadable]
         outbox = DeferredOutbox(self.tables.outbox)
@@ -242,8 +254,10 @@ class EventApplier:
             outbox.write(session)
             if done:
                 now = self.clock.now()
-                session.execute(insert(self.tables.inbox),
-                                [{"event_id": e.event_id, "type": e.type, "handled_at": now} for _, e in done])
+                session.execute(
+                    insert(self.tables.inbox),
+                    [{"event_id": e.event_id, "type": e.type, "handled_at": now} for _, e in done],
+                )
             if dead:
                 session.execute(insert(self.tables.dead_letters), dead)
             maybe_crash("before_commit", [(env.type, env.aggregate_id) for _, env, _ in readable])
@@ -252,8 +266,9 @@ class EventApplier:
         self._count(outcome, dead)
         return outcome
 
-    def _refuse(self, session: Session, outbox: DeferredOutbox, item: tuple[Delivery, Envelope, Any],
-                dead: list[dict[str, Any]]) -> None:
+    def _refuse(
+        self, session: Session, outbox: DeferredOutbox, item: tuple[Delivery, Envelope, Any], dead: list[dict[str, Any]]
+    ) -> None:
         """Answer a refused command with its rejection and keep the message for the operator.
 
         The rejection is about what the command was about (its envelope's aggregate id).
@@ -262,11 +277,18 @@ class EventApplier:
         ctx = HandlerContext(session, envelope, outbox, self.rules, self._clock_for(envelope))
         outbox.emit_many(session, [ctx.reply(refusal.reply_type, refusal.reply, envelope.aggregate_id)])
         dead.append(self._dead_letter_row(delivery, refusal.reason, envelope.event_id, envelope.type))
-        log.warning("command_refused", service=self.service, event_id=envelope.event_id, type=envelope.type,
-                    reply=refusal.reply_type, fields=[e["loc"] for e in refusal.reply["errors"]])
+        log.warning(
+            "command_refused",
+            service=self.service,
+            event_id=envelope.event_id,
+            type=envelope.type,
+            reply=refusal.reply_type,
+            fields=[e["loc"] for e in refusal.reply["errors"]],
+        )
 
-    def _not_yet_handled(self, session: Session, readable: list[tuple[Delivery, Envelope, Any]],
-                         outcome: BatchOutcome) -> list[tuple[Delivery, Envelope, Any]]:
+    def _not_yet_handled(
+        self, session: Session, readable: list[tuple[Delivery, Envelope, Any]], outcome: BatchOutcome
+    ) -> list[tuple[Delivery, Envelope, Any]]:
         """Drop (and ack) what the inbox already holds, and repeats inside the batch."""
         seen = self._already_handled(session, [env.event_id for _, env, _ in readable])
         todo = []
@@ -303,8 +325,9 @@ class EventApplier:
 
         False when it failed: the event is retried later or dead-lettered.
         """
-        items = [(HandlerContext(session, env, outbox, self.rules, self._clock_for(env)), payload)
-                 for _, env, payload in run]
+        items = [
+            (HandlerContext(session, env, outbox, self.rules, self._clock_for(env)), payload) for _, env, payload in run
+        ]
         mark = outbox.mark()
         try:
             if not guarded:
@@ -324,9 +347,13 @@ class EventApplier:
             delivery.last_error = f"{type(exc).__name__}: {exc}"
             metrics.EVENTS_FAILED.labels(self.service, envelope.type).inc()
             log.warning(
-                "handler_failed", service=self.service, event_id=envelope.event_id,
-                correlation_id=envelope.correlation_id, type=envelope.type,
-                attempts=delivery.attempts, error=delivery.last_error[:300],
+                "handler_failed",
+                service=self.service,
+                event_id=envelope.event_id,
+                correlation_id=envelope.correlation_id,
+                type=envelope.type,
+                attempts=delivery.attempts,
+                error=delivery.last_error[:300],
             )
             if delivery.attempts >= self.max_attempts:
                 reason = f"handler_failed after {delivery.attempts} attempts: {delivery.last_error}"
@@ -345,7 +372,9 @@ class EventApplier:
         except (ValueError, AttributeError):
             pass
         with transaction(self.engine) as session:
-            session.execute(insert(self.tables.dead_letters), [self._dead_letter_row(delivery, reason, event_id, event_type)])
+            session.execute(
+                insert(self.tables.dead_letters), [self._dead_letter_row(delivery, reason, event_id, event_type)]
+            )
         metrics.DEAD_LETTERS.labels(self.service).inc()
 
     def _already_handled(self, session: Session, event_ids: list[str]) -> set[str]:
@@ -368,4 +397,3 @@ class EventApplier:
             "attempts": max(delivery.attempts, 1),
             "created_at": self.clock.now(),
         }
-

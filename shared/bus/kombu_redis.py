@@ -27,6 +27,7 @@ What the bus leans on, and why:
   kombu 5.7), and the throttle's arithmetic (a sweep when ``(polls - 1) % throttle == 0``):
   :func:`events_transport_options`, :func:`sweep_expired`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -61,10 +62,12 @@ def check_kombu_version(installed: str | None = None) -> None:
         raise UntestedKombuError(
             f"kombu {installed} is installed, but the event bus is tested on kombu >={tested},<{nxt} only "
             f"(shared/bus/kombu_redis.py leans on its Redis transport's internals). Install the pinned "
-            f'versions: pip install -c constraints.txt -e .')
+            f"versions: pip install -c constraints.txt -e ."
+        )
 
 
 # -- documents and routing -------------------------------------------------------------
+
 
 def message_body(document: bytes | str) -> bytes:
     """The body of a document read raw from a queue's list (what a consumer would receive)."""
@@ -113,6 +116,7 @@ def bindings_read_once(channel: Any, leave_out: frozenset[str] = frozenset()) ->
 
 
 # -- the consumer's side: bulk take, acks, the visibility sweep -------------------------
+
 
 def unacked_keys(service: str) -> dict[str, str]:
     """Where one service's consumers record the messages they hold: kombu's ``unacked``
@@ -245,8 +249,12 @@ class BulkTake:
     def supported(channel: Any) -> bool:
         """Only kombu's Redis channel with ack emulation keeps the keys this script writes."""
         qos = getattr(channel, "qos", None)
-        return (getattr(channel, "ack_emulation", False) and not getattr(channel, "global_keyprefix", "")
-                and hasattr(qos, "unacked_key") and hasattr(qos, "unacked_index_key"))
+        return (
+            getattr(channel, "ack_emulation", False)
+            and not getattr(channel, "global_keyprefix", "")
+            and hasattr(qos, "unacked_key")
+            and hasattr(qos, "unacked_index_key")
+        )
 
     def take(self, limit: int) -> list[Message]:
         if limit <= 0:
@@ -255,8 +263,11 @@ class BulkTake:
         with self.channel.conn_or_acquire() as client:
             if self._script is None:
                 self._script = client.register_script(_TAKE)
-            raw = self._script(keys=[self.queue, qos.unacked_key, qos.unacked_index_key],
-                               args=[limit, repr(time.time())], client=client)
+            raw = self._script(
+                keys=[self.queue, qos.unacked_key, qos.unacked_index_key],
+                args=[limit, repr(time.time())],
+                client=client,
+            )
         messages = []
         for item in raw:
             message = self.channel.Message(json.loads(item), channel=self.channel)

@@ -6,6 +6,7 @@ If the transaction rolls back, the events vanish with it; if the relay dies
 after publishing and before stamping, the row is published again with the same
 event_id and the consumers' inbox absorbs the duplicate.
 """
+
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ publishing a row twice. A row is stamped ``published_at`` only after the
 broker accepted it (a Redis LPUSH has returned), so a crash in between means a
 republish with the same event_id, never a loss.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,10 +73,18 @@ def publish_envelopes(producer: Producer, messages: Iterable[tuple[str, str]]) -
     their consumers, and a copy there would only cost its consumer an ack."""
     messages = list(messages)
     # A message routed to every queue of the bus is three pushes: no flush before the end.
-    with bindings_read_once(producer.channel, leave_out=_NOT_FOR_THE_RELAY), producer.batch(max_size=4 * len(messages) or 1):
+    with (
+        bindings_read_once(producer.channel, leave_out=_NOT_FOR_THE_RELAY),
+        producer.batch(max_size=4 * len(messages) or 1),
+    ):
         for routing_key, body in messages:
-            producer.publish(body, routing_key=routing_key, content_type="application/json",
-                             content_encoding="utf-8", delivery_mode=2)
+            producer.publish(
+                body,
+                routing_key=routing_key,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+            )
 
 
 class OutboxRelay:
@@ -111,19 +120,16 @@ class OutboxRelay:
     def relay_once(self, limit: int = 500) -> int:
         """Publish up to ``limit`` unpublished rows; returns how many went out."""
         producer = self._ensure_producer()
-        query = (
-            select(self.outbox)
-            .where(self.outbox.c.published_at.is_(None))
-            .order_by(self.outbox.c.id)
-            .limit(limit)
-        )
+        query = select(self.outbox).where(self.outbox.c.published_at.is_(None)).order_by(self.outbox.c.id).limit(limit)
         with transaction(self.engine) as session:
             if is_postgres(self.engine):
                 # The lock is taken by the select itself, one round trip instead of two (the
                 # relay polls all day): a scalar subquery PostgreSQL runs once, before the
                 # scan (an InitPlan gating it). Held by another relay: no rows; it (or the
                 # next poll) takes them.
-                holds_lock = select(func.pg_try_advisory_xact_lock(literal(RELAY_LOCK_KEY, BigInteger))).scalar_subquery()
+                holds_lock = select(
+                    func.pg_try_advisory_xact_lock(literal(RELAY_LOCK_KEY, BigInteger))
+                ).scalar_subquery()
                 query = query.where(holds_lock).with_for_update(skip_locked=True)
             rows = session.execute(query).all()
             if not rows:

@@ -9,6 +9,7 @@
   operator replays a letter or discards it (with a reason), both on the record.
 - ``bus_meta``: this database's instance id, the namespace of derived event ids.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text, text
@@ -67,4 +68,3 @@ def add_bus_tables(metadata: MetaData) -> dict[str, Table]:
         Column("value", String(256), nullable=False),
     )
     return {"outbox": outbox, "inbox": inbox, "dead_letters": dead_letters, "bus_meta": bus_meta}
-

@@ -10,6 +10,7 @@ producer publishes lands there, so a message of a type the contract does not kno
 seen (and dead-lettered, shared/bus/unrouted.py) instead of dropped. The services'
 relays leave it out of their routing (they only publish contract types).
 """
+
 from __future__ import annotations
 
 import re
@@ -97,8 +98,7 @@ def _binding_pattern(key: str) -> re.Pattern[str]:
 def reaches_a_service(routing_key: str) -> bool:
     """Whether a routing key matches a binding of some service's queue (which then judges
     the message itself)."""
-    return any(_binding_pattern(key).match(routing_key)
-               for keys in SERVICE_BINDINGS.values() for key in keys)
+    return any(_binding_pattern(key).match(routing_key) for keys in SERVICE_BINDINGS.values() for key in keys)
 
 
 def declare_topology(connection: Connection) -> None:

@@ -13,6 +13,7 @@ It runs inside every worker of the service whose definition says so
 several workers share the queue as competing consumers. While none runs, the queue
 fills as that service's own queue does.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,17 @@ def is_contract_traffic(routing_key: str | None) -> bool:
 class UnroutedWatch:
     """Drains ``unrouted`` until stopped: acks contract traffic in bulk, dead-letters the rest."""
 
-    def __init__(self, service: str, broker_url: str, engine: Engine, dead_letters: Table, clock: Clock,
-                 visibility_timeout: int = 60, batch_size: int = 500, sweep_every_s: float = 5.0):
+    def __init__(
+        self,
+        service: str,
+        broker_url: str,
+        engine: Engine,
+        dead_letters: Table,
+        clock: Clock,
+        visibility_timeout: int = 60,
+        batch_size: int = 500,
+        sweep_every_s: float = 5.0,
+    ):
         self.service = service
         self.broker_url = broker_url
         self.engine = engine
@@ -88,8 +98,9 @@ class UnroutedWatch:
         queue = unrouted_queue()
         bulk = BulkTake(channel, queue.name) if BulkTake.supported(channel) else None
         next_sweep = time.monotonic()
-        with Consumer(channel, queues=[queue], on_message=self._on_message, prefetch_count=self.batch_size * 2,
-                      accept=None):
+        with Consumer(
+            channel, queues=[queue], on_message=self._on_message, prefetch_count=self.batch_size * 2, accept=None
+        ):
             while not self.stopping.is_set():
                 if time.monotonic() >= next_sweep:
                     sweep_expired(channel)
@@ -126,8 +137,13 @@ class UnroutedWatch:
         except ValueError:
             pass
         reason = f"unknown_type: routing key {routing_key!r} is no event type of the contract and reaches no service"
-        log.error("dead_letter", service=self.service, queue=UNROUTED_QUEUE, routing_key=str(routing_key)[:64],
-                  reason="unknown_type")
+        log.error(
+            "dead_letter",
+            service=self.service,
+            queue=UNROUTED_QUEUE,
+            routing_key=str(routing_key)[:64],
+            reason="unknown_type",
+        )
         return {
             "queue": UNROUTED_QUEUE,
             "event_id": event_id[:64] if isinstance(event_id, str) else None,

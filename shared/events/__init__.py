@@ -1,4 +1,5 @@
 """The public wire contract (EVENTS.md): envelope, payload models, field types."""
+
 from shared.events.envelope import Envelope, InvalidPayload, UnreadableEvent, new_envelope, read_event
 from shared.events.payloads import PAYLOADS, Payload
 

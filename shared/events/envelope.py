@@ -5,6 +5,7 @@
 dead letters (``InvalidPayload`` when only the payload failed: the envelope was read,
 so a command can still be answered).
 """
+
 from __future__ import annotations
 
 import json

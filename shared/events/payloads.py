@@ -7,6 +7,7 @@ can talk to an older consumer.
 Its length: the whole wire contract's payloads in one module, so that one page of code
 matches one page of the contract (docs/events.md), checked by tests/unit/test_contract_docs.py.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -33,6 +34,7 @@ Id = str  # identifiers are opaque strings chosen by their producer (inbound one
 
 
 # --- inbound: published by outside systems -------------------------------------------
+
 
 class CreditLineGranted(Payload):
     account_id: InboundId
@@ -98,6 +100,7 @@ class SmsDeliveryReported(Payload):
 
 # --- rejections: the answer to a command the contract refuses -------------------------
 
+
 class FieldError(Payload):
     """One reason a command's payload failed validation: where (a dotted path) and why."""
 
@@ -120,6 +123,7 @@ class Answer(Payload):
 
 
 # --- emitted by accounts ---------------------------------------------------------------
+
 
 class CreditLineRejected(Answer):
     account_id: Id
@@ -253,6 +257,7 @@ class DailyCloseCompleted(Payload):
 
 # --- emitted by collections ------------------------------------------------------------
 
+
 class ReminderSent(Payload):
     message_id: Id
     account_id: Id
@@ -314,6 +319,7 @@ class CollectionCaseClosed(Payload):
 
 
 # --- emitted by restructuring ----------------------------------------------------------
+
 
 class RiskFactor(Payload):
     name: str

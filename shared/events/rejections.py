@@ -10,6 +10,7 @@ tell what the answer is about, and the message only goes to the dead letters.
 The errors are pydantic's: where (a dotted ``loc``) and why (``msg``), never the value
 sent, which may be personal data (an identity hash, a phone, an income).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -56,23 +57,50 @@ class Rejection:
         return {**reply, "reason": INVALID_PAYLOAD, "errors": errors}
 
 
-REJECTIONS: dict[str, Rejection] = {r.command: r for r in (
-    Rejection("credit.line.granted", "credit.line.rejected", "accounts", (("account_id", "account_id"),)),
-    Rejection("purchase.requested", "purchase.declined", "accounts",
-              (("purchase_id", "purchase_id"), ("account_id", "account_id"), ("amount", "amount"))),
-    Rejection("repayment.received", "repayment.rejected", "accounts",
-              (("payment_id", "payment_id"), ("account_id", "account_id"), ("amount", "amount"))),
-    Rejection("plan.offers.requested", "plan.ineligible", "restructuring",
-              (("request_id", "request_id"), ("account_id", "account_id"))),
-    # An acceptance has no request id: its refusals carry the offer id there (as the handler's do).
-    Rejection("plan.offer.accepted", "plan.ineligible", "restructuring",
-              (("request_id", "offer_id"), ("account_id", "account_id"))),
-    Rejection("plan.adjustment.requested", "plan.adjustment.rejected", "restructuring",
-              (("request_id", "request_id"), ("plan_id", "plan_id"))),
-    Rejection("collection.outcome.recorded", "collection.outcome.rejected", "collections",
-              (("task_id", "task_id"), ("account_id", "account_id"))),
-    Rejection("sms.delivery.reported", "sms.delivery.rejected", "collections", (("message_id", "message_id"),)),
-)}
+REJECTIONS: dict[str, Rejection] = {
+    r.command: r
+    for r in (
+        Rejection("credit.line.granted", "credit.line.rejected", "accounts", (("account_id", "account_id"),)),
+        Rejection(
+            "purchase.requested",
+            "purchase.declined",
+            "accounts",
+            (("purchase_id", "purchase_id"), ("account_id", "account_id"), ("amount", "amount")),
+        ),
+        Rejection(
+            "repayment.received",
+            "repayment.rejected",
+            "accounts",
+            (("payment_id", "payment_id"), ("account_id", "account_id"), ("amount", "amount")),
+        ),
+        Rejection(
+            "plan.offers.requested",
+            "plan.ineligible",
+            "restructuring",
+            (("request_id", "request_id"), ("account_id", "account_id")),
+        ),
+        # An acceptance has no request id: its refusals carry the offer id there (as the handler's do).
+        Rejection(
+            "plan.offer.accepted",
+            "plan.ineligible",
+            "restructuring",
+            (("request_id", "offer_id"), ("account_id", "account_id")),
+        ),
+        Rejection(
+            "plan.adjustment.requested",
+            "plan.adjustment.rejected",
+            "restructuring",
+            (("request_id", "request_id"), ("plan_id", "plan_id")),
+        ),
+        Rejection(
+            "collection.outcome.recorded",
+            "collection.outcome.rejected",
+            "collections",
+            (("task_id", "task_id"), ("account_id", "account_id")),
+        ),
+        Rejection("sms.delivery.reported", "sms.delivery.rejected", "collections", (("message_id", "message_id"),)),
+    )
+}
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:

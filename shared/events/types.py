@@ -4,6 +4,7 @@ A float never becomes money: a JSON number is refused with a message saying so. 
 messages never repeat the value they refuse (an income or a limit is personal data, and
 the messages travel back to the sender in a rejection's ``errors``).
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -33,7 +34,7 @@ def _decimal_from_wire(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         return value
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError("must be a decimal string such as \"1000.00\" (numbers are not accepted for money)")
+        raise ValueError('must be a decimal string such as "1000.00" (numbers are not accepted for money)')
     if len(value) > MAX_DECIMAL_CHARS:
         raise ValueError(f"must be at most {MAX_DECIMAL_CHARS} characters")
     try:
@@ -77,10 +78,14 @@ _rate_out = PlainSerializer(lambda v: str(v.quantize(Decimal("0.0001"))), return
 
 # Any decimal string: commands whose business check answers with a reason code
 # (purchase.requested, repayment.received) take this and judge the value themselves.
-DecimalString = Annotated[Decimal, BeforeValidator(_decimal_from_wire), PlainSerializer(lambda v: str(v), return_type=str)]
+DecimalString = Annotated[
+    Decimal, BeforeValidator(_decimal_from_wire), PlainSerializer(lambda v: str(v), return_type=str)
+]
 Money = Annotated[Decimal, BeforeValidator(lambda v: _non_negative(_two_decimals(_decimal_from_wire(v)))), _money_out]
 SignedMoney = Annotated[Decimal, BeforeValidator(lambda v: _two_decimals(_decimal_from_wire(v))), _money_out]
-PositiveMoney = Annotated[Decimal, BeforeValidator(lambda v: _positive(_two_decimals(_decimal_from_wire(v)))), _money_out]
+PositiveMoney = Annotated[
+    Decimal, BeforeValidator(lambda v: _positive(_two_decimals(_decimal_from_wire(v)))), _money_out
+]
 Rate = Annotated[Decimal, BeforeValidator(lambda v: _non_negative(_decimal_from_wire(v))), _rate_out]
 BusinessDate = Annotated[date, AfterValidator(_in_calendar)]
 Timestamp = Annotated[AwareDatetime, AfterValidator(_in_calendar)]

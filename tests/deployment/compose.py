@@ -7,6 +7,7 @@ command, environment, secrets, healthcheck, dependencies and stop grace period i
 forms compose gives them to a container. :func:`start_order` orders services by
 ``depends_on``. Nothing here starts anything: :mod:`tests.deployment.stack` does.
 """
+
 from __future__ import annotations
 
 import re
@@ -124,8 +125,10 @@ def _environment(raw: Any) -> dict[str, str]:
     if isinstance(raw, list):
         pairs = (item.split("=", 1) if "=" in item else (item, "") for item in raw)
         return {key: value for key, value in pairs}
-    return {key: "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-            for key, value in raw.items()}
+    return {
+        key: "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in raw.items()
+    }
 
 
 def _command(raw: Any) -> list[str]:
@@ -147,8 +150,13 @@ def _healthcheck(raw: Any) -> Healthcheck | None:
         return None
     test = raw["test"]
     test = ["CMD-SHELL", test] if isinstance(test, str) else [str(part) for part in test]
-    return Healthcheck(test, seconds(raw.get("interval"), 30), seconds(raw.get("timeout"), 30),
-                       int(raw.get("retries", 3)), seconds(raw.get("start_period"), 0))
+    return Healthcheck(
+        test,
+        seconds(raw.get("interval"), 30),
+        seconds(raw.get("timeout"), 30),
+        int(raw.get("retries", 3)),
+        seconds(raw.get("start_period"), 0),
+    )
 
 
 def load_project(environment: dict[str, str], path: Path = COMPOSE_FILE) -> Project:
@@ -157,10 +165,15 @@ def load_project(environment: dict[str, str], path: Path = COMPOSE_FILE) -> Proj
     services = {}
     for name, raw in document["services"].items():
         services[name] = Service(
-            name=name, image=raw.get("image"), command=_command(raw.get("command")),
-            environment=_environment(raw.get("environment")), secrets=list(raw.get("secrets", [])),
-            depends_on=_depends_on(raw.get("depends_on")), healthcheck=_healthcheck(raw.get("healthcheck")),
-            stop_grace_s=seconds(raw.get("stop_grace_period"), 10), profiles=list(raw.get("profiles", [])),
+            name=name,
+            image=raw.get("image"),
+            command=_command(raw.get("command")),
+            environment=_environment(raw.get("environment")),
+            secrets=list(raw.get("secrets", [])),
+            depends_on=_depends_on(raw.get("depends_on")),
+            healthcheck=_healthcheck(raw.get("healthcheck")),
+            stop_grace_s=seconds(raw.get("stop_grace_period"), 10),
+            profiles=list(raw.get("profiles", [])),
             restart=str(raw.get("restart", "no")),
         )
     secrets = {}

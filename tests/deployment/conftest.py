@@ -1,4 +1,5 @@
 """Fixtures of the deployment tests: the compose stack and its observability."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

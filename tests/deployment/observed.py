@@ -1,4 +1,5 @@
 """Workers that serve /metrics (each on a free port), with per-service command-line arguments."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,21 @@ class ObservedWorkers(Workers):
             env.pop("BAITIAO_FAULT", None)
         log = open(self.log_dir / f"{service}.log", "ab")
         self.procs[service] = subprocess.Popen(
-            [sys.executable, "-m", "baitiao.cli", "worker", service, "--loglevel", "WARNING",
-             *self.args.get(service, [])],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "baitiao.cli",
+                "worker",
+                service,
+                "--loglevel",
+                "WARNING",
+                *self.args.get(service, []),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=die_with_parent,
         )
 

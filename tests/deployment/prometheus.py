@@ -10,6 +10,7 @@ deployment test uses the same functions against its own processes.
 The binaries are required, not optional: CI installs them (``apt-get install -y
 --no-install-recommends prometheus``), and a missing one fails the test.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,9 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def config_for(targets: list[str], rules: Path, scrape_interval: str = "1s") -> dict[str, Any]:
     """deploy/prometheus/prometheus.yml with every scrape job's targets set to ``targets``."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval=scrape_interval, scrape_timeout=scrape_interval,
-                            evaluation_interval=scrape_interval)
+    config["global"].update(
+        scrape_interval=scrape_interval, scrape_timeout=scrape_interval, evaluation_interval=scrape_interval
+    )
     config["rule_files"] = [str(rules)]
     for job in config["scrape_configs"]:
         for key in [k for k in job if k.endswith("_sd_configs") or k == "static_configs"]:
@@ -114,8 +116,9 @@ class Prometheus:
 
 
 @contextmanager
-def running_prometheus(targets: list[str], work_dir: Path, rules: Path = PROMETHEUS_DIR / "alerts.yml",
-                       scrape_interval: str = "1s") -> Iterator[Prometheus]:
+def running_prometheus(
+    targets: list[str], work_dir: Path, rules: Path = PROMETHEUS_DIR / "alerts.yml", scrape_interval: str = "1s"
+) -> Iterator[Prometheus]:
     """Prometheus on a free loopback port scraping ``targets`` (host:port), stopped afterwards."""
     work_dir.mkdir(parents=True, exist_ok=True)
     config = work_dir / "prometheus.yml"
@@ -123,14 +126,21 @@ def running_prometheus(targets: list[str], work_dir: Path, rules: Path = PROMETH
     port = free_port()
     log = work_dir / "prometheus.log"
     process = subprocess.Popen(
-        [binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={work_dir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={work_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1h",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     prometheus = Prometheus(f"http://127.0.0.1:{port}", process, log)
     try:
-        prometheus.wait_until("prometheus ready", lambda: urllib.request.urlopen(f"{prometheus.url}/-/ready",
-                                                                                  timeout=2).status == 200)
+        prometheus.wait_until(
+            "prometheus ready", lambda: urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=2).status == 200
+        )
         yield prometheus
     finally:
         process.terminate()
@@ -144,6 +154,7 @@ def running_prometheus(targets: list[str], work_dir: Path, rules: Path = PROMETH
 def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of every panel, rows' panels included, with
     Grafana's interval variables replaced (:data:`GRAFANA_VARIABLES`)."""
+
     def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for item in items:
             yield item

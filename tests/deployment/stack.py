@@ -19,6 +19,7 @@ its resolved definition (:mod:`tests.deployment.compose`):
 - ``depends_on`` is honoured in order, waiting on each healthcheck command as compose
   does (its own interval, timeout and retries) or on a one-shot service's exit 0.
 """
+
 from __future__ import annotations
 
 import os
@@ -144,14 +145,18 @@ class Stack:
         """A value of a container's environment as it must read on this machine."""
         value = value.replace("/run/secrets/", f"{self.secrets_dir / service}/")
         if value == "/data" or value.startswith("/data/"):
-            value = str(self.data_dir) + value[len("/data"):]
+            value = str(self.data_dir) + value[len("/data") :]
         value = re.sub(r"(?<=[/@])redis:6379\b", f"127.0.0.1:{self.redis_port}", value)
         value = re.sub(r"(?<=[/@])postgres:5432\b", f"{PG_HOST}:{PG_PORT}", value)
         return re.sub(r"\bbaitiao_(accounts|collections|restructuring)\b", rf"{self.db_prefix}_\1", value)
 
     def container_env(self, service: Service, metrics_port: int | None = None) -> dict[str, str]:
-        env = {"PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(self.data_dir),
-               "LANG": "C.UTF-8", "TZ": "UTC"}
+        env = {
+            "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.data_dir),
+            "LANG": "C.UTF-8",
+            "TZ": "UTC",
+        }
         for key, value in service.environment.items():
             env[key] = self.host_value(value, service.name)
         if "BAITIAO_METRICS_PORT" in env:
@@ -174,15 +179,30 @@ class Stack:
     # -- the infrastructure -----------------------------------------------------------
     def start_redis(self) -> None:
         service = self.project.services["redis"]
-        args = [a.replace(REDIS_CONTAINER_PORT, str(self.redis_port)) if a == REDIS_CONTAINER_PORT else a
-                for a in service.command]
+        args = [
+            a.replace(REDIS_CONTAINER_PORT, str(self.redis_port)) if a == REDIS_CONTAINER_PORT else a
+            for a in service.command
+        ]
         assert args[0] == "redis-server", args
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         # The image's working directory is its volume, /data: here a private directory.
         self.redis = subprocess.Popen(
-            [binary, *args[1:], "--bind", "127.0.0.1", "--dir", str(self.redis_dir), "--daemonize", "no",
-             "--logfile", str(self.logs / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            [
+                binary,
+                *args[1:],
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.redis_dir),
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.logs / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
         self.wait_healthy(service, self._redis_env(service), label="redis")
 
     def _redis_env(self, service: Service) -> dict[str, str]:
@@ -191,15 +211,21 @@ class Stack:
     def init_postgres(self) -> None:
         """``deploy/postgres-init.sh`` as the postgres image runs it, against the local server."""
         service = self.project.services["postgres"]
-        env = {"PATH": "/usr/bin:/bin", **service.environment, "POSTGRES_USER": PG_ADMIN,
-               "PGHOST": PG_HOST, "PGPORT": str(PG_PORT), "BAITIAO_DB_PREFIX": self.db_prefix}
-        subprocess.run(["/bin/sh", str(ROOT / "deploy" / "postgres-init.sh")], env=env, check=True,
-                       capture_output=True)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            **service.environment,
+            "POSTGRES_USER": PG_ADMIN,
+            "PGHOST": PG_HOST,
+            "PGPORT": str(PG_PORT),
+            "BAITIAO_DB_PREFIX": self.db_prefix,
+        }
+        subprocess.run(["/bin/sh", str(ROOT / "deploy" / "postgres-init.sh")], env=env, check=True, capture_output=True)
         self.wait_healthy(service, {**env, "PGUSER": PG_ADMIN}, label="postgres")
 
     def drop_postgres(self) -> None:
-        admin = create_engine(f"postgresql+psycopg://{PG_ADMIN}@{PG_HOST}:{PG_PORT}/postgres",
-                              isolation_level="AUTOCOMMIT")
+        admin = create_engine(
+            f"postgresql+psycopg://{PG_ADMIN}@{PG_HOST}:{PG_PORT}/postgres", isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as conn:
             for service in SERVICES:
                 name = f"{self.db_prefix}_{service}"
@@ -218,9 +244,14 @@ class Stack:
         env = self.container_env(service, metrics_port)
         log = self.logs / f"{name}-{instance}.log"
         proc = subprocess.Popen(
-            [str(self.bin_dir / "baitiao"), *service.command], env=env, cwd=str(self.data_dir),
-            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=self.user.preexec)
+            [str(self.bin_dir / "baitiao"), *service.command],
+            env=env,
+            cwd=str(self.data_dir),
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=self.user.preexec,
+        )
         running = Running(name, instance, proc, env, log, metrics_port)
         self.running.append(running)
         if wait and service.healthcheck:
@@ -238,9 +269,15 @@ class Stack:
         """``docker compose run --rm <name> <args>``: one command with that service's environment."""
         service = self.project.services[name]
         self.write_secrets(service)
-        return subprocess.run([str(self.bin_dir / "baitiao"), *args], env=self.container_env(service),
-                              cwd=str(self.data_dir), capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=self.user.preexec)
+        return subprocess.run(
+            [str(self.bin_dir / "baitiao"), *args],
+            env=self.container_env(service),
+            cwd=str(self.data_dir),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=self.user.preexec,
+        )
 
     def up(self) -> None:
         """Everything ``docker compose up`` starts, in ``depends_on`` order."""
@@ -260,8 +297,14 @@ class Stack:
             else:
                 self.start(name)
 
-    def wait_healthy(self, service: Service, env: dict[str, str], label: str,
-                     proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    def wait_healthy(
+        self,
+        service: Service,
+        env: dict[str, str],
+        label: str,
+        proc: subprocess.Popen[bytes] | None = None,
+        log: Path | None = None,
+    ) -> None:
         """Run the healthcheck as compose does until it passes; fail after its retries."""
         check = service.healthcheck
         assert check is not None, f"{service.name} has no healthcheck"
@@ -279,8 +322,14 @@ class Stack:
                 tail = log.read_text(errors="replace")[-3000:] if log else ""
                 raise AssertionError(f"{label} exited {proc.returncode} before it was healthy:\n{tail}")
             try:
-                done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=check.timeout_s,
-                                      preexec_fn=self.user.preexec if service.builds_app else None)
+                done = subprocess.run(
+                    argv,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=check.timeout_s,
+                    preexec_fn=self.user.preexec if service.builds_app else None,
+                )
                 if done.returncode == 0:
                     return
                 last = (done.stdout + done.stderr)[-500:]

@@ -6,6 +6,7 @@ command is started as a process with its own environment (:mod:`tests.deployment
 An outside system then speaks only the documented events; operators' commands run with
 the ``cli`` service's environment, as ``docker compose run --rm cli …`` would.
 """
+
 from __future__ import annotations
 
 import json
@@ -119,15 +120,20 @@ def test_a_real_prometheus_scrapes_every_worker_and_the_dashboard_has_data(stack
         out.wait_for("purchase.approved", lambda p: p.get("account_id") == account, timeout=60)
     finally:
         out.close()
-    for job, day in (("plan-monitor", "2026-03-01"), ("contact-dispatch", "2026-03-01"),
-                     ("plan-monitor", "2026-03-02"), ("contact-dispatch", "2026-03-02")):
+    for job, day in (
+        ("plan-monitor", "2026-03-01"),
+        ("contact-dispatch", "2026-03-01"),
+        ("plan-monitor", "2026-03-02"),
+        ("contact-dispatch", "2026-03-02"),
+    ):
         _cli(stack, "jobs", "run", job, "--date", day, "--timeout", "120")
     targets = [f"127.0.0.1:{r.metrics_port}" for r in workers]
     with running_prometheus(targets, stack.root / "prometheus") as prometheus:
         assert len(prometheus.wait_targets_up(len(targets))) == len(targets)
         for title, expr in dashboard_queries():
-            assert prometheus.wait_until(f"data for {title!r}: {expr}", lambda e=expr: prometheus.query(e),
-                                         timeout=90), (title, expr)
+            assert prometheus.wait_until(
+                f"data for {title!r}: {expr}", lambda e=expr: prometheus.query(e), timeout=90
+            ), (title, expr)
 
 
 def test_a_second_worker_of_a_service_serves_beside_the_first(stack: Stack) -> None:

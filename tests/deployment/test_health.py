@@ -1,4 +1,5 @@
 """``baitiao health worker|beat`` against real processes: alive passes, a stalled loop or beat fails."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def _compose_timeout() -> float:
     from tests.deployment.test_compose_stack import user_environment
 
     services = load_project(user_environment()).services
-    return min(services[name].healthcheck.timeout_s for name in ("worker-accounts", "beat")
-               if services[name].healthcheck)
+    return min(
+        services[name].healthcheck.timeout_s for name in ("worker-accounts", "beat") if services[name].healthcheck
+    )
 
 
 COMPOSE_TIMEOUT_S = _compose_timeout()
@@ -35,13 +37,20 @@ COMPOSE_TIMEOUT_S = _compose_timeout()
 def health(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run the check as the container's healthcheck does; returns it and its wall time."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "baitiao.liveness", *args], env={**os.environ, **(env or {})},
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "baitiao.liveness", *args],
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return done, time.monotonic() - started
 
 
-def wait_health(args: list[str], healthy: bool, timeout: float, env: dict[str, str] | None = None
-                ) -> subprocess.CompletedProcess[str]:
+def wait_health(
+    args: list[str], healthy: bool, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     deadline = time.monotonic() + timeout
     while True:
         done, _ = health(*args, env=env)
@@ -57,20 +66,31 @@ def broker_url(redis_db: int) -> str:
 
 @pytest.fixture()
 def workers(broker_url: str, databases: Databases, tmp_path: Path) -> Iterator[ObservedWorkers]:
-    running = ObservedWorkers({"BAITIAO_BROKER_URL": broker_url, "BAITIAO_LOG_LEVEL": "WARNING",
-                               "BAITIAO_DATA_DIR": str(tmp_path / "data"), **databases.env()}, tmp_path)
+    running = ObservedWorkers(
+        {
+            "BAITIAO_BROKER_URL": broker_url,
+            "BAITIAO_LOG_LEVEL": "WARNING",
+            "BAITIAO_DATA_DIR": str(tmp_path / "data"),
+            **databases.env(),
+        },
+        tmp_path,
+    )
     yield running
     running.stop_all()
 
 
 # Passes before the loop stalls: the idle consumer goes round about 40 times a second (it
 # waits 25 ms for a batch), the idle relay about 10 (it polls every 100 ms): some 10 s each.
-@pytest.mark.parametrize("fault, stalled, alive", [
-    ("consumer_stall_after:400", "events-consumer", "outbox-relay"),
-    ("relay_stall_after:100", "outbox-relay", "events-consumer"),
-])
-def test_worker_health_fails_once_a_loop_stops_polling(workers: ObservedWorkers, fault: str, stalled: str,
-                                                       alive: str) -> None:
+@pytest.mark.parametrize(
+    "fault, stalled, alive",
+    [
+        ("consumer_stall_after:400", "events-consumer", "outbox-relay"),
+        ("relay_stall_after:100", "outbox-relay", "events-consumer"),
+    ],
+)
+def test_worker_health_fails_once_a_loop_stops_polling(
+    workers: ObservedWorkers, fault: str, stalled: str, alive: str
+) -> None:
     workers.start("restructuring", {"BAITIAO_FAULT": fault})
     workers.wait_serving("restructuring")
     url = workers.metrics_url("restructuring")
@@ -111,9 +131,15 @@ def test_beat_health_follows_the_beats_lock(broker_url: str, tmp_path: Path) -> 
     assert none.returncode == 1 and "no beat holds" in none.stdout
 
     log = (tmp_path / "beat.log").open("wb")
-    beat = subprocess.Popen([sys.executable, "-m", "baitiao.cli", "beat", "--loglevel", "WARNING"],
-                            env={**os.environ, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=die_with_parent)
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "baitiao.cli", "beat", "--loglevel", "WARNING"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
     try:
         ok = wait_health(["beat", "--max-age", "4"], healthy=True, timeout=60, env=env)
         assert ok.returncode == 0, ok.stdout + (tmp_path / "beat.log").read_text()[-2000:]

@@ -1,4 +1,5 @@
 """A prefork worker's /metrics shows what its job processes recorded (prometheus_client multiprocess mode)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,15 +18,23 @@ pytestmark = [pytest.mark.e2e, pytest.mark.observability]
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    return {tuple(sorted(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples if s.name == name}
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
 
 
 @pytest.fixture(scope="module")
 def prefork(redis_db: int, databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObservedWorkers]:
     log_dir = tmp_path_factory.mktemp("prefork")
-    env = {"BAITIAO_BROKER_URL": fresh_redis_db(redis_db + 2), "BAITIAO_LOG_LEVEL": "WARNING",
-           "BAITIAO_DATA_DIR": str(log_dir / "data"), **databases.env()}
+    env = {
+        "BAITIAO_BROKER_URL": fresh_redis_db(redis_db + 2),
+        "BAITIAO_LOG_LEVEL": "WARNING",
+        "BAITIAO_DATA_DIR": str(log_dir / "data"),
+        **databases.env(),
+    }
     workers = ObservedWorkers(env, log_dir, args={"restructuring": ["--pool", "prefork", "--concurrency", "1"]})
     workers.start("restructuring")
     workers.wait_serving("restructuring")
@@ -70,7 +79,9 @@ def test_the_worker_restart_empties_its_metrics_directory(prefork: ObservedWorke
 
 def test_no_worker_module_imports_prometheus_client_before_the_worker_chose_its_directory() -> None:
     """The directory must be set before prometheus_client is first imported (shared/metrics.py)."""
-    code = ("import sys, baitiao.cli; from baitiao import registry; "
-            "[registry.celery_app(s) for s in ('accounts', 'collections', 'restructuring')]; "
-            "sys.exit(1 if 'prometheus_client' in sys.modules else 0)")
+    code = (
+        "import sys, baitiao.cli; from baitiao import registry; "
+        "[registry.celery_app(s) for s in ('accounts', 'collections', 'restructuring')]; "
+        "sys.exit(1 if 'prometheus_client' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0

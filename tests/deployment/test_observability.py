@@ -4,6 +4,7 @@ scraping the three real workers while they handle events and run jobs.
 Select with ``-m observability``. Needs /usr/bin/prometheus and /usr/bin/promtool (CI
 installs them); missing, the tests fail rather than skip.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,22 +59,34 @@ def test_the_dashboard_is_a_grafana_dashboard_with_the_operators_panels() -> Non
         assert {"x", "y", "w", "h"} <= set(panel["gridPos"]) and panel["targets"], panel["title"]
         assert panel["datasource"]["type"] == "prometheus"
     queries = " ".join(expr for _, expr in dashboard_queries())
-    for metric in ("baitiao_events_handled_total", "baitiao_event_batch_seconds_bucket", "baitiao_queue_depth",
-                   "baitiao_events_unacked", "baitiao_outbox_lag_seconds", "baitiao_dead_letters_pending",
-                   "baitiao_job_seconds_bucket", "baitiao_job_last_success_timestamp_seconds",
-                   "baitiao_loop_heartbeat_timestamp_seconds"):
+    for metric in (
+        "baitiao_events_handled_total",
+        "baitiao_event_batch_seconds_bucket",
+        "baitiao_queue_depth",
+        "baitiao_events_unacked",
+        "baitiao_outbox_lag_seconds",
+        "baitiao_dead_letters_pending",
+        "baitiao_job_seconds_bucket",
+        "baitiao_job_last_success_timestamp_seconds",
+        "baitiao_loop_heartbeat_timestamp_seconds",
+    ):
         assert metric in queries, metric
 
 
 @pytest.fixture(scope="module")
-def observed(redis_db: int, databases: Databases, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[tuple[ObservedWorkers, OutsideSystem, Prometheus]]:
+def observed(
+    redis_db: int, databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ObservedWorkers, OutsideSystem, Prometheus]]:
     """The three workers (collections with a prefork pool, as in compose), each serving /metrics,
     and a Prometheus scraping them every second with the deployment's alerts."""
     work = tmp_path_factory.mktemp("observed")
     broker_url = fresh_redis_db(redis_db + 3)
-    env = {"BAITIAO_BROKER_URL": broker_url, "BAITIAO_LOG_LEVEL": "WARNING", "BAITIAO_DATA_DIR": str(work / "data"),
-           **databases.env()}
+    env = {
+        "BAITIAO_BROKER_URL": broker_url,
+        "BAITIAO_LOG_LEVEL": "WARNING",
+        "BAITIAO_DATA_DIR": str(work / "data"),
+        **databases.env(),
+    }
     workers = ObservedWorkers(env, work, args={"collections": ["--pool", "prefork", "--concurrency", "2"]})
     outside = OutsideSystem(broker_url)
     try:
@@ -100,8 +113,12 @@ def test_every_dashboard_query_returns_data_from_the_running_workers(observed) -
         outside.publish("purchase.requested", purchase(account, "100.00"), account)
     outside.wait_for("purchase.approved", count=3)
     outside.publish_raw(b"not an envelope", "credit.line.granted")
-    for job, day in (("plan-monitor", "2026-03-01"), ("contact-dispatch", "2026-03-01"), ("plan-monitor", "2026-03-02"),
-                     ("contact-dispatch", "2026-03-02")):
+    for job, day in (
+        ("plan-monitor", "2026-03-01"),
+        ("contact-dispatch", "2026-03-01"),
+        ("plan-monitor", "2026-03-02"),
+        ("contact-dispatch", "2026-03-02"),
+    ):
         done = run_cli(["jobs", "run", job, "--date", day, "--timeout", "120"], workers.env, timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr
 
@@ -115,21 +132,31 @@ def test_every_dashboard_query_returns_data_from_the_running_workers(observed) -
     # The figures behind them are the real ones.
     handled = prometheus.query("sum(baitiao_events_handled_total)")
     assert float(handled[0]["value"][1]) >= 9  # 3 accounts x (a line in three services, a purchase)
-    pending = prometheus.wait_until("dead letters seen", lambda: prometheus.query(
-        "max by (service) (baitiao_dead_letters_pending) > 0"), timeout=30)
+    pending = prometheus.wait_until(
+        "dead letters seen", lambda: prometheus.query("max by (service) (baitiao_dead_letters_pending) > 0"), timeout=30
+    )
     assert {r["metric"]["service"] for r in pending} == set(SERVICES)
 
     def slices() -> dict[str, float]:
-        return {r["metric"]["job_name"]: float(r["value"][1])
-                for r in prometheus.query("sum by (job_name) (baitiao_job_seconds_count)")}
+        return {
+            r["metric"]["job_name"]: float(r["value"][1])
+            for r in prometheus.query("sum by (job_name) (baitiao_job_seconds_count)")
+        }
 
     # Each run is one slice; contact-dispatch's ran in the collections worker's job processes.
-    prometheus.wait_until("both runs of each job scraped",
-                          lambda: slices() == {"plan-monitor": 2, "contact-dispatch": 2}, timeout=30)
+    prometheus.wait_until(
+        "both runs of each job scraped", lambda: slices() == {"plan-monitor": 2, "contact-dispatch": 2}, timeout=30
+    )
     # The scrape-time gauges are read again at most every 5 s: the second date shows soon.
-    prometheus.wait_until("plan-monitor's last business date 2026-03-02", lambda: [
-        r for r in prometheus.query('baitiao_job_last_success_business_date_seconds{job_name="plan-monitor"}')
-        if float(r["value"][1]) == 1772380800], timeout=30)  # 2026-03-02 00:00 Asia/Shanghai
+    prometheus.wait_until(
+        "plan-monitor's last business date 2026-03-02",
+        lambda: [
+            r
+            for r in prometheus.query('baitiao_job_last_success_business_date_seconds{job_name="plan-monitor"}')
+            if float(r["value"][1]) == 1772380800
+        ],
+        timeout=30,
+    )  # 2026-03-02 00:00 Asia/Shanghai
     heartbeat_age = prometheus.query("max(time() - baitiao_loop_heartbeat_timestamp_seconds)")
     assert 0 <= float(heartbeat_age[0]["value"][1]) < 10
 
@@ -145,11 +172,18 @@ def test_the_rules_evaluate_against_the_live_series(observed) -> None:  # type: 
 
     rules = prometheus.wait_until("rules evaluated", evaluated, timeout=30)
     assert len(rules) == 7 and all(rule["health"] == "ok" for rule in rules), rules
-    alerts = prometheus.wait_until("the dead-letter alert", lambda: [
-        a for a in prometheus.api("alerts")["alerts"] if a["labels"]["alertname"] == "BaitiaoDeadLetter"], timeout=30)
+    alerts = prometheus.wait_until(
+        "the dead-letter alert",
+        lambda: [a for a in prometheus.api("alerts")["alerts"] if a["labels"]["alertname"] == "BaitiaoDeadLetter"],
+        timeout=30,
+    )
     assert {a["labels"]["service"] for a in alerts} == set(SERVICES)
     assert all(a["state"] in ("pending", "firing") for a in alerts)
     quiet = {a["labels"]["alertname"] for a in prometheus.api("alerts")["alerts"]} & {
-        "BaitiaoWorkerDown", "BaitiaoLoopHeartbeatStale", "BaitiaoOutboxLag", "BaitiaoServiceGaugesFailing"}
+        "BaitiaoWorkerDown",
+        "BaitiaoLoopHeartbeatStale",
+        "BaitiaoOutboxLag",
+        "BaitiaoServiceGaugesFailing",
+    }
     assert quiet == set(), quiet
     assert not math.isnan(float(prometheus.query("count(up == 1)")[0]["value"][1]))

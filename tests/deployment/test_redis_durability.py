@@ -7,6 +7,7 @@ the machine itself loses (the last second the kernel had not flushed), which no 
 here can cause. This test SIGKILLs the compose Redis under a stream of acknowledged
 writes and restarts it on its AOF: every acknowledged write must be there.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -27,9 +28,20 @@ pytestmark = pytest.mark.deployment
 
 def _start(args: list[str], port: int, directory: Path) -> subprocess.Popen[bytes]:
     command = [a if a != REDIS_CONTAINER_PORT else str(port) for a in args]
-    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", *command[1:],
-                             "--bind", "127.0.0.1", "--dir", str(directory), "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            *command[1:],
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--daemonize",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -47,7 +59,7 @@ def _password(args: list[str]) -> str:
 
 def test_a_killed_redis_keeps_every_acknowledged_write(tmp_path: Path) -> None:
     args = load_project(user_environment()).services["redis"].command
-    assert ["--appendonly", "yes"] == args[args.index("--appendonly"):args.index("--appendonly") + 2]
+    assert ["--appendonly", "yes"] == args[args.index("--appendonly") : args.index("--appendonly") + 2]
     port = free_port()
     proc = _start(args, port, tmp_path)
     client = redis.Redis(port=port, password=_password(args))

@@ -1,4 +1,5 @@
 """The scrape-time gauges on real Redis and PostgreSQL: what they report, and what a scrape costs."""
+
 from __future__ import annotations
 
 import time
@@ -45,8 +46,14 @@ def scrape(gauges: ServiceGauges) -> dict[str, dict[tuple[tuple[str, str], ...],
 
 
 def outbox_row(n: int, published: bool = False) -> dict[str, object]:
-    return {"event_id": f"00000000-0000-0000-0000-{n:012d}", "type": "plan.activated", "aggregate_id": f"a{n}",
-            "payload": "{}", "occurred_at": NOW, "published_at": NOW if published else None}
+    return {
+        "event_id": f"00000000-0000-0000-0000-{n:012d}",
+        "type": "plan.activated",
+        "aggregate_id": f"a{n}",
+        "payload": "{}",
+        "occurred_at": NOW,
+        "published_at": NOW if published else None,
+    }
 
 
 def test_the_gauges_read_queues_unacked_outbox_dead_letters_and_job_runs(engine: Engine, broker: redis.Redis) -> None:
@@ -57,28 +64,49 @@ def test_the_gauges_read_queues_unacked_outbox_dead_letters_and_job_runs(engine:
     broker.rpush("accounts.events", b"not ours")
     with engine.begin() as conn:
         conn.execute(insert(BUS.outbox), [outbox_row(1, published=True), outbox_row(2), outbox_row(3)])
-        conn.execute(insert(BUS.dead_letters), [
-            {"queue": "restructuring.events", "reason": "r", "body": "{}", "created_at": NOW, "replayed_at": None},
-            {"queue": "restructuring.events", "reason": "r", "body": "{}", "created_at": NOW, "replayed_at": NOW}])
-        conn.execute(insert(JobRun.__table__), [
-            {"job": "plan-monitor", "business_date": date(2026, 3, 1), "status": "done", "started_at": NOW,
-             "finished_at": NOW},
-            {"job": "plan-monitor", "business_date": date(2026, 3, 2), "status": "running", "started_at": NOW,
-             "finished_at": None}])
+        conn.execute(
+            insert(BUS.dead_letters),
+            [
+                {"queue": "restructuring.events", "reason": "r", "body": "{}", "created_at": NOW, "replayed_at": None},
+                {"queue": "restructuring.events", "reason": "r", "body": "{}", "created_at": NOW, "replayed_at": NOW},
+            ],
+        )
+        conn.execute(
+            insert(JobRun.__table__),
+            [
+                {
+                    "job": "plan-monitor",
+                    "business_date": date(2026, 3, 1),
+                    "status": "done",
+                    "started_at": NOW,
+                    "finished_at": NOW,
+                },
+                {
+                    "job": "plan-monitor",
+                    "business_date": date(2026, 3, 2),
+                    "status": "running",
+                    "started_at": NOW,
+                    "finished_at": None,
+                },
+            ],
+        )
     gauges = ServiceGauges("restructuring", engine, BUS.outbox, BUS.dead_letters, JobRun.__table__, broker)
 
     found = scrape(gauges)
     service = (("service", "restructuring"),)
-    assert found["baitiao_queue_depth"] == {(("queue", "restructuring.events"), *service): 3,
-                                            (("queue", "restructuring.jobs"), *service): 2}
+    assert found["baitiao_queue_depth"] == {
+        (("queue", "restructuring.events"), *service): 3,
+        (("queue", "restructuring.jobs"), *service): 2,
+    }
     assert found["baitiao_events_unacked"] == {service: 2}
     assert found["baitiao_outbox_unpublished"] == {service: 2}
     assert found["baitiao_dead_letters_pending"] == {service: 1}
     plan_monitor = (("job_name", "plan-monitor"), *service)
     assert found["baitiao_job_last_success_business_date_seconds"] == {plan_monitor: 1772294400}  # 03-01 00:00 +08
     assert found["baitiao_job_last_success_timestamp_seconds"] == {plan_monitor: NOW.timestamp()}
-    assert found["baitiao_service_gauges_up"] == {(("service", "restructuring"), ("source", s)): 1
-                                                  for s in ("broker", "database")}
+    assert found["baitiao_service_gauges_up"] == {
+        (("service", "restructuring"), ("source", s)): 1 for s in ("broker", "database")
+    }
 
 
 def test_the_outbox_lag_is_how_long_the_same_row_has_been_the_oldest(engine: Engine, broker: redis.Redis) -> None:
@@ -95,8 +123,9 @@ def test_the_outbox_lag_is_how_long_the_same_row_has_been_the_oldest(engine: Eng
     assert lag() < 0.5  # the relay moved on: the new head was just seen
 
 
-def test_a_scrape_costs_one_statement_and_one_round_trip_and_repeats_are_cached(engine: Engine,
-                                                                               broker: redis.Redis) -> None:
+def test_a_scrape_costs_one_statement_and_one_round_trip_and_repeats_are_cached(
+    engine: Engine, broker: redis.Redis
+) -> None:
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     round_trips: list[object] = []
@@ -109,8 +138,9 @@ def test_a_scrape_costs_one_statement_and_one_round_trip_and_repeats_are_cached(
         return pipe
 
     broker.pipeline = counted_pipeline  # type: ignore[method-assign]
-    gauges = ServiceGauges("restructuring", engine, BUS.outbox, BUS.dead_letters, JobRun.__table__, broker,
-                           refresh_s=60)
+    gauges = ServiceGauges(
+        "restructuring", engine, BUS.outbox, BUS.dead_letters, JobRun.__table__, broker, refresh_s=60
+    )
     scrape(gauges)
     assert len(statements) == 1 and len(round_trips) == 1, statements
     for _ in range(5):

@@ -1,4 +1,5 @@
 """The running system: three real worker processes on real Redis and PostgreSQL."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,13 +20,22 @@ class System:
     env: dict[str, str]
 
 
-def start_system(redis_db: int, log_dir: Path, services: tuple[str, ...] = ("accounts", "collections", "restructuring"),
-                 extra_env: dict[str, str] | None = None) -> System:
+def start_system(
+    redis_db: int,
+    log_dir: Path,
+    services: tuple[str, ...] = ("accounts", "collections", "restructuring"),
+    extra_env: dict[str, str] | None = None,
+) -> System:
     broker_url = fresh_redis_db(redis_db)
     databases = Databases().create()
-    env = {"BAITIAO_BROKER_URL": broker_url, "BAITIAO_VISIBILITY_TIMEOUT": "15",
-           "BAITIAO_DATA_DIR": str(log_dir / "data"), "BAITIAO_LOG_LEVEL": "WARNING",
-           **databases.env(), **(extra_env or {})}
+    env = {
+        "BAITIAO_BROKER_URL": broker_url,
+        "BAITIAO_VISIBILITY_TIMEOUT": "15",
+        "BAITIAO_DATA_DIR": str(log_dir / "data"),
+        "BAITIAO_LOG_LEVEL": "WARNING",
+        **databases.env(),
+        **(extra_env or {}),
+    }
     outside = OutsideSystem(broker_url)
     workers = Workers(env, log_dir)
     workers.start_all(services)

@@ -1,4 +1,5 @@
 """The beat (celery-redbeat, safe when two run by mistake) and the embedded default."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,14 @@ JOBS = ("statements", "daily-close", "credit-report", "plan-monitor", "collectio
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "baitiao.cli", *args], env={**os.environ, **env}, cwd=ROOT,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "baitiao.cli", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -71,14 +78,22 @@ def test_the_embedded_default_needs_no_server(tmp_path) -> None:
     """No broker URL, no database URL: SQLite files and the embedded Redis under the data dir."""
     port = _free_port()
     env = {"BAITIAO_DATA_DIR": str(tmp_path / "data"), "BAITIAO_EMBEDDED_BROKER_PORT": str(port)}
-    for key in ("BAITIAO_BROKER_URL", "BAITIAO_ACCOUNTS_DB_URL", "BAITIAO_COLLECTIONS_DB_URL",
-                "BAITIAO_RESTRUCTURING_DB_URL"):
+    for key in (
+        "BAITIAO_BROKER_URL",
+        "BAITIAO_ACCOUNTS_DB_URL",
+        "BAITIAO_COLLECTIONS_DB_URL",
+        "BAITIAO_RESTRUCTURING_DB_URL",
+    ):
         env[key] = ""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BAITIAO_")}
-    worker = subprocess.Popen([sys.executable, "-m", "baitiao.cli", "worker", "accounts"],
-                              env={**clean, **{k: v for k, v in env.items() if v}}, cwd=ROOT,
-                              stdout=open(tmp_path / "worker.log", "ab"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "baitiao.cli", "worker", "accounts"],
+        env={**clean, **{k: v for k, v in env.items() if v}},
+        cwd=ROOT,
+        stdout=open(tmp_path / "worker.log", "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ consumes: while both live, the queue grows by one message per period, not two; o
 beat holding the lock is SIGKILLed, the standby sends the next one within
 ``TAKEOVER_SECONDS``.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,14 @@ app.start(["beat", "--loglevel", "INFO"])
 
 
 def _start(url: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", BEAT, url], cwd=ROOT, env=os.environ.copy(),
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", BEAT, url],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -1,4 +1,5 @@
 """The backbone seen from outside: a plain kombu producer following EVENTS.md, nothing else."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,10 @@ def test_credit_line_then_purchases_approved_and_declined(system) -> None:
 
     unknown = purchase(new_id("nobody"), "10.00")
     out.publish("purchase.requested", unknown, unknown["account_id"])
-    assert out.wait_for("purchase.declined", _by("purchase_id", unknown["purchase_id"]))[0]["payload"]["reason"] \
+    assert (
+        out.wait_for("purchase.declined", _by("purchase_id", unknown["purchase_id"]))[0]["payload"]["reason"]
         == "unknown_account"
+    )
 
 
 def test_same_event_twice_is_applied_once(system) -> None:
@@ -54,8 +57,10 @@ def test_same_event_twice_is_applied_once(system) -> None:
     # A second, different purchase of 600.00 must now fail: the first was applied exactly once.
     second = purchase(account, "600.00")
     out.publish("purchase.requested", second, account)
-    assert out.wait_for("purchase.declined", _by("purchase_id", second["purchase_id"]))[0]["payload"]["reason"] \
+    assert (
+        out.wait_for("purchase.declined", _by("purchase_id", second["purchase_id"]))[0]["payload"]["reason"]
         == "insufficient_limit"
+    )
 
 
 def test_bad_messages_go_to_dead_letters_and_the_worker_goes_on(system) -> None:
@@ -64,16 +69,27 @@ def test_bad_messages_go_to_dead_letters_and_the_worker_goes_on(system) -> None:
     out.publish_raw(b"{this is not json", "purchase.requested")
     # A type nobody knows, sent on a key the accounts queue is bound to (a mislabelled producer).
     out.publish_raw(envelope("purchase.teleported", {"account_id": account}, account), "purchase.requested")
-    out.publish("purchase.requested", {"purchase_id": "x", "account_id": account, "amount": "ten yuan",
-                                       "merchant": "m", "requested_at": "2026-02-14T12:00:00+08:00"}, account)
+    out.publish(
+        "purchase.requested",
+        {
+            "purchase_id": "x",
+            "account_id": account,
+            "amount": "ten yuan",
+            "merchant": "m",
+            "requested_at": "2026-02-14T12:00:00+08:00",
+        },
+        account,
+    )
     negative = purchase(account, "-5.00")
     out.publish("credit.line.granted", credit_line(account), account)
     out.publish("purchase.requested", negative, account)
     valid = purchase(account, "12.34")
     out.publish("purchase.requested", valid, account)
 
-    assert out.wait_for("purchase.declined", _by("purchase_id", negative["purchase_id"]))[0]["payload"]["reason"] \
+    assert (
+        out.wait_for("purchase.declined", _by("purchase_id", negative["purchase_id"]))[0]["payload"]["reason"]
         == "invalid_amount"
+    )
     assert out.wait_for("purchase.approved", _by("purchase_id", valid["purchase_id"]))
 
     listing = run_cli(["dlq", "list", "--service", "accounts", "--json"], system.env)
@@ -90,9 +106,15 @@ def test_dead_letter_replay_republishes_the_original_body(system) -> None:
     account = new_id("acc")
     out.publish("credit.line.granted", credit_line(account, "100.00"), account)
     out.wait_for("credit.line.opened", _by("account_id", account))
-    bad = {"event_id": "not-a-uuid", "type": "purchase.requested", "version": 1,
-           "occurred_at": "2026-02-14T12:00:00+08:00", "producer": "checkout", "aggregate_id": account,
-           "payload": purchase(account, "1.00")}
+    bad = {
+        "event_id": "not-a-uuid",
+        "type": "purchase.requested",
+        "version": 1,
+        "occurred_at": "2026-02-14T12:00:00+08:00",
+        "producer": "checkout",
+        "aggregate_id": account,
+        "payload": purchase(account, "1.00"),
+    }
     out.publish_raw(bad, "purchase.requested")
     deadline_rows: list[dict] = []
     for _ in range(100):
@@ -108,8 +130,9 @@ def test_dead_letter_replay_republishes_the_original_body(system) -> None:
     # Still invalid, so it lands in the dead letters again: nothing is ever dropped silently.
     for _ in range(100):
         listing = json.loads(run_cli(["dlq", "list", "--service", "accounts", "--json"], system.env).stdout)
-        if len([r for r in listing if r["event_id"] == "not-a-uuid"]) >= 1 and \
-                any(r["event_id"] == "not-a-uuid" and r["id"] != deadline_rows[0]["id"] for r in listing):
+        if len([r for r in listing if r["event_id"] == "not-a-uuid"]) >= 1 and any(
+            r["event_id"] == "not-a-uuid" and r["id"] != deadline_rows[0]["id"] for r in listing
+        ):
             return
         out.pump(0.2)
     pytest.fail("the replayed message did not come back through the consumer")

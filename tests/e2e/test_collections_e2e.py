@@ -5,6 +5,7 @@ here as an outside producer would, shaped as EVENTS.md says. Jobs run through th
 worker's own queue with ``baitiao jobs run`` (``--date``, ``--at``); the outcome is
 read as events on the bus, in the SMS outbox file and through ``baitiao collections``.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,18 @@ def test_a_delinquent_account_through_the_stages(collections_system: System) -> 
     system, out = collections_system, collections_system.outside
     account, bill = new_id("acc"), new_id("bill")
     out.publish("credit.line.granted", credit_line(account), account)
-    out.publish("bill.issued", {"bill_id": bill, "account_id": account, "statement_date": "2026-03-01",
-                                "due_date": "2026-03-10", "amount": "1000.00"}, account, producer="accounts")
+    out.publish(
+        "bill.issued",
+        {
+            "bill_id": bill,
+            "account_id": account,
+            "statement_date": "2026-03-01",
+            "due_date": "2026-03-10",
+            "amount": "1000.00",
+        },
+        account,
+        producer="accounts",
+    )
     _wait_applied(system, 2)
 
     # grade C pre-due: D-3 (03-07) gets an SMS, D-2 nothing
@@ -82,12 +93,31 @@ def test_a_delinquent_account_through_the_stages(collections_system: System) -> 
     assert "13812345678" not in outbox
 
     # DPD 31: straight into mid (escalated) with a call task
-    out.publish("account.delinquency.updated", {
-        "account_id": account, "business_date": "2026-04-10", "max_dpd": 31, "overdue_principal": "1000.00",
-        "penalty_interest": "15.50", "late_fees": "10.00", "total_overdue": "1025.50",
-        "bills": [{"bill_id": bill, "due_date": "2026-03-10", "dpd": 31, "unpaid_principal": "1000.00",
-                   "penalty_interest": "15.50", "late_fee": "10.00"}],
-    }, account, producer="accounts", occurred_at="2026-04-10T00:30:00+08:00")
+    out.publish(
+        "account.delinquency.updated",
+        {
+            "account_id": account,
+            "business_date": "2026-04-10",
+            "max_dpd": 31,
+            "overdue_principal": "1000.00",
+            "penalty_interest": "15.50",
+            "late_fees": "10.00",
+            "total_overdue": "1025.50",
+            "bills": [
+                {
+                    "bill_id": bill,
+                    "due_date": "2026-03-10",
+                    "dpd": 31,
+                    "unpaid_principal": "1000.00",
+                    "penalty_interest": "15.50",
+                    "late_fee": "10.00",
+                }
+            ],
+        },
+        account,
+        producer="accounts",
+        occurred_at="2026-04-10T00:30:00+08:00",
+    )
     _wait_applied(system, 3)
     # collections last ran 03-07: it runs 03-08 … 04-10 in order, the stages as of each date,
     # no SMS of those dates sent late; the pre-report notice never sent is queued for 04-10
@@ -101,11 +131,17 @@ def test_a_delinquent_account_through_the_stages(collections_system: System) -> 
     assert (task["kind"], task["stage"], task["due_by"]) == ("call", "mid", "2026-04-10")
     worklist = _cli_json(system, "worklist")
     assert [(t["task_id"], t["customer"], t["phone"]) for t in worklist if t["account_id"] == account] == [
-        (task["task_id"], "张*", "138****5678")]
+        (task["task_id"], "张*", "138****5678")
+    ]
 
     # cured: the case closes, nothing more goes out
-    out.publish("account.cured", {"account_id": account, "business_date": "2026-04-11"}, account,
-                producer="accounts", occurred_at="2026-04-11T10:00:00+08:00")
+    out.publish(
+        "account.cured",
+        {"account_id": account, "business_date": "2026-04-11"},
+        account,
+        producer="accounts",
+        occurred_at="2026-04-11T10:00:00+08:00",
+    )
     closed = out.wait_for("collection.case.closed", _by("account_id", account))[0]["payload"]
     assert closed["reason"] == "cured"
     _job(system, "collections-daily", "2026-04-14")
@@ -116,7 +152,10 @@ def test_a_delinquent_account_through_the_stages(collections_system: System) -> 
     history = _cli_json(system, "history", account)
     assert history["case"]["status"] == "closed" and history["case"]["closed_reason"] == "cured"
     assert [(c["template"], c["status"]) for c in history["contacts"]] == [
-        ("pre_due", "sent"), ("call", "task_created"), ("grace_first", "suppressed")]  # the notice: cured first
+        ("pre_due", "sent"),
+        ("call", "task_created"),
+        ("grace_first", "suppressed"),
+    ]  # the notice: cured first
     assert [t["status"] for t in history["tasks"]] == ["cancelled"]
     kpis = _cli_json(system, "kpis", "--from", "2026-04-10", "--to", "2026-04-30")
     assert kpis["open_on_from"]["cure_rate_by_stage"]["mid"] == {"numerator": 1, "denominator": 1, "value": "1.0000"}

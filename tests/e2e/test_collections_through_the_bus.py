@@ -5,6 +5,7 @@ process, jobs sent to its queue (`collections.jobs`) and run by that worker.
 Only the driver differs (``BusWorld`` here, ``World`` in the integration module); the
 scenarios and their assertions are the same functions.
 """
+
 from __future__ import annotations
 
 import time
@@ -38,13 +39,26 @@ class BusWorld(World):
         self.app = make_service_app(registry.definition("collections"), Settings(broker_url=system.broker_url))
         self.sequence = 0
 
-    def send(self, event_type: str, payload: dict[str, Any], *, at: datetime, aggregate_id: str | None = None,
-             sequence: int | None = None, producer: str = "accounts") -> None:
+    def send(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        *,
+        at: datetime,
+        aggregate_id: str | None = None,
+        sequence: int | None = None,
+        producer: str = "accounts",
+    ) -> None:
         if sequence is None:
             self.sequence += 1
             sequence = self.sequence
-        body = envelope(event_type, payload, aggregate_id or payload.get("account_id", "x"),
-                        occurred_at=at.isoformat(), producer=producer)
+        body = envelope(
+            event_type,
+            payload,
+            aggregate_id or payload.get("account_id", "x"),
+            occurred_at=at.isoformat(),
+            producer=producer,
+        )
         body["sequence"] = sequence
         self.system.outside.publish_raw(body, event_type)
         self._wait_applied(body["event_id"])
@@ -80,8 +94,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BusWorld]:
 
 test_pre_due_reminders_on_the_right_days_per_grade = scenarios.test_pre_due_reminders_on_the_right_days_per_grade
 test_no_sms_after_cure_including_one_already_queued = scenarios.test_no_sms_after_cure_including_one_already_queued
-test_contact_planned_for_2130_goes_out_at_0800_next_day = scenarios.test_contact_planned_for_2130_goes_out_at_0800_next_day
+test_contact_planned_for_2130_goes_out_at_0800_next_day = (
+    scenarios.test_contact_planned_for_2130_goes_out_at_0800_next_day
+)
 test_daily_sms_cap_one_per_account_per_day = scenarios.test_daily_sms_cap_one_per_account_per_day
 test_escalation_to_call_agency_and_legal = scenarios.test_escalation_to_call_agency_and_legal
-test_promise_pauses_contact_and_a_broken_one_escalates_at_once = \
+test_promise_pauses_contact_and_a_broken_one_escalates_at_once = (
     scenarios.test_promise_pauses_contact_and_a_broken_one_escalates_at_once
+)

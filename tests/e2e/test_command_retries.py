@@ -2,6 +2,7 @@
 first answer again and has no second effect; the month's KPI cohort counts a case that
 went overdue and was cured within it. Seen from outside: plain kombu and the CLI, real
 workers on real Redis and PostgreSQL."""
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,13 @@ def _assert_repeated(answers: list[dict[str, Any]], retry: dict[str, Any]) -> No
 
 def _retry(system: System, original: dict[str, Any]) -> dict[str, Any]:
     """The same command sent again under a new event id."""
-    return system.outside.publish(original["type"], original["payload"], original["aggregate_id"],
-                                  event_id=str(uuid.uuid4()), occurred_at=original["occurred_at"])
+    return system.outside.publish(
+        original["type"],
+        original["payload"],
+        original["aggregate_id"],
+        event_id=str(uuid.uuid4()),
+        occurred_at=original["occurred_at"],
+    )
 
 
 def _sql(system: System, service: str, query: str, **params: Any) -> Any:
@@ -74,8 +80,9 @@ def billed(retries: System) -> dict[str, str]:
     out = retries.outside
     accounts = {name: new_id("acc") for name in ("repay", "buy", "plan")}
     for account in accounts.values():
-        out.publish("credit.line.granted", credit_line(account, "5000.00", opened_on="2023-01-01",
-                                                       income="20000.00"), account)
+        out.publish(
+            "credit.line.granted", credit_line(account, "5000.00", opened_on="2023-01-01", income="20000.00"), account
+        )
     for account in accounts.values():
         out.wait_for("credit.line.opened", lambda p, a=account: p.get("account_id") == a)
         out.publish("purchase.requested", purchase(account, "3000.00", "2026-02-14T15:00:00+08:00"), account)
@@ -100,8 +107,10 @@ def test_a_retried_repayment_gets_the_same_applied_answer_and_moves_the_balance_
     # the consumers of repayment.applied count the payment once too
     bill = answers[0]["payload"]["allocations"][-1]["target_id"]
     assert _sql(retries, "collections", "SELECT unpaid_fen FROM bills WHERE bill_id = :b", b=bill) == 250000
-    assert _sql(retries, "restructuring", "SELECT unpaid_principal_fen FROM bill_views WHERE bill_id = :b",
-                b=bill) == 250000
+    assert (
+        _sql(retries, "restructuring", "SELECT unpaid_principal_fen FROM bill_views WHERE bill_id = :b", b=bill)
+        == 250000
+    )
 
 
 def test_a_retried_purchase_gets_the_same_decision_and_uses_the_limit_once(retries, billed) -> None:
@@ -111,7 +120,10 @@ def test_a_retried_purchase_gets_the_same_decision_and_uses_the_limit_once(retri
     out, account = retries.outside, billed["buy"]
     approved = purchase(account, "1000.00", "2026-03-02T10:00:00+08:00")
     declined = purchase(account, "2500.00", "2026-03-02T10:05:00+08:00")
-    firsts = [out.publish("purchase.requested", approved, account), out.publish("purchase.requested", declined, account)]
+    firsts = [
+        out.publish("purchase.requested", approved, account),
+        out.publish("purchase.requested", declined, account),
+    ]
     out.wait_for("purchase.approved", lambda p: p.get("purchase_id") == approved["purchase_id"])
     out.wait_for("purchase.declined", lambda p: p.get("purchase_id") == declined["purchase_id"])
     payment = repayment(account, "2000.00", "2026-03-03T12:00:00+08:00")
@@ -153,8 +165,12 @@ def test_a_retried_offers_request_and_acceptance_get_their_first_answers(retries
     out.wait_for("account.delinquency.updated", lambda p: mine(p) and p["max_dpd"] == 10)
     out.pump(1.0)
     request = new_id("req")
-    asked = out.publish("plan.offers.requested", {"request_id": request, "account_id": account}, account,
-                        occurred_at="2026-03-20T10:00:00+08:00")
+    asked = out.publish(
+        "plan.offers.requested",
+        {"request_id": request, "account_id": account},
+        account,
+        occurred_at="2026-03-20T10:00:00+08:00",
+    )
     out.wait_for("plan.offered", lambda p: p.get("request_id") == request)
     asked_again = _retry(retries, asked)
     offered = _answers(retries, "plan.offered", "request_id", request, 2)
@@ -163,9 +179,12 @@ def test_a_retried_offers_request_and_acceptance_get_their_first_answers(retries
     assert not out.events("plan.ineligible", lambda p: p.get("request_id") == request)
 
     offer = next(o for o in offered[0]["payload"]["offers"] if o["term"] == 6)
-    accepted = out.publish("plan.offer.accepted", {"offer_id": offer["offer_id"], "account_id": account,
-                                                   "accepted_at": "2026-03-20T11:00:00+08:00"}, account,
-                           occurred_at="2026-03-20T11:00:00+08:00")
+    accepted = out.publish(
+        "plan.offer.accepted",
+        {"offer_id": offer["offer_id"], "account_id": account, "accepted_at": "2026-03-20T11:00:00+08:00"},
+        account,
+        occurred_at="2026-03-20T11:00:00+08:00",
+    )
     out.wait_for("plan.activated", lambda p: p.get("offer_id") == offer["offer_id"])
     accepted_again = _retry(retries, accepted)
     activated = _answers(retries, "plan.activated", "offer_id", offer["offer_id"], 2)
@@ -190,12 +209,17 @@ def test_a_case_overdue_and_cured_within_the_month_counts_in_its_cohort_as_cured
     out.wait_for("bill.issued", mine)
     _job(retries, "daily-close", date(2026, 5, 11))
     out.wait_for("bill.overdue", mine)
-    out.publish("repayment.received", repayment(account, "830.00", "2026-05-15T12:00:00+08:00"), account,
-                occurred_at="2026-05-15T12:00:00+08:00")
+    out.publish(
+        "repayment.received",
+        repayment(account, "830.00", "2026-05-15T12:00:00+08:00"),
+        account,
+        occurred_at="2026-05-15T12:00:00+08:00",
+    )
     out.wait_for("collection.case.closed", lambda p: mine(p) and p["reason"] == "cured")
 
-    done = run_cli(["collections", "kpis", "--from", "2026-05-01", "--to", "2026-05-31", "--json"], retries.env,
-                   timeout=60)
+    done = run_cli(
+        ["collections", "kpis", "--from", "2026-05-01", "--to", "2026-05-31", "--json"], retries.env, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     cohort = json.loads(done.stdout)["cohort"]
     assert cohort["cases"] == 1

@@ -5,6 +5,7 @@ The accounts worker is started with ``BAITIAO_FAULT`` so that it kills itself
 clean worker then starts; kombu restores the unacked message after the
 visibility timeout (15 s here, 60 s by default) and the inbox decides.
 """
+
 from __future__ import annotations
 
 import time
@@ -60,8 +61,9 @@ def test_killed_after_commit_before_ack_applies_nothing_twice(accounts_only) -> 
     deadline = time.monotonic() + 120
     system.outside.pump(20)  # past the visibility timeout: the unacked message is restored and seen again
     system.outside.publish("purchase.requested", probe, account)
-    system.outside.wait_for("purchase.approved", lambda p: p["purchase_id"] == probe["purchase_id"],
-                            timeout=deadline - time.monotonic())
+    system.outside.wait_for(
+        "purchase.approved", lambda p: p["purchase_id"] == probe["purchase_id"], timeout=deadline - time.monotonic()
+    )
     assert _purchases(system, purchase_id) == 1
     approvals = system.outside.events("purchase.approved", lambda p: p["purchase_id"] == purchase_id)
     # The reply committed before the kill is published once (by the restarted relay, in id order

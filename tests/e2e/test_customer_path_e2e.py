@@ -2,6 +2,7 @@
 overdue, assessed, offered, accepted (the bill leaves the overdue count, penalty stops,
 collections goes quiet), two installments missed (the plan defaults, the account is
 locked again and collections resumes)."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ def test_plan_accepted_then_defaulted(system) -> None:
     out = system.outside
     account = new_id("acc")
     mine = lambda p: p.get("account_id") == account  # noqa: E731
-    out.publish("credit.line.granted", credit_line(account, "5000.00", opened_on="2023-01-01", income="20000.00"),
-                account)
+    out.publish(
+        "credit.line.granted", credit_line(account, "5000.00", opened_on="2023-01-01", income="20000.00"), account
+    )
     out.wait_for("credit.line.opened", mine)
     out.publish("purchase.requested", purchase(account, "3000.00", "2026-02-14T15:00:00+08:00"), account)
     out.wait_for("purchase.approved", mine)
@@ -49,13 +51,20 @@ def test_plan_accepted_then_defaulted(system) -> None:
     out.pump(1.0)
 
     request = new_id("req")
-    out.publish("plan.offers.requested", {"request_id": request, "account_id": account}, account,
-                occurred_at="2026-03-20T10:00:00+08:00")
+    out.publish(
+        "plan.offers.requested",
+        {"request_id": request, "account_id": account},
+        account,
+        occurred_at="2026-03-20T10:00:00+08:00",
+    )
     offers = out.wait_for("plan.offered", lambda p: p.get("request_id") == request)[0]["payload"]["offers"]
     offer = next(o for o in offers if o["term"] == 6)
-    out.publish("plan.offer.accepted", {"offer_id": offer["offer_id"], "account_id": account,
-                                        "accepted_at": "2026-03-20T11:00:00+08:00"}, account,
-                occurred_at="2026-03-20T11:00:00+08:00")
+    out.publish(
+        "plan.offer.accepted",
+        {"offer_id": offer["offer_id"], "account_id": account, "accepted_at": "2026-03-20T11:00:00+08:00"},
+        account,
+        occurred_at="2026-03-20T11:00:00+08:00",
+    )
     activated = out.wait_for("plan.activated", mine)[0]["payload"]
     assert activated["bill_ids"] == [bill_id]
     out.wait_for("account.restrictions.changed", lambda p: mine(p) and p["cause"] == "plan")
@@ -79,8 +88,9 @@ def test_plan_accepted_then_defaulted(system) -> None:
     _job(system, "plan-monitor", date(2026, 5, 21))
     defaulted = out.wait_for("plan.defaulted", mine)[0]["payload"]
     assert defaulted["first_missed_due_date"] == "2026-04-20"
-    relocked = out.wait_for("account.restrictions.changed",
-                            lambda p: mine(p) and p["business_date"] == defaulted["business_date"])[-1]["payload"]
+    relocked = out.wait_for(
+        "account.restrictions.changed", lambda p: mine(p) and p["business_date"] == defaulted["business_date"]
+    )[-1]["payload"]
     assert relocked["level"] >= 2 and "borrowing_suspended" in relocked["measures"]
     back = out.wait_for("bill.issued", lambda p: mine(p) and p["bill_id"].endswith("-default"))[0]["payload"]
     assert Decimal(back["amount"]) == Decimal(defaulted["outstanding_principal"]) + Decimal(defaulted["fees_due"])
@@ -93,5 +103,6 @@ def test_plan_accepted_then_defaulted(system) -> None:
     _job(system, "contact-dispatch", day, at="10:00")
     out.pump(1.0)
     resumed = out.events("collection.task.created", mine) + out.events(
-        "reminder.sent", lambda p: mine(p) and p["business_date"] == day.isoformat())
+        "reminder.sent", lambda p: mine(p) and p["business_date"] == day.isoformat()
+    )
     assert resumed, "collections did not resume after the default"

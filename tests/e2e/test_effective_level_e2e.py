@@ -1,6 +1,7 @@
 """The effective level on the wire: an account whose borrowing its twin suspends is not
 reported as unrestricted (``account.restrictions.changed`` level >= 1, cause
 ``linked_account``), observed from outside through the bus with the real workers."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def test_a_linked_suspension_is_reported_as_level_one(system) -> None:
     _job(system, "statements", date(2026, 3, 1))
     _job(system, "daily-close", date(2026, 4, 10))  # DPD 31: the main account frozen
 
-    changed = out.wait_for("account.restrictions.changed",
-                           lambda p: p.get("account_id") == twin and p.get("cause") == "linked_account")[-1]
+    changed = out.wait_for(
+        "account.restrictions.changed", lambda p: p.get("account_id") == twin and p.get("cause") == "linked_account"
+    )[-1]
     assert changed["payload"]["level"] == 1
     assert "linked_borrowing_suspended" in changed["payload"]["measures"]
     own = out.events("account.restrictions.changed", lambda p: p.get("account_id") == main)[-1]

@@ -7,6 +7,7 @@ dead letters; junk that cannot be read at all is dead-lettered without a reply; 
 message of a type the contract does not know is dead-lettered ``unknown_type``; a
 known event still reaches each of its services exactly once.
 """
+
 from __future__ import annotations
 
 import time
@@ -97,8 +98,10 @@ def test_a_purchase_with_amount_abc_is_declined_invalid_payload(system) -> None:
     # "-5.00" is a decimal string: accounts judges it, as before.
     negative = purchase(account, "-5.00")
     out.publish("purchase.requested", negative, account)
-    assert out.wait_for("purchase.declined", _by("purchase_id", negative["purchase_id"]))[0]["payload"]["reason"] \
+    assert (
+        out.wait_for("purchase.declined", _by("purchase_id", negative["purchase_id"]))[0]["payload"]["reason"]
         == "invalid_amount"
+    )
 
 
 def test_a_grant_with_a_short_identity_hash_is_rejected_without_echoing_it(system) -> None:

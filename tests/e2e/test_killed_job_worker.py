@@ -12,6 +12,7 @@ close's effects equal an undisturbed close's of the same portfolio, run in-proce
 database of its own: one accrual and one set of postings per overdue bill, one event
 each, the bills and accounts as one close leaves them.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,15 +40,21 @@ ACCOUNTS = 3000
 OVERDUE_SHARE = 0.1
 
 
-def start_worker(service: str, env: dict[str, str], log: Path, extra: dict[str, str] | None = None,
-                 pool: str = "threads") -> subprocess.Popen[bytes]:
+def start_worker(
+    service: str, env: dict[str, str], log: Path, extra: dict[str, str] | None = None, pool: str = "threads"
+) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in {**os.environ, **env, **(extra or {})}.items()}
     if not extra or "BAITIAO_FAULT" not in extra:
         full.pop("BAITIAO_FAULT", None)
     return subprocess.Popen(
         [sys.executable, "-m", "baitiao.cli", "worker", service, "--loglevel", "WARNING", "--pool", pool],
-        env=full, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=die_with_parent)
+        env=full,
+        cwd=ROOT,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
@@ -80,24 +87,49 @@ def wait_serving(url: str, queue: str, timeout: float = 120) -> None:
 
 
 def start_job(name: str, day: date, env: dict[str, str], timeout: int = 600) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "baitiao.cli", "jobs", "run", name, "--date", day.isoformat(),
-                             "--timeout", str(timeout)], env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "baitiao.cli",
+            "jobs",
+            "run",
+            name,
+            "--date",
+            day.isoformat(),
+            "--timeout",
+            str(timeout),
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def close_effects(url: str, day: date) -> dict[str, Any]:
     """What a close of ``day`` leaves behind, without what differs between runs (ids, times)."""
     engine = create_engine(url)
     with engine.connect() as conn:
+
         def rows(sql: str) -> list[tuple[Any, ...]]:
             return sorted(tuple(row) for row in conn.execute(text(sql), {"d": day}))
+
         effects = {
-            "accruals": rows("SELECT bill_pk, basis_fen, penalty_fen, late_fee_fen FROM daily_accruals "
-                             "WHERE business_date = :d"),
-            "ledger": Counter(rows("SELECT account_pk, bill_pk, ledger_account, debit_fen, credit_fen, kind "
-                                   "FROM ledger_entries WHERE business_date = :d")),
-            "bills": rows("SELECT pk, dpd, unpaid_penalty_fen, unpaid_late_fee_fen, penalty_charged_fen, "
-                          "late_fee_charged_fen, overdue_since, bureau_marked_on, last_closed_on FROM bills"),
+            "accruals": rows(
+                "SELECT bill_pk, basis_fen, penalty_fen, late_fee_fen FROM daily_accruals WHERE business_date = :d"
+            ),
+            "ledger": Counter(
+                rows(
+                    "SELECT account_pk, bill_pk, ledger_account, debit_fen, credit_fen, kind "
+                    "FROM ledger_entries WHERE business_date = :d"
+                )
+            ),
+            "bills": rows(
+                "SELECT pk, dpd, unpaid_penalty_fen, unpaid_late_fee_fen, penalty_charged_fen, "
+                "late_fee_charged_fen, overdue_since, bureau_marked_on, last_closed_on FROM bills"
+            ),
             "accounts": rows("SELECT pk, level, max_dpd, credit_limit_fen, limit_cut FROM accounts"),
             "events": Counter(rows("SELECT type, aggregate_id FROM outbox")),
             "runs": rows("SELECT job, business_date, status FROM job_runs"),
@@ -122,8 +154,18 @@ def undisturbed_close(url: str, day: date) -> dict[str, Any]:
     clock = FixedClock(datetime(day.year, day.month, day.day, 0, 30, tzinfo=SHANGHAI))
     state: dict[str, Any] = {}
     while True:
-        ctx = JobContext("accounts", "daily-close", day, None, engine, Outbox(registry.definition("accounts").bus.outbox),
-                         ProductRules(), clock, Settings(accounts_db_url=url), state)
+        ctx = JobContext(
+            "accounts",
+            "daily-close",
+            day,
+            None,
+            engine,
+            Outbox(registry.definition("accounts").bus.outbox),
+            ProductRules(),
+            clock,
+            Settings(accounts_db_url=url),
+            state,
+        )
         result = daily_close(ctx)
         if not result.more:
             break
@@ -142,8 +184,9 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
 def run_status(url: str, job: str, day: date) -> str | None:
     engine = create_engine(url)
     with engine.connect() as conn:
-        status = conn.scalar(text("SELECT status FROM job_runs WHERE job = :j AND business_date = :d"),
-                             {"j": job, "d": day})
+        status = conn.scalar(
+            text("SELECT status FROM job_runs WHERE job = :j AND business_date = :d"), {"j": job, "d": day}
+        )
     engine.dispose()
     return status
 
@@ -163,20 +206,29 @@ def two_databases() -> Any:
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])
 def test_a_slice_held_by_a_killed_worker_runs_again_on_the_live_one_within_two_minutes(
-        two_databases, redis_db, tmp_path, pool: str) -> None:
+    two_databases, redis_db, tmp_path, pool: str
+) -> None:
     killed_dbs, reference_dbs = two_databases
-    env = {"BAITIAO_BROKER_URL": fresh_redis_db(redis_db + 6), "BAITIAO_DATA_DIR": str(tmp_path / "data"),
-           "BAITIAO_LOG_LEVEL": "WARNING", **killed_dbs.env()}
+    env = {
+        "BAITIAO_BROKER_URL": fresh_redis_db(redis_db + 6),
+        "BAITIAO_DATA_DIR": str(tmp_path / "data"),
+        "BAITIAO_LOG_LEVEL": "WARNING",
+        **killed_dbs.env(),
+    }
     url = killed_dbs.url("accounts")
-    holder = start_worker("accounts", env, tmp_path / "holder.log", {"BAITIAO_FAULT": "hold_after_slice:daily-close"},
-                          pool=pool)
+    holder = start_worker(
+        "accounts", env, tmp_path / "holder.log", {"BAITIAO_FAULT": "hold_after_slice:daily-close"}, pool=pool
+    )
     other: subprocess.Popen[bytes] | None = None
     wait_serving(env["BAITIAO_BROKER_URL"], "accounts.jobs")
     job = start_job("daily-close", DAY, env)
     try:
         # The holder took the close and committed its slice; the slice's message is unacked.
-        wait_until(lambda: job.poll() is None and run_status(url, "daily-close", DAY) == "done", 120,
-                   "the holder's slice to commit (or the job ended: see its output)")
+        wait_until(
+            lambda: job.poll() is None and run_status(url, "daily-close", DAY) == "done",
+            120,
+            "the holder's slice to commit (or the job ended: see its output)",
+        )
         other = start_worker("accounts", env, tmp_path / "other.log", pool=pool)
         # Past the visibility timeout and a sweep: the live holder keeps its slice.
         time.sleep(JOBS_VISIBILITY_TIMEOUT + 3 * UNACKED_SWEEP_SECONDS)

@@ -8,6 +8,7 @@ no SMS late but the notice: by SMS to the customer whose phone is known, by a le
 to the one whose phone was reported wrong; accounts records both notices and the April
 report carries the marks.
 """
+
 from __future__ import annotations
 
 import csv
@@ -77,8 +78,11 @@ def _collections_execute(system: System, sql: str, **params: Any) -> None:
 
 def _report(summary: dict[str, Any], accounts: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     with open(summary["path"], encoding="utf-8", newline="") as handle:
-        return {row["account_id"]: (row["status"], row["max_dpd"]) for row in csv.DictReader(handle)
-                if row["account_id"] in accounts}
+        return {
+            row["account_id"]: (row["status"], row["max_dpd"])
+            for row in csv.DictReader(handle)
+            if row["account_id"] in accounts
+        }
 
 
 def test_the_notice_goes_out_before_any_report_carries_the_mark(system: System) -> None:
@@ -91,8 +95,12 @@ def test_the_notice_goes_out_before_any_report_carries_the_mark(system: System) 
         out.wait_for("purchase.approved", lambda p, a=account: p["account_id"] == a)
     statements = _job(system, "statements", "2026-03-01")
     assert (statements["bills_issued"], statements["statement_dates"]) == (2, ["2026-03-01"])
-    _until(lambda: _collections_scalar(system, "SELECT count(*) FROM bills WHERE account_id IN (:a, :b)",
-                                       a=own, b=wrong) == 2, "collections knows both bills")
+    _until(
+        lambda: (
+            _collections_scalar(system, "SELECT count(*) FROM bills WHERE account_id IN (:a, :b)", a=own, b=wrong) == 2
+        ),
+        "collections knows both bills",
+    )
     _job(system, "collections-daily", "2026-03-10")  # collections' last run before the outage
     _job(system, "daily-close", "2026-03-11")
     # the collectors' desk reported the number wrong (collection.outcome.recorded wrong_number)
@@ -103,14 +111,26 @@ def test_the_notice_goes_out_before_any_report_carries_the_mark(system: System) 
     assert close["penalty_accrued"] == "4.00"  # 0.50 a day on each 1,000.00, four dates, two accounts
     marked = _bill(system, own)
     assert (marked["bureau_marked_on"], marked["late_fee_charged"], marked["report_notice_on"]) == (
-        "2026-03-14", "10.00", None)
+        "2026-03-14",
+        "10.00",
+        None,
+    )
 
     march = _job(system, "credit-report", "2026-04-01")  # generated before anyone was told
     assert _report(march, (own, wrong)) == {own: ("N", "0"), wrong: ("N", "0")}
 
-    _until(lambda: _collections_scalar(
-        system, "SELECT count(*) FROM cases WHERE account_id IN (:a, :b) AND delinquency_as_of = '2026-03-15'",
-        a=own, b=wrong) == 2, "collections has the close of 03-15")
+    _until(
+        lambda: (
+            _collections_scalar(
+                system,
+                "SELECT count(*) FROM cases WHERE account_id IN (:a, :b) AND delinquency_as_of = '2026-03-15'",
+                a=own,
+                b=wrong,
+            )
+            == 2
+        ),
+        "collections has the close of 03-15",
+    )
     daily = _job(system, "collections-daily", "2026-03-15")
     assert daily["dates_run"] == ["2026-03-11", "2026-03-12", "2026-03-13", "2026-03-14", "2026-03-15"]
     assert daily["contacts_skipped_past_date"] == 6  # DPD 1, 3 and 4 SMS of two accounts: not sent late
@@ -121,14 +141,23 @@ def test_the_notice_goes_out_before_any_report_carries_the_mark(system: System) 
     _job(system, "contact-dispatch", "2026-03-15", at="09:00")
     sms = out.wait_for("reminder.sent", lambda p: p["account_id"] == own)
     assert [(e["payload"]["template"], e["payload"]["business_date"]) for e in sms] == [("grace_first", "2026-03-15")]
-    notices = {e["payload"]["account_id"]: e["payload"] for e in out.wait_for(
-        "collection.notice.sent", lambda p: p["account_id"] in (own, wrong), count=2)}
+    notices = {
+        e["payload"]["account_id"]: e["payload"]
+        for e in out.wait_for("collection.notice.sent", lambda p: p["account_id"] in (own, wrong), count=2)
+    }
     assert (notices[own]["channel"], notices[wrong]["channel"]) == ("sms", "letter")
     assert notices[own]["notice_id"] == sms[0]["payload"]["message_id"]
-    _until(lambda: _bill(system, own)["report_notice_on"] == "2026-03-15"
-           and _bill(system, wrong)["report_notice_on"] == "2026-03-15", "accounts records both notices")
+    _until(
+        lambda: (
+            _bill(system, own)["report_notice_on"] == "2026-03-15"
+            and _bill(system, wrong)["report_notice_on"] == "2026-03-15"
+        ),
+        "accounts records both notices",
+    )
     assert (_bill(system, own)["report_notice_channel"], _bill(system, wrong)["report_notice_channel"]) == (
-        "sms", "letter")
+        "sms",
+        "letter",
+    )
     shown = run_cli(["account", "show", own], system.env, timeout=60)
     assert "bureau notice" in shown.stdout and "sms 2026-03-15" in shown.stdout
 

@@ -10,6 +10,7 @@ real while the outside world keeps sending ``purchase.requested`` at 5 a second:
 - PostgreSQL restarted while the daily close runs over a few hundred accounts: the
   close completes and its results equal an undisturbed close's.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,13 @@ def _stack(tmp: Path, private_postgres: bool, appendonly: bool) -> Iterator[Stac
         broker.start()
         databases = Databases(base=postgres.base) if postgres else Databases()
         databases.create()
-        env = {"BAITIAO_BROKER_URL": broker.url(0), "BAITIAO_VISIBILITY_TIMEOUT": "15",
-               "BAITIAO_DATA_DIR": str(tmp / "data"), "BAITIAO_LOG_LEVEL": "WARNING", **databases.env()}
+        env = {
+            "BAITIAO_BROKER_URL": broker.url(0),
+            "BAITIAO_VISIBILITY_TIMEOUT": "15",
+            "BAITIAO_DATA_DIR": str(tmp / "data"),
+            "BAITIAO_LOG_LEVEL": "WARNING",
+            **databases.env(),
+        }
         stream = PurchaseStream(broker.url(0), [])
         stream.connect()
         workers = Workers(env, tmp)
@@ -90,8 +96,10 @@ def _rows(stack: Stack, service: str, sql: str) -> list[Any]:
 
 
 def _dead_letters(stack: Stack) -> dict[str, list[str]]:
-    return {s: [f"{r.type}: {r.reason[:200]}" for r in _rows(stack, s, "SELECT type, reason FROM dead_letters")]
-            for s in SERVICES}
+    return {
+        s: [f"{r.type}: {r.reason[:200]}" for r in _rows(stack, s, "SELECT type, reason FROM dead_letters")]
+        for s in SERVICES
+    }
 
 
 def _assert_every_purchase_answered_once(stack: Stack) -> None:
@@ -106,13 +114,18 @@ def _assert_every_purchase_answered_once(stack: Stack) -> None:
     engine = create_engine(stack.databases.url("accounts"))
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Purchase)) == len(approvals)
-        outbox_replies = conn.execute(text(
-            "SELECT count(*), count(DISTINCT payload::json->>'purchase_id') FROM outbox "
-            "WHERE type IN ('purchase.approved', 'purchase.declined')")).one()
+        outbox_replies = conn.execute(
+            text(
+                "SELECT count(*), count(DISTINCT payload::json->>'purchase_id') FROM outbox "
+                "WHERE type IN ('purchase.approved', 'purchase.declined')"
+            )
+        ).one()
         assert tuple(outbox_replies) == (len(stream.sent), len(stream.sent))
         # Effects once: every account's unpaid principal is the sum of its approved purchases.
-        owed = {row.account_id: row.unpaid_principal_fen for row in conn.execute(
-            select(Account.account_id, Account.unpaid_principal_fen))}
+        owed = {
+            row.account_id: row.unpaid_principal_fen
+            for row in conn.execute(select(Account.account_id, Account.unpaid_principal_fen))
+        }
     engine.dispose()
     approved = _approved_fen_by_account(stream)
     assert {a: owed[a] for a in stream.accounts} == {a: approved.get(a, 0) for a in stream.accounts}
@@ -163,11 +176,14 @@ def test_a_two_minute_postgres_outage_under_load_loses_nothing(private_postgres_
     assert _dead_letters(stack) == {s: [] for s in SERVICES}
     _assert_every_purchase_answered_once(stack)
     recovered = max(stream.first_reply_at[p] for p in during) - started_at
-    print(f"\npostgres outage {OUTAGE_S:.0f}s: {len(stream.sent)} purchases, {len(during)} during it; "
-          f"the last of those answered {recovered:.1f}s after PostgreSQL was back")
+    print(
+        f"\npostgres outage {OUTAGE_S:.0f}s: {len(stream.sent)} purchases, {len(during)} during it; "
+        f"the last of those answered {recovered:.1f}s after PostgreSQL was back"
+    )
 
 
 # -- Redis SIGKILLed and restarted on its AOF ----------------------------------------------
+
 
 @pytest.fixture
 def aof_redis_stack(tmp_path: Path) -> Iterator[Stack]:
@@ -175,8 +191,11 @@ def aof_redis_stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 def _published_event_ids(stack: Stack) -> set[str]:
-    return {row.event_id for service in SERVICES
-            for row in _rows(stack, service, "SELECT event_id FROM outbox WHERE published_at IS NOT NULL")}
+    return {
+        row.event_id
+        for service in SERVICES
+        for row in _rows(stack, service, "SELECT event_id FROM outbox WHERE published_at IS NOT NULL")
+    }
 
 
 def test_a_redis_killed_and_restarted_on_its_aof_loses_and_doubles_nothing(aof_redis_stack: Stack) -> None:
@@ -218,9 +237,11 @@ def test_a_redis_killed_and_restarted_on_its_aof_loses_and_doubles_nothing(aof_r
     recovered = max(stream.first_reply_at[p] for p in sent_before) - restarted_at
     after = [stream.first_reply_at[p] - stream.sent_at[p] for p, at in stream.sent_at.items() if at > restarted_at]
     assert stream.publish_retries > 0  # the outside producer met the outage too
-    print(f"\nredis SIGKILL, 5 s down: {len(stream.sent)} purchases, {stream.publish_retries} publishes retried; "
-          f"everything sent before the kill answered {max(recovered, 0):.1f}s after the restart; "
-          f"those sent after it answered within {max(after, default=float('nan')):.1f}s")
+    print(
+        f"\nredis SIGKILL, 5 s down: {len(stream.sent)} purchases, {stream.publish_retries} publishes retried; "
+        f"everything sent before the kill answered {max(recovered, 0):.1f}s after the restart; "
+        f"those sent after it answered within {max(after, default=float('nan')):.1f}s"
+    )
 
 
 # -- PostgreSQL restarted during the daily close ---------------------------------------------
@@ -235,17 +256,39 @@ def _close_results(url: str) -> dict[str, Any]:
     try:
         with engine.connect() as conn:
             return {
-                "accruals": [tuple(r) for r in conn.execute(text(
-                    "SELECT bill_pk, business_date, account_pk, basis_fen, penalty_fen, late_fee_fen "
-                    "FROM daily_accruals ORDER BY bill_pk, business_date"))],
-                "bills": [tuple(r) for r in conn.execute(text(
-                    "SELECT pk, unpaid_penalty_fen, unpaid_late_fee_fen, penalty_charged_fen, late_fee_charged_fen, "
-                    "dpd, overdue_since, bureau_marked_on FROM bills ORDER BY pk"))],
-                "ledger": [tuple(r) for r in conn.execute(text(
-                    "SELECT kind, ledger_account, business_date, sum(debit_fen), sum(credit_fen), count(*) "
-                    "FROM ledger_entries GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"))],
-                "closed": [tuple(r) for r in conn.execute(text(
-                    "SELECT business_date, status FROM job_runs WHERE job = 'daily-close' ORDER BY 1"))],
+                "accruals": [
+                    tuple(r)
+                    for r in conn.execute(
+                        text(
+                            "SELECT bill_pk, business_date, account_pk, basis_fen, penalty_fen, late_fee_fen "
+                            "FROM daily_accruals ORDER BY bill_pk, business_date"
+                        )
+                    )
+                ],
+                "bills": [
+                    tuple(r)
+                    for r in conn.execute(
+                        text(
+                            "SELECT pk, unpaid_penalty_fen, unpaid_late_fee_fen, penalty_charged_fen, late_fee_charged_fen, "
+                            "dpd, overdue_since, bureau_marked_on FROM bills ORDER BY pk"
+                        )
+                    )
+                ],
+                "ledger": [
+                    tuple(r)
+                    for r in conn.execute(
+                        text(
+                            "SELECT kind, ledger_account, business_date, sum(debit_fen), sum(credit_fen), count(*) "
+                            "FROM ledger_entries GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                        )
+                    )
+                ],
+                "closed": [
+                    tuple(r)
+                    for r in conn.execute(
+                        text("SELECT business_date, status FROM job_runs WHERE job = 'daily-close' ORDER BY 1")
+                    )
+                ],
             }
     finally:
         engine.dispose()
@@ -281,9 +324,18 @@ def _close_undisturbed(url: str, day: date) -> None:
     engine = create_engine(url)
     state: dict[str, Any] = {}
     while True:
-        ctx = JobContext(service="accounts", job="daily-close", business_date=day, at=None, engine=engine,
-                         outbox=Outbox(registry.definition("accounts").bus.outbox), rules=Settings().rules(),
-                         clock=SystemClock(), settings=Settings(), state=state)
+        ctx = JobContext(
+            service="accounts",
+            job="daily-close",
+            business_date=day,
+            at=None,
+            engine=engine,
+            outbox=Outbox(registry.definition("accounts").bus.outbox),
+            rules=Settings().rules(),
+            clock=SystemClock(),
+            settings=Settings(),
+            state=state,
+        )
         result = daily_close(ctx)
         if not result.more:
             break
@@ -300,24 +352,32 @@ def _closed_dates(stack: Stack) -> int:
 
 
 def test_postgres_restarted_during_the_daily_close_changes_nothing_in_its_results(
-        private_postgres_stack: Stack) -> None:
+    private_postgres_stack: Stack,
+) -> None:
     stack = private_postgres_stack
     stream, postgres = stack.stream, stack.postgres
     assert postgres is not None and stream.outside is not None
     stream.open_accounts(CLOSE_ACCOUNTS, limit="5000.00")
     for k, account in enumerate(stream.accounts):
-        stream.outside.publish("purchase.requested", purchase(account, f"{100 + k}.00", "2026-02-14T12:00:00+08:00"),
-                               account)
-    stream.outside.wait_for("purchase.approved", lambda p: p["account_id"] in stream.accounts, timeout=120,
-                            count=CLOSE_ACCOUNTS)
+        stream.outside.publish(
+            "purchase.requested", purchase(account, f"{100 + k}.00", "2026-02-14T12:00:00+08:00"), account
+        )
+    stream.outside.wait_for(
+        "purchase.approved", lambda p: p["account_id"] in stream.accounts, timeout=120, count=CLOSE_ACCOUNTS
+    )
     _job(stack, "statements", date(2026, 3, 1))
     _job(stack, "daily-close", FIRST_CLOSE)
     stream.observe(5)  # the close's consequences settle (collections, restructuring)
     copy_url = _snapshot(stack, f"{stack.databases.prefix}_undisturbed")
 
-    close = subprocess.Popen([sys.executable, "-m", "baitiao.cli", "jobs", "run", "daily-close", "--date",
-                              LAST_CLOSE.isoformat()], env={**os.environ, **stack.env}, cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    close = subprocess.Popen(
+        [sys.executable, "-m", "baitiao.cli", "jobs", "run", "daily-close", "--date", LAST_CLOSE.isoformat()],
+        env={**os.environ, **stack.env},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while _closed_dates(stack) < 5:  # FIRST_CLOSE and a few of the sixty: the close is under way
         if close.poll() is not None:
@@ -339,10 +399,11 @@ def test_postgres_restarted_during_the_daily_close_changes_nothing_in_its_result
     _close_undisturbed(copy_url, LAST_CLOSE)
     disturbed, undisturbed = _close_results(stack.databases.url("accounts")), _close_results(copy_url)
     assert len(disturbed["closed"]) == 1 + (LAST_CLOSE - FIRST_CLOSE).days > closed_before_stop
-    assert "job_slice_retried" in (stack.workers.log_dir / "accounts.log").read_text(), \
-        "the close never met the outage"
+    assert "job_slice_retried" in (stack.workers.log_dir / "accounts.log").read_text(), "the close never met the outage"
     assert disturbed["accruals"] and disturbed == undisturbed
     _assert_workers_alive(stack)
     assert _dead_letters(stack) == {s: [] for s in SERVICES}
-    print(f"\npostgres restart during the daily close (down {restarted_at - stopped_at:.1f}s): the close finished "
-          f"{finished_at - restarted_at:.1f}s after PostgreSQL was back")
+    print(
+        f"\npostgres restart during the daily close (down {restarted_at - stopped_at:.1f}s): the close finished "
+        f"{finished_at - restarted_at:.1f}s after PostgreSQL was back"
+    )

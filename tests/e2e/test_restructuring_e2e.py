@@ -7,6 +7,7 @@ EVENTS.md says. When accounts is done, the cross-service path (bills leave the
 overdue count, collections goes quiet, the account is locked again on default) belongs
 in this file too, driven by purchases, statements and the daily close instead.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,18 +28,58 @@ def _overdue(out, account: str) -> str:  # type: ignore[no-untyped-def]
     """As accounts would report it: one 2,970.00 bill due 03-10 with a 30.00 late fee, DPD 10."""
     bill = new_id("bill")
     out.publish("credit.line.granted", credit_line(account, opened_on="2023-01-01", income="20000.00"), account)
-    out.publish("bill.issued", {"bill_id": bill, "account_id": account, "statement_date": "2026-03-01",
-                                "due_date": "2026-03-10", "amount": "2970.00"}, account, producer="accounts")
-    out.publish("bill.overdue", {"bill_id": bill, "account_id": account, "due_date": "2026-03-10",
-                                 "business_date": "2026-03-11", "dpd": 1, "unpaid_principal": "2970.00"},
-                account, producer="accounts", occurred_at="2026-03-11T00:30:00+08:00")
+    out.publish(
+        "bill.issued",
+        {
+            "bill_id": bill,
+            "account_id": account,
+            "statement_date": "2026-03-01",
+            "due_date": "2026-03-10",
+            "amount": "2970.00",
+        },
+        account,
+        producer="accounts",
+    )
+    out.publish(
+        "bill.overdue",
+        {
+            "bill_id": bill,
+            "account_id": account,
+            "due_date": "2026-03-10",
+            "business_date": "2026-03-11",
+            "dpd": 1,
+            "unpaid_principal": "2970.00",
+        },
+        account,
+        producer="accounts",
+        occurred_at="2026-03-11T00:30:00+08:00",
+    )
     out.wait_for("risk.assessed", _by("account_id", account))
-    out.publish("account.delinquency.updated", {
-        "account_id": account, "business_date": "2026-03-20", "max_dpd": 10, "overdue_principal": "2970.00",
-        "penalty_interest": "0.00", "late_fees": "30.00", "total_overdue": "3000.00",
-        "bills": [{"bill_id": bill, "due_date": "2026-03-10", "dpd": 10, "unpaid_principal": "2970.00",
-                   "penalty_interest": "0.00", "late_fee": "30.00"}],
-    }, account, producer="accounts", occurred_at="2026-03-20T00:30:00+08:00")
+    out.publish(
+        "account.delinquency.updated",
+        {
+            "account_id": account,
+            "business_date": "2026-03-20",
+            "max_dpd": 10,
+            "overdue_principal": "2970.00",
+            "penalty_interest": "0.00",
+            "late_fees": "30.00",
+            "total_overdue": "3000.00",
+            "bills": [
+                {
+                    "bill_id": bill,
+                    "due_date": "2026-03-10",
+                    "dpd": 10,
+                    "unpaid_principal": "2970.00",
+                    "penalty_interest": "0.00",
+                    "late_fee": "30.00",
+                }
+            ],
+        },
+        account,
+        producer="accounts",
+        occurred_at="2026-03-20T00:30:00+08:00",
+    )
     return bill
 
 
@@ -46,24 +87,40 @@ def _activate(out, account: str, term: int) -> dict[str, Any]:  # type: ignore[n
     bill = _overdue(out, account)
     request = new_id("req")
     out.pump(1.0)  # let the snapshot land before asking
-    out.publish("plan.offers.requested", {"request_id": request, "account_id": account}, account,
-                occurred_at="2026-03-20T10:00:00+08:00")
+    out.publish(
+        "plan.offers.requested",
+        {"request_id": request, "account_id": account},
+        account,
+        occurred_at="2026-03-20T10:00:00+08:00",
+    )
     offered = out.wait_for("plan.offered", _by("request_id", request))[0]["payload"]
     offer = next(o for o in offered["offers"] if o["term"] == term)
-    out.publish("plan.offer.accepted", {"offer_id": offer["offer_id"], "account_id": account,
-                                        "accepted_at": "2026-03-22T09:00:00+08:00"}, account,
-                occurred_at="2026-03-22T09:00:00+08:00")
+    out.publish(
+        "plan.offer.accepted",
+        {"offer_id": offer["offer_id"], "account_id": account, "accepted_at": "2026-03-22T09:00:00+08:00"},
+        account,
+        occurred_at="2026-03-22T09:00:00+08:00",
+    )
     activated = out.wait_for("plan.activated", _by("offer_id", offer["offer_id"]))[0]["payload"]
     assert activated["bill_ids"] == [bill]
     return activated
 
 
 def _pay(out, account: str, plan_id: str, amount: str, when: str) -> None:  # type: ignore[no-untyped-def]
-    out.publish("repayment.applied", {
-        "payment_id": new_id("pay"), "account_id": account, "amount": amount,
-        "allocations": [{"target": "plan", "target_id": plan_id, "component": "plan", "amount": amount}],
-        "credit_balance": "0.00", "total_overdue": "0.00",
-    }, account, producer="accounts", occurred_at=when)
+    out.publish(
+        "repayment.applied",
+        {
+            "payment_id": new_id("pay"),
+            "account_id": account,
+            "amount": amount,
+            "allocations": [{"target": "plan", "target_id": plan_id, "component": "plan", "amount": amount}],
+            "credit_balance": "0.00",
+            "total_overdue": "0.00",
+        },
+        account,
+        producer="accounts",
+        occurred_at=when,
+    )
 
 
 def test_offer_accept_pay_adjust_and_settle_early(system) -> None:
@@ -78,8 +135,12 @@ def test_offer_accept_pay_adjust_and_settle_early(system) -> None:
     assert (paid["period"], paid["paid_on"]) == (1, "2026-04-22")
 
     request = new_id("adj")
-    out.publish("plan.adjustment.requested", {"request_id": request, "plan_id": plan_id, "kind": "extend",
-                                              "new_term": 10}, plan_id, occurred_at="2026-05-01T10:00:00+08:00")
+    out.publish(
+        "plan.adjustment.requested",
+        {"request_id": request, "plan_id": plan_id, "kind": "extend", "new_term": 10},
+        plan_id,
+        occurred_at="2026-05-01T10:00:00+08:00",
+    )
     adjusted = out.wait_for("plan.adjusted", _by("request_id", request))[0]["payload"]
     assert adjusted["monthly_payment"] == "265.00" and len(adjusted["schedule"]) == 10
 
@@ -100,6 +161,11 @@ def test_two_missed_installments_default_the_plan(system) -> None:
     result = run_cli(["jobs", "run", "plan-monitor", "--date", "2026-05-23"], system.env, timeout=120)
     assert result.returncode == 0, result.stderr
     defaulted = out.wait_for("plan.defaulted", _by("plan_id", plan_id))[0]["payload"]
-    assert defaulted == {"plan_id": plan_id, "account_id": account, "business_date": "2026-05-23",
-                         "outstanding_principal": "3000.00", "fees_due": "36.00",
-                         "first_missed_due_date": "2026-04-22"}
+    assert defaulted == {
+        "plan_id": plan_id,
+        "account_id": account,
+        "business_date": "2026-05-23",
+        "outstanding_principal": "3000.00",
+        "fees_due": "36.00",
+        "first_missed_due_date": "2026-04-22",
+    }

@@ -10,6 +10,7 @@ services keep (bills, accruals, ledger, accounts, cases, contacts, tasks, stage 
 the events they emitted) must be equal, compared by business keys: the ordering guards,
 leases, case locks and partitions leave nothing done twice or left out.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,17 @@ def _publish_portfolio(out: OutsideSystem) -> None:
         out.publish("credit.line.granted", credit_line(account, "5000.00", identity=f"identity-{i % 25}"), account)
     for i in range(ACCOUNTS):
         account = f"acc-scale-{i:03d}"
-        out.publish("purchase.requested", purchase(account, f"{100 + 37 * i}.00", "2026-02-14T15:00:00+08:00",
-                                                   purchase_id=f"pur-scale-{i:03d}-a"), account)
+        out.publish(
+            "purchase.requested",
+            purchase(account, f"{100 + 37 * i}.00", "2026-02-14T15:00:00+08:00", purchase_id=f"pur-scale-{i:03d}-a"),
+            account,
+        )
         if i % 3 == 0:
-            out.publish("purchase.requested", purchase(account, f"{50 + i}.10", "2026-02-20T10:00:00+08:00",
-                                                       purchase_id=f"pur-scale-{i:03d}-b"), account)
+            out.publish(
+                "purchase.requested",
+                purchase(account, f"{50 + i}.10", "2026-02-20T10:00:00+08:00", purchase_id=f"pur-scale-{i:03d}-b"),
+                account,
+            )
 
 
 def _quiet(broker_url: str, dbs: Databases, timeout: float = 180) -> None:
@@ -93,22 +100,22 @@ def _rows(url: str, queries: dict[str, str]) -> dict[str, Any]:
 
 ACCOUNTS_STATE = {
     "accounts": "SELECT account_id, status, level, linked_level, max_dpd, credit_limit_fen, limit_cut, "
-                "unpaid_principal_fen FROM accounts",
+    "unpaid_principal_fen FROM accounts",
     "bills": "SELECT a.account_id, b.statement_date, b.due_date, b.principal_fen, b.dpd, b.unpaid_principal_fen, "
-             "b.unpaid_penalty_fen, b.unpaid_late_fee_fen, b.penalty_charged_fen, b.late_fee_charged_fen, "
-             "b.overdue_since, b.bureau_marked_on, b.last_closed_on FROM bills b JOIN accounts a ON a.pk = b.account_pk",
+    "b.unpaid_penalty_fen, b.unpaid_late_fee_fen, b.penalty_charged_fen, b.late_fee_charged_fen, "
+    "b.overdue_since, b.bureau_marked_on, b.last_closed_on FROM bills b JOIN accounts a ON a.pk = b.account_pk",
     "accruals": "SELECT a.account_id, b.statement_date, d.business_date, d.basis_fen, d.penalty_fen, d.late_fee_fen "
-                "FROM daily_accruals d JOIN bills b ON b.pk = d.bill_pk JOIN accounts a ON a.pk = b.account_pk",
+    "FROM daily_accruals d JOIN bills b ON b.pk = d.bill_pk JOIN accounts a ON a.pk = b.account_pk",
     "ledger": "SELECT a.account_id, l.business_date, l.ledger_account, l.debit_fen, l.credit_fen, l.kind "
-              "FROM ledger_entries l JOIN accounts a ON a.pk = l.account_pk",
+    "FROM ledger_entries l JOIN accounts a ON a.pk = l.account_pk",
     "events": "SELECT type, aggregate_id FROM outbox",
     "runs": "SELECT job, business_date, status FROM job_runs",
 }
 COLLECTIONS_STATE = {
     "cases": "SELECT account_id, status, stage, max_dpd, overdue_principal_fen, total_overdue_fen, "
-             "delinquency_as_of FROM cases",
+    "delinquency_as_of FROM cases",
     "contacts": "SELECT account_id, business_date, channel, kind, template, stage, dpd, status, planned_for "
-                "FROM contact_attempts",
+    "FROM contact_attempts",
     "tasks": "SELECT account_id, kind, stage, dpd, amount_fen, created_on, due_by, status FROM collector_tasks",
     "stages": "SELECT account_id, business_date, stage FROM case_stage_history",
     "events": "SELECT type, aggregate_id FROM outbox",
@@ -119,11 +126,20 @@ def _run(workers_per_service: int, partitions: int, redis_db: int, log_dir: Path
     log_dir.mkdir(parents=True, exist_ok=True)
     dbs = Databases().create(SERVICES)
     broker_url = fresh_redis_db(redis_db)
-    env = {"BAITIAO_BROKER_URL": broker_url, "BAITIAO_VISIBILITY_TIMEOUT": "15", "BAITIAO_LOG_LEVEL": "WARNING",
-           "BAITIAO_DATA_DIR": str(log_dir / "data"), "BAITIAO_JOB_PARTITIONS": str(partitions), **dbs.env()}
+    env = {
+        "BAITIAO_BROKER_URL": broker_url,
+        "BAITIAO_VISIBILITY_TIMEOUT": "15",
+        "BAITIAO_LOG_LEVEL": "WARNING",
+        "BAITIAO_DATA_DIR": str(log_dir / "data"),
+        "BAITIAO_JOB_PARTITIONS": str(partitions),
+        **dbs.env(),
+    }
     out = OutsideSystem(broker_url)
-    procs = [start_worker(service, env, log_dir / f"{service}-{n}.log")
-             for service in SERVICES for n in range(workers_per_service)]
+    procs = [
+        start_worker(service, env, log_dir / f"{service}-{n}.log")
+        for service in SERVICES
+        for n in range(workers_per_service)
+    ]
     try:
         _publish_portfolio(out)
         _quiet(broker_url, dbs)
@@ -136,8 +152,11 @@ def _run(workers_per_service: int, partitions: int, redis_db: int, log_dir: Path
         assert daily.get("partitions", 1) == partitions, daily
         summaries["collections-daily"] = _stable(daily)
         _quiet(broker_url, dbs)
-        return {"summaries": summaries, "accounts": _rows(dbs.url("accounts"), ACCOUNTS_STATE),
-                "collections": _rows(dbs.url("collections"), COLLECTIONS_STATE)}
+        return {
+            "summaries": summaries,
+            "accounts": _rows(dbs.url("accounts"), ACCOUNTS_STATE),
+            "collections": _rows(dbs.url("collections"), COLLECTIONS_STATE),
+        }
     finally:
         stop(*procs)
         out.close()

@@ -4,6 +4,7 @@ A small portfolio (50 accounts, 60 days) goes through the three real workers; it
 invariants must all hold, and a second run with the same seed must give the same
 report, figure for figure (only timings and where it ran may differ).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """``baitiao simulate`` on the embedded default, as the README's first command runs it:
 no broker, no database configured, nothing to install but the Python packages."""
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,15 @@ def _free_port() -> int:
 
 def test_a_small_portfolio_on_the_embedded_default(tmp_path: Path) -> None:
     env = {key: "" for key in os.environ if key.startswith("BAITIAO_")}  # empty is unset
-    env.update({"BAITIAO_DATA_DIR": str(tmp_path / "data"), "BAITIAO_LOG_LEVEL": "WARNING",
-                "BAITIAO_EMBEDDED_BROKER_PORT": str(_free_port())})
+    env.update(
+        {
+            "BAITIAO_DATA_DIR": str(tmp_path / "data"),
+            "BAITIAO_LOG_LEVEL": "WARNING",
+            "BAITIAO_EMBEDDED_BROKER_PORT": str(_free_port()),
+        }
+    )
     out = tmp_path / "out"
-    done = run_cli(["simulate", "--accounts", "20", "--days", "40", "--seed", "3", "--out", str(out)], env,
-                   timeout=600)
+    done = run_cli(["simulate", "--accounts", "20", "--days", "40", "--seed", "3", "--out", str(out)], env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert report["environment"]["backend"].startswith("embedded")

@@ -1,5 +1,6 @@
 """RULES section 2's worked example, to the fen, from outside: plain kombu events in,
 `baitiao jobs run` for the jobs, replies observed on the bus and `baitiao account show`."""
+
 from __future__ import annotations
 
 import json
@@ -67,13 +68,20 @@ def test_worked_example_through_the_bus(system) -> None:
     out.publish("repayment.received", repayment(account, "500.00", "2026-03-20T18:00:00+08:00"), account)
     applied = out.wait_for("repayment.applied", mine)[0]["payload"]
     assert [(a["component"], a["amount"]) for a in applied["allocations"]] == [
-        ("penalty_interest", "5.00"), ("late_fee", "10.00"), ("principal", "485.00")]
+        ("penalty_interest", "5.00"),
+        ("late_fee", "10.00"),
+        ("principal", "485.00"),
+    ]
 
     _job(system, "daily-close", date(2026, 3, 21))
-    latest = out.wait_for("account.delinquency.updated",
-                          lambda p: mine(p) and p["business_date"] == "2026-03-21")[0]["payload"]
-    assert (latest["overdue_principal"], latest["penalty_interest"], latest["total_overdue"]) == \
-        ("515.00", "0.26", "515.26")
+    latest = out.wait_for("account.delinquency.updated", lambda p: mine(p) and p["business_date"] == "2026-03-21")[0][
+        "payload"
+    ]
+    assert (latest["overdue_principal"], latest["penalty_interest"], latest["total_overdue"]) == (
+        "515.00",
+        "0.26",
+        "515.26",
+    )
     view = _show(system, account)
     assert view["credit_limit"] == "2500.00"
     assert view["bills"][0]["unpaid_principal"] == "515.00" and view["bills"][0]["dpd"] == 11

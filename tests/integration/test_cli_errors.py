@@ -3,6 +3,7 @@
 The commands run as real processes against real PostgreSQL databases and a real Redis,
 with the environment an operator would have got wrong.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,13 +51,13 @@ def test_an_impossible_date_is_a_usage_error(env) -> None:
 
 
 def test_an_income_that_is_no_amount(env) -> None:
-    assert_one_line_error(run_cli("plan", "offers", "acc-1", "--income", "abc", env=env), contains="--income",
-                          code=2)
+    assert_one_line_error(run_cli("plan", "offers", "acc-1", "--income", "abc", env=env), contains="--income", code=2)
 
 
 def test_an_amount_with_fractions_of_a_fen(env) -> None:
-    assert_one_line_error(run_cli("plan", "offers", "acc-1", "--income", "1000.001", env=env),
-                          contains="more than two decimals", code=2)
+    assert_one_line_error(
+        run_cli("plan", "offers", "acc-1", "--income", "1000.001", env=env), contains="more than two decimals", code=2
+    )
 
 
 def test_a_missing_rules_file(env) -> None:
@@ -98,8 +99,13 @@ def test_a_database_url_that_is_no_url(env) -> None:
 
 
 def test_a_database_server_that_does_not_answer(env) -> None:
-    result = run_cli("dlq", "list", "--service", "accounts",
-                     env={**env, "BAITIAO_ACCOUNTS_DB_URL": "postgresql+psycopg://postgres@127.0.0.1:1/x"})
+    result = run_cli(
+        "dlq",
+        "list",
+        "--service",
+        "accounts",
+        env={**env, "BAITIAO_ACCOUNTS_DB_URL": "postgresql+psycopg://postgres@127.0.0.1:1/x"},
+    )
     assert_one_line_error(result, contains="database error", code=1)
 
 
@@ -110,8 +116,15 @@ def test_a_bad_setting(env) -> None:
 
 def test_a_broker_that_does_not_answer(env) -> None:
     started = time.monotonic()
-    result = run_cli("jobs", "run", "statements", "--date", "2026-03-01",
-                     env={**env, "BAITIAO_BROKER_URL": "redis://127.0.0.1:1/0"}, timeout=60)
+    result = run_cli(
+        "jobs",
+        "run",
+        "statements",
+        "--date",
+        "2026-03-01",
+        env={**env, "BAITIAO_BROKER_URL": "redis://127.0.0.1:1/0"},
+        timeout=60,
+    )
     assert_one_line_error(result, contains="broker unreachable", code=1)
     assert time.monotonic() - started < 20
 
@@ -133,8 +146,9 @@ def test_a_job_with_no_worker_is_refused_in_seconds_and_not_sent(env, broker) ->
 
 
 def test_an_unknown_job(env) -> None:
-    assert_one_line_error(run_cli("jobs", "run", "nightly", "--date", "2026-03-01", env=env),
-                          contains="unknown job 'nightly'", code=2)
+    assert_one_line_error(
+        run_cli("jobs", "run", "nightly", "--date", "2026-03-01", env=env), contains="unknown job 'nightly'", code=2
+    )
 
 
 def test_kpis_with_an_impossible_date(env) -> None:
@@ -165,5 +179,6 @@ def test_a_rules_file_that_is_not_yaml(env, tmp_path) -> None:
 
 
 def test_a_log_level_that_is_none(env) -> None:
-    assert_one_line_error(run_cli("jobs", "list", env={**env, "BAITIAO_LOG_LEVEL": "loud"}),
-                          contains="BAITIAO_LOG_LEVEL=loud", code=1)
+    assert_one_line_error(
+        run_cli("jobs", "list", env={**env, "BAITIAO_LOG_LEVEL": "loud"}), contains="BAITIAO_LOG_LEVEL=loud", code=1
+    )

@@ -4,6 +4,7 @@ A dead letter's body is the event as it arrived: a credit line carries the custo
 name, phone and identity hash. Whatever the operator reads of it is masked as the logs
 are; a discarded letter stays on the record, hidden from the listing and never replayed.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,11 +50,21 @@ def _letter(pg: Databases, service: str = "accounts") -> int:
     engine = create_engine(pg.url(service))
     try:
         with engine.begin() as conn:
-            return int(conn.execute(insert(table).values(
-                queue=f"{service}.events", event_id=body["event_id"], type=body["type"],
-                reason=f"1 validation error: phone input_value='{PHONE}' is not allowed",
-                body=json.dumps(body, ensure_ascii=False), attempts=5,
-                created_at=datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)).returning(table.c.id)).scalar_one())
+            return int(
+                conn.execute(
+                    insert(table)
+                    .values(
+                        queue=f"{service}.events",
+                        event_id=body["event_id"],
+                        type=body["type"],
+                        reason=f"1 validation error: phone input_value='{PHONE}' is not allowed",
+                        body=json.dumps(body, ensure_ascii=False),
+                        attempts=5,
+                        created_at=datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc),
+                    )
+                    .returning(table.c.id)
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
@@ -113,8 +124,9 @@ def test_a_discarded_letter_is_hidden_kept_on_record_and_never_replayed(pg, env,
 def test_a_discard_needs_a_reason(pg, env) -> None:
     number = _letter(pg)
     assert_one_line_error(run_cli("dlq", "discard", f"accounts:{number}", env=env), contains="--reason", code=2)
-    assert_one_line_error(run_cli("dlq", "discard", f"accounts:{number}", "--reason", "  ", env=env),
-                          contains="--reason", code=2)
+    assert_one_line_error(
+        run_cli("dlq", "discard", f"accounts:{number}", "--reason", "  ", env=env), contains="--reason", code=2
+    )
     assert _row(pg, number)["discarded_at"] is None
 
 
@@ -127,5 +139,6 @@ def test_replay_publishes_an_open_letter_to_its_queue(pg, env, broker) -> None:
     assert client.llen("collections.events") == before + 1
     assert _row(pg, number, "collections")["replayed_at"] is not None
     assert f"collections:{number}" not in [r["id"] for r in _listed(env)]
-    assert_one_line_error(run_cli("dlq", "discard", f"collections:{number}", "--reason", "late", env=env),
-                          contains="already replayed")
+    assert_one_line_error(
+        run_cli("dlq", "discard", f"collections:{number}", "--reason", "late", env=env), contains="already replayed"
+    )

@@ -3,6 +3,7 @@
 Each test has a fresh data directory, no broker configured and a port of its own:
 afterwards nothing may listen there unless the test itself started the broker.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,17 +42,32 @@ def _letter(data: Path) -> int:
     engine = create_engine(f"sqlite:///{data / 'accounts.db'}")
     try:
         with engine.begin() as conn:
-            return int(conn.execute(insert(table).values(
-                queue="accounts.events", reason="bad", body=json.dumps({"n": 1}), attempts=1,
-                created_at=datetime.now(timezone.utc))).inserted_primary_key[0])
+            return int(
+                conn.execute(
+                    insert(table).values(
+                        queue="accounts.events",
+                        reason="bad",
+                        body=json.dumps({"n": 1}),
+                        attempts=1,
+                        created_at=datetime.now(timezone.utc),
+                    )
+                ).inserted_primary_key[0]
+            )
     finally:
         engine.dispose()
 
 
 def test_reading_commands_never_start_it(embedded) -> None:
     env, data, port = embedded
-    for command in (("status",), ("jobs", "list"), ("db", "upgrade"), ("dlq", "list"), ("status", "--json"),
-                    ("jobs", "run", "statements", "--date", "2026-03-01"), ("account", "show", "acc-1")):
+    for command in (
+        ("status",),
+        ("jobs", "list"),
+        ("db", "upgrade"),
+        ("dlq", "list"),
+        ("status", "--json"),
+        ("jobs", "run", "statements", "--date", "2026-03-01"),
+        ("account", "show", "acc-1"),
+    ):
         result = run_cli(*command, env=env)
         assert "Traceback" not in result.stderr, result.stderr
         assert not listening(port), f"`baitiao {' '.join(command)}` left a broker on {port}"
@@ -66,7 +82,8 @@ def test_no_worker_on_a_stopped_embedded_broker_is_said_in_one_line(embedded) ->
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "Error: no worker serves accounts.jobs: the embedded broker is not running "
-        "(start `baitiao worker accounts`); nothing sent"]
+        "(start `baitiao worker accounts`); nothing sent"
+    ]
     assert not listening(port)
 
 
@@ -102,9 +119,14 @@ def test_a_broker_running_before_the_command_is_left_running(embedded) -> None:
 
 def test_a_worker_keeps_the_broker_it_started_while_it_runs_and_stops_it_on_exit(embedded, tmp_path) -> None:
     env, data, port = embedded
-    worker = subprocess.Popen([sys.executable, "-m", "baitiao.cli", "worker", "accounts"], env=env, cwd=ROOT,
-                              stdout=open(tmp_path / "worker.log", "ab"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "baitiao.cli", "worker", "accounts"],
+        env=env,
+        cwd=ROOT,
+        stdout=open(tmp_path / "worker.log", "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         ran = None
@@ -113,7 +135,10 @@ def test_a_worker_keeps_the_broker_it_started_while_it_runs_and_stops_it_on_exit
             if ran.returncode == 0:
                 break
             time.sleep(1)
-        assert ran is not None and ran.returncode == 0, (ran.stderr if ran else "", (tmp_path / "worker.log").read_text())
+        assert ran is not None and ran.returncode == 0, (
+            ran.stderr if ran else "",
+            (tmp_path / "worker.log").read_text(),
+        )
         assert json.loads(ran.stdout)["job"] == "statements"
         assert listening(port), "jobs run stopped the worker's broker"
         os.kill(worker.pid, signal.SIGTERM)
@@ -130,8 +155,14 @@ def test_a_worker_keeps_the_broker_it_started_while_it_runs_and_stops_it_on_exit
 
 
 def _worker(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "baitiao.cli", "worker", service], env=env, cwd=ROOT,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "baitiao.cli", "worker", service],
+        env=env,
+        cwd=ROOT,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _wait_started(log: Path) -> None:

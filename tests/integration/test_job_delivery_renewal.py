@@ -5,6 +5,7 @@ to 2 s so the test is quick): a held message whose delivery is re-stamped surviv
 ``QoS.restore_visible``; once the re-stamping stops, the same sweep puts it back on its
 queue; a message acked meanwhile is never brought back into the index.
 """
+
 from __future__ import annotations
 
 import threading
@@ -38,8 +39,9 @@ def _connection(url: str) -> Connection:
 
 def _hold_one(connection: Connection) -> object:
     channel = connection.channel()
-    Producer(channel).publish({"slice": 1}, exchange=QUEUE.exchange, routing_key="renewal.jobs",
-                              declare=[QUEUE], serializer="json")
+    Producer(channel).publish(
+        {"slice": 1}, exchange=QUEUE.exchange, routing_key="renewal.jobs", declare=[QUEUE], serializer="json"
+    )
     message = QUEUE(channel).get(no_ack=False)  # as a worker holds a job message (acks_late)
     assert message is not None
     return message

@@ -3,6 +3,7 @@
 A real Celery worker (in this process) on a real Redis runs a job of four slices through
 shared/jobs.py's own wrapper, each slice queued by the one before it.
 """
+
 from __future__ import annotations
 
 import threading
@@ -51,12 +52,19 @@ def job(redis_db: int, tmp_path: Path) -> Iterator[tuple[Celery, FourSlices, str
     app = Celery("tests.jobs")
     app.conf.update(base_celery_config(url))
     app.conf.task_default_queue = "accounts.jobs"
-    app.baitiao_settings = Settings(broker_url=url, data_dir=tmp_path,  # type: ignore[attr-defined]
-                                    accounts_db_url=f"sqlite:///{tmp_path / 'accounts.db'}")
+    app.baitiao_settings = Settings(
+        broker_url=url,
+        data_dir=tmp_path,  # type: ignore[attr-defined]
+        accounts_db_url=f"sqlite:///{tmp_path / 'accounts.db'}",
+    )
     tables = add_bus_tables(MetaData())
-    definition = ServiceDefinition(name="accounts", metadata=MetaData(),
-                                   bus=BusTables(tables["outbox"], tables["inbox"], tables["dead_letters"]),
-                                   handlers={}, migrations_dir=tmp_path)
+    definition = ServiceDefinition(
+        name="accounts",
+        metadata=MetaData(),
+        bus=BusTables(tables["outbox"], tables["inbox"], tables["dead_letters"]),
+        handlers={},
+        migrations_dir=tmp_path,
+    )
     fn = FourSlices()
     register_job(app, definition, JobSpec("four-slices", TASK), fn)
     yield app, fn, url

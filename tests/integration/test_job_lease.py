@@ -1,5 +1,6 @@
 """The job lease (``shared/job_runs.py``) on real PostgreSQL: renewed by its live run, taken over
 from a dead one within ``LEASE_SECONDS``."""
+
 from __future__ import annotations
 
 import time

@@ -6,6 +6,7 @@ fresh connection. Held here on a real PostgreSQL whose backends are terminated u
 warm pool: an event batch fails as a transient fault (the consumer retries it whole) and
 then applies; a job slice runs once more from the state it was given, and succeeds.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -37,17 +38,24 @@ def _terminate_backends(engine: Engine) -> int:
     """What a database restart does to the pool's connections."""
     admin = create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        killed = conn.execute(text(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name"),
-            {"name": engine.url.database}).scalar()
+        killed = conn.execute(
+            text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name"),
+            {"name": engine.url.database},
+        ).scalar()
     admin.dispose()
     return int(killed or 0)
 
 
 def _grant(account: str) -> tuple[str, dict[str, Any]]:
-    return "credit.line.granted", {"account_id": account, "customer_id": f"c-{account}", "identity_hash": "h" * 16,
-                                   "credit_limit": "5000.00", "name": "张三", "phone": "13800005678",
-                                   "opened_on": "2026-01-01"}
+    return "credit.line.granted", {
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": "h" * 16,
+        "credit_limit": "5000.00",
+        "name": "张三",
+        "phone": "13800005678",
+        "opened_on": "2026-01-01",
+    }
 
 
 def _warm(engine: Engine) -> None:
@@ -82,9 +90,18 @@ def test_a_job_slice_on_a_dead_connection_runs_again_from_its_state(databases: D
         return JobResult({"outbox": count})
 
     state = {"cursor": 7, "seen": []}
-    ctx = JobContext(service="collections", job="collections-daily", business_date=date(2026, 3, 2), at=None,
-                     engine=engine, outbox=Outbox(BUS.outbox), rules=ProductRules(), clock=FixedClock(),
-                     settings=Settings(data_dir=tmp_path), state={"cursor": 7, "seen": []})
+    ctx = JobContext(
+        service="collections",
+        job="collections-daily",
+        business_date=date(2026, 3, 2),
+        at=None,
+        engine=engine,
+        outbox=Outbox(BUS.outbox),
+        rules=ProductRules(),
+        clock=FixedClock(),
+        settings=Settings(data_dir=tmp_path),
+        state={"cursor": 7, "seen": []},
+    )
     _warm(engine)
     assert _terminate_backends(engine) >= 1
     assert run_slice(slice_, ctx, state).summary == {"outbox": 0}
@@ -101,9 +118,17 @@ def test_a_slice_that_fails_for_another_reason_is_not_run_again(databases: Datab
             conn.execute(text("SELECT no_such_column FROM outbox"))
         return JobResult({})
 
-    ctx = JobContext(service="collections", job="collections-daily", business_date=date(2026, 3, 2), at=None,
-                     engine=engine, outbox=Outbox(BUS.outbox), rules=ProductRules(), clock=FixedClock(),
-                     settings=Settings(data_dir=tmp_path))
+    ctx = JobContext(
+        service="collections",
+        job="collections-daily",
+        business_date=date(2026, 3, 2),
+        at=None,
+        engine=engine,
+        outbox=Outbox(BUS.outbox),
+        rules=ProductRules(),
+        clock=FixedClock(),
+        settings=Settings(data_dir=tmp_path),
+    )
     with pytest.raises(DBAPIError):
         run_slice(slice_, ctx, {})
     assert calls == [1]

@@ -1,5 +1,6 @@
 """Each service's migrations: one head, and at head the database is what the models say
 (a model changed without its migration, or two migrations on one parent, fails here)."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,8 +32,9 @@ def test_at_head_the_database_is_what_the_models_say(service: str) -> None:
         upgrade(definition, url)
         engine = create_engine(url)
         with engine.connect() as conn:
-            differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                           definition.metadata)
+            differences = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), definition.metadata
+            )
         engine.dispose()
         assert differences == [], differences
     finally:

@@ -4,6 +4,7 @@ The accounts service is given a known backlog: three events queued of which one 
 unacked by a consumer, two job messages of which one is held by a worker, two outbox
 rows unpublished for two minutes, an open and a replayed dead letter, a finished run.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,19 +52,49 @@ def backlog(pg: Databases, redis_db: int) -> Iterator[str]:
     bus = registry.definition("accounts").bus
     now = datetime.now(timezone.utc)
     with engine.begin() as conn:
-        conn.execute(insert(bus.outbox), [
-            {"event_id": f"e{n}", "type": "bill.issued", "aggregate_id": "a", "payload": "{}",
-             "occurred_at": now - timedelta(seconds=120 - n), "published_at": now if n == 0 else None}
-            for n in range(3)])
-        conn.execute(insert(bus.dead_letters), [
-            {"queue": "accounts.events", "reason": "bad", "body": "{}", "created_at": now, "replayed_at": None},
-            {"queue": "accounts.events", "reason": "bad", "body": "{}", "created_at": now, "replayed_at": now}])
+        conn.execute(
+            insert(bus.outbox),
+            [
+                {
+                    "event_id": f"e{n}",
+                    "type": "bill.issued",
+                    "aggregate_id": "a",
+                    "payload": "{}",
+                    "occurred_at": now - timedelta(seconds=120 - n),
+                    "published_at": now if n == 0 else None,
+                }
+                for n in range(3)
+            ],
+        )
+        conn.execute(
+            insert(bus.dead_letters),
+            [
+                {"queue": "accounts.events", "reason": "bad", "body": "{}", "created_at": now, "replayed_at": None},
+                {"queue": "accounts.events", "reason": "bad", "body": "{}", "created_at": now, "replayed_at": now},
+            ],
+        )
         runs = registry.definition("accounts").metadata.tables["job_runs"]
-        conn.execute(insert(runs), [
-            {"job": "statements", "business_date": date(2026, 3, 1), "status": "done", "started_at": now,
-             "finished_at": now, "owner": "t"},
-            {"job": "statements", "business_date": date(2026, 2, 28), "status": "done", "started_at": now,
-             "finished_at": now, "owner": "t"}])
+        conn.execute(
+            insert(runs),
+            [
+                {
+                    "job": "statements",
+                    "business_date": date(2026, 3, 1),
+                    "status": "done",
+                    "started_at": now,
+                    "finished_at": now,
+                    "owner": "t",
+                },
+                {
+                    "job": "statements",
+                    "business_date": date(2026, 2, 28),
+                    "status": "done",
+                    "started_at": now,
+                    "finished_at": now,
+                    "owner": "t",
+                },
+            ],
+        )
     engine.dispose()
     try:
         yield url
@@ -87,8 +118,12 @@ def test_status_reports_the_backlog_of_each_service(pg, backlog) -> None:
     assert (statements["last_business_date"], statements["status"]) == ("2026-03-01", "done")
     assert next(j for j in accounts["jobs"] if j["job"] == "daily-close")["status"] == "never run"
     collections = next(s for s in report["services"] if s["service"] == "collections")
-    assert (collections["events_queued"], collections["events_unacked"], collections["outbox_unpublished"],
-            collections["dead_letters_open"]) == (0, 0, 0, 0)
+    assert (
+        collections["events_queued"],
+        collections["events_unacked"],
+        collections["outbox_unpublished"],
+        collections["dead_letters_open"],
+    ) == (0, 0, 0, 0)
 
 
 def test_the_table_shows_the_same_figures(pg, backlog) -> None:
@@ -120,9 +155,15 @@ def test_status_on_the_embedded_default_with_its_broker_stopped(tmp_path) -> Non
     assert run_cli("db", "upgrade", env=env).returncode == 0
     engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'restructuring.db'}")
     with engine.begin() as conn:
-        conn.execute(insert(registry.definition("restructuring").bus.outbox).values(
-            event_id="e1", type="plan.activated", aggregate_id="p", payload="{}",
-            occurred_at=SystemClock().now() - timedelta(seconds=60)))
+        conn.execute(
+            insert(registry.definition("restructuring").bus.outbox).values(
+                event_id="e1",
+                type="plan.activated",
+                aggregate_id="p",
+                payload="{}",
+                occurred_at=SystemClock().now() - timedelta(seconds=60),
+            )
+        )
     engine.dispose()
     result = run_cli("status", "--json", env=env)
     assert result.returncode == 0, result.stderr

@@ -16,6 +16,7 @@ Also here: the runs a batch handler gets (``counting``), ORM objects kept alive 
 block (``objects_kept_alive``), the statements a batch sends (``Service.statements``) and
 a batch handler's arguments built by hand (``Service.handler_run``).
 """
+
 from __future__ import annotations
 
 import json
@@ -55,10 +56,19 @@ State = dict[str, list[dict[str, Any]]]
 def bodies(events: list[Event], start: datetime) -> list[bytes]:
     """Wire bodies, each event a second after the one before (handlers run at their event's
     time); every other one carries a correlation id of its own."""
-    return [json.dumps(new_envelope(event_type, payload, aggregate_id=payload["account_id"], producer="test",
-                                    occurred_at=start + timedelta(seconds=k),
-                                    correlation_id=f"checkout-{k}" if k % 2 else None)).encode()
-            for k, (event_type, payload) in enumerate(events)]
+    return [
+        json.dumps(
+            new_envelope(
+                event_type,
+                payload,
+                aggregate_id=payload["account_id"],
+                producer="test",
+                occurred_at=start + timedelta(seconds=k),
+                correlation_id=f"checkout-{k}" if k % 2 else None,
+            )
+        ).encode()
+        for k, (event_type, payload) in enumerate(events)
+    ]
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,14 @@ class Poison:
     @classmethod
     def plan_completed(cls, at: int, account_id: str, occurred_at: datetime) -> Poison:
         """A ``plan.completed`` of ``account_id`` that day (accounts and collections handle it)."""
-        return cls(at, ("plan.completed", {"plan_id": "pl-poison", "account_id": account_id,
-                                           "completed_on": occurred_at.date().isoformat()}), occurred_at)
+        return cls(
+            at,
+            (
+                "plan.completed",
+                {"plan_id": "pl-poison", "account_id": account_id, "completed_on": occurred_at.date().isoformat()},
+            ),
+            occurred_at,
+        )
 
     def body(self) -> bytes:
         (body,) = bodies([self.event], self.occurred_at)
@@ -169,14 +185,22 @@ class Service:
         return self.definition.handlers
 
     def applier(self, engine: Engine, handlers: Handlers) -> EventApplier:
-        return EventApplier(self.name, engine, self.definition.bus, handlers, ProductRules(), FixedClock(),
-                            max_attempts=1, event_time=True)
+        return EventApplier(
+            self.name,
+            engine,
+            self.definition.bus,
+            handlers,
+            ProductRules(),
+            FixedClock(),
+            max_attempts=1,
+            event_time=True,
+        )
 
     def apply(self, engine: Engine, handlers: Handlers, wire: list[bytes], batch: int) -> None:
         """``wire`` in batches of ``batch`` (one transaction each); every event must be applied."""
         events = self.applier(engine, handlers)
         for k in range(0, len(wire), batch):
-            deliveries = [Delivery(body=b) for b in wire[k:k + batch]]
+            deliveries = [Delivery(body=b) for b in wire[k : k + batch]]
             outcome = events.apply_batch(deliveries)
             assert not outcome.dead_lettered and not outcome.retry, [d.last_error for d in deliveries]
 
@@ -184,11 +208,17 @@ class Service:
         """``wire`` in one batch with ``poison`` in it: all of ``wire`` applied, the poison dead-lettered."""
         failing = {**handlers, poison.event[0]: _boom}
         outcome = self.applier(engine, failing).apply_batch(
-            [Delivery(body=b) for b in wire[:poison.at] + [poison.body()] + wire[poison.at:]])
+            [Delivery(body=b) for b in wire[: poison.at] + [poison.body()] + wire[poison.at :]]
+        )
         assert outcome.applied == len(wire) and outcome.dead_lettered == 1 and not outcome.retry
 
-    def prepared(self, fresh: Callable[[], Engine], handlers: Handlers, setup: list[bytes],
-                 then: Callable[[Engine], None] | None = None) -> Engine:
+    def prepared(
+        self,
+        fresh: Callable[[], Engine],
+        handlers: Handlers,
+        setup: list[bytes],
+        then: Callable[[Engine], None] | None = None,
+    ) -> Engine:
         """A fresh database with ``setup`` applied one event per transaction, then ``then`` done."""
         engine = fresh()
         self.apply(engine, handlers, setup, 1)
@@ -205,8 +235,10 @@ class Service:
     def handler_run(self, session: Session, wire: list[bytes]) -> list[tuple[HandlerContext, Any]]:
         """A batch handler's arguments for ``wire``, inside the open transaction of ``session``."""
         outbox = Outbox(self.definition.bus.outbox)
-        return [(HandlerContext(session, envelope, outbox, ProductRules(), FixedClock()), payload)
-                for envelope, payload in map(read_event, wire)]
+        return [
+            (HandlerContext(session, envelope, outbox, ProductRules(), FixedClock()), payload)
+            for envelope, payload in map(read_event, wire)
+        ]
 
     # --- the state that must be the same ---
 
@@ -218,8 +250,11 @@ class Service:
         some), the outbox's own event ids and publish stamps."""
         bus = self.definition.bus
         bookkeeping = {"bus_meta", bus.inbox.name, bus.dead_letters.name, "job_runs"}
-        found = {table.name: rows(engine, table, *table.primary_key.columns, skip=self._left_out(table))
-                 for table in self.definition.metadata.sorted_tables if table.name not in bookkeeping}
+        found = {
+            table.name: rows(engine, table, *table.primary_key.columns, skip=self._left_out(table))
+            for table in self.definition.metadata.sorted_tables
+            if table.name not in bookkeeping
+        }
         for row in found[bus.outbox.name]:
             row["payload"] = json.loads(row["payload"])
         return found
@@ -234,14 +269,23 @@ class Service:
 
     def _referred_to(self, column: Column[Any]) -> bool:
         """Whether a foreign key points at ``column`` (then its values are part of what the rows say)."""
-        return any(key.column is column for table in self.definition.metadata.sorted_tables
-                   for key in table.foreign_keys)
+        return any(
+            key.column is column for table in self.definition.metadata.sorted_tables for key in table.foreign_keys
+        )
 
     # --- the equivalence ---
 
-    def assert_batches_agree(self, fresh: Callable[[], Engine], event_type: str, night: list[bytes], *,
-                             one_batch: list[int], poison: Poison, guarded: list[int],
-                             guarded_view: Callable[[State], State] = lambda found: found) -> State:
+    def assert_batches_agree(
+        self,
+        fresh: Callable[[], Engine],
+        event_type: str,
+        night: list[bytes],
+        *,
+        one_batch: list[int],
+        poison: Poison,
+        guarded: list[int],
+        guarded_view: Callable[[State], State] = lambda found: found,
+    ) -> State:
         """``night`` through the registered handlers in batches leaves the state it leaves one
         event per transaction: in one batch (``event_type``'s batch handler getting runs of
         ``one_batch``), in batches of three, and in one batch with ``poison`` (the guarded
@@ -254,19 +298,23 @@ class Service:
         expected = self.state(one_by_one)
         for batch in (len(night), 3):
             found, runs = self._counted_pass(
-                fresh, event_type, lambda engine, handlers: self.apply(engine, handlers, night, batch))
+                fresh, event_type, lambda engine, handlers: self.apply(engine, handlers, night, batch)
+            )
             assert found == expected, f"batches of {batch}: {_differences(found, expected)}"
             if batch == len(night):
                 assert runs == one_batch, runs
         found, runs = self._counted_pass(
-            fresh, event_type, lambda engine, handlers: self.apply_with_poison(engine, handlers, night, poison))
+            fresh, event_type, lambda engine, handlers: self.apply_with_poison(engine, handlers, night, poison)
+        )
         assert runs == guarded, runs  # the optimistic pass stopped at the poison, then runs of one
-        assert guarded_view(found) == guarded_view(expected), \
+        assert guarded_view(found) == guarded_view(expected), (
             f"guarded retry pass: {_differences(guarded_view(found), guarded_view(expected))}"
+        )
         return expected
 
-    def _counted_pass(self, fresh: Callable[[], Engine], event_type: str,
-                      apply: Callable[[Engine, Handlers], None]) -> tuple[State, list[int]]:
+    def _counted_pass(
+        self, fresh: Callable[[], Engine], event_type: str, apply: Callable[[Engine, Handlers], None]
+    ) -> tuple[State, list[int]]:
         """The state ``apply`` leaves on a fresh database with the registered handlers, objects
         kept alive, and the runs ``event_type``'s batch handler got."""
         runs: list[int] = []

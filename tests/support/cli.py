@@ -3,6 +3,7 @@
 The environment starts clean of every ``BAITIAO_`` variable of the test process, so a
 test says exactly where its command runs (broker, databases, data directory).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,13 +23,22 @@ def cli_env(**settings: str) -> dict[str, str]:
     return {**clean, **settings}
 
 
-def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "baitiao.cli", *args], env=env, cwd=cwd or ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "baitiao.cli", *args],
+        env=env,
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str] | object, *, contains: str = "",
-                          code: int | None = None) -> str:
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str] | object, *, contains: str = "", code: int | None = None
+) -> str:
     """Exit code non-zero (or ``code``), exactly one line on stderr, no traceback anywhere.
     Returns that line."""
     exit_code = getattr(result, "returncode", getattr(result, "exit_code", None))

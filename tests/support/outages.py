@@ -16,6 +16,7 @@ directory, and takes them away like an operator or a crash would:
   producer that retries a failed publish with the same ``event_id`` (what the README
   asks of outside producers) and an observer that attaches again after a broker restart.
 """
+
 from __future__ import annotations
 
 import glob
@@ -50,8 +51,9 @@ def postgres_bin(program: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{program}"))
     path = found[-1] if found else shutil.which(program)
     if not path:
-        raise AssertionError(f"{program} not found (apt-get install postgresql): the outage tests need a "
-                             f"PostgreSQL cluster of their own")
+        raise AssertionError(
+            f"{program} not found (apt-get install postgresql): the outage tests need a PostgreSQL cluster of their own"
+        )
     return path
 
 
@@ -67,8 +69,21 @@ class PrivatePostgres:
         if self._as_postgres:
             user = pwd.getpwnam("postgres")
             os.chown(self.dir, user.pw_uid, user.pw_gid)
-        self._run([postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                   "-E", "UTF8", "--locale=C", "--no-sync"])
+        self._run(
+            [
+                postgres_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
 
     @property
     def base(self) -> str:
@@ -84,10 +99,25 @@ class PrivatePostgres:
     def start(self) -> float:
         """Start (or start again) and wait until it accepts connections; returns the seconds it took."""
         started = time.monotonic()
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
-                   f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run([postgres_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w",
-                   "-t", "60", "start"])
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
+            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(
+            [
+                postgres_bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
         return time.monotonic() - started
 
     def stop(self, mode: str = "fast") -> None:
@@ -126,12 +156,25 @@ class PrivateRedis:
 
     def start(self) -> float:
         started = time.monotonic()
-        durability = (["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly
-                      else ["--appendonly", "no"])
+        durability = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port), "--bind",
-             "127.0.0.1", "--dir", str(self.dir), "--save", "", *durability, "--daemonize", "no"],
-            stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT)
+            [
+                shutil.which("redis-server") or "/usr/bin/redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                *durability,
+                "--daemonize",
+                "no",
+            ],
+            stdout=open(self.dir / "server.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -158,9 +201,12 @@ class PrivateRedis:
 # The observer's own unacked bookkeeping with a short visibility timeout: a reply it had
 # taken but not acked when the broker was killed comes back to it after the restart.
 # (Keys of its own: the default ``unacked`` hash holds Celery's job messages.)
-OBSERVER_OPTIONS = {"visibility_timeout": 5, "unacked_key": "test.observer.unacked",
-                    "unacked_index_key": "test.observer.unacked_index",
-                    "unacked_mutex_key": "test.observer.unacked_mutex"}
+OBSERVER_OPTIONS = {
+    "visibility_timeout": 5,
+    "unacked_key": "test.observer.unacked",
+    "unacked_index_key": "test.observer.unacked_index",
+    "unacked_mutex_key": "test.observer.unacked_mutex",
+}
 
 REPLIES = ("purchase.approved", "purchase.declined")
 
@@ -207,8 +253,9 @@ class PurchaseStream:
             account = new_id("acc")
             self.accounts.append(account)
             self.outside.publish("credit.line.granted", credit_line(account, limit), account)
-        self.outside.wait_for("credit.line.opened", lambda p: p["account_id"] in self.accounts, timeout=120,
-                              count=count)
+        self.outside.wait_for(
+            "credit.line.opened", lambda p: p["account_id"] in self.accounts, timeout=120, count=count
+        )
 
     def run(self, seconds: float) -> None:
         """Send at ``rate`` for ``seconds`` while observing the replies."""
@@ -255,7 +302,7 @@ class PurchaseStream:
             time.sleep(0.2)
             self.connect()
         now = time.monotonic()
-        for event in self.seen[self._seen:]:
+        for event in self.seen[self._seen :]:
             if event.get("type") in REPLIES:
                 self.first_reply_at.setdefault(event["payload"]["purchase_id"], now)
         self._seen = len(self.seen)

@@ -1,6 +1,7 @@
 """Drive one service in-process against a real PostgreSQL database: apply events
 through the real ``EventApplier`` (inbox, transactions, outbox) and run its jobs
 with a ``JobContext``, then read what it emitted from its outbox."""
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,26 @@ class ServiceDriver:
         self.url = f"sqlite:///{self.sqlite_dir}/{self.db_name}.db" if self.sqlite_dir else f"{PG_BASE}/{self.db_name}"
         upgrade(self.definition, self.url)
         self.engine: Engine = make_engine(self.url)
-        self.applier = EventApplier(self.service, self.engine, self.definition.bus, self.definition.handlers,
-                                    self.rules, self.clock)
+        self.applier = EventApplier(
+            self.service, self.engine, self.definition.bus, self.definition.handlers, self.rules, self.clock
+        )
         self._seen_outbox = 0
 
-    def send(self, event_type: str, payload: dict[str, Any], aggregate_id: str | None = None,
-             occurred_at: str | None = None, event_id: str | None = None) -> dict[str, Any]:
-        body = envelope(event_type, payload, aggregate_id or payload.get("account_id", "x"), event_id=event_id,
-                        occurred_at=occurred_at or self.clock.now().isoformat())
+    def send(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        aggregate_id: str | None = None,
+        occurred_at: str | None = None,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        body = envelope(
+            event_type,
+            payload,
+            aggregate_id or payload.get("account_id", "x"),
+            event_id=event_id,
+            occurred_at=occurred_at or self.clock.now().isoformat(),
+        )
         outcome = self.applier.apply_batch([Delivery(body=json.dumps(body).encode())])
         assert not outcome.retry and not outcome.dead_lettered, f"{event_type} failed: {outcome}"
         return body
@@ -59,8 +72,11 @@ class ServiceDriver:
             query = query.where(outbox.c.id > self._seen_outbox)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [{"id": r.id, "type": r.type, "payload": json.loads(r.payload)} for r in rows
-                if event_type is None or r.type == event_type]
+        return [
+            {"id": r.id, "type": r.type, "payload": json.loads(r.payload)}
+            for r in rows
+            if event_type is None or r.type == event_type
+        ]
 
     def mark(self) -> None:
         with self.engine.connect() as conn:
@@ -82,8 +98,15 @@ class ServiceDriver:
         admin.dispose()
 
 
-def run_job(service: str, engine: Engine, name: str, day: date, at: str | None = None,
-            rules: ProductRules | None = None, clock: FixedClock | None = None) -> dict[str, Any]:
+def run_job(
+    service: str,
+    engine: Engine,
+    name: str,
+    day: date,
+    at: str | None = None,
+    rules: ProductRules | None = None,
+    clock: FixedClock | None = None,
+) -> dict[str, Any]:
     """Run one of ``service``'s jobs on ``engine``'s database for ``day``, slice after slice."""
     import importlib
 
@@ -95,9 +118,18 @@ def run_job(service: str, engine: Engine, name: str, day: date, at: str | None =
     settings = Settings(**{f"{service}_db_url": engine.url.render_as_string(hide_password=False)})
     state: dict[str, Any] = {}
     while True:
-        ctx = JobContext(service, name, day, at, engine, Outbox(definition.bus.outbox),
-                         rules if rules is not None else ProductRules(), clock if clock is not None else FixedClock(),
-                         settings, state)
+        ctx = JobContext(
+            service,
+            name,
+            day,
+            at,
+            engine,
+            Outbox(definition.bus.outbox),
+            rules if rules is not None else ProductRules(),
+            clock if clock is not None else FixedClock(),
+            settings,
+            state,
+        )
         result: JobResult = fn(ctx)
         if not result.more:
             return result.summary

@@ -4,6 +4,7 @@
 and fresh ``sim_<run>_<service>`` PostgreSQL databases, drops those databases, and
 returns report.json; ``figures`` is what two runs of one seed must agree on.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,17 @@ from tests.support.system import PG_BASE, SERVICES, fresh_redis_db, run_cli
 VARYING = ("timings", "speed", "environment")  # what may differ between two runs of one seed
 
 
-def run_simulate(out: Path, redis_db: int, args: list[str], env: dict[str, str] | None = None,
-                 timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+def run_simulate(
+    out: Path, redis_db: int, args: list[str], env: dict[str, str] | None = None, timeout: float = 600
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
     """Run ``baitiao simulate ARGS --out OUT``; its process and its report (None if it wrote none).
     The run's databases are dropped either way."""
-    run_env = {"BAITIAO_BROKER_URL": fresh_redis_db(redis_db), "BAITIAO_LOG_LEVEL": "WARNING",
-               **{f"BAITIAO_{s.upper()}_DB_URL": f"{PG_BASE}/baitiao_sim_test" for s in SERVICES},
-               **(env or {})}
+    run_env = {
+        "BAITIAO_BROKER_URL": fresh_redis_db(redis_db),
+        "BAITIAO_LOG_LEVEL": "WARNING",
+        **{f"BAITIAO_{s.upper()}_DB_URL": f"{PG_BASE}/baitiao_sim_test" for s in SERVICES},
+        **(env or {}),
+    }
     done = run_cli(["simulate", *args, "--out", str(out)], run_env, timeout=timeout)
     report_path = out / "report.json"
     if not report_path.exists():
@@ -37,8 +42,9 @@ def run_simulate(out: Path, redis_db: int, args: list[str], env: dict[str, str] 
     return done, report
 
 
-def simulate(out: Path, redis_db: int, args: list[str], env: dict[str, str] | None = None,
-             timeout: float = 600) -> dict[str, Any]:
+def simulate(
+    out: Path, redis_db: int, args: list[str], env: dict[str, str] | None = None, timeout: float = 600
+) -> dict[str, Any]:
     """Run ``baitiao simulate``; assert it wrote its report and exited 0, and return the report."""
     done, report = run_simulate(out, redis_db, args, env, timeout)
     assert report is not None and done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -6,6 +6,7 @@ EVENTS.md, and an observer queue bound to every key so it sees all the replies.
 ``Workers`` starts ``baitiao worker <service>`` processes with that environment,
 and can SIGKILL and restart them.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,6 +49,8 @@ def scratch_database(prefix: str, metadata: MetaData) -> Iterator[Engine]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
 SERVICES = ("accounts", "collections", "restructuring")
 EXCHANGE = Exchange("baitiao.events", type="topic", durable=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,8 +98,15 @@ class Databases:
         admin.dispose()
 
 
-def envelope(event_type: str, payload: dict[str, Any], aggregate_id: str, *, event_id: str | None = None,
-             occurred_at: str = "2026-03-01T10:00:00+08:00", producer: str = "test-outside") -> dict[str, Any]:
+def envelope(
+    event_type: str,
+    payload: dict[str, Any],
+    aggregate_id: str,
+    *,
+    event_id: str | None = None,
+    occurred_at: str = "2026-03-01T10:00:00+08:00",
+    producer: str = "test-outside",
+) -> dict[str, Any]:
     """An envelope exactly as EVENTS.md shows it, built by hand (no project code)."""
     return {
         "event_id": event_id or str(uuid.uuid4()),
@@ -115,14 +125,18 @@ def envelope(event_type: str, payload: dict[str, Any], aggregate_id: str, *, eve
 class OutsideSystem:
     """An outside producer and observer speaking only EVENTS.md through plain kombu."""
 
-    def __init__(self, broker_url: str, observer: str | None = None,
-                 transport_options: dict[str, Any] | None = None):
+    def __init__(self, broker_url: str, observer: str | None = None, transport_options: dict[str, Any] | None = None):
         """``observer``: the name of an observer queue to attach to again (after a broker
         restart) instead of a new one."""
         self.conn = Connection(broker_url, transport_options=transport_options or {})
         self.conn.ensure_connection(max_retries=3)
-        self.observer = Queue(observer or f"test.observer.{uuid.uuid4().hex[:8]}", exchange=EXCHANGE, routing_key="#",
-                              durable=False, auto_delete=False)
+        self.observer = Queue(
+            observer or f"test.observer.{uuid.uuid4().hex[:8]}",
+            exchange=EXCHANGE,
+            routing_key="#",
+            durable=False,
+            auto_delete=False,
+        )
         self.observer(self.conn.default_channel).declare()
         self._declare_service_queues()
         self.producer = Producer(self.conn.default_channel)
@@ -150,8 +164,13 @@ class OutsideSystem:
 
     def publish_raw(self, body: Any, routing_key: str) -> None:
         if isinstance(body, (bytes, str)):
-            self.producer.publish(body, exchange=EXCHANGE, routing_key=routing_key, content_type="application/json",
-                                  content_encoding="utf-8")
+            self.producer.publish(
+                body,
+                exchange=EXCHANGE,
+                routing_key=routing_key,
+                content_type="application/json",
+                content_encoding="utf-8",
+            )
         else:
             self.producer.publish(body, exchange=EXCHANGE, routing_key=routing_key, serializer="json")
 
@@ -166,8 +185,13 @@ class OutsideSystem:
     def events(self, event_type: str, where: Callable[[dict[str, Any]], bool] = lambda p: True) -> list[dict[str, Any]]:
         return [e for e in self.seen if e.get("type") == event_type and where(e.get("payload", {}))]
 
-    def wait_for(self, event_type: str, where: Callable[[dict[str, Any]], bool] = lambda p: True,
-                 timeout: float = 30.0, count: int = 1) -> list[dict[str, Any]]:
+    def wait_for(
+        self,
+        event_type: str,
+        where: Callable[[dict[str, Any]], bool] = lambda p: True,
+        timeout: float = 30.0,
+        count: int = 1,
+    ) -> list[dict[str, Any]]:
         """Wait until ``count`` events of a type matching ``where`` were seen; return them."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -175,8 +199,9 @@ class OutsideSystem:
             if len(found) >= count:
                 return found
             self.pump(0.1)
-        raise AssertionError(f"no {count} x {event_type} within {timeout}s; seen types: "
-                             f"{sorted({e.get('type') for e in self.seen})}")
+        raise AssertionError(
+            f"no {count} x {event_type} within {timeout}s; seen types: {sorted({e.get('type') for e in self.seen})}"
+        )
 
     def close(self) -> None:
         try:
@@ -199,7 +224,11 @@ class Workers:
         log = open(self.log_dir / f"{service}.log", "ab")
         self.procs[service] = subprocess.Popen(
             [sys.executable, "-m", "baitiao.cli", "worker", service, "--loglevel", "WARNING"],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=die_with_parent,
         )
 
@@ -238,5 +267,11 @@ class Workers:
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the ``baitiao`` command line as a user would."""
-    return subprocess.run([sys.executable, "-m", "baitiao.cli", *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "baitiao.cli", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

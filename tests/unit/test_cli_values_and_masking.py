@@ -1,4 +1,5 @@
 """The command line's value types, and the masking of what ``dlq`` shows of a letter."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,15 @@ def test_letter_ids() -> None:
 
 
 def test_masking_reaches_every_depth_of_a_body() -> None:
-    body = {"payload": {"name": "欧阳娜娜", "phone": "13912345678", "identity_hash": "abc",
-                        "contacts": [{"mobile": "13700001111"}, "call 13600002222"], "amount": "10.00"}}
+    body = {
+        "payload": {
+            "name": "欧阳娜娜",
+            "phone": "13912345678",
+            "identity_hash": "abc",
+            "contacts": [{"mobile": "13700001111"}, "call 13600002222"],
+            "amount": "10.00",
+        }
+    }
     masked = mask_tree(body)
     assert masked["payload"]["name"] == "欧***"
     assert masked["payload"]["phone"] == "139****5678"
@@ -55,9 +63,17 @@ def test_masking_reaches_every_depth_of_a_body() -> None:
 
 
 def test_a_body_that_is_not_json_is_masked_as_text() -> None:
-    letter = DeadLetter(id=1, queue="accounts.events", event_id=None, type=None, reason="not_json: 13812345678",
-                        body="{broken phone=13812345678", attempts=1,
-                        created_at=datetime(2026, 3, 1, tzinfo=timezone.utc), replayed_at=None)
+    letter = DeadLetter(
+        id=1,
+        queue="accounts.events",
+        event_id=None,
+        type=None,
+        reason="not_json: 13812345678",
+        body="{broken phone=13812345678",
+        attempts=1,
+        created_at=datetime(2026, 3, 1, tzinfo=timezone.utc),
+        replayed_at=None,
+    )
     view = masked_view(letter)
     assert "13812345678" not in json.dumps(view, default=str)
     assert view["state"] == "open" and view["body"] == "{broken phone=138****5678"

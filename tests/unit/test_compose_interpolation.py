@@ -1,4 +1,5 @@
 """The deployment test reads docker-compose.yml as compose does: its interpolation rules."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,10 +7,19 @@ import pytest
 from tests.deployment.compose import InterpolationError, interpolate, start_order, load_project
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("${A}", "a"), ("$A-x", "a-x"), ("$$A", "$A"), ("${EMPTY:-d}", "d"), ("${EMPTY-d}", ""),
-    ("${UNSET-d}", "d"), ("${UNSET}", ""), ("${A:?must}", "a"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${A}", "a"),
+        ("$A-x", "a-x"),
+        ("$$A", "$A"),
+        ("${EMPTY:-d}", "d"),
+        ("${EMPTY-d}", ""),
+        ("${UNSET-d}", "d"),
+        ("${UNSET}", ""),
+        ("${A:?must}", "a"),
+    ],
+)
 def test_compose_interpolation(text: str, expected: str) -> None:
     assert interpolate(text, {"A": "a", "EMPTY": ""}) == expected
 

@@ -11,6 +11,7 @@ characters", "at most 128 characters", "at least 1"). The envelope's table (unde
 ``## Envelope``) is held to ``Envelope`` in the same way, and the table of field types
 states the bounds every amount is held to (``shared/events/types.py``).
 """
+
 from __future__ import annotations
 
 import re
@@ -57,7 +58,7 @@ def _table_after(lines: list[str], start: int) -> list[FieldRow]:
             return []
         index += 1
     rows: list[FieldRow] = []
-    for line in lines[index + 2:]:
+    for line in lines[index + 2 :]:
         if not line.startswith("|"):
             break
         field, kind, required, notes = (_cells(line) + ["", "", "", ""])[:4]
@@ -159,7 +160,9 @@ def limit_phrase(info: FieldInfo) -> str | None:
     return None
 
 
-def schema_rows(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[str, bool, tuple[object, ...], str | None]]:
+def schema_rows(
+    model: type[BaseModel], prefix: str = ""
+) -> dict[str, tuple[str, bool, tuple[object, ...], str | None]]:
     """Every field path of ``model`` (nested objects walked) with its page type, required,
     literals and limits."""
     hints = typing.get_type_hints(model, include_extras=True)
@@ -223,8 +226,10 @@ def test_the_envelope_table_matches_the_envelope_model() -> None:
 
 def _complete_rows(model: type[BaseModel]) -> list[FieldRow]:
     """The rows a page would need for ``model``, every literal named in its notes."""
-    return [FieldRow(path, kind, required, "; ".join([*(f"`{value}`" for value in literals), *([limit] if limit else [])]))
-            for path, (kind, required, literals, limit) in schema_rows(model).items()]
+    return [
+        FieldRow(path, kind, required, "; ".join([*(f"`{value}`" for value in literals), *([limit] if limit else [])]))
+        for path, (kind, required, literals, limit) in schema_rows(model).items()
+    ]
 
 
 def test_the_comparison_reports_a_field_missing_extra_or_mistyped() -> None:
@@ -261,7 +266,7 @@ def field_types() -> dict[str, str]:
     lines = DOC.read_text(encoding="utf-8").splitlines()
     start = next(number for number, line in enumerate(lines) if FIELD_TYPES_HEADING.match(line))
     table = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("|"):
             table.append(_cells(line))
         elif table:

@@ -1,4 +1,5 @@
 """The deployment files parse and hang together (no Docker engine on the CI machine)."""
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,15 @@ def _compose() -> dict:
 
 def test_compose_has_every_process_with_healthchecks_and_restart_policies() -> None:
     services = _compose()["services"]
-    assert {"redis", "postgres", "migrate", "worker-accounts", "worker-collections", "worker-restructuring",
-            "beat"} <= set(services)
+    assert {
+        "redis",
+        "postgres",
+        "migrate",
+        "worker-accounts",
+        "worker-collections",
+        "worker-restructuring",
+        "beat",
+    } <= set(services)
     for name in ("redis", "postgres", "worker-accounts", "worker-collections", "worker-restructuring"):
         assert "healthcheck" in services[name], name
     for name, service in services.items():
@@ -35,8 +43,11 @@ def test_redis_keeps_data_and_never_evicts_bindings() -> None:
 def test_every_secret_comes_from_the_environment_and_is_documented() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     used = set(re.findall(r"\$\{([A-Z_]+)", text))
-    documented = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
-                  if "=" in line and not line.startswith("#")}
+    documented = {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     assert used <= documented, used - documented
     literal_secrets = re.findall(r"^\s*[A-Z_]*PASSWORD:\s*(?!\$\{)\S+", text, re.MULTILINE)
     assert literal_secrets == [] and "change-me" not in text

@@ -1,5 +1,6 @@
 """A partitioned job's chains: which ones its first task starts, and their summaries added
 up into the job's one summary."""
+
 from __future__ import annotations
 
 from shared.job_runner import merge_chain_summaries
@@ -20,8 +21,13 @@ def test_the_chains_counts_add_up_and_the_rest_is_the_first_chains() -> None:
         {"job": "contact-dispatch", "at": "2026-03-02T08:00:00+08:00", "contacts": 3, "sent": 3, "dry": True},
     ]
     assert merge_chain_summaries(finals) == {
-        "job": "contact-dispatch", "at": "2026-03-02T08:00:00+08:00", "contacts": 8, "sent": 7, "deferred": 1,
-        "dry": True, "partitions": 2,
+        "job": "contact-dispatch",
+        "at": "2026-03-02T08:00:00+08:00",
+        "contacts": 8,
+        "sent": 7,
+        "deferred": 1,
+        "dry": True,
+        "partitions": 2,
     }
 
 
@@ -32,7 +38,9 @@ def test_a_flag_is_not_counted() -> None:
 
 def test_the_first_task_starts_one_chain_per_share() -> None:
     assert chains_to_start(PARTITIONED, 2, {"at": 1}, lambda: True) == [
-        {"at": 1, "partition": [0, 2]}, {"at": 1, "partition": [1, 2]}]
+        {"at": 1, "partition": [0, 2]},
+        {"at": 1, "partition": [1, 2]},
+    ]
 
 
 def test_no_fan_out_for_a_plain_job_one_partition_or_a_chain_that_has_its_share() -> None:

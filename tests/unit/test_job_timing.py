@@ -1,4 +1,5 @@
 """The job clocks of ``shared/job_timing.py`` keep their promises, and the workers use them."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,15 +14,18 @@ def test_the_numbers_keep_their_order() -> None:
     assert job_timing.LEASE_SECONDS < job_timing.TAKEOVER_SECONDS
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("JOBS_VISIBILITY_TIMEOUT", 900),  # a dead worker's slice waits 15 minutes
-    ("DELIVERY_RENEW_SECONDS", 30),  # a live slice renewed once per visibility timeout: a pause loses it
-    ("UNACKED_SWEEP_SECONDS", 100),  # kombu's default sweep period
-    ("LEASE_SECONDS", 600),  # a rerun refused for 10 minutes
-    ("LEASE_RENEW_SECONDS", 60),
-    ("SLICE_SOFT_TIME_LIMIT", 400),
-    ("SOFT_SHUTDOWN_SECONDS", 90),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JOBS_VISIBILITY_TIMEOUT", 900),  # a dead worker's slice waits 15 minutes
+        ("DELIVERY_RENEW_SECONDS", 30),  # a live slice renewed once per visibility timeout: a pause loses it
+        ("UNACKED_SWEEP_SECONDS", 100),  # kombu's default sweep period
+        ("LEASE_SECONDS", 600),  # a rerun refused for 10 minutes
+        ("LEASE_RENEW_SECONDS", 60),
+        ("SLICE_SOFT_TIME_LIMIT", 400),
+        ("SOFT_SHUTDOWN_SECONDS", 90),
+    ],
+)
 def test_a_number_out_of_order_is_refused(monkeypatch, name: str, value: int) -> None:
     monkeypatch.setattr(job_timing, name, value)
     with pytest.raises(ValueError):

@@ -3,6 +3,7 @@
 Real child processes (``sleep``) stand in for the workers: the drill's rules are about
 which process it may kill and that it starts another in its place, not about Celery.
 """
+
 from __future__ import annotations
 
 import subprocess

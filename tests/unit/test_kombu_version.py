@@ -1,4 +1,5 @@
 """A worker refuses to start on a kombu whose Redis internals the bus was not tested against."""
+
 from __future__ import annotations
 
 import kombu

@@ -1,4 +1,5 @@
 """The contract's answers to refused commands, and the limits inbound payloads are held to."""
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,38 @@ from shared.events.types import MAX_AMOUNT, MAX_DECIMAL_CHARS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 PAID_AT = "2026-03-20T18:00:00+08:00"
-REPAYMENT = {"payment_id": "pay-1", "account_id": "acc-1", "amount": "10.00", "currency": "CNY",
-             "paid_at": PAID_AT, "channel": "app"}
-GRANT = {"account_id": "acc-1", "customer_id": "c-1", "identity_hash": "ab" * 16, "credit_limit": "5000.00",
-         "name": "张三", "phone": "13812345678", "opened_on": "2026-01-01", "monthly_income": "8000.00"}
+REPAYMENT = {
+    "payment_id": "pay-1",
+    "account_id": "acc-1",
+    "amount": "10.00",
+    "currency": "CNY",
+    "paid_at": PAID_AT,
+    "channel": "app",
+}
+GRANT = {
+    "account_id": "acc-1",
+    "customer_id": "c-1",
+    "identity_hash": "ab" * 16,
+    "credit_limit": "5000.00",
+    "name": "张三",
+    "phone": "13812345678",
+    "opened_on": "2026-01-01",
+    "monthly_income": "8000.00",
+}
 
 
 def _body(event_type: str, payload: dict[str, Any], **envelope: Any) -> bytes:
-    return json.dumps({"event_id": str(uuid.uuid4()), "type": event_type, "occurred_at": PAID_AT,
-                       "producer": "test", "aggregate_id": "acc-1", "payload": payload, **envelope}).encode()
+    return json.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "type": event_type,
+            "occurred_at": PAID_AT,
+            "producer": "test",
+            "aggregate_id": "acc-1",
+            "payload": payload,
+            **envelope,
+        }
+    ).encode()
 
 
 def _refused(event_type: str, payload: dict[str, Any]) -> InvalidPayload:
@@ -63,8 +87,13 @@ def test_the_answer_to_any_refused_command_is_a_valid_event_of_its_type(command:
 def test_the_answer_echoes_only_what_passed_and_never_a_value() -> None:
     refused = _refused("repayment.received", {**REPAYMENT, "amount": 100.5})
     reply = REJECTIONS["repayment.received"].reply_payload(refused.envelope.payload, refused.errors)
-    assert reply == {"payment_id": "pay-1", "account_id": "acc-1", "amount": None, "reason": "invalid_payload",
-                     "errors": [{"loc": "amount", "msg": reply["errors"][0]["msg"]}]}  # type: ignore[index]
+    assert reply == {
+        "payment_id": "pay-1",
+        "account_id": "acc-1",
+        "amount": None,
+        "reason": "invalid_payload",
+        "errors": [{"loc": "amount", "msg": reply["errors"][0]["msg"]}],
+    }  # type: ignore[index]
 
     secret = {**GRANT, "identity_hash": "sh0rt", "monthly_income": "8000.001", "phone": "1"}
     refused = _refused("credit.line.granted", secret)
@@ -79,10 +108,18 @@ def test_a_command_without_a_readable_business_id_has_no_answer() -> None:
         assert REJECTIONS["repayment.received"].reply_payload(refused.envelope.payload, refused.errors) is None
 
 
-@pytest.mark.parametrize("amount, ok", [
-    (str(MAX_AMOUNT - 1), True), ("999999999999.99", True), (str(MAX_AMOUNT), False), ("-" + str(MAX_AMOUNT), False),
-    ("1e30", False), ("0" * (MAX_DECIMAL_CHARS - 4) + "1.00", True), ("0" * (MAX_DECIMAL_CHARS - 3) + "1.00", False),
-])
+@pytest.mark.parametrize(
+    "amount, ok",
+    [
+        (str(MAX_AMOUNT - 1), True),
+        ("999999999999.99", True),
+        (str(MAX_AMOUNT), False),
+        ("-" + str(MAX_AMOUNT), False),
+        ("1e30", False),
+        ("0" * (MAX_DECIMAL_CHARS - 4) + "1.00", True),
+        ("0" * (MAX_DECIMAL_CHARS - 3) + "1.00", False),
+    ],
+)
 def test_amounts_are_bounded(amount: str, ok: bool) -> None:
     body = _body("repayment.received", {**REPAYMENT, "amount": amount})
     if ok:
@@ -91,10 +128,16 @@ def test_amounts_are_bounded(amount: str, ok: bool) -> None:
         assert _refused("repayment.received", {**REPAYMENT, "amount": amount}).errors[0]["loc"] == "amount"
 
 
-@pytest.mark.parametrize("paid_at, ok", [
-    ("1900-01-01T00:00:00+08:00", True), ("2999-12-31T23:59:59-12:00", True),
-    ("1899-12-31T23:59:59+08:00", False), ("9999-12-31T23:59:59-01:00", False), ("0001-01-01T00:00:00+08:00", False),
-])
+@pytest.mark.parametrize(
+    "paid_at, ok",
+    [
+        ("1900-01-01T00:00:00+08:00", True),
+        ("2999-12-31T23:59:59-12:00", True),
+        ("1899-12-31T23:59:59+08:00", False),
+        ("9999-12-31T23:59:59-01:00", False),
+        ("0001-01-01T00:00:00+08:00", False),
+    ],
+)
 def test_timestamps_lie_in_the_contracts_calendar(paid_at: str, ok: bool) -> None:
     if ok:
         read_event(_body("repayment.received", {**REPAYMENT, "paid_at": paid_at}))

@@ -7,6 +7,7 @@ backticked path that starts with a section's name (and is not an event type) mus
 real setting; and where a
 table row gives plain defaults (numbers, strings, unset), they must be the model's.
 """
+
 from __future__ import annotations
 
 import re

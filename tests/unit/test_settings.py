@@ -1,5 +1,6 @@
 """Settings as a docker compose user writes them: empty means unset, secrets from files,
 passwords apart from their URLs, and a half-configured deployment refused."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,7 +39,8 @@ def test_a_setting_is_read_from_its_file(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 
 def test_the_environment_wins_over_a_file_and_an_empty_file_variable_is_ignored(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (tmp_path / "level").write_text("DEBUG", encoding="utf-8")
     monkeypatch.setenv("BAITIAO_LOG_LEVEL_FILE", str(tmp_path / "level"))
     monkeypatch.setenv("BAITIAO_LOG_LEVEL", "ERROR")
@@ -57,12 +59,16 @@ def test_passwords_apart_from_their_urls_are_put_in(monkeypatch: pytest.MonkeyPa
     (tmp_path / "db").write_text("p@ss:word\n", encoding="utf-8")
     monkeypatch.setenv("BAITIAO_BROKER_URL", "redis://redis:6379/0")
     monkeypatch.setenv("BAITIAO_BROKER_PASSWORD", "r/pw")
-    monkeypatch.setenv("BAITIAO_ACCOUNTS_DB_URL", "postgresql+psycopg://baitiao_accounts@postgres:5432/baitiao_accounts")
+    monkeypatch.setenv(
+        "BAITIAO_ACCOUNTS_DB_URL", "postgresql+psycopg://baitiao_accounts@postgres:5432/baitiao_accounts"
+    )
     monkeypatch.setenv("BAITIAO_ACCOUNTS_DB_PASSWORD_FILE", str(tmp_path / "db"))
     settings = Settings()
     assert settings.resolved_broker_url() == "redis://:r%2Fpw@redis:6379/0"
-    assert settings.db_url("accounts") == \
-        "postgresql+psycopg://baitiao_accounts:p%40ss%3Aword@postgres:5432/baitiao_accounts"
+    assert (
+        settings.db_url("accounts")
+        == "postgresql+psycopg://baitiao_accounts:p%40ss%3Aword@postgres:5432/baitiao_accounts"
+    )
     assert "r/pw" not in repr(settings) and "p@ss" not in repr(settings)
 
 
@@ -95,7 +101,8 @@ def test_a_database_without_a_broker_is_refused(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_sqlite_files_beside_the_embedded_broker_are_the_embedded_default(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("BAITIAO_ACCOUNTS_DB_URL", f"sqlite:///{tmp_path}/a.db")
     monkeypatch.setenv("BAITIAO_EMBEDDED_BROKER_PORT", "6411")
     settings = Settings()

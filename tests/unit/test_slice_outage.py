@@ -1,6 +1,7 @@
 """A job slice waits out an outage of any length: it runs again from its state while the
 database is away, hands the wait over to a later retry of its task past its budget, and
 never counts an outage as a failure."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -17,8 +18,18 @@ QUICK = Backoff(0.001, 0.002)
 
 
 def _ctx(state: dict[str, Any]) -> JobContext:
-    return JobContext(service="accounts", job="daily-close", business_date=date(2026, 3, 12), at=None,
-                      engine=None, outbox=None, rules=None, clock=None, settings=None, state=dict(state))  # type: ignore[arg-type]
+    return JobContext(
+        service="accounts",
+        job="daily-close",
+        business_date=date(2026, 3, 12),
+        at=None,
+        engine=None,
+        outbox=None,
+        rules=None,
+        clock=None,
+        settings=None,
+        state=dict(state),
+    )  # type: ignore[arg-type]
 
 
 def _refused() -> OperationalError:

@@ -1,5 +1,6 @@
 """A job slice that lost a deadlock (or another conflict PostgreSQL settles by rolling one
 side back) runs once more from the state it was given; any other database error stands."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -18,8 +19,18 @@ class _PgError(Exception):
 
 
 def _ctx(state: dict[str, Any]) -> JobContext:
-    return JobContext(service="accounts", job="daily-close", business_date=date(2026, 3, 12), at=None,
-                      engine=None, outbox=None, rules=None, clock=None, settings=None, state=dict(state))  # type: ignore[arg-type]
+    return JobContext(
+        service="accounts",
+        job="daily-close",
+        business_date=date(2026, 3, 12),
+        at=None,
+        engine=None,
+        outbox=None,
+        rules=None,
+        clock=None,
+        settings=None,
+        state=dict(state),
+    )  # type: ignore[arg-type]
 
 
 def _failing_once(sqlstate: str) -> tuple[Any, list[dict[str, Any]]]:

@@ -1,4 +1,5 @@
 """One classification of "transient" for consumer, relay and jobs (shared/transient.py)."""
+
 from __future__ import annotations
 
 import errno
@@ -17,8 +18,9 @@ from shared.bus.handling import is_transient as handling_is_transient
 from shared.transient import Backoff, is_transient
 
 
-def _wrapped(orig: BaseException, cls: type[sa.DBAPIError] = sa.OperationalError,
-             invalidated: bool = False) -> sa.DBAPIError:
+def _wrapped(
+    orig: BaseException, cls: type[sa.DBAPIError] = sa.OperationalError, invalidated: bool = False
+) -> sa.DBAPIError:
     """What SQLAlchemy raises for a driver's error."""
     return cls("SELECT 1", {}, orig, connection_invalidated=invalidated)  # type: ignore[arg-type]
 

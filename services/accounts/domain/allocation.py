@@ -40,6 +40,7 @@ Decisions not spelled out by RULES.md, for late-arriving repayments:
 * A charge-off done by a close after P is not undone here (a notice more than 180 days
   late is an operator's case); money reaching a charged-off bill is a recovery.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -84,8 +85,7 @@ class BillDue:
     principal: Decimal
 
     def owed(self, component: Component) -> Decimal:
-        return {PENALTY_INTEREST: self.penalty_interest, LATE_FEE: self.late_fee,
-                PRINCIPAL: self.principal}[component]
+        return {PENALTY_INTEREST: self.penalty_interest, LATE_FEE: self.late_fee, PRINCIPAL: self.principal}[component]
 
     @property
     def total(self) -> Decimal:
@@ -206,9 +206,7 @@ def bill_after_repayment(bill: BillState, allocation: Allocation) -> BillState:
     return replace(
         bill,
         unpaid_principal=bill.unpaid_principal - allocation.paid(bill.bill_id, PRINCIPAL),
-        penalty_outstanding=bill.penalty_outstanding
-        - allocation.paid(bill.bill_id, PENALTY_INTEREST)
-        - waived,
+        penalty_outstanding=bill.penalty_outstanding - allocation.paid(bill.bill_id, PENALTY_INTEREST) - waived,
         late_fee_outstanding=bill.late_fee_outstanding - allocation.paid(bill.bill_id, LATE_FEE),
     )
 

@@ -18,6 +18,7 @@ Decisions not spelled out by RULES.md:
   purchases and the credit balance then pays it as a repayment
   (``allocate_repayment(credit_balance, [new bill], ...)``), so the ledger shows both.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -156,9 +157,7 @@ class PurchaseDecision:
     available_after: Decimal
 
 
-def purchase_decision(
-    account_status: AccountStatus | None, available: Decimal, amount: Decimal
-) -> PurchaseDecision:
+def purchase_decision(account_status: AccountStatus | None, available: Decimal, amount: Decimal) -> PurchaseDecision:
     """Approve when the account allows borrowing and available >= amount.
 
     ``account_status`` None means the account is not known. Precedence of the decline
@@ -170,9 +169,7 @@ def purchase_decision(
     return PurchaseDecision(True, None, available - amount)
 
 
-def _decline_reason(
-    account_status: AccountStatus | None, available: Decimal, amount: Decimal
-) -> str | None:
+def _decline_reason(account_status: AccountStatus | None, available: Decimal, amount: Decimal) -> str | None:
     if account_status is None:
         return DECLINE_UNKNOWN_ACCOUNT
     if not is_valid_amount(amount):

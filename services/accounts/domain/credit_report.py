@@ -24,6 +24,7 @@ the first report whose month ends on or after the notice carries it.
 Retention: a mark is purged on the day the debt has been settled for
 ``mark_retention_years`` (5) years; 29 February falls back to 28 February.
 """
+
 from __future__ import annotations
 
 from datetime import date

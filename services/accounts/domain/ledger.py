@@ -21,6 +21,7 @@ Reversals (a late-arriving repayment) debit the income they corrected: the charg
 should never have been made. Waivers (the grace rule) debit ``waiver_expense``: the
 charge was due and the product gives it up.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
@@ -50,8 +51,7 @@ class Account(StrEnum):
 
 
 CUSTOMER_RECEIVABLES: frozenset[Account] = frozenset(
-    {Account.CUSTOMER_PRINCIPAL, Account.CUSTOMER_PENALTY, Account.CUSTOMER_LATE_FEE,
-     Account.PLAN_RECEIVABLE}
+    {Account.CUSTOMER_PRINCIPAL, Account.CUSTOMER_PENALTY, Account.CUSTOMER_LATE_FEE, Account.PLAN_RECEIVABLE}
 )
 
 _RECEIVABLE_OF_COMPONENT: dict[str, Account] = {
@@ -94,9 +94,7 @@ class Posting:
         for line in self.lines:
             _check_line(line)
         if self.total_debit != self.total_credit:
-            raise UnbalancedPosting(
-                f"{self.memo}: debits {self.total_debit} != credits {self.total_credit}"
-            )
+            raise UnbalancedPosting(f"{self.memo}: debits {self.total_debit} != credits {self.total_credit}")
 
     @property
     def total_debit(self) -> Decimal:

@@ -39,6 +39,7 @@ Decisions not spelled out by RULES.md:
   ``cure``, ``plan`` (plan started or ended), ``linked_account``, ``limit_restored``,
   then ``own_overdue`` (own level fell while still overdue).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -125,9 +126,7 @@ def effective_credit_limit(granted: Decimal, cut_applied: bool, rules: LockLadde
     return round_fen(granted * rules.limit_cut_ratio)
 
 
-def limit_restore_due(
-    last_overdue_date: date | None, business_date: date, rules: LockLadderRules
-) -> bool:
+def limit_restore_due(last_overdue_date: date | None, business_date: date, rules: LockLadderRules) -> bool:
     """90 days with no overdue bill since the last close that found one: the cut
     limit returns to the granted limit."""
     if last_overdue_date is None:
@@ -237,10 +236,7 @@ def lock_ladder(
     overdue = max_dpd >= 1
     last_overdue = business_date if overdue else previous.last_overdue_date
     restored = (
-        previous.limit_cut
-        and not overdue
-        and not plan_active
-        and limit_restore_due(last_overdue, business_date, rules)
+        previous.limit_cut and not overdue and not plan_active and limit_restore_due(last_overdue, business_date, rules)
     )
     state = LadderState(
         level=level,

@@ -31,6 +31,7 @@ Decisions that are not spelled out by RULES.md and were decided here:
 * The cap counts what was charged (penalty + late fee), gross of payments and waivers;
   a backdated reversal un-charges, so it gives room back.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -70,9 +71,7 @@ def overdue_charge_cap(original_principal: Decimal, rules: OverdueRules) -> Deci
     return (original_principal * rules.overdue_charge_cap_rate).quantize(FEN, rounding=ROUND_DOWN)
 
 
-def capped(
-    charge: Decimal, original_principal: Decimal, charged_so_far: Decimal, rules: OverdueRules
-) -> Decimal:
+def capped(charge: Decimal, original_principal: Decimal, charged_so_far: Decimal, rules: OverdueRules) -> Decimal:
     """The part of ``charge`` that still fits under the bill's overdue charge cap.
 
     Accrual stops at the cap: the charge that reaches it is cut, the next ones are 0.
@@ -195,9 +194,7 @@ def _penalty_for_close(bill: BillState, rules: OverdueRules) -> Decimal:
     )
 
 
-def _late_fee_for_close(
-    bill: BillState, days: int, penalty_today: Decimal, rules: OverdueRules
-) -> Decimal:
+def _late_fee_for_close(bill: BillState, days: int, penalty_today: Decimal, rules: OverdueRules) -> Decimal:
     """The late fee, only at the close that ends the grace period, after today's penalty
     has taken its share of the cap."""
     if days != rules.late_fee_dpd or bill.late_fee_charged > 0 or bill.charged_off:
@@ -239,9 +236,7 @@ class GraceWaiver:
     penalty_waived: Decimal
 
 
-def grace_waiver_applies(
-    due_date: date, repaid_on: date, principal_left: Decimal, rules: OverdueRules
-) -> bool:
+def grace_waiver_applies(due_date: date, repaid_on: date, principal_left: Decimal, rules: OverdueRules) -> bool:
     """The grace rule: principal fully repaid while the bill's DPD is 1 to 3."""
     return principal_left <= 0 and in_grace(dpd(repaid_on, due_date), rules)
 
@@ -253,9 +248,7 @@ def grace_waiver(bill: BillState, repaid_on: date, rules: OverdueRules) -> Grace
     principal-first order no money reaches the penalty before the principal is paid,
     so that is all the penalty the bill accrued.
     """
-    if bill.in_plan or not grace_waiver_applies(
-        bill.due_date, repaid_on, bill.unpaid_principal, rules
-    ):
+    if bill.in_plan or not grace_waiver_applies(bill.due_date, repaid_on, bill.unpaid_principal, rules):
         return None
     return GraceWaiver(
         bill_id=bill.bill_id,

@@ -11,6 +11,7 @@ templates) and returns frozen decisions. The service layer loads, calls, saves, 
 - ``promises``: promises to pay, their pause and when they are broken;
 - ``kpis``: roll rates, cure rates, promise-kept rate.
 """
+
 from .compliance import (
     SHANGHAI,
     Channel,

@@ -27,6 +27,7 @@ Decisions (checked in this order, the first that applies wins):
    (today and the 6 dates before it, Asia/Shanghai). Counting whole days rather than
    168 hours is the stricter reading and gives the same answer all day long.
 """
+
 from __future__ import annotations
 
 import re
@@ -178,6 +179,7 @@ def _count_on_days(moments: tuple[datetime, ...], last_day: date, *, days: int) 
 
 # --- the contact window -------------------------------------------------------------------
 
+
 def to_shanghai(moment: datetime) -> datetime:
     """The same instant on the Asia/Shanghai clock; a naive datetime is refused (ambiguous)."""
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -215,7 +217,7 @@ def normalize_phone(phone: str) -> str:
     digits = _NOT_DIGITS.sub("", phone)
     for prefix in ("0086", "86"):
         if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
-            return digits[len(prefix):]
+            return digits[len(prefix) :]
     return digits
 
 

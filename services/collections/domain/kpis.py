@@ -23,6 +23,7 @@ Definitions (``DEFINITIONS``, printed beside the numbers):
 Rates keep their counts (a rate of 0 cases is "no data", not 0%), and print as a
 fraction to 4 decimals, rounded half-up.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -106,18 +107,21 @@ def promise_kept_rate(states: Iterable[PromiseState]) -> Rate:
 
 DEFINITIONS: dict[str, str] = {
     "cohort": "the cases opened in the period: delinquency episodes whose first day past due (DPD 1) "
-              "falls between --from and --to, each followed to --to",
+    "falls between --from and --to, each followed to --to",
     "roll_rate": "roll rate a->b: of the cases that reached stage a, the share that reached stage b",
     "cure_rate": "cure rate: of the cases, the share that ended cured (all overdue paid; a plan is not a cure)",
     "contact_rate": "contact rate: of the cases, the share reached at least once while open (an SMS sent, "
-                    "or a call that spoke to the customer: promise_to_pay, refused, paid)",
+    "or a call that spoke to the customer: promise_to_pay, refused, paid)",
     "promise_kept_rate": "promise kept rate: of the promises decided by --to, the share kept "
-                         "(pending promises are not counted yet)",
+    "(pending promises are not counted yet)",
     "open_on_from": "the cases open on --from, with their stage that day and where they stood on --to",
 }
 
 COHORT_ROLLS: tuple[tuple[Stage, Stage], ...] = (
-    (Stage.GRACE, Stage.EARLY), (Stage.EARLY, Stage.MID), (Stage.MID, Stage.LATE), (Stage.LATE, Stage.LEGAL),
+    (Stage.GRACE, Stage.EARLY),
+    (Stage.EARLY, Stage.MID),
+    (Stage.MID, Stage.LATE),
+    (Stage.LATE, Stage.LEGAL),
 )
 
 
@@ -132,8 +136,9 @@ class Episode:
     end: CaseEnd | None = None
 
 
-def delinquency_episodes(account_id: str, overdue_from: Iterable[date],
-                         closures: Iterable[tuple[date, CaseEnd]]) -> list[Episode]:
+def delinquency_episodes(
+    account_id: str, overdue_from: Iterable[date], closures: Iterable[tuple[date, CaseEnd]]
+) -> list[Episode]:
     """An account's episodes from the first days past due of its bills (due date + 1 of each
     bill that went overdue) and its case's closings: an episode opens on the first such day
     after the last closing and ends at the first closing on or after it."""

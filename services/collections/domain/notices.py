@@ -14,6 +14,7 @@ that were due then are not made late: the strategy brings a missed task day forw
 itself (``Trigger.CATCH_UP``), and the one contact owed whatever the date, the notice,
 goes out on T.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -24,6 +24,7 @@ Decisions made here (the rulebook leaves them open):
 - ``wrong_number`` marks the phone as not the customer's own (the guard then refuses
   it as ``not_own_phone``); ``no_answer`` and ``refused`` change nothing by themselves.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

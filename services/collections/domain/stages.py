@@ -9,6 +9,7 @@ date). Before and on the due date the DPD is zero or negative and counts the day
 *before* due: D−3 is DPD −3, D0 (the due date itself) is DPD 0. So one integer
 orders a case's whole life, from the pre-due reminders to legal collection.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

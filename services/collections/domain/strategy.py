@@ -17,6 +17,7 @@ What the plan does *not* judge is whether a contact may happen right now (the co
 window, the caps, the customer's own phone): that is the compliance guard's job, just
 before each contact.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -215,7 +216,9 @@ class Strategy(BaseModel):
         first_grace = stage_bounds(Stage.GRACE)[0]
         for grade in GRADES:
             rules = self.rules_for(Stage.GRACE, grade)
-            if not any(r.template == self.bureau_notice_template and r.fires_on(Stage.GRACE, first_grace) for r in rules):
+            if not any(
+                r.template == self.bureau_notice_template and r.fires_on(Stage.GRACE, first_grace) for r in rules
+            ):
                 raise ValueError(
                     f"grace stage, grade {grade}: the SMS on DPD {first_grace} must use the bureau notice "
                     f"template {self.bureau_notice_template!r}"
@@ -277,6 +280,7 @@ def _check_rule_in_stage(stage: Stage, group: str, rule: ActionRule) -> None:
 
 # --- loading ------------------------------------------------------------------------------------
 
+
 def load_strategy(path: str | Path | None = None, *, templates: TemplateCatalog | None = None) -> Strategy:
     """The packaged ``strategy.yaml`` (path None) or the given file, validated.
 
@@ -308,6 +312,7 @@ def effective_grade(grade: str | None, rules: CollectionsRules) -> Grade:
 
 
 # --- the daily plan ---------------------------------------------------------------------------
+
 
 class Trigger(StrEnum):
     """Why an action is planned today (kept with the action for the audit trail)."""

@@ -19,6 +19,7 @@ characters) to the concatenation header. So 70 characters are 1 segment, 71 are 
 134 are 2, 135 are 3. Characters are counted in UTF-16 code units, so an emoji outside
 the basic plane counts twice, as it does on the air.
 """
+
 from __future__ import annotations
 
 import math
@@ -118,13 +119,16 @@ class TemplateCatalog:
 
 # --- checking ------------------------------------------------------------------------------------
 
+
 def template_fields(name: str, text: str) -> frozenset[str]:
     """The named fields a text uses; anything but a plain allowed ``{field}`` is refused."""
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise TemplateError(f"template {name!r}: malformed braces ({exc})") from exc
-    fields = frozenset(_check_field(name, field, spec, conversion) for _, field, spec, conversion in parsed if field is not None)
+    fields = frozenset(
+        _check_field(name, field, spec, conversion) for _, field, spec, conversion in parsed if field is not None
+    )
     return fields
 
 
@@ -161,6 +165,7 @@ def check_template(name: str, text: str, *, bureau_notice: bool = False) -> SmsT
 
 # --- loading ------------------------------------------------------------------------------------
 
+
 def load_templates(path: str | Path | None = None) -> TemplateCatalog:
     """The packaged ``templates.yaml`` (path None) or the given file, every template vetted."""
     text = _read(path)
@@ -190,6 +195,7 @@ def _template_from_entry(name: str, entry: Any) -> SmsTemplate:
 
 
 # --- rendering ----------------------------------------------------------------------------------
+
 
 def render(
     template: SmsTemplate,

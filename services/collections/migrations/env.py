@@ -1,4 +1,5 @@
 """Alembic environment of this service: the shared runner with this service's metadata."""
+
 from shared.migrations import run_env
 
 run_env()

@@ -4,6 +4,7 @@ No database, broker, clock or settings here: functions take plain values and the
 rules section (``RiskScorecard`` / ``RestructuringRules``) and return frozen
 decisions. Handlers load state, call these, save and emit.
 """
+
 from services.restructuring.domain.apr import AprError, annualized_rate, monthly_irr, schedule_apr
 from services.restructuring.domain.offers import (
     DPD_TOO_HIGH,

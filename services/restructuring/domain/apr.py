@@ -10,6 +10,7 @@ The IRR is the one place where floats are allowed: numpy_financial.irr works on
 floats. The result is converted back to Decimal through its shortest decimal
 representation and rounded half-up once.
 """
+
 from __future__ import annotations
 
 import math

@@ -18,6 +18,7 @@ Decisions on points the rulebook leaves open:
   ``affordability_ratio`` × income; an income that is None or not positive is unknown
   and nothing is dropped for it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -44,6 +44,7 @@ Definitions (where the rulebook leaves a choice, the choice is written here):
 Its length: a plan's monitoring, payments, settlement and adjustment all read and
 write the same paid prefix of one schedule; apart, each would restate that invariant.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

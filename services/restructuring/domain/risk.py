@@ -14,6 +14,7 @@ Decisions on points the rulebook leaves open:
 * an income that is not positive counts as unknown (the ratio is undefined), the
   factor is still named ``debt_to_income`` with the "income unknown" points.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -17,6 +17,7 @@ A schedule may start at a period other than 1 (``first_period``): an adjusted pl
 keeps its paid periods and re-schedules the rest with the same anchor date, so the
 new periods keep the plan's day of month and numbering.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -141,8 +142,7 @@ def equal_principal_schedule(
     fee = round_fen(principal * monthly_fee_rate)
     dates = installment_due_dates(start, term, first_period)
     periods = tuple(
-        Installment(first_period + i, due, last if i == term - 1 else regular, fee)
-        for i, due in enumerate(dates)
+        Installment(first_period + i, due, last if i == term - 1 else regular, fee) for i, due in enumerate(dates)
     )
     return Schedule("equal_principal", principal, monthly_fee_rate, start, periods)
 

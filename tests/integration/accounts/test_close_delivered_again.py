@@ -4,6 +4,7 @@ The run's token is its first task's id (``JobContext.run``, kept by a slice deli
 again after its worker died), so the slice that kombu hands to a live worker about a
 minute after the kill finds the date claimed by its own run and goes on; a run of its
 own (another token) is still refused while the lease is fresh."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -38,9 +39,19 @@ def _close(accounts: ServiceDriver, run: str, at: str) -> dict[str, Any]:
     clock = FixedClock(datetime.fromisoformat(at).astimezone(SHANGHAI))
     state: dict[str, Any] = {}
     while True:
-        ctx = JobContext("accounts", "daily-close", DAY, None, accounts.engine, Outbox(accounts.definition.bus.outbox),
-                         ProductRules(), clock, Settings(accounts_db_url=accounts.engine.url.render_as_string(
-                             hide_password=False)), state, run=run)
+        ctx = JobContext(
+            "accounts",
+            "daily-close",
+            DAY,
+            None,
+            accounts.engine,
+            Outbox(accounts.definition.bus.outbox),
+            ProductRules(),
+            clock,
+            Settings(accounts_db_url=accounts.engine.url.render_as_string(hide_password=False)),
+            state,
+            run=run,
+        )
         result = daily_close(ctx)
         if not result.more:
             return result.summary

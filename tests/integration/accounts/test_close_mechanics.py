@@ -1,4 +1,5 @@
 """The close as a job: sliced across tasks, chunked, leased, idempotent."""
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,11 @@ def test_a_close_split_into_many_chunks_and_slices_equals_one_pass(accounts, mon
     monkeypatch.setattr(close_module, "SLICE_SECONDS", 0.0)
     summary = accounts.run_job("daily-close", date(2026, 3, 14))
     assert summary["status"] == "closed"
-    snapshots = [e["payload"] for e in accounts.emitted("account.delinquency.updated")
-                 if e["payload"]["business_date"] == "2026-03-14"]
+    snapshots = [
+        e["payload"]
+        for e in accounts.emitted("account.delinquency.updated")
+        if e["payload"]["business_date"] == "2026-03-14"
+    ]
     assert len(snapshots) == 7
     # DPD 4 on the only close run for these bills: penalty 0.05% of each principal, late fee 1%.
     by_account = {s["account_id"]: s for s in snapshots}
@@ -45,8 +49,9 @@ def test_a_close_split_into_many_chunks_and_slices_equals_one_pass(accounts, mon
 
 def test_two_closes_of_one_date_never_run_at_once(accounts) -> None:
     with Session(accounts.engine) as session, session.begin():
-        JobLease("daily-close", "another-run").acquire(session, date(2026, 3, 5),
-                                                      datetime(2026, 3, 5, 0, 30, tzinfo=SHANGHAI))
+        JobLease("daily-close", "another-run").acquire(
+            session, date(2026, 3, 5), datetime(2026, 3, 5, 0, 30, tzinfo=SHANGHAI)
+        )
     accounts.at("2026-03-05T00:31:00+08:00")
     with pytest.raises(LeaseHeld):
         accounts.run_job("daily-close", date(2026, 3, 5))
@@ -76,8 +81,14 @@ def test_the_snapshot_lists_every_overdue_bill_with_its_sums(accounts_on_each) -
     accounts.run_job("statements", date(2026, 2, 1))
     accounts.run_job("statements", date(2026, 3, 1))
     accounts.run_job("daily-close", date(2026, 3, 14))
-    emitted = sorted((e["payload"] for e in accounts.emitted("account.delinquency.updated")
-                      if e["payload"]["business_date"] == "2026-03-14"), key=lambda p: p["account_id"])
+    emitted = sorted(
+        (
+            e["payload"]
+            for e in accounts.emitted("account.delinquency.updated")
+            if e["payload"]["business_date"] == "2026-03-14"
+        ),
+        key=lambda p: p["account_id"],
+    )
     assert [p["account_id"] for p in emitted] == ["acc-snap-0", "acc-snap-1", "acc-snap-2"]
 
     def fen(money: str) -> int:
@@ -89,17 +100,25 @@ def test_the_snapshot_lists_every_overdue_bill_with_its_sums(accounts_on_each) -
         assert [b["unpaid_principal"] for b in bills] == [amount, amount]
         assert [b["due_date"] for b in bills] == sorted(b["due_date"] for b in bills)
         assert payload["max_dpd"] == bills[0]["dpd"] > bills[1]["dpd"] > 0
-        sums = {key: sum(fen(b[line]) for b in bills) for key, line in (
-            ("overdue_principal", "unpaid_principal"), ("penalty_interest", "penalty_interest"),
-            ("late_fees", "late_fee"))}
+        sums = {
+            key: sum(fen(b[line]) for b in bills)
+            for key, line in (
+                ("overdue_principal", "unpaid_principal"),
+                ("penalty_interest", "penalty_interest"),
+                ("late_fees", "late_fee"),
+            )
+        }
         assert {key: fen(payload[key]) for key in sums} == sums
         assert fen(payload["total_overdue"]) == sum(sums.values())
     assert fen(emitted[0]["penalty_interest"]) > 0 and emitted[2]["bills"][1]["penalty_interest"] == "0.00"
     # each snapshot starts a chain: its own UUID, which is its correlation id too
     outbox = accounts.definition.bus.outbox
     with accounts.engine.connect() as conn:
-        ids = conn.execute(select(outbox.c.event_id, outbox.c.correlation_id, outbox.c.occurred_at).where(
-            outbox.c.type == "account.delinquency.updated")).all()
+        ids = conn.execute(
+            select(outbox.c.event_id, outbox.c.correlation_id, outbox.c.occurred_at).where(
+                outbox.c.type == "account.delinquency.updated"
+            )
+        ).all()
         assert len({event_id for event_id, _, _ in ids}) == len(ids) >= 3
         assert all(str(uuid.UUID(event_id)) == event_id == correlation for event_id, correlation, _ in ids)
         # stamped as every event of the close is (the same instant, stored the same way)
@@ -125,8 +144,11 @@ def test_a_bill_moved_into_a_plan_while_the_close_runs_is_charged_all_or_nothing
     with Session(accounts.engine) as consumer:
         consumer.begin()
         account = consumer.scalar(select(Account).where(Account.account_id == "acc-race").with_for_update())
-        consumer.execute(update(Bill).where(Bill.account_pk == account.pk).values(
-            plan_id="plan-race", unpaid_principal_fen=0, unpaid_penalty_fen=0, unpaid_late_fee_fen=0))
+        consumer.execute(
+            update(Bill)
+            .where(Bill.account_pk == account.pk)
+            .values(plan_id="plan-race", unpaid_principal_fen=0, unpaid_penalty_fen=0, unpaid_late_fee_fen=0)
+        )
         done: list[dict] = []
         close = threading.Thread(target=lambda: done.append(accounts.run_job("daily-close", date(2026, 3, 12))))
         close.start()
@@ -136,10 +158,12 @@ def test_a_bill_moved_into_a_plan_while_the_close_runs_is_charged_all_or_nothing
     close.join(timeout=60)
     assert done and done[0]["status"] == "closed"
     with Session(accounts.engine) as session:
-        bill = session.scalar(select(Bill).join(Account, Account.pk == Bill.account_pk)
-                              .where(Account.account_id == "acc-race"))
-        accrued = session.scalar(select(func.coalesce(func.sum(DailyAccrual.penalty_fen), 0))
-                                 .where(DailyAccrual.bill_pk == bill.pk))
+        bill = session.scalar(
+            select(Bill).join(Account, Account.pk == Bill.account_pk).where(Account.account_id == "acc-race")
+        )
+        accrued = session.scalar(
+            select(func.coalesce(func.sum(DailyAccrual.penalty_fen), 0)).where(DailyAccrual.bill_pk == bill.pk)
+        )
         days = session.scalars(select(DailyAccrual.business_date).where(DailyAccrual.bill_pk == bill.pk)).all()
     assert days == [date(2026, 3, 11)]
     assert accrued == bill.penalty_charged_fen > 0

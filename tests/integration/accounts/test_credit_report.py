@@ -1,5 +1,6 @@
 """The monthly credit report (RULES 5) on a real PostgreSQL: one line per account with its
 month-end status, both files, the event, idempotency, chunked slices and the 5-year purge."""
+
 from __future__ import annotations
 
 import csv
@@ -62,53 +63,117 @@ def _populate(db: AccountsDb) -> None:
         s.add_all(accounts.values())
         s.flush()
         a = accounts
-        s.add_all([
-            bill(a["acc-n-paid"], "b-n-paid", statement="2026-03-20", due="2026-04-10", settled_on="2026-04-12"),
-            bill(a["acc-n-not-due"], "b-n-not-due", statement="2026-04-20", due="2026-05-10"),
-            bill(a["acc-1"], "b-1", statement="2026-04-01", due="2026-04-20"),
-            bill(a["acc-2"], "b-2", statement="2026-02-25", due="2026-03-15"),
-            bill(a["acc-2-paid-later"], "b-2-late", statement="2026-02-10", due="2026-03-01", settled_on="2026-05-01"),
-            bill(a["acc-3"], "b-3", statement="2026-02-08", due="2026-02-28"),
-            bill(a["acc-6-charged-later"], "b-6", statement="2025-10-10", due="2025-11-01",
-                 charged_off_on="2026-05-01"),
-            bill(a["acc-7"], "b-7", statement="2025-09-10", due="2025-10-01"),
-            bill(a["acc-g"], "b-g", statement="2025-09-15", due="2025-10-07", charged_off_on="2026-04-05"),
-            bill(a["acc-r"], "b-r", statement="2026-02-10", due="2026-03-01", plan_id="plan-r"),
-            plan(a["acc-r"], "plan-r", activated_on="2026-04-10"),
-            bill(a["acc-r-later"], "b-r-later", statement="2026-02-10", due="2026-03-01", plan_id="plan-r-later"),
-            plan(a["acc-r-later"], "plan-r-later", activated_on="2026-05-01"),
-            bill(a["acc-plan-done"], "b-plan-done", statement="2025-12-10", due="2026-01-01", plan_id="plan-done",
-                 settled_on="2026-03-20"),
-            plan(a["acc-plan-done"], "plan-done", activated_on="2026-01-10", status="completed",
-                 ended_on="2026-03-20"),
-            bill(a["acc-c"], "b-c", statement="2026-03-10", due="2026-04-01", settled_on="2026-04-20"),
-            restriction(a["acc-c"], "closed", added_on="2026-04-15"),
-            bill(a["acc-c-after-g"], "b-c-g", statement="2025-06-10", due="2025-07-01",
-                 charged_off_on="2025-12-28", settled_on="2026-04-02"),
-            restriction(a["acc-c-after-g"], "closed", added_on="2025-09-30"),
-            bill(a["acc-closed-owing"], "b-closed-owing", statement="2026-04-05", due="2026-04-25",
-                 settled_on="2026-05-01"),
-            purchase(a["acc-closed-unbilled"], "p-unbilled", posted_on="2026-04-20", bill_id="b-unbilled"),
-            bill(a["acc-closed-unbilled"], "b-unbilled", statement="2026-05-01", due="2026-05-20",
-                 settled_on="2026-05-02"),
-            restriction(a["acc-closed-later"], "closed", added_on="2026-05-01"),
-            bill(a["acc-2-unnoticed"], "b-2-unnoticed", statement="2026-02-25", due="2026-03-15",
-                 report_notice_on=None, report_notice_channel=None, bureau_marked_on=date(2026, 3, 19)),
-            bill(a["acc-2-noticed-may"], "b-2-noticed-may", statement="2026-02-25", due="2026-03-15",
-                 report_notice_on=date(2026, 5, 1), bureau_marked_on=date(2026, 3, 19)),
-            bill(a["acc-2-noticed-04-30"], "b-2-noticed-04-30", statement="2026-02-25", due="2026-03-15",
-                 report_notice_on=date(2026, 4, 30), report_notice_channel="letter"),
-            bill(a["acc-g-unnoticed"], "b-g-unnoticed", statement="2025-09-15", due="2025-10-07",
-                 charged_off_on="2026-04-05", report_notice_on=None, report_notice_channel=None),
-        ])
+        s.add_all(
+            [
+                bill(a["acc-n-paid"], "b-n-paid", statement="2026-03-20", due="2026-04-10", settled_on="2026-04-12"),
+                bill(a["acc-n-not-due"], "b-n-not-due", statement="2026-04-20", due="2026-05-10"),
+                bill(a["acc-1"], "b-1", statement="2026-04-01", due="2026-04-20"),
+                bill(a["acc-2"], "b-2", statement="2026-02-25", due="2026-03-15"),
+                bill(
+                    a["acc-2-paid-later"], "b-2-late", statement="2026-02-10", due="2026-03-01", settled_on="2026-05-01"
+                ),
+                bill(a["acc-3"], "b-3", statement="2026-02-08", due="2026-02-28"),
+                bill(
+                    a["acc-6-charged-later"],
+                    "b-6",
+                    statement="2025-10-10",
+                    due="2025-11-01",
+                    charged_off_on="2026-05-01",
+                ),
+                bill(a["acc-7"], "b-7", statement="2025-09-10", due="2025-10-01"),
+                bill(a["acc-g"], "b-g", statement="2025-09-15", due="2025-10-07", charged_off_on="2026-04-05"),
+                bill(a["acc-r"], "b-r", statement="2026-02-10", due="2026-03-01", plan_id="plan-r"),
+                plan(a["acc-r"], "plan-r", activated_on="2026-04-10"),
+                bill(a["acc-r-later"], "b-r-later", statement="2026-02-10", due="2026-03-01", plan_id="plan-r-later"),
+                plan(a["acc-r-later"], "plan-r-later", activated_on="2026-05-01"),
+                bill(
+                    a["acc-plan-done"],
+                    "b-plan-done",
+                    statement="2025-12-10",
+                    due="2026-01-01",
+                    plan_id="plan-done",
+                    settled_on="2026-03-20",
+                ),
+                plan(
+                    a["acc-plan-done"],
+                    "plan-done",
+                    activated_on="2026-01-10",
+                    status="completed",
+                    ended_on="2026-03-20",
+                ),
+                bill(a["acc-c"], "b-c", statement="2026-03-10", due="2026-04-01", settled_on="2026-04-20"),
+                restriction(a["acc-c"], "closed", added_on="2026-04-15"),
+                bill(
+                    a["acc-c-after-g"],
+                    "b-c-g",
+                    statement="2025-06-10",
+                    due="2025-07-01",
+                    charged_off_on="2025-12-28",
+                    settled_on="2026-04-02",
+                ),
+                restriction(a["acc-c-after-g"], "closed", added_on="2025-09-30"),
+                bill(
+                    a["acc-closed-owing"],
+                    "b-closed-owing",
+                    statement="2026-04-05",
+                    due="2026-04-25",
+                    settled_on="2026-05-01",
+                ),
+                purchase(a["acc-closed-unbilled"], "p-unbilled", posted_on="2026-04-20", bill_id="b-unbilled"),
+                bill(
+                    a["acc-closed-unbilled"],
+                    "b-unbilled",
+                    statement="2026-05-01",
+                    due="2026-05-20",
+                    settled_on="2026-05-02",
+                ),
+                restriction(a["acc-closed-later"], "closed", added_on="2026-05-01"),
+                bill(
+                    a["acc-2-unnoticed"],
+                    "b-2-unnoticed",
+                    statement="2026-02-25",
+                    due="2026-03-15",
+                    report_notice_on=None,
+                    report_notice_channel=None,
+                    bureau_marked_on=date(2026, 3, 19),
+                ),
+                bill(
+                    a["acc-2-noticed-may"],
+                    "b-2-noticed-may",
+                    statement="2026-02-25",
+                    due="2026-03-15",
+                    report_notice_on=date(2026, 5, 1),
+                    bureau_marked_on=date(2026, 3, 19),
+                ),
+                bill(
+                    a["acc-2-noticed-04-30"],
+                    "b-2-noticed-04-30",
+                    statement="2026-02-25",
+                    due="2026-03-15",
+                    report_notice_on=date(2026, 4, 30),
+                    report_notice_channel="letter",
+                ),
+                bill(
+                    a["acc-g-unnoticed"],
+                    "b-g-unnoticed",
+                    statement="2025-09-15",
+                    due="2025-10-07",
+                    charged_off_on="2026-04-05",
+                    report_notice_on=None,
+                    report_notice_channel=None,
+                ),
+            ]
+        )
         s.flush()
-        s.add_all([  # bureau marks: settled 5 years ago to the day, a day short, a leap day, unsettled
-            mark(a["acc-7"], 9001, marked_on="2016-01-05", settled_on="2021-04-30"),
-            mark(a["acc-7"], 9002, marked_on="2016-01-05", settled_on="2021-05-01"),
-            mark(a["acc-7"], 9003, marked_on="2016-01-05", settled_on="2021-05-02"),
-            mark(a["acc-7"], 9004, marked_on="2015-01-05", settled_on="2020-02-29"),
-            mark(a["acc-7"], 9005, marked_on="2025-10-05", settled_on=None),
-        ])
+        s.add_all(
+            [  # bureau marks: settled 5 years ago to the day, a day short, a leap day, unsettled
+                mark(a["acc-7"], 9001, marked_on="2016-01-05", settled_on="2021-04-30"),
+                mark(a["acc-7"], 9002, marked_on="2016-01-05", settled_on="2021-05-01"),
+                mark(a["acc-7"], 9003, marked_on="2016-01-05", settled_on="2021-05-02"),
+                mark(a["acc-7"], 9004, marked_on="2015-01-05", settled_on="2020-02-29"),
+                mark(a["acc-7"], 9005, marked_on="2025-10-05", settled_on=None),
+            ]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +185,13 @@ def db(accounts_db: AccountsDb) -> AccountsDb:
 def _ctx(db: AccountsDb, data_dir: Path, day: str) -> JobContext:
     business_date = date.fromisoformat(day)
     return JobContext(
-        service="accounts", job="credit-report", business_date=business_date, at="02:00", engine=db.engine,
-        outbox=Outbox(BUS.outbox), rules=ProductRules(),
+        service="accounts",
+        job="credit-report",
+        business_date=business_date,
+        at="02:00",
+        engine=db.engine,
+        outbox=Outbox(BUS.outbox),
+        rules=ProductRules(),
         clock=FixedClock(datetime.combine(business_date, datetime.min.time().replace(hour=2), tzinfo=SHANGHAI)),
         settings=Settings(data_dir=data_dir, accounts_db_url=db.url),
     )
@@ -138,9 +208,11 @@ def _run(ctx: JobContext) -> tuple[JobResult, int]:
 
 def _events(db: AccountsDb, month: str) -> list[dict[str, Any]]:
     with db.engine.connect() as conn:
-        rows = conn.execute(select(BUS.outbox.c.aggregate_id, BUS.outbox.c.payload, BUS.outbox.c.occurred_at)
-                            .where(BUS.outbox.c.type == "credit.report.generated",
-                                   BUS.outbox.c.aggregate_id == f"credit-report-{month}")).all()
+        rows = conn.execute(
+            select(BUS.outbox.c.aggregate_id, BUS.outbox.c.payload, BUS.outbox.c.occurred_at).where(
+                BUS.outbox.c.type == "credit.report.generated", BUS.outbox.c.aggregate_id == f"credit-report-{month}"
+            )
+        ).all()
     return [{"aggregate_id": a, "payload": json.loads(p), "occurred_at": o} for a, p, o in rows]
 
 
@@ -173,7 +245,11 @@ def test_april_report_codes_files_event_and_purge(db: AccountsDb, tmp_path: Path
     assert document["status_counts"] == summary["status_counts"]
     assert summary["status_counts"] == {"1": 2, "2": 4, "3": 1, "6": 1, "7": 1, "C": 2, "G": 1, "N": 9, "R": 1}
     max_dpd = {row["account_id"]: row["max_dpd"] for row in lines}
-    assert (max_dpd["acc-2-unnoticed"], max_dpd["acc-2-noticed-may"], max_dpd["acc-2-noticed-04-30"]) == ("0", "0", "46")
+    assert (max_dpd["acc-2-unnoticed"], max_dpd["acc-2-noticed-may"], max_dpd["acc-2-noticed-04-30"]) == (
+        "0",
+        "0",
+        "46",
+    )
     assert not list(report_dir.glob("*.partial"))
 
     (event,) = _events(db, "2026-04")
@@ -199,8 +275,9 @@ def test_a_generated_month_is_not_generated_again(db: AccountsDb, tmp_path: Path
     assert len(_events(db, "2026-04")) == 1  # no second announcement
 
 
-def test_chunked_slices_write_each_account_once(db: AccountsDb, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunked_slices_write_each_account_once(
+    db: AccountsDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tiny chunks force continuations; a redelivered slice (same state twice) must not
     duplicate lines. May includes the account opened on 05-01."""
     monkeypatch.setattr(job, "CHUNK_ACCOUNTS", 3)
@@ -220,15 +297,23 @@ def test_chunked_slices_write_each_account_once(db: AccountsDb, tmp_path: Path,
     assert [x["account_id"] for x in document["lines"]] == ids
     statuses = {row["account_id"]: row["status"] for row in lines}
     # by the end of May: paid, closed-and-paid, charged off
-    assert (statuses["acc-2-paid-later"], statuses["acc-closed-owing"], statuses["acc-6-charged-later"],
-            statuses["acc-closed-unbilled"], statuses[NOT_YET_OPEN]) == ("N", "C", "G", "C", "N")
+    assert (
+        statuses["acc-2-paid-later"],
+        statuses["acc-closed-owing"],
+        statuses["acc-6-charged-later"],
+        statuses["acc-closed-unbilled"],
+        statuses[NOT_YET_OPEN],
+    ) == ("N", "C", "G", "C", "N")
 
 
-@pytest.mark.parametrize(("today", "cutoff"), [
-    ("2026-05-01", "2021-05-01"),
-    ("2025-02-28", "2020-02-29"),  # the leap day's marks go on 28 February
-    ("2024-02-29", "2019-02-28"),
-    ("2026-03-01", "2021-03-01"),
-])
+@pytest.mark.parametrize(
+    ("today", "cutoff"),
+    [
+        ("2026-05-01", "2021-05-01"),
+        ("2025-02-28", "2020-02-29"),  # the leap day's marks go on 28 February
+        ("2024-02-29", "2019-02-28"),
+        ("2026-03-01", "2021-03-01"),
+    ],
+)
 def test_purge_cutoff_follows_the_domain_rule(today: str, cutoff: str) -> None:
     assert purge_cutoff(date.fromisoformat(today), CreditReportRules()) == date.fromisoformat(cutoff)

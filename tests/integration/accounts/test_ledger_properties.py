@@ -7,6 +7,7 @@ After every sequence:
   written off inside the window), to the fen;
 - and equals what the bills, unbilled purchases and credit balance say is owed.
 """
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -76,33 +77,53 @@ def test_ledger_balances_and_matches_billed_paid_waived(accounts: ServiceDriver,
     accounts.send("credit.line.granted", credit_line(account, "3000.00"))
     _run(accounts, account, sorted(ops))
     if late_notice:  # a gateway's late notice, dated two weeks back
-        accounts.send("repayment.received", repayment(account, "123.45",
-                                                      f"{(START + timedelta(days=DAYS - 14)).isoformat()}T09:00:00+08:00"))
+        accounts.send(
+            "repayment.received",
+            repayment(account, "123.45", f"{(START + timedelta(days=DAYS - 14)).isoformat()}T09:00:00+08:00"),
+        )
     with Session(accounts.engine) as session:
         unbalanced = session.execute(
-            select(LedgerEntry.posting_id).group_by(LedgerEntry.posting_id)
-            .having(func.sum(LedgerEntry.debit_fen) != func.sum(LedgerEntry.credit_fen))).all()
+            select(LedgerEntry.posting_id)
+            .group_by(LedgerEntry.posting_id)
+            .having(func.sum(LedgerEntry.debit_fen) != func.sum(LedgerEntry.credit_fen))
+        ).all()
         assert unbalanced == []
 
         def side(name: str) -> int:
-            return int(session.scalar(select(func.coalesce(func.sum(LedgerEntry.debit_fen - LedgerEntry.credit_fen), 0))
-                                      .where(LedgerEntry.ledger_account == name)) or 0)
+            return int(
+                session.scalar(
+                    select(func.coalesce(func.sum(LedgerEntry.debit_fen - LedgerEntry.credit_fen), 0)).where(
+                        LedgerEntry.ledger_account == name
+                    )
+                )
+                or 0
+            )
 
         customer_balance = sum(side(a) for a in RECEIVABLES) + side("credit_balance")
         billed = int(session.scalar(select(func.coalesce(func.sum(Purchase.amount_fen), 0))) or 0) + int(
             session.scalar(select(func.coalesce(func.sum(Bill.penalty_charged_fen + Bill.late_fee_charged_fen), 0)))
-            or 0)
-        paid = sum(_fen(a) for a in session.scalars(
-            select(Repayment.amount).where(Repayment.status == "applied")))
+            or 0
+        )
+        paid = sum(_fen(a) for a in session.scalars(select(Repayment.amount).where(Repayment.status == "applied")))
         waived = side("waiver_expense")
         written_off = side("write_off_expense")
         assert written_off == 0
         assert customer_balance == billed - paid - waived
 
-        owed_on_bills = int(session.scalar(select(func.coalesce(func.sum(
-            Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen), 0))) or 0)
-        unbilled = int(session.scalar(select(func.coalesce(func.sum(Purchase.amount_fen), 0))
-                                      .where(Purchase.bill_id.is_(None))) or 0)
+        owed_on_bills = int(
+            session.scalar(
+                select(
+                    func.coalesce(
+                        func.sum(Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen), 0
+                    )
+                )
+            )
+            or 0
+        )
+        unbilled = int(
+            session.scalar(select(func.coalesce(func.sum(Purchase.amount_fen), 0)).where(Purchase.bill_id.is_(None)))
+            or 0
+        )
         credit = int(session.scalar(select(func.coalesce(func.sum(Account.credit_balance_fen), 0))) or 0)
         assert customer_balance == owed_on_bills + unbilled - credit
         total = session.execute(select(func.sum(LedgerEntry.debit_fen), func.sum(LedgerEntry.credit_fen))).one()

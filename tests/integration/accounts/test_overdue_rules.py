@@ -1,5 +1,6 @@
 """The overdue rules through the real accounts handlers and jobs on PostgreSQL:
 grace waiver, late notices, the cap, charge-off, linked accounts, plans, credit balance."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -25,8 +26,11 @@ def accounts():
 
 def bill_of(driver: ServiceDriver, account_id: str, origin: str = "statement") -> Bill:
     with Session(driver.engine) as session:
-        return session.scalars(select(Bill).join(Account, Account.pk == Bill.account_pk).where(
-            Account.account_id == account_id, Bill.origin == origin)).one()
+        return session.scalars(
+            select(Bill)
+            .join(Account, Account.pk == Bill.account_pk)
+            .where(Account.account_id == account_id, Bill.origin == origin)
+        ).one()
 
 
 def account_of(driver: ServiceDriver, account_id: str) -> Account:
@@ -34,8 +38,9 @@ def account_of(driver: ServiceDriver, account_id: str) -> Account:
         return session.scalars(select(Account).where(Account.account_id == account_id)).one()
 
 
-def open_with_bill(driver: ServiceDriver, account_id: str, amount: str = "1000.00", identity: str | None = None,
-                   limit: str = "5000.00") -> None:
+def open_with_bill(
+    driver: ServiceDriver, account_id: str, amount: str = "1000.00", identity: str | None = None, limit: str = "5000.00"
+) -> None:
     driver.send("credit.line.granted", credit_line(account_id, limit, identity=identity))
     driver.send("purchase.requested", purchase(account_id, amount, "2026-02-14T15:00:00+08:00"))
 
@@ -65,8 +70,9 @@ def test_grace_waiver_reverses_penalty_and_nothing_is_reported(accounts: Service
     assert (bill.unpaid_penalty_fen, bill.late_fee_charged_fen, bill.bureau_marked_on) == (0, 0, None)
     assert accounts.emitted("account.cured")[-1]["payload"]["account_id"] == "acc-g"
     with Session(accounts.engine) as session:
-        waived = session.scalar(select(func.sum(LedgerEntry.debit_fen)).where(
-            LedgerEntry.ledger_account == "waiver_expense"))
+        waived = session.scalar(
+            select(func.sum(LedgerEntry.debit_fen)).where(LedgerEntry.ledger_account == "waiver_expense")
+        )
     assert waived == 150
 
 
@@ -84,8 +90,9 @@ def test_late_notice_is_applied_as_of_paid_at(accounts: ServiceDriver) -> None:
     with Session(accounts.engine) as session:
         assert session.scalar(select(func.count()).select_from(BureauMark)) == 0
     applied = accounts.emitted("repayment.applied")[-1]["payload"]
-    assert applied["allocations"] == [{"target": "bill", "target_id": bill.bill_id, "component": "principal",
-                                       "amount": "1000.00"}]
+    assert applied["allocations"] == [
+        {"target": "bill", "target_id": bill.bill_id, "component": "principal", "amount": "1000.00"}
+    ]
     assert applied["paid_on"] == "2026-03-12"
 
 
@@ -102,8 +109,13 @@ def test_partial_late_notice_reverses_only_penalty_on_repaid_principal(accounts:
 
 
 def test_overdue_charge_cap_stops_accrual(accounts: ServiceDriver) -> None:
-    rules = accounts.rules.model_copy(update={"overdue": accounts.rules.overdue.model_copy(
-        update={"overdue_charge_cap_rate": __import__("decimal").Decimal("0.012")})})
+    rules = accounts.rules.model_copy(
+        update={
+            "overdue": accounts.rules.overdue.model_copy(
+                update={"overdue_charge_cap_rate": __import__("decimal").Decimal("0.012")}
+            )
+        }
+    )
     capped = ServiceDriver("accounts", rules=rules)
     try:
         open_with_bill(capped, "acc-cap")
@@ -140,8 +152,11 @@ def test_linked_accounts_frozen_and_released(accounts: ServiceDriver) -> None:
     accounts.run_job("daily-close", date(2026, 4, 10))  # DPD 31: frozen, sibling suspended
     sibling = account_of(accounts, "acc-sibling")
     assert sibling.linked_level == 3
-    changed = [e["payload"] for e in accounts.emitted("account.restrictions.changed")
-               if e["payload"]["account_id"] == "acc-sibling"]
+    changed = [
+        e["payload"]
+        for e in accounts.emitted("account.restrictions.changed")
+        if e["payload"]["account_id"] == "acc-sibling"
+    ]
     assert changed[-1]["cause"] == "linked_account" and "linked_borrowing_suspended" in changed[-1]["measures"]
     assert changed[-1]["level"] == 1  # the effective level: its purchases are declined
     declined = accounts.send("purchase.requested", purchase("acc-sibling", "10.00", "2026-04-10T12:00:00+08:00"))
@@ -149,15 +164,19 @@ def test_linked_accounts_frozen_and_released(accounts: ServiceDriver) -> None:
 
     accounts.send("repayment.received", repayment("acc-main", "2000.00", "2026-04-10T13:00:00+08:00"))
     assert account_of(accounts, "acc-sibling").linked_level == 0
-    released = [e["payload"] for e in accounts.emitted("account.restrictions.changed")
-                if e["payload"]["account_id"] == "acc-sibling"][-1]
+    released = [
+        e["payload"]
+        for e in accounts.emitted("account.restrictions.changed")
+        if e["payload"]["account_id"] == "acc-sibling"
+    ][-1]
     assert released["level"] == 0 and released["measures"] == []
     assert accounts.emitted("account.cured")[-1]["payload"]["account_id"] == "acc-main"
     accounts.send("purchase.requested", purchase("acc-sibling", "10.00", "2026-04-10T14:00:00+08:00"))
     assert accounts.emitted("purchase.approved")[-1]["payload"]["account_id"] == "acc-sibling"
     with Session(accounts.engine) as session:
-        lifted = session.scalars(select(RestrictionHistory.lifted_on).where(
-            RestrictionHistory.measure == "linked_borrowing_suspended")).all()
+        lifted = session.scalars(
+            select(RestrictionHistory.lifted_on).where(RestrictionHistory.measure == "linked_borrowing_suspended")
+        ).all()
     assert lifted == [date(2026, 4, 10)]
     assert declined
 
@@ -180,11 +199,23 @@ def test_plan_moves_bills_and_default_brings_them_back(accounts: ServiceDriver) 
     start(accounts)
     close_days(accounts, date(2026, 3, 11), date(2026, 3, 20))
     bill = bill_of(accounts, "acc-plan")
-    schedule = [{"period": i, "due_date": f"2026-{3 + i:02d}-20", "principal": "169.17", "fee": "7.21",
-                 "total": "176.38"} for i in range(1, 7)]
-    accounts.send("plan.activated", {"plan_id": "plan-1", "offer_id": "off-1", "account_id": "acc-plan",
-                                     "principal": "1015.00", "term": 6, "bill_ids": [bill.bill_id],
-                                     "schedule": schedule}, occurred_at="2026-03-20T12:00:00+08:00")
+    schedule = [
+        {"period": i, "due_date": f"2026-{3 + i:02d}-20", "principal": "169.17", "fee": "7.21", "total": "176.38"}
+        for i in range(1, 7)
+    ]
+    accounts.send(
+        "plan.activated",
+        {
+            "plan_id": "plan-1",
+            "offer_id": "off-1",
+            "account_id": "acc-plan",
+            "principal": "1015.00",
+            "term": 6,
+            "bill_ids": [bill.bill_id],
+            "schedule": schedule,
+        },
+        occurred_at="2026-03-20T12:00:00+08:00",
+    )
     moved = bill_of(accounts, "acc-plan")
     assert moved.plan_id == "plan-1" and moved.unpaid_principal_fen == 0
     changed = accounts.emitted("account.restrictions.changed")[-1]["payload"]
@@ -194,9 +225,17 @@ def test_plan_moves_bills_and_default_brings_them_back(accounts: ServiceDriver) 
     accounts.send("repayment.received", repayment("acc-plan", "176.38", "2026-04-19T10:00:00+08:00"))
     alloc = accounts.emitted("repayment.applied")[-1]["payload"]["allocations"]
     assert alloc == [{"target": "plan", "target_id": "plan-1", "component": "plan", "amount": "176.38"}]
-    accounts.send("plan.defaulted", {"plan_id": "plan-1", "account_id": "acc-plan", "business_date": "2026-06-21",
-                                     "outstanding_principal": "845.83", "fees_due": "7.21",
-                                     "first_missed_due_date": "2026-05-20"})
+    accounts.send(
+        "plan.defaulted",
+        {
+            "plan_id": "plan-1",
+            "account_id": "acc-plan",
+            "business_date": "2026-06-21",
+            "outstanding_principal": "845.83",
+            "fees_due": "7.21",
+            "first_missed_due_date": "2026-05-20",
+        },
+    )
     back = bill_of(accounts, "acc-plan", origin="plan_default")
     assert back.principal_fen == 85304 and back.due_date == date(2026, 5, 20)
     assert accounts.emitted("bill.issued")[-1]["payload"]["amount"] == "853.04"
@@ -219,10 +258,15 @@ def test_overpayment_becomes_credit_balance_that_pays_the_next_bill(accounts: Se
 
 def test_rejected_repayments_change_nothing(accounts: ServiceDriver) -> None:
     open_with_bill(accounts, "acc-rej")
-    for amount, currency, reason in (("0.00", "CNY", "non_positive_amount"), ("-1.00", "CNY", "non_positive_amount"),
-                                     ("1.001", "CNY", "too_many_decimals"), ("10.00", "USD", "unsupported_currency")):
-        accounts.send("repayment.received", repayment("acc-rej", amount, "2026-03-05T10:00:00+08:00",
-                                                      currency=currency))
+    for amount, currency, reason in (
+        ("0.00", "CNY", "non_positive_amount"),
+        ("-1.00", "CNY", "non_positive_amount"),
+        ("1.001", "CNY", "too_many_decimals"),
+        ("10.00", "USD", "unsupported_currency"),
+    ):
+        accounts.send(
+            "repayment.received", repayment("acc-rej", amount, "2026-03-05T10:00:00+08:00", currency=currency)
+        )
         assert accounts.emitted("repayment.rejected")[-1]["payload"]["reason"] == reason
     accounts.send("repayment.received", repayment("nobody", "1.00", "2026-03-05T10:00:00+08:00"))
     assert accounts.emitted("repayment.rejected")[-1]["payload"]["reason"] == "unknown_account"

@@ -9,6 +9,7 @@ service (accounts, purchases, ledger entries...) and every event written to the 
 with its causation and correlation ids, must be the same
 (``tests/support/batch_equivalence.py``), and as the scenario says.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,24 +44,52 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 def _grant(account: str, limit: str = "5000.00", identity: str | None = None) -> Event:
     return "credit.line.granted", {
-        "account_id": account, "customer_id": f"c-{account}", "identity_hash": identity or f"identity-{account}",
-        "credit_limit": limit, "name": "张三", "phone": "13800005678", "opened_on": "2025-06-01"}
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": identity or f"identity-{account}",
+        "credit_limit": limit,
+        "name": "张三",
+        "phone": "13800005678",
+        "opened_on": "2025-06-01",
+    }
 
 
-def _buy(account: str, purchase_id: str, amount: str, requested_at: str = "2026-01-05T10:00:00+08:00",
-         merchant: str = "jd-mall") -> Event:
-    return "purchase.requested", {"purchase_id": purchase_id, "account_id": account, "amount": amount,
-                                  "merchant": merchant, "requested_at": requested_at}
+def _buy(
+    account: str,
+    purchase_id: str,
+    amount: str,
+    requested_at: str = "2026-01-05T10:00:00+08:00",
+    merchant: str = "jd-mall",
+) -> Event:
+    return "purchase.requested", {
+        "purchase_id": purchase_id,
+        "account_id": account,
+        "amount": amount,
+        "merchant": merchant,
+        "requested_at": requested_at,
+    }
 
 
 def _repay(account: str, payment_id: str, amount: str) -> Event:
-    return "repayment.received", {"payment_id": payment_id, "account_id": account, "amount": amount,
-                                  "currency": "CNY", "paid_at": "2026-01-05T12:00:00+08:00", "channel": "app"}
+    return "repayment.received", {
+        "payment_id": payment_id,
+        "account_id": account,
+        "amount": amount,
+        "currency": "CNY",
+        "paid_at": "2026-01-05T12:00:00+08:00",
+        "channel": "app",
+    }
 
 
 def _setup() -> list[Event]:
     return [
-        _grant("A", "100.00"), _grant("B"), _grant("C"), _grant("D"), _grant("E"), _grant("G"), _grant("H", "200.00"),
+        _grant("A", "100.00"),
+        _grant("B"),
+        _grant("C"),
+        _grant("D"),
+        _grant("E"),
+        _grant("G"),
+        _grant("H", "200.00"),
         _buy("B", "p-old", "30.00"),  # stored before the night
     ]
 
@@ -68,8 +97,13 @@ def _setup() -> list[Event]:
 def _standing(engine: Engine) -> None:
     """Accounts the ladder has reached (set directly: the close is not what is tested here)."""
     with engine.begin() as conn:
-        for account_id, values in (("C", {"level": 1}), ("D", {"status": "closed"}), ("E", {"linked_level": 3}),
-                                   ("G", {"level": 3}), ("H", {"limit_cut": True, "credit_limit_fen": 10_000})):
+        for account_id, values in (
+            ("C", {"level": 1}),
+            ("D", {"status": "closed"}),
+            ("E", {"linked_level": 3}),
+            ("G", {"level": 3}),
+            ("H", {"limit_cut": True, "credit_limit_fen": 10_000}),
+        ):
             conn.execute(update(Account.__table__).where(Account.__table__.c.account_id == account_id).values(**values))
 
 
@@ -111,9 +145,13 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databases) -> None:
     setup, night = bodies(_setup(), START - timedelta(days=1)), bodies(_night(), START)
     expected = ACCOUNTS.assert_batches_agree(
-        lambda: ACCOUNTS.prepared(databases, HANDLERS, setup, _standing), "purchase.requested", night,
+        lambda: ACCOUNTS.prepared(databases, HANDLERS, setup, _standing),
+        "purchase.requested",
+        night,
         one_batch=[21, 1, 3],  # purchases | repayment | a6 | grant | f1 f2 b1
-        poison=Poison.plan_completed(9, "A", START), guarded=[9] + [1] * 25)
+        poison=Poison.plan_completed(9, "A", START),
+        guarded=[9] + [1] * 25,
+    )
     _what_the_scenario_says(expected, setup + night)
 
 
@@ -123,8 +161,13 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     said: dict[str, list[tuple[str, ...]]] = {}
     for event_type, payload in replies:
         said.setdefault(payload["purchase_id"], []).append(
-            (event_type.split(".")[1], payload["account_id"], payload["amount"],
-             payload.get("available_limit") or payload.get("reason")))
+            (
+                event_type.split(".")[1],
+                payload["account_id"],
+                payload["amount"],
+                payload.get("available_limit") or payload.get("reason"),
+            )
+        )
     # several purchases of one account in one run: the available limit goes down, then declines
     assert said["a1"] == [("approved", "A", "40.00", "60.00")]
     assert said["a2"] == [("approved", "A", "50.00", "10.00")]
@@ -138,7 +181,11 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     assert said["a6"] == [("declined", "A", "10.00", "insufficient_limit")]
     assert said["b2"] == [("declined", "B", "-5.00", "invalid_amount")] * 2
     assert [s[3] for s in said["c1"] + said["d1"] + said["e1"] + said["g1"]] == [
-        "account_restricted", "account_closed", "linked_account_restricted", "account_restricted"]
+        "account_restricted",
+        "account_closed",
+        "linked_account_restricted",
+        "account_restricted",
+    ]
     assert said["h1"] == [("approved", "H", "100.00", "0.00")] and said["h2"][0][3] == "insufficient_limit"
     assert said["f1"] == [("approved", "F", "10.00", "0.00")] and said["f2"][0][3] == "insufficient_limit"
     # one row per purchase, one posting per purchase
@@ -150,27 +197,34 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     assert sorted(set(postings)) == sorted(f"purchase:{p}" for p in purchases)
     assert all(postings.count(p) == 2 for p in postings)  # a debit and a credit line each
     accounts = {a["account_id"]: a for a in found["accounts"]}
-    assert {a: accounts[a]["unpaid_principal_fen"] for a in "ABFH"} == {"A": 10_000, "B": 17_000, "F": 1_000,
-                                                                       "H": 10_000}
+    assert {a: accounts[a]["unpaid_principal_fen"] for a in "ABFH"} == {
+        "A": 10_000,
+        "B": 17_000,
+        "F": 1_000,
+        "H": 10_000,
+    }
     # one reply per request, in order, caused by that request and in its conversation
     requests = [json.loads(b) for b in wire if json.loads(b)["type"] == "purchase.requested"]
     replied = [e for e in found["outbox"] if e["type"].startswith("purchase.")]
     assert [(e["causation_id"], e["correlation_id"]) for e in replied] == [
-        (r["event_id"], r["correlation_id"]) for r in requests]
+        (r["event_id"], r["correlation_id"]) for r in requests
+    ]
     assert any(r["correlation_id"] != r["event_id"] for r in requests)
 
 
 def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     """Set-based: a run of 60 requests runs the statements a run of 6 does, the accounts locked in pk order."""
-    engine = ACCOUNTS.prepared(databases, HANDLERS, bodies([_grant(f"S{k}") for k in range(30)],
-                                                            START - timedelta(days=1)))
+    engine = ACCOUNTS.prepared(
+        databases, HANDLERS, bodies([_grant(f"S{k}") for k in range(30)], START - timedelta(days=1))
+    )
 
     def night(n: int, prefix: str) -> list[bytes]:
         purchases = [_buy(f"S{k % 30}", f"{prefix}-{k}", "1.00") for k in range(n)]
         return bodies(purchases + [_buy("S0", f"{prefix}-0", "1.00")], START)  # and the first id again
 
-    small, large = (ACCOUNTS.statements(engine, HANDLERS, night(n, prefix))
-                    for n, prefix in ((6, "small"), (60, "large")))
+    small, large = (
+        ACCOUNTS.statements(engine, HANDLERS, night(n, prefix)) for n, prefix in ((6, "small"), (60, "large"))
+    )
     assert len(small) == len(large), large
     (locking,) = [s for s in large if "FROM accounts" in s]
     assert "ORDER BY accounts.pk" in locking

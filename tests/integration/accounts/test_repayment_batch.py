@@ -15,6 +15,7 @@ row of the accounts service and every event written to its outbox, with its caus
 correlation ids, must be the same (``tests/support/batch_equivalence.py``), and as the
 scenario says.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,15 @@ from services.accounts.registry import HANDLERS
 from services.accounts.repayments import repayment_received_batch
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
-from tests.support.batch_equivalence import (Databases, Event, Poison, Service, bodies, databases_fixture,
-                                             objects_kept_alive)
+from tests.support.batch_equivalence import (
+    Databases,
+    Event,
+    Poison,
+    Service,
+    bodies,
+    databases_fixture,
+    objects_kept_alive,
+)
 from tests.support.service_driver import run_job
 
 pytestmark = pytest.mark.integration
@@ -54,25 +62,48 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 def _grant(account: str, identity: str | None = None) -> Event:
     return "credit.line.granted", {
-        "account_id": account, "customer_id": f"c-{account}", "identity_hash": identity or f"identity-{account}",
-        "credit_limit": "5000.00", "name": "张三", "phone": "13800005678", "opened_on": "2025-06-01"}
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": identity or f"identity-{account}",
+        "credit_limit": "5000.00",
+        "name": "张三",
+        "phone": "13800005678",
+        "opened_on": "2025-06-01",
+    }
 
 
 def _buy(account: str, purchase_id: str, amount: str, requested_at: str) -> Event:
-    return "purchase.requested", {"purchase_id": purchase_id, "account_id": account, "amount": amount,
-                                  "merchant": "jd-mall", "requested_at": requested_at}
+    return "purchase.requested", {
+        "purchase_id": purchase_id,
+        "account_id": account,
+        "amount": amount,
+        "merchant": "jd-mall",
+        "requested_at": requested_at,
+    }
 
 
 def _repay(account: str, payment_id: str, amount: str, paid_at: str = ON_TIME, currency: str = "CNY") -> Event:
-    return "repayment.received", {"payment_id": payment_id, "account_id": account, "amount": amount,
-                                  "currency": currency, "paid_at": paid_at, "channel": "app"}
+    return "repayment.received", {
+        "payment_id": payment_id,
+        "account_id": account,
+        "amount": amount,
+        "currency": currency,
+        "paid_at": paid_at,
+        "channel": "app",
+    }
 
 
 def _setup() -> list[Event]:
     january, february = "2026-01-14T12:00:00+08:00", "2026-02-14T12:00:00+08:00"
     return [
-        _grant("FRZ", "identity-F"), _grant("SIB", "identity-F"), _grant("CUR"), _grant("PAR"), _grant("TWO"),
-        _grant("LAT"), _grant("OVR"), _grant("DUP"),
+        _grant("FRZ", "identity-F"),
+        _grant("SIB", "identity-F"),
+        _grant("CUR"),
+        _grant("PAR"),
+        _grant("TWO"),
+        _grant("LAT"),
+        _grant("OVR"),
+        _grant("DUP"),
         _buy("FRZ", "frz-p", "800.00", january),  # billed 1 Feb, due 10 Feb: DPD 34 on 16 Mar, frozen
         _buy("CUR", "cur-p", "1000.00", february),  # billed 1 Mar, due 10 Mar: DPD 6, reported, limit cut
         _buy("PAR", "par-p", "1000.00", february),
@@ -89,8 +120,12 @@ def _bills_and_closes(engine: Engine) -> None:
     run_job("accounts", engine, "statements", date(2026, 3, 1))
     run_job("accounts", engine, "daily-close", date(2026, 3, 1))  # the first close: that date only
     run_job("accounts", engine, "daily-close", date(2026, 3, 16))
-    ACCOUNTS.apply(engine, HANDLERS, bodies([_repay("DUP", "old-1", "100.00", "2026-03-16T09:00:00+08:00")],
-                                             NIGHT - timedelta(hours=10)), 1)
+    ACCOUNTS.apply(
+        engine,
+        HANDLERS,
+        bodies([_repay("DUP", "old-1", "100.00", "2026-03-16T09:00:00+08:00")], NIGHT - timedelta(hours=10)),
+        1,
+    )
 
 
 def _night() -> list[Event]:
@@ -134,9 +169,13 @@ def test_batches_give_the_same_rows_and_replies_as_one_by_one(databases: Databas
     night = bodies(_night(), NIGHT)
     template = _prepared(databases)
     expected = ACCOUNTS.assert_batches_agree(
-        lambda: databases.copy(template), "repayment.received", night,
+        lambda: databases.copy(template),
+        "repayment.received",
+        night,
         one_batch=[19, 2],  # repayments | cur-buy sib-buy | cur-2 par-1
-        poison=Poison.plan_completed(5, "CUR", NIGHT), guarded=[5] + [1] * 21)
+        poison=Poison.plan_completed(5, "CUR", NIGHT),
+        guarded=[5] + [1] * 21,
+    )
     _what_the_scenario_says(expected, night)
 
 
@@ -155,29 +194,69 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     # earlier run of the batch, are applied once and get their first answer again
     answers = [(t, pl) for t, pl in said if t.startswith("repayment.")]
     assert [pl["payment_id"] for t, pl in answers] == [
-        "cur-1", "par-1", "two-1", "lat-1", "two-2", "cur-1b", "lat-2", "x-1", "rej-1", "rej-2", "rej-3", "rej-4", "rej-1",
-        "dup-1", "dup-1", "old-1", "ovr-1", "frz-1", "sib-1", "cur-2", "par-1"]
+        "cur-1",
+        "par-1",
+        "two-1",
+        "lat-1",
+        "two-2",
+        "cur-1b",
+        "lat-2",
+        "x-1",
+        "rej-1",
+        "rej-2",
+        "rej-3",
+        "rej-4",
+        "rej-1",
+        "dup-1",
+        "dup-1",
+        "old-1",
+        "ovr-1",
+        "frz-1",
+        "sib-1",
+        "cur-2",
+        "par-1",
+    ]
     firsts: dict[str, tuple[str, dict[str, Any]]] = {}
     for t, pl in answers:
         assert firsts.setdefault(pl["payment_id"], (t, pl)) == (t, pl)  # a repeat: word for word the first
     assert {pid: pl["reason"] for pid, (t, pl) in replied.items() if t == "repayment.rejected"} == {
-        "x-1": "unknown_account", "rej-1": "unsupported_currency", "rej-2": "non_positive_amount",
-        "rej-3": "non_positive_amount", "rej-4": "too_many_decimals"}
+        "x-1": "unknown_account",
+        "rej-1": "unsupported_currency",
+        "rej-2": "non_positive_amount",
+        "rej-3": "non_positive_amount",
+        "rej-4": "too_many_decimals",
+    }
 
     def applied(payment_id: str) -> tuple[list[tuple[str, str]], str, str, str]:
         event_type, payload = replied[payment_id]
         assert event_type == "repayment.applied"
-        return ([(line["component"], line["amount"]) for line in payload["allocations"]], payload["credit_balance"],
-                payload["total_overdue"], payload["paid_on"])
+        return (
+            [(line["component"], line["amount"]) for line in payload["allocations"]],
+            payload["credit_balance"],
+            payload["total_overdue"],
+            payload["paid_on"],
+        )
 
     # on time, the whole bill and more: charges first, then principal, the rest a credit balance
-    assert applied("cur-1") == ([("penalty_interest", "3.00"), ("late_fee", "10.00"), ("principal", "1000.00")],
-                                "87.00", "0.00", "2026-03-16")
-    assert applied("par-1") == ([("penalty_interest", "3.00"), ("late_fee", "10.00"), ("principal", "287.00")],
-                                "0.00", "713.00", "2026-03-16")
+    assert applied("cur-1") == (
+        [("penalty_interest", "3.00"), ("late_fee", "10.00"), ("principal", "1000.00")],
+        "87.00",
+        "0.00",
+        "2026-03-16",
+    )
+    assert applied("par-1") == (
+        [("penalty_interest", "3.00"), ("late_fee", "10.00"), ("principal", "287.00")],
+        "0.00",
+        "713.00",
+        "2026-03-16",
+    )
     # two payments of one account in one run: the second sees what the first left
-    assert applied("two-1")[2] == "1526.00" and applied("two-2") == ([("principal", "1526.00")], "474.00", "0.00",
-                                                                     "2026-03-16")
+    assert applied("two-1")[2] == "1526.00" and applied("two-2") == (
+        [("principal", "1526.00")],
+        "474.00",
+        "0.00",
+        "2026-03-16",
+    )
     # late notices, judged on their own dates: in grace, so principal only and the later charges re-judged
     assert applied("lat-1") == ([("principal", "1000.00")], "0.00", "2027.00", "2026-03-12")
     assert applied("lat-2") == ([("principal", "2000.00")], "500.00", "0.00", "2026-03-13")
@@ -185,15 +264,24 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     assert applied("ovr-1") == ([], "300.00", "0.00", "2026-03-16")  # no bill: a credit balance
     assert applied("cur-2") == ([], "142.00", "0.00", "2026-03-16")  # after the purchase run
     # the cures: restrictions lifted (the limit cut stays), the frozen account's sibling released
-    changes = [(pl["account_id"], pl["level"], pl["measures"], pl["cause"]) for t, pl in said
-               if t == "account.restrictions.changed"]
-    assert changes == [("CUR", 0, ["limit_cut"], "cure"), ("TWO", 0, ["limit_cut"], "cure"),
-                       ("LAT", 0, ["limit_cut"], "cure"), ("FRZ", 0, ["limit_cut"], "cure"),
-                       ("SIB", 0, [], "linked_account")]
+    changes = [
+        (pl["account_id"], pl["level"], pl["measures"], pl["cause"])
+        for t, pl in said
+        if t == "account.restrictions.changed"
+    ]
+    assert changes == [
+        ("CUR", 0, ["limit_cut"], "cure"),
+        ("TWO", 0, ["limit_cut"], "cure"),
+        ("LAT", 0, ["limit_cut"], "cure"),
+        ("FRZ", 0, ["limit_cut"], "cure"),
+        ("SIB", 0, [], "linked_account"),
+    ]
     assert [pl["account_id"] for t, pl in said if t == "account.cured"] == ["CUR", "TWO", "LAT", "FRZ"]
     # ... and seen by the purchases that follow them in the batch
     assert [(t, pl["purchase_id"], pl.get("available_limit")) for t, pl in said if t.startswith("purchase.")] == [
-        ("purchase.approved", "cur-buy", "2400.00"), ("purchase.approved", "sib-buy", "4900.00")]
+        ("purchase.approved", "cur-buy", "2400.00"),
+        ("purchase.approved", "sib-buy", "4900.00"),
+    ]
     # rows: one repayment row per payment id (rejections too), one balanced posting per applied one
     rows = {r["payment_id"]: r for r in found["repayments"]}
     assert sorted(rows) == sorted(replied)  # old-1 among them: answered again
@@ -201,21 +289,28 @@ def _what_the_scenario_says(found: dict[str, Any], wire: list[bytes]) -> None:
     postings: dict[str, int] = {}
     for entry in found["ledger_entries"]:
         if entry["kind"] == "repayment":
-            postings[entry["posting_id"]] = postings.get(entry["posting_id"], 0) + entry["debit_fen"] - entry[
-                "credit_fen"]
+            postings[entry["posting_id"]] = (
+                postings.get(entry["posting_id"], 0) + entry["debit_fen"] - entry["credit_fen"]
+            )
     assert postings == {f"repayment:{pid}": 0 for pid, r in rows.items() if r["status"] == "applied"}
     accounts = {a["account_id"]: a for a in found["accounts"]}
-    assert {a: (accounts[a]["level"], accounts[a]["linked_level"], accounts[a]["credit_balance_fen"])
-            for a in ("CUR", "PAR", "TWO", "LAT", "FRZ", "SIB", "OVR")} == {
-        "CUR": (0, 0, 14_200), "PAR": (2, 0, 0), "TWO": (0, 0, 47_400), "LAT": (0, 0, 50_000),
-        "FRZ": (0, 0, 19_360), "SIB": (0, 0, 1_000), "OVR": (0, 0, 30_000)}
+    assert {
+        a: (accounts[a]["level"], accounts[a]["linked_level"], accounts[a]["credit_balance_fen"])
+        for a in ("CUR", "PAR", "TWO", "LAT", "FRZ", "SIB", "OVR")
+    } == {
+        "CUR": (0, 0, 14_200),
+        "PAR": (2, 0, 0),
+        "TWO": (0, 0, 47_400),
+        "LAT": (0, 0, 50_000),
+        "FRZ": (0, 0, 19_360),
+        "SIB": (0, 0, 1_000),
+        "OVR": (0, 0, 30_000),
+    }
     late = next(b for b in found["bills"] if b["bill_id"] == "LAT-202603")
-    assert (late["late_fee_charged_fen"], late["bureau_marked_on"], str(late["settled_on"])) == (0, None,
-                                                                                                  "2026-03-13")
+    assert (late["late_fee_charged_fen"], late["bureau_marked_on"], str(late["settled_on"])) == (0, None, "2026-03-13")
 
 
-def test_a_purchase_after_a_cure_in_the_same_batch_is_judged_on_the_lifted_restrictions(
-        databases: Databases) -> None:
+def test_a_purchase_after_a_cure_in_the_same_batch_is_judged_on_the_lifted_restrictions(databases: Databases) -> None:
     """The relock lifts the ladder columns with Core UPDATEs the session's Account objects do
     not see; the purchase run reads its accounts afresh (populate_existing), so a customer who
     just paid is not declined by the restriction the payment lifted.
@@ -227,23 +322,40 @@ def test_a_purchase_after_a_cure_in_the_same_batch_is_judged_on_the_lifted_restr
     ``account_restricted`` and SIB ``linked_account_restricted``)."""
     engine = _prepared(databases)
     with engine.connect() as conn:
-        before = {a: (level, linked) for a, level, linked in conn.execute(
-            select(Account.account_id, Account.level, Account.linked_level).where(
-                Account.account_id.in_(["CUR", "SIB"])))}
+        before = {
+            a: (level, linked)
+            for a, level, linked in conn.execute(
+                select(Account.account_id, Account.level, Account.linked_level).where(
+                    Account.account_id.in_(["CUR", "SIB"])
+                )
+            )
+        }
     assert before == {"CUR": (2, 0), "SIB": (0, 3)}  # restricted: a purchase now would be declined
     with objects_kept_alive():  # the accounts the repayment run loaded stay in the session's identity map
-        ACCOUNTS.apply(engine, HANDLERS, bodies([
-            _repay("CUR", "cur-1", "1100.00"),  # cures CUR
-            _repay("FRZ", "frz-1", "1000.00"),  # cures FRZ, which held its sibling SIB
-            _buy("CUR", "cur-buy", "100.00", ON_TIME),
-            _buy("SIB", "sib-buy", "100.00", ON_TIME),
-        ], NIGHT), 4)
+        ACCOUNTS.apply(
+            engine,
+            HANDLERS,
+            bodies(
+                [
+                    _repay("CUR", "cur-1", "1100.00"),  # cures CUR
+                    _repay("FRZ", "frz-1", "1000.00"),  # cures FRZ, which held its sibling SIB
+                    _buy("CUR", "cur-buy", "100.00", ON_TIME),
+                    _buy("SIB", "sib-buy", "100.00", ON_TIME),
+                ],
+                NIGHT,
+            ),
+            4,
+        )
     found = ACCOUNTS.state(engine)
-    replies = [(e["type"], e["payload"]["purchase_id"], e["payload"].get("available_limit"),
-                e["payload"].get("reason")) for e in found["outbox"] if e["type"].startswith("purchase.")
-               and e["payload"]["purchase_id"] in ("cur-buy", "sib-buy")]
-    assert replies == [("purchase.approved", "cur-buy", "2400.00", None),
-                       ("purchase.approved", "sib-buy", "4900.00", None)]
+    replies = [
+        (e["type"], e["payload"]["purchase_id"], e["payload"].get("available_limit"), e["payload"].get("reason"))
+        for e in found["outbox"]
+        if e["type"].startswith("purchase.") and e["payload"]["purchase_id"] in ("cur-buy", "sib-buy")
+    ]
+    assert replies == [
+        ("purchase.approved", "cur-buy", "2400.00", None),
+        ("purchase.approved", "sib-buy", "4900.00", None),
+    ]
     assert {row["purchase_id"] for row in found["purchases"]} >= {"cur-buy", "sib-buy"}
 
 
@@ -251,8 +363,11 @@ def test_a_run_reads_what_it_shares_once(databases: Databases) -> None:
     """Applied before? the accounts (locked in pk order) and the last close: one statement
     each for a run of 4 repayments and for a run of 24, where one by one they cost one each."""
     engine = ACCOUNTS.prepared(databases, HANDLERS, bodies([_grant(f"S{k}") for k in range(12)], SETUP))
-    shared_reads = {"applied before": "FROM repayments WHERE repayments.payment_id",
-                    "accounts": "FROM accounts WHERE accounts.account_id", "last close": "FROM job_runs"}
+    shared_reads = {
+        "applied before": "FROM repayments WHERE repayments.payment_id",
+        "accounts": "FROM accounts WHERE accounts.account_id",
+        "last close": "FROM job_runs",
+    }
     statements: list[str] = []
 
     def reads(n: int, prefix: str, batch: int | None = None) -> dict[str, int]:

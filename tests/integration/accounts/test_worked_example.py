@@ -1,5 +1,6 @@
 """RULES section 2's worked example, to the fen, through the accounts service's real
 handlers and jobs on PostgreSQL (the same example runs through the bus in tests/e2e)."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -26,8 +27,9 @@ def _bill(driver: ServiceDriver, account_id: str) -> Bill:
     from sqlalchemy.orm import Session
 
     with Session(driver.engine) as session:
-        return session.scalars(select(Bill).join(Account, Account.pk == Bill.account_pk)
-                               .where(Account.account_id == account_id)).one()
+        return session.scalars(
+            select(Bill).join(Account, Account.pk == Bill.account_pk).where(Account.account_id == account_id)
+        ).one()
 
 
 def _account(driver: ServiceDriver, account_id: str) -> Account:
@@ -78,7 +80,10 @@ def test_worked_example_to_the_fen(accounts: ServiceDriver) -> None:
     accounts.send("repayment.received", repayment(acc, "500.00", "2026-03-20T18:00:00+08:00", "pay-worked"))
     applied = accounts.emitted("repayment.applied")[0]["payload"]
     assert [(a["component"], a["amount"]) for a in applied["allocations"]] == [
-        ("penalty_interest", "5.00"), ("late_fee", "10.00"), ("principal", "485.00")]
+        ("penalty_interest", "5.00"),
+        ("late_fee", "10.00"),
+        ("principal", "485.00"),
+    ]
     assert applied["total_overdue"] == "515.00"
 
     accounts.run_job("daily-close", date(2026, 3, 21))

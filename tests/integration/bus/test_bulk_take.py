@@ -1,4 +1,5 @@
 """BulkTake on real Redis: what it pops is acked, restored and redelivered exactly as kombu's own deliveries."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ What must hold: the events are written in the order they were emitted, across pl
 batch handlers; a handler that fails in the guarded pass takes its own events with it and
 nobody else's; nothing is written when the transaction rolls back.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,13 @@ def engine() -> Iterator[Any]:
 
 
 def _cured(account: str) -> Delivery:
-    body = new_envelope("account.cured", {"account_id": account, "business_date": "2026-03-20"},
-                        aggregate_id=account, producer="accounts", occurred_at=SystemClock().now())
+    body = new_envelope(
+        "account.cured",
+        {"account_id": account, "business_date": "2026-03-20"},
+        aggregate_id=account,
+        producer="accounts",
+        occurred_at=SystemClock().now(),
+    )
     return Delivery(body=json.dumps(body).encode())
 
 
@@ -47,8 +53,9 @@ def _emit_one(ctx: HandlerContext, event: Any) -> None:
 
 def _applier(engine: Any, batch: bool) -> EventApplier:
     handler: Any = BatchHandler(lambda items: [_emit_one(ctx, e) for ctx, e in items]) if batch else _emit_one
-    return EventApplier("test", engine, TABLES, {"account.cured": handler}, ProductRules(), SystemClock(),
-                        max_attempts=1)
+    return EventApplier(
+        "test", engine, TABLES, {"account.cured": handler}, ProductRules(), SystemClock(), max_attempts=1
+    )
 
 
 def _outbox(engine: Any) -> list[str]:

@@ -11,6 +11,7 @@ On real Redis and PostgreSQL, read raw where it matters:
   consumer then receives it;
 - :func:`ack_many` removes what it acks, and only that, from the unacked hash and index.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,13 @@ def client(broker: str) -> redis.Redis:
 
 
 def _payload(n: int = 0) -> dict[str, Any]:
-    return {"payment_id": f"p-{n}", "account_id": "A1", "amount": "120.00", "paid_at": AT.isoformat(),
-            "applied": [{"bill_id": "b-1", "penalty": "0.00", "late_fee": "0.00", "principal": "120.00"}]}
+    return {
+        "payment_id": f"p-{n}",
+        "account_id": "A1",
+        "amount": "120.00",
+        "paid_at": AT.isoformat(),
+        "applied": [{"bill_id": "b-1", "penalty": "0.00", "late_fee": "0.00", "principal": "120.00"}],
+    }
 
 
 def _pop_all(client: redis.Redis) -> dict[str, list[dict[str, Any]]]:
@@ -99,8 +105,11 @@ def test_the_relay_writes_what_kombus_producer_writes_for_the_same_message(broke
         Producer(conn.default_channel, exchange=EVENTS_EXCHANGE, serializer="json").publish(envelope, routing_key=TYPE)
     published = _pop_all(client)
 
-    assert {q: len(d) for q, d in relayed.items()} == {q: len(d) for q, d in published.items()} == {
-        "accounts.events": 0, "collections.events": 1, "restructuring.events": 1}
+    assert (
+        {q: len(d) for q, d in relayed.items()}
+        == {q: len(d) for q, d in published.items()}
+        == {"accounts.events": 0, "collections.events": 1, "restructuring.events": 1}
+    )
     for queue in ("collections.events", "restructuring.events"):
         [ours], [kombus] = relayed[queue], published[queue]
         assert set(ours) == set(kombus) and set(ours["properties"]) == set(kombus["properties"])
@@ -113,8 +122,9 @@ def _publish(broker: str, n: int) -> list[dict[str, Any]]:
     """``n`` events relayed to collections' (and restructuring's) queue; collections' documents as stored."""
     bodies = [{"event_id": f"e-{i}", "type": TYPE, "payload": _payload(i)} for i in range(n)]
     with Connection(broker) as conn:
-        publish_envelopes(Producer(conn.default_channel, exchange=EVENTS_EXCHANGE),
-                          [(TYPE, json.dumps(b)) for b in bodies])
+        publish_envelopes(
+            Producer(conn.default_channel, exchange=EVENTS_EXCHANGE), [(TYPE, json.dumps(b)) for b in bodies]
+        )
     return [json.loads(d) for d in reversed(redis.Redis.from_url(broker).lrange(HERE, 0, -1))]
 
 
@@ -127,8 +137,7 @@ def _held(client: redis.Redis) -> tuple[dict[str, Any], dict[str, float]]:
 def _deliver_by_kombu(connection: Connection, channel: Any, count: int) -> list[Message]:
     """What kombu's own BRPOP path delivers to an events consumer (recorded by ``QoS.append``)."""
     delivered: list[Message] = []
-    with Consumer(channel, [events_queue("collections")], on_message=delivered.append, accept=None,
-                  prefetch_count=100):
+    with Consumer(channel, [events_queue("collections")], on_message=delivered.append, accept=None, prefetch_count=100):
         while len(delivered) < count:
             connection.drain_events(timeout=2)
     return delivered

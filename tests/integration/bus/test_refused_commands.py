@@ -6,6 +6,7 @@ other events; the valid commands around it are applied as usual; a redelivery is
 duplicate (one answer, one dead letter); the command's other consumers record nothing;
 a command whose business id cannot be read is only dead-lettered.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,17 +72,26 @@ def test_refused_repayments_are_answered_between_applied_ones(engine: Any) -> No
 
     replies = _rows(engine, TABLES.outbox)
     assert [(r.type, json.loads(r.payload)["payment_id"]) for r in replies] == [
-        ("repayment.rejected", "float"), ("repayment.rejected", "abc")]
+        ("repayment.rejected", "float"),
+        ("repayment.rejected", "abc"),
+    ]
     first = json.loads(replies[0].payload)
-    assert first == {"payment_id": "float", "account_id": "acc-1", "amount": None, "reason": "invalid_payload",
-                     "errors": [{"loc": "amount", "msg": first["errors"][0]["msg"]}]}
+    assert first == {
+        "payment_id": "float",
+        "account_id": "acc-1",
+        "amount": None,
+        "reason": "invalid_payload",
+        "errors": [{"loc": "amount", "msg": first["errors"][0]["msg"]}],
+    }
     sent = [json.loads(d.body) for d in batch]
     assert [r.causation_id for r in replies] == [sent[1]["event_id"], sent[2]["event_id"]]
     assert all(r.aggregate_id == "acc-1" for r in replies)
 
     letters = _rows(engine, TABLES.dead_letters)
-    assert [(d.event_id, d.queue) for d in letters] == [(sent[1]["event_id"], "accounts.events"),
-                                                      (sent[2]["event_id"], "accounts.events")]
+    assert [(d.event_id, d.queue) for d in letters] == [
+        (sent[1]["event_id"], "accounts.events"),
+        (sent[2]["event_id"], "accounts.events"),
+    ]
     assert all(d.reason.startswith("invalid_payload: amount") for d in letters)
     assert _count(engine, TABLES.inbox) == 4
 
@@ -96,8 +106,11 @@ def test_a_refused_grant_is_answered_once_and_never_echoes_personal_data(engine:
     for service in ("collections", "restructuring"):
         outcome = _applier(engine, service, []).apply_batch([delivery])
         assert (outcome.ignored, outcome.dead_lettered, len(outcome.ack)) == (1, 0, 1)
-    assert (_count(engine, TABLES.outbox), _count(engine, TABLES.dead_letters), _count(engine, TABLES.inbox)) \
-        == (0, 0, 0), "a consumer that does not answer the command records nothing"
+    assert (_count(engine, TABLES.outbox), _count(engine, TABLES.dead_letters), _count(engine, TABLES.inbox)) == (
+        0,
+        0,
+        0,
+    ), "a consumer that does not answer the command records nothing"
 
     outcome = _applier(engine, "accounts", []).apply_batch([delivery])
     assert outcome.rejected == 1
@@ -116,8 +129,11 @@ def test_a_command_without_a_readable_business_id_is_only_dead_lettered(engine: 
 
 
 def test_a_senders_over_long_event_id_and_type_still_fit_the_dead_letters(engine: Any) -> None:
-    body = {**envelope("repayment.received", repayment("acc-1", "1.00", PAID_AT), "acc-1"),
-            "event_id": "e" * 200, "type": "t" * 200}
+    body = {
+        **envelope("repayment.received", repayment("acc-1", "1.00", PAID_AT), "acc-1"),
+        "event_id": "e" * 200,
+        "type": "t" * 200,
+    }
     outcome = _applier(engine, "accounts", []).apply_batch([Delivery(body=json.dumps(body).encode())])
     assert outcome.dead_lettered == 1
     (letter,) = _rows(engine, TABLES.dead_letters)

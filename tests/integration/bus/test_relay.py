@@ -5,6 +5,7 @@ payload unchanged, ``sequence`` = the row's id) to exactly the queues bound to i
 rows are stamped ``published_at`` so a second pass sends nothing; a batch mixing types
 routes each type by its own bindings (the routes are kept per batch).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,16 @@ def broker(quiet_redis_db: int) -> Iterator[str]:
 
 
 def _events() -> list[PendingEvent]:
-    cured = [PendingEvent("account.cured", f"A{k}", {"account_id": f"A{k}", "business_date": "2026-03-20"}, AT,
-                          correlation_id=f"pay-{k}") for k in range(3)]
+    cured = [
+        PendingEvent(
+            "account.cured",
+            f"A{k}",
+            {"account_id": f"A{k}", "business_date": "2026-03-20"},
+            AT,
+            correlation_id=f"pay-{k}",
+        )
+        for k in range(3)
+    ]
     closed = PendingEvent("collection.case.closed", "A0", {"account_id": "A0", "reason": "cured"}, AT)
     offered = PendingEvent("plan.offers.requested", "A1", {"account_id": "A1", "request_id": "r-1"}, AT)
     return [cured[0], closed, cured[1], offered, cured[2]]
@@ -58,9 +67,11 @@ def _received(url: str, service: str) -> list[bytes]:
     """The raw bodies waiting on the service's events queue, in order."""
     bodies: list[bytes] = []
     with Connection(url) as connection:
+
         def take(body: Any, message: Any) -> None:
             bodies.append(message.body)
             message.ack()
+
         with Consumer(connection, [events_queue(service)], callbacks=[take], accept=["json"]):
             while True:
                 try:
@@ -80,12 +91,16 @@ def test_each_row_reaches_exactly_its_bound_queues_as_the_envelope(engine: Any, 
     assert all(row.published_at is not None for row in rows)
     expected = {row.event_id: envelope_from_row(row, "collections") for row in rows}
 
-    by_service = {service: [json.loads(b) for b in _received(broker, service)]
-                  for service in ("accounts", "collections", "restructuring")}
+    by_service = {
+        service: [json.loads(b) for b in _received(broker, service)]
+        for service in ("accounts", "collections", "restructuring")
+    }
     types = {service: [m["type"] for m in messages] for service, messages in by_service.items()}
-    assert types == {"accounts": [],  # bound to none of these types
-                     "collections": ["account.cured"] * 3,
-                     "restructuring": ["account.cured", "account.cured", "plan.offers.requested", "account.cured"]}
+    assert types == {
+        "accounts": [],  # bound to none of these types
+        "collections": ["account.cured"] * 3,
+        "restructuring": ["account.cured", "account.cured", "plan.offers.requested", "account.cured"],
+    }
     for messages in by_service.values():
         for message in messages:
             assert message == expected[message["event_id"]]  # the envelope, payload as stored

@@ -2,6 +2,7 @@
 has taken it, so what was stamped before the kill is on Redis after the restart (its AOF
 holds every write it answered), what could not be sent meanwhile stays unstamped, and
 the relay loop sends it by itself once Redis is back."""
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,10 @@ def broker() -> Iterator[PrivateRedis]:
 
 def _emit(engine: Any, accounts: list[str]) -> None:
     with transaction(engine) as session:
-        Outbox(OUTBOX).emit_many(session, [PendingEvent("account.cured", a, {"account_id": a,
-                                                                            "business_date": "2026-03-20"}, AT)
-                                           for a in accounts])
+        Outbox(OUTBOX).emit_many(
+            session,
+            [PendingEvent("account.cured", a, {"account_id": a, "business_date": "2026-03-20"}, AT) for a in accounts],
+        )
 
 
 def _stamped(engine: Any) -> dict[str, bool]:
@@ -71,13 +73,16 @@ def _wait(condition: Any, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_what_was_stamped_survives_the_kill_and_the_rest_goes_out_after_it(engine: Any,
-                                                                          broker: PrivateRedis) -> None:
+def test_what_was_stamped_survives_the_kill_and_the_rest_goes_out_after_it(engine: Any, broker: PrivateRedis) -> None:
     url = broker.url(0)
     with Connection(url) as connection:
         declare_topology(connection)
-    loop = RelayLoop(OutboxRelay(engine, OUTBOX, Connection(url), "accounts"), poll_s=0.05, service="accounts",
-                     outage_backoff_max_s=0.5)
+    loop = RelayLoop(
+        OutboxRelay(engine, OUTBOX, Connection(url), "accounts"),
+        poll_s=0.05,
+        service="accounts",
+        outage_backoff_max_s=0.5,
+    )
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     try:

@@ -6,6 +6,7 @@ listens, so every try fails with psycopg's own "connection refused", many more t
 ``max_attempts``, and then at the service's database again. The poison is a handler that
 raises a ValueError for one account.
 """
+
 from __future__ import annotations
 
 import threading
@@ -41,13 +42,21 @@ def bus(quiet_redis_db: int) -> Iterator[tuple[str, OutsideSystem]]:
 
 
 def _grant(account: str) -> dict[str, Any]:
-    return {"account_id": account, "customer_id": f"c-{account}", "identity_hash": "h" * 16,
-            "credit_limit": "5000.00", "name": "张三", "phone": "13800005678", "opened_on": "2026-01-01"}
+    return {
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": "h" * 16,
+        "credit_limit": "5000.00",
+        "name": "张三",
+        "phone": "13800005678",
+        "opened_on": "2026-01-01",
+    }
 
 
 def _consumer(url: str, engine: Engine, handlers: dict[str, Any]) -> tuple[EventConsumer, threading.Thread]:
-    applier = EventApplier("collections", engine, BUS, handlers, ProductRules(), SystemClock(),
-                           max_attempts=MAX_ATTEMPTS)
+    applier = EventApplier(
+        "collections", engine, BUS, handlers, ProductRules(), SystemClock(), max_attempts=MAX_ATTEMPTS
+    )
     config = ConsumerConfig(retry_backoff_s=0.05, retry_backoff_max_s=0.2, outage_backoff_max_s=0.2)
     consumer = EventConsumer("collections", url, applier, config)
     thread = threading.Thread(target=consumer.run, daemon=True)

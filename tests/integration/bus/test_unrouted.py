@@ -6,6 +6,7 @@ contract traffic (a known type, or a key a service's queue is bound to) is acked
 dead letter; the queue and its unacked hash end empty; the services' relays never put a
 copy in the catch-all.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,10 +78,19 @@ def test_the_watch_keeps_unknown_types_and_acks_the_rest(engine: Any, broker: tu
         for body in known[:150]:
             producer.publish(body, exchange=EVENTS_EXCHANGE, routing_key="purchase.requested", serializer="json")
         producer.publish(unknown, exchange=EVENTS_EXCHANGE, routing_key="foo.bar", serializer="json")
-        producer.publish(b"{junk", exchange=EVENTS_EXCHANGE, routing_key="nothing.here",
-                         content_type="application/json", content_encoding="utf-8")
-        producer.publish(envelope("plan.teleported", {}, "acc-1"), exchange=EVENTS_EXCHANGE,
-                         routing_key="plan.teleported", serializer="json")
+        producer.publish(
+            b"{junk",
+            exchange=EVENTS_EXCHANGE,
+            routing_key="nothing.here",
+            content_type="application/json",
+            content_encoding="utf-8",
+        )
+        producer.publish(
+            envelope("plan.teleported", {}, "acc-1"),
+            exchange=EVENTS_EXCHANGE,
+            routing_key="plan.teleported",
+            serializer="json",
+        )
         for body in known[150:]:
             producer.publish(body, exchange=EVENTS_EXCHANGE, routing_key="purchase.requested", serializer="json")
     assert client.llen(UNROUTED_QUEUE) == 303
@@ -97,7 +107,9 @@ def test_the_watch_keeps_unknown_types_and_acks_the_rest(engine: Any, broker: tu
     with engine.connect() as conn:
         letters = list(conn.execute(select(TABLES.dead_letters).order_by(TABLES.dead_letters.c.id)))
     assert [(row.queue, row.event_id, row.body) for row in letters] == [
-        ("unrouted", unknown["event_id"], json.dumps(unknown)), ("unrouted", None, "{junk")]
+        ("unrouted", unknown["event_id"], json.dumps(unknown)),
+        ("unrouted", None, "{junk"),
+    ]
     assert all(row.reason.startswith("unknown_type") for row in letters)
     assert client.llen("accounts.events") == 300  # the known ones reached their queue as before
 

@@ -4,6 +4,7 @@ Events go in through ``EventApplier.apply_batch`` exactly as the worker's consum
 applies them; jobs are called as the Celery task would call them, with a JobContext
 for the test's engine; what collections said is read back from its outbox.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,52 +65,126 @@ class World:
 
     # --- events in -------------------------------------------------------------------------
 
-    def send(self, event_type: str, payload: dict[str, Any], *, at: datetime, aggregate_id: str | None = None,
-             sequence: int | None = None, producer: str = "accounts") -> None:
+    def send(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        *,
+        at: datetime,
+        aggregate_id: str | None = None,
+        sequence: int | None = None,
+        producer: str = "accounts",
+    ) -> None:
         """Apply one event through the applier (a batch of one), as the consumer would."""
         if sequence is None:
             self.sequence += 1
             sequence = self.sequence
-        envelope = new_envelope(event_type, payload, aggregate_id=aggregate_id or payload.get("account_id", "x"),
-                                producer=producer, occurred_at=at, sequence=sequence)
+        envelope = new_envelope(
+            event_type,
+            payload,
+            aggregate_id=aggregate_id or payload.get("account_id", "x"),
+            producer=producer,
+            occurred_at=at,
+            sequence=sequence,
+        )
         self.clock.set(at)
         outcome = self.applier.apply_batch([Delivery(body=json.dumps(envelope).encode())])
         assert outcome.applied == 1, (event_type, outcome, outcome.retry and outcome.retry[0].last_error)
 
-    def grant(self, account: str, *, name: str = "张三丰", phone: str = "13812345678", on: date = date(2026, 2, 1)) -> None:
-        self.send("credit.line.granted", {
-            "account_id": account, "customer_id": f"cust-{account}", "identity_hash": "h" * 16,
-            "credit_limit": "5000.00", "name": name, "phone": phone, "opened_on": on.isoformat(),
-        }, at=at_local(on, "09:00"), producer="origination")
+    def grant(
+        self, account: str, *, name: str = "张三丰", phone: str = "13812345678", on: date = date(2026, 2, 1)
+    ) -> None:
+        self.send(
+            "credit.line.granted",
+            {
+                "account_id": account,
+                "customer_id": f"cust-{account}",
+                "identity_hash": "h" * 16,
+                "credit_limit": "5000.00",
+                "name": name,
+                "phone": phone,
+                "opened_on": on.isoformat(),
+            },
+            at=at_local(on, "09:00"),
+            producer="origination",
+        )
 
     def grade(self, account: str, grade: str) -> None:
-        self.send("risk.assessed", {"account_id": account, "score": 600, "grade": grade, "factors": []},
-                  at=at_local(date(2026, 3, 1), "01:00"), producer="restructuring")
+        self.send(
+            "risk.assessed",
+            {"account_id": account, "score": 600, "grade": grade, "factors": []},
+            at=at_local(date(2026, 3, 1), "01:00"),
+            producer="restructuring",
+        )
 
     def bill(self, account: str, bill_id: str, due: date, amount: str = "1000.00") -> None:
         statement = due.replace(day=1)
-        self.send("bill.issued", {"bill_id": bill_id, "account_id": account, "statement_date": statement.isoformat(),
-                                  "due_date": due.isoformat(), "amount": amount}, at=at_local(statement, "00:10"))
+        self.send(
+            "bill.issued",
+            {
+                "bill_id": bill_id,
+                "account_id": account,
+                "statement_date": statement.isoformat(),
+                "due_date": due.isoformat(),
+                "amount": amount,
+            },
+            at=at_local(statement, "00:10"),
+        )
 
     def close_day(self, account: str, bill_id: str, due: date, day: date, unpaid: str = "1000.00") -> None:
         """What accounts' daily close of ``day`` says about this account."""
         dpd = (day - due).days
         if dpd == 1:
-            self.send("bill.overdue", {"bill_id": bill_id, "account_id": account, "due_date": due.isoformat(),
-                                       "business_date": day.isoformat(), "dpd": dpd, "unpaid_principal": unpaid},
-                      at=at_local(day, "00:30"))
-        self.send("account.delinquency.updated", {
-            "account_id": account, "business_date": day.isoformat(), "max_dpd": dpd,
-            "overdue_principal": unpaid, "penalty_interest": "0.00", "late_fees": "0.00", "total_overdue": unpaid,
-            "bills": [{"bill_id": bill_id, "due_date": due.isoformat(), "dpd": dpd, "unpaid_principal": unpaid,
-                       "penalty_interest": "0.00", "late_fee": "0.00"}],
-        }, at=at_local(day, "00:31"))
+            self.send(
+                "bill.overdue",
+                {
+                    "bill_id": bill_id,
+                    "account_id": account,
+                    "due_date": due.isoformat(),
+                    "business_date": day.isoformat(),
+                    "dpd": dpd,
+                    "unpaid_principal": unpaid,
+                },
+                at=at_local(day, "00:30"),
+            )
+        self.send(
+            "account.delinquency.updated",
+            {
+                "account_id": account,
+                "business_date": day.isoformat(),
+                "max_dpd": dpd,
+                "overdue_principal": unpaid,
+                "penalty_interest": "0.00",
+                "late_fees": "0.00",
+                "total_overdue": unpaid,
+                "bills": [
+                    {
+                        "bill_id": bill_id,
+                        "due_date": due.isoformat(),
+                        "dpd": dpd,
+                        "unpaid_principal": unpaid,
+                        "penalty_interest": "0.00",
+                        "late_fee": "0.00",
+                    }
+                ],
+            },
+            at=at_local(day, "00:31"),
+        )
 
     # --- jobs ----------------------------------------------------------------------------------
 
     def context(self, job: str, day: date, at: str | None) -> JobContext:
-        return JobContext(service="collections", job=job, business_date=day, at=at, engine=self.engine,
-                          outbox=Outbox(BUS.outbox), rules=self.rules, clock=self.clock, settings=self.settings)
+        return JobContext(
+            service="collections",
+            job=job,
+            business_date=day,
+            at=at,
+            engine=self.engine,
+            outbox=Outbox(BUS.outbox),
+            rules=self.rules,
+            clock=self.clock,
+            settings=self.settings,
+        )
 
     def daily(self, day: date, at: str | None = None) -> dict[str, Any]:
         """collections-daily for a date, following continuation slices to the end."""

@@ -7,6 +7,7 @@ handlers: a batch of one is the per-event path, so every length of run must leav
 same rows and outbox (``tests/support/batch_equivalence.py``). Beside the equivalence, the
 scenario's own assertions say what those rows are.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -37,13 +38,24 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 
 def _issued(account: str, bill: str, amount: str = "1000.00", statement_date: str = "2026-03-20") -> Event:
-    return "bill.issued", {"bill_id": bill, "account_id": account, "statement_date": statement_date,
-                           "due_date": "2026-04-09", "amount": amount}
+    return "bill.issued", {
+        "bill_id": bill,
+        "account_id": account,
+        "statement_date": statement_date,
+        "due_date": "2026-04-09",
+        "amount": amount,
+    }
 
 
 def _overdue(account: str, bill: str, unpaid: str) -> Event:
-    return "bill.overdue", {"bill_id": bill, "account_id": account, "due_date": "2026-03-10",
-                            "business_date": "2026-03-11", "dpd": 1, "unpaid_principal": unpaid}
+    return "bill.overdue", {
+        "bill_id": bill,
+        "account_id": account,
+        "due_date": "2026-03-10",
+        "business_date": "2026-03-11",
+        "dpd": 1,
+        "unpaid_principal": unpaid,
+    }
 
 
 def _cured(account: str, on: str) -> Event:
@@ -53,8 +65,10 @@ def _cured(account: str, on: str) -> Event:
 def _setup() -> list[Event]:
     return [
         _overdue("K1", "K1-b0", "300.00"),  # an open case with a bill it knows from a snapshot
-        _overdue("K2", "K2-b0", "200.00"), _cured("K2", "2026-03-15"),  # cured before the statement: reopens
-        _overdue("K3", "K3-b0", "200.00"), _cured("K3", "2026-03-25"),  # cured after it: stays closed
+        _overdue("K2", "K2-b0", "200.00"),
+        _cured("K2", "2026-03-15"),  # cured before the statement: reopens
+        _overdue("K3", "K3-b0", "200.00"),
+        _cured("K3", "2026-03-25"),  # cured after it: stays closed
     ]
 
 
@@ -80,15 +94,23 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_cases_bills_and_events_as_one_by_one(databases: Databases) -> None:
     setup = bodies(_setup(), START - timedelta(days=1))  # once: every pass has the same event ids
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup), "bill.issued", bodies(_night(), START),
+        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup),
+        "bill.issued",
+        bodies(_night(), START),
         one_batch=[6, 2, 1],  # issued x6 | overdue | issued x2 | cured | issued
         poison=Poison.plan_completed(3, "K1", START),
-        guarded=[3] + [1] * 9)
+        guarded=[3] + [1] * 9,
+    )
 
     # what the scenario says, so that "equal" cannot mean "equally empty"
     cases = {c["account_id"]: (c["status"], str(c["opened_on"])) for c in expected["cases"]}
-    assert cases == {"K1": ("open", "2026-03-11"), "K2": ("open", "2026-03-20"), "K3": ("closed", "2026-03-11"),
-                     "N1": ("open", "2026-03-21"), "N2": ("open", "2026-03-11")}
+    assert cases == {
+        "K1": ("open", "2026-03-11"),
+        "K2": ("open", "2026-03-20"),
+        "K3": ("closed", "2026-03-11"),
+        "N1": ("open", "2026-03-21"),
+        "N2": ("open", "2026-03-11"),
+    }
     bills = {b["bill_id"]: (b["amount_fen"], b["unpaid_fen"]) for b in expected["bills"]}
     assert bills["K1-b0"] == (30_000, 30_000) and bills["K1-b1"] == (70_000, 70_000)
     assert bills["N2-b0"] == (8_000, 8_000) and bills["N2-b1"] == (5_000, 5_000)
@@ -100,11 +122,15 @@ def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     engine = COLLECTIONS.prepared(databases, HANDLERS, bodies([_overdue("K0", "K0-b0", "10.00")], START))
 
     def night(n: int, prefix: str) -> list[bytes]:
-        return bodies([_issued(f"{prefix}-{k}", f"{prefix}-{k}-b", f"{k}.00") for k in range(n)]
-                      + [_issued("K0", f"{prefix}-K0-b", "9.00")], START)
+        return bodies(
+            [_issued(f"{prefix}-{k}", f"{prefix}-{k}-b", f"{k}.00") for k in range(n)]
+            + [_issued("K0", f"{prefix}-K0-b", "9.00")],
+            START,
+        )
 
-    small, large = (COLLECTIONS.statements(engine, HANDLERS, night(n, prefix))
-                    for n, prefix in ((6, "small"), (60, "large")))
+    small, large = (
+        COLLECTIONS.statements(engine, HANDLERS, night(n, prefix)) for n, prefix in ((6, "small"), (60, "large"))
+    )
     assert len(small) == len(large), large
     assert len(COLLECTIONS.state(engine)["bills"]) == 69
 

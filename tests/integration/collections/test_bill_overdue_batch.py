@@ -7,6 +7,7 @@ handlers: a batch of one is the per-event path, so every length of run must leav
 same rows (``tests/support/batch_equivalence.py``). Beside the equivalence, the
 scenario's own assertions say what those rows are.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -33,8 +34,18 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 
 def _overdue(account: str, bill_id: str, day: str, dpd: int, unpaid: str, seq: int | None) -> Event:
-    return "bill.overdue", {"bill_id": bill_id, "account_id": account, "due_date": "2026-03-01",
-                            "business_date": day, "dpd": dpd, "unpaid_principal": unpaid}, seq
+    return (
+        "bill.overdue",
+        {
+            "bill_id": bill_id,
+            "account_id": account,
+            "due_date": "2026-03-01",
+            "business_date": day,
+            "dpd": dpd,
+            "unpaid_principal": unpaid,
+        },
+        seq,
+    )
 
 
 def _cured(account: str, day: str, seq: int) -> Event:
@@ -43,9 +54,13 @@ def _cured(account: str, day: str, seq: int) -> Event:
 
 def _setup() -> list[Event]:
     return [
-        _grant("A"), _bill("A", "A-b1", "1000.00"),  # a known bill, no snapshot yet
-        _grant("B"), _snapshot("B", "B-b1", "800.00", "820.00", 20), _cured("B", "2026-03-04", 21),  # cured, closed
-        _grant("C"), _snapshot("C", "C-b1", "600.00", "620.00", 20),  # the bill's snapshot at seq 20
+        _grant("A"),
+        _bill("A", "A-b1", "1000.00"),  # a known bill, no snapshot yet
+        _grant("B"),
+        _snapshot("B", "B-b1", "800.00", "820.00", 20),
+        _cured("B", "2026-03-04", 21),  # cured, closed
+        _grant("C"),
+        _snapshot("C", "C-b1", "600.00", "620.00", 20),  # the bill's snapshot at seq 20
     ]
 
 
@@ -67,12 +82,21 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_bills_and_cases_as_one_by_one(databases: Databases) -> None:
     setup = wire(_setup(), START - timedelta(days=1))  # once: the cure's reply carries its event id
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup), "bill.overdue", wire(_night(), START),
-        one_batch=[5, 3], poison=Poison.plan_completed(3, "A", START), guarded=[3] + [1] * 8)
+        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup),
+        "bill.overdue",
+        wire(_night(), START),
+        one_batch=[5, 3],
+        poison=Poison.plan_completed(3, "A", START),
+        guarded=[3] + [1] * 8,
+    )
 
     bills = {b["bill_id"]: (b["unpaid_fen"], b["dpd"], str(b["state_date"])) for b in expected["bills"]}
     assert bills["A-b1"] == (90000, 5, "2026-03-06") and bills["N-b1"] == (30000, 4, "2026-03-05")
     assert bills["C-b1"] == (60000, 5, "2026-03-06") and bills["A-b2"] == (0, 4, "2026-03-05")
     cases = {c["account_id"]: (c["status"], str(c["opened_on"])) for c in expected["cases"]}
-    assert cases == {"A": ("open", "2026-03-06"), "B": ("open", "2026-03-05"), "C": ("open", "2026-01-01"),
-                     "N": ("open", "2026-03-05")}
+    assert cases == {
+        "A": ("open", "2026-03-06"),
+        "B": ("open", "2026-03-05"),
+        "C": ("open", "2026-01-01"),
+        "N": ("open", "2026-03-05"),
+    }

@@ -8,6 +8,7 @@ same rows and outbox (the ``contact.suppressed`` and
 ``collection.case.closed`` it announces, in order) (``tests/support/batch_equivalence.py``). Beside the equivalence, the
 scenario's own assertions say what those rows are.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -21,8 +22,16 @@ from services.collections.models import CollectionCase, CollectorTask, ContactAt
 from shared.bus.handling import BatchHandler
 from shared.clock import SHANGHAI
 from shared.db import transaction
-from tests.integration.collections.test_repayment_batch import Event, _bill, _grant, _overdue, _pay, _principal, \
-    _snapshot, wire
+from tests.integration.collections.test_repayment_batch import (
+    Event,
+    _bill,
+    _grant,
+    _overdue,
+    _pay,
+    _principal,
+    _snapshot,
+    wire,
+)
 from tests.support.batch_equivalence import Databases, Poison, Service, databases_fixture
 
 pytestmark = pytest.mark.integration
@@ -45,9 +54,12 @@ def _cured(account: str, day: str, seq: int | None) -> Event:
 def _setup() -> list[Event]:
     events: list[Event] = []
     for account in ("A", "B", "C", "D", "P"):
-        events += [_grant(account), _bill(account, f"{account}-b0", "100.00"),  # due 02-20: overdue
-                   _overdue(account, f"{account}-b1", "2026-03-04", "600.00", 10),
-                   _snapshot(account, f"{account}-b1", "600.00", "620.00", 20)]
+        events += [
+            _grant(account),
+            _bill(account, f"{account}-b0", "100.00"),  # due 02-20: overdue
+            _overdue(account, f"{account}-b1", "2026-03-04", "600.00", 10),
+            _snapshot(account, f"{account}-b1", "600.00", "620.00", 20),
+        ]
     return events
 
 
@@ -57,22 +69,57 @@ def _contacts_tasks_promises(engine: Engine) -> None:
     at = datetime(2026, 3, 5, 0, 0, tzinfo=timezone.utc)
     with transaction(engine) as session:
         for account in ("A", "B", "C", "D", "P"):
-            for k, (status, kind) in enumerate((("sent", "sms"), ("queued", "sms"), ("sending", "sms"),
-                                                ("queued", "plan_reminder"))):
-                session.add(ContactAttempt(
-                    plan_key=f"{account}|{k}", account_id=account, business_date=date(2026, 3, 5), channel="sms",
-                    kind=kind, template=f"t{k}", stage="early", dpd=4, trigger="scheduled", status=status,
-                    planned_for=at, deferrals=0, send_attempts=0))
+            for k, (status, kind) in enumerate(
+                (("sent", "sms"), ("queued", "sms"), ("sending", "sms"), ("queued", "plan_reminder"))
+            ):
+                session.add(
+                    ContactAttempt(
+                        plan_key=f"{account}|{k}",
+                        account_id=account,
+                        business_date=date(2026, 3, 5),
+                        channel="sms",
+                        kind=kind,
+                        template=f"t{k}",
+                        stage="early",
+                        dpd=4,
+                        trigger="scheduled",
+                        status=status,
+                        planned_for=at,
+                        deferrals=0,
+                        send_attempts=0,
+                    )
+                )
             for kind, status in (("call", "open"), ("agency", "open"), ("legal", "done")):
-                session.add(CollectorTask(
-                    task_id=f"{account}-{kind}", account_id=account, kind=kind, stage="early", dpd=4, amount_fen=100,
-                    trigger="scheduled", created_on=date(2026, 3, 4), due_by=date(2026, 3, 5), status=status))
+                session.add(
+                    CollectorTask(
+                        task_id=f"{account}-{kind}",
+                        account_id=account,
+                        kind=kind,
+                        stage="early",
+                        dpd=4,
+                        amount_fen=100,
+                        trigger="scheduled",
+                        created_on=date(2026, 3, 4),
+                        due_by=date(2026, 3, 5),
+                        status=status,
+                    )
+                )
             for status in ("pending", "broken"):
-                session.add(PromiseToPay(
-                    account_id=account, task_id=f"{account}-call", recorded_on=date(2026, 3, 3),
-                    promised_date=date(2026, 3, 6), pause_until=date(2026, 3, 6), status=status))
-        session.execute(update(CollectionCase).where(CollectionCase.account_id == "P").values(
-            plan_active=True, active_plan_id="P-plan"))
+                session.add(
+                    PromiseToPay(
+                        account_id=account,
+                        task_id=f"{account}-call",
+                        recorded_on=date(2026, 3, 3),
+                        promised_date=date(2026, 3, 6),
+                        pause_until=date(2026, 3, 6),
+                        status=status,
+                    )
+                )
+        session.execute(
+            update(CollectionCase)
+            .where(CollectionCase.account_id == "P")
+            .values(plan_active=True, active_plan_id="P-plan")
+        )
 
 
 def _night() -> list[Event]:
@@ -92,28 +139,51 @@ def _night() -> list[Event]:
 
 
 def _prepared(databases: Databases) -> Engine:
-    return COLLECTIONS.prepared(databases, HANDLERS, wire(_setup(), START - timedelta(days=1)),
-                                then=_contacts_tasks_promises)
+    return COLLECTIONS.prepared(
+        databases, HANDLERS, wire(_setup(), START - timedelta(days=1)), then=_contacts_tasks_promises
+    )
 
 
 def test_batches_give_the_same_cases_contacts_and_events_as_one_by_one(databases: Databases) -> None:
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: _prepared(databases), "account.cured", wire(_night(), START),
-        one_batch=[6, 3], poison=Poison.plan_completed(4, "A", START), guarded=[4] + [1] * 9)
+        lambda: _prepared(databases),
+        "account.cured",
+        wire(_night(), START),
+        one_batch=[6, 3],
+        poison=Poison.plan_completed(4, "A", START),
+        guarded=[4] + [1] * 9,
+    )
 
     # what the scenario says, so that "equal" cannot mean "equally empty"
     cases = {c["account_id"]: (c["status"], c["closed_reason"], c["total_overdue_fen"]) for c in expected["cases"]}
-    assert cases == {"A": ("closed", "cured", 0), "B": ("closed", "cured", 0), "C": ("closed", "cured", 0),
-                     "D": ("closed", "cured", 0), "N": ("closed", "cured", 0), "P": ("open", None, 0)}
-    waiting = {(c["account_id"], c["template"]): c["status"] for c in expected["contact_attempts"]
-               if c["template"] != "t0"}
+    assert cases == {
+        "A": ("closed", "cured", 0),
+        "B": ("closed", "cured", 0),
+        "C": ("closed", "cured", 0),
+        "D": ("closed", "cured", 0),
+        "N": ("closed", "cured", 0),
+        "P": ("open", None, 0),
+    }
+    waiting = {
+        (c["account_id"], c["template"]): c["status"] for c in expected["contact_attempts"] if c["template"] != "t0"
+    }
     assert {k: v for k, v in waiting.items() if k[0] == "A"} == {
-        ("A", "t1"): "suppressed", ("A", "t2"): "suppressed", ("A", "t3"): "suppressed"}
+        ("A", "t1"): "suppressed",
+        ("A", "t2"): "suppressed",
+        ("A", "t3"): "suppressed",
+    }
     assert {k: v for k, v in waiting.items() if k[0] == "P"} == {
-        ("P", "t1"): "queued", ("P", "t2"): "sending", ("P", "t3"): "queued"}
+        ("P", "t1"): "queued",
+        ("P", "t2"): "sending",
+        ("P", "t3"): "queued",
+    }
     tasks = {t["task_id"]: t["status"] for t in expected["collector_tasks"]}
     assert (tasks["A-call"], tasks["A-agency"], tasks["A-legal"], tasks["P-call"]) == (
-        "cancelled", "cancelled", "done", "open")
+        "cancelled",
+        "cancelled",
+        "done",
+        "open",
+    )
     promises = {(r["account_id"], r["status"], str(r["decided_on"])) for r in expected["promises"]}
     assert ("A", "kept", "2026-03-05") in promises and ("C", "kept", "2026-03-06") in promises
     assert ("P", "pending", "None") in promises and ("A", "broken", "None") in promises
@@ -129,15 +199,29 @@ def test_a_run_costs_a_fixed_number_of_statements(pg_databases: Databases) -> No
     SQLite the ORM inserts each case closure alone to read its id back, cheap in process)."""
     engine = _prepared(pg_databases)
     for prefix, n in (("small", 4), ("large", 40)):
-        COLLECTIONS.apply(engine, HANDLERS, wire(
-            [e for k in range(n) for e in (_grant(f"{prefix}-{k}"),
-                                           _overdue(f"{prefix}-{k}", f"{prefix}-{k}-b1", "2026-03-04", "60.00", 10))],
-            START - timedelta(days=1)), 100)
+        COLLECTIONS.apply(
+            engine,
+            HANDLERS,
+            wire(
+                [
+                    e
+                    for k in range(n)
+                    for e in (
+                        _grant(f"{prefix}-{k}"),
+                        _overdue(f"{prefix}-{k}", f"{prefix}-{k}-b1", "2026-03-04", "60.00", 10),
+                    )
+                ],
+                START - timedelta(days=1),
+            ),
+            100,
+        )
 
     def cures(n: int, prefix: str) -> list[bytes]:
         return wire([_cured(f"{prefix}-{k}", "2026-03-05", 30) for k in range(n)], START)
 
-    small, large = (COLLECTIONS.statements(engine, HANDLERS, cures(n, prefix)) for n, prefix in ((4, "small"), (40, "large")))
+    small, large = (
+        COLLECTIONS.statements(engine, HANDLERS, cures(n, prefix)) for n, prefix in ((4, "small"), (40, "large"))
+    )
     assert len(small) == len(large), large
     found = {c["account_id"]: c["status"] for c in COLLECTIONS.state(engine)["cases"]}
     assert all(found[f"large-{k}"] == "closed" for k in range(40))

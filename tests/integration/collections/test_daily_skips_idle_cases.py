@@ -7,6 +7,7 @@ days run with the filter and with every collectable case taken (the condition be
 the filter) leave the same rows and events, on PostgreSQL and on SQLite, while the
 filtered run reads fewer cases.
 """
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -41,8 +42,11 @@ def test_the_shipped_strategy_acts_from_three_days_before_the_due_date() -> None
 
 def _every_collectable_case(ctx: JobContext) -> Any:
     """The run's condition before the filter: every case with something collectable."""
-    collectable = select(Bill.bill_id).where(
-        Bill.account_id == CollectionCase.account_id, Bill.unpaid_fen > 0, Bill.plan_id.is_(None)).exists()
+    collectable = (
+        select(Bill.bill_id)
+        .where(Bill.account_id == CollectionCase.account_id, Bill.unpaid_fen > 0, Bill.plan_id.is_(None))
+        .exists()
+    )
     return or_(CollectionCase.plan_active.is_(True), (CollectionCase.status == "open") & collectable)
 
 
@@ -50,31 +54,54 @@ def _every_collectable_case(ctx: JobContext) -> Any:
 
 
 def _grant(account: str) -> Event:
-    return "credit.line.granted", {"account_id": account, "customer_id": f"c-{account}", "identity_hash": "h" * 16,
-                                   "credit_limit": "5000.00", "name": "张三", "phone": "13800005678",
-                                   "opened_on": "2026-01-01"}
+    return "credit.line.granted", {
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": "h" * 16,
+        "credit_limit": "5000.00",
+        "name": "张三",
+        "phone": "13800005678",
+        "opened_on": "2026-01-01",
+    }
 
 
 def _bill(account: str, due: str, statement: str = "2026-03-01") -> Event:
-    return "bill.issued", {"bill_id": f"{account}-{due}", "account_id": account, "statement_date": statement,
-                           "due_date": due, "amount": "1000.00"}
+    return "bill.issued", {
+        "bill_id": f"{account}-{due}",
+        "account_id": account,
+        "statement_date": statement,
+        "due_date": due,
+        "amount": "1000.00",
+    }
 
 
 def _setup() -> list[Event]:
     return [
-        _grant("A"), _bill("A", "2026-03-20"),  # pre-due most of the run: reminded from D-3
-        _grant("B"), _bill("B", "2026-03-05"),  # due early in the run, never paid: goes overdue
-        _grant("C"), _bill("C", "2026-03-23"),  # a promise made (below) while its bill is far
-        _grant("D"), _bill("D", "2026-03-28"),  # a promise broken (below) while its bill is far
-        _grant("E"), _bill("E", "2026-04-10", statement="2026-03-10"),  # far all the run
+        _grant("A"),
+        _bill("A", "2026-03-20"),  # pre-due most of the run: reminded from D-3
+        _grant("B"),
+        _bill("B", "2026-03-05"),  # due early in the run, never paid: goes overdue
+        _grant("C"),
+        _bill("C", "2026-03-23"),  # a promise made (below) while its bill is far
+        _grant("D"),
+        _bill("D", "2026-03-28"),  # a promise broken (below) while its bill is far
+        _grant("E"),
+        _bill("E", "2026-04-10", statement="2026-03-10"),  # far all the run
     ]
 
 
 def _promises(engine: Engine) -> None:
     """Mid-run, long after their stage was recorded: C makes a promise, D's promise breaks."""
     with transaction(engine) as session:
-        session.add(PromiseToPay(account_id="C", recorded_on=PROMISES_ON, promised_date=PROMISES_ON + timedelta(days=3),
-                                 pause_until=PROMISES_ON + timedelta(days=3), status="pending"))
+        session.add(
+            PromiseToPay(
+                account_id="C",
+                recorded_on=PROMISES_ON,
+                promised_date=PROMISES_ON + timedelta(days=3),
+                pause_until=PROMISES_ON + timedelta(days=3),
+                status="pending",
+            )
+        )
         session.execute(update(CollectionCase).where(CollectionCase.account_id == "D").values(promise_broken=True))
 
 
@@ -87,9 +114,17 @@ def _run_days(engine: Engine, tmp: Path, condition: Any, monkeypatch: pytest.Mon
         if day == PROMISES_ON:
             _promises(engine)
         clock.set(at_local(day, "08:00"))
-        ctx = JobContext(service="collections", job="collections-daily", business_date=day, at=None, engine=engine,
-                         outbox=Outbox(BUS.outbox), rules=ProductRules(), clock=clock,
-                         settings=Settings(data_dir=tmp, sms_file_path=tmp / "sms.jsonl"))
+        ctx = JobContext(
+            service="collections",
+            job="collections-daily",
+            business_date=day,
+            at=None,
+            engine=engine,
+            outbox=Outbox(BUS.outbox),
+            rules=ProductRules(),
+            clock=clock,
+            settings=Settings(data_dir=tmp, sms_file_path=tmp / "sms.jsonl"),
+        )
         while True:
             result = jobs.collections_daily(ctx)
             if not result.more:
@@ -108,8 +143,9 @@ def _job_state(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     return state
 
 
-def test_skipping_idle_cases_leaves_the_same_rows_and_events(databases: Databases, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_skipping_idle_cases_leaves_the_same_rows_and_events(
+    databases: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from services.collections.registry import HANDLERS
 
     setup = bodies(_setup(), at_local(date(2026, 3, 1), "00:10").astimezone(SHANGHAI))

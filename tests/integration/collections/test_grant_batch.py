@@ -7,6 +7,7 @@ handlers: a batch of one is the per-event path, so every length of run must leav
 same rows and outbox (``tests/support/batch_equivalence.py``). Beside the equivalence, the
 scenario's own assertions say what those rows are.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -29,9 +30,6 @@ databases = databases_fixture("collections")
 START = datetime(2026, 3, 1, 9, 0, tzinfo=SHANGHAI)
 
 
-
-
-
 def test_registered_handler_is_the_batch_one() -> None:
     handler = HANDLERS["credit.line.granted"]
     assert isinstance(handler, BatchHandler) and handler.fn is credit_line_granted_batch
@@ -41,18 +39,33 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 
 def _grant(account: str, name: str, phone: str, opened_on: str = "2026-03-01") -> Event:
-    return "credit.line.granted", {"account_id": account, "customer_id": f"c-{account}", "identity_hash": "h" * 16,
-                                   "credit_limit": "5000.00", "name": name, "phone": phone, "opened_on": opened_on}
+    return "credit.line.granted", {
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": "h" * 16,
+        "credit_limit": "5000.00",
+        "name": name,
+        "phone": phone,
+        "opened_on": opened_on,
+    }
 
 
 def _bill(account: str, statement_date: str) -> Event:
-    return "bill.issued", {"bill_id": f"{account}-b1", "account_id": account, "statement_date": statement_date,
-                           "due_date": "2026-03-20", "amount": "1000.00"}
+    return "bill.issued", {
+        "bill_id": f"{account}-b1",
+        "account_id": account,
+        "statement_date": statement_date,
+        "due_date": "2026-03-20",
+        "amount": "1000.00",
+    }
 
 
 def _setup() -> list[Event]:
-    return [_grant("K1", "张三", "13800001111", "2026-01-01"), _bill("K2", "2026-02-01"),
-            _grant("K3", "钱七", "13800003333", "2026-01-02")]
+    return [
+        _grant("K1", "张三", "13800001111", "2026-01-01"),
+        _bill("K2", "2026-02-01"),
+        _grant("K3", "钱七", "13800003333", "2026-01-02"),
+    ]
 
 
 def _night() -> list[Event]:
@@ -78,19 +91,33 @@ def _prepared(databases: Databases, setup: list[Event]) -> Engine:
 
 def test_batches_give_the_same_customers_and_cases_as_one_by_one(databases: Databases) -> None:
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: _prepared(databases, _setup()), "credit.line.granted", bodies(_night(), START),
+        lambda: _prepared(databases, _setup()),
+        "credit.line.granted",
+        bodies(_night(), START),
         one_batch=[5, 3],  # grants | a bill | grants
-        poison=Poison.plan_completed(3, "K1", START), guarded=[3] + [1] * 8)
+        poison=Poison.plan_completed(3, "K1", START),
+        guarded=[3] + [1] * 8,
+    )
 
     # what the scenario says, so that "equal" cannot mean "equally empty"
     customers = {c["account_id"]: (c["name"], c["phone"], str(c["opened_on"])) for c in expected["customers"]}
     assert customers == {
-        "K1": ("张三丰", "13800009999", "2026-01-01"), "K2": ("王五", "13700001111", "2026-03-01"),
-        "K3": ("钱七", "13800003333", "2026-01-02"), "N1": ("李四四", "13900002222", "2026-03-01"),
-        "N2": ("赵六六", "13600002222", "2026-03-01"), "N3": ("孙八", "13500001111", "2026-03-04")}
+        "K1": ("张三丰", "13800009999", "2026-01-01"),
+        "K2": ("王五", "13700001111", "2026-03-01"),
+        "K3": ("钱七", "13800003333", "2026-01-02"),
+        "N1": ("李四四", "13900002222", "2026-03-01"),
+        "N2": ("赵六六", "13600002222", "2026-03-01"),
+        "N3": ("孙八", "13500001111", "2026-03-04"),
+    }
     cases = [(c["account_id"], str(c["opened_on"]), c["status"]) for c in expected["cases"]]
-    assert cases == [("K1", "2026-01-01", "open"), ("K2", "2026-02-01", "open"), ("K3", "2026-01-02", "open"),
-                     ("N1", "2026-03-01", "open"), ("N2", "2026-03-01", "open"), ("N3", "2026-03-04", "open")]
+    assert cases == [
+        ("K1", "2026-01-01", "open"),
+        ("K2", "2026-02-01", "open"),
+        ("K3", "2026-01-02", "open"),
+        ("N1", "2026-03-01", "open"),
+        ("N2", "2026-03-01", "open"),
+        ("N3", "2026-03-04", "open"),
+    ]
     assert [b["bill_id"] for b in expected["bills"]] == ["K2-b1", "N2-b1"] and expected["outbox"] == []
 
 
@@ -100,14 +127,18 @@ def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
 
     def night(n: int, prefix: str) -> list[bytes]:
         grants = [_grant(f"{prefix}-{k}", "李四", f"139{k:08d}") for k in range(n)]
-        return bodies(grants + [_grant("K0", "张三丰", "13800009999"), _grant(f"{prefix}-0", "李四四", "13900009999")],
-                      START)
+        return bodies(
+            grants + [_grant("K0", "张三丰", "13800009999"), _grant(f"{prefix}-0", "李四四", "13900009999")], START
+        )
 
-    small, large = (COLLECTIONS.statements(engine, HANDLERS, night(n, prefix))
-                    for n, prefix in ((6, "small"), (60, "large")))
+    small, large = (
+        COLLECTIONS.statements(engine, HANDLERS, night(n, prefix)) for n, prefix in ((6, "small"), (60, "large"))
+    )
     assert len(small) == len(large), large
     assert [s.split(" (")[0] for s in large if "customers" in s or "cases" in s] == [
-        "INSERT INTO customers", "INSERT INTO cases"]
+        "INSERT INTO customers",
+        "INSERT INTO cases",
+    ]
     found = COLLECTIONS.state(engine)
     assert len(found["customers"]) == len(found["cases"]) == 67
     assert {c["account_id"]: c["name"] for c in found["customers"]}["large-0"] == "李四四"
@@ -118,8 +149,9 @@ def test_a_customer_already_in_the_session_sees_the_new_contact_data(databases: 
     with transaction(engine) as session:
         held = session.get(Customer, "K1")
         assert held is not None and held.phone == "13800001111"
-        credit_line_granted_batch(COLLECTIONS.handler_run(session, bodies([_grant("K1", "张三丰", "13800009999")],
-                                                                          START)))
+        credit_line_granted_batch(
+            COLLECTIONS.handler_run(session, bodies([_grant("K1", "张三丰", "13800009999")], START))
+        )
         assert (held.name, held.phone) == ("张三丰", "13800009999")
 
 
@@ -130,8 +162,11 @@ def test_a_failing_run_names_nobody(databases: Databases) -> None:
     with pytest.raises(Exception) as failed:
         with transaction(engine) as session:
             session.execute(text("DROP TABLE customers"))  # undone with the transaction
-            credit_line_granted_batch(COLLECTIONS.handler_run(session, bodies(
-                [_grant("N1", "李四", "13900001111"), _grant("N2", "赵六", "13600001111")], START)))
+            credit_line_granted_batch(
+                COLLECTIONS.handler_run(
+                    session, bodies([_grant("N1", "李四", "13900001111"), _grant("N2", "赵六", "13600001111")], START)
+                )
+            )
     message = str(failed.value)
     assert "INSERT INTO customers" in message and "parameters hidden" in message
     assert not any(secret in message for secret in ("李四", "赵六", "13900001111", "13600001111"))

@@ -1,6 +1,7 @@
 """collections-daily after missed dates (RULES 6.11) and the pre-report notice (RULES 6.10),
 on a real PostgreSQL: the missed dates run in order without late contacts, the notice owed
 goes out on the business date by SMS, or by a letter task when no own phone is known."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -27,8 +28,9 @@ def test_missed_dates_run_in_order_and_the_notice_goes_out_on_the_business_date(
     world.daily(DUE - timedelta(days=1))  # D-1: the pre-due SMS queued, the dispatcher never runs that day
     world.daily(DUE)
     with transaction(world.engine) as session:  # what a collector's `wrong_number` outcome leaves
-        session.execute(update(CollectionCase).where(CollectionCase.account_id == WRONG)
-                        .values(phone_reported_wrong=True))
+        session.execute(
+            update(CollectionCase).where(CollectionCase.account_id == WRONG).values(phone_reported_wrong=True)
+        )
     today = DUE + timedelta(days=5)
     for day in (DUE + timedelta(days=n) for n in range(1, 6)):
         for account in (OWN, WRONG):
@@ -42,27 +44,35 @@ def test_missed_dates_run_in_order_and_the_notice_goes_out_on_the_business_date(
     assert (summary["notices_queued"], summary["letters_created"]) == (1, 1)
     assert summary["escalations"] == 4  # pre-due -> grace on DPD 1, grace -> early on DPD 4, each
     with transaction(world.engine) as session:
-        done = session.scalars(select(JobRun.business_date).where(
-            JobRun.job == "collections-daily", JobRun.status == "done", JobRun.business_date > DUE)).all()
+        done = session.scalars(
+            select(JobRun.business_date).where(
+                JobRun.job == "collections-daily", JobRun.status == "done", JobRun.business_date > DUE
+            )
+        ).all()
         letter = session.scalars(select(CollectorTask).where(CollectorTask.account_id == WRONG)).one()
     assert sorted(done) == [DUE + timedelta(days=n) for n in range(1, 6)]
     assert (letter.kind, letter.created_on, letter.status) == ("letter", today, "open")
     assert [(e["kind"], e["due_by"]) for e in world.events(WRONG, "collection.task.created")] == [
-        ("letter", (today + timedelta(days=1)).isoformat())]
-    assert [(e["channel"], e["bill_ids"], e["business_date"]) for e in world.events(WRONG, "collection.notice.sent")] \
-        == [("letter", [f"{WRONG}-b1"], today.isoformat())]
+        ("letter", (today + timedelta(days=1)).isoformat())
+    ]
+    assert [
+        (e["channel"], e["bill_ids"], e["business_date"]) for e in world.events(WRONG, "collection.notice.sent")
+    ] == [("letter", [f"{WRONG}-b1"], today.isoformat())]
     assert _notice_dates(world, WRONG) == [today] and _notice_dates(world, OWN) == [None]
     assert world.events(OWN, "collection.notice.sent") == []  # not before the SMS goes out
 
     world.dispatch(today, "09:00")
 
     assert [(e["template"], e["business_date"]) for e in world.events(OWN, "reminder.sent")] == [
-        ("grace_first", today.isoformat())]
+        ("grace_first", today.isoformat())
+    ]
     assert [(e["template"], e["reason"]) for e in world.events(OWN, "contact.suppressed")] == [
-        ("pre_due", "past_date")]  # the D-1 SMS is not sent five days late
+        ("pre_due", "past_date")
+    ]  # the D-1 SMS is not sent five days late
     notice = world.events(OWN, "collection.notice.sent")
     assert [(e["channel"], e["bill_ids"], e["business_date"]) for e in notice] == [
-        ("sms", [f"{OWN}-b1"], today.isoformat())]
+        ("sms", [f"{OWN}-b1"], today.isoformat())
+    ]
     assert notice[0]["notice_id"] == world.events(OWN, "reminder.sent")[0]["message_id"]
     assert _notice_dates(world, OWN) == [today]
     assert world.events(WRONG, "reminder.sent") == []

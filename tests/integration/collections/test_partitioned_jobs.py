@@ -7,6 +7,7 @@ shares, the second share first, leave the same rows and the same events, each ac
 events in the same order; every share has work, and the shares' figures add up to the
 whole run's.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,12 +43,32 @@ def _setup() -> list[Event]:
     """Eight credit lines with a bill each, due across the run and never paid."""
     events: list[Event] = []
     for k, account in enumerate(ACCOUNTS):
-        events.append(("credit.line.granted", {
-            "account_id": account, "customer_id": f"c-{account}", "identity_hash": f"{k:016d}",
-            "credit_limit": "5000.00", "name": "张三", "phone": f"1380000{k:04d}", "opened_on": "2026-01-01"}))
-        events.append(("bill.issued", {
-            "bill_id": f"{account}-1", "account_id": account, "statement_date": "2026-02-20",
-            "due_date": (FIRST + timedelta(days=k)).isoformat(), "amount": f"{800 + 100 * k}.00"}))
+        events.append(
+            (
+                "credit.line.granted",
+                {
+                    "account_id": account,
+                    "customer_id": f"c-{account}",
+                    "identity_hash": f"{k:016d}",
+                    "credit_limit": "5000.00",
+                    "name": "张三",
+                    "phone": f"1380000{k:04d}",
+                    "opened_on": "2026-01-01",
+                },
+            )
+        )
+        events.append(
+            (
+                "bill.issued",
+                {
+                    "bill_id": f"{account}-1",
+                    "account_id": account,
+                    "statement_date": "2026-02-20",
+                    "due_date": (FIRST + timedelta(days=k)).isoformat(),
+                    "amount": f"{800 + 100 * k}.00",
+                },
+            )
+        )
     return events
 
 
@@ -71,9 +92,18 @@ def _run(engine: Engine, tmp: Path, shares: list[tuple[int, int] | None]) -> dic
             clock.set(at_local(day, "09:00"))
             finals = []
             for share in shares:
-                ctx = JobContext(service="collections", job=name, business_date=day, at="09:00", engine=engine,
-                                 outbox=Outbox(BUS.outbox), rules=ProductRules(), clock=clock, settings=settings,
-                                 state={"partition": list(share)} if share else {})
+                ctx = JobContext(
+                    service="collections",
+                    job=name,
+                    business_date=day,
+                    at="09:00",
+                    engine=engine,
+                    outbox=Outbox(BUS.outbox),
+                    rules=ProductRules(),
+                    clock=clock,
+                    settings=settings,
+                    state={"partition": list(share)} if share else {},
+                )
                 finals.append(_chain(fn, ctx))
             figures[name].append(merge_chain_summaries(finals))
     return figures
@@ -85,15 +115,18 @@ INSERTION_ORDER = ("contact_id", "message_id", "idempotency_key", "notice_id")  
 
 
 def _without_insertion_order(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: _without_insertion_order(v) if isinstance(v, dict) else v
-            for k, v in row.items() if k not in INSERTION_ORDER}
+    return {
+        k: _without_insertion_order(v) if isinstance(v, dict) else v for k, v in row.items() if k not in INSERTION_ORDER
+    }
 
 
 def _as_multisets(state: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
     """Every table's rows (an event's payload too) in a canonical order, without the
     numbers of insertion order."""
-    return {table: sorted(json.dumps(_without_insertion_order(row), sort_keys=True, default=str) for row in rows)
-            for table, rows in state.items()}
+    return {
+        table: sorted(json.dumps(_without_insertion_order(row), sort_keys=True, default=str) for row in rows)
+        for table, rows in state.items()
+    }
 
 
 def _events_by_account(state: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[str, Any]]]:
@@ -134,15 +167,25 @@ def test_each_share_has_its_own_accounts(databases: Databases, tmp_path: Path) -
     clock = FixedClock(at_local(day, "09:00"))
     read = []
     for share in ((0, 2), (1, 2)):
-        ctx = JobContext(service="collections", job="collections-daily", business_date=day, at=None, engine=engine,
-                         outbox=Outbox(BUS.outbox), rules=ProductRules(), clock=clock,
-                         settings=Settings(data_dir=tmp_path), state={"partition": list(share)})
+        ctx = JobContext(
+            service="collections",
+            job="collections-daily",
+            business_date=day,
+            at=None,
+            engine=engine,
+            outbox=Outbox(BUS.outbox),
+            rules=ProductRules(),
+            clock=clock,
+            settings=Settings(data_dir=tmp_path),
+            state={"partition": list(share)},
+        )
         read.append(_chain(jobs.collections_daily, ctx)["cases"])
     assert all(read) and sum(read) == len(ACCOUNTS), read
 
 
-def test_the_dispatcher_fans_out_only_when_enough_contacts_are_due(databases: Databases, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_dispatcher_fans_out_only_when_enough_contacts_are_due(
+    databases: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``dispatch_worth_fanning_out`` counts the contacts due at the run's instant."""
     setup = bodies(_setup(), at_local(date(2026, 2, 20), "00:10").astimezone(SHANGHAI))
     engine = COLLECTIONS.prepared(databases, HANDLERS, setup)
@@ -150,17 +193,31 @@ def test_the_dispatcher_fans_out_only_when_enough_contacts_are_due(databases: Da
     clock = FixedClock(at_local(day, "09:00"))
 
     def ctx(job: str) -> JobContext:
-        return JobContext(service="collections", job=job, business_date=day, at="09:00", engine=engine,
-                          outbox=Outbox(BUS.outbox), rules=ProductRules(), clock=clock,
-                          settings=Settings(data_dir=tmp_path, sms_file_path=tmp_path / "sms.jsonl"))
+        return JobContext(
+            service="collections",
+            job=job,
+            business_date=day,
+            at="09:00",
+            engine=engine,
+            outbox=Outbox(BUS.outbox),
+            rules=ProductRules(),
+            clock=clock,
+            settings=Settings(data_dir=tmp_path, sms_file_path=tmp_path / "sms.jsonl"),
+        )
 
     monkeypatch.setattr(jobs, "FAN_OUT_FROM_CONTACTS", 1)
     assert not jobs.dispatch_worth_fanning_out(ctx("contact-dispatch"))  # nothing queued yet
     _chain(jobs.collections_daily, ctx("collections-daily"))
     with engine.connect() as conn:
-        due = conn.scalar(select(func.count()).select_from(ContactAttempt).where(
-            ContactAttempt.channel == "sms", ContactAttempt.status == "queued",
-            ContactAttempt.planned_for <= utc(at_local(day, "09:00"))))
+        due = conn.scalar(
+            select(func.count())
+            .select_from(ContactAttempt)
+            .where(
+                ContactAttempt.channel == "sms",
+                ContactAttempt.status == "queued",
+                ContactAttempt.planned_for <= utc(at_local(day, "09:00")),
+            )
+        )
     assert due >= 2
     for threshold, fans_out in ((due, True), (due + 1, False)):
         monkeypatch.setattr(jobs, "FAN_OUT_FROM_CONTACTS", threshold)

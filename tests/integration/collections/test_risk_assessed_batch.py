@@ -7,6 +7,7 @@ handlers: a batch of one is the per-event path, so every length of run must leav
 same rows (``tests/support/batch_equivalence.py``). Beside the equivalence, the
 scenario's own assertions say what those rows are.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -33,8 +34,11 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 
 def _graded(account: str, grade: str, seq: int | None) -> Event:
-    return "risk.assessed", {"account_id": account, "score": 500, "grade": grade,
-                             "factors": [{"name": "max_dpd", "points": -40}]}, seq
+    return (
+        "risk.assessed",
+        {"account_id": account, "score": 500, "grade": grade, "factors": [{"name": "max_dpd", "points": -40}]},
+        seq,
+    )
 
 
 def _night() -> list[Event]:
@@ -55,10 +59,18 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_cases_as_one_by_one(databases: Databases) -> None:
     setup = wire([_grant("A"), _grant("B"), _graded("B", "C", 10)], START - timedelta(days=1))
     expected = COLLECTIONS.assert_batches_agree(
-        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup), "risk.assessed",
-        wire(_night(), START), one_batch=[5, 3], poison=Poison.plan_completed(3, "A", START),
-        guarded=[3] + [1] * 8)
+        lambda: COLLECTIONS.prepared(databases, HANDLERS, setup),
+        "risk.assessed",
+        wire(_night(), START),
+        one_batch=[5, 3],
+        poison=Poison.plan_completed(3, "A", START),
+        guarded=[3] + [1] * 8,
+    )
 
     cases = {c["account_id"]: (c["grade"], c["grade_seq"], str(c["opened_on"])) for c in expected["cases"]}
-    assert cases == {"A": ("B", 10, "2026-01-01"), "B": ("A", 11, "2026-01-01"), "N": ("C", 3, "2026-03-05"),
-                     "P": ("D", 2, "2026-01-01")}
+    assert cases == {
+        "A": ("B", 10, "2026-01-01"),
+        "B": ("A", 11, "2026-01-01"),
+        "N": ("C", 3, "2026-03-05"),
+        "P": ("D", 2, "2026-01-01"),
+    }

@@ -4,6 +4,7 @@ The provider fails the first POST with a 500 and accepts the retry: exactly one 
 recorded as sent, and the provider saw the same idempotency key both times (so a real
 provider would deliver it once). A 4xx is a permanent failure: no retry, no reminder.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,14 @@ def provider() -> Iterator[tuple[Provider, str]]:
 
 
 def _gateway(url: str) -> HttpGateway:
-    settings = Settings(sms_backend="http", sms_http_url=url, sms_http_token="test-token", sms_http_timeout=2,
-                        sms_http_retries=3, sms_http_backoff=0.01)
+    settings = Settings(
+        sms_backend="http",
+        sms_http_url=url,
+        sms_http_token="test-token",
+        sms_http_timeout=2,
+        sms_http_retries=3,
+        sms_http_backoff=0.01,
+    )
     gateway = gateway_from_settings(settings)
     assert isinstance(gateway, HttpGateway)
     return gateway

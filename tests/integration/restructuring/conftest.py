@@ -3,6 +3,7 @@
 Events go in exactly as the consumer would apply them (``EventApplier.apply_batch`` on
 wire bodies); what the service says comes back from its outbox table.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,13 +50,24 @@ class Restructuring:
     def __post_init__(self) -> None:
         self.applier = EventApplier("restructuring", self.engine, BUS, HANDLERS, self.rules, self.clock, max_attempts=1)
 
-    def send(self, event_type: str, payload: dict[str, Any], when: datetime, *, aggregate_id: str | None = None,
-             sequence: int | None = None) -> None:
+    def send(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        when: datetime,
+        *,
+        aggregate_id: str | None = None,
+        sequence: int | None = None,
+    ) -> None:
         """Apply one event; a handler failure fails the test with the handler's error."""
         self.clock.set(when)
         envelope = new_envelope(
-            event_type, payload, aggregate_id=aggregate_id or payload.get("account_id") or payload.get("plan_id"),
-            producer="test", occurred_at=when, sequence=sequence,
+            event_type,
+            payload,
+            aggregate_id=aggregate_id or payload.get("account_id") or payload.get("plan_id"),
+            producer="test",
+            occurred_at=when,
+            sequence=sequence,
         )
         delivery = Delivery(body=json.dumps(envelope).encode())
         outcome = self.applier.apply_batch([delivery])
@@ -85,8 +97,15 @@ class Restructuring:
                 conn.execute(delete(JobRun).where(JobRun.job == "plan-monitor", JobRun.business_date == business_day))
         self.clock.set(at(day, "01:00"))
         ctx = JobContext(
-            service="restructuring", job="plan-monitor", business_date=business_day, at="01:00", engine=self.engine,
-            outbox=Outbox(BUS.outbox), rules=self.rules, clock=self.clock, settings=Settings(),
+            service="restructuring",
+            job="plan-monitor",
+            business_date=business_day,
+            at="01:00",
+            engine=self.engine,
+            outbox=Outbox(BUS.outbox),
+            rules=self.rules,
+            clock=self.clock,
+            settings=Settings(),
         )
         result = jobs.plan_monitor(ctx)
         while result.more:
@@ -97,31 +116,83 @@ class Restructuring:
     # --- scenario helpers ---------------------------------------------------------------
 
     def overdue_account(
-        self, account: str, *, principal: str = "2970.00", late_fee: str = "30.00", penalty: str = "0.00",
-        income: str | None = "20000.00", opened_on: str = "2023-01-01", due: str = "2026-03-10",
-        day: str = "2026-03-20", dpd: int = 10, bill: str | None = None,
+        self,
+        account: str,
+        *,
+        principal: str = "2970.00",
+        late_fee: str = "30.00",
+        penalty: str = "0.00",
+        income: str | None = "20000.00",
+        opened_on: str = "2023-01-01",
+        due: str = "2026-03-10",
+        day: str = "2026-03-20",
+        dpd: int = 10,
+        bill: str | None = None,
     ) -> str:
         """A line granted long ago, one bill overdue since its due date, as accounts reports it."""
         bill_id = bill or f"{account}-b1"
         grant: dict[str, Any] = {
-            "account_id": account, "customer_id": f"c-{account}", "identity_hash": "h" * 16,
-            "credit_limit": "5000.00", "name": "张三", "phone": "13800005678", "opened_on": opened_on,
+            "account_id": account,
+            "customer_id": f"c-{account}",
+            "identity_hash": "h" * 16,
+            "credit_limit": "5000.00",
+            "name": "张三",
+            "phone": "13800005678",
+            "opened_on": opened_on,
         }
         if income is not None:
             grant["monthly_income"] = income
         self.send("credit.line.granted", grant, at(opened_on))
-        self.send("bill.issued", {"bill_id": bill_id, "account_id": account, "statement_date": "2026-03-01",
-                                  "due_date": due, "amount": principal}, at("2026-03-01", "00:10"), sequence=1)
-        self.send("bill.overdue", {"bill_id": bill_id, "account_id": account, "due_date": due,
-                                   "business_date": "2026-03-11", "dpd": 1, "unpaid_principal": principal},
-                  at("2026-03-11", "00:30"), sequence=2)
+        self.send(
+            "bill.issued",
+            {
+                "bill_id": bill_id,
+                "account_id": account,
+                "statement_date": "2026-03-01",
+                "due_date": due,
+                "amount": principal,
+            },
+            at("2026-03-01", "00:10"),
+            sequence=1,
+        )
+        self.send(
+            "bill.overdue",
+            {
+                "bill_id": bill_id,
+                "account_id": account,
+                "due_date": due,
+                "business_date": "2026-03-11",
+                "dpd": 1,
+                "unpaid_principal": principal,
+            },
+            at("2026-03-11", "00:30"),
+            sequence=2,
+        )
         total = Decimal(principal) + Decimal(late_fee) + Decimal(penalty)
-        self.send("account.delinquency.updated", {
-            "account_id": account, "business_date": day, "max_dpd": dpd, "overdue_principal": principal,
-            "penalty_interest": penalty, "late_fees": late_fee, "total_overdue": str(total),
-            "bills": [{"bill_id": bill_id, "due_date": due, "dpd": dpd, "unpaid_principal": principal,
-                       "penalty_interest": penalty, "late_fee": late_fee}],
-        }, at(day, "00:30"), sequence=3)
+        self.send(
+            "account.delinquency.updated",
+            {
+                "account_id": account,
+                "business_date": day,
+                "max_dpd": dpd,
+                "overdue_principal": principal,
+                "penalty_interest": penalty,
+                "late_fees": late_fee,
+                "total_overdue": str(total),
+                "bills": [
+                    {
+                        "bill_id": bill_id,
+                        "due_date": due,
+                        "dpd": dpd,
+                        "unpaid_principal": principal,
+                        "penalty_interest": penalty,
+                        "late_fee": late_fee,
+                    }
+                ],
+            },
+            at(day, "00:30"),
+            sequence=3,
+        )
         return bill_id
 
     def request_offers(self, account: str, request_id: str, when: datetime, income: str | None = None) -> int:
@@ -136,25 +207,36 @@ class Restructuring:
         (offered,) = self.payloads(after, "plan.offered")
         return next(o for o in offered["offers"] if o["term"] == term)
 
-    def activate(self, account: str, term: int = 6, accepted: str = "2026-03-22",
-                 requested: str = "2026-03-20") -> dict[str, Any]:
+    def activate(
+        self, account: str, term: int = 6, accepted: str = "2026-03-22", requested: str = "2026-03-20"
+    ) -> dict[str, Any]:
         """Overdue account → offers → accept ``term`` → the ``plan.activated`` payload."""
         self.overdue_account(account)
         mark = self.request_offers(account, f"req-{account}", at(requested))
         offer = self.offer(mark, term)
         mark = self.mark()
-        self.send("plan.offer.accepted", {"offer_id": offer["offer_id"], "account_id": account,
-                                          "accepted_at": at(accepted).isoformat()}, at(accepted))
+        self.send(
+            "plan.offer.accepted",
+            {"offer_id": offer["offer_id"], "account_id": account, "accepted_at": at(accepted).isoformat()},
+            at(accepted),
+        )
         (activated,) = self.payloads(mark, "plan.activated")
         return activated
 
     def pay_plan(self, account: str, plan_id: str, payment_id: str, amount: str, day: str) -> int:
         mark = self.mark()
-        self.send("repayment.applied", {
-            "payment_id": payment_id, "account_id": account, "amount": amount,
-            "allocations": [{"target": "plan", "target_id": plan_id, "component": "plan", "amount": amount}],
-            "credit_balance": "0.00", "total_overdue": "0.00",
-        }, at(day, "12:00"))
+        self.send(
+            "repayment.applied",
+            {
+                "payment_id": payment_id,
+                "account_id": account,
+                "amount": amount,
+                "allocations": [{"target": "plan", "target_id": plan_id, "component": "plan", "amount": amount}],
+                "credit_balance": "0.00",
+                "total_overdue": "0.00",
+            },
+            at(day, "12:00"),
+        )
         return mark
 
 

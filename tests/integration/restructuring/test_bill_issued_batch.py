@@ -7,6 +7,7 @@ handlers: a batch of one is the per-event path, so every length of run must leav
 same rows and outbox (``tests/support/batch_equivalence.py``). Beside the equivalence, the
 scenario's own assertions say what those rows are.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -38,26 +39,48 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 
 def _issued(account: str, bill: str, amount: str, due: str = "2026-04-09") -> Event:
-    return "bill.issued", {"bill_id": bill, "account_id": account, "statement_date": "2026-03-20",
-                           "due_date": due, "amount": amount}
+    return "bill.issued", {
+        "bill_id": bill,
+        "account_id": account,
+        "statement_date": "2026-03-20",
+        "due_date": due,
+        "amount": amount,
+    }
 
 
 def _grant(account: str) -> Event:
-    return "credit.line.granted", {"account_id": account, "customer_id": f"c-{account}", "identity_hash": "h" * 16,
-                                   "credit_limit": "5000.00", "name": "张三", "phone": "13800005678",
-                                   "opened_on": "2024-01-01", "monthly_income": "9000.00"}
+    return "credit.line.granted", {
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": "h" * 16,
+        "credit_limit": "5000.00",
+        "name": "张三",
+        "phone": "13800005678",
+        "opened_on": "2024-01-01",
+        "monthly_income": "9000.00",
+    }
 
 
 def _overdue(account: str, bill: str, unpaid: str) -> Event:
-    return "bill.overdue", {"bill_id": bill, "account_id": account, "due_date": "2026-03-10",
-                            "business_date": "2026-03-11", "dpd": 1, "unpaid_principal": unpaid}
+    return "bill.overdue", {
+        "bill_id": bill,
+        "account_id": account,
+        "due_date": "2026-03-10",
+        "business_date": "2026-03-11",
+        "dpd": 1,
+        "unpaid_principal": unpaid,
+    }
 
 
 def _repaid(account: str, bill: str, amount: str) -> Event:
     return "repayment.applied", {
-        "payment_id": f"pay-{bill}", "account_id": account, "amount": amount, "credit_balance": "0.00",
+        "payment_id": f"pay-{bill}",
+        "account_id": account,
+        "amount": amount,
+        "credit_balance": "0.00",
         "allocations": [{"target": "bill", "target_id": bill, "component": "principal", "amount": amount}],
-        "total_overdue": "0.00"}
+        "total_overdue": "0.00",
+    }
 
 
 def _setup() -> list[Event]:
@@ -88,15 +111,25 @@ def _prepared(databases: Databases, setup: list[Event]) -> Engine:
 def test_batches_give_the_same_projection_and_events_as_one_by_one(databases: Databases) -> None:
     setup = bodies(_setup(), START - timedelta(days=1))  # once: every pass has the same event ids
     expected = RESTRUCTURING.assert_batches_agree(
-        lambda: RESTRUCTURING.prepared(databases, HANDLERS, setup), "bill.issued", bodies(_night(), START),
+        lambda: RESTRUCTURING.prepared(databases, HANDLERS, setup),
+        "bill.issued",
+        bodies(_night(), START),
         one_batch=[4, 1, 2],  # issued x4 | repaid | issued | overdue | issued x2
         poison=Poison(2, ("account.cured", {"account_id": "R1", "business_date": "2026-03-20"}), START),
-        guarded=[2] + [1] * 7)
+        guarded=[2] + [1] * 7,
+    )
 
     # what the scenario says, so that "equal" cannot mean "equally empty"
-    bills = {b["bill_id"]: (b["account_id"], b["amount_fen"], b["unpaid_principal_fen"]) for b in expected["bill_views"]}
-    assert bills == {"N1-b1": ("N1", 100_000, 60_000), "R1-b1": ("R1", 200_000, 200_000),
-                     "R2-b0": ("R2", 50_000, 30_000), "N2-b0": ("N2", 10_000, 8_000), "N3-b1": ("N3", 0, 0)}
+    bills = {
+        b["bill_id"]: (b["account_id"], b["amount_fen"], b["unpaid_principal_fen"]) for b in expected["bill_views"]
+    }
+    assert bills == {
+        "N1-b1": ("N1", 100_000, 60_000),
+        "R1-b1": ("R1", 200_000, 200_000),
+        "R2-b0": ("R2", 50_000, 30_000),
+        "N2-b0": ("N2", 10_000, 8_000),
+        "N3-b1": ("N3", 0, 0),
+    }
     assert {a["account_id"] for a in expected["account_views"]} == {"R1", "R2", "N1", "N2", "N3"}
     (r1,) = [a for a in expected["account_views"] if a["account_id"] == "R1"]
     assert r1["monthly_income_fen"] == 900_000  # the grant's row, not replaced by the run
@@ -107,11 +140,15 @@ def test_a_run_costs_a_fixed_number_of_statements(databases: Databases) -> None:
     engine = _prepared(databases, [_grant("R0")])
 
     def night(n: int, prefix: str) -> list[bytes]:
-        return bodies([_issued(f"{prefix}-{k}", f"{prefix}-{k}-b", f"{k}.00") for k in range(n)]
-                      + [_issued("R0", f"{prefix}-R0-b", "9.00")], START)
+        return bodies(
+            [_issued(f"{prefix}-{k}", f"{prefix}-{k}-b", f"{k}.00") for k in range(n)]
+            + [_issued("R0", f"{prefix}-R0-b", "9.00")],
+            START,
+        )
 
-    small, large = (RESTRUCTURING.statements(engine, HANDLERS, night(n, prefix))
-                    for n, prefix in ((6, "small"), (60, "large")))
+    small, large = (
+        RESTRUCTURING.statements(engine, HANDLERS, night(n, prefix)) for n, prefix in ((6, "small"), (60, "large"))
+    )
     assert len(small) == len(large), large
     assert len([s for s in large if "bill_views" in s]) == 2  # one read, one upsert
     assert len(RESTRUCTURING.state(engine)["bill_views"]) == 68

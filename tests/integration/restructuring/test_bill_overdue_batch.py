@@ -8,6 +8,7 @@ same rows and outbox (the ``risk.assessed`` events with their causation and
 correlation ids) (``tests/support/batch_equivalence.py``). Beside the equivalence, the
 scenario's own assertions say what those rows are.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -36,20 +37,39 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 
 def _grant(account: str, income: str) -> Event:
-    return "credit.line.granted", {"account_id": account, "customer_id": f"c-{account}", "identity_hash": "h" * 16,
-                                   "credit_limit": "5000.00", "name": "张三", "phone": "13800005678",
-                                   "opened_on": "2024-01-01", "monthly_income": income}
+    return "credit.line.granted", {
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": "h" * 16,
+        "credit_limit": "5000.00",
+        "name": "张三",
+        "phone": "13800005678",
+        "opened_on": "2024-01-01",
+        "monthly_income": income,
+    }
 
 
 def _issued(account: str, bill: str, amount: str, due: str = "2026-03-10") -> Event:
-    return "bill.issued", {"bill_id": bill, "account_id": account, "statement_date": "2026-02-18",
-                           "due_date": due, "amount": amount}
+    return "bill.issued", {
+        "bill_id": bill,
+        "account_id": account,
+        "statement_date": "2026-02-18",
+        "due_date": due,
+        "amount": amount,
+    }
 
 
-def _overdue(account: str, bill: str, unpaid: str, on: str = "2026-03-11", dpd: int = 1,
-             due: str = "2026-03-10") -> Event:
-    return "bill.overdue", {"bill_id": bill, "account_id": account, "due_date": due, "business_date": on,
-                            "dpd": dpd, "unpaid_principal": unpaid}
+def _overdue(
+    account: str, bill: str, unpaid: str, on: str = "2026-03-11", dpd: int = 1, due: str = "2026-03-10"
+) -> Event:
+    return "bill.overdue", {
+        "bill_id": bill,
+        "account_id": account,
+        "due_date": due,
+        "business_date": on,
+        "dpd": dpd,
+        "unpaid_principal": unpaid,
+    }
 
 
 def _cured(account: str, on: str) -> Event:
@@ -58,16 +78,33 @@ def _cured(account: str, on: str) -> Event:
 
 def _snapshot(account: str, bill: str) -> Event:
     return "account.delinquency.updated", {
-        "account_id": account, "business_date": "2026-03-11", "max_dpd": 1, "overdue_principal": "500.00",
-        "penalty_interest": "0.00", "late_fees": "0.00", "total_overdue": "500.00",
-        "bills": [{"bill_id": bill, "due_date": "2026-03-10", "dpd": 1, "unpaid_principal": "500.00",
-                   "penalty_interest": "0.00", "late_fee": "0.00"}]}
+        "account_id": account,
+        "business_date": "2026-03-11",
+        "max_dpd": 1,
+        "overdue_principal": "500.00",
+        "penalty_interest": "0.00",
+        "late_fees": "0.00",
+        "total_overdue": "500.00",
+        "bills": [
+            {
+                "bill_id": bill,
+                "due_date": "2026-03-10",
+                "dpd": 1,
+                "unpaid_principal": "500.00",
+                "penalty_interest": "0.00",
+                "late_fee": "0.00",
+            }
+        ],
+    }
 
 
 def _setup() -> list[Event]:
     return [
-        _grant("R1", "20000.00"), _issued("R1", "R1-b1", "1000.00"), _issued("R1", "R1-b2", "3000.00"),
-        _grant("R2", "3000.00"), _issued("R2", "R2-b0", "900.00", due="2026-02-10"),
+        _grant("R1", "20000.00"),
+        _issued("R1", "R1-b1", "1000.00"),
+        _issued("R1", "R1-b2", "3000.00"),
+        _grant("R2", "3000.00"),
+        _issued("R2", "R2-b0", "900.00", due="2026-02-10"),
         _overdue("R2", "R2-b0", "900.00", on="2026-02-11", due="2026-02-10"),  # assessed ...
         _cured("R2", "2026-03-05"),  # ... then cured: the next overdue opens a new episode
         _issued("R2", "R2-b1", "800.00"),
@@ -94,15 +131,18 @@ def _night() -> list[Event]:
 def test_batches_give_the_same_projection_and_assessments_as_one_by_one(databases: Databases) -> None:
     setup = bodies(_setup(), START - timedelta(days=1))  # once: every pass has the same event ids
     expected = RESTRUCTURING.assert_batches_agree(
-        lambda: RESTRUCTURING.prepared(databases, HANDLERS, setup), "bill.overdue",
+        lambda: RESTRUCTURING.prepared(databases, HANDLERS, setup),
+        "bill.overdue",
         bodies(_night(), START),
         one_batch=[4, 2, 1],  # overdue x4 | cured | overdue x2 | snapshot | overdue
         poison=Poison.plan_completed(2, "R1", START),
-        guarded=[2] + [1] * 7)
+        guarded=[2] + [1] * 7,
+    )
 
     # what the scenario says, so that "equal" cannot mean "equally empty"
-    assessed = [(e["aggregate_id"], str(e["occurred_at"].date())) for e in expected["outbox"]
-                if e["type"] == "risk.assessed"]
+    assessed = [
+        (e["aggregate_id"], str(e["occurred_at"].date())) for e in expected["outbox"] if e["type"] == "risk.assessed"
+    ]
     assert [a for a, _ in assessed] == ["R2", "R1", "N1", "R2", "N3"]
     bills = {b["bill_id"]: (b["unpaid_principal_fen"], b["dpd"], str(b["overdue_on"])) for b in expected["bill_views"]}
     assert bills["R2-b1"] == (80_000, 1, "2026-03-11")

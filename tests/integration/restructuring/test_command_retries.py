@@ -1,5 +1,6 @@
 """A retried request, acceptance or adjustment in the same batch as its original gets the
 original's answer (the same type and payload, caused by the retry) and changes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ from tests.integration.restructuring.conftest import Restructuring, at
 def _batch(rs: Restructuring, commands: list[tuple[str, dict[str, Any]]], when) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     """Apply ``commands`` as one batch; returns their envelopes (each a new event id)."""
     rs.clock.set(when)
-    envelopes = [new_envelope(t, payload, aggregate_id=payload.get("account_id") or payload["plan_id"],
-                              producer="test", occurred_at=when) for t, payload in commands]
+    envelopes = [
+        new_envelope(
+            t, payload, aggregate_id=payload.get("account_id") or payload["plan_id"], producer="test", occurred_at=when
+        )
+        for t, payload in commands
+    ]
     outcome = rs.applier.apply_batch([Delivery(body=json.dumps(e).encode()) for e in envelopes])
     assert outcome.applied == len(envelopes) and not outcome.dead_lettered
     return envelopes
@@ -27,8 +32,11 @@ def _answers(rs: Restructuring, after: int, event_type: str) -> list[tuple[str, 
     """(causation id, payload) of every answer of a type written after the mark."""
     from services.restructuring.models import BUS
 
-    query = select(BUS.outbox.c.causation_id, BUS.outbox.c.payload).where(
-        BUS.outbox.c.id > after, BUS.outbox.c.type == event_type).order_by(BUS.outbox.c.id)
+    query = (
+        select(BUS.outbox.c.causation_id, BUS.outbox.c.payload)
+        .where(BUS.outbox.c.id > after, BUS.outbox.c.type == event_type)
+        .order_by(BUS.outbox.c.id)
+    )
     with rs.engine.connect() as conn:
         return [(cause, json.loads(body)) for cause, body in conn.execute(query)]
 
@@ -57,8 +65,11 @@ def test_retries_in_the_batch_of_their_original_get_its_answer(rs: Restructuring
 
     adjustment = {"request_id": "adj-rty", "plan_id": activated["plan_id"], "kind": "extend", "new_term": 9}
     mark = rs.mark()
-    first, retry = _batch(rs, [("plan.adjustment.requested", adjustment),
-                               ("plan.adjustment.requested", {**adjustment, "new_term": 12})], at("2026-03-25"))
+    first, retry = _batch(
+        rs,
+        [("plan.adjustment.requested", adjustment), ("plan.adjustment.requested", {**adjustment, "new_term": 12})],
+        at("2026-03-25"),
+    )
     (one, adjusted), (two, again) = _answers(rs, mark, "plan.adjusted")
     assert (one, two) == (first["event_id"], retry["event_id"]) and again == adjusted
     assert len(adjusted["schedule"]) == 9  # the retry's other term is not looked at
@@ -71,9 +82,15 @@ def test_an_unknown_offer_refusal_is_not_kept_for_the_offers_owner(rs: Restructu
     offer = rs.offer(mark, 6)
     accepted = at("2026-03-21").isoformat()
     mark = rs.mark()
-    rs.send("plan.offer.accepted", {"offer_id": offer["offer_id"], "account_id": "acc-else", "accepted_at": accepted},
-            at("2026-03-21"))
-    rs.send("plan.offer.accepted", {"offer_id": offer["offer_id"], "account_id": "acc-own", "accepted_at": accepted},
-            at("2026-03-21"))
+    rs.send(
+        "plan.offer.accepted",
+        {"offer_id": offer["offer_id"], "account_id": "acc-else", "accepted_at": accepted},
+        at("2026-03-21"),
+    )
+    rs.send(
+        "plan.offer.accepted",
+        {"offer_id": offer["offer_id"], "account_id": "acc-own", "accepted_at": accepted},
+        at("2026-03-21"),
+    )
     assert [r["reason"] for r in rs.payloads(mark, "plan.ineligible")] == ["offer_unknown"]
     assert len(rs.payloads(mark, "plan.activated")) == 1

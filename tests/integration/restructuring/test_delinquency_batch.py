@@ -6,6 +6,7 @@ in batches of three. Every projection row, every risk assessment and every event
 to the outbox must be the same, on PostgreSQL and on SQLite (the embedded default), and
 as the scenario says.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,39 +44,79 @@ def test_registered_handler_is_the_batch_one() -> None:
 
 
 def _grant(account: str, income: str | None = "20000.00", opened_on: str = "2023-01-01") -> Event:
-    payload: dict[str, Any] = {"account_id": account, "customer_id": f"c-{account}", "identity_hash": "h" * 16,
-                               "credit_limit": "5000.00", "name": "张三", "phone": "13800005678", "opened_on": opened_on}
+    payload: dict[str, Any] = {
+        "account_id": account,
+        "customer_id": f"c-{account}",
+        "identity_hash": "h" * 16,
+        "credit_limit": "5000.00",
+        "name": "张三",
+        "phone": "13800005678",
+        "opened_on": opened_on,
+    }
     if income is not None:
         payload["monthly_income"] = income
     return "credit.line.granted", payload, at(opened_on), None
 
 
 def _issued(account: str, bill: str, due: str, amount: str = "1000.00") -> Event:
-    return "bill.issued", {"bill_id": bill, "account_id": account, "statement_date": "2026-02-20", "due_date": due,
-                           "amount": amount}, at("2026-02-20", "00:10"), 1
+    return (
+        "bill.issued",
+        {"bill_id": bill, "account_id": account, "statement_date": "2026-02-20", "due_date": due, "amount": amount},
+        at("2026-02-20", "00:10"),
+        1,
+    )
 
 
-def _overdue(account: str, bill: str, due: str, day: str, dpd: int, seq: int | None,
-             principal: str = "1000.00") -> Event:
-    return "bill.overdue", {"bill_id": bill, "account_id": account, "due_date": due, "business_date": day, "dpd": dpd,
-                            "unpaid_principal": principal}, at(day, "00:30"), seq
+def _overdue(
+    account: str, bill: str, due: str, day: str, dpd: int, seq: int | None, principal: str = "1000.00"
+) -> Event:
+    return (
+        "bill.overdue",
+        {
+            "bill_id": bill,
+            "account_id": account,
+            "due_date": due,
+            "business_date": day,
+            "dpd": dpd,
+            "unpaid_principal": principal,
+        },
+        at(day, "00:30"),
+        seq,
+    )
 
 
-def _line(bill: str, due: str, dpd: int, principal: str = "1000.00", penalty: str = "2.50",
-          fee: str = "10.00") -> dict[str, Any]:
-    return {"bill_id": bill, "due_date": due, "dpd": dpd, "unpaid_principal": principal,
-            "penalty_interest": penalty, "late_fee": fee}
+def _line(
+    bill: str, due: str, dpd: int, principal: str = "1000.00", penalty: str = "2.50", fee: str = "10.00"
+) -> dict[str, Any]:
+    return {
+        "bill_id": bill,
+        "due_date": due,
+        "dpd": dpd,
+        "unpaid_principal": principal,
+        "penalty_interest": penalty,
+        "late_fee": fee,
+    }
 
 
 def _snapshot(account: str, day: str, seq: int | None, *lines: dict[str, Any]) -> Event:
     principal = sum((Decimal(x["unpaid_principal"]) for x in lines), Decimal("0.00"))
     penalty = sum((Decimal(x["penalty_interest"]) for x in lines), Decimal("0.00"))
     fees = sum((Decimal(x["late_fee"]) for x in lines), Decimal("0.00"))
-    return "account.delinquency.updated", {
-        "account_id": account, "business_date": day, "max_dpd": max((x["dpd"] for x in lines), default=0),
-        "overdue_principal": str(principal), "penalty_interest": str(penalty), "late_fees": str(fees),
-        "total_overdue": str(principal + penalty + fees), "bills": list(lines),
-    }, at(day, "00:30"), seq
+    return (
+        "account.delinquency.updated",
+        {
+            "account_id": account,
+            "business_date": day,
+            "max_dpd": max((x["dpd"] for x in lines), default=0),
+            "overdue_principal": str(principal),
+            "penalty_interest": str(penalty),
+            "late_fees": str(fees),
+            "total_overdue": str(principal + penalty + fees),
+            "bills": list(lines),
+        },
+        at(day, "00:30"),
+        seq,
+    )
 
 
 def _cured(account: str, day: str, seq: int | None) -> Event:
@@ -83,21 +124,36 @@ def _cured(account: str, day: str, seq: int | None) -> Event:
 
 
 def _repaid(account: str, bill: str, amount: str, day: str, seq: int | None) -> Event:
-    return "repayment.applied", {
-        "payment_id": f"pay-{uuid.uuid4().hex[:8]}", "account_id": account, "amount": amount,
-        "allocations": [{"target": "bill", "target_id": bill, "component": "principal", "amount": amount}],
-        "credit_balance": "0.00", "total_overdue": "0.00",
-    }, at(day, "12:00"), seq
+    return (
+        "repayment.applied",
+        {
+            "payment_id": f"pay-{uuid.uuid4().hex[:8]}",
+            "account_id": account,
+            "amount": amount,
+            "allocations": [{"target": "bill", "target_id": bill, "component": "principal", "amount": amount}],
+            "credit_balance": "0.00",
+            "total_overdue": "0.00",
+        },
+        at(day, "12:00"),
+        seq,
+    )
 
 
 def _setup() -> list[Event]:
     """History before the night: lines, bills, one account overdue and assessed already."""
     return [
-        _grant("A"), _issued("A", "A1", "2026-03-10"), _issued("A", "A2", "2026-03-05", "500.00"),
+        _grant("A"),
+        _issued("A", "A1", "2026-03-10"),
+        _issued("A", "A2", "2026-03-05", "500.00"),
         _grant("C", income=None, opened_on="2025-12-31"),
-        _grant("E"), _issued("E", "E1", "2026-03-10"),
-        _grant("G"), _issued("G", "G1", "2026-03-10"), _overdue("G", "G1", "2026-03-10", "2026-03-11", 1, 50),
-        _grant("P"), _issued("P", "P1", "2026-03-01", "2970.00"), _issued("P", "P2", "2026-03-10"),
+        _grant("E"),
+        _issued("E", "E1", "2026-03-10"),
+        _grant("G"),
+        _issued("G", "G1", "2026-03-10"),
+        _overdue("G", "G1", "2026-03-10", "2026-03-11", 1, 50),
+        _grant("P"),
+        _issued("P", "P1", "2026-03-01", "2970.00"),
+        _issued("P", "P2", "2026-03-10"),
         _snapshot("P", "2026-03-12", 1, _line("P1", "2026-03-01", 11, "2970.00", "0.00", "30.00")),
         ("plan.offers.requested", {"request_id": "req-P", "account_id": "P"}, at("2026-03-12", "10:00"), None),
     ]
@@ -108,8 +164,14 @@ def _accept(engine: Engine) -> list[Event]:
     (offered,) = [e["payload"] for e in _state(engine)["outbox"] if e["type"] == "plan.offered"]
     offer = next(o for o in offered["offers"] if o["term"] == 6)
     accepted = at("2026-03-13")
-    return [("plan.offer.accepted", {"offer_id": offer["offer_id"], "account_id": "P",
-                                     "accepted_at": accepted.isoformat()}, accepted, None)]
+    return [
+        (
+            "plan.offer.accepted",
+            {"offer_id": offer["offer_id"], "account_id": "P", "accepted_at": accepted.isoformat()},
+            accepted,
+            None,
+        )
+    ]
 
 
 def _night() -> list[Event]:
@@ -156,10 +218,17 @@ def _random_night(seed: int) -> list[Event]:
                 events.append(_cured(account, day, seq))
                 continue
             bills = rnd.sample(range(4), rnd.randint(0, 3))
-            lines = [_line(f"{account}-b{b}", (start - timedelta(days=b)).isoformat(), n + b,
-                           f"{rnd.randint(1, 3000)}.{rnd.randint(0, 99):02d}") for b in sorted(bills)]
+            lines = [
+                _line(
+                    f"{account}-b{b}",
+                    (start - timedelta(days=b)).isoformat(),
+                    n + b,
+                    f"{rnd.randint(1, 3000)}.{rnd.randint(0, 99):02d}",
+                )
+                for b in sorted(bills)
+            ]
             events.append(_snapshot(account, day, seq, *lines))
-    head, tail = events[:len(events) // 3], events[len(events) // 3:]
+    head, tail = events[: len(events) // 3], events[len(events) // 3 :]
     rnd.shuffle(tail)
     return head + tail
 
@@ -168,15 +237,22 @@ def _random_night(seed: int) -> list[Event]:
 
 
 def _bodies(events: list[Event]) -> list[bytes]:
-    return [json.dumps(new_envelope(t, payload, aggregate_id=payload["account_id"], producer="accounts",
-                                    occurred_at=when, sequence=seq)).encode() for t, payload, when, seq in events]
+    return [
+        json.dumps(
+            new_envelope(
+                t, payload, aggregate_id=payload["account_id"], producer="accounts", occurred_at=when, sequence=seq
+            )
+        ).encode()
+        for t, payload, when, seq in events
+    ]
 
 
 def _apply(engine: Engine, handlers: dict[str, Any], bodies: list[bytes], batch: int) -> None:
-    applier = EventApplier("restructuring", engine, BUS, handlers, ProductRules(), FixedClock(), max_attempts=1,
-                           event_time=True)
+    applier = EventApplier(
+        "restructuring", engine, BUS, handlers, ProductRules(), FixedClock(), max_attempts=1, event_time=True
+    )
     for k in range(0, len(bodies), batch):
-        deliveries = [Delivery(body=b) for b in bodies[k:k + batch]]
+        deliveries = [Delivery(body=b) for b in bodies[k : k + batch]]
         outcome = applier.apply_batch(deliveries)
         assert not outcome.dead_lettered and not outcome.retry, [d.last_error for d in deliveries]
 
@@ -219,8 +295,12 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callab
             _drop(name)
 
 
-def _same_as_one_by_one(fresh: Callable[[], Engine], setup: list[Event], night: list[Event],
-                        then: Callable[[Engine], list[Event]] | None = None) -> dict[str, Any]:
+def _same_as_one_by_one(
+    fresh: Callable[[], Engine],
+    setup: list[Event],
+    night: list[Event],
+    then: Callable[[Engine], list[Event]] | None = None,
+) -> dict[str, Any]:
     """``then`` gives more setup events, from what the one-by-one database said after ``setup``."""
     setup_bodies, night_bodies = _bodies(setup), _bodies(night)
     one_by_one = fresh()
@@ -253,8 +333,9 @@ def test_batch_gives_the_same_state_and_events_as_one_by_one(databases: Callable
     assert bills["P1"]["plan_id"] and bills["P1"]["dpd"] == 0 and bills["P2"]["dpd"] == 10
     assert bills["F1"]["dpd"] == 99 and bills["F2"]["dpd"] == 0 and accounts["F"]["max_dpd"] == 99
     assert accounts["D"]["max_dpd"] == 0 and not accounts["D"]["episode_assessed"]
-    assessed = [(e["aggregate_id"], e["causation_id"] is not None)
-                for e in expected["outbox"] if e["type"] == "risk.assessed"]
+    assessed = [
+        (e["aggregate_id"], e["causation_id"] is not None) for e in expected["outbox"] if e["type"] == "risk.assessed"
+    ]
     assert [a for a, _ in assessed] == ["G", "P", "P", "A", "B", "C", "E", "B", "F"] and all(c for _, c in assessed)
     assert len(expected["assessments"]) == len(assessed)
 

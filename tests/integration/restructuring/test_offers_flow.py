@@ -1,4 +1,5 @@
 """Assessment, offers, ineligibility and acceptance, through the event applier on PostgreSQL."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,7 +14,10 @@ def test_first_overdue_assesses_risk_once(rs: Restructuring) -> None:
     assert len(assessed) == 1  # bill.overdue opened the episode; the snapshot did not assess again
     assert assessed[0]["account_id"] == "acc-risk"
     assert [f["name"] for f in assessed[0]["factors"]] == [
-        "current_dpd", "overdue_bills_12m", "months_on_book", "debt_to_income",
+        "current_dpd",
+        "overdue_bills_12m",
+        "months_on_book",
+        "debt_to_income",
     ]
 
 
@@ -62,10 +66,19 @@ def test_unknown_account_is_ineligible(rs: Restructuring) -> None:
 
 
 def test_no_overdue_bills_is_ineligible(rs: Restructuring) -> None:
-    rs.send("credit.line.granted", {
-        "account_id": "acc-clean", "customer_id": "c", "identity_hash": "h" * 16, "credit_limit": "5000.00",
-        "name": "李四", "phone": "13900001234", "opened_on": "2025-01-01",
-    }, at("2025-01-01"))
+    rs.send(
+        "credit.line.granted",
+        {
+            "account_id": "acc-clean",
+            "customer_id": "c",
+            "identity_hash": "h" * 16,
+            "credit_limit": "5000.00",
+            "name": "李四",
+            "phone": "13900001234",
+            "opened_on": "2025-01-01",
+        },
+        at("2025-01-01"),
+    )
     mark = rs.request_offers("acc-clean", "req-clean", at("2026-03-20"))
     assert _reason(rs, mark) == "no_overdue_bills"
     assert len(rs.payloads(mark, "risk.assessed")) == 1  # assessed on every offer request
@@ -112,8 +125,11 @@ def test_acceptance_refusals(rs: Restructuring) -> None:
     def accept(offer_id: str, when: str, account: str = "acc-ref") -> str | None:
         m = rs.mark()
         instant = at(when)
-        rs.send("plan.offer.accepted", {"offer_id": offer_id, "account_id": account,
-                                        "accepted_at": instant.isoformat()}, instant)
+        rs.send(
+            "plan.offer.accepted",
+            {"offer_id": offer_id, "account_id": account, "accepted_at": instant.isoformat()},
+            instant,
+        )
         refused = rs.payloads(m, "plan.ineligible")
         assert all(r["request_id"] == offer_id for r in refused)
         return refused[0]["reason"] if refused else None
@@ -133,8 +149,11 @@ def test_accepting_a_sibling_offer_is_refused(rs: Restructuring) -> None:
     mark = rs.request_offers("acc-sib", "req-sib", at("2026-03-20"))
     nine, twelve = rs.offer(mark, 9), rs.offer(mark, 12)
     for offer in (nine, twelve):
-        rs.send("plan.offer.accepted", {"offer_id": offer["offer_id"], "account_id": "acc-sib",
-                                        "accepted_at": at("2026-03-21").isoformat()}, at("2026-03-21"))
+        rs.send(
+            "plan.offer.accepted",
+            {"offer_id": offer["offer_id"], "account_id": "acc-sib", "accepted_at": at("2026-03-21").isoformat()},
+            at("2026-03-21"),
+        )
     assert len(rs.payloads(mark, "plan.activated")) == 1
     assert [r["reason"] for r in rs.payloads(mark, "plan.ineligible")] == ["offer_used"]
 
@@ -142,14 +161,33 @@ def test_accepting_a_sibling_offer_is_refused(rs: Restructuring) -> None:
 def test_older_delinquency_snapshot_never_overwrites_newer(rs: Restructuring) -> None:
     rs.overdue_account("acc-ord", day="2026-03-20", dpd=10)
     newer = {
-        "account_id": "acc-ord", "business_date": "2026-03-25", "max_dpd": 15, "overdue_principal": "2970.00",
-        "penalty_interest": "5.00", "late_fees": "30.00", "total_overdue": "3005.00",
-        "bills": [{"bill_id": "acc-ord-b1", "due_date": "2026-03-10", "dpd": 15, "unpaid_principal": "2970.00",
-                   "penalty_interest": "5.00", "late_fee": "30.00"}],
+        "account_id": "acc-ord",
+        "business_date": "2026-03-25",
+        "max_dpd": 15,
+        "overdue_principal": "2970.00",
+        "penalty_interest": "5.00",
+        "late_fees": "30.00",
+        "total_overdue": "3005.00",
+        "bills": [
+            {
+                "bill_id": "acc-ord-b1",
+                "due_date": "2026-03-10",
+                "dpd": 15,
+                "unpaid_principal": "2970.00",
+                "penalty_interest": "5.00",
+                "late_fee": "30.00",
+            }
+        ],
     }
-    older = {**newer, "business_date": "2026-03-12", "max_dpd": 2, "penalty_interest": "1.00", "late_fees": "0.00",
-             "total_overdue": "2971.00",
-             "bills": [{**newer["bills"][0], "dpd": 2, "penalty_interest": "1.00", "late_fee": "0.00"}]}
+    older = {
+        **newer,
+        "business_date": "2026-03-12",
+        "max_dpd": 2,
+        "penalty_interest": "1.00",
+        "late_fees": "0.00",
+        "total_overdue": "2971.00",
+        "bills": [{**newer["bills"][0], "dpd": 2, "penalty_interest": "1.00", "late_fee": "0.00"}],
+    }
     rs.send("account.delinquency.updated", newer, at("2026-03-25", "00:30"), sequence=20)
     rs.send("account.delinquency.updated", older, at("2026-03-12", "00:30"), sequence=10)
     mark = rs.request_offers("acc-ord", "req-ord", at("2026-03-25"))

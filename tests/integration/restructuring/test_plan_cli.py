@@ -1,4 +1,5 @@
 """``baitiao plan offers`` and ``baitiao plan show`` read the service's own database."""
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,9 @@ def test_show_marks_paid_and_overdue(rs: Restructuring, cli: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     lines = json.loads(result.output)["schedule"]
     assert [(s["status"], s["paid"], s["dpd"]) for s in lines] == [
-        ("paid", "1018.00", 0), ("overdue", "0.00", 3), ("open", "0.00", 0),
+        ("paid", "1018.00", 0),
+        ("overdue", "0.00", 3),
+        ("open", "0.00", 0),
     ]
     assert cli.invoke(plan, ["show", activated["plan_id"], "--date", "2026-05-25"]).exit_code == 0
     assert cli.invoke(plan, ["show", "plan-nope"]).exit_code != 0

@@ -1,4 +1,5 @@
 """An active plan's life: payments, completion, early settlement, monitoring, default, adjustment."""
+
 from __future__ import annotations
 
 from tests.integration.restructuring.conftest import Restructuring
@@ -44,10 +45,16 @@ def test_monitor_overdue_then_default_on_two_missed(rs: Restructuring) -> None:
     rs.monitor("2026-04-22")  # due today: not overdue yet
     assert rs.payloads(mark, "plan.installment.overdue") == []
     rs.monitor("2026-04-23")
-    assert rs.payloads(mark, "plan.installment.overdue") == [{
-        "plan_id": plan_id, "account_id": "acc-def", "period": 1, "due_date": "2026-04-22", "dpd": 1,
-        "amount": "518.00",
-    }]
+    assert rs.payloads(mark, "plan.installment.overdue") == [
+        {
+            "plan_id": plan_id,
+            "account_id": "acc-def",
+            "period": 1,
+            "due_date": "2026-04-22",
+            "dpd": 1,
+            "amount": "518.00",
+        }
+    ]
     again = rs.monitor("2026-04-23", forget_earlier_run=False)
     assert again.summary == {"skipped": "already_done"}
     rs.monitor("2026-04-30")
@@ -57,8 +64,12 @@ def test_monitor_overdue_then_default_on_two_missed(rs: Restructuring) -> None:
     assert [e["period"] for e in rs.payloads(mark, "plan.installment.overdue")] == [2]
     (defaulted,) = rs.payloads(mark, "plan.defaulted")
     assert defaulted == {
-        "plan_id": plan_id, "account_id": "acc-def", "business_date": "2026-05-23",
-        "outstanding_principal": "3000.00", "fees_due": "36.00", "first_missed_due_date": "2026-04-22",
+        "plan_id": plan_id,
+        "account_id": "acc-def",
+        "business_date": "2026-05-23",
+        "outstanding_principal": "3000.00",
+        "fees_due": "36.00",
+        "first_missed_due_date": "2026-04-22",
     }
     mark = rs.mark()
     rs.monitor("2026-06-30")
@@ -88,8 +99,11 @@ def test_adjustment_extend_then_second_rejected(rs: Restructuring) -> None:
     plan_id = plan["plan_id"]
     rs.pay_plan("acc-ext", plan_id, "x-1", "518.00", "2026-04-22")
     mark = rs.mark()
-    rs.send("plan.adjustment.requested", {"request_id": "adj-1", "plan_id": plan_id, "kind": "extend",
-                                          "new_term": 10}, rs.clock.now().replace(month=5, day=1))
+    rs.send(
+        "plan.adjustment.requested",
+        {"request_id": "adj-1", "plan_id": plan_id, "kind": "extend", "new_term": 10},
+        rs.clock.now().replace(month=5, day=1),
+    )
     (adjusted,) = rs.payloads(mark, "plan.adjusted")
     assert adjusted["kind"] == "extend" and adjusted["request_id"] == "adj-1"
     assert [s["period"] for s in adjusted["schedule"]] == list(range(2, 12))
@@ -97,12 +111,18 @@ def test_adjustment_extend_then_second_rejected(rs: Restructuring) -> None:
     assert adjusted["schedule"][0]["due_date"] == "2026-05-22"
     assert adjusted["monthly_payment"] == "265.00"
     assert "0.10" < adjusted["apr"] < "0.24"
-    rs.send("plan.adjustment.requested", {"request_id": "adj-1", "plan_id": plan_id, "kind": "extend",
-                                          "new_term": 12}, rs.clock.now())
+    rs.send(
+        "plan.adjustment.requested",
+        {"request_id": "adj-1", "plan_id": plan_id, "kind": "extend", "new_term": 12},
+        rs.clock.now(),
+    )
     first, again = rs.emitted(mark)  # same request_id: decided once, its first answer again
     assert again == first == ("plan.adjusted", adjusted)
-    rs.send("plan.adjustment.requested", {"request_id": "adj-2", "plan_id": plan_id, "kind": "lower_payment",
-                                          "target_payment": "200.00"}, rs.clock.now())
+    rs.send(
+        "plan.adjustment.requested",
+        {"request_id": "adj-2", "plan_id": plan_id, "kind": "lower_payment", "target_payment": "200.00"},
+        rs.clock.now(),
+    )
     assert rs.payloads(mark, "plan.adjustment.rejected") == [
         {"plan_id": plan_id, "request_id": "adj-2", "reason": "already_adjusted"},
     ]
@@ -114,8 +134,11 @@ def test_adjustment_extend_then_second_rejected(rs: Restructuring) -> None:
 def test_adjustment_lower_payment(rs: Restructuring) -> None:
     plan = rs.activate("acc-low", term=6)
     mark = rs.mark()
-    rs.send("plan.adjustment.requested", {"request_id": "low-1", "plan_id": plan["plan_id"],
-                                          "kind": "lower_payment", "target_payment": "300.00"}, rs.clock.now())
+    rs.send(
+        "plan.adjustment.requested",
+        {"request_id": "low-1", "plan_id": plan["plan_id"], "kind": "lower_payment", "target_payment": "300.00"},
+        rs.clock.now(),
+    )
     (adjusted,) = rs.payloads(mark, "plan.adjusted")
     # shortest term with round(3000 / n) + 18.00 ≤ 300.00 is 11: 272.73 + 18.00
     assert len(adjusted["schedule"]) == 11
@@ -139,6 +162,9 @@ def test_adjustment_rejections(rs: Restructuring) -> None:
         assert [r["reason"] for r in rs.payloads(mark, "plan.adjustment.rejected")] == [reason]
     rs.monitor("2026-04-23")  # period 1 unpaid after 04-22
     mark = rs.mark()
-    rs.send("plan.adjustment.requested", {"request_id": "rej-late", "plan_id": plan_id, "kind": "extend",
-                                          "new_term": 12}, rs.clock.now().replace(day=24))
+    rs.send(
+        "plan.adjustment.requested",
+        {"request_id": "rej-late", "plan_id": plan_id, "kind": "extend", "new_term": 12},
+        rs.clock.now().replace(day=24),
+    )
     assert [r["reason"] for r in rs.payloads(mark, "plan.adjustment.rejected")] == ["installment_overdue"]

@@ -1,4 +1,5 @@
 """RULES section 4: allocation order, the grace rule, plan and credit balance, backdating."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta

@@ -1,4 +1,5 @@
 """RULES section 1: statements, due dates, purchase decisions, the available limit."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -29,11 +30,11 @@ RULES = BillingRules()
 
 def test_statement_dates_between_is_inclusive_and_ordered() -> None:
     assert statement_dates_between(date(2026, 1, 1), date(2026, 3, 1), RULES) == [
-        date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)
+        date(2026, 1, 1),
+        date(2026, 2, 1),
+        date(2026, 3, 1),
     ]
-    assert statement_dates_between(date(2025, 12, 2), date(2026, 2, 28), RULES) == [
-        date(2026, 1, 1), date(2026, 2, 1)
-    ]
+    assert statement_dates_between(date(2025, 12, 2), date(2026, 2, 28), RULES) == [date(2026, 1, 1), date(2026, 2, 1)]
     assert statement_dates_between(date(2026, 3, 2), date(2026, 3, 31), RULES) == []
     assert statement_dates_between(date(2026, 3, 2), date(2026, 3, 1), RULES) == []
 

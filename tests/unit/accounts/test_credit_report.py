@@ -1,4 +1,5 @@
 """RULES section 5: bureau statuses and mark retention."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -19,8 +20,23 @@ RULES = CreditReportRules()
 
 @pytest.mark.parametrize(
     ("dpd", "status"),
-    [(0, "N"), (1, "1"), (30, "1"), (31, "2"), (60, "2"), (61, "3"), (90, "3"), (91, "4"),
-     (120, "4"), (121, "5"), (150, "5"), (151, "6"), (180, "6"), (181, "7"), (700, "7")],
+    [
+        (0, "N"),
+        (1, "1"),
+        (30, "1"),
+        (31, "2"),
+        (60, "2"),
+        (61, "3"),
+        (90, "3"),
+        (91, "4"),
+        (120, "4"),
+        (121, "5"),
+        (150, "5"),
+        (151, "6"),
+        (180, "6"),
+        (181, "7"),
+        (700, "7"),
+    ],
 )
 def test_dpd_buckets(dpd: int, status: str) -> None:
     assert bureau_status(dpd, settled_and_closed=False, charged_off=False, in_active_plan=False) == status

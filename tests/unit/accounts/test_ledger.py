@@ -1,4 +1,5 @@
 """RULES section 4: double entry, and billed - paid - waived - written off to the fen."""
+
 from __future__ import annotations
 
 from datetime import date

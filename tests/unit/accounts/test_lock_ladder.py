@@ -1,4 +1,5 @@
 """RULES section 3: the lock ladder, linked accounts, limit cut and restore, cure, plans."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -56,8 +57,13 @@ def test_measures_accumulate_level_by_level() -> None:
 
 @pytest.mark.parametrize(
     ("other_level", "measures"),
-    [(0, []), (1, []), (2, []), (3, [LINKED_BORROWING_SUSPENDED]),
-     (4, [LINKED_BORROWING_SUSPENDED, LINKED_AVAILABLE_FROZEN])],
+    [
+        (0, []),
+        (1, []),
+        (2, []),
+        (3, [LINKED_BORROWING_SUSPENDED]),
+        (4, [LINKED_BORROWING_SUSPENDED, LINKED_AVAILABLE_FROZEN]),
+    ],
 )
 def test_linked_effect(other_level: int, measures: list[str]) -> None:
     assert linked_effect(other_level) == measures

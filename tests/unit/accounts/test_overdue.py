@@ -1,4 +1,5 @@
 """RULES section 2: DPD, penalty interest, late fee, the cap, charge-off, grace waiver."""
+
 from __future__ import annotations
 
 from dataclasses import replace

@@ -1,4 +1,5 @@
 """Properties: allocation conserves money, postings balance, charges stay under the cap."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -52,7 +53,9 @@ bill_dues = st.builds(
 
 @settings(max_examples=300)
 @given(amount=fen(5_000_000, 1), bills=st.lists(bill_dues, max_size=6), plan=fen(500_000))
-def test_allocation_conserves_the_amount_and_never_overpays(amount: Decimal, bills: list[BillDue], plan: Decimal) -> None:
+def test_allocation_conserves_the_amount_and_never_overpays(
+    amount: Decimal, bills: list[BillDue], plan: Decimal
+) -> None:
     allocation = allocate_repayment(amount, bills, plan, AS_OF, RULES)
     assert allocation.allocated + allocation.credit_balance == amount
     assert all(line.amount > 0 for line in allocation.lines) and allocation.credit_balance >= 0
@@ -73,8 +76,12 @@ def test_allocation_conserves_the_amount_and_never_overpays(amount: Decimal, bil
 @given(a=fen(10**8), b=fen(10**6), c=fen(10**5))
 def test_every_posting_builder_balances(a: Decimal, b: Decimal, c: Decimal) -> None:
     for posting in (
-        purchase_posted(a), penalty_accrued(b), late_fee_charged(c), grace_waiver_posted(b),
-        charged_off(a, b, c), moved_into_plan(a, b, c),
+        purchase_posted(a),
+        penalty_accrued(b),
+        late_fee_charged(c),
+        grace_waiver_posted(b),
+        charged_off(a, b, c),
+        moved_into_plan(a, b, c),
     ):
         assert posting.total_debit == posting.total_credit
 

@@ -1,4 +1,5 @@
 """The worked example of RULES section 2, replayed purely in the domain, to the fen."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -58,9 +59,7 @@ class Replay:
     def close(self, day: date) -> BillDayResult:
         result = close_bill_for_day(self.bill, day, RULES.overdue)
         self.bill = bill_after_close(self.bill, result)
-        self.ladder = lock_ladder(
-            self.ladder, max_dpd=result.dpd, business_date=day, rules=RULES.lock_ladder
-        ).state
+        self.ladder = lock_ladder(self.ladder, max_dpd=result.dpd, business_date=day, rules=RULES.lock_ladder).state
         self.postings += [penalty_accrued(result.penalty), late_fee_charged(result.late_fee)]
         self.results[day] = result
         return result
@@ -77,9 +76,7 @@ class Replay:
 
     @property
     def available(self) -> Decimal:
-        return available_limit(
-            self.credit_limit, self.bill.unpaid_principal, available_frozen(self.ladder.measures)
-        )
+        return available_limit(self.credit_limit, self.bill.unpaid_principal, available_frozen(self.ladder.measures))
 
 
 def _bill_of_the_example() -> BillState:
@@ -156,5 +153,7 @@ def test_worked_example_when_the_repayment_notice_arrives_three_days_late() -> N
     assert [r.penalty for r in reversal.per_close] == [D("0.24")] * 3
     assert reversal.late_fee_reversed == 0 and not reversal.bureau_mark_withdrawn
 
-    penalty_left = replay.bill.penalty_outstanding - allocation.paid("b-1", "penalty_interest") - reversal.penalty_reversed
+    penalty_left = (
+        replay.bill.penalty_outstanding - allocation.paid("b-1", "penalty_interest") - reversal.penalty_reversed
+    )
     assert penalty_left == D("0.78")  # three closes at 0.26, as if it had arrived on time

@@ -1,4 +1,5 @@
 """The compliance guard: window, caps, case state, own phone; masking."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -34,11 +35,17 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 3, day, hour, minute, tzinfo=SH)
 
 
-def check(request: ContactRequest = SMS, history: ContactHistoryView = NO_HISTORY, case: CaseView = CASE, now: datetime | None = None) -> ComplianceDecision:
+def check(
+    request: ContactRequest = SMS,
+    history: ContactHistoryView = NO_HISTORY,
+    case: CaseView = CASE,
+    now: datetime | None = None,
+) -> ComplianceDecision:
     return check_contact(request, history, case, now or at(20, 10), RULES)
 
 
 # --- the contact window -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("hour", "minute", "allowed", "next_start"),
@@ -72,7 +79,13 @@ def test_a_naive_datetime_is_refused() -> None:
         check(now=datetime(2026, 3, 20, 10, 0))
 
 
-@given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.sampled_from([SH, timezone.utc, ZoneInfo("America/New_York")])))
+@given(
+    st.datetimes(
+        min_value=datetime(2020, 1, 1),
+        max_value=datetime(2035, 1, 1),
+        timezones=st.sampled_from([SH, timezone.utc, ZoneInfo("America/New_York")]),
+    )
+)
 def test_the_guard_never_allows_a_contact_outside_the_window(now: datetime) -> None:
     decision = check(now=now)
     local = now.astimezone(SH)
@@ -85,6 +98,7 @@ def test_the_guard_never_allows_a_contact_outside_the_window(now: datetime) -> N
 
 
 # --- caps -------------------------------------------------------------------------------------------
+
 
 def test_one_sms_per_business_day() -> None:
     sent_this_morning = ContactHistoryView(sms_sent_at=(at(20, 8, 5),))
@@ -129,13 +143,17 @@ def test_quiet_hours_come_before_the_caps() -> None:
 
 # --- case state and phone -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("case", "reason"),
     [
         (CaseView("acc-1", 12, "C", own_phone=PHONE, cured=True), SuppressionReason.CURED),
         (CaseView("acc-1", -1, "C", own_phone=PHONE, bill_paid=True), SuppressionReason.CURED),
         (CaseView("acc-1", 12, "C", own_phone=PHONE, plan_active=True), SuppressionReason.PLAN_ACTIVE),
-        (CaseView("acc-1", 12, "C", own_phone=PHONE, promise_pending_until=date(2026, 3, 20)), SuppressionReason.PROMISE_PENDING),
+        (
+            CaseView("acc-1", 12, "C", own_phone=PHONE, promise_pending_until=date(2026, 3, 20)),
+            SuppressionReason.PROMISE_PENDING,
+        ),
         (CaseView("acc-1", 12, "C", own_phone="13900000000"), SuppressionReason.NOT_OWN_PHONE),
         (CaseView("acc-1", 12, "C", own_phone=PHONE, phone_reported_wrong=True), SuppressionReason.NOT_OWN_PHONE),
         (CaseView("acc-1", 12, "C", own_phone=None), SuppressionReason.NOT_OWN_PHONE),
@@ -177,6 +195,7 @@ def test_case_block_reason_ignores_the_clock() -> None:
 
 
 # --- masking --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("name", "masked"),

@@ -1,4 +1,5 @@
 """Collection KPIs from plain records."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -70,21 +71,27 @@ def test_an_episode_opens_on_the_first_day_past_due_and_ends_at_the_next_closing
 
 
 def test_bills_overdue_while_an_episode_is_open_belong_to_it() -> None:
-    episodes = delinquency_episodes("a", [D("2026-03-11"), D("2026-04-11"), D("2026-05-11")],
-                                    [(D("2026-05-20"), CaseEnd.RESTRUCTURED)])
+    episodes = delinquency_episodes(
+        "a", [D("2026-03-11"), D("2026-04-11"), D("2026-05-11")], [(D("2026-05-20"), CaseEnd.RESTRUCTURED)]
+    )
     assert episodes == [Episode("a", D("2026-03-11"), D("2026-05-20"), CaseEnd.RESTRUCTURED)]
 
 
 def test_a_cure_on_the_first_day_past_due_is_an_episode_of_one_day() -> None:
     assert delinquency_episodes("a", [D("2026-03-11")], [(D("2026-03-11"), CaseEnd.CURED)]) == [
-        Episode("a", D("2026-03-11"), D("2026-03-11"), CaseEnd.CURED)]
+        Episode("a", D("2026-03-11"), D("2026-03-11"), CaseEnd.CURED)
+    ]
 
 
 def test_the_cohort_is_the_cases_opened_in_the_period() -> None:
     """The case that went overdue and was cured within March counts in March; the one
     opened in February (still open in March) does not."""
-    march = [Episode("cured", D("2026-03-11"), D("2026-03-15"), CaseEnd.CURED), Episode("feb", D("2026-02-11")),
-             Episode("late", D("2026-03-31")), Episode("april", D("2026-04-01"))]
+    march = [
+        Episode("cured", D("2026-03-11"), D("2026-03-15"), CaseEnd.CURED),
+        Episode("feb", D("2026-02-11")),
+        Episode("late", D("2026-03-31")),
+        Episode("april", D("2026-04-01")),
+    ]
     assert [e.account_id for e in in_cohort(march, D("2026-03-01"), D("2026-03-31"))] == ["cured", "late"]
 
 
@@ -98,15 +105,23 @@ def test_outcomes_are_as_of_the_period_end() -> None:
 def test_cohort_figures_count_outcomes_and_rates_with_their_definitions() -> None:
     end = D("2026-03-31")
     cases = [
-        CohortCase(Episode("a", D("2026-03-02"), D("2026-03-09"), CaseEnd.CURED),
-                   stages_reached=frozenset({Stage.GRACE, Stage.EARLY}), contacted=True,
-                   promises=(PromiseState.KEPT,)),
-        CohortCase(Episode("b", D("2026-03-02"), D("2026-03-20"), CaseEnd.RESTRUCTURED),
-                   stages_reached=frozenset({Stage.GRACE, Stage.EARLY}), contacted=True,
-                   promises=(PromiseState.BROKEN, PromiseState.PENDING)),
+        CohortCase(
+            Episode("a", D("2026-03-02"), D("2026-03-09"), CaseEnd.CURED),
+            stages_reached=frozenset({Stage.GRACE, Stage.EARLY}),
+            contacted=True,
+            promises=(PromiseState.KEPT,),
+        ),
+        CohortCase(
+            Episode("b", D("2026-03-02"), D("2026-03-20"), CaseEnd.RESTRUCTURED),
+            stages_reached=frozenset({Stage.GRACE, Stage.EARLY}),
+            contacted=True,
+            promises=(PromiseState.BROKEN, PromiseState.PENDING),
+        ),
         CohortCase(Episode("c", D("2026-03-05")), stages_reached=frozenset({Stage.GRACE}), stage=Stage.GRACE),
-        CohortCase(Episode("d", D("2026-03-01"), D("2026-03-30"), CaseEnd.CHARGED_OFF),
-                   stages_reached=frozenset({Stage.GRACE, Stage.EARLY})),
+        CohortCase(
+            Episode("d", D("2026-03-01"), D("2026-03-30"), CaseEnd.CHARGED_OFF),
+            stages_reached=frozenset({Stage.GRACE, Stage.EARLY}),
+        ),
     ]
     figures = cohort_figures(cases, end)
     assert figures.cases == 4

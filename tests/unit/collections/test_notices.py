@@ -1,4 +1,5 @@
 """The notice before a bureau report and the catch-up of missed dates (RULES 5.4, 6.10, 6.11)."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -24,8 +25,12 @@ def test_an_overdue_bill_is_reported_only_once_noticed_by_the_month_end() -> Non
 
 
 def test_the_overdue_bills_without_a_notice_await_one_oldest_first() -> None:
-    bills = [BillNotice("b3", D("2026-04-10"), None), BillNotice("b1", D("2026-03-10"), None),
-             BillNotice("b2", D("2026-03-10"), D("2026-03-11")), BillNotice("b4", D("2026-03-15"), None)]
+    bills = [
+        BillNotice("b3", D("2026-04-10"), None),
+        BillNotice("b1", D("2026-03-10"), None),
+        BillNotice("b2", D("2026-03-10"), D("2026-03-11")),
+        BillNotice("b4", D("2026-03-15"), None),
+    ]
     assert bills_awaiting_notice(bills, D("2026-03-15")) == ["b1"]  # b4 is due today: not overdue yet
     assert bills_awaiting_notice(bills, D("2026-04-11")) == ["b1", "b4", "b3"]
     assert bills_awaiting_notice([], D("2026-04-11")) == []
@@ -38,7 +43,12 @@ def test_the_notice_goes_by_letter_when_no_own_phone_is_known() -> None:
 
 def test_a_run_after_missed_dates_runs_each_of_them_in_order() -> None:
     assert dates_to_run(D("2026-03-10"), D("2026-03-15")) == [
-        D("2026-03-11"), D("2026-03-12"), D("2026-03-13"), D("2026-03-14"), D("2026-03-15")]
+        D("2026-03-11"),
+        D("2026-03-12"),
+        D("2026-03-13"),
+        D("2026-03-14"),
+        D("2026-03-15"),
+    ]
     assert dates_to_run(D("2026-03-14"), D("2026-03-15")) == [D("2026-03-15")]
 
 

@@ -1,4 +1,5 @@
 """Promises to pay: the pause (through promised date + 1) and broken promises."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -24,8 +25,12 @@ PROMISED = date(2026, 4, 25)
 PROMISE = Promise(CALLED, PROMISED, Decimal("500.00"))
 
 
-def effect(outcome: CallOutcome, promised_date: date | None = PROMISED, amount: Decimal | None = Decimal("500.00")) -> OutcomeEffect:
-    return effect_of_outcome(outcome, recorded_on=CALLED, promised_date=promised_date, promised_amount=amount, rules=RULES)
+def effect(
+    outcome: CallOutcome, promised_date: date | None = PROMISED, amount: Decimal | None = Decimal("500.00")
+) -> OutcomeEffect:
+    return effect_of_outcome(
+        outcome, recorded_on=CALLED, promised_date=promised_date, promised_amount=amount, rules=RULES
+    )
 
 
 def test_promise_pauses_through_promised_date_plus_one() -> None:
@@ -47,7 +52,11 @@ def test_wrong_number_flags_the_phone_and_others_change_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("promised_date", "amount", "message"),
-    [(None, None, "needs a promised date"), (date(2026, 4, 19), None, "before the call"), (PROMISED, Decimal("0"), "positive")],
+    [
+        (None, None, "needs a promised date"),
+        (date(2026, 4, 19), None, "before the call"),
+        (PROMISED, Decimal("0"), "positive"),
+    ],
 )
 def test_invalid_promises_are_refused(promised_date: date | None, amount: Decimal | None, message: str) -> None:
     with pytest.raises(PromiseError, match=message):
@@ -76,6 +85,10 @@ def test_a_partial_payment_does_not_keep_the_promise() -> None:
 
 def test_without_an_amount_any_repayment_keeps_it() -> None:
     promise = Promise(CALLED, PROMISED, None)
-    kept = promise_state(promise, date(2026, 4, 30), still_overdue=True, repaid_since_promise=Decimal("0.01"), rules=RULES)
-    broken = promise_state(promise, date(2026, 4, 30), still_overdue=True, repaid_since_promise=Decimal("0"), rules=RULES)
+    kept = promise_state(
+        promise, date(2026, 4, 30), still_overdue=True, repaid_since_promise=Decimal("0.01"), rules=RULES
+    )
+    broken = promise_state(
+        promise, date(2026, 4, 30), still_overdue=True, repaid_since_promise=Decimal("0"), rules=RULES
+    )
     assert (kept, broken) == (PromiseState.KEPT, PromiseState.BROKEN)

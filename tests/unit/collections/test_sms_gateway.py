@@ -1,4 +1,5 @@
 """The file SMS backend: JSON lines, the masked phone, a message_id written once."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Stages by DPD (RULES section 6) and their escalation order."""
+
 from __future__ import annotations
 
 import pytest

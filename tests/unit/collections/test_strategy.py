@@ -1,4 +1,5 @@
 """The packaged strategy (RULES section 6's table) and the daily plan it produces."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -47,7 +48,11 @@ def simulate(strategy: Strategy, grade: str, dpds: range, **case_fields: object)
 
 
 def _record_tasks(case: CaseView, planned: list[PlannedAction], day: date) -> CaseView:
-    field_of = {ActionKind.CALL: "last_call_task_on", ActionKind.AGENCY: "agency_referred_on", ActionKind.LEGAL: "legal_case_opened_on"}
+    field_of = {
+        ActionKind.CALL: "last_call_task_on",
+        ActionKind.AGENCY: "agency_referred_on",
+        ActionKind.LEGAL: "legal_case_opened_on",
+    }
     for action in planned:
         if action.kind in field_of:
             case = replace(case, **{field_of[action.kind]: day})
@@ -55,7 +60,12 @@ def _record_tasks(case: CaseView, planned: list[PlannedAction], day: date) -> Ca
 
 
 def days_of(plans: dict[int, list[PlannedAction]], kind: ActionKind, template: str | None = None) -> list[int]:
-    return [dpd for dpd, planned in plans.items() for a in planned if a.kind is kind and (template is None or a.template == template)]
+    return [
+        dpd
+        for dpd, planned in plans.items()
+        for a in planned
+        if a.kind is kind and (template is None or a.template == template)
+    ]
 
 
 def sms_days(plans: dict[int, list[PlannedAction]]) -> list[int]:
@@ -63,6 +73,7 @@ def sms_days(plans: dict[int, list[PlannedAction]]) -> list[int]:
 
 
 # --- pre-due ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("grade", "expected"),
@@ -84,6 +95,7 @@ def test_no_pre_due_reminder_once_the_bill_is_paid(strategy: Strategy) -> None:
 
 # --- grace ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("grade", "expected"),
     [("A", [1]), ("B", [1]), ("C", [1, 3]), ("D", [1, 2, 3]), ("E", [1, 2, 3])],
@@ -99,6 +111,7 @@ def test_first_grace_sms_is_the_bureau_notice_whatever_the_grade(strategy: Strat
 
 
 # --- early ----------------------------------------------------------------------------------------
+
 
 def test_early_sms_every_7_days_for_a_and_b_with_plan_invitation_at_10(strategy: Strategy) -> None:
     plans = simulate(strategy, "A", range(4, 31))
@@ -129,6 +142,7 @@ def test_never_more_than_one_message_planned_a_day(strategy: Strategy) -> None:
 
 # --- mid, late, legal -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("grade", "expected"),
     [
@@ -156,6 +170,7 @@ def test_agency_at_61_and_legal_at_91_once(strategy: Strategy, grade: str) -> No
 
 # --- catch-up, pauses, plans ----------------------------------------------------------------
 
+
 def test_a_case_jumping_into_mid_gets_its_call_at_once(strategy: Strategy) -> None:
     planned = actions_for_day(CaseView("acc-1", 35, "A", last_call_task_on=None), on(35), strategy)
     assert [(a.kind, a.trigger) for a in planned] == [(ActionKind.CALL, Trigger.CATCH_UP)]
@@ -163,7 +178,9 @@ def test_a_case_jumping_into_mid_gets_its_call_at_once(strategy: Strategy) -> No
 
 def test_agency_referral_missed_during_a_pause_is_caught_up(strategy: Strategy) -> None:
     case = CaseView("acc-1", 64, "B", agency_referred_on=None)
-    assert [(a.kind, a.trigger) for a in actions_for_day(case, on(64), strategy)] == [(ActionKind.AGENCY, Trigger.CATCH_UP)]
+    assert [(a.kind, a.trigger) for a in actions_for_day(case, on(64), strategy)] == [
+        (ActionKind.AGENCY, Trigger.CATCH_UP)
+    ]
     referred = replace(case, agency_referred_on=on(64))
     assert actions_for_day(replace(referred, dpd=65), on(65), strategy) == []
 
@@ -199,9 +216,7 @@ def test_plan_active_only_plan_installment_reminders(strategy: Strategy) -> None
     due = date(2026, 5, 15)
     case = CaseView("acc-1", 0, "C", plan_active=True, plan_installment_due_on=due)
     reminder_days = [
-        offset
-        for offset in range(-10, 20)
-        if actions_for_day(case, due + timedelta(days=offset), strategy)
+        offset for offset in range(-10, 20) if actions_for_day(case, due + timedelta(days=offset), strategy)
     ]
     assert reminder_days == [-3, -1, 0, 1, 3, 7]
     (action,) = actions_for_day(case, due, strategy)
@@ -224,8 +239,11 @@ def test_effective_grade_defaults_to_c_until_risk_is_assessed() -> None:
 
 # --- validation of the file ----------------------------------------------------------------
 
+
 def _packaged() -> dict:
-    return yaml.safe_load((Path(__file__).parents[3] / "services/collections/strategy.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load(
+        (Path(__file__).parents[3] / "services/collections/strategy.yaml").read_text(encoding="utf-8")
+    )
 
 
 def _load(tmp_path: Path, data: dict) -> Strategy:

@@ -1,4 +1,5 @@
 """SMS templates: named fields only, banned words refused, segments counted."""
+
 from __future__ import annotations
 
 from datetime import date

@@ -1,4 +1,5 @@
 """Eligibility and offers (RULES section 8)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -57,7 +58,12 @@ def test_grade_b_offers_every_term_and_discloses_the_worked_example() -> None:
     assert [(o.term, o.method) for o in offers] == [(t, "equal_principal") for t in (3, 6, 9, 12, 18, 24)]
     six = offers[1]
     assert (six.principal, six.monthly_fee_rate, six.monthly_payment, six.total_fee, six.apr) == (
-        D("3000.00"), D("0.0060"), D("518.00"), D("108.00"), D("0.1224"))
+        D("3000.00"),
+        D("0.0060"),
+        D("518.00"),
+        D("108.00"),
+        D("0.1224"),
+    )
     assert six.schedule.term == 6 and six.schedule.periods[0].due_date == date(2026, 4, 15)
 
 

@@ -4,6 +4,7 @@ The plan of most tests is the worked example: 3,000.00 over 6 months at 0.60 %,
 accepted 2026-03-15, so installments of 518.00 (500.00 + 18.00) fall due on the 15th
 from April to September.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -57,7 +58,8 @@ def paid_through(last_period: int) -> dict[int, InstallmentPaid]:
 def test_installment_is_overdue_the_day_after_its_due_date() -> None:
     assert overdue_installments(PLAN, {}, date(2026, 4, 15)) == []
     assert overdue_installments(PLAN, {}, date(2026, 4, 16)) == [
-        OverdueInstallment(1, date(2026, 4, 15), 1, D("518.00"))]
+        OverdueInstallment(1, date(2026, 4, 15), 1, D("518.00"))
+    ]
     partly = {1: InstallmentPaid(D("18.00"), D("100.00"))}
     assert overdue_installments(PLAN, partly, date(2026, 4, 20))[0].amount == D("400.00")
 
@@ -136,7 +138,11 @@ def test_settlement_quote() -> None:
     assert (quote.current_period, quote.amount, quote.fees_waived) == (1, D("3018.00"), D("90.00"))
     after_one = early_settlement_quote(PLAN, paid_through(1), date(2026, 4, 20))
     assert (after_one.current_period, after_one.principal, after_one.fees, after_one.fees_waived) == (
-        2, D("2500.00"), D("18.00"), D("72.00"))
+        2,
+        D("2500.00"),
+        D("18.00"),
+        D("72.00"),
+    )
 
 
 def test_settlement_quote_never_waives_an_overdue_fee() -> None:

@@ -1,5 +1,6 @@
 """Property tests: the arithmetic of schedules, offers, default and settlement never
 creates or loses a fen."""
+
 from __future__ import annotations
 
 import calendar

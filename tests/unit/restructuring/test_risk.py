@@ -1,4 +1,5 @@
 """The risk scorecard of RULES section 7, at every boundary."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -22,8 +23,12 @@ NEUTRAL_INCOME = D("1000.00")  # with unpaid 3,600.00: DTI 0.3, 0 points
 
 def points(name: str, **overrides: object) -> int:
     facts: dict[str, object] = dict(
-        current_max_dpd=0, overdue_bills_last_12m=0, months_on_book=8,
-        unpaid_total=D("3600.00"), monthly_income=NEUTRAL_INCOME, card=CARD,
+        current_max_dpd=0,
+        overdue_bills_last_12m=0,
+        months_on_book=8,
+        unpaid_total=D("3600.00"),
+        monthly_income=NEUTRAL_INCOME,
+        card=CARD,
     )
     facts.update(overrides)
     assessment = assess_risk(**facts)  # type: ignore[arg-type]
@@ -68,8 +73,16 @@ def test_debt_to_income_bands(unpaid: Decimal, income: Decimal | None, expected:
 @pytest.mark.parametrize(
     ("score", "grade"),
     [
-        (700, "A"), (620, "A"), (619, "B"), (580, "B"), (579, "C"),
-        (540, "C"), (539, "D"), (500, "D"), (499, "E"), (300, "E"),
+        (700, "A"),
+        (620, "A"),
+        (619, "B"),
+        (580, "B"),
+        (579, "C"),
+        (540, "C"),
+        (539, "D"),
+        (500, "D"),
+        (499, "E"),
+        (300, "E"),
     ],
 )
 def test_grade_floors(score: int, grade: str) -> None:
@@ -80,8 +93,10 @@ def test_whole_assessment_lists_every_factor_and_adds_up() -> None:
     """DPD 12 −30, 2 bills −30, 30 months +30, DTI 1,800 / 12,000 = 0.15 +30: 600 → 600, grade B."""
     assessment = assess_risk(12, 2, 30, D("1800.00"), D("1000.00"), CARD)
     assert assessment.factors == (
-        Factor("current_dpd", -30), Factor("overdue_bills_12m", -30),
-        Factor("months_on_book", 30), Factor("debt_to_income", 30),
+        Factor("current_dpd", -30),
+        Factor("overdue_bills_12m", -30),
+        Factor("months_on_book", 30),
+        Factor("debt_to_income", 30),
     )
     assert (assessment.score, assessment.grade) == (600, "B")
 

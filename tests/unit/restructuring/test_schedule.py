@@ -1,4 +1,5 @@
 """Schedules and due dates (RULES section 8), checked against hand figures."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -32,8 +33,12 @@ def test_worked_example_of_rules_section_8() -> None:
     assert schedule.total_payable == D("3108.00")
     assert schedule_apr(schedule) == D("0.1224")
     assert [p.due_date for p in schedule.periods] == [
-        date(2026, 4, 15), date(2026, 5, 15), date(2026, 6, 15),
-        date(2026, 7, 15), date(2026, 8, 15), date(2026, 9, 15),
+        date(2026, 4, 15),
+        date(2026, 5, 15),
+        date(2026, 6, 15),
+        date(2026, 7, 15),
+        date(2026, 8, 15),
+        date(2026, 9, 15),
     ]
 
 
@@ -50,7 +55,8 @@ def test_equal_principal_rounds_half_up_and_last_period_is_smaller() -> None:
     """100.00 / 8 = 12.50 exactly; 1.00 / 8 = 0.125 → 0.13 half-up, the last takes 0.09.
     Fee: 1,234.50 × 0.5 % = 6.1725 → 6.17."""
     assert [p.principal for p in equal_principal_schedule(D("1.00"), 8, D("0.005"), date(2026, 1, 1)).periods] == [
-        D("0.13")] * 7 + [D("0.09")]
+        D("0.13")
+    ] * 7 + [D("0.09")]
     schedule = equal_principal_schedule(D("1234.50"), 3, D("0.005"), date(2026, 1, 1))
     assert schedule.periods[0].fee == D("6.17")
 
@@ -94,7 +100,11 @@ def test_zero_rate_annuity() -> None:
 def test_due_dates_clamp_to_month_end_from_the_acceptance_day() -> None:
     """Accepted 31 January: 28 Feb (29 in a leap year), then 31 March again, 30 April..."""
     assert installment_due_dates(date(2026, 1, 31), 4) == [
-        date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30), date(2026, 5, 31)]
+        date(2026, 2, 28),
+        date(2026, 3, 31),
+        date(2026, 4, 30),
+        date(2026, 5, 31),
+    ]
     assert installment_due_dates(date(2028, 1, 31), 2) == [date(2028, 2, 29), date(2028, 3, 31)]
     assert installment_due_dates(date(2026, 11, 30), 3) == [date(2026, 12, 30), date(2027, 1, 30), date(2027, 2, 28)]
 

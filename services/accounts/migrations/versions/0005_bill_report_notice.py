@@ -3,6 +3,7 @@
 Revision ID: 0005_bill_report_notice
 Revises: 0004_command_answers
 """
+
 from typing import Sequence, Union
 
 import sqlalchemy as sa

@@ -3,6 +3,7 @@
 Revision ID: 0003_collections_job_runs
 Revises: 0002
 """
+
 from typing import Sequence, Union
 
 import sqlalchemy as sa
