@@ -14,7 +14,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from shared.bus.topology import jobs_queue_name
-from shared.celery_app import base_celery_config
+from shared.celery_app import job_celery_app
 
 # job task name, queue's service, when (Asia/Shanghai)
 BEAT_SCHEDULE = {
@@ -28,8 +28,7 @@ BEAT_SCHEDULE = {
 
 
 def make_beat_app(broker_url: str, lock_timeout: int = 60) -> Celery:
-    app = Celery("baitiao.beat")
-    app.conf.update(base_celery_config(broker_url))
+    app = job_celery_app("baitiao.beat", broker_url)
     app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
     app.conf.redbeat_redis_url = broker_url
     app.conf.redbeat_key_prefix = "baitiao.beat:"

@@ -33,6 +33,7 @@ from shared.job_timing import (
     jobs_transport_options,
 )
 from shared.log import get_logger
+from shared.lost_job_messages import LostJobWatchStep, RecordingAMQP
 from shared.service import ServiceDefinition
 from shared.service_gauges import ServiceGauges
 from shared.settings import Settings, get_settings
@@ -70,6 +71,15 @@ def base_celery_config(broker_url: str) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
     }
+
+
+def job_celery_app(name: str, broker_url: str) -> Celery:
+    """A Celery app of the system (a service's, the beat's, a command line's): the common
+    configuration, and every job message it sends put on record until its task is done
+    (``shared/lost_job_messages.py``)."""
+    app = Celery(name, amqp=RecordingAMQP)
+    app.conf.update(base_celery_config(broker_url))
+    return app
 
 
 class RelayLoop:
@@ -214,13 +224,13 @@ def make_service_app(definition: ServiceDefinition, settings: Settings | None = 
     """The Celery app of one service (its tasks are registered by the service's worker.py)."""
     check_kombu_version()
     settings = settings or get_settings()
-    app = Celery(f"baitiao.{definition.name}")
-    app.conf.update(base_celery_config(settings.resolved_broker_url()))
+    app = job_celery_app(f"baitiao.{definition.name}", settings.resolved_broker_url())
     app.conf.task_default_queue = jobs_queue_name(definition.name)
     app.baitiao_service = definition
     app.baitiao_settings = settings
     app.steps["worker"].add(EventBusStep)
     app.steps["worker"].add(DeliveryRenewalStep)  # shared/job_delivery_renewal.py
+    app.steps["worker"].add(LostJobWatchStep)  # shared/lost_job_messages.py
     signals.worker_process_init.connect(_on_pool_child_start(app), weak=False)  # weak=False keeps it alive
     signals.worker_init.connect(_on_worker_init(app), weak=False)
     return app

@@ -25,12 +25,15 @@ the module is imported):
    go stale, and a new run (``baitiao jobs run`` again, the next beat) takes the date
    over within ``LEASE_SECONDS``.
 
-Both takeovers stay within ``TAKEOVER_SECONDS`` of a kill: a killed worker costs a
+All three takeovers stay within ``TAKEOVER_SECONDS`` of a kill: a killed worker costs a
 short delay, never a stall.
 
-Not covered yet: kombu's Redis transport pops a job message (BRPOP) before it records
-it as held; a worker killed between the two loses that message (found by the
-simulator's kill drill, docs/simulation.md).
+4. **A job message lost in the pop.** kombu's Redis transport pops a job message
+   (BRPOP) before it records it as held; a worker killed between the two loses it.
+   Every job message is on record until its task is done, and a sweep every
+   ``LOST_JOB_SWEEP_SECONDS`` sends again one that is nowhere, once it has been
+   nowhere on two sweeps ``LOST_JOB_CONFIRM_SECONDS`` apart
+   (``shared/lost_job_messages.py``).
 
 A stop (``docker compose stop``, a rolling restart) sends SIGTERM, which the worker
 takes as Celery's cold shutdown (``REMAP_SIGTERM=SIGQUIT``) with its soft timeout:
@@ -52,6 +55,9 @@ UNACKED_MUTEX_SECONDS = 30
 LEASE_SECONDS = 90
 LEASE_RENEW_SECONDS = 15
 
+LOST_JOB_SWEEP_SECONDS = 5
+LOST_JOB_CONFIRM_SECONDS = 5
+
 TAKEOVER_SECONDS = 120
 
 SOFT_SHUTDOWN_SECONDS = 45
@@ -70,6 +76,8 @@ def check_order() -> None:
         raise ValueError(
             "job timing: a run's lease must be renewed several times per lease, and go stale within the takeover time"
         )
+    if not LOST_JOB_CONFIRM_SECONDS + 2 * LOST_JOB_SWEEP_SECONDS + UNACKED_MUTEX_SECONDS < TAKEOVER_SECONDS:
+        raise ValueError("job timing: a lost job message must be sent again within the takeover time")
     if not SOFT_SHUTDOWN_SECONDS < STOP_GRACE_SECONDS:
         raise ValueError("the soft shutdown must end before the stop grace period")
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     BATCH_SECONDS: Histogram
     JOB_SECONDS: Histogram
     OUTBOX_PUBLISHED: Counter
+    JOB_MESSAGES_SENT_AGAIN: Counter
     LOOP_HEARTBEAT: Gauge
 
 # The loops of a worker that must keep polling (label ``loop`` of the heartbeat gauge).
@@ -66,6 +67,11 @@ def _build() -> dict[str, Any]:
             buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600),
         ),
         "OUTBOX_PUBLISHED": Counter("baitiao_outbox_published_total", "Outbox rows published", ["service"]),
+        "JOB_MESSAGES_SENT_AGAIN": Counter(
+            "baitiao_job_messages_sent_again_total",
+            "Job messages lost with the worker that popped them, sent again (shared/lost_job_messages.py)",
+            ["queue"],
+        ),
         # Only the worker process writes it, and its directory starts empty: "max" is the last beat.
         "LOOP_HEARTBEAT": Gauge(
             HEARTBEAT_METRIC,

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import Celery
 from kombu import Connection
 
 from baitiao import registry
@@ -34,7 +33,7 @@ from baitiao.simulation.faults import KillDrill, KillPlan
 from baitiao.simulation.tally import Tally
 from baitiao.simulation.wire import Observer, Publisher, Quiescence, prepare_bus
 from shared.bus.topology import jobs_queue_name
-from shared.celery_app import base_celery_config
+from shared.celery_app import job_celery_app
 from shared.db import make_engine
 from shared.job_runner import run_job_and_wait
 from shared.job_timing import TAKEOVER_SECONDS
@@ -116,8 +115,7 @@ class Driver:
         self.publisher = Publisher(self.connection, config.seed)
         self.engines = {s: make_engine(u) for s, u in self.run_env.db_urls.items()}
         self.quiescence = Quiescence(self.redis, self.engines, SERVICES, check_alive=self.workers.check_alive)
-        self.celery = Celery("baitiao.simulator")
-        self.celery.conf.update(base_celery_config(url))
+        self.celery = job_celery_app("baitiao.simulator", url)
         self.jobs = registry.all_jobs()
         self.portfolio = Portfolio(config.accounts, config.seed, config.mix, config.start_date)
         self.tally = Tally(config.accounts, account_ids=[c.account_id for c in self.portfolio.customers])

@@ -12,7 +12,10 @@ What the bus leans on, and why:
   ``delivery_info`` in ``properties``; priority 0 lives on the queue's base list.
   :func:`message_body` reads one back for the simulator's observer; :class:`BulkTake`'s
   script reads a document's delivery tag. Nothing of the bus writes documents itself: the
-  relay publishes through kombu's public ``Producer.batch``.
+  relay publishes through kombu's public ``Producer.batch``. A queue of priority steps
+  is one list per step (``Channel._q_for_pri``, ``priority_steps``):
+  :func:`priority_queue_keys`, read by the lost job messages' watch
+  (``shared/lost_job_messages.py``) with Celery's ``unacked`` hash.
 - **Routing.** ``Channel._lookup`` (kombu's own topic matching, which the topic exchange's
   ``deliver`` calls for every message) over ``Channel.get_table`` (the binding set kept in
   Redis): :func:`bindings_read_once` keeps both for one batch of publishes.
@@ -113,6 +116,12 @@ def bindings_read_once(channel: Any, leave_out: frozenset[str] = frozenset()) ->
         yield
     finally:
         del channel.get_table, channel._lookup
+
+
+def priority_queue_keys(channel: Any, queue: str) -> list[str]:
+    """The Redis lists holding ``queue``'s messages, one per priority step (kombu's
+    ``Channel._q_for_pri`` over ``priority_steps``; priority 0 is the queue's own name)."""
+    return [channel._q_for_pri(queue, pri) for pri in channel.priority_steps]
 
 
 # -- the consumer's side: bulk take, acks, the visibility sweep -------------------------
