@@ -6,7 +6,8 @@ overdue, the nightly snapshots, cures, payments) are each taken as a run
 (``BatchHandler``; a run of one, the guarded retry pass, is the same code), and every
 one of them works the same way through :class:`ProjectionRun`:
 
-1. one ``SELECT`` of the run's accounts and one of the bills it can touch
+1. one ``SELECT ... FOR UPDATE`` of the run's accounts (so that two workers' runs on
+   one account follow each other) and one ``SELECT`` of the bills it can touch
    (``ProjectionRun(...)``);
 2. the events folded over those rows in memory, in message order (``run.account``,
    ``run.bill``: a row first mentioned is created as a new one; ``run.changed``);
@@ -125,12 +126,16 @@ class ProjectionRun:
         longer lists, an assessment counts them), not only the ``bill_ids`` named."""
         session.flush()  # what earlier handlers of this transaction changed through the ORM
         self.session = session
-        self.accounts = {
-            row["account_id"]: ProjectionRow(dict(row))
-            for row in session.execute(
-                select(ACCOUNTS).where(matches_any(session, ACCOUNTS.c.account_id, account_ids))
-            ).mappings()
-        }
+        # Locked in key order until the run commits: a run of another worker on the same
+        # accounts waits, then reads what this one wrote (two runs on one stale row would
+        # both assess the account's first overdue). SQLite has one writer and no FOR UPDATE.
+        locked = (
+            select(ACCOUNTS)
+            .where(matches_any(session, ACCOUNTS.c.account_id, account_ids))
+            .order_by(ACCOUNTS.c.account_id)
+            .with_for_update()
+        )
+        self.accounts = {row["account_id"]: ProjectionRow(dict(row)) for row in session.execute(locked).mappings()}
         condition = matches_any(session, BILLS.c.account_id, account_ids) if account_bills else None
         if bill_ids:
             by_id = matches_any(session, BILLS.c.bill_id, bill_ids)

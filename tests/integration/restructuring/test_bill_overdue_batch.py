@@ -11,9 +11,12 @@ scenario's own assertions say what those rows are.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from services.restructuring.bills import bill_overdue_batch
 from services.restructuring.registry import HANDLERS
@@ -150,3 +153,33 @@ def test_batches_give_the_same_projection_and_assessments_as_one_by_one(database
     assert bills["N1-b1"] == (40_000, 1, "2026-03-10")
     accounts = {a["account_id"]: (a["episode_assessed"], str(a["cured_on"])) for a in expected["account_views"]}
     assert accounts["R1"] == (False, "2026-03-11") and accounts["R2"] == (True, "2026-03-05")
+
+
+pg_databases = databases_fixture("restructuring", kinds=("postgresql",))
+
+
+def test_two_workers_runs_on_one_account_assess_its_episode_once(pg_databases: Databases) -> None:
+    """Two consumers take ``bill.overdue`` of two bills of one account at the same time: the
+    second run waits on the first's lock of the account, then reads it already assessed."""
+    engine = RESTRUCTURING.prepared(pg_databases, HANDLERS, bodies(_setup(), START - timedelta(days=1)))
+    first, second = bodies([_overdue("R1", "R1-b1", "1000.00"), _overdue("R1", "R1-b2", "2500.00")], START)
+    finished = threading.Event()
+
+    def second_worker() -> None:
+        with Session(engine) as session, session.begin():
+            bill_overdue_batch(RESTRUCTURING.handler_run(session, [second]))
+        finished.set()
+
+    with Session(engine) as session, session.begin():
+        bill_overdue_batch(RESTRUCTURING.handler_run(session, [first]))
+        other = threading.Thread(target=second_worker)
+        other.start()
+        assert not finished.wait(1.0), "the second run did not wait for the first one's account"
+    other.join(timeout=30)
+    assert finished.is_set()
+    with engine.connect() as conn:
+        assessments = conn.execute(text("SELECT count(*) FROM risk_assessments WHERE account_id = 'R1'")).scalar()
+        replies = conn.execute(
+            text("SELECT count(*) FROM outbox WHERE type = 'risk.assessed' AND aggregate_id = 'R1'")
+        ).scalar()
+    assert (assessments, replies) == (1, 1)
