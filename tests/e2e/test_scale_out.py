@@ -1,9 +1,10 @@
-"""Two workers of each service on the same queues give the results of one.
+"""Two and three workers of each service on the same queues give the results of one.
 
 The same portfolio goes twice through accounts and collections, each time on fresh
 PostgreSQL databases and its own Redis database: once with one worker per service and
-unpartitioned jobs, once with two workers per service and ``BAITIAO_JOB_PARTITIONS=2``
-(collections-daily then runs as two chains, which the two workers share). Events go
+unpartitioned jobs, then with two workers per service and ``BAITIAO_JOB_PARTITIONS=2``
+(collections-daily then runs as two chains, which the two workers share), and with
+three workers and three partitions. Events go
 through the bus, the statements, the daily closes (two of them, the second catching up
 a missed date) and collections-daily through ``baitiao jobs run``. Everything the two
 services keep (bills, accruals, ledger, accounts, cases, contacts, tasks, stage history,
@@ -163,9 +164,10 @@ def _run(workers_per_service: int, partitions: int, redis_db: int, log_dir: Path
         dbs.drop()
 
 
-def test_two_workers_per_service_give_the_results_of_one(redis_db, tmp_path) -> None:
+def test_two_and_three_workers_per_service_give_the_results_of_one(redis_db, tmp_path) -> None:
     one = _run(1, 1, redis_db + 8, tmp_path / "one")
     two = _run(2, 2, redis_db + 9, tmp_path / "two")
+    three = _run(3, 3, redis_db + 10, tmp_path / "three")
     # the runs did something: every account billed and delinquent, cases judged, contacts planned
     assert len(one["accounts"]["bills"]) == ACCOUNTS  # one bill each (statement 03-01)
     assert sum(one["collections"]["cases"].values()) == ACCOUNTS
@@ -173,3 +175,4 @@ def test_two_workers_per_service_give_the_results_of_one(redis_db, tmp_path) -> 
     assert sum(one["collections"]["contacts"].values()) > 0
     for part in ("summaries", "accounts", "collections"):
         assert two[part] == one[part], part
+        assert three[part] == one[part], part
