@@ -185,7 +185,7 @@ def run_ours(engine: Engine, url: str) -> tuple[float, dict[str, Any]]:
 
 def run_orm_sample(engine: Engine, sample: int) -> float:
     """Seconds per overdue bill for a per-bill ORM loop with the pure rule, batched commits."""
-    from services.accounts.domain.overdue import BillState, close_bill_for_day
+    from services.accounts.domain.overdue import capped, daily_penalty, dpd
     from services.accounts.models import Bill, LedgerEntry
     from shared.money import from_fen, to_fen
     from shared.rules import ProductRules
@@ -197,21 +197,17 @@ def run_orm_sample(engine: Engine, sample: int) -> float:
         for i, pk in enumerate(pks):
             bill = session.get(Bill, pk)
             assert bill is not None
-            state = BillState(
-                bill.bill_id,
-                bill.due_date,
-                from_fen(bill.principal_fen),
-                from_fen(bill.unpaid_principal_fen),
-                from_fen(bill.penalty_charged_fen),
-                from_fen(bill.late_fee_charged_fen),
-                from_fen(bill.unpaid_penalty_fen),
-                from_fen(bill.unpaid_late_fee_fen),
-                bill.overdue_since is not None,
+            penalty = to_fen(
+                capped(
+                    daily_penalty(from_fen(bill.unpaid_principal_fen), rules),
+                    from_fen(bill.principal_fen),
+                    from_fen(bill.penalty_charged_fen + bill.late_fee_charged_fen),
+                    rules,
+                )
             )
-            result = close_bill_for_day(state, BUSINESS_DATE, rules)
-            bill.unpaid_penalty_fen += to_fen(result.penalty)
-            bill.penalty_charged_fen += to_fen(result.penalty)
-            bill.dpd = result.dpd
+            bill.unpaid_penalty_fen += penalty
+            bill.penalty_charged_fen += penalty
+            bill.dpd = dpd(BUSINESS_DATE, bill.due_date)
             session.add(
                 LedgerEntry(
                     posting_id=f"orm:{pk}",
@@ -219,7 +215,7 @@ def run_orm_sample(engine: Engine, sample: int) -> float:
                     bill_pk=pk,
                     business_date=BUSINESS_DATE,
                     ledger_account="customer_penalty",
-                    debit_fen=to_fen(result.penalty),
+                    debit_fen=penalty,
                     credit_fen=0,
                     kind="penalty_accrued",
                 )
@@ -232,7 +228,7 @@ def run_orm_sample(engine: Engine, sample: int) -> float:
                     business_date=BUSINESS_DATE,
                     ledger_account="penalty_income",
                     debit_fen=0,
-                    credit_fen=to_fen(result.penalty),
+                    credit_fen=penalty,
                     kind="penalty_accrued",
                 )
             )

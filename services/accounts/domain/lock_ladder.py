@@ -11,11 +11,11 @@ Levels (the ``level`` of ``account.restrictions.changed``):
 4     closed      + closed (>= 91); other accounts: linked_available_frozen
 ====  ==========  ===========================================================
 
-Charge-off at DPD 180 is a bill event (overdue.close_bill_for_day), not a level.
+Charge-off at DPD 180 is a bill event (the daily close), not a level.
 
 Decisions not spelled out by RULES.md:
 
-* The maximum DPD counts only bills that count (overdue.counts_for_dpd): bills moved
+* The maximum DPD counts only bills that count (past due, principal unpaid): bills moved
   into a restructuring plan do not.
 * Measures follow the *current* maximum DPD: when a payment clears the oldest bill and
   the maximum DPD falls (say from 40 to 10), the freeze lifts at once, like a cure

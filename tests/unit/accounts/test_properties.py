@@ -27,10 +27,9 @@ from services.accounts.domain.ledger import (
 )
 from services.accounts.domain.overdue import (
     BillState,
-    bill_after_close,
-    close_bill_for_day,
     overdue_charge_cap,
 )
+from tests.support.close_oracle import bill_after_close, close_bill_for_day
 from shared.rules import OverdueRules
 
 RULES = OverdueRules()

@@ -39,7 +39,8 @@ from services.accounts.domain.lock_ladder import (
     effective_credit_limit,
     lock_ladder,
 )
-from services.accounts.domain.overdue import BillDayResult, BillState, bill_after_close, close_bill_for_day
+from services.accounts.domain.overdue import BillState
+from tests.support.close_oracle import BillDayResult, bill_after_close, close_bill_for_day
 from shared.rules import ProductRules
 
 D = Decimal
