@@ -36,6 +36,10 @@ or ``plan.adjustment.rejected`` for an adjustment. One refusal is not kept:
 ``offer_unknown``, since the acceptance named an offer that is not (or not this
 account's) to decide, and keeping it would let one mistaken message refuse the offer's
 real owner later.
+
+Its length: the three requests are one conversation with the customer (offers, the
+acceptance of one, an adjustment of the plan it made) and share the answer book, the
+account view and the offer rows; each handler stays next to the helpers only it calls.
 """
 
 from __future__ import annotations
