@@ -19,6 +19,7 @@ from sqlalchemy import BigInteger, Engine, Integer, MetaData, Table, any_, bindp
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.util import identity_key
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 # Autoincrementing 64-bit keys: SQLite only autoincrements an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -149,7 +150,7 @@ def _scalar_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     return {
         column.name: column.default.arg
         for column in table.columns
-        if column.name not in row and column.default is not None and column.default.is_scalar
+        if column.name not in row and isinstance(column.default, ScalarElementColumnDefault)
     }
 
 
