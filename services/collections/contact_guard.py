@@ -90,7 +90,7 @@ def prepare_run(ctx: JobContext, contact_ids: list[int], now: datetime) -> list[
                 contact.status == "sending"
                 and contact.attempted_at is not None
                 and aware(contact.attempted_at) > now - IN_FLIGHT
-            ):  # type: ignore[operator]
+            ):
                 outcomes[contact_id] = "in_flight"
             else:
                 ready.append(contact)
@@ -199,7 +199,7 @@ def _missed(contact: ContactAttempt, ctx: JobContext) -> bool:
     strategy, _ = strategy_and_templates(ctx.rules.collections)
     return contact.template != strategy.bureau_notice_template and aware(contact.planned_for) < at_local(
         ctx.business_date, "00:00"
-    )  # type: ignore[operator]
+    )
 
 
 def _message_for(

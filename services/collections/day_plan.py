@@ -158,7 +158,7 @@ def create_task(
             account_id=case.account_id,
             kind=kind,
             stage=action.stage.value,
-            due_by=due_by,  # type: ignore[arg-type]
+            due_by=due_by,
         ),
         case.account_id,
     )
