@@ -87,6 +87,7 @@ class Outbox:
             }
             for e in events
         ]
+        # COPY is PostgreSQL's alone; below the threshold (and on SQLite) one executemany INSERT
         if len(rows) >= COPY_THRESHOLD and is_postgres(session):
             self._copy(session, rows)
         elif rows:

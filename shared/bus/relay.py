@@ -124,6 +124,8 @@ class OutboxRelay:
         query = select(self.outbox).where(self.outbox.c.published_at.is_(None)).order_by(self.outbox.c.id).limit(limit)
         with transaction(self.engine) as session:
             if is_postgres(self.engine):
+                # PostgreSQL only: SQLite has no advisory locks and no row locks (it takes one
+                # writer at a time), so there the plain select is the whole query.
                 # The lock is taken by the select itself, one round trip instead of two (the
                 # relay polls all day): a scalar subquery PostgreSQL runs once, before the
                 # scan (an InitPlan gating it). Held by another relay: no rows; it (or the
