@@ -23,7 +23,7 @@ import click
 from baitiao import registry
 from baitiao.commands.errors import OperatorGroup, one_line
 from baitiao.commands.values import BUSINESS_DATE, LOCAL_TIME
-from shared.settings import SERVICES, Settings, get_settings
+from shared.settings import SERVICES, Settings, get_settings, service_name
 
 
 def _settings() -> Settings:
@@ -65,8 +65,8 @@ def db_upgrade(service: tuple[str, ...]) -> None:
     from shared.migrations import upgrade
 
     settings = _settings()
-    for name in service or SERVICES:
-        upgrade(registry.definition(name), settings.db_url(name))  # type: ignore[arg-type]
+    for name in tuple(service_name(s) for s in service) or SERVICES:
+        upgrade(registry.definition(name), settings.db_url(name))
         click.echo(f"{name}: at head")
 
 
@@ -102,12 +102,12 @@ def worker(service: str, concurrency: int, pool: str, loglevel: str) -> None:
 
     settings = _settings()
     settings.rules()  # a bad rules file fails here, in one line, not inside the worker's start
-    engine = engine_for(settings.db_url(service))  # type: ignore[arg-type]  # so does a bad database URL
+    engine = engine_for(settings.db_url(service_name(service)))  # so does a bad database URL
     with broker_for_command(settings, lifetime=True):  # the embedded broker lives at least as long as it does
         if settings.embedded:
             from shared.migrations import upgrade
 
-            upgrade(registry.definition(service), settings.db_url(service))  # type: ignore[arg-type]
+            upgrade(registry.definition(service), settings.db_url(service_name(service)))
         with engine.connect():
             pass  # and so does a database that does not answer
         app = registry.celery_app(service)

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from celery import Celery, bootsteps, signals
-from kombu import Connection
+from kombu.connection import Connection
 
 from shared import metrics
 from shared.bus import faults
@@ -213,9 +213,9 @@ def _on_worker_init(app: Celery) -> Any:
     processes one private metrics directory (shared/metrics.py, multiprocess mode)."""
 
     def init(sender: Any = None, **_: Any) -> None:
-        port = app.baitiao_settings.metrics_port
+        port, service = app.baitiao_settings.metrics_port, app.baitiao_service
         if port and getattr(sender, "app", None) is app:
-            metrics.use_private_directory(app.baitiao_service.name, port)
+            metrics.use_private_directory(service.name, port)
 
     return init
 

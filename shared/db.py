@@ -18,7 +18,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Engine, Integer, MetaData, Table, any_, bindparam, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm.util import identity_key
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 # Autoincrementing 64-bit keys: SQLite only autoincrements an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -45,7 +49,7 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -91,6 +95,13 @@ def transaction(engine: Engine) -> Iterator[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. Run through a Session its result is a
+    CursorResult, which ``Session.execute``'s types do not say."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def is_postgres(engine_or_session: Engine | Session) -> bool:
@@ -149,7 +160,7 @@ def _scalar_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     return {
         column.name: column.default.arg
         for column in table.columns
-        if column.name not in row and column.default is not None and column.default.is_scalar
+        if column.name not in row and isinstance(column.default, ScalarElementColumnDefault)
     }
 
 

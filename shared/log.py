@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -45,7 +46,7 @@ def _mask_value(key: str, value: Any) -> Any:
     return value
 
 
-def mask_personal_data(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def mask_personal_data(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: mask every personal field before rendering."""
     return {
         key: _mask_value(key, value) if (key in _PERSONAL_KEYS or isinstance(value, str)) else value

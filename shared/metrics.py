@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
 
     EVENTS_HANDLED: Counter
@@ -147,8 +148,9 @@ class _ProcessFiles:
 
         self._files = MultiProcessCollector(None, path)
 
-    def collect(self) -> Iterable[Any]:
-        return self._files.collect()
+    def collect(self) -> Iterable[Metric]:
+        merged: Iterable[Metric] = self._files.collect()
+        return merged
 
     def describe(self) -> Iterable[Any]:
         for metric in _defined().values():

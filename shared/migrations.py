@@ -54,7 +54,9 @@ def run_env() -> None:
 
     config = context.config
     metadata = config.attributes["target_metadata"]
-    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    url: str | None = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL to migrate (alembic_config gives the service's)")
     engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(

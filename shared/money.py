@@ -51,7 +51,8 @@ def parse_amount(text: str | int | Decimal) -> Decimal:
         raise MoneyError(f"{text!r} is not a decimal amount") from exc
     if not value.is_finite():
         raise MoneyError(f"{text!r} is not a finite amount")
-    if value.as_tuple().exponent < -2 and value != value.quantize(FEN):  # type: ignore[operator]
+    exponent = value.as_tuple().exponent  # an int: the value is finite
+    if isinstance(exponent, int) and exponent < -2 and value != value.quantize(FEN):
         raise MoneyError(f"{text!r} has more than two decimals")
     return value.quantize(FEN)
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, MetaData
 
 from shared.bus.handling import BatchHandler, BusTables, Handler
+from shared.settings import ServiceName
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class JobSpec:
 
 @dataclass
 class ServiceDefinition:
-    name: str
+    name: ServiceName
     metadata: MetaData
     bus: BusTables
     handlers: dict[str, Handler | BatchHandler]

@@ -36,6 +36,12 @@ from shared.rules import ProductRules, load_rules
 
 ServiceName = Literal["accounts", "collections", "restructuring"]
 SERVICES: tuple[ServiceName, ...] = ("accounts", "collections", "restructuring")
+_SERVICE_NAMES: dict[str, ServiceName] = {name: name for name in SERVICES}
+
+
+def service_name(name: str) -> ServiceName:
+    """``name`` (a command line's choice, say) as a service's name; KeyError for any other."""
+    return _SERVICE_NAMES[name]
 
 
 class ConfigurationError(ValueError):

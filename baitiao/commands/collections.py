@@ -2,6 +2,9 @@
 
 Reads the collections database only (get_settings().db_url("collections")). Names and
 phones are shown masked, as everywhere outside the SMS gateway.
+
+Its length: one command group, each of its three reports (worklist, history, KPIs) next to
+the queries that feed it; they share the group's engine, the masking and the JSON output.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ The business date defaults to today in Asia/Shanghai (``--date`` to choose one).
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -17,10 +18,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from baitiao.commands.values import AMOUNT, BUSINESS_DATE
 from services.restructuring import store
-from services.restructuring.models import Plan
+from services.restructuring.models import Plan, PlanInstallment
 from shared.clock import business_date, default_clock
 from shared.db import engine_for, transaction
 from shared.money import from_fen, wire
@@ -31,7 +33,7 @@ def _day(value: date | None) -> date:
     return value or business_date(default_clock.now())
 
 
-def _session():  # type: ignore[no-untyped-def]
+def _session() -> AbstractContextManager[Session]:
     return transaction(engine_for(get_settings().db_url("restructuring")))
 
 
@@ -160,7 +162,7 @@ def show(plan_id: str, day: date | None, as_json: bool) -> None:
     console.print(table)
 
 
-def _plan_json(row: Plan, installments: list, as_of: date) -> dict[str, Any]:  # type: ignore[type-arg]
+def _plan_json(row: Plan, installments: list[PlanInstallment], as_of: date) -> dict[str, Any]:
     lines = []
     for i in installments:
         paid_fen = i.paid_principal_fen + i.paid_fee_fen

@@ -6,6 +6,9 @@ breaks a promise to pay). Every decision comes from a random stream keyed by
 (seed, account, what is being decided) and from the content of the events the
 customer saw (bills, delinquency snapshots, offers, call tasks), never from timing
 or arrival order, so the same seed gives the same portfolio story twice.
+
+Its length: one portfolio of customers, whose reactions to every event type read and
+write the same per-account state and draw from the same keyed streams.
 """
 
 from __future__ import annotations

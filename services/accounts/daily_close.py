@@ -113,7 +113,7 @@ def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int) -> N
     at a time: nothing commits in between there.) A deadlock with a consumer batch, which
     locks accounts run by run, costs one side a retry: the consumer retries its batch, the
     job its slice (``shared/jobs.py``, ``run_slice``)."""
-    if not is_postgres(session):
+    if not is_postgres(session):  # SQLite renders no FOR UPDATE: the select would only cost a query
         return
     to_charge = select(bills.c.account_pk).where(_eligible(day, lo, hi))
     session.execute(

@@ -71,7 +71,7 @@ def _answer(account: Account | None, known_amount_fen: int | None, event: p.Purc
             new=False,
         )
     decision = purchase_decision(
-        borrowing_status(account) if account else None,  # type: ignore[arg-type]
+        borrowing_status(account) if account else None,
         available(account) if account else from_fen(0),
         event.amount,
     )
@@ -82,7 +82,7 @@ def _answer(account: Account | None, known_amount_fen: int | None, event: p.Purc
                 purchase_id=event.purchase_id,
                 account_id=event.account_id,
                 amount=event.amount,
-                reason=decision.reason,  # type: ignore[arg-type]
+                reason=decision.reason,
             ),
             new=False,
         )

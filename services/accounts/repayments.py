@@ -11,6 +11,10 @@ A payment id is applied once. Sent again under a new event id (a gateway's retry
 gets its first answer again (``repayment.applied`` or ``repayment.rejected``, the same
 payload, kept in ``command_answers``) and changes nothing; so does a retry in the same
 run as its original.
+
+Its length: taking the dues back to P, allocating, reversing later closes and relocking
+are one application of a payment in one transaction; the run handler and the credit
+balance of a new statement (``apply_credit_balance``) both apply money through it whole.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from services.accounts.domain.billing import available_limit
+from services.accounts.domain.billing import AccountStatus, available_limit
 from services.accounts.domain.lock_ladder import LadderState, account_status_for, available_frozen
 from services.accounts.models import Account
 from shared.money import from_fen
@@ -29,7 +29,7 @@ def measures(account: Account) -> tuple[str, ...]:
     return ladder_state(account).measures
 
 
-def borrowing_status(account: Account) -> str:
+def borrowing_status(account: Account) -> AccountStatus:
     return account_status_for(measures(account))
 
 

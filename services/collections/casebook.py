@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -59,6 +59,10 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
+@overload
+def aware(moment: datetime) -> datetime: ...
+@overload
+def aware(moment: datetime | None) -> datetime | None: ...
 def aware(moment: datetime | None) -> datetime | None:
     """A stored instant back as an aware datetime (SQLite hands back naive UTC)."""
     if moment is None:
@@ -572,7 +576,8 @@ def contact_history(session: Session, account_id: str, *, exclude_id: int | None
     sms: list[datetime] = []
     calls: list[datetime] = []
     for channel, moment in session.execute(query).all():
-        (sms if channel == "sms" else calls).append(aware(moment))  # type: ignore[arg-type]
+        assert moment is not None  # the query keeps attempted contacts only
+        (sms if channel == "sms" else calls).append(aware(moment))
     return ContactHistoryView(sms_sent_at=tuple(sms), call_attempts_at=tuple(calls))
 
 
@@ -597,7 +602,8 @@ def contact_histories(session: Session, account_ids: Collection[str]) -> dict[st
         .order_by(ContactAttempt.account_id, ContactAttempt.id)
     )
     for account_id, contact_id, channel, moment in session.execute(query).all():
-        rows.setdefault(account_id, []).append((contact_id, channel, aware(moment)))  # type: ignore[arg-type]
+        assert moment is not None  # the query keeps attempted contacts only
+        rows.setdefault(account_id, []).append((contact_id, channel, aware(moment)))
     return rows
 
 

@@ -36,13 +36,17 @@ or ``plan.adjustment.rejected`` for an adjustment. One refusal is not kept:
 ``offer_unknown``, since the acceptance named an offer that is not (or not this
 account's) to decide, and keeping it would let one mistaken message refuse the offer's
 real owner later.
+
+Its length: the three requests are one conversation with the customer (offers, the
+acceptance of one, an adjustment of the plan it made) and share the answer book, the
+account view and the offer rows; each handler stays next to the helpers only it calls.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -50,7 +54,9 @@ from sqlalchemy import select, update
 from services.restructuring import store
 from services.restructuring.domain import (
     PLAN_ALREADY_ACTIVE,
+    AdjustmentAccepted,
     AdjustmentRejected,
+    Offer,
     build_schedule,
     extend,
     lower_payment,
@@ -219,7 +225,9 @@ def plan_offers_requested(ctx: HandlerContext, event: p.PlanOffersRequested) -> 
     )
 
 
-def _save_offer(ctx: HandlerContext, request_id: str, quote: store.Quote, offer, offered_at, expires_at) -> p.Offer:  # type: ignore[no-untyped-def]
+def _save_offer(
+    ctx: HandlerContext, request_id: str, quote: store.Quote, offer: Offer, offered_at: datetime, expires_at: datetime
+) -> p.Offer:
     offer_id = derived_id("off", quote.account_id, request_id, str(offer.term), offer.method)
     assert quote.assessment is not None
     ctx.session.add(
@@ -305,7 +313,7 @@ def _activate(ctx: HandlerContext, offer: OfferRow, event: p.PlanOfferAccepted) 
     start = business_date(event.accepted_at)
     rate = Decimal(offer.monthly_fee_rate)
     principal = from_fen(offer.principal_fen)
-    schedule = build_schedule(offer.method, principal, offer.term, rate, start)  # type: ignore[arg-type]
+    schedule = build_schedule(offer.method, principal, offer.term, rate, start)
     bill_ids: list[str] = json.loads(offer.bill_ids)
     plan = Plan(
         plan_id=derived_id("plan", offer.offer_id),
@@ -428,7 +436,9 @@ def _reject_adjustment(ctx: HandlerContext, record: Adjustment, reason: str) -> 
     )
 
 
-def _replace_periods(ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment], decision) -> None:  # type: ignore[no-untyped-def]
+def _replace_periods(
+    ctx: HandlerContext, plan: Plan, rows: list[PlanInstallment], decision: AdjustmentAccepted
+) -> None:
     """Drop the re-scheduled periods and write the new ones (with the money carried over)."""
     first = decision.rescheduled.first_period
     for row in rows:

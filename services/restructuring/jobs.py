@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timezone
+from typing import Any
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
@@ -40,7 +41,7 @@ from services.restructuring.models import (
 )
 from shared.bus.outbox import PendingEvent, payload_json
 from shared.clock import at_local
-from shared.db import transaction
+from shared.db import rows_changed, transaction
 from shared.events import payloads as p
 from shared.job_runs import JobLease, done_on
 from shared.jobs import JobContext, JobResult
@@ -77,14 +78,14 @@ def plan_monitor(ctx: JobContext) -> JobResult:
     return JobResult(_summary(state), more=True, state=state)
 
 
-def _finish(ctx: JobContext, day: date, state: dict) -> JobResult:  # type: ignore[type-arg]
+def _finish(ctx: JobContext, day: date, state: dict[str, Any]) -> JobResult:
     summary = _summary(state)
     with transaction(ctx.engine) as session:
         JobLease(JobRun, JOB, state["run"]).finish(session, day, summary, ctx.clock.now())
     return JobResult(summary)
 
 
-def _summary(state: dict) -> dict:  # type: ignore[type-arg]
+def _summary(state: dict[str, Any]) -> dict[str, Any]:
     """The run's figures; plan-monitor runs its one business date (it does not catch up:
     the default rule reads each installment's DPD on the day it runs), listed as the
     other jobs list the dates they ran."""
@@ -98,7 +99,7 @@ def _expire_offers(ctx: JobContext, day: date) -> int:
         result = session.execute(
             update(OfferRow).where(OfferRow.status == "offered", OfferRow.expires_at <= cutoff).values(status="expired")
         )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return rows_changed(result)
 
 
 def _due_plans(session: Session, day: date, after_pk: int) -> list[int]:

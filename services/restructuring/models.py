@@ -22,6 +22,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.restructuring.domain.schedule import Method
 from shared.bus.answers import add_answers_table
 from shared.bus.handling import BusTables
 from shared.bus.tables import add_bus_tables
@@ -137,7 +138,7 @@ class OfferRow(Base):
     account_id: Mapped[str] = mapped_column(String(64), index=True)
     grade: Mapped[str] = mapped_column(String(1))
     term: Mapped[int] = mapped_column(Integer)
-    method: Mapped[str] = mapped_column(String(24))
+    method: Mapped[Method] = mapped_column(String(24))
     monthly_fee_rate: Mapped[str] = mapped_column(String(16))  # decimal string
     principal_fen: Mapped[int] = mapped_column(Fen)
     total_fee_fen: Mapped[int] = mapped_column(Fen)
@@ -161,7 +162,7 @@ class Plan(Base):
     offer_id: Mapped[str] = mapped_column(String(64), unique=True)
     account_id: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16))  # active | completed | defaulted
-    method: Mapped[str] = mapped_column(String(24))
+    method: Mapped[Method] = mapped_column(String(24))
     monthly_fee_rate: Mapped[str] = mapped_column(String(16))
     principal_fen: Mapped[int] = mapped_column(Fen)
     term: Mapped[int] = mapped_column(Integer)  # current number of periods (after adjustment)

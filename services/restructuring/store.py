@@ -229,7 +229,7 @@ def plan_schedule(plan: Plan, rows: Sequence[PlanInstallment]) -> Schedule:
     """The plan's whole current schedule as the domain sees it."""
     periods = tuple(Installment(r.period, r.due_date, from_fen(r.principal_fen), from_fen(r.fee_fen)) for r in rows)
     return Schedule(
-        plan.method,  # type: ignore[arg-type]
+        plan.method,
         sum((i.principal for i in periods), ZERO),
         Decimal(plan.monthly_fee_rate),
         plan.start_date,

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kombu import Connection, Producer
+from kombu.connection import Connection
+from kombu.messaging import Producer
 from sqlalchemy import Engine, Table, func, select, update
 from sqlalchemy.orm import Session
 

@@ -87,6 +87,7 @@ class Outbox:
             }
             for e in events
         ]
+        # COPY is PostgreSQL's alone; below the threshold (and on SQLite) one executemany INSERT
         if len(rows) >= COPY_THRESHOLD and is_postgres(session):
             self._copy(session, rows)
         elif rows:
@@ -95,9 +96,12 @@ class Outbox:
 
     def _copy(self, session: Session, rows: list[dict[str, Any]]) -> None:
         """PostgreSQL's COPY: the nightly flood of events in one stream (several times an INSERT's speed)."""
+        import psycopg
+
         columns = list(rows[0])
         dbapi = session.connection().connection.dbapi_connection
-        with dbapi.cursor() as cursor:  # type: ignore[union-attr]
+        assert isinstance(dbapi, psycopg.Connection)  # COPY is only taken on PostgreSQL
+        with dbapi.cursor() as cursor:
             with cursor.copy(f"COPY {self.table.name} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row([row[c] for c in columns])

@@ -13,11 +13,12 @@ republish with the same event_id, never a loss.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timezone
 from typing import Any
 
-from kombu import Connection, Producer
+from kombu.connection import Connection
+from kombu.messaging import Producer
 from sqlalchemy import BigInteger, Engine, Table, func, literal, select, update
 
 from shared.bus.kombu_redis import bindings_read_once
@@ -123,6 +124,8 @@ class OutboxRelay:
         query = select(self.outbox).where(self.outbox.c.published_at.is_(None)).order_by(self.outbox.c.id).limit(limit)
         with transaction(self.engine) as session:
             if is_postgres(self.engine):
+                # PostgreSQL only: SQLite has no advisory locks and no row locks (it takes one
+                # writer at a time), so there the plain select is the whole query.
                 # The lock is taken by the select itself, one round trip instead of two (the
                 # relay polls all day): a scalar subquery PostgreSQL runs once, before the
                 # scan (an InitPlan gating it). Held by another relay: no rows; it (or the
@@ -143,7 +146,7 @@ class OutboxRelay:
         metrics.OUTBOX_PUBLISHED.labels(self.producer_name).inc(len(rows))
         return len(rows)
 
-    def publish(self, producer: Producer, rows: list[Any]) -> None:
+    def publish(self, producer: Producer, rows: Sequence[Any]) -> None:
         """Put the rows' envelopes on the bus, routed by type, in one Redis pipeline."""
         publish_envelopes(producer, ((row.type, envelope_json(row, self.producer_name)) for row in rows))
 

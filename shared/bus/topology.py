@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from kombu import Connection, Exchange, Queue, binding
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue, binding
 
 EXCHANGE_NAME = "baitiao.events"
 EVENTS_EXCHANGE = Exchange(EXCHANGE_NAME, type="topic", durable=True)

@@ -22,7 +22,8 @@ import threading
 import time
 from typing import Any
 
-from kombu import Connection, Consumer
+from kombu.connection import Connection
+from kombu.messaging import Consumer
 from kombu.message import Message
 from sqlalchemy import Engine, Table, insert
 

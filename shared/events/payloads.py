@@ -116,7 +116,7 @@ class Answer(Payload):
 
     @model_serializer(mode="wrap")
     def _errors_only_when_refused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = handler(self)
+        data: dict[str, Any] = handler(self)
         if not data.get("errors"):
             data.pop("errors", None)
         return data

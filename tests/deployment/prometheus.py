@@ -20,13 +20,15 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -92,18 +94,19 @@ class Prometheus:
     def targets(self) -> list[dict[str, Any]]:
         return list(self.api("targets")["activeTargets"])
 
-    def wait_until(self, what: str, check: Any, timeout: float = 60.0) -> Any:
+    def wait_until(self, what: str, check: Callable[[], T], timeout: float = 60.0) -> T:
         deadline = time.monotonic() + timeout
-        last: Any = None
+        last: T | OSError | None = None
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"prometheus exited: {self.log.read_text()[-2000:]}"
             try:
-                last = check()
+                result = check()
             except OSError as exc:  # not listening yet
                 last = exc
             else:
-                if last:
-                    return last
+                if result:
+                    return result
+                last = result
             time.sleep(0.5)
         raise AssertionError(f"{what} not within {timeout}s; last: {last}")
 
@@ -112,7 +115,7 @@ class Prometheus:
             targets = self.targets()
             return targets if len(targets) == count and all(t["health"] == "up" for t in targets) else []
 
-        return self.wait_until(f"{count} targets up", all_up, timeout)  # type: ignore[no-any-return]
+        return self.wait_until(f"{count} targets up", all_up, timeout)
 
 
 @contextmanager

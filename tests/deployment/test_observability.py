@@ -12,6 +12,7 @@ import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,7 +101,9 @@ def observed(
         outside.close()
 
 
-def test_every_dashboard_query_returns_data_from_the_running_workers(observed) -> None:  # type: ignore[no-untyped-def]
+def test_every_dashboard_query_returns_data_from_the_running_workers(
+    observed: tuple[ObservedWorkers, OutsideSystem, Prometheus],
+) -> None:
     workers, outside, prometheus = observed
     targets = prometheus.wait_targets_up(len(SERVICES))
     assert {t["labels"]["job"] for t in targets} == {"baitiao-workers"}
@@ -122,7 +125,7 @@ def test_every_dashboard_query_returns_data_from_the_running_workers(observed) -
         done = run_cli(["jobs", "run", job, "--date", day, "--timeout", "120"], workers.env, timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr
 
-    def has_data(expr: str) -> list[dict]:  # type: ignore[type-arg]
+    def has_data(expr: str) -> list[dict[str, Any]]:
         return prometheus.query(expr)
 
     for title, expr in dashboard_queries():
@@ -161,12 +164,14 @@ def test_every_dashboard_query_returns_data_from_the_running_workers(observed) -
     assert 0 <= float(heartbeat_age[0]["value"][1]) < 10
 
 
-def test_the_rules_evaluate_against_the_live_series(observed) -> None:  # type: ignore[no-untyped-def]
+def test_the_rules_evaluate_against_the_live_series(
+    observed: tuple[ObservedWorkers, OutsideSystem, Prometheus],
+) -> None:
     """Every rule evaluates without error on the workers' series, and the dead letters of the
     test above make the dead-letter alert pending (its 1-minute hold not yet over) or firing."""
     _, _, prometheus = observed
 
-    def evaluated() -> list[dict]:  # type: ignore[type-arg]
+    def evaluated() -> list[dict[str, Any]]:
         rules = [rule for group in prometheus.api("rules")["groups"] for rule in group["rules"]]
         return rules if rules and all(rule.get("lastEvaluation", "").startswith("20") for rule in rules) else []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
+from typing import Any
 
 import pytest
 import redis
@@ -37,7 +38,7 @@ def broker(quiet_redis_db: int) -> Iterator[redis.Redis]:
 
 def scrape(gauges: ServiceGauges) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     registry = CollectorRegistry()
-    registry.register(gauges)  # type: ignore[arg-type]
+    registry.register(gauges)
     found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:
@@ -124,20 +125,25 @@ def test_the_outbox_lag_is_how_long_the_same_row_has_been_the_oldest(engine: Eng
 
 
 def test_a_scrape_costs_one_statement_and_one_round_trip_and_repeats_are_cached(
-    engine: Engine, broker: redis.Redis
+    engine: Engine, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     round_trips: list[object] = []
     original = broker.pipeline
 
-    def counted_pipeline(*args: object, **kwargs: object) -> object:
-        pipe = original(*args, **kwargs)  # type: ignore[arg-type]
+    def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = original(*args, **kwargs)
         execute = pipe.execute
-        pipe.execute = lambda *a, **k: (round_trips.append(1), execute(*a, **k))[1]  # type: ignore[method-assign]
+
+        def counted_execute(*a: Any, **k: Any) -> Any:
+            round_trips.append(1)
+            return execute(*a, **k)
+
+        monkeypatch.setattr(pipe, "execute", counted_execute)
         return pipe
 
-    broker.pipeline = counted_pipeline  # type: ignore[method-assign]
+    monkeypatch.setattr(broker, "pipeline", counted_pipeline)
     gauges = ServiceGauges(
         "restructuring", engine, BUS.outbox, BUS.dead_letters, JobRun.__table__, broker, refresh_s=60
     )

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.customers import credit_line, new_id
-from tests.support.system import run_cli
+from tests.support.system import OutsideSystem, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,7 @@ def _by(key: str, value: Any):
     return lambda payload: payload.get(key) == value
 
 
-def _overdue(out, account: str) -> str:  # type: ignore[no-untyped-def]
+def _overdue(out: OutsideSystem, account: str) -> str:
     """As accounts would report it: one 2,970.00 bill due 03-10 with a 30.00 late fee, DPD 10."""
     bill = new_id("bill")
     out.publish("credit.line.granted", credit_line(account, opened_on="2023-01-01", income="20000.00"), account)
@@ -83,7 +83,7 @@ def _overdue(out, account: str) -> str:  # type: ignore[no-untyped-def]
     return bill
 
 
-def _activate(out, account: str, term: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _activate(out: OutsideSystem, account: str, term: int) -> dict[str, Any]:
     bill = _overdue(out, account)
     request = new_id("req")
     out.pump(1.0)  # let the snapshot land before asking
@@ -106,7 +106,7 @@ def _activate(out, account: str, term: int) -> dict[str, Any]:  # type: ignore[n
     return activated
 
 
-def _pay(out, account: str, plan_id: str, amount: str, when: str) -> None:  # type: ignore[no-untyped-def]
+def _pay(out: OutsideSystem, account: str, plan_id: str, amount: str, when: str) -> None:
     out.publish(
         "repayment.applied",
         {

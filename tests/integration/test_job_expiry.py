@@ -54,7 +54,7 @@ def job(redis_db: int, tmp_path: Path) -> Iterator[tuple[Celery, FourSlices, str
     app.conf.task_default_queue = "accounts.jobs"
     app.baitiao_settings = Settings(
         broker_url=url,
-        data_dir=tmp_path,  # type: ignore[attr-defined]
+        data_dir=tmp_path,
         accounts_db_url=f"sqlite:///{tmp_path / 'accounts.db'}",
     )
     tables = add_bus_tables(MetaData())

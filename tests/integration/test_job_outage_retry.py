@@ -40,7 +40,7 @@ def test_a_slice_outlasting_its_wait_is_retried_by_its_task_until_it_succeeds(
     app.conf.task_default_queue = jobs_queue_name("accounts")
     app.baitiao_settings = Settings(
         broker_url=url,
-        data_dir=tmp_path,  # type: ignore[attr-defined]
+        data_dir=tmp_path,
         accounts_db_url=f"sqlite:///{tmp_path}/accounts.db",
     )
     away = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")

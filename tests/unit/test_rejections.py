@@ -93,7 +93,7 @@ def test_the_answer_echoes_only_what_passed_and_never_a_value() -> None:
         "amount": None,
         "reason": "invalid_payload",
         "errors": [{"loc": "amount", "msg": reply["errors"][0]["msg"]}],
-    }  # type: ignore[index]
+    }
 
     secret = {**GRANT, "identity_hash": "sh0rt", "monthly_income": "8000.001", "phone": "1"}
     refused = _refused("credit.line.granted", secret)

@@ -29,7 +29,7 @@ def _ctx(state: dict[str, Any]) -> JobContext:
         clock=None,
         settings=None,
         state=dict(state),
-    )  # type: ignore[arg-type]
+    )
 
 
 def _refused() -> OperationalError:

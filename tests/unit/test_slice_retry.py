@@ -30,7 +30,7 @@ def _ctx(state: dict[str, Any]) -> JobContext:
         clock=None,
         settings=None,
         state=dict(state),
-    )  # type: ignore[arg-type]
+    )
 
 
 def _failing_once(sqlstate: str) -> tuple[Any, list[dict[str, Any]]]:

@@ -22,7 +22,7 @@ def _wrapped(
     orig: BaseException, cls: type[sa.DBAPIError] = sa.OperationalError, invalidated: bool = False
 ) -> sa.DBAPIError:
     """What SQLAlchemy raises for a driver's error."""
-    return cls("SELECT 1", {}, orig, connection_invalidated=invalidated)  # type: ignore[arg-type]
+    return cls("SELECT 1", {}, orig, connection_invalidated=invalidated)
 
 
 TRANSIENT = {

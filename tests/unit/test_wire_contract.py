@@ -113,6 +113,6 @@ def test_rounding_is_half_up_to_the_fen_and_floats_are_refused() -> None:
     assert round_fen(Decimal("0.005")) == Decimal("0.01")
     assert round_fen(Decimal("0.2575")) == Decimal("0.26")
     with pytest.raises(MoneyError):
-        parse_amount(1.5)  # type: ignore[arg-type]
+        parse_amount(1.5)  # type: ignore[arg-type]  # a float on the wire, which must be refused
     with pytest.raises(MoneyError):
         to_fen(Decimal("0.001"))

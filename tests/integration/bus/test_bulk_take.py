@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
+from kombu.transport.virtual import Channel
 
 from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, sweep_expired, unacked_keys
 from shared.bus.relay import publish_envelopes
@@ -38,8 +39,8 @@ def _publish(url: str, queue: Queue, n: int) -> None:
             producer.publish({"n": i}, routing_key=f"event.{i % 3}")
 
 
-def _channel(conn: Connection, queue: Queue):  # type: ignore[no-untyped-def]
-    channel = conn.channel()
+def _channel(conn: Connection, queue: Queue) -> Channel:
+    channel: Channel = conn.channel()
     queue(channel).declare()
     return channel
 
@@ -121,7 +122,9 @@ def _publish_one(url: str, routing_key: str, body: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize("send", [_relay_one, _publish_one], ids=["relayed", "published-by-kombu"])
-def test_each_services_copy_of_one_event_is_held_and_restored_on_its_own(broker: str, send) -> None:  # type: ignore[no-untyped-def]
+def test_each_services_copy_of_one_event_is_held_and_restored_on_its_own(
+    broker: str, send: Callable[[str, str, dict[str, int]], None]
+) -> None:
     """One event bound to two services' queues. The first service acking its copy must
     leave the other's copy held while that one is applied (with one unacked hash for the
     bus, the shared delivery tag made that ack delete both entries: a crash then lost the

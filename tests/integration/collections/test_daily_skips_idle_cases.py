@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, or_, select, update
 
-from services.collections import jobs
+from services.collections import daily_strategy, jobs
 from services.collections.domain import load_strategy
 from services.collections.models import BUS, Bill, CollectionCase, PromiseToPay
 from shared.bus.outbox import Outbox
@@ -107,7 +107,7 @@ def _promises(engine: Engine) -> None:
 
 def _run_days(engine: Engine, tmp: Path, condition: Any, monkeypatch: pytest.MonkeyPatch) -> int:
     """collections-daily for every day of the run; returns how many cases it read in all."""
-    monkeypatch.setattr(jobs, "_something_to_do", condition)
+    monkeypatch.setattr(daily_strategy, "_something_to_do", condition)
     clock, read = FixedClock(), 0
     for n in range((LAST - FIRST).days + 1):
         day = FIRST + timedelta(days=n)
@@ -152,7 +152,7 @@ def test_skipping_idle_cases_leaves_the_same_rows_and_events(
     every = COLLECTIONS.prepared(databases, HANDLERS, setup)
     filtered = COLLECTIONS.prepared(databases, HANDLERS, setup)
     read_every = _run_days(every, tmp_path, _every_collectable_case, monkeypatch)
-    read_filtered = _run_days(filtered, tmp_path, jobs._something_to_do, monkeypatch)
+    read_filtered = _run_days(filtered, tmp_path, daily_strategy._something_to_do, monkeypatch)
 
     expected, found = _job_state(every), _job_state(filtered)
     assert found == expected, _differences(found, expected)

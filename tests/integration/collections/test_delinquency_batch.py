@@ -330,6 +330,8 @@ def test_objects_already_in_the_session_see_what_the_run_wrote(engine: Any) -> N
         ):
             envelope, payload = read_event(delivery.body)
             run.append((HandlerContext(session, envelope, Outbox(BUS.outbox), rules, clock), payload))
-        HANDLERS["account.delinquency.updated"].fn(run)  # type: ignore[union-attr]
+        handler = HANDLERS["account.delinquency.updated"]
+        assert isinstance(handler, BatchHandler)
+        handler.fn(run)
         assert (case.max_dpd, case.delinquency_seq, case.total_overdue_fen) == (4, 2, 60300)
         assert (held_bill.dpd, held_bill.unpaid_fen, held_bill.state_seq) == (4, 60000, 2)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from services.collections import jobs
+from services.collections import contact_dispatch, jobs
 from services.collections.casebook import utc
 from services.collections.registry import HANDLERS
 from services.collections.models import BUS, ContactAttempt
@@ -205,7 +205,7 @@ def test_the_dispatcher_fans_out_only_when_enough_contacts_are_due(
             settings=Settings(data_dir=tmp_path, sms_file_path=tmp_path / "sms.jsonl"),
         )
 
-    monkeypatch.setattr(jobs, "FAN_OUT_FROM_CONTACTS", 1)
+    monkeypatch.setattr(contact_dispatch, "FAN_OUT_FROM_CONTACTS", 1)
     assert not jobs.dispatch_worth_fanning_out(ctx("contact-dispatch"))  # nothing queued yet
     _chain(jobs.collections_daily, ctx("collections-daily"))
     with engine.connect() as conn:
@@ -220,5 +220,5 @@ def test_the_dispatcher_fans_out_only_when_enough_contacts_are_due(
         )
     assert due >= 2
     for threshold, fans_out in ((due, True), (due + 1, False)):
-        monkeypatch.setattr(jobs, "FAN_OUT_FROM_CONTACTS", threshold)
+        monkeypatch.setattr(contact_dispatch, "FAN_OUT_FROM_CONTACTS", threshold)
         assert jobs.dispatch_worth_fanning_out(ctx("contact-dispatch")) is fans_out, threshold

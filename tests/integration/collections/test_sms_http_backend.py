@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from services.collections.models import ContactAttempt, SmsMessage
-from services.collections.sms_gateway import HttpGateway, gateway_from_settings
+from services.collections.sms_gateway import GatewayReceipt, HttpGateway, OutgoingSms, gateway_from_settings
 from shared.db import transaction
 from shared.settings import Settings
 
@@ -141,7 +141,7 @@ class CrashingGateway:
         self.inner = inner
         self.crashes = 1
 
-    def send(self, sms):  # type: ignore[no-untyped-def]
+    def send(self, sms: OutgoingSms) -> GatewayReceipt:
         receipt = self.inner.send(sms)
         if self.crashes:
             self.crashes -= 1

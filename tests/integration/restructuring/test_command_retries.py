@@ -4,6 +4,7 @@ original's answer (the same type and payload, caused by the retry) and changes n
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,7 +15,7 @@ from shared.events import new_envelope
 from tests.integration.restructuring.conftest import Restructuring, at
 
 
-def _batch(rs: Restructuring, commands: list[tuple[str, dict[str, Any]]], when) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def _batch(rs: Restructuring, commands: list[tuple[str, dict[str, Any]]], when: datetime) -> list[dict[str, Any]]:
     """Apply ``commands`` as one batch; returns their envelopes (each a new event id)."""
     rs.clock.set(when)
     envelopes = [

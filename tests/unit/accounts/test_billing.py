@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from services.accounts.domain.billing import (
+    AccountStatus,
     DECLINE_ACCOUNT_CLOSED,
     DECLINE_ACCOUNT_RESTRICTED,
     DECLINE_INSUFFICIENT_LIMIT,
@@ -89,8 +90,8 @@ def test_available_limit_never_below_zero_and_zero_when_frozen() -> None:
         ("open", "10.00", "10.00", None),
     ],
 )
-def test_purchase_decision(status: str | None, available: str, amount: str, reason: str | None) -> None:
-    decision = purchase_decision(status, D(available), D(amount))  # type: ignore[arg-type]
+def test_purchase_decision(status: AccountStatus | None, available: str, amount: str, reason: str | None) -> None:
+    decision = purchase_decision(status, D(available), D(amount))
     assert decision.reason == reason
     assert decision.approved is (reason is None)
     if decision.approved:

@@ -89,7 +89,7 @@ def test_limit_cut_to_half_and_restored_after_90_clean_days() -> None:
 
 
 def step(previous: LadderState, max_dpd: int, day: date, **kw: object):
-    return lock_ladder(previous, max_dpd=max_dpd, business_date=day, rules=RULES, **kw)  # type: ignore[arg-type]
+    return lock_ladder(previous, max_dpd=max_dpd, business_date=day, rules=RULES, **kw)  # type: ignore[arg-type]  # each test names the facts it sets
 
 
 def test_climb_then_cure_lifts_suspension_and_freeze_but_not_closure_or_cut() -> None:

@@ -61,9 +61,9 @@ def test_allocation_conserves_the_amount_and_never_overpays(
     for bill in bills:
         waived = sum((w.penalty_waived for w in allocation.waivers if w.bill_id == bill.bill_id), Decimal(0))
         for component in ("penalty_interest", "late_fee", "principal"):
-            paid = allocation.paid(bill.bill_id, component)  # type: ignore[arg-type]
+            paid = allocation.paid(bill.bill_id, component)
             extra = waived if component == "penalty_interest" else 0
-            assert paid + extra <= bill.owed(component)  # type: ignore[arg-type]
+            assert paid + extra <= bill.owed(component)
     assert allocation.paid("plan", "plan") <= plan
     owed = sum((b.total for b in bills), Decimal(0)) + plan
     if allocation.credit_balance > 0:  # a credit balance only once everything is paid

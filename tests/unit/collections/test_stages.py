@@ -60,4 +60,4 @@ def test_escalation_only_forward_and_not_for_a_new_case() -> None:
 
 def test_case_view_refuses_an_unknown_grade() -> None:
     with pytest.raises(ValueError, match="unknown risk grade"):
-        CaseView("acc-1", 5, "F")  # type: ignore[arg-type]
+        CaseView("acc-1", 5, "F")  # type: ignore[arg-type]  # the unknown grade under test

@@ -19,7 +19,7 @@ from services.collections.domain.strategy import (
     effective_grade,
     load_strategy,
 )
-from shared.rules import CollectionsRules
+from shared.rules import CollectionsRules, Grade
 
 DUE = date(2026, 3, 10)
 
@@ -34,9 +34,9 @@ def on(dpd: int) -> date:
     return DUE + timedelta(days=dpd)
 
 
-def simulate(strategy: Strategy, grade: str, dpds: range, **case_fields: object) -> dict[int, list[PlannedAction]]:
+def simulate(strategy: Strategy, grade: Grade, dpds: range, **case_fields: object) -> dict[int, list[PlannedAction]]:
     """Run the daily plan day after day, recording created tasks as the service would."""
-    case = CaseView("acc-1", dpds.start, grade, **case_fields)  # type: ignore[arg-type]
+    case = CaseView("acc-1", dpds.start, grade, **case_fields)  # type: ignore[arg-type]  # each test names the fields it sets
     plans: dict[int, list[PlannedAction]] = {}
     for dpd in dpds:
         case = replace(case, dpd=dpd)
@@ -105,8 +105,8 @@ def test_grace_sms_days_per_grade(strategy: Strategy, grade: str, expected: list
 
 
 @pytest.mark.parametrize("grade", ["A", "B", "C", "D", "E"])
-def test_first_grace_sms_is_the_bureau_notice_whatever_the_grade(strategy: Strategy, grade: str) -> None:
-    planned = actions_for_day(CaseView("acc-1", 1, grade), on(1), strategy)  # type: ignore[arg-type]
+def test_first_grace_sms_is_the_bureau_notice_whatever_the_grade(strategy: Strategy, grade: Grade) -> None:
+    planned = actions_for_day(CaseView("acc-1", 1, grade), on(1), strategy)
     assert [(a.kind, a.template) for a in planned] == [(ActionKind.SMS, "grace_first")]
 
 

@@ -18,7 +18,7 @@ from services.restructuring.domain.offers import (
     offer_expires_at,
     restructured_principal,
 )
-from shared.rules import RestructuringRules
+from shared.rules import RestructuringRules, Grade
 
 D = Decimal
 RULES = RestructuringRules()
@@ -38,8 +38,8 @@ TODAY = date(2026, 3, 15)
         (True, 120, False, "E", DPD_TOO_HIGH),
     ],
 )
-def test_eligibility(overdue: bool, dpd: int, active: bool, grade: str, reason: str | None) -> None:
-    assert check_eligibility(overdue, dpd, active, grade, RULES) == reason  # type: ignore[arg-type]
+def test_eligibility(overdue: bool, dpd: int, active: bool, grade: Grade, reason: str | None) -> None:
+    assert check_eligibility(overdue, dpd, active, grade, RULES) == reason
 
 
 def test_restructured_principal_takes_every_unpaid_amount() -> None:

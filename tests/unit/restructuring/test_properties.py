@@ -31,7 +31,7 @@ from services.restructuring.domain.schedule import (
     installment_due_dates,
 )
 from shared.money import round_fen
-from shared.rules import RestructuringRules
+from shared.rules import RestructuringRules, Grade
 
 # Set per test, not as a global profile: other modules' property tests keep their own settings.
 PROPERTY = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
@@ -99,12 +99,12 @@ def test_31_january_falls_due_at_the_end_of_february(year: int, n: int) -> None:
 @PROPERTY
 @given(money, grades, st.none() | money, dates, st.integers(min_value=500, max_value=3000))
 def test_every_offer_is_within_the_cap_and_affordable(
-    p: Decimal, grade: str, income: Decimal | None, start: date, cap_bp: int
+    p: Decimal, grade: Grade, income: Decimal | None, start: date, cap_bp: int
 ) -> None:
     rules = RULES.model_copy(
         update={"apr_cap": Decimal(cap_bp).scaleb(-4), "methods": ["equal_principal", "equal_installment"]}
     )
-    for offer in build_offers(p, grade, income, start, rules):  # type: ignore[arg-type]
+    for offer in build_offers(p, grade, income, start, rules):
         assert offer.apr <= rules.apr_cap
         assert income is None or offer.monthly_payment <= income * rules.affordability_ratio
         assert sum(i.principal for i in offer.schedule.periods) == p

@@ -31,7 +31,7 @@ def points(name: str, **overrides: object) -> int:
         card=CARD,
     )
     facts.update(overrides)
-    assessment = assess_risk(**facts)  # type: ignore[arg-type]
+    assessment = assess_risk(**facts)  # type: ignore[arg-type]  # each test overrides facts by name
     return next(f.points for f in assessment.factors if f.name == name)
 
 

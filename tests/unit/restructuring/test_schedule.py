@@ -126,4 +126,4 @@ def test_impossible_schedules_are_refused(principal: Decimal, term: int) -> None
 
 def test_unknown_method() -> None:
     with pytest.raises(ScheduleError):
-        build_schedule("balloon", D("100.00"), 3, D("0.006"), date(2026, 1, 1))  # type: ignore[arg-type]
+        build_schedule("balloon", D("100.00"), 3, D("0.006"), date(2026, 1, 1))  # type: ignore[arg-type]  # the unknown method under test
