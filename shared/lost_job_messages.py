@@ -62,7 +62,7 @@ def sweep_mutex_key(queue: str) -> str:
     return f"{SENT_KEY_PREFIX}{queue}:sweeping"
 
 
-class RecordingAMQP(AMQP):  # type: ignore[misc]  # celery ships no type hints
+class RecordingAMQP(AMQP):
     """Celery's AMQP with every job message put on record after its publish."""
 
     def _create_task_sender(self) -> Callable[..., Any]:
@@ -142,7 +142,7 @@ class LostJobWatch:
 
     def _sweep(self, now: float) -> list[str]:
         key = sent_key(self.queue)
-        records = {k.decode(): json.loads(v) for k, v in self.client.hgetall(key).items()}
+        records = {_text(k): json.loads(v) for k, v in self.client.hgetall(key).items()}
         if not records:
             return []
         done = self._done(records, now)
@@ -205,6 +205,10 @@ class LostJobWatch:
         self.stopping.set()
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def watches_for(app: Celery, channel: Any, queues: Iterable[str]) -> list[LostJobWatch]:
     """A watch per job queue this worker consumes, on the worker's Redis channel."""
     return [
@@ -214,7 +218,7 @@ def watches_for(app: Celery, channel: Any, queues: Iterable[str]) -> list[LostJo
     ]
 
 
-class LostJobWatchStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery ships no type hints
+class LostJobWatchStep(bootsteps.StartStopStep):
     """Runs the :class:`LostJobWatch` of the worker's job queues in its main process."""
 
     requires = ("celery.worker.components:Pool",)
