@@ -8,8 +8,11 @@ import os
 import socket
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
+from baitiao.simulation import charts
+from tests.support.report_checks import chart_problems, headline_problems
 from tests.support.system import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -37,3 +40,12 @@ def test_a_small_portfolio_on_the_embedded_default(tmp_path: Path) -> None:
     assert report["environment"]["backend"].startswith("embedded")
     assert report["invariants"] and all(report["invariants"].values()), report["invariants"]
     assert report["bills"]["issued_events"] > 0
+    # the report a newcomer sees: the headline agrees with report.json, every chart reads alone
+    assert headline_problems(report, out) == []
+    drawn = charts.figures(report)
+    try:
+        assert [p for name, fig in drawn.items() for p in chart_problems(name, fig)] == []
+    finally:
+        for fig in drawn.values():
+            plt.close(fig)
+    assert "Delinquency rate" in done.stdout
