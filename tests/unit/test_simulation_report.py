@@ -5,12 +5,15 @@ figures' own objects), and the headline agrees with report.json."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pytest
+from click.testing import CliRunner
 
+from baitiao.cli import main
 from baitiao.simulation import charts
 from baitiao.simulation.headline import headline
 from baitiao.simulation.report import write_report
@@ -74,6 +77,24 @@ def test_a_figure_the_run_cannot_know_is_zero_with_its_definition() -> None:
     figures = headline(report)["figures"]
     for key in ("waived", "written_off", "net_loss", "loss_rate"):
         assert float(figures[key]["value"]) == 0 and figures[key]["definition"]
+
+
+def test_baitiao_report_rebuilds_the_report_of_a_finished_run(tmp_path: Path) -> None:
+    shutil.copy(SMALL_RUN, tmp_path / "report.json")
+    done = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    for name in ("report.md", "report.html", "charts/money.png", "charts/vintages.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    rebuilt = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in rebuilt.items() if k != "headline"} == {
+        k: v for k, v in _report().items() if k != "headline"
+    }
+    assert "Delinquency rate" in done.output and "%" in done.output
+
+
+def test_baitiao_report_says_what_is_missing(tmp_path: Path) -> None:
+    done = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert done.exit_code != 0 and "report.json not found" in done.output
 
 
 @pytest.mark.parametrize("name", ["money", "charges", "contacts"])
