@@ -105,3 +105,21 @@ def test_money_and_count_axes_carry_their_units(name: str) -> None:
         assert ("CNY" in labels) if name != "contacts" else ("contacts" in labels)
     finally:
         plt.close("all")
+
+
+def test_two_mixes_are_compared_side_by_side_b_less_a(tmp_path: Path) -> None:
+    from baitiao.simulation.comparison import compare, write_comparison
+
+    a = _report()
+    a["headline"] = headline(a)
+    b = json.loads(json.dumps(a, default=str))
+    b["money"] = {**b["money"], "written_off": "1500.00", "recovered": "500.00"}
+    b["headline"] = headline(b)
+    comparison = compare([("calm", a), ("stormy", b)])
+    rows = {r["figure"]: r for r in comparison["rows"]}
+    assert {"cure_rate", "contacts_per_cure", "net_loss"} <= set(rows)
+    assert rows["net_loss"]["difference"] == "+1,000.00" and rows["net_loss"]["shown"][1] == "1,000.00"
+    assert rows["cure_rate"]["difference"] == "+0.0 pp"
+    page = write_comparison(comparison, tmp_path).read_text(encoding="utf-8")
+    assert "| Net loss (CNY) | 0.00 | 1,000.00 | +1,000.00 |" in page
+    assert json.loads((tmp_path / "comparison.json").read_text(encoding="utf-8"))["runs"] == ["calm", "stormy"]
