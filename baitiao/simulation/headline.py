@@ -182,12 +182,38 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
             "count",
         ),
     }
+    figures |= roll_figures(report["delinquency"]["roll_rates"]["matrix"])
     over_time = [{"date": row["date"], **shares(row, accounts)} for row in month_ends(timeline)]
     return {
         "figures": figures,
         "suppressed_by_reason": suppressed,
         "month_ends": over_time,
         "story": story(report, figures, timeline, accounts),
+    }
+
+
+def roll_figures(matrix: dict[str, Any]) -> dict[str, Any]:
+    """Two roll rates a lender watches: current to past due, and 4-30 days past due onward."""
+
+    def rolled(origin: str, into: tuple[str, ...]) -> float:
+        row = matrix.get(origin, {"accounts": 0, "to": {}})
+        return ratio(sum(int(row["to"].get(b, 0)) for b in into), int(row["accounts"]))
+
+    return {
+        "roll_current_to_past_due": _figure(
+            "Roll rate, current to past due",
+            rolled("current", PAST_DUE),
+            "Accounts current at a month end that were past due at the next month end, over those current "
+            "(account-months); the whole matrix in Roll rates.",
+            "rate",
+        ),
+        "roll_4_30_to_31_plus": _figure(
+            "Roll rate, 4-30 to 31+ days past due",
+            rolled("4-30", THIRTY_PLUS),
+            "Accounts 4-30 days past due at a month end that were more than 30 days past due at the next, "
+            "over those 4-30 days past due.",
+            "rate",
+        ),
     }
 
 
@@ -209,9 +235,15 @@ def story(report: dict[str, Any], figures: dict[str, Any], timeline: list[dict[s
         late = sum(int(behaviours.get(k, 0)) for k in ("late_after_grace", "partial", "stops_paying", "plan_breaks"))
         sentences.append(
             f"Delinquency peaked in {_month(peak['date'])} ({peak['date']}: {peak_count:,} accounts, "
-            f"{pct(peak_count / accounts)}), most of them {BUCKET_LABELS[biggest]}; {late:,} customers of the mix "
+            f"{pct(peak_count / accounts)}), most of them {BUCKET_LABELS[biggest]}{_why(biggest)}; {late:,} customers "
+            "of the mix "
             "pay late after grace, partly, stop paying or break their plan."
         )
+    sentences.append(
+        f"Of the accounts current at a month end, {pct(figures['roll_current_to_past_due']['value'])} were past "
+        f"due a month later; of those 4-30 days past due, {pct(figures['roll_4_30_to_31_plus']['value'])} rolled "
+        "on past 30 days."
+    )
     sentences.append(
         f"Customers paid {money(figures['collected']['value'])} CNY against {money(figures['billed']['value'])} "
         f"billed ({pct(figures['collected_of_billed']['value'])}); penalty and fees charged came to "
@@ -234,6 +266,12 @@ def story(report: dict[str, Any], figures: dict[str, Any], timeline: list[dict[s
     else:
         sentences.append(f"Net loss: {money(figures['net_loss']['value'])} CNY written off less recovered.")
     return sentences
+
+
+def _why(bucket: str) -> str:
+    if bucket == "1-3":
+        return " (the first days after a due date, before customers late within grace pay)"
+    return ""
 
 
 def pct(value: Any) -> str:

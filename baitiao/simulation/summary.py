@@ -18,6 +18,8 @@ SHOWN = (
     "30+",
     "60+",
     "90+",
+    "roll_current_to_past_due",
+    "roll_4_30_to_31_plus",
     "billed",
     "collected",
     "collected_of_billed",

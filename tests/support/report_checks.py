@@ -52,7 +52,13 @@ def headline_problems(report: dict[str, Any], out: Path) -> list[str]:
     accounts = report["config"]["accounts"]
     past_due = sum(last[b] for b in ("1-3", "4-30", "31-60", "61-90", "91-179", "180+"))
     events = report["plans"]["events"]
+    current = report["delinquency"]["roll_rates"]["matrix"]["current"]
     expected = {
+        "roll_current_to_past_due": round(
+            (current["accounts"] - current["to"]["current"] - current["to"]["in_plan"]) / current["accounts"], 4
+        )
+        if current["accounts"]
+        else 0.0,
         "accounts": accounts,
         "delinquency_rate": round(past_due / accounts, 4),
         "90+": round((last["91-179"] + last["180+"]) / accounts, 4),
