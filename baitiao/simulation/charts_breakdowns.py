@@ -109,6 +109,8 @@ def contacts(report: dict[str, Any]) -> Figure:
     right.bar_label(bars, labels=[f"{v:,}" for v in reasons.values()], fontsize=8, padding=2)
     right.set_xlim(0, max([*reasons.values(), 4]) * 1.2)
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not col["suppressed_by_reason"]:
+        right.text(0.5, 0.6, "no contact was held back in this run", transform=right.transAxes, ha="center")
     right.set_title("Contacts held back by the compliance rules")
     right.set_xlabel("contacts suppressed")
     right.set_ylabel("reason")
