@@ -21,14 +21,14 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
 from baitiao.simulation.headline import BUCKET_LABELS, shares  # noqa: E402
 from baitiao.simulation.tally import PAST_DUE  # noqa: E402
 
 BUCKET_COLOURS = {
     "current": "#4caf50",
-    "1-3": "#fdd835",
+    "1-3": "#f9a825",
     "4-30": "#fb8c00",
     "31-60": "#e53935",
     "61-90": "#ad1457",
@@ -91,6 +91,7 @@ def _delinquency(report: dict[str, Any]) -> Figure:
     for key, label in names.items():
         ax.plot(_days(timeline), [r[key] * 100 for r in rows], label=label, color=SHARE_COLOURS[key], lw=2)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.yaxis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10], integer=True))
     ax.set_ylim(bottom=0)
     ax.set_title("Share of accounts past due, after each daily close")
     ax.set_ylabel("% of all accounts")
@@ -129,6 +130,7 @@ def _vintages(report: dict[str, Any]) -> Figure:
     if not vintages:
         ax.plot([], [], label="no month end in the run")
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.yaxis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10], integer=True))
     ax.set_ylim(bottom=0)
     ax.set_title("Vintages: share 30+ days past due by months on book, one line per opening year")
     ax.set_xlabel("months on book (month ends of the run)")

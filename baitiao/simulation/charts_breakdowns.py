@@ -13,12 +13,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
 from baitiao.simulation.charts import BUCKET_COLOURS  # noqa: E402
 from baitiao.simulation.headline import BUCKET_LABELS, STAGE_LABELS  # noqa: E402
 from baitiao.simulation.tally import BUCKETS  # noqa: E402
 
+THOUSANDS = FuncFormatter(lambda v, _: f"{v:,.0f}")
 GRADE_COLOURS = {"A": "#2e7d32", "B": "#66bb6a", "C": "#fdd835", "D": "#fb8c00", "E": "#e53935"}
 
 
@@ -43,7 +44,7 @@ def roll_rates(report: dict[str, Any]) -> Figure:
                 ax.text(
                     j,
                     i,
-                    f"{value:.0f}%",
+                    f"{value:.0f}%" if value >= 0.5 else "<1%",
                     ha="center",
                     va="center",
                     fontsize=9,
@@ -94,17 +95,21 @@ def contacts(report: dict[str, Any]) -> Figure:
         "call:attempted": "calls attempted",
         "call:task_created": "call tasks",
         "agency:task_created": "agency referrals",
+        "legal:task_created": "legal referrals",
+        "sms:suppressed": "SMS held back",
+        "call:suppressed": "calls held back",
     }
-    channel = {names.get(k, k.replace(":", " ")): v for k, v in col["contacts_by_channel_status"].items()}
+    channel = {names.get(k, _words(k)): v for k, v in col["contacts_by_channel_status"].items()}
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     bars = left.barh(list(channel) or ["(none)"], list(channel.values()) or [0], color="#1e88e5")
     left.bar_label(bars, labels=[f"{v:,}" for v in channel.values()] or ["0"], fontsize=8, padding=2)
     left.set_xlim(0, max([*channel.values(), 1]) * 1.15)
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.xaxis.set_major_formatter(THOUSANDS)
     left.set_title("Contacts by channel")
     left.set_xlabel("contacts")
     left.set_ylabel("channel")
-    reasons = col["suppressed_by_reason"] or {"none suppressed": 0}
+    reasons = {_words(k): v for k, v in col["suppressed_by_reason"].items()} or {"none suppressed": 0}
     bars = right.barh(list(reasons), list(reasons.values()), color="#fb8c00")
     right.bar_label(bars, labels=[f"{v:,}" for v in reasons.values()], fontsize=8, padding=2)
     right.set_xlim(0, max([*reasons.values(), 4]) * 1.2)
@@ -141,3 +146,8 @@ def plans(report: dict[str, Any]) -> Figure:
     ax.set_xlabel("accounts")
     ax.set_ylabel("plan outcome")
     return fig
+
+
+def _words(name: str) -> str:
+    """A field value in words: ``promise_pending`` -> ``promise pending``."""
+    return name.replace(":", " ").replace("_", " ")
