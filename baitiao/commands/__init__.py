@@ -26,6 +26,10 @@ from baitiao.commands.simulate import simulate  # noqa: E402
 
 GROUPS.append(simulate)
 
+from baitiao.commands.report import report  # noqa: E402
+
+GROUPS.append(report)
+
 from baitiao.commands.health import health  # noqa: E402
 
 GROUPS.append(health)

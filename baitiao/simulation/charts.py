@@ -1,18 +1,61 @@
-"""PNG charts of the report (matplotlib, Agg backend: no display needed)."""
+"""The report's charts over time (matplotlib, Agg backend: no display needed).
+
+Flows (money billed and collected) are monthly bars, stocks (accounts by bucket, shares
+past due) are lines or areas; every time axis carries dates, every chart a title, axes
+with units and a legend when it has more than one series. A bucket has one colour
+everywhere (``BUCKET_COLOURS``). The breakdowns (roll rates, cure rates, contacts,
+plans) are in ``charts_breakdowns``.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
-from baitiao.simulation.tally import BUCKETS  # noqa: E402
+from baitiao.simulation.headline import BUCKET_LABELS, shares  # noqa: E402
+from baitiao.simulation.tally import PAST_DUE  # noqa: E402
 
-DELINQUENT = [b for b in BUCKETS if b != "current"]
+BUCKET_COLOURS = {
+    "current": "#4caf50",
+    "1-3": "#f9a825",
+    "4-30": "#fb8c00",
+    "31-60": "#e53935",
+    "61-90": "#ad1457",
+    "91-179": "#6a1b9a",
+    "180+": "#212121",
+    "in_plan": "#1e88e5",
+}
+SHARE_COLOURS = {"delinquency_rate": BUCKET_COLOURS["1-3"], "30+": BUCKET_COLOURS["31-60"]}
+SHARE_COLOURS |= {"60+": BUCKET_COLOURS["61-90"], "90+": BUCKET_COLOURS["91-179"]}
+CNY = FuncFormatter(lambda v, _: f"{v:,.0f}")
+
+
+def figures(report: dict[str, Any]) -> dict[str, Figure]:
+    """Every chart of the report as a matplotlib figure, by name (the caller closes them)."""
+    from baitiao.simulation import charts_breakdowns as br
+
+    return {
+        "delinquency": _delinquency(report),
+        "buckets": _buckets(report),
+        "roll_rates": br.roll_rates(report),
+        "vintages": _vintages(report),
+        "cure_rates": br.cure_rates(report),
+        "money": _money(report),
+        "charges": _charges(report),
+        "contacts": br.contacts(report),
+        "plans": br.plans(report),
+    }
 
 
 def draw_all(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -20,124 +63,136 @@ def draw_all(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     folder = out_dir / "charts"
     folder.mkdir(parents=True, exist_ok=True)
     drawn = {}
-    for name, draw in (
-        ("buckets", _buckets),
-        ("roll_rates", _roll_rates),
-        ("cure_rates", _cure_rates),
-        ("contacts", _contacts),
-        ("plans", _plans),
-        ("money", _money),
-    ):
-        fig = draw(report)
+    for name, fig in figures(report).items():
         fig.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
         drawn[name] = f"charts/{name}.png"
     return drawn
 
 
-def _buckets(report: dict[str, Any]) -> Any:
+def dated(ax: Any) -> None:
+    """Dates on the x axis, a tick a month (or a week on a short run)."""
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    ax.set_xlabel("date")
+    for label in ax.get_xticklabels():
+        label.set_rotation(30)
+        label.set_horizontalalignment("right")
+
+
+def _days(timeline: list[dict[str, Any]]) -> list[date]:
+    return [date.fromisoformat(row["date"]) for row in timeline]
+
+
+def _delinquency(report: dict[str, Any]) -> Figure:
+    timeline, accounts = report["delinquency"]["timeline"], int(report["config"]["accounts"])
+    rows = [shares(row, accounts) for row in timeline]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    names = {"delinquency_rate": "past due (1+ days)", "30+": "30+ days", "60+": "60+ days", "90+": "90+ days"}
+    for key, label in names.items():
+        ax.plot(_days(timeline), [r[key] * 100 for r in rows], label=label, color=SHARE_COLOURS[key], lw=2)
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.yaxis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10], integer=True))
+    ax.set_ylim(bottom=0)
+    ax.set_title("Share of accounts past due, after each daily close")
+    ax.set_ylabel("% of all accounts")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    dated(ax)
+    return fig
+
+
+def _buckets(report: dict[str, Any]) -> Figure:
     timeline = report["delinquency"]["timeline"]
-    days = list(range(len(timeline)))
+    shown = [*PAST_DUE, "in_plan"]
+    shown = [b for b in shown if any(row.get(b, 0) for row in timeline)] or ["1-3"]
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.stackplot(days, *[[row[b] for row in timeline] for b in DELINQUENT], labels=DELINQUENT)
-    ax.set_title("Accounts by delinquency bucket (max DPD after each daily close)")
+    ax.stackplot(
+        _days(timeline),
+        *[[row.get(b, 0) for row in timeline] for b in shown],
+        labels=[BUCKET_LABELS[b] for b in shown],
+        colors=[BUCKET_COLOURS[b] for b in shown],
+    )
+    ax.set_title("Accounts past due or in a plan, by bucket (after each daily close)")
     ax.set_ylabel("accounts")
-    ticks = days[:: max(1, len(days) // 8)]
-    ax.set_xticks(ticks, [timeline[i]["date"] for i in ticks], rotation=30)
     ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    dated(ax)
     return fig
 
 
-def _roll_rates(report: dict[str, Any]) -> Any:
-    matrix = report["delinquency"]["roll_rates"]["matrix"]
-    data = [[matrix[a]["share"][b] or 0.0 for b in BUCKETS] for a in BUCKETS]
-    fig, ax = plt.subplots(figsize=(7.5, 6))
-    image = ax.imshow(data, cmap="Reds", vmin=0, vmax=1)
-    ax.set_xticks(range(len(BUCKETS)), BUCKETS, rotation=45)
-    ax.set_yticks(range(len(BUCKETS)), [f"{b} ({matrix[b]['accounts']})" for b in BUCKETS])
-    for i, row in enumerate(data):
-        for j, value in enumerate(row):
-            if value:
-                ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize=7)
-    ax.set_xlabel("bucket at the next month end")
-    ax.set_ylabel("bucket at month end (account-months)")
-    ax.set_title("Roll rates between buckets")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    return fig
-
-
-def _cure_rates(report: dict[str, Any]) -> Any:
-    cure = report["collections"]["cure_rates"]
-    stages = list(cure["by_stage"])
-    grades = sorted({g for s in cure["by_stage_and_grade"].values() for g in s})
+def _vintages(report: dict[str, Any]) -> Figure:
+    vintages = report["delinquency"].get("vintages", {})
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / max(len(grades), 1)
-    for k, grade in enumerate(grades):
-        values = [(cure["by_stage_and_grade"].get(s, {}).get(grade, {}).get("rate") or 0) for s in stages]
-        ax.bar([i + k * width for i in range(len(stages))], values, width, label=f"grade {grade}")
-    ax.plot(range(len(stages)), [cure["by_stage"][s]["rate"] or 0 for s in stages], "k.--", label="all grades")
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(stages))], stages)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("cured / entered")
-    ax.set_title("Cure rate by collections stage and risk grade")
+    for cohort, cells in vintages.items():
+        points = sorted((int(m), c["30+"] / c["accounts"] * 100) for m, c in cells.items() if c["accounts"])
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=f"opened in {cohort}")
+    if not vintages:
+        ax.plot([], [], label="no month end in the run")
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.yaxis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10], integer=True))
+    ax.set_ylim(bottom=0)
+    ax.set_title("Vintages: share 30+ days past due by months on book, one line per opening year")
+    ax.set_xlabel("months on book (month ends of the run)")
+    ax.set_ylabel("% of the cohort 30+ days past due")
     ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return fig
 
 
-def _contacts(report: dict[str, Any]) -> Any:
-    col = report["collections"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    channel = col["contacts_by_channel_status"]
-    left.barh(list(channel), list(channel.values()))
-    left.set_title("Contacts by channel and status")
-    reasons = col["suppressed_by_reason"] or {"(none)": 0}
-    right.barh(list(reasons), list(reasons.values()), color="tab:orange")
-    right.set_title("Suppressed contacts by reason")
-    fig.tight_layout()
+def monthly(daily: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, Decimal]]:
+    """Daily money rows summed per month ("YYYY-MM" -> key -> Decimal)."""
+    months: dict[str, dict[str, Decimal]] = defaultdict(lambda: {k: Decimal("0") for k in keys})
+    for row in daily:
+        for key in keys:
+            months[row["date"][:7]][key] += Decimal(str(row.get(key, "0")))
+    return dict(sorted(months.items()))
+
+
+def _money(report: dict[str, Any]) -> Figure:
+    months = monthly(report["daily_money"], ("billed", "repaid"))
+    labels = list(months)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    x = range(len(labels))
+    width = 0.4
+    billed = [float(months[m]["billed"]) for m in labels]
+    repaid = [float(months[m]["repaid"]) for m in labels]
+    ax.bar([i - width / 2 for i in x], billed, width, label="billed (bills issued)", color="#90a4ae")
+    ax.bar([i + width / 2 for i in x], repaid, width, label="collected (repayments applied)", color="#43a047")
+    ax.set_xticks(list(x), labels)
+    ax.set_ylim(0, max([*billed, *repaid, 1.0]) * 1.3)  # room for the legend above the bars
+    ax.yaxis.set_major_formatter(CNY)
+    ax.set_title("Billed and collected per month")
+    ax.set_xlabel("month")
+    ax.set_ylabel("CNY")
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
     return fig
 
 
-def _plans(report: dict[str, Any]) -> Any:
-    plans = report["plans"]
-    labels = {
-        **{f"request {k}": v for k, v in plans["offer_requests"].items()},
-        **{f"plan {k}": v for k, v in plans["plans_by_status"].items()},
-    }
-    fig, ax = plt.subplots(figsize=(9, 4))
-    ax.barh(list(labels) or ["(none)"], list(labels.values()) or [0], color="tab:green")
-    ax.set_title("Restructuring: offer requests and plan outcomes")
-    return fig
-
-
-def _money(report: dict[str, Any]) -> Any:
-    money = {k: float(v) for k, v in report["money"].items()}
-    shown = [
-        "billed",
-        "repaid",
-        "penalty_charged",
-        "waived",
-        "late_fees_charged",
-        "plan_fees",
-        "written_off",
-        "outstanding",
+def _charges(report: dict[str, Any]) -> Figure:
+    money = report["money"]
+    rows = [
+        ("penalty interest charged", money["penalty_charged"], "#e53935"),
+        ("late fees charged", money["late_fees_charged"], "#fb8c00"),
+        ("plan fees", money["plan_fees"], "#1e88e5"),
+        (
+            "penalty and fees reversed",
+            Decimal(str(money["penalty_reversed"])) + Decimal(str(money["late_fees_reversed"])),
+            "#90a4ae",
+        ),
+        ("waived", money["waived"], "#fdd835"),
+        ("written off", money["written_off"], "#212121"),
+        ("recovered", money["recovered"], "#43a047"),
     ]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    values = [money[k] for k in shown]
-    bars = left.barh(shown, values, color="tab:purple")
-    left.set_xscale("symlog", linthresh=100)  # charges are ~1% of what is billed: a linear axis hides them
-    left.bar_label(bars, labels=[f"{v:,.2f}" for v in values], fontsize=8, padding=2)
-    left.set_title("Money over the run (CNY, log scale)")
-    billed = repaid = 0.0
-    cum_billed, cum_repaid = [], []
-    for row in report["daily_money"]:
-        billed += float(row["billed"])
-        repaid += float(row["repaid"])
-        cum_billed.append(billed)
-        cum_repaid.append(repaid)
-    right.plot(cum_billed, label="billed (cumulative)")
-    right.plot(cum_repaid, label="repaid (cumulative)")
-    right.set_xlabel("simulated day")
-    right.legend()
-    right.set_title("Billed and repaid over time")
-    fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    values = [float(v) for _, v, _ in rows]
+    bars = ax.barh([r[0] for r in rows], values, color=[r[2] for r in rows])
+    ax.bar_label(bars, labels=[f"{Decimal(str(v)):,.2f}" for _, v, _ in rows], fontsize=8, padding=2)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(CNY)
+    ax.set_xlim(0, max(values + [1.0]) * 1.2)
+    ax.set_title("Charges, waivers and losses over the run")
+    ax.set_xlabel("CNY")
+    ax.set_ylabel("figure")
     return fig

@@ -14,6 +14,9 @@ from typing import Any
 
 from baitiao.simulation import charts
 from baitiao.simulation.driver import SimulationRun
+from baitiao.simulation.headline import headline
+from baitiao.simulation.report_html import html_page
+from baitiao.simulation.report_markdown import markdown
 from baitiao.simulation.records import accounts_figures, collections_figures, restructuring_figures
 from shared.db import make_engine
 
@@ -72,7 +75,11 @@ def build_report(sim: SimulationRun) -> dict[str, Any]:
             "applied_amount": acc["repayments"]["applied_amount"],
             "rejected_by_reason": dict(acc["repayments"]["rejected"]),
         },
-        "delinquency": {"timeline": tally.timeline, "roll_rates": tally.roll_rates()},
+        "delinquency": {
+            "timeline": tally.timeline,
+            "roll_rates": tally.roll_rates(),
+            "vintages": tally.vintages({c.account_id: c.opened_on for c in sim.portfolio.customers}),
+        },
         "collections": {k: v for k, v in col.items() if k not in ("task_ids", "contacts_outside_window")},
         "contacts": {
             "reminders_by_template": dict(sorted(tally.reminders.items())),
@@ -178,81 +185,14 @@ def without_timings(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write report.json (with its headline, derived from the figures), the charts,
+    report.md and report.html (charts embedded); returns the JSON and Markdown paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    report["headline"] = _plain(headline(report))
     json_path = out_dir / "report.json"
     json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     images = charts.draw_all(report, out_dir)
     md_path = out_dir / "report.md"
     md_path.write_text(markdown(report, images), encoding="utf-8")
+    (out_dir / "report.html").write_text(html_page(report, out_dir, images), encoding="utf-8")
     return json_path, md_path
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def markdown(report: dict[str, Any], images: dict[str, str]) -> str:
-    cfg, money, inv = report["config"], report["money"], report["invariants"]
-    timeline = report["delinquency"]["timeline"]
-    last = timeline[-1] if timeline else {}
-    parts = [
-        f"# Portfolio simulation: {cfg['accounts']} accounts, {cfg['days']} days from {cfg['start_date']} (seed {cfg['seed']})",
-        "",
-        "Every customer acted only through public events; every number below comes from the services' own "
-        "tables or from the events seen on the bus.",
-        "",
-        "## Invariants",
-        _table(["invariant", "result"], [[k, "pass" if v else "**FAIL**"] for k, v in inv.items()]),
-        "",
-        "## Portfolio",
-        _table(["behaviour", "accounts"], [[k, v] for k, v in report["portfolio"]["behaviours"].items()]),
-        "",
-        f"On the last day: {last.get('current', 0)} accounts current, "
-        + ", ".join(f"{last.get(b, 0)} in {b}" for b in ("1-3", "4-30", "31-60", "61-90", "91-179", "180+", "in_plan"))
-        + ".",
-        "",
-        "## Delinquency buckets over time",
-        f"![buckets]({images['buckets']})",
-        "",
-        "## Roll rates (month end to next month end)",
-        f"![roll rates]({images['roll_rates']})",
-        "",
-        "## Cure rate by stage and grade",
-        f"![cure rates]({images['cure_rates']})",
-        "",
-        _table(
-            ["stage", "entered", "cured", "rate"],
-            [
-                [s, v["entered"], v["cured"], v["rate"]]
-                for s, v in report["collections"]["cure_rates"]["by_stage"].items()
-            ],
-        ),
-        "",
-        "## Contacts",
-        f"![contacts]({images['contacts']})",
-        "",
-        _table(
-            ["channel:status", "count"],
-            [[k, v] for k, v in report["collections"]["contacts_by_channel_status"].items()],
-        ),
-        "",
-        "## Restructuring plans",
-        f"![plans]({images['plans']})",
-        "",
-        _table(["plan status", "plans"], [[k, v] for k, v in report["plans"]["plans_by_status"].items()]),
-        "",
-        "## Money (CNY)",
-        f"![money]({images['money']})",
-        "",
-        _table(["figure", "amount"], [[k, v] for k, v in money.items()]),
-        "",
-        "## Speed",
-        f"{report['timings']['total_s']} s in all ({report['timings']['startup_s']} s starting up), "
-        f"{report['speed']['simulated_days_per_s']} simulated days/s, {report['speed']['events_per_s']} events/s.",
-        "",
-        _table(["phase", "seconds"], [[k, v] for k, v in list(report["timings"]["phases_s"].items())[:12]]),
-        "",
-    ]
-    return "\n".join(parts)

@@ -1,4 +1,5 @@
-"""The terminal summary: the headline figures and every invariant, pass or fail."""
+"""The terminal summary: how the portfolio did (thousands separators, percentages),
+then every invariant, pass or fail, and where the reports are."""
 
 from __future__ import annotations
 
@@ -8,52 +9,65 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from baitiao.simulation.headline import shown
+
+SHOWN = (
+    "accounts",
+    "balance",
+    "delinquency_rate",
+    "30+",
+    "60+",
+    "90+",
+    "roll_current_to_past_due",
+    "roll_4_30_to_31_plus",
+    "billed",
+    "collected",
+    "collected_of_billed",
+    "penalty_and_fees_charged",
+    "waived",
+    "net_loss",
+    "cure_rate",
+    "contacts_per_cure",
+    "plans_offered",
+    "plans_accepted",
+    "plans_completed",
+    "plans_defaulted",
+    "contacts_suppressed",
+    "contacts_outside_window",
+)
+
 
 def print_summary(console: Console, report: dict[str, Any], json_path: Path, md_path: Path) -> None:
-    cfg, money = report["config"], report["money"]
-    last = report["delinquency"]["timeline"][-1] if report["delinquency"]["timeline"] else {}
-    figures = Table(title=f"{cfg['accounts']} accounts x {cfg['days']} days, seed {cfg['seed']}")
-    figures.add_column("figure")
-    figures.add_column("value", justify="right")
-    rows = [
-        (
-            "purchases approved / declined",
-            f"{report['purchases'].get('approved', 0)} / {report['purchases'].get('declined', 0)}",
-        ),
-        ("bills issued", report["bills"]["issued_events"]),
-        ("billed (CNY)", money["billed"]),
-        ("repaid (CNY)", money["repaid"]),
-        ("penalty charged / reversed", f"{money['penalty_charged']} / {money['penalty_reversed']}"),
-        ("late fees charged", money["late_fees_charged"]),
-        ("waived", money["waived"]),
-        ("written off / recovered", f"{money['written_off']} / {money['recovered']}"),
-        ("outstanding", money["outstanding"]),
-        (
-            "delinquent accounts on the last day",
-            sum(v for k, v in last.items() if k not in ("date", "current", "in_plan")),
-        ),
-        ("accounts in a plan on the last day", last.get("in_plan", 0)),
-        ("SMS sent / call attempts", f"{report['collections']['sms_sent']} / {report['collections']['call_attempts']}"),
-        ("plans by status", ", ".join(f"{k} {v}" for k, v in report["plans"]["plans_by_status"].items()) or "-"),
-        (
-            "events published / observed",
-            f"{report['events']['published_by_customers']} / {report['events']['observed']}",
-        ),
-        ("wall time (s)", report["timings"]["total_s"]),
-        *(
-            [("workers killed (fault drill)", report["environment"]["faults"]["count"])]
-            if "faults" in report["environment"]
-            else []
-        ),
-        ("simulated days per second", report["speed"]["simulated_days_per_s"]),
-    ]
-    for name, value in rows:
-        figures.add_row(name, str(value))
-    console.print(figures)
-    checks = Table(title="invariants")
+    cfg, figures = report["config"], report["headline"]["figures"]
+    table = Table(
+        title=f"{cfg['accounts']:,} accounts x {cfg['days']} days from {cfg['start_date']}, seed {cfg['seed']}"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in SHOWN:
+        table.add_row(figures[key]["label"], shown(figures[key]))
+    purchases = report["purchases"]
+    table.add_row(
+        "Purchases approved / declined",
+        f"{purchases.get('approved', 0):,} / {purchases.get('declined', 0):,}",
+    )
+    table.add_row(
+        "SMS sent / calls attempted",
+        f"{report['collections']['sms_sent']:,} / {report['collections']['call_attempts']:,}",
+    )
+    if "faults" in report["environment"]:
+        table.add_row("Workers killed (fault drill)", f"{report['environment']['faults']['count']:,}")
+    table.add_row(
+        "Wall time / simulated days per second",
+        f"{report['timings']['total_s']:,} s / {report['speed']['simulated_days_per_s']}",
+    )
+    console.print(table)
+    for sentence in report["headline"]["story"]:
+        console.print(sentence)
+    checks = Table(title="invariants (engineering checks)")
     checks.add_column("invariant")
     checks.add_column("result")
     for name, ok in report["invariants"].items():
         checks.add_row(name, "[green]pass[/]" if ok else "[red bold]FAIL[/]")
     console.print(checks)
-    console.print(f"report: {json_path} and {md_path}")
+    console.print(f"report: {md_path.parent / 'report.html'}, {md_path} and {json_path}")

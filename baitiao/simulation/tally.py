@@ -14,6 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 BUCKETS = ("current", "1-3", "4-30", "31-60", "61-90", "91-179", "180+", "in_plan")
+PAST_DUE = ("1-3", "4-30", "31-60", "61-90", "91-179", "180+")
+THIRTY_PLUS = ("31-60", "61-90", "91-179", "180+")
+SIXTY_PLUS = ("61-90", "91-179", "180+")
+NINETY_PLUS = ("91-179", "180+")
 
 
 def bucket_of(max_dpd: int) -> str:
@@ -134,6 +138,29 @@ class Tally:
                 "share": {b: (round(counts[origin][b] / total, 4) if total else None) for b in BUCKETS},
             }
         return {"months": months, "matrix": matrix}
+
+    def vintages(self, opened_on: dict[str, date]) -> dict[str, dict[str, dict[str, int]]]:
+        """30+ by months on book, per opening year: for each cohort and months-on-book value,
+        the account-month-ends seen and how many of them were more than 30 days past due.
+
+        Accounts were opened one to four years before the run, so a cohort is an opening
+        year (an opening month would give some fifty lines of a few points each).
+        """
+        cohorts: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        for month, positions in sorted(self.month_end.items()):
+            year, mon = (int(x) for x in month.split("-"))
+            for acc in self.account_ids:
+                opened = opened_on.get(acc)
+                if opened is None:
+                    continue
+                on_book = (year - opened.year) * 12 + mon - opened.month
+                cell = cohorts[str(opened.year)][on_book]
+                cell[0] += 1
+                cell[1] += positions.get(acc, "current") in THIRTY_PLUS
+        return {
+            cohort: {str(m): {"accounts": n, "30+": k} for m, (n, k) in sorted(cells.items())}
+            for cohort, cells in sorted(cohorts.items())
+        }
 
 
 def _count(attr: str, key: str) -> Any:
