@@ -38,6 +38,12 @@ class OverdueRules(_Section):
     late_fee_max: Decimal = Decimal("30.00")
     overdue_charge_cap_rate: Decimal = Decimal("0.24")
     charge_off_dpd: int = Field(180, ge=1)
+    arrears_tolerance: Decimal = Field(Decimal("1.00"), ge=0)
+
+    @property
+    def arrears_tolerance_fen(self) -> int:
+        """The tolerance as the databases count money: fen."""
+        return int(self.arrears_tolerance * 100)
 
     @property
     def late_fee_dpd(self) -> int:

@@ -84,22 +84,28 @@ def _not_below_zero(x: Any) -> Any:
     return case((x > 0, x), else_=0)
 
 
-def _eligible(day: date, lo: int, hi: int) -> Any:
-    """Bills this close judges: past due, principal unpaid, not in a plan, not yet closed for T."""
+def _eligible(day: date, lo: int, hi: int, rules: ProductRules) -> Any:
+    """Bills this close judges: past due, principal unpaid beyond the arrears tolerance, not
+    in a plan, not yet closed for T."""
     return and_(
         bills.c.account_pk >= lo,
         bills.c.account_pk < hi,
         bills.c.due_ordinal < day.toordinal(),
-        bills.c.unpaid_principal_fen > 0,
+        _in_arrears(rules),
         bills.c.plan_id.is_(None),
         or_(bills.c.last_closed_on.is_(None), bills.c.last_closed_on < day),
     )
 
 
+def _in_arrears(rules: ProductRules) -> Any:
+    """``overdue.in_arrears`` in SQL: unpaid principal beyond the arrears tolerance."""
+    return bills.c.unpaid_principal_fen > rules.overdue.arrears_tolerance_fen
+
+
 # -- steps 1 and 2: accrual and its ledger entries -----------------------------------------
 
 
-def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int) -> None:
+def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int, rules: ProductRules) -> None:
     """Lock the chunk's accounts that have bills to charge (pk order, as the consumer locks
     accounts) before the accrual reads those bills.
 
@@ -115,7 +121,7 @@ def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int) -> N
     job its slice (``shared/jobs.py``, ``run_slice``)."""
     if not is_postgres(session):
         return
-    to_charge = select(bills.c.account_pk).where(_eligible(day, lo, hi))
+    to_charge = select(bills.c.account_pk).where(_eligible(day, lo, hi, rules))
     session.execute(
         select(accounts.c.pk).where(accounts.c.pk.in_(to_charge)).order_by(accounts.c.pk).with_for_update(of=accounts)
     )
@@ -136,7 +142,7 @@ def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) 
     )
     select_accruals = select(
         bills.c.pk, literal(day), bills.c.account_pk, bills.c.unpaid_principal_fen, penalty, fee
-    ).where(_eligible(day, lo, hi), bills.c.charged_off_on.is_(None))
+    ).where(_eligible(day, lo, hi, rules), bills.c.charged_off_on.is_(None))
     session.execute(
         insert(accruals).from_select(
             ["bill_pk", "business_date", "account_pk", "basis_fen", "penalty_fen", "late_fee_fen"], select_accruals
@@ -219,7 +225,7 @@ def _update_bills(session: Session, day: date, lo: int, hi: int, rules: ProductR
     session.execute(
         update(bills)
         .where(
-            _eligible(day, lo, hi),
+            _eligible(day, lo, hi, rules),
             accruals.c.bill_pk == bills.c.pk,
             accruals.c.business_date == day,
         )
@@ -231,7 +237,9 @@ def _update_bills(session: Session, day: date, lo: int, hi: int, rules: ProductR
             **flags,
         )
     )
-    session.execute(update(bills).where(_eligible(day, lo, hi), bills.c.charged_off_on.isnot(None)).values(**flags))
+    session.execute(
+        update(bills).where(_eligible(day, lo, hi, rules), bills.c.charged_off_on.isnot(None)).values(**flags)
+    )
 
 
 def _bureau_marks(session: Session, day: date, lo: int, hi: int) -> None:
@@ -330,14 +338,14 @@ def _overdue_events(session: Session, day: date, lo: int, hi: int, occurred_at: 
 # -- steps 4 and 5: the lock ladder and the delinquency snapshot ------------------------------
 
 
-def _worst_dpd(day: date, lo: int, hi: int) -> Any:
+def _worst_dpd(day: date, lo: int, hi: int, rules: ProductRules) -> Any:
     """Per delinquent account of the chunk: its maximum DPD."""
     return (
         select(bills.c.account_pk, func.max(bills.c.dpd).label("dpd"))
         .where(
             bills.c.account_pk >= lo,
             bills.c.account_pk < hi,
-            bills.c.unpaid_principal_fen > 0,
+            _in_arrears(rules),
             bills.c.due_ordinal < day.toordinal(),
             bills.c.plan_id.is_(None),
         )
@@ -346,7 +354,7 @@ def _worst_dpd(day: date, lo: int, hi: int) -> Any:
     )
 
 
-def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWriter) -> int:
+def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWriter, rules: ProductRules) -> int:
     """Run the ladder for every account that is delinquent or carries a measure.
 
     Tonight's maximum DPD and last overdue date of every delinquent account are
@@ -355,7 +363,7 @@ def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWr
     threshold, a cure, a plan, a limit to restore), on a normal night a small
     share of them. Returns how many accounts are delinquent.
     """
-    worst = _worst_dpd(day, lo, hi)
+    worst = _worst_dpd(day, lo, hi, rules)
     delinquent = session.execute(
         update(accounts)
         .where(accounts.c.pk == worst.c.account_pk)
@@ -468,7 +476,7 @@ WITH snapshots AS MATERIALIZED (
              bills.unpaid_principal_fen, bills.unpaid_penalty_fen, bills.unpaid_late_fee_fen
       FROM bills JOIN accounts ON accounts.pk = bills.account_pk
       WHERE bills.account_pk >= :lo AND bills.account_pk < :hi AND bills.due_ordinal < :ordinal
-        AND bills.unpaid_principal_fen > 0 AND bills.plan_id IS NULL
+        AND bills.unpaid_principal_fen > :tolerance AND bills.plan_id IS NULL
       ORDER BY bills.account_pk, bills.due_date, bills.bill_id
     ) b
     GROUP BY b.account_pk
@@ -481,10 +489,17 @@ SELECT event_id, 'account.delinquency.updated', account_id, payload, :occurred_a
     return text(sql).bindparams(bindparam("occurred_at", type_=BUS.outbox.c.occurred_at.type))
 
 
-def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at: Any) -> None:
+def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at: Any, rules: ProductRules) -> None:
     session.execute(
         _delinquency_sql(session.get_bind().dialect.name),
-        {"occurred_at": occurred_at, "business_date": day.isoformat(), "lo": lo, "hi": hi, "ordinal": day.toordinal()},
+        {
+            "occurred_at": occurred_at,
+            "business_date": day.isoformat(),
+            "lo": lo,
+            "hi": hi,
+            "ordinal": day.toordinal(),
+            "tolerance": rules.overdue.arrears_tolerance_fen,
+        },
     )
 
 
@@ -502,7 +517,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     session.add(ClosedChunk(business_date=day, first_pk=lo))
     rules = ctx.rules
     occurred_at = ctx.clock.now()
-    _lock_accounts_to_charge(session, day, lo, hi)
+    _lock_accounts_to_charge(session, day, lo, hi, rules)
     _accrue(session, day, lo, hi, rules)
     penalty = (
         session.scalar(
@@ -516,7 +531,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     _bureau_marks(session, day, lo, hi)
     events = _charge_offs(session, day, lo, hi, occurred_at) + _overdue_events(session, day, lo, hi, occurred_at)
     writer = RestrictionWriter(session, day, rules.lock_ladder, occurred_at)
-    delinquent = _ladder(session, day, lo, hi, writer)
+    delinquent = _ladder(session, day, lo, hi, writer, rules)
     overdue_bills = (
         session.scalar(
             select(func.count())
@@ -524,7 +539,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
             .where(
                 bills.c.account_pk >= lo,
                 bills.c.account_pk < hi,
-                bills.c.unpaid_principal_fen > 0,
+                _in_arrears(rules),
                 bills.c.due_ordinal < day.toordinal(),
                 bills.c.plan_id.is_(None),
             )
@@ -533,7 +548,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     )
     writer.flush()
     ctx.outbox.emit_many(session, events + writer.events)
-    _emit_delinquency(session, day, lo, hi, occurred_at)
+    _emit_delinquency(session, day, lo, hi, occurred_at, rules)
     return {
         "bills_overdue": overdue_bills,
         "penalty_accrued_fen": int(penalty),

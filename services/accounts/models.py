@@ -105,6 +105,8 @@ class Bill(Base):
     # it is given the bill's overdue stays out of the monthly report.
     report_notice_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     report_notice_channel: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # the date a repayment left the unpaid principal within the arrears tolerance (rule 2.7)
+    within_tolerance_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 # What the nightly close reads: only bills with principal still unpaid (a small share of all bills).

@@ -142,9 +142,16 @@ class BillDayResult:
         return self.charge_off_principal + self.charge_off_penalty + self.charge_off_late_fee
 
 
-def counts_for_dpd(bill: BillState, business_date: date) -> bool:
-    """A bill counts when it is past due with principal unpaid and not in a plan."""
-    return not bill.in_plan and bill.unpaid_principal > 0 and business_date > bill.due_date
+def in_arrears(unpaid_principal: Decimal, rules: OverdueRules) -> bool:
+    """Arrears tolerance: unpaid principal at or below the tolerance (1.00) is still owed
+    but does not make its bill overdue (no DPD, ladder, fee, report or contact)."""
+    return unpaid_principal > rules.arrears_tolerance
+
+
+def counts_for_dpd(bill: BillState, business_date: date, rules: OverdueRules) -> bool:
+    """A bill counts when it is past due with principal unpaid beyond the arrears tolerance
+    and not in a plan."""
+    return not bill.in_plan and in_arrears(bill.unpaid_principal, rules) and business_date > bill.due_date
 
 
 def close_bill_for_day(
@@ -159,7 +166,7 @@ def close_bill_for_day(
     """
     if bill.last_close_date is not None and business_date <= bill.last_close_date:
         return BillDayResult(bill.bill_id, business_date, dpd=0, already_closed=True)
-    if not counts_for_dpd(bill, business_date):
+    if not counts_for_dpd(bill, business_date, rules):
         return BillDayResult(bill.bill_id, business_date, dpd=0)
 
     days = dpd(business_date, bill.due_date)
