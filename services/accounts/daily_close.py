@@ -37,7 +37,22 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, insert, literal, or_, select, text, union_all, update
+from sqlalchemy import (
+    Date,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from services.accounts.domain.ledger import late_fee_charged, penalty_accrued
@@ -46,6 +61,7 @@ from services.accounts.job_lease import JobLease, LeaseHeld, last_done
 from services.accounts.ledger_book import post
 from services.accounts.domain.ledger import charged_off as charge_off_posting
 from services.accounts.models import BUS, Account, Bill, BureauMark, ClosedChunk, DailyAccrual, LedgerEntry
+from services.accounts.pauses import due_resumptions, resume_paused
 from services.accounts.restrictions import ACCOUNT_COLUMNS, RestrictionWriter, account_row, relink_identities
 from shared.bus.outbox import PendingEvent
 from shared.db import is_postgres, transaction
@@ -84,14 +100,20 @@ def _not_below_zero(x: Any) -> Any:
     return case((x > 0, x), else_=0)
 
 
+def _paused_accounts(day: date, lo: int, hi: int) -> Any:
+    """The chunk's accounts the close of ``day`` leaves alone (``domain.pauses.paused_for_close``)."""
+    return select(accounts.c.pk).where(accounts.c.pk >= lo, accounts.c.pk < hi, accounts.c.paused_on < day)
+
+
 def _eligible(day: date, lo: int, hi: int, rules: ProductRules) -> Any:
     """Bills this close judges: past due, principal unpaid beyond the arrears tolerance, not
-    in a plan, not yet closed for T."""
+    in a plan, not yet closed for T, their account not paused."""
     return and_(
         bills.c.account_pk >= lo,
         bills.c.account_pk < hi,
         bills.c.due_ordinal < day.toordinal(),
         _in_arrears(rules),
+        bills.c.account_pk.not_in(_paused_accounts(day, lo, hi)),
         bills.c.plan_id.is_(None),
         or_(bills.c.last_closed_on.is_(None), bills.c.last_closed_on < day),
     )
@@ -348,6 +370,7 @@ def _worst_dpd(day: date, lo: int, hi: int, rules: ProductRules) -> Any:
             _in_arrears(rules),
             bills.c.due_ordinal < day.toordinal(),
             bills.c.plan_id.is_(None),
+            bills.c.account_pk.not_in(_paused_accounts(day, lo, hi)),
         )
         .group_by(bills.c.account_pk)
         .subquery("worst")
@@ -375,6 +398,7 @@ def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWr
             accounts.c.pk >= lo,
             accounts.c.pk < hi,
             or_(accounts.c.last_overdue_on.is_(None), accounts.c.last_overdue_on < day),
+            or_(accounts.c.paused_on.is_(None), accounts.c.paused_on >= day),  # a pause keeps the measures
             or_(
                 accounts.c.level > 0,
                 accounts.c.limit_cut.is_(True),
@@ -477,6 +501,7 @@ WITH snapshots AS MATERIALIZED (
       FROM bills JOIN accounts ON accounts.pk = bills.account_pk
       WHERE bills.account_pk >= :lo AND bills.account_pk < :hi AND bills.due_ordinal < :ordinal
         AND bills.unpaid_principal_fen > :tolerance AND bills.plan_id IS NULL
+        AND (accounts.paused_on IS NULL OR accounts.paused_on >= :close_day)
       ORDER BY bills.account_pk, bills.due_date, bills.bill_id
     ) b
     GROUP BY b.account_pk
@@ -486,7 +511,9 @@ WITH snapshots AS MATERIALIZED (
 INSERT INTO outbox (event_id, type, aggregate_id, payload, occurred_at, correlation_id)
 SELECT event_id, 'account.delinquency.updated', account_id, payload, :occurred_at, event_id FROM snapshots
 """
-    return text(sql).bindparams(bindparam("occurred_at", type_=BUS.outbox.c.occurred_at.type))
+    return text(sql).bindparams(
+        bindparam("occurred_at", type_=BUS.outbox.c.occurred_at.type), bindparam("close_day", type_=Date)
+    )
 
 
 def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at: Any, rules: ProductRules) -> None:
@@ -499,6 +526,7 @@ def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at
             "hi": hi,
             "ordinal": day.toordinal(),
             "tolerance": rules.overdue.arrears_tolerance_fen,
+            "close_day": day,
         },
     )
 
@@ -517,6 +545,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     session.add(ClosedChunk(business_date=day, first_pk=lo))
     rules = ctx.rules
     occurred_at = ctx.clock.now()
+    resumed = resume_paused(session, due_resumptions(session, day, lo, hi), occurred_at)
     _lock_accounts_to_charge(session, day, lo, hi, rules)
     _accrue(session, day, lo, hi, rules)
     penalty = (
@@ -547,13 +576,13 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
         or 0
     )
     writer.flush()
-    ctx.outbox.emit_many(session, events + writer.events)
+    ctx.outbox.emit_many(session, resumed + events + writer.events)
     _emit_delinquency(session, day, lo, hi, occurred_at, rules)
     return {
         "bills_overdue": overdue_bills,
         "penalty_accrued_fen": int(penalty),
         "accounts_delinquent": delinquent,
-        "events": len(events) + len(writer.events) + delinquent,
+        "events": len(resumed) + len(events) + len(writer.events) + delinquent,
     }
 
 

@@ -48,6 +48,11 @@ class Account(Base):
     last_overdue_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     active_plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     monthly_income_fen: Mapped[int | None] = mapped_column(Fen, nullable=True)
+    # The delinquency pause (RULES 2.8): set while paused, cleared on resume.
+    pause_reason: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    paused_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    paused_until: Mapped[date | None] = mapped_column(Date, nullable=True)  # resumes after this date's close
+    pause_request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Purchase(Base):

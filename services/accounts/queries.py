@@ -59,6 +59,11 @@ def account_view(session: Session, account_id: str) -> dict[str, Any]:
         "unpaid_principal": money(account.unpaid_principal_fen),
         "credit_balance": money(account.credit_balance_fen),
         "last_overdue_on": _iso(account.last_overdue_on),
+        "pause": (
+            {"reason": account.pause_reason, "paused_on": _iso(account.paused_on), "until": _iso(account.paused_until)}
+            if account.paused_on is not None
+            else None
+        ),
         "restrictions": {
             "current": list(standing.measures(account)),
             "history": _restriction_history(session, account.pk),

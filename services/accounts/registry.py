@@ -7,6 +7,7 @@ guarded retry pass, a quiet hour) is the same code."""
 from __future__ import annotations
 
 from services.accounts.grants import credit_line_granted_batch
+from services.accounts.pauses import pause_requested, resume_requested
 from services.accounts.plans import plan_activated, plan_completed, plan_defaulted
 from services.accounts.purchases import purchase_requested_batch
 from services.accounts.report_notices import notice_sent
@@ -21,4 +22,6 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "plan.defaulted": plan_defaulted,
     "plan.completed": plan_completed,
     "collection.notice.sent": notice_sent,
+    "delinquency.pause.requested": pause_requested,
+    "delinquency.resume.requested": resume_requested,
 }

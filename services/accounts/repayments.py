@@ -395,6 +395,7 @@ def relock(
     writer = RestrictionWriter(session, as_of, rules.lock_ladder, occurred_at, causation_id, correlation_id)
     if max_dpd is None:
         max_dpd = current_max_dpd(session, account_pk, as_of, rules.overdue.arrears_tolerance_fen)
+    max_dpd = _paused_max_dpd(session, account_pk, max_dpd, account)
     writer.decide(row, max_dpd, plan_active=plan_active)
     writer.flush()
     if writer.restricted_identities:
@@ -403,6 +404,17 @@ def relock(
     if account is not None:
         _forget_ladder(session, account, relinked=bool(writer.restricted_identities))
     return writer.events
+
+
+def _paused_max_dpd(session: Session, account_pk: int, max_dpd: int, account: Account | None) -> int:
+    """A paused account climbs no step of the ladder (RULES 2.8): its DPD stands where the
+    last close before the pause left it; a payment can still lower it (and cure)."""
+    if account is not None:
+        paused, stood = account.paused_on is not None, account.max_dpd
+    else:
+        row = session.execute(select(Account.paused_on, Account.max_dpd).where(Account.pk == account_pk)).one()
+        paused, stood = row.paused_on is not None, row.max_dpd
+    return min(max_dpd, stood) if paused else max_dpd
 
 
 # What the lock ladder writes on accounts with Core statements (RestrictionWriter,

@@ -411,6 +411,7 @@ def facts_from(
         bill_paid=bill_paid,
         own_phone=customer.phone if customer else None,
         phone_reported_wrong=case.phone_reported_wrong,
+        paused=case.paused_on is not None,
     )
     amount = _amount_due(case, overdue, oldest, installment)
     return CaseFacts(view=view, bill=oldest, installment=installment, amount_fen=amount)

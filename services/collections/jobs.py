@@ -58,7 +58,7 @@ from services.collections.domain import (
     promise_state,
     render,
 )
-from services.collections.domain.compliance import cap_reason, is_own_phone
+from services.collections.domain.compliance import SuppressionReason, cap_reason, is_own_phone
 from services.collections.domain.notices import (
     LETTER_DUE_DAYS,
     SKIPPED_PAST_DATE,
@@ -409,7 +409,7 @@ def _run_slice(
     owed = _notices_owed(decided, slice_facts, ctx)
     counts: dict[str, int] = {}
     for case, facts, actions in decided:
-        if case.status == "open" and not case.plan_active:
+        if case.status == "open" and not case.plan_active and not facts.view.paused:
             counts["escalations"] = counts.get("escalations", 0) + _track_stage(
                 session, emit, case, facts.view.stage, ctx.business_date
             )
@@ -445,7 +445,7 @@ def _notices_owed(
     strategy, _ = strategy_and_templates(ctx.rules.collections)
     owed: _Owed = {}
     for case, facts, actions in decided:
-        if case.status != "open" or case.plan_active or facts.view.cured:
+        if case.status != "open" or case.plan_active or facts.view.cured or facts.view.paused:
             continue
         bill_ids = bills_awaiting_notice(
             (BillNotice(b.bill_id, b.due_date, b.report_notice_on) for b in slice_facts.bills.get(case.account_id, [])),
@@ -729,8 +729,10 @@ def _create_task(
         return 0
     if (case.account_id, kind) in state.tasks_today:
         return 0
-    if action.kind is ActionKind.CALL:
-        reason = _call_block_reason(state, case, view, slice_facts, ctx)
+    if action.kind is ActionKind.CALL or view.paused:  # a paused account gets no task of any kind
+        reason = (
+            SuppressionReason.PAUSED.value if view.paused else _call_block_reason(state, case, view, slice_facts, ctx)
+        )
         if reason is not None:
             attempt = _task_record(case, action, ctx, key, status="suppressed", task_id=None)
             session.add(attempt)

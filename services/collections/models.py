@@ -80,6 +80,12 @@ class CollectionCase(Base):
     active_plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     promise_broken: Mapped[bool] = mapped_column(Boolean, default=False)
     phone_reported_wrong: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The account's delinquency pause (RULES 2.8): no contact while ``paused_on`` is set;
+    # ``resumed_pause_on`` is the start of the last pause resumed (a late ``delinquency.paused``
+    # of that pause changes nothing).
+    paused_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    pause_reason: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    resumed_pause_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class Bill(Base):

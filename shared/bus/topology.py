@@ -31,6 +31,8 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "plan.defaulted",
         "plan.completed",
         "collection.notice.sent",
+        "delinquency.pause.requested",
+        "delinquency.resume.requested",
     ),
     "collections": (
         "credit.line.granted",
@@ -45,6 +47,8 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "plan.installment.*",
         "collection.outcome.recorded",
         "sms.delivery.reported",
+        "delinquency.paused",
+        "delinquency.resumed",
     ),
     "restructuring": (
         "credit.line.granted",
@@ -56,6 +60,8 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "plan.offers.requested",
         "plan.offer.accepted",
         "plan.adjustment.requested",
+        "delinquency.paused",
+        "delinquency.resumed",
     ),
 }
 

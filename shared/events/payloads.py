@@ -98,6 +98,23 @@ class SmsDeliveryReported(Payload):
     reported_at: Timestamp
 
 
+PauseReason = Literal["dispute", "disaster_relief", "bereavement", "fraud_investigation", "regulator"]
+
+
+class DelinquencyPauseRequested(Payload):
+    request_id: InboundId
+    account_id: InboundId
+    reason: PauseReason
+    until: BusinessDate | None = None
+    operator_id: InboundId
+
+
+class DelinquencyResumeRequested(Payload):
+    request_id: InboundId
+    account_id: InboundId
+    operator_id: InboundId
+
+
 # --- rejections: the answer to a command the contract refuses -------------------------
 
 
@@ -238,6 +255,44 @@ class RepaymentRejected(Answer):
     payment_id: Id
     account_id: Id | None = None
     amount: DecimalString | None = None
+    reason: str
+
+
+class DelinquencyPaused(Payload):
+    request_id: Id
+    account_id: Id
+    reason: PauseReason
+    paused_on: BusinessDate
+    until: BusinessDate | None = None
+    operator_id: Id
+
+
+class DelinquencyPauseRejected(Answer):
+    request_id: Id
+    account_id: Id | None = None
+    reason: str
+
+
+class ResumedBill(Payload):
+    bill_id: Id
+    dpd: int
+    days_not_counted: int = Field(ge=0)
+
+
+class DelinquencyResumed(Payload):
+    request_id: Id | None = None
+    account_id: Id
+    pause_reason: PauseReason
+    paused_on: BusinessDate
+    resumed_on: BusinessDate
+    resumed_by: Literal["operator", "until"]
+    operator_id: Id | None = None
+    bills: list[ResumedBill]
+
+
+class DelinquencyResumeRejected(Answer):
+    request_id: Id
+    account_id: Id | None = None
     reason: str
 
 
@@ -433,6 +488,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     "plan.adjustment.requested": PlanAdjustmentRequested,
     "collection.outcome.recorded": CollectionOutcomeRecorded,
     "sms.delivery.reported": SmsDeliveryReported,
+    "delinquency.pause.requested": DelinquencyPauseRequested,
+    "delinquency.resume.requested": DelinquencyResumeRequested,
     "credit.line.opened": CreditLineOpened,
     "credit.line.rejected": CreditLineRejected,
     "purchase.approved": PurchaseApproved,
@@ -446,6 +503,10 @@ PAYLOADS: dict[str, type[Payload]] = {
     "repayment.applied": RepaymentApplied,
     "repayment.rejected": RepaymentRejected,
     "credit.report.generated": CreditReportGenerated,
+    "delinquency.paused": DelinquencyPaused,
+    "delinquency.pause.rejected": DelinquencyPauseRejected,
+    "delinquency.resumed": DelinquencyResumed,
+    "delinquency.resume.rejected": DelinquencyResumeRejected,
     "daily.close.completed": DailyCloseCompleted,
     "collection.outcome.rejected": CollectionOutcomeRejected,
     "sms.delivery.rejected": SmsDeliveryRejected,

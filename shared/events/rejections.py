@@ -99,6 +99,18 @@ REJECTIONS: dict[str, Rejection] = {
             (("task_id", "task_id"), ("account_id", "account_id")),
         ),
         Rejection("sms.delivery.reported", "sms.delivery.rejected", "collections", (("message_id", "message_id"),)),
+        Rejection(
+            "delinquency.pause.requested",
+            "delinquency.pause.rejected",
+            "accounts",
+            (("request_id", "request_id"), ("account_id", "account_id")),
+        ),
+        Rejection(
+            "delinquency.resume.requested",
+            "delinquency.resume.rejected",
+            "accounts",
+            (("request_id", "request_id"), ("account_id", "account_id")),
+        ),
     )
 }
 
