@@ -63,6 +63,12 @@ class LockLadderRules(_Section):
     limit_restore_clean_days: int = 90
 
 
+class WaiverRules(_Section):
+    """RULES 4.5: hardship waivers and their maker-checker threshold."""
+
+    approval_threshold: Decimal = Field(Decimal("100.00"), ge=0)
+
+
 class CreditReportRules(_Section):
     """RULES section 5: bureau marks and their retention."""
 
@@ -142,6 +148,7 @@ class ProductRules(_Section):
     overdue: OverdueRules = OverdueRules()
     lock_ladder: LockLadderRules = LockLadderRules()
     credit_report: CreditReportRules = CreditReportRules()
+    waivers: WaiverRules = WaiverRules()
     collections: CollectionsRules = CollectionsRules()
     risk: RiskScorecard = RiskScorecard()
     restructuring: RestructuringRules = RestructuringRules()

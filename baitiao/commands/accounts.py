@@ -23,8 +23,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from baitiao.commands.values import BUSINESS_DATE
+from baitiao.commands.values import AMOUNT, BUSINESS_DATE
 from services.accounts.domain.pauses import PAUSE_REASONS
+from services.accounts.domain.waivers import WAIVER_COMPONENTS, WAIVER_REASONS
 from services.accounts.queries import AccountNotFound, account_view, ledger_totals, ledger_view
 from shared.db import engine_for, transaction
 from shared.settings import get_settings
@@ -61,6 +62,7 @@ def show(account_id: str, as_json: bool) -> None:
     _print_header(console, view)
     _print_restrictions(console, view["restrictions"])
     _print_bills(console, view["bills"])
+    _print_waivers(console, view["waivers"])
     _print_plan_and_repayments(console, view)
     _print_balances(console, view["balances"])
 
@@ -150,6 +152,104 @@ def resume(account_id: str, operator_id: str, request_id: str | None, on: date |
     payload = {"request_id": request_id, "account_id": account_id, "operator_id": operator_id}
     _publish("delinquency.resume.requested", payload, account_id, on)
     click.echo(f"resume requested: request {request_id} (answered by delinquency.resumed or .resume.rejected)")
+
+
+@account.command("waive")
+@click.argument("account_id")
+@click.option("--bill", "bill_id", required=True, help="The bill whose charge is waived.")
+@click.option("--component", type=click.Choice(WAIVER_COMPONENTS), required=True)
+@click.option("--amount", type=AMOUNT, required=True, help="Amount to waive, e.g. 12.50.")
+@click.option("--reason", type=click.Choice(WAIVER_REASONS), required=True)
+@click.option("--operator", "operator_id", required=True, help="The requesting operator's staff id (the maker).")
+@click.option("--request-id", default=None, help="The waiver's id (default: a new one; reuse it to retry).")
+@click.option("--date", "on", type=BUSINESS_DATE, default=None, help="Business date of the command (default: now).")
+def waive(
+    account_id: str,
+    bill_id: str,
+    component: str,
+    amount: Any,
+    reason: str,
+    operator_id: str,
+    request_id: str | None,
+    on: date | None,
+) -> None:
+    """Waive penalty interest or a late fee on a bill (RULES 4.5); above the threshold it waits
+    for a second operator's `account waiver approve`."""
+    request_id = request_id or uuid.uuid4().hex
+    payload = {
+        "request_id": request_id,
+        "account_id": account_id,
+        "bill_id": bill_id,
+        "component": component,
+        "amount": str(amount),
+        "reason": reason,
+        "requested_by": operator_id,
+    }
+    _publish("waiver.requested", payload, account_id, on)
+    click.echo(f"waiver requested: {request_id} (answered by waiver.applied, waiver.pending or waiver.rejected)")
+
+
+@account.group("waiver")
+def waiver() -> None:
+    """A second operator's decision on a pending waiver (maker-checker)."""
+
+
+def _decide(waiver_id: str, decision: str, operator_id: str, decision_id: str | None, on: date | None) -> None:
+    decision_id = decision_id or uuid.uuid4().hex
+    payload = {"decision_id": decision_id, "waiver_id": waiver_id, "decision": decision, "decided_by": operator_id}
+    _publish("waiver.decision.recorded", payload, waiver_id, on)
+    click.echo(
+        f"decision {decision_id} sent ({decision}); answered by waiver.approved, .declined or .decision.rejected"
+    )
+
+
+_DECISION_OPTIONS = [
+    click.argument("waiver_id"),
+    click.option("--operator", "operator_id", required=True, help="The checker's staff id (not the requester's)."),
+    click.option("--decision-id", default=None, help="The decision's id (default: a new one; reuse it to retry)."),
+    click.option("--date", "on", type=BUSINESS_DATE, default=None, help="Business date of the command (default: now)."),
+]
+
+
+def _with_decision_options(command: Any) -> Any:
+    for option in reversed(_DECISION_OPTIONS):
+        command = option(command)
+    return command
+
+
+@waiver.command("approve")
+@_with_decision_options
+def waiver_approve(waiver_id: str, operator_id: str, decision_id: str | None, on: date | None) -> None:
+    """Approve WAIVER_ID: it is applied at once."""
+    _decide(waiver_id, "approve", operator_id, decision_id, on)
+
+
+@waiver.command("decline")
+@_with_decision_options
+def waiver_decline(waiver_id: str, operator_id: str, decision_id: str | None, on: date | None) -> None:
+    """Decline WAIVER_ID: nothing is waived."""
+    _decide(waiver_id, "decline", operator_id, decision_id, on)
+
+
+def _print_waivers(console: Console, waivers: list[dict[str, Any]]) -> None:
+    if not waivers:
+        return
+    table = Table(title="Waivers")
+    for column in ("waiver", "bill", "component", "amount", "reason", "status", "maker", "checker", "applied"):
+        table.add_column(column)
+    for w in waivers:
+        table.add_row(
+            w["waiver_id"],
+            w["bill_id"],
+            w["component"],
+            w["amount"],
+            w["reason"],
+            w["status"],
+            w["requested_by"],
+            w["decided_by"] or "-",
+            w["applied"],
+        )
+    console.print(table)
 
 
 def _print_header(console: Console, view: dict[str, Any]) -> None:

@@ -184,6 +184,26 @@ class RestrictionHistory(Base):
     lifted_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
+class Waiver(Base):
+    """A hardship waiver (RULES 4.5), by the operator's request id: pending until a second
+    operator decides when above the threshold; ``applied_fen`` what it took off."""
+
+    __tablename__ = "waivers"
+
+    waiver_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the request id
+    account_pk: Mapped[int] = mapped_column(ForeignKey("accounts.pk"), index=True)
+    bill_pk: Mapped[int] = mapped_column(ForeignKey("bills.pk"))
+    component: Mapped[str] = mapped_column(String(16))  # penalty_interest | late_fee
+    amount_fen: Mapped[int] = mapped_column(Fen)
+    reason: Mapped[str] = mapped_column(String(24))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))  # pending | applied | declined
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    applied_fen: Mapped[int] = mapped_column(Fen, default=0)
+
+
 class BureauMark(Base):
     """A bill reported to the bureau (past grace). Kept 5 years after settlement, then purged."""
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from services.accounts import standing
 from services.accounts.domain.ledger import CUSTOMER_RECEIVABLES, Account as LedgerAccount
-from services.accounts.models import Account, Bill, LedgerEntry, PlanProjection, Repayment, RestrictionHistory
+from services.accounts.models import Account, Bill, LedgerEntry, PlanProjection, Repayment, RestrictionHistory, Waiver
 from shared.money import from_fen, to_fen, wire
 
 RECENT_REPAYMENTS = 10
@@ -69,6 +69,7 @@ def account_view(session: Session, account_id: str) -> dict[str, Any]:
             "history": _restriction_history(session, account.pk),
         },
         "bills": _bills(session, account.pk),
+        "waivers": _waivers(session, account.pk),
         "active_plan": _active_plan(session, account),
         "repayments": _recent_repayments(session, account.account_id),
         "balances": ledger_balances(session, account.pk),
@@ -125,6 +126,30 @@ def _restriction_history(session: Session, account_pk: int) -> list[dict[str, An
     return [
         {"measure": r.measure, "cause": r.cause, "added_on": _iso(r.added_on), "lifted_on": _iso(r.lifted_on)}
         for r in rows
+    ]
+
+
+def _waivers(session: Session, account_pk: int) -> list[dict[str, Any]]:
+    """The account's hardship waivers (RULES 4.5), pending ones included."""
+    rows = session.execute(
+        select(Waiver, Bill.bill_id)
+        .join(Bill, Bill.pk == Waiver.bill_pk)
+        .where(Waiver.account_pk == account_pk)
+        .order_by(Waiver.requested_on, Waiver.waiver_id)
+    ).all()
+    return [
+        {
+            "waiver_id": w.waiver_id,
+            "bill_id": bill_id,
+            "component": w.component,
+            "amount": money(w.amount_fen),
+            "reason": w.reason,
+            "status": w.status,
+            "requested_by": w.requested_by,
+            "decided_by": w.decided_by,
+            "applied": money(w.applied_fen),
+        }
+        for w, bill_id in rows
     ]
 
 

@@ -12,6 +12,7 @@ from services.accounts.plans import plan_activated, plan_completed, plan_default
 from services.accounts.purchases import purchase_requested_batch
 from services.accounts.report_notices import notice_sent
 from services.accounts.repayments import repayment_received_batch
+from services.accounts.waivers import waiver_decision_recorded, waiver_requested
 from shared.bus.handling import BatchHandler, Handler
 
 HANDLERS: dict[str, Handler | BatchHandler] = {
@@ -24,4 +25,6 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "collection.notice.sent": notice_sent,
     "delinquency.pause.requested": pause_requested,
     "delinquency.resume.requested": resume_requested,
+    "waiver.requested": waiver_requested,
+    "waiver.decision.recorded": waiver_decision_recorded,
 }

@@ -33,6 +33,8 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "collection.notice.sent",
         "delinquency.pause.requested",
         "delinquency.resume.requested",
+        "waiver.requested",
+        "waiver.decision.recorded",
     ),
     "collections": (
         "credit.line.granted",

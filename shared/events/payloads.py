@@ -115,6 +115,27 @@ class DelinquencyResumeRequested(Payload):
     operator_id: InboundId
 
 
+WaiverComponent = Literal["penalty_interest", "late_fee"]
+WaiverReason = Literal["hardship", "bereavement", "disaster_relief", "service_failure", "goodwill"]
+
+
+class WaiverRequested(Payload):
+    request_id: InboundId
+    account_id: InboundId
+    bill_id: InboundId
+    component: WaiverComponent
+    amount: PositiveMoney
+    reason: WaiverReason
+    requested_by: InboundId
+
+
+class WaiverDecisionRecorded(Payload):
+    decision_id: InboundId
+    waiver_id: InboundId
+    decision: Literal["approve", "decline"]
+    decided_by: InboundId
+
+
 # --- rejections: the answer to a command the contract refuses -------------------------
 
 
@@ -293,6 +314,56 @@ class DelinquencyResumed(Payload):
 class DelinquencyResumeRejected(Answer):
     request_id: Id
     account_id: Id | None = None
+    reason: str
+
+
+class WaiverPending(Payload):
+    waiver_id: Id
+    account_id: Id
+    bill_id: Id
+    component: WaiverComponent
+    amount: Money
+    reason: WaiverReason
+    requested_by: Id
+    requested_on: BusinessDate
+
+
+class WaiverApproved(Payload):
+    decision_id: Id
+    waiver_id: Id
+    account_id: Id
+    approved_by: Id
+    approved_on: BusinessDate
+
+
+class WaiverDeclined(Payload):
+    decision_id: Id
+    waiver_id: Id
+    account_id: Id
+    declined_by: Id
+    declined_on: BusinessDate
+
+
+class WaiverApplied(Payload):
+    waiver_id: Id
+    account_id: Id
+    bill_id: Id
+    component: WaiverComponent
+    amount: Money
+    requested_by: Id
+    approved_by: Id | None = None
+    applied_on: BusinessDate
+
+
+class WaiverRejected(Answer):
+    request_id: Id
+    account_id: Id | None = None
+    reason: str
+
+
+class WaiverDecisionRejected(Answer):
+    decision_id: Id
+    waiver_id: Id | None = None
     reason: str
 
 
@@ -490,6 +561,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     "sms.delivery.reported": SmsDeliveryReported,
     "delinquency.pause.requested": DelinquencyPauseRequested,
     "delinquency.resume.requested": DelinquencyResumeRequested,
+    "waiver.requested": WaiverRequested,
+    "waiver.decision.recorded": WaiverDecisionRecorded,
     "credit.line.opened": CreditLineOpened,
     "credit.line.rejected": CreditLineRejected,
     "purchase.approved": PurchaseApproved,
@@ -507,6 +580,12 @@ PAYLOADS: dict[str, type[Payload]] = {
     "delinquency.pause.rejected": DelinquencyPauseRejected,
     "delinquency.resumed": DelinquencyResumed,
     "delinquency.resume.rejected": DelinquencyResumeRejected,
+    "waiver.pending": WaiverPending,
+    "waiver.approved": WaiverApproved,
+    "waiver.declined": WaiverDeclined,
+    "waiver.applied": WaiverApplied,
+    "waiver.rejected": WaiverRejected,
+    "waiver.decision.rejected": WaiverDecisionRejected,
     "daily.close.completed": DailyCloseCompleted,
     "collection.outcome.rejected": CollectionOutcomeRejected,
     "sms.delivery.rejected": SmsDeliveryRejected,

@@ -106,6 +106,18 @@ REJECTIONS: dict[str, Rejection] = {
             (("request_id", "request_id"), ("account_id", "account_id")),
         ),
         Rejection(
+            "waiver.requested",
+            "waiver.rejected",
+            "accounts",
+            (("request_id", "request_id"), ("account_id", "account_id")),
+        ),
+        Rejection(
+            "waiver.decision.recorded",
+            "waiver.decision.rejected",
+            "accounts",
+            (("decision_id", "decision_id"), ("waiver_id", "waiver_id")),
+        ),
+        Rejection(
             "delinquency.resume.requested",
             "delinquency.resume.rejected",
             "accounts",

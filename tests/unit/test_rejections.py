@@ -75,6 +75,8 @@ def test_every_inbound_command_has_a_rejection_of_the_contract() -> None:
         "repayment.received",
         "delinquency.pause.requested",
         "delinquency.resume.requested",
+        "waiver.requested",
+        "waiver.decision.recorded",
     }
 
 

@@ -172,6 +172,12 @@ def grace_waiver_posted(penalty_waived: Decimal) -> Posting:
     return _transfer("grace_waiver", Account.WAIVER_EXPENSE, Account.CUSTOMER_PENALTY, penalty_waived)
 
 
+def hardship_waiver_posted(component: str, amount: Decimal) -> Posting:
+    """An operator's hardship waiver (RULES 4.5): the penalty interest or late fee given up."""
+    receivable = Account.CUSTOMER_PENALTY if component == "penalty_interest" else Account.CUSTOMER_LATE_FEE
+    return _transfer("hardship_waiver", Account.WAIVER_EXPENSE, receivable, amount)
+
+
 def backdated_reversal_posted(reversal: BackdatedReversal) -> Posting:
     """A late-arriving repayment's correction: charges that should never have been made."""
     return _posting(
