@@ -69,6 +69,13 @@ class WaiverRules(_Section):
     approval_threshold: Decimal = Field(Decimal("100.00"), ge=0)
 
 
+class DisputeRules(_Section):
+    """RULES 4.6: disputes' service level and what a rejected dispute charges."""
+
+    service_level_days: int = Field(15, ge=1)
+    charge_disputed_days_on_rejection: bool = False
+
+
 class CreditReportRules(_Section):
     """RULES section 5: bureau marks and their retention."""
 
@@ -149,6 +156,7 @@ class ProductRules(_Section):
     lock_ladder: LockLadderRules = LockLadderRules()
     credit_report: CreditReportRules = CreditReportRules()
     waivers: WaiverRules = WaiverRules()
+    disputes: DisputeRules = DisputeRules()
     collections: CollectionsRules = CollectionsRules()
     risk: RiskScorecard = RiskScorecard()
     restructuring: RestructuringRules = RestructuringRules()

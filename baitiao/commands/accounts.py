@@ -63,6 +63,7 @@ def show(account_id: str, as_json: bool) -> None:
     _print_restrictions(console, view["restrictions"])
     _print_bills(console, view["bills"])
     _print_waivers(console, view["waivers"])
+    _print_disputes(console, view["disputes"])
     _print_plan_and_repayments(console, view)
     _print_balances(console, view["balances"])
 
@@ -229,6 +230,27 @@ def waiver_approve(waiver_id: str, operator_id: str, decision_id: str | None, on
 def waiver_decline(waiver_id: str, operator_id: str, decision_id: str | None, on: date | None) -> None:
     """Decline WAIVER_ID: nothing is waived."""
     _decide(waiver_id, "decline", operator_id, decision_id, on)
+
+
+def _print_disputes(console: Console, disputes: list[dict[str, Any]]) -> None:
+    if not disputes:
+        return
+    table = Table(title="Disputes")
+    for column in ("dispute", "bill", "amount", "reason", "opened", "status", "outcome", "credited", "reversed"):
+        table.add_column(column)
+    for d in disputes:
+        table.add_row(
+            d["dispute_id"],
+            d["bill_id"],
+            d["amount"],
+            d["reason"],
+            d["opened_on"],
+            d["status"] + (" (past service level)" if d["service_level_alert_on"] else ""),
+            d["outcome"] or "-",
+            d["credited"],
+            d["charges_reversed"],
+        )
+    console.print(table)
 
 
 def _print_waivers(console: Console, waivers: list[dict[str, Any]]) -> None:

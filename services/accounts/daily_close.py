@@ -61,6 +61,7 @@ from services.accounts.job_lease import JobLease, LeaseHeld, last_done
 from services.accounts.ledger_book import post
 from services.accounts.domain.ledger import charged_off as charge_off_posting
 from services.accounts.models import BUS, Account, Bill, BureauMark, ClosedChunk, DailyAccrual, LedgerEntry
+from services.accounts.disputes import service_level_alerts
 from services.accounts.pauses import due_resumptions, resume_paused
 from services.accounts.restrictions import ACCOUNT_COLUMNS, RestrictionWriter, account_row, relink_identities
 from shared.bus.outbox import PendingEvent
@@ -119,9 +120,16 @@ def _eligible(day: date, lo: int, hi: int, rules: ProductRules) -> Any:
     )
 
 
+def _collectable() -> Any:
+    """``disputes.collectable`` in SQL: the unpaid principal less what open disputes set aside."""
+    return _not_below_zero(bills.c.unpaid_principal_fen - bills.c.disputed_fen)
+
+
 def _in_arrears(rules: ProductRules) -> Any:
-    """``overdue.in_arrears`` in SQL: unpaid principal beyond the arrears tolerance."""
-    return bills.c.unpaid_principal_fen > rules.overdue.arrears_tolerance_fen
+    """``overdue.in_arrears`` in SQL: collectable principal beyond the arrears tolerance (the
+    unpaid principal's own test first, implied by it, keeps the partial index on unpaid bills)."""
+    tolerance = rules.overdue.arrears_tolerance_fen
+    return and_(bills.c.unpaid_principal_fen > tolerance, _collectable() > tolerance)
 
 
 # -- steps 1 and 2: accrual and its ledger entries -----------------------------------------
@@ -153,8 +161,9 @@ def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) 
     overdue = rules.overdue
     dpd = day.toordinal() - bills.c.due_ordinal
     room = bills.c.charge_cap_fen - bills.c.penalty_charged_fen - bills.c.late_fee_charged_fen
-    penalty = _not_below_zero(_least(_round_rate(bills.c.unpaid_principal_fen, overdue.penalty_daily_rate), room))
-    raw_fee = _least(_round_rate(bills.c.unpaid_principal_fen, overdue.late_fee_rate), int(overdue.late_fee_max * 100))
+    basis = _collectable()
+    penalty = _not_below_zero(_least(_round_rate(basis, overdue.penalty_daily_rate), room))
+    raw_fee = _least(_round_rate(basis, overdue.late_fee_rate), int(overdue.late_fee_max * 100))
     fee = case(
         (
             and_(dpd == overdue.late_fee_dpd, bills.c.late_fee_charged_fen == 0),
@@ -162,9 +171,9 @@ def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) 
         ),
         else_=0,
     )
-    select_accruals = select(
-        bills.c.pk, literal(day), bills.c.account_pk, bills.c.unpaid_principal_fen, penalty, fee
-    ).where(_eligible(day, lo, hi, rules), bills.c.charged_off_on.is_(None))
+    select_accruals = select(bills.c.pk, literal(day), bills.c.account_pk, basis, penalty, fee).where(
+        _eligible(day, lo, hi, rules), bills.c.charged_off_on.is_(None)
+    )
     session.execute(
         insert(accruals).from_select(
             ["bill_pk", "business_date", "account_pk", "basis_fen", "penalty_fen", "late_fee_fen"], select_accruals
@@ -467,6 +476,13 @@ _SPELLINGS = {
 }
 
 
+# ``_collectable`` as the snapshot's text SQL spells it: disputed principal is not collected.
+_COLLECTABLE_SQL = (
+    "CASE WHEN bills.unpaid_principal_fen > bills.disputed_fen"
+    " THEN bills.unpaid_principal_fen - bills.disputed_fen ELSE 0 END"
+)
+
+
 @functools.cache
 def _delinquency_sql(dialect: str) -> Any:
     """``account.delinquency.updated`` for every delinquent account of a chunk, built by the
@@ -497,10 +513,10 @@ WITH snapshots AS MATERIALIZED (
            {say["array"].format(bill)} AS bills
     FROM (
       SELECT bills.account_pk, accounts.account_id, bills.bill_id, bills.due_date, bills.dpd,
-             bills.unpaid_principal_fen, bills.unpaid_penalty_fen, bills.unpaid_late_fee_fen
+             {_COLLECTABLE_SQL} AS unpaid_principal_fen, bills.unpaid_penalty_fen, bills.unpaid_late_fee_fen
       FROM bills JOIN accounts ON accounts.pk = bills.account_pk
       WHERE bills.account_pk >= :lo AND bills.account_pk < :hi AND bills.due_ordinal < :ordinal
-        AND bills.unpaid_principal_fen > :tolerance AND bills.plan_id IS NULL
+        AND {_COLLECTABLE_SQL} > :tolerance AND bills.plan_id IS NULL
         AND (accounts.paused_on IS NULL OR accounts.paused_on >= :close_day)
       ORDER BY bills.account_pk, bills.due_date, bills.bill_id
     ) b
@@ -546,6 +562,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     rules = ctx.rules
     occurred_at = ctx.clock.now()
     resumed = resume_paused(session, due_resumptions(session, day, lo, hi), occurred_at)
+    resumed += service_level_alerts(session, day, lo, hi, rules.disputes.service_level_days, occurred_at)
     _lock_accounts_to_charge(session, day, lo, hi, rules)
     _accrue(session, day, lo, hi, rules)
     penalty = (

@@ -6,6 +6,7 @@ guarded retry pass, a quiet hour) is the same code."""
 
 from __future__ import annotations
 
+from services.accounts.disputes import dispute_opened, dispute_resolved
 from services.accounts.grants import credit_line_granted_batch
 from services.accounts.pauses import pause_requested, resume_requested
 from services.accounts.plans import plan_activated, plan_completed, plan_defaulted
@@ -26,5 +27,7 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "delinquency.pause.requested": pause_requested,
     "delinquency.resume.requested": resume_requested,
     "waiver.requested": waiver_requested,
+    "dispute.opened": dispute_opened,
+    "dispute.resolved": dispute_resolved,
     "waiver.decision.recorded": waiver_decision_recorded,
 }

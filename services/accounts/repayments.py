@@ -289,7 +289,7 @@ class RunBooks:
             (
                 as_of.toordinal() - b.due_ordinal
                 for b in self.bills.get(account_pk, [])
-                if b.unpaid_principal_fen > tolerance_fen and b.due_ordinal < as_of.toordinal()
+                if b.unpaid_principal_fen - b.disputed_fen > tolerance_fen and b.due_ordinal < as_of.toordinal()
             ),
             default=0,
         )
@@ -299,7 +299,7 @@ class RunBooks:
         return sum(
             b.unpaid_principal_fen + b.unpaid_penalty_fen + b.unpaid_late_fee_fen
             for b in self.bills.get(account_pk, [])
-            if b.due_ordinal < as_of.toordinal() and b.unpaid_principal_fen > tolerance_fen
+            if b.due_ordinal < as_of.toordinal() and b.unpaid_principal_fen - b.disputed_fen > tolerance_fen
         )
 
 
@@ -366,7 +366,7 @@ def total_overdue_fen(session: Session, account_pk: int, as_of: date, tolerance_
             Bill.account_pk == account_pk,
             Bill.plan_id.is_(None),
             Bill.due_ordinal < as_of.toordinal(),
-            Bill.unpaid_principal_fen > tolerance_fen,
+            Bill.unpaid_principal_fen - Bill.disputed_fen > tolerance_fen,
         )
     ).scalars()
     return int(sum(rows))

@@ -253,7 +253,7 @@ def current_max_dpd(session: Session, account_pk: int, as_of: date, tolerance_fe
     value = session.scalar(
         select(func.max(as_of.toordinal() - Bill.due_ordinal)).where(
             Bill.account_pk == account_pk,
-            Bill.unpaid_principal_fen > tolerance_fen,
+            Bill.unpaid_principal_fen - Bill.disputed_fen > tolerance_fen,  # disputed: set aside
             Bill.plan_id.is_(None),
             Bill.due_ordinal < as_of.toordinal(),
         )

@@ -35,6 +35,8 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "delinquency.resume.requested",
         "waiver.requested",
         "waiver.decision.recorded",
+        "dispute.opened",
+        "dispute.resolved",
     ),
     "collections": (
         "credit.line.granted",

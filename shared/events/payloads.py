@@ -136,6 +136,28 @@ class WaiverDecisionRecorded(Payload):
     decided_by: InboundId
 
 
+DisputeReason = Literal["not_received", "not_as_described", "unauthorised", "duplicate_charge", "cancelled"]
+DisputeOutcome = Literal["upheld", "partly_upheld", "rejected"]
+
+
+class DisputeOpened(Payload):
+    dispute_id: InboundId
+    account_id: InboundId
+    bill_id: InboundId | None = None
+    purchase_id: InboundId | None = None
+    amount: PositiveMoney
+    reason: DisputeReason
+    opened_at: Timestamp
+
+
+class DisputeResolved(Payload):
+    resolution_id: InboundId
+    dispute_id: InboundId
+    outcome: DisputeOutcome
+    upheld_amount: PositiveMoney | None = None
+    resolved_by: InboundId
+
+
 # --- rejections: the answer to a command the contract refuses -------------------------
 
 
@@ -367,6 +389,50 @@ class WaiverDecisionRejected(Answer):
     reason: str
 
 
+class DisputeAccepted(Payload):
+    dispute_id: Id
+    account_id: Id
+    bill_id: Id
+    purchase_id: Id | None = None
+    amount: Money
+    reason: DisputeReason
+    opened_on: BusinessDate
+
+
+class DisputeRejected(Answer):
+    dispute_id: Id
+    account_id: Id | None = None
+    reason: str
+
+
+class DisputeClosed(Payload):
+    resolution_id: Id
+    dispute_id: Id
+    account_id: Id
+    bill_id: Id
+    outcome: DisputeOutcome
+    credited: Money
+    penalty_reversed: Money
+    late_fee_reversed: Money
+    owes_again: Money
+    resolved_by: Id
+    resolved_on: BusinessDate
+
+
+class DisputeResolutionRejected(Answer):
+    resolution_id: Id
+    dispute_id: Id | None = None
+    reason: str
+
+
+class DisputeServiceLevelBreached(Payload):
+    dispute_id: Id
+    account_id: Id
+    opened_on: BusinessDate
+    business_date: BusinessDate
+    days_open: int
+
+
 class CreditReportGenerated(Payload):
     month: str = Field(pattern=r"^\d{4}-\d{2}$")
     accounts: int
@@ -563,6 +629,8 @@ PAYLOADS: dict[str, type[Payload]] = {
     "delinquency.resume.requested": DelinquencyResumeRequested,
     "waiver.requested": WaiverRequested,
     "waiver.decision.recorded": WaiverDecisionRecorded,
+    "dispute.opened": DisputeOpened,
+    "dispute.resolved": DisputeResolved,
     "credit.line.opened": CreditLineOpened,
     "credit.line.rejected": CreditLineRejected,
     "purchase.approved": PurchaseApproved,
@@ -586,6 +654,11 @@ PAYLOADS: dict[str, type[Payload]] = {
     "waiver.applied": WaiverApplied,
     "waiver.rejected": WaiverRejected,
     "waiver.decision.rejected": WaiverDecisionRejected,
+    "dispute.accepted": DisputeAccepted,
+    "dispute.rejected": DisputeRejected,
+    "dispute.closed": DisputeClosed,
+    "dispute.resolution.rejected": DisputeResolutionRejected,
+    "dispute.service_level.breached": DisputeServiceLevelBreached,
     "daily.close.completed": DailyCloseCompleted,
     "collection.outcome.rejected": CollectionOutcomeRejected,
     "sms.delivery.rejected": SmsDeliveryRejected,

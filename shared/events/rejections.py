@@ -106,6 +106,18 @@ REJECTIONS: dict[str, Rejection] = {
             (("request_id", "request_id"), ("account_id", "account_id")),
         ),
         Rejection(
+            "dispute.opened",
+            "dispute.rejected",
+            "accounts",
+            (("dispute_id", "dispute_id"), ("account_id", "account_id")),
+        ),
+        Rejection(
+            "dispute.resolved",
+            "dispute.resolution.rejected",
+            "accounts",
+            (("resolution_id", "resolution_id"), ("dispute_id", "dispute_id")),
+        ),
+        Rejection(
             "waiver.requested",
             "waiver.rejected",
             "accounts",

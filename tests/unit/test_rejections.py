@@ -77,6 +77,8 @@ def test_every_inbound_command_has_a_rejection_of_the_contract() -> None:
         "delinquency.resume.requested",
         "waiver.requested",
         "waiver.decision.recorded",
+        "dispute.opened",
+        "dispute.resolved",
     }
 
 
