@@ -312,7 +312,7 @@ def unpaid_bills(session: Session, account_id: str) -> list[Bill]:
             select(Bill)
             .where(
                 Bill.account_id == account_id,
-                Bill.unpaid_fen > 0,
+                Bill.unpaid_fen > Bill.disputed_fen,  # a disputed amount is not collected
                 Bill.plan_id.is_(None),
             )
             .order_by(Bill.due_date, Bill.bill_id)
@@ -395,7 +395,11 @@ def facts_from(
         cured = True  # nothing left unpaid at all
     bill_paid = False
     if contact_bill_id is not None:
-        bill_paid = contact_bill is None or contact_bill.unpaid_fen <= 0 or contact_bill.plan_id is not None
+        bill_paid = (
+            contact_bill is None
+            or contact_bill.unpaid_fen <= contact_bill.disputed_fen
+            or contact_bill.plan_id is not None
+        )
     view = CaseView(
         account_id=case.account_id,
         dpd=dpd,
@@ -446,7 +450,7 @@ class SliceFacts:
                 select(Bill)
                 .where(
                     Bill.account_id.in_(accounts),
-                    Bill.unpaid_fen > 0,
+                    Bill.unpaid_fen > Bill.disputed_fen,  # a disputed amount is not collected
                     Bill.plan_id.is_(None),
                 )
                 .order_by(Bill.account_id, Bill.due_date, Bill.bill_id)

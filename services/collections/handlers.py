@@ -78,6 +78,22 @@ def delinquency_resumed(ctx: HandlerContext, event: p.DelinquencyResumed) -> Non
         bill.due_date += timedelta(days=shifts[bill.bill_id])
 
 
+def dispute_accepted(ctx: HandlerContext, event: p.DisputeAccepted) -> None:
+    """RULES 4.6: the disputed amount is set aside on the bill: it is not collected (a bill
+    owing no more than what is disputed gets no contact)."""
+    bill = ctx.session.get(Bill, event.bill_id, with_for_update=True)
+    if bill is not None:
+        bill.disputed_fen += to_fen(event.amount)
+
+
+def dispute_closed(ctx: HandlerContext, event: p.DisputeClosed) -> None:
+    """The dispute is resolved: what was upheld leaves the bill, the rest is collected again."""
+    bill = ctx.session.get(Bill, event.bill_id, with_for_update=True)
+    if bill is not None:
+        bill.disputed_fen = max(0, bill.disputed_fen - to_fen(event.credited + event.owes_again))
+        bill.unpaid_fen = max(0, bill.unpaid_fen - to_fen(event.credited))
+
+
 # --- restructuring -------------------------------------------------------------------------
 
 

@@ -283,7 +283,7 @@ def _something_to_do(ctx: JobContext) -> Any:
             select(Bill.bill_id)
             .where(
                 Bill.account_id == CollectionCase.account_id,
-                Bill.unpaid_fen > 0,
+                Bill.unpaid_fen > Bill.disputed_fen,
                 Bill.plan_id.is_(None),
                 *more,
             )
@@ -1172,7 +1172,7 @@ def _record_notices(ctx: JobContext, session: Session, emit: Emit, sent: list[Co
         select(Bill)
         .where(
             Bill.account_id.in_(sorted(notices)),
-            Bill.unpaid_fen > 0,
+            Bill.unpaid_fen > Bill.disputed_fen,
             Bill.plan_id.is_(None),
             Bill.due_date < ctx.business_date,
             Bill.report_notice_on.is_(None),

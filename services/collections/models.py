@@ -110,6 +110,8 @@ class Bill(Base):
     charged_off_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     # The pre-report notice about this bill (RULES 5.4): the date it went out, by SMS or letter.
     report_notice_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # principal set aside by open disputes (RULES 4.6): not collected while disputed
+    disputed_fen: Mapped[int] = mapped_column(Fen, default=0, server_default="0")
 
 
 class Plan(Base):

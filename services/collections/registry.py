@@ -34,4 +34,6 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "sms.delivery.reported": handlers.sms_delivery_reported,
     "delinquency.paused": handlers.delinquency_paused,
     "delinquency.resumed": handlers.delinquency_resumed,
+    "dispute.accepted": handlers.dispute_accepted,
+    "dispute.closed": handlers.dispute_closed,
 }

@@ -53,6 +53,8 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "sms.delivery.reported",
         "delinquency.paused",
         "delinquency.resumed",
+        "dispute.accepted",
+        "dispute.closed",
     ),
     "restructuring": (
         "credit.line.granted",
