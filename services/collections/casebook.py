@@ -434,8 +434,12 @@ class SliceFacts:
     bills_by_id: dict[str, Bill]  # the bills asked for by id (contacts' bills)
 
     @classmethod
-    def load(cls, session: Session, cases: list[CollectionCase], *, bill_ids: Collection[str] = ()) -> SliceFacts:
-        """Read the stored rows of ``cases`` (as stored: call before changing them)."""
+    def load(
+        cls, session: Session, cases: list[CollectionCase], *, tolerance_fen: int, bill_ids: Collection[str] = ()
+    ) -> SliceFacts:
+        """Read the stored rows of ``cases`` (as stored: call before changing them). A bill is
+        collectable when it owes more than its disputed amount plus the arrears tolerance
+        (``overdue.arrears_tolerance``, RULES 2.7: within it a bill is never overdue)."""
         accounts = sorted({c.account_id for c in cases})
         customers: dict[str, Customer] = {}
         bills: dict[str, list[Bill]] = {}
@@ -450,7 +454,7 @@ class SliceFacts:
                 select(Bill)
                 .where(
                     Bill.account_id.in_(accounts),
-                    Bill.unpaid_fen > Bill.disputed_fen,  # a disputed amount is not collected
+                    Bill.unpaid_fen > Bill.disputed_fen + tolerance_fen,  # disputed: not collected
                     Bill.plan_id.is_(None),
                 )
                 .order_by(Bill.account_id, Bill.due_date, Bill.bill_id)

@@ -283,7 +283,7 @@ def _something_to_do(ctx: JobContext) -> Any:
             select(Bill.bill_id)
             .where(
                 Bill.account_id == CollectionCase.account_id,
-                Bill.unpaid_fen > Bill.disputed_fen,
+                Bill.unpaid_fen > Bill.disputed_fen + ctx.rules.overdue.arrears_tolerance_fen,
                 Bill.plan_id.is_(None),
                 *more,
             )
@@ -342,7 +342,7 @@ def _run_slice(
     the day's planned actions are only counted as skipped, and no notice is planned."""
     rules = ctx.rules.collections
     strategy, _ = strategy_and_templates(rules)
-    slice_facts = SliceFacts.load(session, cases)
+    slice_facts = SliceFacts.load(session, cases, tolerance_fen=ctx.rules.overdue.arrears_tolerance_fen)
     repayments: dict[str, list[tuple[date, int]]] = {}
     promised = sorted(slice_facts.pending_promises)
     if promised:
@@ -961,7 +961,10 @@ def _prepare_run(ctx: JobContext, contact_ids: list[int], now: datetime) -> list
                 for c in session.scalars(select(CollectionCase).where(CollectionCase.account_id.in_(accounts))).all()
             }
             slice_facts = SliceFacts.load(
-                session, list(cases.values()), bill_ids=[c.bill_id for c in ready if c.bill_id]
+                session,
+                list(cases.values()),
+                tolerance_fen=ctx.rules.overdue.arrears_tolerance_fen,
+                bill_ids=[c.bill_id for c in ready if c.bill_id],
             )
             customers = dict(slice_facts.customers)
             missing = [a for a in accounts if a not in customers]
@@ -1172,7 +1175,7 @@ def _record_notices(ctx: JobContext, session: Session, emit: Emit, sent: list[Co
         select(Bill)
         .where(
             Bill.account_id.in_(sorted(notices)),
-            Bill.unpaid_fen > Bill.disputed_fen,
+            Bill.unpaid_fen > Bill.disputed_fen + ctx.rules.overdue.arrears_tolerance_fen,
             Bill.plan_id.is_(None),
             Bill.due_date < ctx.business_date,
             Bill.report_notice_on.is_(None),
