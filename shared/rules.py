@@ -38,6 +38,12 @@ class OverdueRules(_Section):
     late_fee_max: Decimal = Decimal("30.00")
     overdue_charge_cap_rate: Decimal = Decimal("0.24")
     charge_off_dpd: int = Field(180, ge=1)
+    arrears_tolerance: Decimal = Field(Decimal("1.00"), ge=0)
+
+    @property
+    def arrears_tolerance_fen(self) -> int:
+        """The tolerance as the databases count money: fen."""
+        return int(self.arrears_tolerance * 100)
 
     @property
     def late_fee_dpd(self) -> int:
@@ -55,6 +61,19 @@ class LockLadderRules(_Section):
     charge_off_dpd: int = 180
     limit_cut_ratio: Decimal = Decimal("0.50")
     limit_restore_clean_days: int = 90
+
+
+class WaiverRules(_Section):
+    """RULES 4.5: hardship waivers and their maker-checker threshold."""
+
+    approval_threshold: Decimal = Field(Decimal("100.00"), ge=0)
+
+
+class DisputeRules(_Section):
+    """RULES 4.6: disputes' service level and what a rejected dispute charges."""
+
+    service_level_days: int = Field(15, ge=1)
+    charge_disputed_days_on_rejection: bool = False
 
 
 class CreditReportRules(_Section):
@@ -136,6 +155,8 @@ class ProductRules(_Section):
     overdue: OverdueRules = OverdueRules()
     lock_ladder: LockLadderRules = LockLadderRules()
     credit_report: CreditReportRules = CreditReportRules()
+    waivers: WaiverRules = WaiverRules()
+    disputes: DisputeRules = DisputeRules()
     collections: CollectionsRules = CollectionsRules()
     risk: RiskScorecard = RiskScorecard()
     restructuring: RestructuringRules = RestructuringRules()

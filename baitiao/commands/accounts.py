@@ -1,7 +1,11 @@
-"""``baitiao account``: one account as the ledger of record sees it.
+"""``baitiao account``: one account as the ledger of record sees it, and the operator's
+delinquency pause.
 
-Both commands read the accounts database only, through the read models of
+``show`` and ``ledger`` read the accounts database only, through the read models of
 :mod:`services.accounts.queries`, so ``--json`` and the tables print the same facts.
+``pause`` and ``resume`` are commands on the bus (``delinquency.pause.requested``,
+``delinquency.resume.requested``, docs/events.md), published as any outside system
+publishes them; accounts answers them on the bus, and ``show`` prints the pause.
 An unknown account is an error (exit code 1), not an empty screen: an operator who
 mistyped an id must not read "nothing owed".
 """
@@ -9,6 +13,8 @@ mistyped an id must not read "nothing owed".
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import date
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +23,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from baitiao.commands.values import AMOUNT, BUSINESS_DATE
+from services.accounts.domain.pauses import PAUSE_REASONS
+from services.accounts.domain.waivers import WAIVER_COMPONENTS, WAIVER_REASONS
 from services.accounts.queries import AccountNotFound, account_view, ledger_totals, ledger_view
 from shared.db import engine_for, transaction
 from shared.settings import get_settings
@@ -53,6 +62,8 @@ def show(account_id: str, as_json: bool) -> None:
     _print_header(console, view)
     _print_restrictions(console, view["restrictions"])
     _print_bills(console, view["bills"])
+    _print_waivers(console, view["waivers"])
+    _print_disputes(console, view["disputes"])
     _print_plan_and_repayments(console, view)
     _print_balances(console, view["balances"])
 
@@ -88,6 +99,181 @@ def ledger(account_id: str, as_json: bool) -> None:
     console.print(f"debits {totals['debits']} {sign} credits {totals['credits']}: {verdict}")
 
 
+def _publish(event_type: str, payload: dict[str, Any], aggregate_id: str, on: date | None) -> str:
+    """One command onto the topic exchange (routing key = its type); returns its event id.
+    ``on``: the business date it is made on (noon, Asia/Shanghai), for a system on simulated
+    time as ``jobs run --date``; None: now."""
+    from kombu import Connection, Producer
+
+    from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
+    from shared.clock import at_local, default_clock
+    from shared.embedded_broker import broker_for_command
+    from shared.events.envelope import new_envelope
+
+    body = new_envelope(
+        event_type,
+        payload,
+        aggregate_id=aggregate_id,
+        producer="operators-desk",
+        occurred_at=at_local(on, "12:00") if on else default_clock.now(),
+    )
+    with broker_for_command(get_settings()) as url, Connection(url) as connection:
+        declare_topology(connection)
+        Producer(connection.default_channel).publish(
+            body, exchange=EVENTS_EXCHANGE, routing_key=event_type, serializer="json"
+        )
+    return str(body["event_id"])
+
+
+@account.command("pause")
+@click.argument("account_id")
+@click.option("--reason", type=click.Choice(PAUSE_REASONS), required=True, help="Why the delinquency is paused.")
+@click.option("--until", type=BUSINESS_DATE, default=None, help="Last paused date YYYY-MM-DD (default: until resumed).")
+@click.option("--operator", "operator_id", required=True, help="The operator's staff id.")
+@click.option("--request-id", default=None, help="The request's id (default: a new one; reuse it to retry).")
+@click.option("--date", "on", type=BUSINESS_DATE, default=None, help="Business date of the command (default: now).")
+def pause(account_id: str, reason: str, until: Any, operator_id: str, request_id: str | None, on: date | None) -> None:
+    """Pause ACCOUNT_ID's delinquency: no charges, ladder, report or contact (RULES 2.8)."""
+    request_id = request_id or uuid.uuid4().hex
+    payload = {"request_id": request_id, "account_id": account_id, "reason": reason, "operator_id": operator_id}
+    if until is not None:
+        payload["until"] = until.isoformat()
+    _publish("delinquency.pause.requested", payload, account_id, on)
+    click.echo(f"pause requested: request {request_id} (answered by delinquency.paused or .pause.rejected)")
+
+
+@account.command("resume")
+@click.argument("account_id")
+@click.option("--operator", "operator_id", required=True, help="The operator's staff id.")
+@click.option("--request-id", default=None, help="The request's id (default: a new one; reuse it to retry).")
+@click.option("--date", "on", type=BUSINESS_DATE, default=None, help="Business date of the command (default: now).")
+def resume(account_id: str, operator_id: str, request_id: str | None, on: date | None) -> None:
+    """Resume ACCOUNT_ID's delinquency: DPD counts on from where it stood."""
+    request_id = request_id or uuid.uuid4().hex
+    payload = {"request_id": request_id, "account_id": account_id, "operator_id": operator_id}
+    _publish("delinquency.resume.requested", payload, account_id, on)
+    click.echo(f"resume requested: request {request_id} (answered by delinquency.resumed or .resume.rejected)")
+
+
+@account.command("waive")
+@click.argument("account_id")
+@click.option("--bill", "bill_id", required=True, help="The bill whose charge is waived.")
+@click.option("--component", type=click.Choice(WAIVER_COMPONENTS), required=True)
+@click.option("--amount", type=AMOUNT, required=True, help="Amount to waive, e.g. 12.50.")
+@click.option("--reason", type=click.Choice(WAIVER_REASONS), required=True)
+@click.option("--operator", "operator_id", required=True, help="The requesting operator's staff id (the maker).")
+@click.option("--request-id", default=None, help="The waiver's id (default: a new one; reuse it to retry).")
+@click.option("--date", "on", type=BUSINESS_DATE, default=None, help="Business date of the command (default: now).")
+def waive(
+    account_id: str,
+    bill_id: str,
+    component: str,
+    amount: Any,
+    reason: str,
+    operator_id: str,
+    request_id: str | None,
+    on: date | None,
+) -> None:
+    """Waive penalty interest or a late fee on a bill (RULES 4.5); above the threshold it waits
+    for a second operator's `account waiver approve`."""
+    request_id = request_id or uuid.uuid4().hex
+    payload = {
+        "request_id": request_id,
+        "account_id": account_id,
+        "bill_id": bill_id,
+        "component": component,
+        "amount": str(amount),
+        "reason": reason,
+        "requested_by": operator_id,
+    }
+    _publish("waiver.requested", payload, account_id, on)
+    click.echo(f"waiver requested: {request_id} (answered by waiver.applied, waiver.pending or waiver.rejected)")
+
+
+@account.group("waiver")
+def waiver() -> None:
+    """A second operator's decision on a pending waiver (maker-checker)."""
+
+
+def _decide(waiver_id: str, decision: str, operator_id: str, decision_id: str | None, on: date | None) -> None:
+    decision_id = decision_id or uuid.uuid4().hex
+    payload = {"decision_id": decision_id, "waiver_id": waiver_id, "decision": decision, "decided_by": operator_id}
+    _publish("waiver.decision.recorded", payload, waiver_id, on)
+    click.echo(
+        f"decision {decision_id} sent ({decision}); answered by waiver.approved, .declined or .decision.rejected"
+    )
+
+
+_DECISION_OPTIONS = [
+    click.argument("waiver_id"),
+    click.option("--operator", "operator_id", required=True, help="The checker's staff id (not the requester's)."),
+    click.option("--decision-id", default=None, help="The decision's id (default: a new one; reuse it to retry)."),
+    click.option("--date", "on", type=BUSINESS_DATE, default=None, help="Business date of the command (default: now)."),
+]
+
+
+def _with_decision_options(command: Any) -> Any:
+    for option in reversed(_DECISION_OPTIONS):
+        command = option(command)
+    return command
+
+
+@waiver.command("approve")
+@_with_decision_options
+def waiver_approve(waiver_id: str, operator_id: str, decision_id: str | None, on: date | None) -> None:
+    """Approve WAIVER_ID: it is applied at once."""
+    _decide(waiver_id, "approve", operator_id, decision_id, on)
+
+
+@waiver.command("decline")
+@_with_decision_options
+def waiver_decline(waiver_id: str, operator_id: str, decision_id: str | None, on: date | None) -> None:
+    """Decline WAIVER_ID: nothing is waived."""
+    _decide(waiver_id, "decline", operator_id, decision_id, on)
+
+
+def _print_disputes(console: Console, disputes: list[dict[str, Any]]) -> None:
+    if not disputes:
+        return
+    table = Table(title="Disputes")
+    for column in ("dispute", "bill", "amount", "reason", "opened", "status", "outcome", "credited", "reversed"):
+        table.add_column(column)
+    for d in disputes:
+        table.add_row(
+            d["dispute_id"],
+            d["bill_id"],
+            d["amount"],
+            d["reason"],
+            d["opened_on"],
+            d["status"] + (" (past service level)" if d["service_level_alert_on"] else ""),
+            d["outcome"] or "-",
+            d["credited"],
+            d["charges_reversed"],
+        )
+    console.print(table)
+
+
+def _print_waivers(console: Console, waivers: list[dict[str, Any]]) -> None:
+    if not waivers:
+        return
+    table = Table(title="Waivers")
+    for column in ("waiver", "bill", "component", "amount", "reason", "status", "maker", "checker", "applied"):
+        table.add_column(column)
+    for w in waivers:
+        table.add_row(
+            w["waiver_id"],
+            w["bill_id"],
+            w["component"],
+            w["amount"],
+            w["reason"],
+            w["status"],
+            w["requested_by"],
+            w["decided_by"] or "-",
+            w["applied"],
+        )
+    console.print(table)
+
+
 def _print_header(console: Console, view: dict[str, Any]) -> None:
     cut = " (cut)" if view["limit_cut"] else ""
     console.print(f"[bold]Account {view['account_id']}[/] (customer {view['customer_id']}, opened {view['opened_on']})")
@@ -100,6 +286,10 @@ def _print_header(console: Console, view: dict[str, Any]) -> None:
         f"available {view['available']}"
     )
     console.print(f"unpaid principal {view['unpaid_principal']}, credit balance {view['credit_balance']}")
+    pause = view.get("pause")
+    if pause:
+        until = f" until {pause['until']}" if pause["until"] else " until resumed"
+        console.print(f"delinquency paused ({pause['reason']}) since {pause['paused_on']}{until}")
 
 
 def _print_restrictions(console: Console, restrictions: dict[str, Any]) -> None:

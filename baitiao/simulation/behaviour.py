@@ -2,7 +2,8 @@
 
 Each account draws a behaviour from the mix (pays on time, late within grace, late
 after grace, partly, stops paying, asks for a plan and keeps or breaks it, keeps or
-breaks a promise to pay). Every decision comes from a random stream keyed by
+breaks a promise to pay, disputes part of a bill that is then upheld or rejected), and a
+share of the portfolio is paused for disaster relief by the operators. Every decision comes from a random stream keyed by
 (seed, account, what is being decided) and from the content of the events the
 customer saw (bills, delinquency snapshots, offers, call tasks), never from timing
 or arrival order, so the same seed gives the same portfolio story twice.
@@ -37,9 +38,11 @@ PLAN_KEEPS = "plan_keeps"
 PLAN_BREAKS = "plan_breaks"
 PROMISE_KEEPS = "promise_keeps"
 PROMISE_BREAKS = "promise_breaks"
+DISPUTES_UPHELD = "disputes_upheld"
+DISPUTES_REJECTED = "disputes_rejected"
 
 DEFAULT_MIX: dict[str, float] = {
-    ON_TIME: 0.55,
+    ON_TIME: 0.51,
     LATE_IN_GRACE: 0.12,
     LATE_AFTER_GRACE: 0.08,
     PARTIAL: 0.06,
@@ -48,8 +51,20 @@ DEFAULT_MIX: dict[str, float] = {
     PLAN_BREAKS: 0.03,
     PROMISE_KEEPS: 0.04,
     PROMISE_BREAKS: 0.03,
+    DISPUTES_UPHELD: 0.02,
+    DISPUTES_REJECTED: 0.02,
 }
 PLAN_SEEKERS = {PLAN_KEEPS, PLAN_BREAKS}
+DISPUTERS = {DISPUTES_UPHELD, DISPUTES_REJECTED}
+# The operators pause this share of the portfolio for disaster relief, on this day of the
+# run, for this many days (RULES 2.8; the close of the day after resumes them).
+RELIEF_SHARE = 0.05
+RELIEF_DAY = 45
+RELIEF_DAYS = 30
+# A disputer disputes this share of their first bill; the operators resolve it after a
+# number of days drawn in this range (some beyond the 15-day service level).
+DISPUTED_SHARE = Decimal("0.30")
+RESOLVED_AFTER_DAYS = (5, 21)
 PROMISE_MAKERS = {PROMISE_KEEPS, PROMISE_BREAKS}
 
 TZ = "+08:00"
@@ -113,6 +128,19 @@ class BillSeen:
     bill_id: str
     due_date: date
     amount: Decimal
+    statement_date: date | None = None
+
+
+@dataclass
+class DisputeSeen:
+    """A customer's dispute of part of a bill, and when the operators will resolve it."""
+
+    dispute_id: str
+    bill_id: str
+    amount: Decimal
+    open_on: date
+    resolve_on: date
+    state: str = "planned"  # planned | open | resolved | paid
 
 
 @dataclass
@@ -148,6 +176,8 @@ class Customer:
     tasks_today: list[str] = field(default_factory=list)
     bills_paid_count: int = 0
     purchase_plan: dict[tuple[int, int], list[tuple[int, Decimal]]] = field(default_factory=dict)
+    relief: bool = False  # paused for disaster relief by the operators
+    dispute: DisputeSeen | None = None
 
     def overdue_on(self, day: date) -> bool:
         return self.snapshot_date == day and self.snapshot_total > 0
@@ -174,9 +204,11 @@ class Portfolio:
         # every 25th customer holds a second account on the same identity (linked accounts)
         owner = index - 1 if index % 25 == 24 else index
         identity = hashlib.sha256(f"sim-identity:{self.seed}:{owner}".encode()).hexdigest()
-        return Customer(
+        customer = Customer(
             index, account_id, behaviour, limit, income, opened_on, identity, spend_share=rng.uniform(0.15, 0.6)
         )
+        customer.relief = stream(self.seed, "relief", index).random() < RELIEF_SHARE
+        return customer
 
     def behaviour_counts(self) -> dict[str, int]:
         counts = {name: 0 for name in DEFAULT_MIX}
@@ -218,7 +250,17 @@ class Portfolio:
                 handler(self, customer, payload)
 
     def _bill_issued(self, c: Customer, p: dict[str, Any]) -> None:
-        c.bills[p["bill_id"]] = BillSeen(p["bill_id"], date.fromisoformat(p["due_date"]), Decimal(p["amount"]))
+        statement = date.fromisoformat(p["statement_date"])
+        c.bills[p["bill_id"]] = BillSeen(
+            p["bill_id"], date.fromisoformat(p["due_date"]), Decimal(p["amount"]), statement
+        )
+        if c.behaviour in DISPUTERS and c.dispute is None:
+            rng = stream(self.seed, "dispute", c.account_id)
+            amount = (Decimal(p["amount"]) * DISPUTED_SHARE).quantize(FEN)
+            if amount > 0:
+                open_on = statement + timedelta(days=rng.randrange(1, 4))
+                resolve_on = open_on + timedelta(days=rng.randrange(*RESOLVED_AFTER_DAYS))
+                c.dispute = DisputeSeen(f"sim-dsp-{c.index + 1:06d}", p["bill_id"], amount, open_on, resolve_on)
 
     def _delinquency(self, c: Customer, p: dict[str, Any]) -> None:
         day = date.fromisoformat(p["business_date"])
@@ -259,6 +301,7 @@ class Portfolio:
         events: list[OutgoingEvent] = []
         for c in self.customers:
             events.extend(self._call_outcomes(c, day))
+            events.extend(self._relief_and_disputes(c, day))
         for c in self.customers:
             events.extend(self._purchases(c, day))
             payment = self._repayment(c, day)
@@ -358,6 +401,10 @@ class Portfolio:
                     return self._pay(c, day, total, ())
         if c.promise_dates and day in c.promise_dates and c.behaviour == PROMISE_KEEPS and c.overdue_on(day):
             return self._pay(c, day, c.snapshot_total, c.snapshot_bills)
+        d = c.dispute
+        if d is not None and d.state == "resolved" and c.behaviour == DISPUTES_REJECTED and c.overdue_on(day):
+            d.state = "paid"  # the rejected amount owes again: paid once the snapshot shows it
+            return self._pay(c, day, c.snapshot_total, c.snapshot_bills)
         open_bills = sorted(
             (b for b in c.bills.values() if b.bill_id not in c.settled_bills), key=lambda b: (b.due_date, b.bill_id)
         )
@@ -378,6 +425,12 @@ class Portfolio:
         pays_rest = rng.random() < 0.7
         in_plan_life = c.plan_state in ("active", "completed")
         b = c.behaviour
+        if b in DISPUTERS:  # on time, less the amount in dispute (if a dispute is planned on the bill)
+            d = c.dispute
+            disputed = d.amount if d is not None and d.bill_id == bill.bill_id else Decimal("0")
+            if day >= bill.due_date - timedelta(days=before):
+                return self._pay(c, day, bill.amount - disputed, (bill.bill_id,))
+            return None
         if (
             b == ON_TIME
             or (b == PLAN_KEEPS and in_plan_life)
@@ -396,6 +449,44 @@ class Portfolio:
             if day == bill.due_date + timedelta(days=late_day) and (b != PARTIAL or pays_rest) and c.overdue_on(day):
                 return self._pay(c, day, c.snapshot_total, c.snapshot_bills)
         return None
+
+    def _relief_and_disputes(self, c: Customer, day: date) -> list[OutgoingEvent]:
+        """The operators' disaster-relief pause (09:50) and a disputer's dispute: opened from
+        the app (09:40), resolved by the operators (09:45) as the behaviour says."""
+        events = []
+        if c.relief and day == self.start + timedelta(days=RELIEF_DAY):
+            until = day + timedelta(days=RELIEF_DAYS)
+            payload = {
+                "request_id": f"sim-pause-{c.index + 1:06d}",
+                "account_id": c.account_id,
+                "reason": "disaster_relief",
+                "until": until.isoformat(),
+                "operator_id": "sim-operator-1",
+            }
+            events.append(OutgoingEvent("delinquency.pause.requested", c.account_id, payload, _stamp(day, "09:50:00")))
+        d = c.dispute
+        if d is not None and d.state == "planned" and day == d.open_on:
+            d.state = "open"
+            payload = {
+                "dispute_id": d.dispute_id,
+                "account_id": c.account_id,
+                "bill_id": d.bill_id,
+                "amount": money(d.amount),
+                "reason": "not_as_described",
+                "opened_at": _stamp(day, "09:40:00"),
+            }
+            events.append(OutgoingEvent("dispute.opened", c.account_id, payload, _stamp(day, "09:40:00")))
+        elif d is not None and d.state == "open" and day == d.resolve_on:
+            d.state = "resolved"
+            outcome = "upheld" if c.behaviour == DISPUTES_UPHELD else "rejected"
+            payload = {
+                "resolution_id": f"sim-res-{c.index + 1:06d}",
+                "dispute_id": d.dispute_id,
+                "outcome": outcome,
+                "resolved_by": "sim-operator-2",
+            }
+            events.append(OutgoingEvent("dispute.resolved", d.dispute_id, payload, _stamp(day, "09:45:00")))
+        return events
 
     def _plan_request(self, c: Customer, day: date) -> OutgoingEvent | None:
         if c.behaviour not in PLAN_SEEKERS or c.plan_state != "none" or not c.overdue_on(day):

@@ -124,8 +124,37 @@ def accounts_figures(engine: Engine) -> dict[str, Any]:
             "reported_to_bureau": int(_scalar(engine, "SELECT COUNT(DISTINCT account_pk) FROM bureau_marks") or 0),
         },
         "dead_letters": int(_scalar(engine, "SELECT COUNT(*) FROM dead_letters") or 0),
+        "relief": _relief(engine),
         # statements and plan defaults both issue a bill (and announce it with bill.issued)
         "bills_issued_ids": {r[0] for r in _rows(engine, "SELECT bill_id FROM bills")},
+    }
+
+
+def _relief(engine: Engine) -> dict[str, Any]:
+    """Pauses and disputes (RULES 2.8, 4.6): counts for the report, and the windows in which
+    nobody may be contacted (a pause: the dates after it started through its last paused
+    date; a dispute: from its opening through its resolution)."""
+    pauses = _rows(
+        engine,
+        "SELECT a.account_id, h.added_on, h.lifted_on FROM restriction_history h "
+        "JOIN accounts a ON a.pk = h.account_pk WHERE h.measure = 'delinquency_paused'",
+    )
+    disputes = _rows(
+        engine,
+        "SELECT a.account_id, d.opened_on, d.resolved_on, d.status, d.outcome, d.credited_fen, d.alerted_on "
+        "FROM disputes d JOIN accounts a ON a.pk = d.account_pk",
+    )
+    never = date(9999, 12, 31)
+    return {
+        "pauses": len(pauses),
+        "pauses_resumed": sum(1 for p in pauses if p[2] is not None),
+        "disputes": len(disputes),
+        "disputes_open": sum(1 for d in disputes if d[3] == "open"),
+        "disputes_by_outcome": dict(sorted(Counter(d[4] for d in disputes if d[4]).items())),
+        "disputes_credited": from_fen(sum(int(d[5] or 0) for d in disputes)),
+        "disputes_past_service_level": sum(1 for d in disputes if d[6] is not None),
+        "quiet_windows": [(p[0], _day(p[1]) + timedelta(days=1), _day(p[2]) if p[2] else never) for p in pauses]
+        + [(d[0], _day(d[1]), _day(d[2]) if d[2] else never) for d in disputes],
     }
 
 
@@ -165,7 +194,16 @@ def collections_figures(engine: Engine) -> dict[str, Any]:
     grade_of = {r[0]: r[4] for r in cases}
     history = _rows(engine, "SELECT account_id, stage FROM case_stage_history")
     closures = _rows(engine, "SELECT account_id, reason, stage FROM case_closures")
+    contact_days = [
+        (r[0], _day(r[1]))
+        for r in _rows(
+            engine,
+            "SELECT account_id, business_date FROM contact_attempts "
+            "WHERE status IN ('sent', 'attempted', 'task_created') AND stage <> 'pre_due'",
+        )
+    ]
     return {
+        "contact_days": contact_days,
         "contacts_by_channel_status": dict(sorted(by_channel.items())),
         "suppressed_by_reason": dict(sorted(suppressed.items())),
         "sms_sent": sum(v for k, v in by_channel.items() if k == "sms:sent"),

@@ -80,7 +80,10 @@ def build_report(sim: SimulationRun) -> dict[str, Any]:
             "roll_rates": tally.roll_rates(),
             "vintages": tally.vintages({c.account_id: c.opened_on for c in sim.portfolio.customers}),
         },
-        "collections": {k: v for k, v in col.items() if k not in ("task_ids", "contacts_outside_window")},
+        "collections": {
+            k: v for k, v in col.items() if k not in ("task_ids", "contacts_outside_window", "contact_days")
+        },
+        "relief": {k: v for k, v in acc["relief"].items() if k != "quiet_windows"},
         "contacts": {
             "reminders_by_template": dict(sorted(tally.reminders.items())),
             "suppressed_events_by_reason": dict(sorted(tally.suppressed.items())),
@@ -162,7 +165,23 @@ def check_invariants(
         "plans_agree": tally.plans_activated == res["plan_ids"],
         "accounts_agree": acc["accounts"]["total"] == sim.config.accounts == tally.types.get("credit.line.opened", 0),
         "no_dead_letters": acc["dead_letters"] == col["dead_letters"] == res["dead_letters"] == 0,
+        "no_contact_while_paused_or_disputed": not contacts_in_quiet_windows(
+            acc["relief"]["quiet_windows"], col["contact_days"]
+        ),
     }
+
+
+def contacts_in_quiet_windows(windows: list[Any], contacts: list[Any]) -> list[Any]:
+    """The collection contacts (of an overdue stage) made on a date inside a pause or an
+    open dispute of the account: none may be."""
+    by_account: dict[str, list[Any]] = {}
+    for account, first, last in windows:
+        by_account.setdefault(account, []).append((first, last))
+    return [
+        (account, day)
+        for account, day in contacts
+        if any(first <= day <= last for first, last in by_account.get(account, ()))
+    ]
 
 
 def _plain(value: Any) -> Any:

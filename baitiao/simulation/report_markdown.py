@@ -35,6 +35,17 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+RELIEF_LABELS = {
+    "pauses": "accounts paused",
+    "pauses_resumed": "pauses resumed",
+    "disputes": "disputes opened",
+    "disputes_open": "disputes still open",
+    "disputes_by_outcome": "disputes by outcome",
+    "disputes_credited": "credited back (CNY)",
+    "disputes_past_service_level": "disputes past the service level",
+}
+
+
 def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[str]]]:
     """The report's sections: (heading, chart names, Markdown blocks), in reading order."""
     head = report["headline"]
@@ -150,6 +161,16 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[str]]]:
                     ]
                     + [[f"by term: {t} months", n] for t, n in plans["plans_by_term"].items()],
                 )
+            ],
+        ),
+        (
+            "Relief: pauses and disputes",
+            [],
+            [
+                "Operators pause a share of the portfolio for disaster relief (no charges, no ladder step, no "
+                "contact while paused); disputers set part of a bill aside until an operator resolves it, upheld "
+                "(credited back with its charges reversed) or rejected (owed again).",
+                table(["figure", "value"], [[RELIEF_LABELS.get(k, k), v] for k, v in report.get("relief", {}).items()]),
             ],
         ),
         (

@@ -94,6 +94,8 @@ _PRODUCER_OF = {
     "purchase.requested": "checkout",
     "repayment.received": "payment-gateway",
     "collection.outcome.recorded": "collectors-desk",
+    "delinquency.pause.requested": "operators-desk",
+    "dispute.resolved": "operators-desk",
 }
 
 

@@ -124,9 +124,12 @@ def report_files(ctx: JobContext, month: str) -> ReportFiles:
 # --- month-end statuses, set-based ----------------------------------------------------------
 
 
-def month_end_lines(session: Session, month_end: date, pk_from: int, pk_to: int) -> list[ReportLine]:
-    """The report lines of the accounts with ``pk_from <= pk < pk_to`` opened by the month end."""
-    rows = session.execute(_status_query(month_end, pk_from, pk_to)).all()
+def month_end_lines(
+    session: Session, month_end: date, pk_from: int, pk_to: int, tolerance_fen: int = 0
+) -> list[ReportLine]:
+    """The report lines of the accounts with ``pk_from <= pk < pk_to`` opened by the month end;
+    a bill whose unpaid principal is within the arrears tolerance (fen) counts as not overdue."""
+    rows = session.execute(_status_query(month_end, pk_from, pk_to, tolerance_fen)).all()
     return [
         ReportLine(
             account_id=row.account_id,
@@ -142,12 +145,12 @@ def month_end_lines(session: Session, month_end: date, pk_from: int, pk_to: int)
     ]
 
 
-def _status_query(month_end: date, pk_from: int, pk_to: int) -> Select[Any]:
+def _status_query(month_end: date, pk_from: int, pk_to: int, tolerance_fen: int) -> Select[Any]:
     """One row per account: month-end max DPD, charged off, plan active, closed, owed."""
     me = literal(month_end, Date)
     end_ordinal = month_end.toordinal()
     in_chunk = and_(Account.pk >= pk_from, Account.pk < pk_to)
-    bills = _bill_facts(month_end, end_ordinal, pk_from, pk_to)
+    bills = _bill_facts(month_end, end_ordinal, pk_from, pk_to, tolerance_fen)
     plan_active = exists().where(
         PlanProjection.account_pk == Account.pk,
         PlanProjection.activated_on <= me,
@@ -175,14 +178,21 @@ def _status_query(month_end: date, pk_from: int, pk_to: int) -> Select[Any]:
     )
 
 
-def _bill_facts(month_end: date, end_ordinal: int, pk_from: int, pk_to: int) -> Subquery:
+def _bill_facts(month_end: date, end_ordinal: int, pk_from: int, pk_to: int, tolerance_fen: int) -> Subquery:
     """Per account, over its bills outstanding at the month end: the max DPD of those that
     count, whether one was charged off, how many there were."""
     me = literal(month_end, Date)
     in_plan_by_end = exists().where(PlanProjection.plan_id == Bill.plan_id, PlanProjection.activated_on <= me)
     noticed_by_end = and_(Bill.report_notice_on.is_not(None), Bill.report_notice_on <= me)  # overdue_reportable
     charged_off_by_end = and_(Bill.charged_off_on.is_not(None), Bill.charged_off_on <= me)
-    counts_for_dpd = and_(Bill.due_ordinal < end_ordinal, ~charged_off_by_end, ~in_plan_by_end, noticed_by_end)
+    tolerated_by_end = or_(  # rule 2.7: left within the arrears tolerance by the month end, or never above it
+        and_(Bill.within_tolerance_on.is_not(None), Bill.within_tolerance_on <= me),
+        Bill.principal_fen <= tolerance_fen,
+    )
+    in_arrears = ~tolerated_by_end
+    counts_for_dpd = and_(
+        Bill.due_ordinal < end_ordinal, ~charged_off_by_end, ~in_plan_by_end, noticed_by_end, in_arrears
+    )
     return (
         select(
             Bill.account_pk,
@@ -262,7 +272,7 @@ def _write_slice(ctx: JobContext, files: ReportFiles, month_end: date, state: di
         json_partial.open("a", encoding="utf-8") as json_out,
     ):
         for pk_from, pk_to in _chunks(session, next_pk, CHUNKS_PER_SLICE):
-            lines = month_end_lines(session, month_end, pk_from, pk_to)
+            lines = month_end_lines(session, month_end, pk_from, pk_to, ctx.rules.overdue.arrears_tolerance_fen)
             csv_out.write("".join(_csv_row((ln.account_id, ln.status, str(ln.max_dpd))) for ln in lines))
             json_out.write("".join(_json_line(ln, first=accounts + i == 0) for i, ln in enumerate(lines)))
             accounts += len(lines)

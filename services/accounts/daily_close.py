@@ -37,7 +37,22 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, insert, literal, or_, select, text, union_all, update
+from sqlalchemy import (
+    Date,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from services.accounts.domain.ledger import late_fee_charged, penalty_accrued
@@ -46,6 +61,8 @@ from services.accounts.job_lease import JobLease, LeaseHeld, last_done
 from services.accounts.ledger_book import post
 from services.accounts.domain.ledger import charged_off as charge_off_posting
 from services.accounts.models import BUS, Account, Bill, BureauMark, ClosedChunk, DailyAccrual, LedgerEntry
+from services.accounts.disputes import service_level_alerts
+from services.accounts.pauses import due_resumptions, resume_paused
 from services.accounts.restrictions import ACCOUNT_COLUMNS, RestrictionWriter, account_row, relink_identities
 from shared.bus.outbox import PendingEvent
 from shared.db import is_postgres, transaction
@@ -84,22 +101,41 @@ def _not_below_zero(x: Any) -> Any:
     return case((x > 0, x), else_=0)
 
 
-def _eligible(day: date, lo: int, hi: int) -> Any:
-    """Bills this close judges: past due, principal unpaid, not in a plan, not yet closed for T."""
+def _paused_accounts(day: date, lo: int, hi: int) -> Any:
+    """The chunk's accounts the close of ``day`` leaves alone (``domain.pauses.paused_for_close``)."""
+    return select(accounts.c.pk).where(accounts.c.pk >= lo, accounts.c.pk < hi, accounts.c.paused_on < day)
+
+
+def _eligible(day: date, lo: int, hi: int, rules: ProductRules) -> Any:
+    """Bills this close judges: past due, principal unpaid beyond the arrears tolerance, not
+    in a plan, not yet closed for T, their account not paused."""
     return and_(
         bills.c.account_pk >= lo,
         bills.c.account_pk < hi,
         bills.c.due_ordinal < day.toordinal(),
-        bills.c.unpaid_principal_fen > 0,
+        _in_arrears(rules),
+        bills.c.account_pk.not_in(_paused_accounts(day, lo, hi)),
         bills.c.plan_id.is_(None),
         or_(bills.c.last_closed_on.is_(None), bills.c.last_closed_on < day),
     )
 
 
+def _collectable() -> Any:
+    """``disputes.collectable`` in SQL: the unpaid principal less what open disputes set aside."""
+    return _not_below_zero(bills.c.unpaid_principal_fen - bills.c.disputed_fen)
+
+
+def _in_arrears(rules: ProductRules) -> Any:
+    """``overdue.in_arrears`` in SQL: collectable principal beyond the arrears tolerance (the
+    unpaid principal's own test first, implied by it, keeps the partial index on unpaid bills)."""
+    tolerance = rules.overdue.arrears_tolerance_fen
+    return and_(bills.c.unpaid_principal_fen > tolerance, _collectable() > tolerance)
+
+
 # -- steps 1 and 2: accrual and its ledger entries -----------------------------------------
 
 
-def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int) -> None:
+def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int, rules: ProductRules) -> None:
     """Lock the chunk's accounts that have bills to charge (pk order, as the consumer locks
     accounts) before the accrual reads those bills.
 
@@ -115,7 +151,7 @@ def _lock_accounts_to_charge(session: Session, day: date, lo: int, hi: int) -> N
     job its slice (``shared/jobs.py``, ``run_slice``)."""
     if not is_postgres(session):  # SQLite renders no FOR UPDATE: the select would only cost a query
         return
-    to_charge = select(bills.c.account_pk).where(_eligible(day, lo, hi))
+    to_charge = select(bills.c.account_pk).where(_eligible(day, lo, hi, rules))
     session.execute(
         select(accounts.c.pk).where(accounts.c.pk.in_(to_charge)).order_by(accounts.c.pk).with_for_update(of=accounts)
     )
@@ -125,8 +161,9 @@ def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) 
     overdue = rules.overdue
     dpd = day.toordinal() - bills.c.due_ordinal
     room = bills.c.charge_cap_fen - bills.c.penalty_charged_fen - bills.c.late_fee_charged_fen
-    penalty = _not_below_zero(_least(_round_rate(bills.c.unpaid_principal_fen, overdue.penalty_daily_rate), room))
-    raw_fee = _least(_round_rate(bills.c.unpaid_principal_fen, overdue.late_fee_rate), int(overdue.late_fee_max * 100))
+    basis = _collectable()
+    penalty = _not_below_zero(_least(_round_rate(basis, overdue.penalty_daily_rate), room))
+    raw_fee = _least(_round_rate(basis, overdue.late_fee_rate), int(overdue.late_fee_max * 100))
     fee = case(
         (
             and_(dpd == overdue.late_fee_dpd, bills.c.late_fee_charged_fen == 0),
@@ -134,9 +171,9 @@ def _accrue(session: Session, day: date, lo: int, hi: int, rules: ProductRules) 
         ),
         else_=0,
     )
-    select_accruals = select(
-        bills.c.pk, literal(day), bills.c.account_pk, bills.c.unpaid_principal_fen, penalty, fee
-    ).where(_eligible(day, lo, hi), bills.c.charged_off_on.is_(None))
+    select_accruals = select(bills.c.pk, literal(day), bills.c.account_pk, basis, penalty, fee).where(
+        _eligible(day, lo, hi, rules), bills.c.charged_off_on.is_(None)
+    )
     session.execute(
         insert(accruals).from_select(
             ["bill_pk", "business_date", "account_pk", "basis_fen", "penalty_fen", "late_fee_fen"], select_accruals
@@ -219,7 +256,7 @@ def _update_bills(session: Session, day: date, lo: int, hi: int, rules: ProductR
     session.execute(
         update(bills)
         .where(
-            _eligible(day, lo, hi),
+            _eligible(day, lo, hi, rules),
             accruals.c.bill_pk == bills.c.pk,
             accruals.c.business_date == day,
         )
@@ -231,7 +268,9 @@ def _update_bills(session: Session, day: date, lo: int, hi: int, rules: ProductR
             **flags,
         )
     )
-    session.execute(update(bills).where(_eligible(day, lo, hi), bills.c.charged_off_on.isnot(None)).values(**flags))
+    session.execute(
+        update(bills).where(_eligible(day, lo, hi, rules), bills.c.charged_off_on.isnot(None)).values(**flags)
+    )
 
 
 def _bureau_marks(session: Session, day: date, lo: int, hi: int) -> None:
@@ -330,23 +369,24 @@ def _overdue_events(session: Session, day: date, lo: int, hi: int, occurred_at: 
 # -- steps 4 and 5: the lock ladder and the delinquency snapshot ------------------------------
 
 
-def _worst_dpd(day: date, lo: int, hi: int) -> Any:
+def _worst_dpd(day: date, lo: int, hi: int, rules: ProductRules) -> Any:
     """Per delinquent account of the chunk: its maximum DPD."""
     return (
         select(bills.c.account_pk, func.max(bills.c.dpd).label("dpd"))
         .where(
             bills.c.account_pk >= lo,
             bills.c.account_pk < hi,
-            bills.c.unpaid_principal_fen > 0,
+            _in_arrears(rules),
             bills.c.due_ordinal < day.toordinal(),
             bills.c.plan_id.is_(None),
+            bills.c.account_pk.not_in(_paused_accounts(day, lo, hi)),
         )
         .group_by(bills.c.account_pk)
         .subquery("worst")
     )
 
 
-def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWriter) -> int:
+def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWriter, rules: ProductRules) -> int:
     """Run the ladder for every account that is delinquent or carries a measure.
 
     Tonight's maximum DPD and last overdue date of every delinquent account are
@@ -355,7 +395,7 @@ def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWr
     threshold, a cure, a plan, a limit to restore), on a normal night a small
     share of them. Returns how many accounts are delinquent.
     """
-    worst = _worst_dpd(day, lo, hi)
+    worst = _worst_dpd(day, lo, hi, rules)
     delinquent = session.execute(
         update(accounts)
         .where(accounts.c.pk == worst.c.account_pk)
@@ -367,6 +407,7 @@ def _ladder(session: Session, day: date, lo: int, hi: int, writer: RestrictionWr
             accounts.c.pk >= lo,
             accounts.c.pk < hi,
             or_(accounts.c.last_overdue_on.is_(None), accounts.c.last_overdue_on < day),
+            or_(accounts.c.paused_on.is_(None), accounts.c.paused_on >= day),  # a pause keeps the measures
             or_(
                 accounts.c.level > 0,
                 accounts.c.limit_cut.is_(True),
@@ -435,6 +476,13 @@ _SPELLINGS = {
 }
 
 
+# ``_collectable`` as the snapshot's text SQL spells it: disputed principal is not collected.
+_COLLECTABLE_SQL = (
+    "CASE WHEN bills.unpaid_principal_fen > bills.disputed_fen"
+    " THEN bills.unpaid_principal_fen - bills.disputed_fen ELSE 0 END"
+)
+
+
 @functools.cache
 def _delinquency_sql(dialect: str) -> Any:
     """``account.delinquency.updated`` for every delinquent account of a chunk, built by the
@@ -465,10 +513,11 @@ WITH snapshots AS MATERIALIZED (
            {say["array"].format(bill)} AS bills
     FROM (
       SELECT bills.account_pk, accounts.account_id, bills.bill_id, bills.due_date, bills.dpd,
-             bills.unpaid_principal_fen, bills.unpaid_penalty_fen, bills.unpaid_late_fee_fen
+             {_COLLECTABLE_SQL} AS unpaid_principal_fen, bills.unpaid_penalty_fen, bills.unpaid_late_fee_fen
       FROM bills JOIN accounts ON accounts.pk = bills.account_pk
       WHERE bills.account_pk >= :lo AND bills.account_pk < :hi AND bills.due_ordinal < :ordinal
-        AND bills.unpaid_principal_fen > 0 AND bills.plan_id IS NULL
+        AND {_COLLECTABLE_SQL} > :tolerance AND bills.plan_id IS NULL
+        AND (accounts.paused_on IS NULL OR accounts.paused_on >= :close_day)
       ORDER BY bills.account_pk, bills.due_date, bills.bill_id
     ) b
     GROUP BY b.account_pk
@@ -478,13 +527,23 @@ WITH snapshots AS MATERIALIZED (
 INSERT INTO outbox (event_id, type, aggregate_id, payload, occurred_at, correlation_id)
 SELECT event_id, 'account.delinquency.updated', account_id, payload, :occurred_at, event_id FROM snapshots
 """
-    return text(sql).bindparams(bindparam("occurred_at", type_=BUS.outbox.c.occurred_at.type))
+    return text(sql).bindparams(
+        bindparam("occurred_at", type_=BUS.outbox.c.occurred_at.type), bindparam("close_day", type_=Date)
+    )
 
 
-def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at: Any) -> None:
+def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at: Any, rules: ProductRules) -> None:
     session.execute(
         _delinquency_sql(session.get_bind().dialect.name),
-        {"occurred_at": occurred_at, "business_date": day.isoformat(), "lo": lo, "hi": hi, "ordinal": day.toordinal()},
+        {
+            "occurred_at": occurred_at,
+            "business_date": day.isoformat(),
+            "lo": lo,
+            "hi": hi,
+            "ordinal": day.toordinal(),
+            "tolerance": rules.overdue.arrears_tolerance_fen,
+            "close_day": day,
+        },
     )
 
 
@@ -502,7 +561,9 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     session.add(ClosedChunk(business_date=day, first_pk=lo))
     rules = ctx.rules
     occurred_at = ctx.clock.now()
-    _lock_accounts_to_charge(session, day, lo, hi)
+    resumed = resume_paused(session, due_resumptions(session, day, lo, hi), occurred_at)
+    resumed += service_level_alerts(session, day, lo, hi, rules.disputes.service_level_days, occurred_at)
+    _lock_accounts_to_charge(session, day, lo, hi, rules)
     _accrue(session, day, lo, hi, rules)
     penalty = (
         session.scalar(
@@ -516,7 +577,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
     _bureau_marks(session, day, lo, hi)
     events = _charge_offs(session, day, lo, hi, occurred_at) + _overdue_events(session, day, lo, hi, occurred_at)
     writer = RestrictionWriter(session, day, rules.lock_ladder, occurred_at)
-    delinquent = _ladder(session, day, lo, hi, writer)
+    delinquent = _ladder(session, day, lo, hi, writer, rules)
     overdue_bills = (
         session.scalar(
             select(func.count())
@@ -524,7 +585,7 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
             .where(
                 bills.c.account_pk >= lo,
                 bills.c.account_pk < hi,
-                bills.c.unpaid_principal_fen > 0,
+                _in_arrears(rules),
                 bills.c.due_ordinal < day.toordinal(),
                 bills.c.plan_id.is_(None),
             )
@@ -532,13 +593,13 @@ def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) 
         or 0
     )
     writer.flush()
-    ctx.outbox.emit_many(session, events + writer.events)
-    _emit_delinquency(session, day, lo, hi, occurred_at)
+    ctx.outbox.emit_many(session, resumed + events + writer.events)
+    _emit_delinquency(session, day, lo, hi, occurred_at, rules)
     return {
         "bills_overdue": overdue_bills,
         "penalty_accrued_fen": int(penalty),
         "accounts_delinquent": delinquent,
-        "events": len(events) + len(writer.events) + delinquent,
+        "events": len(resumed) + len(events) + len(writer.events) + delinquent,
     }
 
 

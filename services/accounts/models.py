@@ -48,6 +48,11 @@ class Account(Base):
     last_overdue_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     active_plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     monthly_income_fen: Mapped[int | None] = mapped_column(Fen, nullable=True)
+    # The delinquency pause (RULES 2.8): set while paused, cleared on resume.
+    pause_reason: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    paused_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    paused_until: Mapped[date | None] = mapped_column(Date, nullable=True)  # resumes after this date's close
+    pause_request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Purchase(Base):
@@ -105,6 +110,10 @@ class Bill(Base):
     # it is given the bill's overdue stays out of the monthly report.
     report_notice_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     report_notice_channel: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # the date a repayment left the unpaid principal within the arrears tolerance (rule 2.7)
+    within_tolerance_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # principal set aside by open disputes (RULES 4.6): not charged, not judged for DPD
+    disputed_fen: Mapped[int] = mapped_column(Fen, default=0, server_default="0")
 
 
 # What the nightly close reads: only bills with principal still unpaid (a small share of all bills).
@@ -175,6 +184,48 @@ class RestrictionHistory(Base):
     cause: Mapped[str] = mapped_column(String(20))
     added_on: Mapped[date] = mapped_column(Date)
     lifted_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class Dispute(Base):
+    """A customer's dispute (RULES 4.6) by its id: the amount set aside on its bill while
+    open, the resolution and what it credited back; ``alerted_on`` the service-level alert."""
+
+    __tablename__ = "disputes"
+
+    dispute_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_pk: Mapped[int] = mapped_column(ForeignKey("accounts.pk"), index=True)
+    bill_pk: Mapped[int] = mapped_column(ForeignKey("bills.pk"))
+    purchase_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    amount_fen: Mapped[int] = mapped_column(Fen)
+    reason: Mapped[str] = mapped_column(String(24))
+    opened_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))  # open | resolved
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resolved_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    credited_fen: Mapped[int] = mapped_column(Fen, default=0)
+    charges_reversed_fen: Mapped[int] = mapped_column(Fen, default=0)
+    alerted_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class Waiver(Base):
+    """A hardship waiver (RULES 4.5), by the operator's request id: pending until a second
+    operator decides when above the threshold; ``applied_fen`` what it took off."""
+
+    __tablename__ = "waivers"
+
+    waiver_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the request id
+    account_pk: Mapped[int] = mapped_column(ForeignKey("accounts.pk"), index=True)
+    bill_pk: Mapped[int] = mapped_column(ForeignKey("bills.pk"))
+    component: Mapped[str] = mapped_column(String(16))  # penalty_interest | late_fee
+    amount_fen: Mapped[int] = mapped_column(Fen)
+    reason: Mapped[str] = mapped_column(String(24))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))  # pending | applied | declined
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    applied_fen: Mapped[int] = mapped_column(Fen, default=0)
 
 
 class BureauMark(Base):

@@ -20,7 +20,16 @@ from sqlalchemy.orm import Session
 
 from services.accounts import standing
 from services.accounts.domain.ledger import CUSTOMER_RECEIVABLES, Account as LedgerAccount
-from services.accounts.models import Account, Bill, LedgerEntry, PlanProjection, Repayment, RestrictionHistory
+from services.accounts.models import (
+    Account,
+    Bill,
+    LedgerEntry,
+    PlanProjection,
+    Repayment,
+    RestrictionHistory,
+    Waiver,
+    Dispute,
+)
 from shared.money import from_fen, to_fen, wire
 
 RECENT_REPAYMENTS = 10
@@ -59,11 +68,18 @@ def account_view(session: Session, account_id: str) -> dict[str, Any]:
         "unpaid_principal": money(account.unpaid_principal_fen),
         "credit_balance": money(account.credit_balance_fen),
         "last_overdue_on": _iso(account.last_overdue_on),
+        "pause": (
+            {"reason": account.pause_reason, "paused_on": _iso(account.paused_on), "until": _iso(account.paused_until)}
+            if account.paused_on is not None
+            else None
+        ),
         "restrictions": {
             "current": list(standing.measures(account)),
             "history": _restriction_history(session, account.pk),
         },
         "bills": _bills(session, account.pk),
+        "waivers": _waivers(session, account.pk),
+        "disputes": _disputes(session, account.pk),
         "active_plan": _active_plan(session, account),
         "repayments": _recent_repayments(session, account.account_id),
         "balances": ledger_balances(session, account.pk),
@@ -123,6 +139,57 @@ def _restriction_history(session: Session, account_pk: int) -> list[dict[str, An
     ]
 
 
+def _disputes(session: Session, account_pk: int) -> list[dict[str, Any]]:
+    """The account's disputes (RULES 4.6), open and resolved."""
+    rows = session.execute(
+        select(Dispute, Bill.bill_id)
+        .join(Bill, Bill.pk == Dispute.bill_pk)
+        .where(Dispute.account_pk == account_pk)
+        .order_by(Dispute.opened_on, Dispute.dispute_id)
+    ).all()
+    return [
+        {
+            "dispute_id": d.dispute_id,
+            "bill_id": bill_id,
+            "purchase_id": d.purchase_id,
+            "amount": money(d.amount_fen),
+            "reason": d.reason,
+            "opened_on": _iso(d.opened_on),
+            "status": d.status,
+            "outcome": d.outcome,
+            "credited": money(d.credited_fen),
+            "charges_reversed": money(d.charges_reversed_fen),
+            "resolved_on": _iso(d.resolved_on),
+            "service_level_alert_on": _iso(d.alerted_on),
+        }
+        for d, bill_id in rows
+    ]
+
+
+def _waivers(session: Session, account_pk: int) -> list[dict[str, Any]]:
+    """The account's hardship waivers (RULES 4.5), pending ones included."""
+    rows = session.execute(
+        select(Waiver, Bill.bill_id)
+        .join(Bill, Bill.pk == Waiver.bill_pk)
+        .where(Waiver.account_pk == account_pk)
+        .order_by(Waiver.requested_on, Waiver.waiver_id)
+    ).all()
+    return [
+        {
+            "waiver_id": w.waiver_id,
+            "bill_id": bill_id,
+            "component": w.component,
+            "amount": money(w.amount_fen),
+            "reason": w.reason,
+            "status": w.status,
+            "requested_by": w.requested_by,
+            "decided_by": w.decided_by,
+            "applied": money(w.applied_fen),
+        }
+        for w, bill_id in rows
+    ]
+
+
 def _bills(session: Session, account_pk: int) -> list[dict[str, Any]]:
     rows = session.scalars(select(Bill).where(Bill.account_pk == account_pk).order_by(Bill.due_date, Bill.pk)).all()
     return [_bill(b) for b in rows]
@@ -136,6 +203,7 @@ def _bill(bill: Bill) -> dict[str, Any]:
         "dpd": bill.dpd,
         "principal": money(bill.principal_fen),
         "unpaid_principal": money(bill.unpaid_principal_fen),
+        "disputed": money(bill.disputed_fen),
         "unpaid_penalty": money(bill.unpaid_penalty_fen),
         "unpaid_late_fee": money(bill.unpaid_late_fee_fen),
         "penalty_charged": money(bill.penalty_charged_fen),

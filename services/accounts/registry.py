@@ -6,11 +6,14 @@ guarded retry pass, a quiet hour) is the same code."""
 
 from __future__ import annotations
 
+from services.accounts.disputes import dispute_opened, dispute_resolved
 from services.accounts.grants import credit_line_granted_batch
+from services.accounts.pauses import pause_requested, resume_requested
 from services.accounts.plans import plan_activated, plan_completed, plan_defaulted
 from services.accounts.purchases import purchase_requested_batch
 from services.accounts.report_notices import notice_sent
 from services.accounts.repayments import repayment_received_batch
+from services.accounts.waivers import waiver_decision_recorded, waiver_requested
 from shared.bus.handling import BatchHandler, Handler
 
 HANDLERS: dict[str, Handler | BatchHandler] = {
@@ -21,4 +24,10 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "plan.defaulted": plan_defaulted,
     "plan.completed": plan_completed,
     "collection.notice.sent": notice_sent,
+    "delinquency.pause.requested": pause_requested,
+    "delinquency.resume.requested": resume_requested,
+    "waiver.requested": waiver_requested,
+    "dispute.opened": dispute_opened,
+    "dispute.resolved": dispute_resolved,
+    "waiver.decision.recorded": waiver_decision_recorded,
 }

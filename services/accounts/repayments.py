@@ -176,6 +176,7 @@ def _apply_to_bills(
     allocation: Allocation,
     paid_on: date,
     posting_id: str,
+    tolerance_fen: int,
     books: RunBooks | None = None,
 ) -> tuple[int, int]:
     """Apply the allocation's bill lines and grace waivers; returns principal repaid and
@@ -185,6 +186,8 @@ def _apply_to_bills(
     for bill in bills:
         principal = to_fen(allocation.paid(bill.bill_id, PRINCIPAL))
         bill.unpaid_principal_fen -= principal
+        if principal and 0 < bill.unpaid_principal_fen <= tolerance_fen and bill.within_tolerance_on is None:
+            bill.within_tolerance_on = paid_on  # rule 2.7: no longer overdue from this date on
         bill.unpaid_penalty_fen -= to_fen(allocation.paid(bill.bill_id, PENALTY_INTEREST))
         bill.unpaid_late_fee_fen -= to_fen(allocation.paid(bill.bill_id, LATE_FEE))
         repaid += principal
@@ -284,23 +287,23 @@ class RunBooks:
             )
             self.settled_marks = []
 
-    def max_dpd(self, account_pk: int, as_of: date) -> int:
+    def max_dpd(self, account_pk: int, as_of: date, tolerance_fen: int) -> int:
         """``current_max_dpd`` from the run's bills (the same filter, in memory)."""
         return max(
             (
                 as_of.toordinal() - b.due_ordinal
                 for b in self.bills.get(account_pk, [])
-                if b.unpaid_principal_fen > 0 and b.due_ordinal < as_of.toordinal()
+                if b.unpaid_principal_fen - b.disputed_fen > tolerance_fen and b.due_ordinal < as_of.toordinal()
             ),
             default=0,
         )
 
-    def total_overdue_fen(self, account_pk: int, as_of: date) -> int:
+    def total_overdue_fen(self, account_pk: int, as_of: date, tolerance_fen: int) -> int:
         """``total_overdue_fen`` from the run's bills (paid-off bills add nothing)."""
         return sum(
             b.unpaid_principal_fen + b.unpaid_penalty_fen + b.unpaid_late_fee_fen
             for b in self.bills.get(account_pk, [])
-            if b.due_ordinal < as_of.toordinal()
+            if b.due_ordinal < as_of.toordinal() and b.unpaid_principal_fen - b.disputed_fen > tolerance_fen
         )
 
 
@@ -338,7 +341,9 @@ def apply_money(
             _reverse_later_closes(
                 session, bill, closes[bill.pk], paid_on, allocation.paid(bill.bill_id, PRINCIPAL), rules
             )
-    repaid, refunded = _apply_to_bills(session, bills, allocation, paid_on, posting_id, books)
+    repaid, refunded = _apply_to_bills(
+        session, bills, allocation, paid_on, posting_id, rules.overdue.arrears_tolerance_fen, books
+    )
     account.unpaid_principal_fen -= repaid
     account.credit_balance_fen += refunded
     if plan is not None:
@@ -357,10 +362,15 @@ def apply_money(
     return allocation
 
 
-def total_overdue_fen(session: Session, account_pk: int, as_of: date) -> int:
+def total_overdue_fen(session: Session, account_pk: int, as_of: date, tolerance_fen: int) -> int:
+    """What the account owes on its overdue bills: those past due outside a plan whose unpaid
+    principal is beyond the arrears tolerance (fen)."""
     rows = session.execute(
         select(Bill.unpaid_principal_fen + Bill.unpaid_penalty_fen + Bill.unpaid_late_fee_fen).where(
-            Bill.account_pk == account_pk, Bill.plan_id.is_(None), Bill.due_ordinal < as_of.toordinal()
+            Bill.account_pk == account_pk,
+            Bill.plan_id.is_(None),
+            Bill.due_ordinal < as_of.toordinal(),
+            Bill.unpaid_principal_fen - Bill.disputed_fen > tolerance_fen,
         )
     ).scalars()
     return int(sum(rows))
@@ -388,7 +398,8 @@ def relock(
         row = ladder_row(account)
     writer = RestrictionWriter(session, as_of, rules.lock_ladder, occurred_at, causation_id, correlation_id)
     if max_dpd is None:
-        max_dpd = current_max_dpd(session, account_pk, as_of)
+        max_dpd = current_max_dpd(session, account_pk, as_of, rules.overdue.arrears_tolerance_fen)
+    max_dpd = _paused_max_dpd(session, account_pk, max_dpd, account)
     writer.decide(row, max_dpd, plan_active=plan_active)
     writer.flush()
     if writer.restricted_identities:
@@ -397,6 +408,17 @@ def relock(
     if account is not None:
         _forget_ladder(session, account, relinked=bool(writer.restricted_identities))
     return writer.events
+
+
+def _paused_max_dpd(session: Session, account_pk: int, max_dpd: int, account: Account | None) -> int:
+    """A paused account climbs no step of the ladder (RULES 2.8): its DPD stands where the
+    last close before the pause left it; a payment can still lower it (and cure)."""
+    if account is not None:
+        paused, stood = account.paused_on is not None, account.max_dpd
+    else:
+        row = session.execute(select(Account.paused_on, Account.max_dpd).where(Account.pk == account_pk)).one()
+        paused, stood = row.paused_on is not None, row.max_dpd
+    return min(max_dpd, stood) if paused else max_dpd
 
 
 # What the lock ladder writes on accounts with Core statements (RestrictionWriter,
@@ -547,10 +569,10 @@ def _receive(
         ctx.clock.now(),
         ctx.envelope.event_id,
         ctx.envelope.correlation_id,
-        max_dpd=books.max_dpd(account.pk, as_of),
+        max_dpd=books.max_dpd(account.pk, as_of, ctx.rules.overdue.arrears_tolerance_fen),
         account=account,
     )
-    overdue = books.total_overdue_fen(account.pk, as_of)
+    overdue = books.total_overdue_fen(account.pk, as_of, ctx.rules.overdue.arrears_tolerance_fen)
     payload = _applied_payload(event.payment_id, account, amount, allocation, overdue, paid_on)
     record.status, record.allocations = "applied", json.dumps(payload["allocations"])
     session.add(record)
@@ -566,5 +588,12 @@ def apply_credit_balance(
     allocation = apply_money(session, account, amount, on, rules, payment_id, source=ledger.Account.CREDIT_BALANCE)
     account.credit_balance_fen += to_fen(allocation.credit_balance) - to_fen(amount)
     session.flush()
-    payload = _applied_payload(payment_id, account, amount, allocation, total_overdue_fen(session, account.pk, on), on)
+    payload = _applied_payload(
+        payment_id,
+        account,
+        amount,
+        allocation,
+        total_overdue_fen(session, account.pk, on, rules.overdue.arrears_tolerance_fen),
+        on,
+    )
     outbox.emit_many(session, [PendingEvent("repayment.applied", account.account_id, payload, now)])

@@ -247,12 +247,13 @@ class RestrictionWriter:
         self.account_updates, self.history_added, self.history_lifted = [], [], []
 
 
-def current_max_dpd(session: Session, account_pk: int, as_of: date) -> int:
-    """The account's maximum DPD as of a date, over the bills that count (not in a plan)."""
+def current_max_dpd(session: Session, account_pk: int, as_of: date, tolerance_fen: int) -> int:
+    """The account's maximum DPD as of a date, over the bills that count (not in a plan,
+    unpaid principal beyond the arrears tolerance, in fen)."""
     value = session.scalar(
         select(func.max(as_of.toordinal() - Bill.due_ordinal)).where(
             Bill.account_pk == account_pk,
-            Bill.unpaid_principal_fen > 0,
+            Bill.unpaid_principal_fen - Bill.disputed_fen > tolerance_fen,  # disputed: set aside
             Bill.plan_id.is_(None),
             Bill.due_ordinal < as_of.toordinal(),
         )

@@ -316,7 +316,7 @@ def unpaid_bills(session: Session, account_id: str) -> list[Bill]:
             select(Bill)
             .where(
                 Bill.account_id == account_id,
-                Bill.unpaid_fen > 0,
+                Bill.unpaid_fen > Bill.disputed_fen,  # a disputed amount is not collected
                 Bill.plan_id.is_(None),
             )
             .order_by(Bill.due_date, Bill.bill_id)
@@ -399,7 +399,11 @@ def facts_from(
         cured = True  # nothing left unpaid at all
     bill_paid = False
     if contact_bill_id is not None:
-        bill_paid = contact_bill is None or contact_bill.unpaid_fen <= 0 or contact_bill.plan_id is not None
+        bill_paid = (
+            contact_bill is None
+            or contact_bill.unpaid_fen <= contact_bill.disputed_fen
+            or contact_bill.plan_id is not None
+        )
     view = CaseView(
         account_id=case.account_id,
         dpd=dpd,
@@ -415,6 +419,7 @@ def facts_from(
         bill_paid=bill_paid,
         own_phone=customer.phone if customer else None,
         phone_reported_wrong=case.phone_reported_wrong,
+        paused=case.paused_on is not None,
     )
     amount = _amount_due(case, overdue, oldest, installment)
     return CaseFacts(view=view, bill=oldest, installment=installment, amount_fen=amount)
@@ -433,8 +438,12 @@ class SliceFacts:
     bills_by_id: dict[str, Bill]  # the bills asked for by id (contacts' bills)
 
     @classmethod
-    def load(cls, session: Session, cases: list[CollectionCase], *, bill_ids: Collection[str] = ()) -> SliceFacts:
-        """Read the stored rows of ``cases`` (as stored: call before changing them)."""
+    def load(
+        cls, session: Session, cases: list[CollectionCase], *, tolerance_fen: int, bill_ids: Collection[str] = ()
+    ) -> SliceFacts:
+        """Read the stored rows of ``cases`` (as stored: call before changing them). A bill is
+        collectable when it owes more than its disputed amount plus the arrears tolerance
+        (``overdue.arrears_tolerance``, RULES 2.7: within it a bill is never overdue)."""
         accounts = sorted({c.account_id for c in cases})
         customers: dict[str, Customer] = {}
         bills: dict[str, list[Bill]] = {}
@@ -449,7 +458,7 @@ class SliceFacts:
                 select(Bill)
                 .where(
                     Bill.account_id.in_(accounts),
-                    Bill.unpaid_fen > 0,
+                    Bill.unpaid_fen > Bill.disputed_fen + tolerance_fen,  # disputed: not collected
                     Bill.plan_id.is_(None),
                 )
                 .order_by(Bill.account_id, Bill.due_date, Bill.bill_id)

@@ -101,7 +101,10 @@ def prepare_run(ctx: JobContext, contact_ids: list[int], now: datetime) -> list[
                 for c in session.scalars(select(CollectionCase).where(CollectionCase.account_id.in_(accounts))).all()
             }
             slice_facts = SliceFacts.load(
-                session, list(cases.values()), bill_ids=[c.bill_id for c in ready if c.bill_id]
+                session,
+                list(cases.values()),
+                tolerance_fen=ctx.rules.overdue.arrears_tolerance_fen,
+                bill_ids=[c.bill_id for c in ready if c.bill_id],
             )
             customers = dict(slice_facts.customers)
             missing = [a for a in accounts if a not in customers]

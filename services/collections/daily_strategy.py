@@ -197,7 +197,7 @@ def _something_to_do(ctx: JobContext) -> Any:
             select(Bill.bill_id)
             .where(
                 Bill.account_id == CollectionCase.account_id,
-                Bill.unpaid_fen > 0,
+                Bill.unpaid_fen > Bill.disputed_fen + ctx.rules.overdue.arrears_tolerance_fen,
                 Bill.plan_id.is_(None),
                 *more,
             )
@@ -228,7 +228,7 @@ def _run_slice(
     the day's planned actions are only counted as skipped, and no notice is planned."""
     rules = ctx.rules.collections
     strategy, _ = strategy_and_templates(rules)
-    slice_facts = SliceFacts.load(session, cases)
+    slice_facts = SliceFacts.load(session, cases, tolerance_fen=ctx.rules.overdue.arrears_tolerance_fen)
     repayments: dict[str, list[tuple[date, int]]] = {}
     promised = sorted(slice_facts.pending_promises)
     if promised:
@@ -295,7 +295,7 @@ def _run_slice(
     owed = notices_owed(decided, slice_facts, ctx)
     counts: dict[str, int] = {}
     for case, facts, actions in decided:
-        if case.status == "open" and not case.plan_active:
+        if case.status == "open" and not case.plan_active and not facts.view.paused:
             counts["escalations"] = counts.get("escalations", 0) + _track_stage(
                 session, emit, case, facts.view.stage, ctx.business_date
             )

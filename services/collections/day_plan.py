@@ -26,7 +26,7 @@ from services.collections.domain import (
     PlannedAction,
     case_block_reason,
 )
-from services.collections.domain.compliance import cap_reason
+from services.collections.domain.compliance import SuppressionReason, cap_reason
 from services.collections.domain.notices import (
     LETTER_DUE_DAYS,
 )
@@ -122,8 +122,10 @@ def create_task(
         return 0
     if (case.account_id, kind) in state.tasks_today:
         return 0
-    if action.kind is ActionKind.CALL:
-        reason = _call_block_reason(state, case, view, slice_facts, ctx)
+    if action.kind is ActionKind.CALL or view.paused:  # a paused account gets no task of any kind
+        reason = (
+            SuppressionReason.PAUSED.value if view.paused else _call_block_reason(state, case, view, slice_facts, ctx)
+        )
         if reason is not None:
             attempt = _task_record(case, action, ctx, key, status="suppressed", task_id=None)
             session.add(attempt)

@@ -8,7 +8,7 @@ The event types that come in floods are taken as runs, each in a module of its o
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import select
 
@@ -51,6 +51,47 @@ def bill_charged_off(ctx: HandlerContext, event: p.BillChargedOff) -> None:
     case = ensure_case(session, event.account_id, event.business_date)
     if close_case(session, ctx.emit, case, "charged_off", event.business_date):
         suppress_queued(session, ctx.emit, event.account_id, "charged_off", keep_plan_reminders=False)
+
+
+def delinquency_paused(ctx: HandlerContext, event: p.DelinquencyPaused) -> None:
+    """The account's delinquency is paused (RULES 2.8): whatever is queued is suppressed
+    (``paused``) and nothing goes out until it resumes. A pause already resumed (its
+    ``delinquency.resumed`` came first) changes nothing."""
+    case = ensure_case(ctx.session, event.account_id, event.paused_on)
+    if case.resumed_pause_on == event.paused_on:
+        return
+    case.paused_on, case.pause_reason = event.paused_on, event.reason
+    suppress_queued(ctx.session, ctx.emit, event.account_id, "paused", keep_plan_reminders=False)
+
+
+def delinquency_resumed(ctx: HandlerContext, event: p.DelinquencyResumed) -> None:
+    """The pause is over: contact may resume, and each listed bill's due date moves on by
+    the paused days its DPD does not count, so collections' DPD counts on from where it
+    stood, as accounts' does."""
+    session = ctx.session
+    case = ensure_case(session, event.account_id, event.resumed_on)
+    if case.paused_on is None or case.paused_on <= event.paused_on:
+        case.paused_on, case.pause_reason = None, None
+    case.resumed_pause_on = event.paused_on
+    shifts = {b.bill_id: b.days_not_counted for b in event.bills if b.days_not_counted}
+    for bill in session.scalars(select(Bill).where(Bill.bill_id.in_(sorted(shifts))).with_for_update()):
+        bill.due_date += timedelta(days=shifts[bill.bill_id])
+
+
+def dispute_accepted(ctx: HandlerContext, event: p.DisputeAccepted) -> None:
+    """RULES 4.6: the disputed amount is set aside on the bill: it is not collected (a bill
+    owing no more than what is disputed gets no contact)."""
+    bill = ctx.session.get(Bill, event.bill_id, with_for_update=True)
+    if bill is not None:
+        bill.disputed_fen += to_fen(event.amount)
+
+
+def dispute_closed(ctx: HandlerContext, event: p.DisputeClosed) -> None:
+    """The dispute is resolved: what was upheld leaves the bill, the rest is collected again."""
+    bill = ctx.session.get(Bill, event.bill_id, with_for_update=True)
+    if bill is not None:
+        bill.disputed_fen = max(0, bill.disputed_fen - to_fen(event.credited + event.owes_again))
+        bill.unpaid_fen = max(0, bill.unpaid_fen - to_fen(event.credited))
 
 
 # --- restructuring -------------------------------------------------------------------------

@@ -80,6 +80,12 @@ class CollectionCase(Base):
     active_plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     promise_broken: Mapped[bool] = mapped_column(Boolean, default=False)
     phone_reported_wrong: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The account's delinquency pause (RULES 2.8): no contact while ``paused_on`` is set;
+    # ``resumed_pause_on`` is the start of the last pause resumed (a late ``delinquency.paused``
+    # of that pause changes nothing).
+    paused_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    pause_reason: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    resumed_pause_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class Bill(Base):
@@ -104,6 +110,8 @@ class Bill(Base):
     charged_off_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     # The pre-report notice about this bill (RULES 5.4): the date it went out, by SMS or letter.
     report_notice_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # principal set aside by open disputes (RULES 4.6): not collected while disputed
+    disputed_fen: Mapped[int] = mapped_column(Fen, default=0, server_default="0")
 
 
 class Plan(Base):

@@ -32,4 +32,8 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "plan.completed": handlers.plan_completed,
     "collection.outcome.recorded": handlers.collection_outcome_recorded,
     "sms.delivery.reported": handlers.sms_delivery_reported,
+    "delinquency.paused": handlers.delinquency_paused,
+    "delinquency.resumed": handlers.delinquency_resumed,
+    "dispute.accepted": handlers.dispute_accepted,
+    "dispute.closed": handlers.dispute_closed,
 }

@@ -52,7 +52,7 @@ def notices_owed(
     strategy, _ = strategy_and_templates(ctx.rules.collections)
     owed: Owed = {}
     for case, facts, actions in decided:
-        if case.status != "open" or case.plan_active or facts.view.cured:
+        if case.status != "open" or case.plan_active or facts.view.cured or facts.view.paused:
             continue
         bill_ids = bills_awaiting_notice(
             (BillNotice(b.bill_id, b.due_date, b.report_notice_on) for b in slice_facts.bills.get(case.account_id, [])),
@@ -218,7 +218,7 @@ def record_notices(ctx: JobContext, session: Session, emit: Emit, sent: list[Con
         select(Bill)
         .where(
             Bill.account_id.in_(sorted(notices)),
-            Bill.unpaid_fen > 0,
+            Bill.unpaid_fen > Bill.disputed_fen + ctx.rules.overdue.arrears_tolerance_fen,
             Bill.plan_id.is_(None),
             Bill.due_date < ctx.business_date,
             Bill.report_notice_on.is_(None),

@@ -52,6 +52,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from services.restructuring import store
+from services.restructuring.domain.plan import days_held
 from services.restructuring.domain import (
     PLAN_ALREADY_ACTIVE,
     AdjustmentAccepted,
@@ -166,6 +167,28 @@ def _assess_and_emit(
 
 
 # --- offers -------------------------------------------------------------------------------
+
+
+def delinquency_paused(ctx: HandlerContext, event: p.DelinquencyPaused) -> None:
+    """The account's delinquency is paused (RULES 2.8): the monitoring of its plan holds
+    (``jobs._due_plans`` leaves it out). A pause already resumed changes nothing."""
+    account = _account(ctx, event.account_id)
+    if account.resumed_pause_on != event.paused_on:
+        account.paused_on = event.paused_on
+
+
+def delinquency_resumed(ctx: HandlerContext, event: p.DelinquencyResumed) -> None:
+    """The pause is over: monitoring resumes, and the active plan's held days (those of the
+    pause in its life) are added to the days it does not count."""
+    account = _account(ctx, event.account_id)
+    if account.paused_on is None or account.paused_on <= event.paused_on:
+        account.paused_on = None
+    account.resumed_pause_on = event.paused_on
+    plan = ctx.session.scalar(
+        select(Plan).where(Plan.account_id == event.account_id, Plan.status == "active").with_for_update()
+    )
+    if plan is not None:
+        plan.days_held = (plan.days_held or 0) + days_held(event.paused_on, event.resumed_on, plan.start_date)
 
 
 def plan_offers_requested(ctx: HandlerContext, event: p.PlanOffersRequested) -> None:

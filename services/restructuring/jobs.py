@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from services.restructuring import store
 from services.restructuring.domain import default_settlement, review_plan
+from services.restructuring.domain.plan import monitoring_date
 from services.restructuring.models import (
     AccountView,
     JobRun,
@@ -104,14 +105,16 @@ def _expire_offers(ctx: JobContext, day: date) -> int:
 
 def _due_plans(session: Session, day: date, after_pk: int) -> list[int]:
     """Active plans with an open installment due before ``day``: the only ones that can
-    have something overdue. One query, ordered by pk, at most CHUNK plans."""
+    have something overdue; a plan whose account's delinquency is paused is held (RULES
+    2.8). One query, ordered by pk, at most CHUNK plans."""
+    paused = select(AccountView.account_id).where(AccountView.paused_on.is_not(None))
     query = (
         select(Plan.pk)
         .join(
             PlanInstallment,
             and_(PlanInstallment.plan_pk == Plan.pk, PlanInstallment.status == "open", PlanInstallment.due_date < day),
         )
-        .where(Plan.status == "active", Plan.pk > after_pk)
+        .where(Plan.status == "active", Plan.pk > after_pk, Plan.account_id.not_in(paused))
         .group_by(Plan.pk)
         .order_by(Plan.pk)
         .limit(CHUNK)
@@ -149,7 +152,7 @@ def _review_plan(
     ctx: JobContext, session: Session, plan: Plan, rows: list[PlanInstallment], day: date, events: list[PendingEvent]
 ) -> tuple[int, int]:
     schedule, paid = store.plan_schedule(plan, rows), store.plan_paid(rows)
-    review = review_plan(schedule, paid, day, ctx.rules.restructuring)
+    review = review_plan(schedule, paid, monitoring_date(day, plan.days_held or 0), ctx.rules.restructuring)
     by_period = {r.period: r for r in rows}
     notified = 0
     for item in review.overdue:

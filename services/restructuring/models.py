@@ -62,6 +62,10 @@ class AccountView(Base):
     active_plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_grade: Mapped[str | None] = mapped_column(String(1), nullable=True)
     last_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The delinquency pause (RULES 2.8): plan monitoring holds while ``paused_on`` is set;
+    # ``resumed_pause_on`` the start of the last pause resumed (a late pause of it is ignored).
+    paused_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    resumed_pause_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class BillView(Base):
@@ -173,6 +177,9 @@ class Plan(Base):
     ended_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     fees_waived_fen: Mapped[int] = mapped_column(Fen, default=0)  # early settlement
     fees_cancelled_fen: Mapped[int] = mapped_column(Fen, default=0)  # default
+    # days its monitoring was held by delinquency pauses: the monitor judges the plan as of
+    # that many days before the business date (RULES 2.8, ``domain.plan.monitoring_date``)
+    days_held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 Index("ix_plans_active", Plan.pk, postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"))

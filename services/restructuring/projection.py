@@ -92,6 +92,8 @@ def new_account(account_id: str) -> ProjectionRow:
             "active_plan_id": None,
             "last_grade": None,
             "last_score": None,
+            "paused_on": None,
+            "resumed_pause_on": None,
         }
     )
 

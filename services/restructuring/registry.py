@@ -25,4 +25,6 @@ HANDLERS: dict[str, Handler | BatchHandler] = {
     "plan.offers.requested": handlers.plan_offers_requested,
     "plan.offer.accepted": handlers.plan_offer_accepted,
     "plan.adjustment.requested": handlers.plan_adjustment_requested,
+    "delinquency.paused": handlers.delinquency_paused,
+    "delinquency.resumed": handlers.delinquency_resumed,
 }

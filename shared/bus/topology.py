@@ -32,6 +32,12 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "plan.defaulted",
         "plan.completed",
         "collection.notice.sent",
+        "delinquency.pause.requested",
+        "delinquency.resume.requested",
+        "waiver.requested",
+        "waiver.decision.recorded",
+        "dispute.opened",
+        "dispute.resolved",
     ),
     "collections": (
         "credit.line.granted",
@@ -46,6 +52,10 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "plan.installment.*",
         "collection.outcome.recorded",
         "sms.delivery.reported",
+        "delinquency.paused",
+        "delinquency.resumed",
+        "dispute.accepted",
+        "dispute.closed",
     ),
     "restructuring": (
         "credit.line.granted",
@@ -57,6 +67,8 @@ SERVICE_BINDINGS: dict[str, tuple[str, ...]] = {
         "plan.offers.requested",
         "plan.offer.accepted",
         "plan.adjustment.requested",
+        "delinquency.paused",
+        "delinquency.resumed",
     ),
 }
 

@@ -98,6 +98,66 @@ class SmsDeliveryReported(Payload):
     reported_at: Timestamp
 
 
+PauseReason = Literal["dispute", "disaster_relief", "bereavement", "fraud_investigation", "regulator"]
+
+
+class DelinquencyPauseRequested(Payload):
+    request_id: InboundId
+    account_id: InboundId
+    reason: PauseReason
+    until: BusinessDate | None = None
+    operator_id: InboundId
+
+
+class DelinquencyResumeRequested(Payload):
+    request_id: InboundId
+    account_id: InboundId
+    operator_id: InboundId
+
+
+WaiverComponent = Literal["penalty_interest", "late_fee"]
+WaiverReason = Literal["hardship", "bereavement", "disaster_relief", "service_failure", "goodwill"]
+
+
+class WaiverRequested(Payload):
+    request_id: InboundId
+    account_id: InboundId
+    bill_id: InboundId
+    component: WaiverComponent
+    amount: PositiveMoney
+    reason: WaiverReason
+    requested_by: InboundId
+
+
+class WaiverDecisionRecorded(Payload):
+    decision_id: InboundId
+    waiver_id: InboundId
+    decision: Literal["approve", "decline"]
+    decided_by: InboundId
+
+
+DisputeReason = Literal["not_received", "not_as_described", "unauthorised", "duplicate_charge", "cancelled"]
+DisputeOutcome = Literal["upheld", "partly_upheld", "rejected"]
+
+
+class DisputeOpened(Payload):
+    dispute_id: InboundId
+    account_id: InboundId
+    bill_id: InboundId | None = None
+    purchase_id: InboundId | None = None
+    amount: PositiveMoney
+    reason: DisputeReason
+    opened_at: Timestamp
+
+
+class DisputeResolved(Payload):
+    resolution_id: InboundId
+    dispute_id: InboundId
+    outcome: DisputeOutcome
+    upheld_amount: PositiveMoney | None = None
+    resolved_by: InboundId
+
+
 # --- rejections: the answer to a command the contract refuses -------------------------
 
 
@@ -239,6 +299,138 @@ class RepaymentRejected(Answer):
     account_id: Id | None = None
     amount: DecimalString | None = None
     reason: str
+
+
+class DelinquencyPaused(Payload):
+    request_id: Id
+    account_id: Id
+    reason: PauseReason
+    paused_on: BusinessDate
+    until: BusinessDate | None = None
+    operator_id: Id
+
+
+class DelinquencyPauseRejected(Answer):
+    request_id: Id
+    account_id: Id | None = None
+    reason: str
+
+
+class ResumedBill(Payload):
+    bill_id: Id
+    dpd: int
+    days_not_counted: int = Field(ge=0)
+
+
+class DelinquencyResumed(Payload):
+    request_id: Id | None = None
+    account_id: Id
+    pause_reason: PauseReason
+    paused_on: BusinessDate
+    resumed_on: BusinessDate
+    resumed_by: Literal["operator", "until"]
+    operator_id: Id | None = None
+    bills: list[ResumedBill]
+
+
+class DelinquencyResumeRejected(Answer):
+    request_id: Id
+    account_id: Id | None = None
+    reason: str
+
+
+class WaiverPending(Payload):
+    waiver_id: Id
+    account_id: Id
+    bill_id: Id
+    component: WaiverComponent
+    amount: Money
+    reason: WaiverReason
+    requested_by: Id
+    requested_on: BusinessDate
+
+
+class WaiverApproved(Payload):
+    decision_id: Id
+    waiver_id: Id
+    account_id: Id
+    approved_by: Id
+    approved_on: BusinessDate
+
+
+class WaiverDeclined(Payload):
+    decision_id: Id
+    waiver_id: Id
+    account_id: Id
+    declined_by: Id
+    declined_on: BusinessDate
+
+
+class WaiverApplied(Payload):
+    waiver_id: Id
+    account_id: Id
+    bill_id: Id
+    component: WaiverComponent
+    amount: Money
+    requested_by: Id
+    approved_by: Id | None = None
+    applied_on: BusinessDate
+
+
+class WaiverRejected(Answer):
+    request_id: Id
+    account_id: Id | None = None
+    reason: str
+
+
+class WaiverDecisionRejected(Answer):
+    decision_id: Id
+    waiver_id: Id | None = None
+    reason: str
+
+
+class DisputeAccepted(Payload):
+    dispute_id: Id
+    account_id: Id
+    bill_id: Id
+    purchase_id: Id | None = None
+    amount: Money
+    reason: DisputeReason
+    opened_on: BusinessDate
+
+
+class DisputeRejected(Answer):
+    dispute_id: Id
+    account_id: Id | None = None
+    reason: str
+
+
+class DisputeClosed(Payload):
+    resolution_id: Id
+    dispute_id: Id
+    account_id: Id
+    bill_id: Id
+    outcome: DisputeOutcome
+    credited: Money
+    penalty_reversed: Money
+    late_fee_reversed: Money
+    owes_again: Money
+    resolved_by: Id
+    resolved_on: BusinessDate
+
+
+class DisputeResolutionRejected(Answer):
+    resolution_id: Id
+    dispute_id: Id | None = None
+    reason: str
+
+
+class DisputeServiceLevelBreached(Payload):
+    dispute_id: Id
+    account_id: Id
+    opened_on: BusinessDate
+    business_date: BusinessDate
+    days_open: int
 
 
 class CreditReportGenerated(Payload):
@@ -433,6 +625,12 @@ PAYLOADS: dict[str, type[Payload]] = {
     "plan.adjustment.requested": PlanAdjustmentRequested,
     "collection.outcome.recorded": CollectionOutcomeRecorded,
     "sms.delivery.reported": SmsDeliveryReported,
+    "delinquency.pause.requested": DelinquencyPauseRequested,
+    "delinquency.resume.requested": DelinquencyResumeRequested,
+    "waiver.requested": WaiverRequested,
+    "waiver.decision.recorded": WaiverDecisionRecorded,
+    "dispute.opened": DisputeOpened,
+    "dispute.resolved": DisputeResolved,
     "credit.line.opened": CreditLineOpened,
     "credit.line.rejected": CreditLineRejected,
     "purchase.approved": PurchaseApproved,
@@ -446,6 +644,21 @@ PAYLOADS: dict[str, type[Payload]] = {
     "repayment.applied": RepaymentApplied,
     "repayment.rejected": RepaymentRejected,
     "credit.report.generated": CreditReportGenerated,
+    "delinquency.paused": DelinquencyPaused,
+    "delinquency.pause.rejected": DelinquencyPauseRejected,
+    "delinquency.resumed": DelinquencyResumed,
+    "delinquency.resume.rejected": DelinquencyResumeRejected,
+    "waiver.pending": WaiverPending,
+    "waiver.approved": WaiverApproved,
+    "waiver.declined": WaiverDeclined,
+    "waiver.applied": WaiverApplied,
+    "waiver.rejected": WaiverRejected,
+    "waiver.decision.rejected": WaiverDecisionRejected,
+    "dispute.accepted": DisputeAccepted,
+    "dispute.rejected": DisputeRejected,
+    "dispute.closed": DisputeClosed,
+    "dispute.resolution.rejected": DisputeResolutionRejected,
+    "dispute.service_level.breached": DisputeServiceLevelBreached,
     "daily.close.completed": DailyCloseCompleted,
     "collection.outcome.rejected": CollectionOutcomeRejected,
     "sms.delivery.rejected": SmsDeliveryRejected,

@@ -99,6 +99,42 @@ REJECTIONS: dict[str, Rejection] = {
             (("task_id", "task_id"), ("account_id", "account_id")),
         ),
         Rejection("sms.delivery.reported", "sms.delivery.rejected", "collections", (("message_id", "message_id"),)),
+        Rejection(
+            "delinquency.pause.requested",
+            "delinquency.pause.rejected",
+            "accounts",
+            (("request_id", "request_id"), ("account_id", "account_id")),
+        ),
+        Rejection(
+            "dispute.opened",
+            "dispute.rejected",
+            "accounts",
+            (("dispute_id", "dispute_id"), ("account_id", "account_id")),
+        ),
+        Rejection(
+            "dispute.resolved",
+            "dispute.resolution.rejected",
+            "accounts",
+            (("resolution_id", "resolution_id"), ("dispute_id", "dispute_id")),
+        ),
+        Rejection(
+            "waiver.requested",
+            "waiver.rejected",
+            "accounts",
+            (("request_id", "request_id"), ("account_id", "account_id")),
+        ),
+        Rejection(
+            "waiver.decision.recorded",
+            "waiver.decision.rejected",
+            "accounts",
+            (("decision_id", "decision_id"), ("waiver_id", "waiver_id")),
+        ),
+        Rejection(
+            "delinquency.resume.requested",
+            "delinquency.resume.rejected",
+            "accounts",
+            (("request_id", "request_id"), ("account_id", "account_id")),
+        ),
     )
 }
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
-from services.accounts.domain.overdue import BillState, capped, daily_penalty, dpd, late_fee
+from services.accounts.domain.overdue import BillState, capped, daily_penalty, dpd, in_arrears, late_fee
 from shared.money import ZERO
 from shared.rules import OverdueRules
 
@@ -50,9 +50,10 @@ class BillDayResult:
         return self.charge_off_principal + self.charge_off_penalty + self.charge_off_late_fee
 
 
-def counts_for_dpd(bill: BillState, business_date: date) -> bool:
-    """A bill counts when it is past due with principal unpaid and not in a plan."""
-    return not bill.in_plan and bill.unpaid_principal > 0 and business_date > bill.due_date
+def counts_for_dpd(bill: BillState, business_date: date, rules: OverdueRules) -> bool:
+    """A bill counts when it is past due with principal unpaid beyond the arrears tolerance
+    and not in a plan."""
+    return not bill.in_plan and in_arrears(bill.unpaid_principal, rules) and business_date > bill.due_date
 
 
 def close_bill_for_day(
@@ -67,7 +68,7 @@ def close_bill_for_day(
     """
     if bill.last_close_date is not None and business_date <= bill.last_close_date:
         return BillDayResult(bill.bill_id, business_date, dpd=0, already_closed=True)
-    if not counts_for_dpd(bill, business_date):
+    if not counts_for_dpd(bill, business_date, rules):
         return BillDayResult(bill.bill_id, business_date, dpd=0)
 
     days = dpd(business_date, bill.due_date)

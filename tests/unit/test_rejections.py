@@ -69,7 +69,17 @@ def test_every_inbound_command_has_a_rejection_of_the_contract() -> None:
     for rejection in REJECTIONS.values():
         assert rejection.reply in PAYLOADS and rejection.business_id in PAYLOADS[rejection.command].model_fields
         assert rejection.answered_by in ("accounts", "collections", "restructuring")
-    assert set(answered_by("accounts")) == {"credit.line.granted", "purchase.requested", "repayment.received"}
+    assert set(answered_by("accounts")) == {
+        "credit.line.granted",
+        "purchase.requested",
+        "repayment.received",
+        "delinquency.pause.requested",
+        "delinquency.resume.requested",
+        "waiver.requested",
+        "waiver.decision.recorded",
+        "dispute.opened",
+        "dispute.resolved",
+    }
 
 
 @pytest.mark.parametrize("command", sorted(REJECTIONS))

@@ -86,7 +86,9 @@ def test_commands_with_a_business_reply_accept_any_decimal_and_judge_it_later() 
 
 
 def test_every_event_type_of_events_md_has_a_payload_model() -> None:
-    assert len(PAYLOADS) == 40  # with the three rejections added for commands that had none, and the notice
+    assert (
+        len(PAYLOADS) == 61
+    )  # with the three rejections added for commands that had none, the notice, the pause, waivers
     assert {"repayment.applied", "plan.offered", "daily.close.completed", "sms.delivery.reported"} <= set(PAYLOADS)
 
 

@@ -172,6 +172,34 @@ def grace_waiver_posted(penalty_waived: Decimal) -> Posting:
     return _transfer("grace_waiver", Account.WAIVER_EXPENSE, Account.CUSTOMER_PENALTY, penalty_waived)
 
 
+def hardship_waiver_posted(component: str, amount: Decimal) -> Posting:
+    """An operator's hardship waiver (RULES 4.5): the penalty interest or late fee given up."""
+    receivable = Account.CUSTOMER_PENALTY if component == "penalty_interest" else Account.CUSTOMER_LATE_FEE
+    return _transfer("hardship_waiver", Account.WAIVER_EXPENSE, receivable, amount)
+
+
+def dispute_upheld_posted(principal: Decimal, to_credit_balance: Decimal) -> Posting:
+    """A dispute upheld (RULES 4.6): the merchant's side takes the amount back; it leaves the
+    principal owed, and what the customer had already paid of it becomes credit balance."""
+    return _posting(
+        "dispute_upheld",
+        debit(Account.MERCHANT_PAYABLE, principal + to_credit_balance),
+        credit(Account.CUSTOMER_PRINCIPAL, principal),
+        credit(Account.CREDIT_BALANCE, to_credit_balance),
+    )
+
+
+def dispute_charges_reversed(penalty: Decimal, late_fee: Decimal) -> Posting:
+    """The charges that accrued on an upheld disputed amount: taken back from income."""
+    return _posting(
+        "dispute_reversal",
+        debit(Account.PENALTY_INCOME, penalty),
+        credit(Account.CUSTOMER_PENALTY, penalty),
+        debit(Account.FEE_INCOME, late_fee),
+        credit(Account.CUSTOMER_LATE_FEE, late_fee),
+    )
+
+
 def backdated_reversal_posted(reversal: BackdatedReversal) -> Posting:
     """A late-arriving repayment's correction: charges that should never have been made."""
     return _posting(

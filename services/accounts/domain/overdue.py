@@ -81,6 +81,12 @@ def capped(charge: Decimal, original_principal: Decimal, charged_so_far: Decimal
     return max(ZERO, min(charge, room))
 
 
+def in_arrears(unpaid_principal: Decimal, rules: OverdueRules) -> bool:
+    """Arrears tolerance: unpaid principal at or below the tolerance (1.00) is still owed
+    but does not make its bill overdue (no DPD, ladder, fee, report or contact)."""
+    return unpaid_principal > rules.arrears_tolerance
+
+
 @dataclass(frozen=True)
 class BillState:
     """What the daily close needs to know about one bill before the close of a date.

@@ -10,6 +10,8 @@ Decisions (checked in this order, the first that applies wins):
 
 1. ``not_own_phone``: only the customer's own phone, never a third party; a number a
    collector reported as wrong is not the customer's any more.
+1b. ``paused``: the account's delinquency is paused (RULES 2.8): no contact at all, the
+   plan's reminders included.
 2. ``plan_active``: while a restructuring plan is active only the plan's own
    installment reminders go out. (A plan reminder is exempt from ``cured``: the
    plan's bills no longer count for DPD, so the account may look cured.)
@@ -60,6 +62,7 @@ class SuppressionReason(StrEnum):
     PLAN_ACTIVE = "plan_active"
     PROMISE_PENDING = "promise_pending"
     NOT_OWN_PHONE = "not_own_phone"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,8 @@ def case_block_reason(request: ContactRequest, case: CaseView, business_date: da
     """
     if not is_own_phone(request.phone, case):
         return SuppressionReason.NOT_OWN_PHONE
+    if case.paused:
+        return SuppressionReason.PAUSED
     if request.kind is ActionKind.PLAN_REMINDER:
         return None if case.plan_active else SuppressionReason.CURED
     if case.plan_active:

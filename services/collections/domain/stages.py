@@ -159,6 +159,7 @@ class CaseView:
       pre-due reminder is about has been paid.
     - ``own_phone`` and ``phone_reported_wrong``: the customer's own number, and whether a
       collector reported it as a wrong number.
+    - ``paused``: the account's delinquency is paused (RULES 2.8): nobody contacts it.
     """
 
     account_id: str
@@ -175,6 +176,7 @@ class CaseView:
     bill_paid: bool = False
     own_phone: str | None = None
     phone_reported_wrong: bool = False
+    paused: bool = False
 
     def __post_init__(self) -> None:
         if self.grade not in GRADES:

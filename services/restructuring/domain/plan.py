@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -174,6 +174,17 @@ class PlanReview:
     overdue: tuple[OverdueInstallment, ...]
     defaulted: bool
     completed: bool
+
+
+def days_held(paused_on: date, resumed_on: date, plan_start: date) -> int:
+    """RULES 2.8: the days of a delinquency pause (closes of ``paused_on`` + 1 … ``resumed_on``)
+    that fell in the plan's life: its monitoring held on them, so they do not count."""
+    return max(0, (resumed_on - max(paused_on, plan_start)).days)
+
+
+def monitoring_date(business_date: date, held: int) -> date:
+    """The date the monitor judges a plan on: the business date less the days it was held."""
+    return business_date - timedelta(days=held)
 
 
 def review_plan(schedule: Schedule, paid: Paid, business_date: date, rules: RestructuringRules) -> PlanReview:

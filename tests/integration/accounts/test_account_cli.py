@@ -167,6 +167,7 @@ def test_show_json_has_status_limits_restrictions_bills_and_balances(cli: CliRun
         "dpd": 10,
         "principal": "3000.00",
         "unpaid_principal": "2000.00",
+        "disputed": "0.00",
         "unpaid_penalty": "15.00",
         "unpaid_late_fee": "30.00",
         "penalty_charged": "15.00",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from services.accounts import daily_close as close_module
 from services.accounts.job_lease import JobLease, LeaseHeld
 from shared.clock import SHANGHAI
+from shared.rules import OverdueRules, ProductRules
 from tests.support.customers import credit_line, purchase
 from tests.support.service_driver import ServiceDriver
 
@@ -62,7 +64,11 @@ def test_two_closes_of_one_date_never_run_at_once(accounts) -> None:
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def accounts_on_each(request: pytest.FixtureRequest, tmp_path):
-    driver = ServiceDriver("accounts", sqlite_dir=str(tmp_path) if request.param == "sqlite" else None)
+    """No arrears tolerance (rule 2.7): the snapshot's money of bills of a few fen is checked."""
+    no_tolerance = ProductRules(overdue=OverdueRules(arrears_tolerance=Decimal("0")))
+    driver = ServiceDriver(
+        "accounts", rules=no_tolerance, sqlite_dir=str(tmp_path) if request.param == "sqlite" else None
+    )
     yield driver
     driver.drop()
 
