@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def system(redis_db, tmp_path_factory):
     """A system of its own: the daily close is global by date."""
-    running = start_system(redis_db + 13, tmp_path_factory.mktemp("pause"))
+    running = start_system(redis_db + 6, tmp_path_factory.mktemp("pause"))
     yield running
     stop_system(running)
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def system(redis_db, tmp_path_factory):
     """A system of its own: the daily close is global by date."""
-    running = start_system(redis_db + 15, tmp_path_factory.mktemp("disputes"))
+    running = start_system(redis_db + 7, tmp_path_factory.mktemp("disputes"))
     yield running
     stop_system(running)
 

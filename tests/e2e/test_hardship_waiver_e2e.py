@@ -22,7 +22,7 @@ def system(redis_db, tmp_path_factory):
     base = tmp_path_factory.mktemp("waiver")
     rules = base / "rules.yaml"
     rules.write_text("waivers: {approval_threshold: '5.00'}\n", encoding="utf-8")
-    running = start_system(redis_db + 14, base, extra_env={"BAITIAO_RULES_FILE": str(rules)})
+    running = start_system(redis_db + 8, base, extra_env={"BAITIAO_RULES_FILE": str(rules)})
     yield running
     stop_system(running)
 
