@@ -36,7 +36,7 @@ from services.accounts.domain.overdue import capped, daily_penalty
 from services.accounts.ledger_book import post
 from services.accounts.models import ANSWERS, Account, Bill, BureauMark, DailyAccrual, Dispute, Purchase
 from services.accounts.repayments import ladder_date, relock
-from shared.bus.answers import Answer, AnswerBook, repeat
+from shared.bus.answers import AnswerBook, repeat
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import PendingEvent
 from shared.clock import business_date
@@ -45,11 +45,6 @@ from shared.money import ZERO, from_fen, to_fen
 
 OPEN_ANSWERS = AnswerBook(ANSWERS, "dispute.opened")
 RESOLVE_ANSWERS = AnswerBook(ANSWERS, "dispute.resolved")
-
-
-def _answer(ctx: HandlerContext, book: AnswerBook, business_id: str, events: list[PendingEvent]) -> None:
-    book.keep(ctx.session, {business_id: Answer.of(events[0])})
-    ctx.outbox.emit_many(ctx.session, events)
 
 
 def _disputed_bill(session: Session, account: Account, event: p.DisputeOpened) -> Bill | None:
@@ -84,7 +79,7 @@ def dispute_opened(ctx: HandlerContext, event: p.DisputeOpened) -> None:
     reason = open_rejection(account is not None, facts, event.amount)
     if reason is not None:
         rejected = p.DisputeRejected(dispute_id=event.dispute_id, account_id=event.account_id, reason=reason)
-        _answer(ctx, OPEN_ANSWERS, event.dispute_id, [ctx.reply("dispute.rejected", rejected, event.account_id)])
+        OPEN_ANSWERS.answer(ctx, event.dispute_id, [ctx.reply("dispute.rejected", rejected, event.account_id)])
         return
     assert account is not None and bill is not None
     opened_on = business_date(event.opened_at)
@@ -115,7 +110,7 @@ def dispute_opened(ctx: HandlerContext, event: p.DisputeOpened) -> None:
     session.flush()
     events = [ctx.reply("dispute.accepted", accepted, account.account_id)]
     events += _relock(ctx, account)
-    _answer(ctx, OPEN_ANSWERS, event.dispute_id, events)
+    OPEN_ANSWERS.answer(ctx, event.dispute_id, events)
 
 
 def _relock(ctx: HandlerContext, account: Account) -> list[PendingEvent]:
@@ -147,7 +142,7 @@ def dispute_resolved(ctx: HandlerContext, event: p.DisputeResolved) -> None:
             resolution_id=event.resolution_id, dispute_id=event.dispute_id, reason=reason
         )
         answer = ctx.reply("dispute.resolution.rejected", rejected, event.dispute_id)
-        _answer(ctx, RESOLVE_ANSWERS, event.resolution_id, [answer])
+        RESOLVE_ANSWERS.answer(ctx, event.resolution_id, [answer])
         return
     assert dispute is not None
     account = session.scalar(select(Account).where(Account.pk == dispute.account_pk).with_for_update())
@@ -186,7 +181,7 @@ def dispute_resolved(ctx: HandlerContext, event: p.DisputeResolved) -> None:
     )
     session.flush()
     events = [ctx.reply("dispute.closed", closed, account.account_id), *_relock(ctx, account)]
-    _answer(ctx, RESOLVE_ANSWERS, event.resolution_id, events)
+    RESOLVE_ANSWERS.answer(ctx, event.resolution_id, events)
 
 
 def _reverse_charges(

@@ -30,7 +30,7 @@ from services.accounts.domain.pauses import (
 )
 from services.accounts.job_lease import last_done
 from services.accounts.models import ANSWERS, Account, Bill, RestrictionHistory
-from shared.bus.answers import Answer, AnswerBook, repeat
+from shared.bus.answers import AnswerBook, repeat
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import PendingEvent
 from shared.events import payloads as p
@@ -57,11 +57,6 @@ def _locked_account(session: Session, account_id: str) -> Account | None:
     return session.scalar(select(Account).where(Account.account_id == account_id).with_for_update())
 
 
-def _answer(ctx: HandlerContext, book: AnswerBook, request_id: str, events: list[PendingEvent]) -> None:
-    book.keep(ctx.session, {request_id: Answer.of(events[0])})
-    ctx.outbox.emit_many(ctx.session, events)
-
-
 def pause_requested(ctx: HandlerContext, event: p.DelinquencyPauseRequested) -> None:
     session = ctx.session
     earlier = PAUSE_ANSWERS.find(session, event.request_id)
@@ -73,8 +68,8 @@ def pause_requested(ctx: HandlerContext, event: p.DelinquencyPauseRequested) -> 
     reason = pause_rejection(account is not None, account.paused_on if account else None, event.until, today)
     if reason is not None:
         rejected = p.DelinquencyPauseRejected(request_id=event.request_id, account_id=event.account_id, reason=reason)
-        _answer(
-            ctx, PAUSE_ANSWERS, event.request_id, [ctx.reply("delinquency.pause.rejected", rejected, event.account_id)]
+        PAUSE_ANSWERS.answer(
+            ctx, event.request_id, [ctx.reply("delinquency.pause.rejected", rejected, event.account_id)]
         )
         return
     assert account is not None
@@ -89,7 +84,7 @@ def pause_requested(ctx: HandlerContext, event: p.DelinquencyPauseRequested) -> 
         until=event.until,
         operator_id=event.operator_id,
     )
-    _answer(ctx, PAUSE_ANSWERS, event.request_id, [ctx.reply("delinquency.paused", paused, event.account_id)])
+    PAUSE_ANSWERS.answer(ctx, event.request_id, [ctx.reply("delinquency.paused", paused, event.account_id)])
 
 
 def resume_requested(ctx: HandlerContext, event: p.DelinquencyResumeRequested) -> None:
@@ -103,7 +98,7 @@ def resume_requested(ctx: HandlerContext, event: p.DelinquencyResumeRequested) -
     if reason is not None:
         rejected = p.DelinquencyResumeRejected(request_id=event.request_id, account_id=event.account_id, reason=reason)
         answer = ctx.reply("delinquency.resume.rejected", rejected, event.account_id)
-        _answer(ctx, RESUME_ANSWERS, event.request_id, [answer])
+        RESUME_ANSWERS.answer(ctx, event.request_id, [answer])
         return
     assert account is not None and account.paused_on is not None and account.pause_reason is not None
     resumption = Resumption(
@@ -119,7 +114,7 @@ def resume_requested(ctx: HandlerContext, event: p.DelinquencyResumeRequested) -
     events = resume_paused(session, [resumption], ctx.clock.now())
     session.expire(account)
     replies = [ctx.reply(e.type, e.payload, e.aggregate_id) for e in events]
-    _answer(ctx, RESUME_ANSWERS, event.request_id, replies)
+    RESUME_ANSWERS.answer(ctx, event.request_id, replies)
 
 
 def due_resumptions(session: Session, day: date, lo: int, hi: int) -> list[Resumption]:

@@ -32,7 +32,7 @@ from services.accounts.domain.waivers import (
 )
 from services.accounts.ledger_book import post
 from services.accounts.models import ANSWERS, Account, Bill, BureauMark, Waiver
-from shared.bus.answers import Answer, AnswerBook, repeat
+from shared.bus.answers import AnswerBook, repeat
 from shared.bus.handling import HandlerContext
 from shared.bus.outbox import PendingEvent
 from shared.events import payloads as p
@@ -44,11 +44,6 @@ DECISION_ANSWERS = AnswerBook(ANSWERS, "waiver.decision.recorded")
 
 def _outstanding_fen(bill: Bill, component: str) -> int:
     return bill.unpaid_penalty_fen if component == "penalty_interest" else bill.unpaid_late_fee_fen
-
-
-def _answer(ctx: HandlerContext, book: AnswerBook, business_id: str, events: list[PendingEvent]) -> None:
-    book.keep(ctx.session, {business_id: Answer.of(events[0])})
-    ctx.outbox.emit_many(ctx.session, events)
 
 
 def waiver_requested(ctx: HandlerContext, event: p.WaiverRequested) -> None:
@@ -73,7 +68,7 @@ def waiver_requested(ctx: HandlerContext, event: p.WaiverRequested) -> None:
     reason = request_rejection(account is not None, facts, event.amount)
     if reason is not None:
         rejected = p.WaiverRejected(request_id=event.request_id, account_id=event.account_id, reason=reason)
-        _answer(ctx, REQUEST_ANSWERS, event.request_id, [ctx.reply("waiver.rejected", rejected, event.account_id)])
+        REQUEST_ANSWERS.answer(ctx, event.request_id, [ctx.reply("waiver.rejected", rejected, event.account_id)])
         return
     assert account is not None and bill is not None
     today = ctx.event_date
@@ -101,10 +96,10 @@ def waiver_requested(ctx: HandlerContext, event: p.WaiverRequested) -> None:
             requested_by=event.requested_by,
             requested_on=today,
         )
-        _answer(ctx, REQUEST_ANSWERS, event.request_id, [ctx.reply("waiver.pending", pending, account.account_id)])
+        REQUEST_ANSWERS.answer(ctx, event.request_id, [ctx.reply("waiver.pending", pending, account.account_id)])
         return
     applied = _apply(ctx, waiver, account, bill, today, approved_by=None)
-    _answer(ctx, REQUEST_ANSWERS, event.request_id, [applied])
+    REQUEST_ANSWERS.answer(ctx, event.request_id, [applied])
 
 
 def waiver_decision_recorded(ctx: HandlerContext, event: p.WaiverDecisionRecorded) -> None:
@@ -120,7 +115,7 @@ def waiver_decision_recorded(ctx: HandlerContext, event: p.WaiverDecisionRecorde
     if reason is not None:
         rejected = p.WaiverDecisionRejected(decision_id=event.decision_id, waiver_id=event.waiver_id, reason=reason)
         answer = ctx.reply("waiver.decision.rejected", rejected, event.waiver_id)
-        _answer(ctx, DECISION_ANSWERS, event.decision_id, [answer])
+        DECISION_ANSWERS.answer(ctx, event.decision_id, [answer])
         return
     assert waiver is not None
     account = session.scalar(select(Account).where(Account.pk == waiver.account_pk).with_for_update())
@@ -138,7 +133,7 @@ def waiver_decision_recorded(ctx: HandlerContext, event: p.WaiverDecisionRecorde
             declined_on=today,
         )
         answer = ctx.reply("waiver.declined", declined, account.account_id)
-        _answer(ctx, DECISION_ANSWERS, event.decision_id, [answer])
+        DECISION_ANSWERS.answer(ctx, event.decision_id, [answer])
         return
     approved = p.WaiverApproved(
         decision_id=event.decision_id,
@@ -151,7 +146,7 @@ def waiver_decision_recorded(ctx: HandlerContext, event: p.WaiverDecisionRecorde
         ctx.reply("waiver.approved", approved, account.account_id),
         _apply(ctx, waiver, account, bill, today, approved_by=event.decided_by),
     ]
-    _answer(ctx, DECISION_ANSWERS, event.decision_id, events)
+    DECISION_ANSWERS.answer(ctx, event.decision_id, events)
 
 
 def _apply(

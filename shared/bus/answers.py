@@ -91,6 +91,12 @@ class AnswerBook:
     def find(self, session: Session, business_id: str) -> Answer | None:
         return self.load(session, [business_id]).get(business_id)
 
+    def answer(self, ctx: HandlerContext, business_id: str, events: list[PendingEvent]) -> None:
+        """Answer one command: keep its first event as the answer a retry gets again, and
+        emit all of them."""
+        self.keep(ctx.session, {business_id: Answer.of(events[0])})
+        ctx.outbox.emit_many(ctx.session, events)
+
     def keep(self, session: Session, answers: dict[str, Answer]) -> None:
         """Record the first answers of a run (one insert)."""
         if not answers:
