@@ -1,5 +1,5 @@
 # Shortcuts; each target is one documented command.
-.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections migrate
+.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout migrate
 
 install:
 	pip install -c constraints.txt -e ".[dev]"
@@ -16,8 +16,8 @@ test-unit:
 migrate:
 	baitiao db upgrade
 
-# Both benchmarks need Redis and PostgreSQL on 127.0.0.1 (BAITIAO_BROKER_URL for Redis).
-bench: bench-bus bench-close bench-consumers bench-relay bench-collections
+# The benchmarks need Redis and PostgreSQL on 127.0.0.1 (BAITIAO_BROKER_URL for Redis).
+bench: bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout
 
 bench-bus:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench bus -n 20000
@@ -33,3 +33,8 @@ bench-relay:
 
 bench-collections:
 	python scripts/bench_collections_jobs.py 2000
+
+# The three real workers answering purchases at 100-2,000/s and a burst, beside a raw kombu
+# echo; it flushes nothing but creates (and drops) databases bench_checkout_<run>_*.
+bench-checkout:
+	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/6} baitiao bench checkout

@@ -115,3 +115,44 @@ def bench_consumers(count: int, batch_size: int) -> None:
             f"{service}: {steady}/s steady, {result[service]['first_night_per_s']}/s first night; "
             f"100,000 events in {100_000 / steady:.0f} s of database work (target: 180 s with the transport)"
         )
+
+
+@bench.command("checkout")
+@click.option(
+    "--rates",
+    default="100,500,1000,2000",
+    show_default=True,
+    help="Steady rates to offer, requests a second, comma-separated.",
+)
+@click.option("--seconds", type=click.FloatRange(min=1), default=10, show_default=True, help="Length of each rate.")
+@click.option("--burst", type=click.IntRange(min=0), default=10000, show_default=True, help="Requests sent at once.")
+@click.option("--accounts", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--generators", type=click.IntRange(min=1), default=2, show_default=True, help="Load processes.")
+@click.option(
+    "--pg-url",
+    default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    show_default=True,
+    help="A PostgreSQL server where the bench may create (and then drop) its databases.",
+)
+@click.option("--keep", is_flag=True, help="Keep the databases afterwards.")
+def bench_checkout(
+    rates: str, seconds: float, burst: int, accounts: int, generators: int, pg_url: str, keep: bool
+) -> None:
+    """Purchase decisions through the real workers beside a raw kombu echo, same Redis."""
+    from baitiao.bench_checkout import default_phases, run_checkout_benchmark
+    from shared.embedded_broker import broker_for_command
+
+    try:
+        steady = [int(r) for r in rates.split(",") if r.strip()]
+    except ValueError as exc:
+        raise click.BadParameter("rates must be whole numbers, e.g. 100,500") from exc
+    phases = default_phases(steady, seconds, burst)
+    with broker_for_command(get_settings()) as url:
+        result = run_checkout_benchmark(url, pg_url, phases, accounts, generators, keep=keep)
+    click.echo(json.dumps(result, indent=2))
+    for row in result["phases"]:
+        ours, echoed = row.get("ours", {}), row.get("echo", {})
+        click.echo(
+            f"{row['phase']}: ours p50 {ours.get('p50_ms')} p99 {ours.get('p99_ms')} p99.9 {ours.get('p999_ms')} ms, "
+            f"{ours.get('sustained_per_s')}/s; echo p99 {echoed.get('p99_ms')} ms: ratio {row['p99_ratio_to_echo']}"
+        )
