@@ -141,8 +141,8 @@ def generate(
     results: Any,
 ) -> None:
     """Publish ``count`` requests at ``rate`` a second from the shared start (all at once when
-    the rate is 0); report (event id, scheduled ns, sent ns) of each timed request and the
-    lag behind the schedule."""
+    the rate is 0); report (event id, scheduled monotonic ns, wall-clock ns when sent) of
+    each timed request, and the lag behind the schedule."""
     interval_ns = int(1e9 / rate) if rate else 0
     messages = _messages(count, accounts, run, repayment_every)
     sent: list[tuple[str, int, int]] = []
@@ -165,12 +165,12 @@ def generate(
             with bindings_read_once(producer.channel), producer.batch(max_size=4 * (due_now - n)):
                 for body, timed in messages[n:due_now]:
                     producer.publish(body, exchange=exchange, routing_key=key or body["type"], serializer="json")
-            sent_ns = time.monotonic_ns()
+            sent_ns, sent_wall_ns = time.monotonic_ns(), time.time_ns()
             for i in range(n, due_now):
                 due = start_ns + i * interval_ns
                 lags.append((sent_ns - due) / 1e6)
                 if messages[i][1]:
-                    sent.append((messages[i][0]["event_id"], due, sent_ns))
+                    sent.append((messages[i][0]["event_id"], due, sent_wall_ns))
             n = due_now
     results.put(("sent", sent, lags))
 
@@ -185,7 +185,7 @@ def listen(url: str, queue: Queue, stop: Any, ready: Any, count: Any, results: A
     """
     import redis
 
-    arrived: dict[str, int] = {}
+    arrived: dict[str, tuple[int, int]] = {}
     with Connection(url) as conn:
         queue(conn.default_channel).declare()
     client = redis.Redis.from_url(url)
@@ -195,7 +195,7 @@ def listen(url: str, queue: Queue, stop: Any, ready: Any, count: Any, results: A
         if first is None:
             continue
         documents = [first[1], *(client.rpop(queue.name, 1000) or [])]
-        now = time.monotonic_ns()
+        now = (time.monotonic_ns(), time.time_ns())
         for document in documents:
             arrived[json.loads(message_body(document))["correlation_id"]] = now
         count.value = len(arrived)
@@ -240,9 +240,10 @@ class CheckoutBench:
     def __post_init__(self) -> None:
         self._ctx = multiprocessing.get_context("spawn")
         self._results = self._ctx.Queue()
-        # The last phase's timed requests (id, scheduled ns, sent ns) and answers' arrival
-        # (monotonic ns, the same clock in every process of the machine).
-        self.last_phase: tuple[list[tuple[str, int, int]], dict[str, int]] = ([], {})
+        # The last phase's timed requests (id, scheduled monotonic ns, wall-clock ns sent) and
+        # its answers' arrival (monotonic ns for the latency, the same clock in every process
+        # of the machine; wall-clock ns, to compare with the databases' stamps).
+        self.last_phase: tuple[list[tuple[str, int, int]], dict[str, tuple[int, int]]] = ([], {})
 
     def targets(self) -> dict[str, Target]:
         answers = Queue(
@@ -313,8 +314,8 @@ class CheckoutBench:
             g.join()
         arrived = self._wait_answers(len(sent), count, stop)
         listener.join(60)
-        latencies = sorted((arrived[i] - due) / 1e6 for i, due, _ in sent if i in arrived)
-        last = max(arrived[i] for i, _, _ in sent if i in arrived) if arrived else start_ns
+        latencies = sorted((arrived[i][0] - due) / 1e6 for i, due, _ in sent if i in arrived)
+        last = max(arrived[i][0] for i, _, _ in sent if i in arrived) if arrived else start_ns
         self.last_phase = (sent, arrived)
         return {
             "phase": phase.name,
@@ -327,7 +328,7 @@ class CheckoutBench:
             "generator_lag_p99_ms": _quantile(sorted(lags), 0.99),
         }
 
-    def _wait_answers(self, expected: int, count: Any, stop: Any) -> dict[str, int]:
+    def _wait_answers(self, expected: int, count: Any, stop: Any) -> dict[str, tuple[int, int]]:
         """Let the answers come in: stop the listener once all have, or none has for 5 s."""
         seen, quiet_since = -1, time.monotonic()
         while count.value < expected and time.monotonic() - quiet_since < 5:
@@ -473,16 +474,16 @@ def run_checkout_benchmark(
 
 
 def path_breakdown(
-    accounts_db_url: str, sent: Sequence[tuple[str, int, int]], arrived: dict[str, int]
+    accounts_db_url: str, sent: Sequence[tuple[str, int, int]], arrived: dict[str, tuple[int, int]]
 ) -> dict[str, Any]:
     """Where a decision's time went, from the accounts database's own stamps: sent to
     handled (the consumer's pick-up, its batch and the handler: ``inbox.handled_at``),
     handled to published (the commit, the relay's wake, its read and publish:
     ``outbox.published_at``) and published to arrived (Redis and the listener).
 
-    The database stamps are wall-clock; the bench's are monotonic, turned into wall-clock
-    by this process's offset between the two (one machine, one clock)."""
-    wall_offset_ns = time.time_ns() - time.monotonic_ns()
+    The database stamps are wall-clock, so these parts are read against the wall-clock
+    moments the generators sent and the listener received (the monotonic clock, which the
+    latencies use, stops while the machine is suspended; the wall clock does not)."""
     engine = create_engine(accounts_db_url)
     with engine.connect() as conn:
         stamps = {
@@ -497,11 +498,11 @@ def path_breakdown(
         }
     engine.dispose()
     parts: dict[str, list[float]] = {"sent_to_handled": [], "handled_to_published": [], "published_to_arrived": []}
-    for event_id, _, sent_ns in sent:
+    for event_id, _, sent_wall_ns in sent:
         if event_id not in stamps or event_id not in arrived:
             continue
         handled, published = stamps[event_id]
-        sent_s, arrived_s = (sent_ns + wall_offset_ns) / 1e9, (arrived[event_id] + wall_offset_ns) / 1e9
+        sent_s, arrived_s = sent_wall_ns / 1e9, arrived[event_id][1] / 1e9
         parts["sent_to_handled"].append((handled - sent_s) * 1000)
         parts["handled_to_published"].append((published - handled) * 1000)
         parts["published_to_arrived"].append((arrived_s - published) * 1000)
