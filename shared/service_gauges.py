@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from sqlalchemy import BigInteger, Date, DateTime, Engine, String, Table, cast, func, literal, null, select, union_all
 
-from shared.bus.kombu_redis import unacked_keys
+from shared.bus.kombu_redis import unacked_keys, waiting_lists
 from shared.bus.topology import events_queue_name, jobs_queue_name
 from shared.clock import at_local
 from shared.log import get_logger
@@ -35,8 +35,6 @@ from shared.service import ServiceDefinition
 log = get_logger(__name__)
 
 # kombu's Redis transport keeps a queue's messages of priority p > 0 under "<queue>\x06\x16<p>".
-_PRIORITY_SEPARATOR = "\x06\x16"
-_PRIORITY_STEPS = (0, 3, 6, 9)
 
 
 @dataclass
@@ -76,6 +74,7 @@ class ServiceGauges:
         self.refresh_s = refresh_s
         self._statement = self._build_statement(outbox, dead_letters, job_runs)
         self._queues = (events_queue_name(service), jobs_queue_name(service))
+        self._lists = {queue: waiting_lists(queue) for queue in self._queues}
         self._unacked_key = unacked_keys(service)["unacked_key"]
         self._lock = threading.Lock()
         self._due = 0.0
@@ -152,13 +151,13 @@ class ServiceGauges:
 
     def _read_broker(self, snapshot: Snapshot) -> None:
         pipe = self.broker.pipeline(transaction=False)
-        for queue in self._queues:
-            for priority in _PRIORITY_STEPS:
-                pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{priority}" if priority else queue)
+        for keys in self._lists.values():
+            for key in keys:
+                pipe.llen(key)
         pipe.hlen(self._unacked_key)
         *lengths, unacked = pipe.execute()
-        steps = len(_PRIORITY_STEPS)
-        snapshot.queues = {queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(self._queues)}
+        counts = iter(lengths)
+        snapshot.queues = {queue: sum(next(counts) for _ in keys) for queue, keys in self._lists.items()}
         snapshot.unacked = int(unacked)
 
     def _read_database(self, snapshot: Snapshot) -> None:

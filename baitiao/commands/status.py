@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from baitiao import registry
 from baitiao.commands.databases import database_exists, service_engine, sqlite_file
 from baitiao.commands.errors import explain, one_line
-from shared.bus.kombu_redis import unacked_keys
+from shared.bus.kombu_redis import unacked_keys, waiting_lists
 from shared.bus.dead_letters import count_open_letters
 from shared.bus.topology import events_queue_name, jobs_queue_name
 from shared.clock import SHANGHAI
@@ -37,8 +37,6 @@ from shared.db import transaction
 from shared.settings import SERVICES, ServiceName, Settings, get_settings
 
 # kombu's Redis transport keeps a queue as one list per priority step (kombu.transport.redis).
-_PRIORITY_STEPS = (0, 3, 6, 9)
-_PRIORITY_SEP = "\x06\x16"
 _CELERY_UNACKED = "unacked"  # the unacked hash of Celery's own (job) connections
 
 
@@ -88,8 +86,8 @@ def _broker(settings: Settings) -> tuple[redis.Redis | None, dict[str, Any]]:
 
 
 def queue_depth(client: redis.Redis, queue: str) -> int:
-    """Messages waiting in a kombu queue on Redis (all its priority lists)."""
-    keys = [queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
+    """Messages waiting in a kombu queue on Redis (all its lists)."""
+    keys = waiting_lists(queue)
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.llen(key)

@@ -20,7 +20,7 @@ import redis
 from kombu import Connection, Producer, Queue
 from sqlalchemy import Engine, text
 
-from shared.bus.kombu_redis import bindings_read_once, message_body, unacked_keys
+from shared.bus.kombu_redis import bindings_read_once, message_body, unacked_keys, waiting_lists
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
 
 # Second look after a quiet one: a message popped by BRPOP is in the unacked hash a few
@@ -156,7 +156,7 @@ class Quiescence:
     ):
         self.client = client
         self.outboxes = outboxes
-        self.queues = [events_queue_name(s) for s in services]
+        self.queues = [key for s in services for key in waiting_lists(events_queue_name(s))]
         self.unacked = [unacked_keys(s)["unacked_key"] for s in services]
         self.poll_s = poll_s
         self.check_alive = check_alive

@@ -13,7 +13,8 @@ import queue as thread_queue
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,9 @@ class ConsumerConfig:
     # A batch closes as soon as the queue has been empty this long: waiting out
     # batch_wait_s on an empty queue only adds latency to every hop of a chain.
     idle_gap_s: float = 0.002
+    # How often the queue is looked at while a batch is being applied (the consumer thread
+    # must stay free to ack it, so it does not wait in Redis then).
+    poll_s: float = 0.002
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 30.0
     # The longest pause between tries while the database or the broker is away
@@ -73,6 +77,9 @@ class EventConsumer:
         self._retry: list[tuple[float, Delivery]] = []
         # From the applier thread to the consumer thread: ("ack", d), (retry_at, d), or None (batch done).
         self._done: thread_queue.Queue[tuple[Any, Delivery] | None] = thread_queue.Queue()
+        # Set by the applier thread when a batch is done: a wait for messages ends at once,
+        # so that the batch is acked without waiting for the next message or the timeout.
+        self._batch_done = threading.Event()
         # Called after every commit: the worker wakes its outbox relay with it.
         self.on_committed: Callable[[], None] = lambda: None
         self._heartbeat = metrics.Heartbeat(service, metrics.CONSUMER_LOOP)
@@ -132,32 +139,43 @@ class EventConsumer:
         the database's overlap instead of adding up.
         """
         channel = conn.channel()
-        prefetch = self.config.batch_size * 3
-        consumer = Consumer(
-            channel, queues=[self.queue], on_message=self._on_message, prefetch_count=prefetch, accept=None
-        )
         self._bulk = BulkTake(channel, self.queue.name) if BulkTake.supported(channel) else None
+        with self._kombu_delivery(channel):
+            self._consume_on(conn, channel)
+
+    @contextmanager
+    def _kombu_delivery(self, channel: Any) -> Iterator[None]:
+        """kombu's own ``BRPOP`` consumer, only where :class:`BulkTake` cannot take (a
+        transport other than kombu's Redis with ack emulation): it can lose a message to
+        a worker killed at the wrong moment (see :class:`BulkTake`)."""
+        if self._bulk is not None:
+            yield
+            return
+        prefetch = self.config.batch_size * 3
+        with Consumer(channel, queues=[self.queue], on_message=self._on_message, prefetch_count=prefetch, accept=None):
+            yield
+
+    def _consume_on(self, conn: Connection, channel: Any) -> None:
         todo: thread_queue.Queue[list[Delivery] | None] = thread_queue.Queue()
         applier = threading.Thread(target=self._apply_loop, args=(todo,), name=f"{self.service}-applier", daemon=True)
         applier.start()
         in_flight = 0
         next_sweep = time.monotonic() + self.config.sweep_every_s
         try:
-            with consumer:
-                while not self.stopping.is_set():
-                    self._heartbeat.beat()
-                    faults.maybe_stall("consumer", self.stopping)
-                    if time.monotonic() >= next_sweep:
-                        sweep_expired(channel)
-                        next_sweep = time.monotonic() + self.config.sweep_every_s
-                    in_flight -= self._settle_finished(block=in_flight >= 2)
-                    if in_flight >= 2:
-                        continue
-                    self._fill_batch(conn)
-                    batch = self._take_batch()
-                    if batch:
-                        todo.put(batch)
-                        in_flight += 1
+            while not self.stopping.is_set():
+                self._heartbeat.beat()
+                faults.maybe_stall("consumer", self.stopping)
+                if time.monotonic() >= next_sweep:
+                    sweep_expired(channel)
+                    next_sweep = time.monotonic() + self.config.sweep_every_s
+                in_flight -= self._settle_finished(block=in_flight >= 2)
+                if in_flight >= 2:
+                    continue
+                self._fill_batch(conn, may_block=in_flight == 0)
+                batch = self._take_batch()
+                if batch:
+                    todo.put(batch)
+                    in_flight += 1
         finally:
             self._generation += 1  # a batch waiting out an outage gives up: the broker restores it
             todo.put(None)
@@ -185,9 +203,11 @@ class EventConsumer:
                 log.error("batch_abandoned", service=self.service, size=len(batch), error=str(exc)[:300])
             finally:
                 self._done.put(None)  # marks the end of one batch
+                self._batch_done.set()
 
     def _settle_finished(self, block: bool) -> int:
         """Ack what the applier committed; returns how many batches finished."""
+        self._batch_done.clear()
         finished = 0
         acks: list[Message] = []
         try:
@@ -206,13 +226,14 @@ class EventConsumer:
             ack_many(acks)
             return finished
 
-    def _fill_batch(self, conn: Connection) -> None:
+    def _fill_batch(self, conn: Connection, may_block: bool) -> None:
         """Take what the queue holds, up to a batch: wait at most ``batch_wait_s`` in all,
         and stop early once the queue has been empty for ``idle_gap_s``.
 
         A backed-up queue fills whole batches (the database's fixed cost per
         commit is shared by many events); a quiet one hands its few messages on
-        at once instead of waiting for company that is not coming.
+        at once instead of waiting for company that is not coming. ``may_block``:
+        no batch is being applied, so nothing waits for this thread to ack it.
         """
         deadline = time.monotonic() + self.config.batch_wait_s
         while len(self._pending) < self.config.batch_size:
@@ -220,13 +241,35 @@ class EventConsumer:
             if remaining <= 0:
                 return
             timeout = min(remaining, self.config.idle_gap_s) if self._pending else remaining
+            limit = self.config.batch_size - len(self._pending)
+            if not self._receive(conn, limit, timeout, block=may_block and not self._pending):
+                return
+
+    def _receive(self, conn: Connection, limit: int, timeout: float, block: bool) -> bool:
+        """Add up to ``limit`` messages to the batch, waiting at most about ``timeout`` for
+        the first; False when none came (or a batch finished: it is to be acked first).
+
+        ``block``: wait in Redis (``BulkTake.wait``), which answers the moment a message
+        arrives but times out only on Redis's clock (a tenth of a second at its default
+        ``hz``). Otherwise poll every ``poll_s``, waking as soon as a batch is done.
+        """
+        if self._bulk is None:
             try:
                 conn.drain_events(timeout=timeout)
             except (socket.timeout, TimeoutError):
-                return
-            if self._bulk is not None:  # a backlog behind the message just delivered: take it at once
-                for message in self._bulk.take(self.config.batch_size - len(self._pending)):
-                    self._on_message(message)
+                return False
+            return True
+        if block:
+            taken = self._bulk.wait(limit, timeout)
+        else:
+            deadline = time.monotonic() + timeout
+            while not (taken := self._bulk.take(limit)):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._batch_done.wait(min(left, self.config.poll_s)):
+                    break
+        for message in taken:
+            self._on_message(message)
+        return bool(taken)
 
     def _take_batch(self) -> list[Delivery]:
         now = time.monotonic()

@@ -43,6 +43,7 @@ from typing import Any
 
 import kombu
 from kombu.message import Message
+from kombu.transport import redis as kombu_redis_transport
 from kombu.transport.virtual.base import QoS as VirtualQoS
 
 # The kombu minor version whose internals this module was written and tested against.
@@ -116,6 +117,17 @@ def bindings_read_once(channel: Any, leave_out: frozenset[str] = frozenset()) ->
         yield
     finally:
         del channel.get_table, channel._lookup
+
+
+def waiting_lists(queue: str) -> list[str]:
+    """Every Redis list where ``queue``'s messages wait: one per priority step of kombu's
+    defaults (``Channel.sep``, ``PRIORITY_STEPS``; priority 0 is the queue's own name), and
+    the landing list of the bus's blocking wait (:func:`landing_key`). For readers of queue
+    depths that hold no channel."""
+    steps = [
+        f"{queue}{kombu_redis_transport.Channel.sep}{step}" for step in kombu_redis_transport.PRIORITY_STEPS if step
+    ]
+    return [queue, *steps, landing_key(queue)]
 
 
 def priority_queue_keys(channel: Any, queue: str) -> list[str]:
@@ -204,54 +216,79 @@ def ack_many(messages: list[Message]) -> None:
         message._state = "ACK"
 
 
-# KEYS: queue list, unacked hash, unacked index; ARGV: how many, the time of delivery.
+def landing_key(queue: str) -> str:
+    """The list where a consumer's blocking wait moves a queue's next message
+    (:meth:`BulkTake.wait`): a message is always in its queue, on this list or in the
+    ``unacked`` hash, never in none of them."""
+    return f"{queue}.landing"
+
+
+# KEYS: queue list, unacked hash, unacked index, landing list, then the queue's priority
+# sub-lists; ARGV: how many, the time of delivery. The landing list first (what a blocking
+# wait moved there is the oldest message), then the queue, then its sub-lists.
 # The hash entry restores the message to this queue only (the anonymous exchange, the queue's name).
 _TAKE = """
 local taken = {}
 local back_to = ',"",' .. cjson.encode(KEYS[1]) .. ']'
-for _ = 1, tonumber(ARGV[1]) do
-  local item = redis.call('RPOP', KEYS[1])
-  if not item then break end
-  local tag = cjson.decode(item)['properties']['delivery_tag']
-  redis.call('ZADD', KEYS[3], ARGV[2], tag)
-  redis.call('HSET', KEYS[2], tag, '[' .. item .. back_to)
-  taken[#taken + 1] = item
+local sources = {KEYS[4], KEYS[1]}
+for k = 5, #KEYS do sources[#sources + 1] = KEYS[k] end
+local source = 1
+while #taken < tonumber(ARGV[1]) and source <= #sources do
+  local item = redis.call('RPOP', sources[source])
+  if not item then
+    source = source + 1
+  else
+    local tag = cjson.decode(item)['properties']['delivery_tag']
+    redis.call('ZADD', KEYS[3], ARGV[2], tag)
+    redis.call('HSET', KEYS[2], tag, '[' .. item .. back_to)
+    taken[#taken + 1] = item
+  end
 end
 return taken
 """
 
 
 class BulkTake:
-    """Pops up to ``limit`` queued messages of one queue for one kombu Redis channel, in one
-    Redis round trip, with kombu's ack bookkeeping.
+    """Takes a queue's messages for one kombu Redis channel, with kombu's ack bookkeeping,
+    so that a message is never in neither the queue nor the ``unacked`` hash.
 
-    kombu's Redis transport delivers one message per ``BRPOP`` and then writes the message
-    into its ``unacked`` hash and index in a second round trip: two round trips and a few
-    hundred microseconds of Python per message, which is most of a consumer's cost once
-    handlers are set-based. When a backlog is waiting (the nightly flood, a burst of
-    purchases), one Lua script pops up to N messages and, in the same atomic step, records
-    each one in the ``unacked`` hash and index exactly as kombu's ``QoS.append`` does. The
-    messages then become ordinary kombu messages of the consumer's channel:
+    kombu's own Redis consumer loses a message when its worker dies at the wrong moment.
+    It sends ``BRPOP`` and, if ``drain_events`` times out first, leaves that ``BRPOP``
+    outstanding on the connection (up to its ``brpop_timeout``): a message arriving then is
+    popped by Redis into the socket and written to the ``unacked`` hash only at the next
+    ``drain_events``. A worker killed in between (applying a batch, acking, sweeping) takes
+    the message with it: nothing is left for the visibility sweep to restore
+    (``tests/integration/bus/test_bulk_take.py`` shows both). So the bus does not consume
+    through kombu's ``BRPOP`` at all:
 
-    - :func:`ack_many` (and ``Message.ack``) remove them from the same keys;
-    - kombu's visibility sweep restores them if the worker dies before acking;
-    - a channel closed cleanly restores the unacked ones, as for any delivery.
+    - :meth:`take` pops up to N messages in one Lua script that, in the same atomic step,
+      records each one in the ``unacked`` hash and index exactly as kombu's ``QoS.append``
+      does: one round trip for a backlog instead of two and a few hundred microseconds of
+      Python per message.
+    - :meth:`wait` blocks on an empty queue with ``BLMOVE``, which moves the next message
+      to the queue's landing list (:func:`landing_key`) atomically and returns within its
+      timeout with nothing left outstanding; a :meth:`take` then records it. A worker
+      killed between the two leaves the message on the landing list, and the next take of
+      any consumer of the queue takes it first.
 
-    Being one script, a message is always either in the queue or in the unacked hash, never
-    in neither: the crash window between kombu's ``BRPOP`` and its ``HSET`` does not exist
-    here. The entry names the anonymous exchange and the queue itself as where a restore
+    The messages become ordinary kombu messages of the consumer's channel: :func:`ack_many`
+    (and ``Message.ack``) remove them from the same keys; kombu's visibility sweep restores
+    them if the worker dies before acking; a channel closed cleanly restores the unacked
+    ones. The entry names the anonymous exchange and the queue itself as where a restore
     goes (kombu's ``[message, exchange, routing key]`` form): kombu would otherwise route a
     restored message by its topic again, to every queue bound to it, and hand a copy to
     services that had already applied theirs (their inboxes would drop it, but a sweep
-    after one worker's crash would wake them all). What kombu's own ``BRPOP`` delivers (the
-    first message of a quiet queue) keeps kombu's form. Only the base list of the queue is
-    read (kombu keeps priority 0 there, which is what every producer of the bus sends); any
-    message on a priority sub-list still arrives through the ordinary ``BRPOP``.
+    after one worker's crash would wake them all). Every producer of the bus sends priority
+    0, which kombu keeps on the queue's base list, the one :meth:`wait` blocks on; a
+    message on a priority sub-list is taken by the next :meth:`take`.
     """
 
     def __init__(self, channel: Any, queue: str):
         self.channel = channel
         self.queue = queue
+        self.landing = landing_key(queue)
+        self._keys = [queue, channel.qos.unacked_key, channel.qos.unacked_index_key, self.landing]
+        self._keys += [key for key in priority_queue_keys(channel, queue) if key != queue]
         self._script: Any = None
 
     @staticmethod
@@ -266,20 +303,26 @@ class BulkTake:
         )
 
     def take(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages, at once (none when the queue is empty)."""
         if limit <= 0:
             return []
         qos = self.channel.qos
         with self.channel.conn_or_acquire() as client:
             if self._script is None:
                 self._script = client.register_script(_TAKE)
-            raw = self._script(
-                keys=[self.queue, qos.unacked_key, qos.unacked_index_key],
-                args=[limit, repr(time.time())],
-                client=client,
-            )
+            raw = self._script(keys=self._keys, args=[limit, repr(time.time())], client=client)
         messages = []
         for item in raw:
             message = self.channel.Message(json.loads(item), channel=self.channel)
             VirtualQoS.append(qos, message, message.delivery_tag)  # the in-memory half of QoS.append
             messages.append(message)
         return messages
+
+    def wait(self, limit: int, timeout: float) -> list[Message]:
+        """Up to ``limit`` messages, waiting at most ``timeout`` seconds for the first."""
+        taken = self.take(limit)
+        if taken or timeout <= 0 or limit <= 0:
+            return taken
+        with self.channel.conn_or_acquire() as client:
+            landed = client.blmove(self.queue, self.landing, f"{max(timeout, 0.001):.3f}", "RIGHT", "LEFT")
+        return self.take(limit) if landed is not None else []

@@ -20,6 +20,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kombu.connection import Connection
@@ -97,22 +98,31 @@ class UnroutedWatch:
     def _watch(self, conn: Connection) -> None:
         channel = conn.channel()
         queue = unrouted_queue()
-        bulk = BulkTake(channel, queue.name) if BulkTake.supported(channel) else None
+        if not BulkTake.supported(channel):  # kombu's own BRPOP: only off kombu's Redis transport
+            with Consumer(
+                channel, queues=[queue], on_message=self._on_message, prefetch_count=self.batch_size * 2, accept=None
+            ):
+                self._watch_with(channel, lambda: self._drain(conn))
+            return
+        bulk = BulkTake(channel, queue.name)
+        self._watch_with(channel, lambda: self._held.extend(bulk.wait(self.batch_size - len(self._held), 1.0)))
+
+    def _drain(self, conn: Connection) -> None:
+        try:
+            conn.drain_events(timeout=1.0)
+        except (socket.timeout, TimeoutError):
+            pass
+
+    def _watch_with(self, channel: Any, receive: Callable[[], None]) -> None:
+        """Receive, settle what came, sweep the expired: until told to stop."""
         next_sweep = time.monotonic()
-        with Consumer(
-            channel, queues=[queue], on_message=self._on_message, prefetch_count=self.batch_size * 2, accept=None
-        ):
-            while not self.stopping.is_set():
-                if time.monotonic() >= next_sweep:
-                    sweep_expired(channel)
-                    next_sweep = time.monotonic() + self.sweep_every_s
-                try:
-                    conn.drain_events(timeout=1.0)
-                except (socket.timeout, TimeoutError):
-                    continue
-                if bulk is not None:
-                    self._held.extend(bulk.take(self.batch_size - len(self._held)))
-                held, self._held = self._held, []
+        while not self.stopping.is_set():
+            if time.monotonic() >= next_sweep:
+                sweep_expired(channel)
+                next_sweep = time.monotonic() + self.sweep_every_s
+            receive()
+            held, self._held = self._held, []
+            if held:
                 self.settle(held)
 
     def settle(self, messages: list[Message]) -> int:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.transport.virtual import Channel
 
-from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, sweep_expired, unacked_keys
+from shared.bus.kombu_redis import (
+    BulkTake,
+    ack_many,
+    events_transport_options,
+    landing_key,
+    sweep_expired,
+    unacked_keys,
+)
 from shared.bus.relay import publish_envelopes
 from tests.support.system import fresh_redis_db
 
@@ -152,3 +161,75 @@ def test_each_services_copy_of_one_event_is_held_and_restored_on_its_own(
         ack_many([again])
     assert client.hlen(held_b["unacked_key"]) == 0
     alive.release()
+
+
+def _where(client: redis.Redis, queue: Queue) -> tuple[int, int, int]:
+    """How many of the queue's messages are queued, landed and held unacked."""
+    return client.llen(queue.name), client.llen(landing_key(queue.name)), client.hlen(HELD)
+
+
+def test_kombus_own_consumer_holds_a_message_nowhere_between_two_drains(broker: str) -> None:
+    """Why the bus does not consume through kombu's BRPOP: after a ``drain_events`` that
+    timed out, kombu's BRPOP is still outstanding; Redis pops the next message into the
+    socket and kombu records it as held only at the next drain. A worker killed in between
+    loses it: it is neither queued nor held, so no sweep can bring it back."""
+    queue = _queue()
+    client = redis.Redis.from_url(broker)
+    received: list[object] = []
+    with Connection(broker, transport_options=events_transport_options(60, SERVICE)) as conn:
+        channel = _channel(conn, queue)
+        with Consumer(channel, queues=[queue], on_message=received.append, accept=None):
+            with contextlib.suppress(TimeoutError, socket.timeout):
+                conn.drain_events(timeout=0.01)
+            _publish(broker, queue, 1)
+            time.sleep(0.2)
+            assert _where(client, queue) == (0, 0, 0) and received == []  # the message is nowhere
+            conn.drain_events(timeout=1.0)
+            assert len(received) == 1 and _where(client, queue) == (0, 0, 1)
+
+
+def test_a_wait_leaves_nothing_outstanding_and_takes_what_comes(broker: str) -> None:
+    queue = _queue()
+    client = redis.Redis.from_url(broker)
+    with Connection(broker, transport_options=events_transport_options(60, SERVICE)) as conn:
+        bulk = BulkTake(_channel(conn, queue), queue.name)
+        started = time.monotonic()
+        assert bulk.wait(10, 0.05) == []
+        assert 0.04 <= time.monotonic() - started < 1.0  # it waited its timeout, not kombu's second
+        _publish(broker, queue, 1)
+        time.sleep(0.1)
+        assert _where(client, queue) == (1, 0, 0)  # still queued: nobody popped it
+        _publish(broker, queue, 2)
+        taken = bulk.wait(10, 1.0)
+        assert [json.loads(m.body)["n"] for m in taken] == [0, 0, 1]
+        assert _where(client, queue) == (0, 0, 3)
+        ack_many(taken)
+
+
+def test_a_message_landed_by_a_killed_consumer_is_taken_first_by_the_next(broker: str) -> None:
+    """A worker killed between its blocking wait's BLMOVE and the take that records the
+    message leaves it on the landing list, where the next take of the queue finds it."""
+    queue = _queue()
+    client = redis.Redis.from_url(broker)
+    _publish(broker, queue, 3)
+    assert client.blmove(queue.name, landing_key(queue.name), 1, "RIGHT", "LEFT") is not None  # then killed
+    assert _where(client, queue) == (2, 1, 0)
+    with Connection(broker, transport_options=events_transport_options(60, SERVICE)) as conn:
+        taken = BulkTake(_channel(conn, queue), queue.name).wait(10, 1.0)
+        assert [json.loads(m.body)["n"] for m in taken] == [0, 1, 2]  # the landed one first: it is the oldest
+        assert _where(client, queue) == (0, 0, 3)
+        ack_many(taken)
+
+
+def test_a_message_on_a_priority_sub_list_is_taken(broker: str) -> None:
+    queue = _queue()
+    client = redis.Redis.from_url(broker)
+    with Connection(broker) as conn:
+        queue(conn.default_channel).declare()
+        Producer(conn.default_channel, exchange=EXCHANGE, serializer="json").publish(
+            {"n": 9}, routing_key="event.0", priority=5
+        )
+    with Connection(broker, transport_options=events_transport_options(60, SERVICE)) as conn:
+        [taken] = BulkTake(_channel(conn, queue), queue.name).wait(10, 0.05)
+        assert json.loads(taken.body) == {"n": 9} and client.hlen(HELD) == 1
+        ack_many([taken])
