@@ -1,5 +1,5 @@
 # Shortcuts; each target is one documented command.
-.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout migrate
+.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout bench-night migrate
 
 install:
 	pip install -c constraints.txt -e ".[dev]"
@@ -17,7 +17,7 @@ migrate:
 	baitiao db upgrade
 
 # The benchmarks need Redis and PostgreSQL on 127.0.0.1 (BAITIAO_BROKER_URL for Redis).
-bench: bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout
+bench: bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout bench-night
 
 bench-bus:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench bus -n 20000
@@ -38,3 +38,9 @@ bench-collections:
 # echo; it flushes nothing but creates (and drops) databases bench_checkout_<run>_*.
 bench-checkout:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/6} baitiao bench checkout
+
+# The whole night (statements, close, plan monitor, collections-daily, the 08:00 dispatch)
+# of 1,000,000 accounts through the three real workers; creates (and drops) databases
+# bench_night_<run>_*.
+bench-night:
+	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/7} baitiao bench night --accounts 1000000

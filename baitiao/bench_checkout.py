@@ -357,13 +357,16 @@ def _percentiles(latencies: Sequence[float]) -> dict[str, float | None]:
 # -- the system under load ------------------------------------------------------------------
 
 
-def start_system(pg_url: str, broker_url: str, out_dir: Path, run: str) -> tuple[Any, Any]:
-    """Fresh migrated databases for the three services and their real workers, as processes."""
+def start_system(
+    pg_url: str, broker_url: str, out_dir: Path, run: str, prefix: str = "bench_checkout"
+) -> tuple[Any, Any]:
+    """Migrated databases ``<prefix>_<run>_<service>`` for the three services (created when
+    missing) and their real workers, as processes."""
     from baitiao import registry
     from baitiao.simulation.environment import RunEnvironment, WorkerProcesses
     from shared.migrations import ensure_database, upgrade
 
-    prefix = f"bench_checkout_{run}"
+    prefix = f"{prefix}_{run}"
     base = make_url(pg_url)
     db_urls = {s: base.set(database=f"{prefix}_{s}").render_as_string(hide_password=False) for s in SERVICES}
     for service, url in db_urls.items():

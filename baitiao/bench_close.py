@@ -47,8 +47,9 @@ def _fresh_database(url: str) -> Engine:
     return create_engine(url)
 
 
-def build_portfolio(engine: Engine, accounts: int, overdue_share: float) -> int:
-    """Accounts, one bill each (statement 03-01); every 1/share-th account is overdue."""
+def build_portfolio(engine: Engine, accounts: int, overdue_share: float, dpd_spread: int = 40) -> int:
+    """Accounts, one bill each (statement 03-01); every 1/share-th account is overdue, by
+    1 to ``dpd_spread`` days yesterday."""
     every = max(1, round(1 / overdue_share))
     yesterday = BUSINESS_DATE.toordinal() - 1
     with engine.begin() as conn:
@@ -68,15 +69,16 @@ def build_portfolio(engine: Engine, accounts: int, overdue_share: float) -> int:
                                charge_cap_fen, unpaid_principal_fen, unpaid_penalty_fen, unpaid_late_fee_fen,
                                penalty_charged_fen, late_fee_charged_fen, dpd, written_off_fen, origin,
                                last_closed_on, settled_on)
-            SELECT 'bill-' || a.pk, a.pk, :statement, d.due, :ord0 - ((a.pk / :every) % 40), 100000, 24000,
+            SELECT 'bill-' || a.pk, a.pk, :statement, d.due, :ord0 - ((a.pk / :every) % :spread), 100000, 24000,
                    CASE WHEN a.pk % :every = 0 THEN 100000 ELSE 0 END, 0, 0, 0, 0, 0, 0, 'statement',
                    :yesterday, CASE WHEN a.pk % :every = 0 THEN NULL ELSE :statement END
             FROM accounts a
-            CROSS JOIN LATERAL (SELECT DATE '2026-03-19' - ((a.pk / :every) % 40)::int AS due) d"""),
+            CROSS JOIN LATERAL (SELECT DATE '2026-03-19' - ((a.pk / :every) % :spread)::int AS due) d"""),
             {
                 "statement": STATEMENT,
                 "ord0": BUSINESS_DATE.toordinal() - 1,
                 "every": every,
+                "spread": dpd_spread,
                 "yesterday": BUSINESS_DATE.fromordinal(yesterday),
             },
         )

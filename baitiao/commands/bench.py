@@ -156,3 +156,55 @@ def bench_checkout(
             f"{row['phase']}: ours p50 {ours.get('p50_ms')} p99 {ours.get('p99_ms')} p99.9 {ours.get('p999_ms')} ms, "
             f"{ours.get('sustained_per_s')}/s; echo p99 {echoed.get('p99_ms')} ms: ratio {row['p99_ratio_to_echo']}"
         )
+
+
+@bench.command("night")
+@click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option(
+    "--overdue",
+    "overdue_share",
+    type=click.FloatRange(0.001, 1),
+    default=0.10,
+    show_default=True,
+    help="Share of accounts overdue.",
+)
+@click.option(
+    "--dpd-spread",
+    type=click.IntRange(min=1),
+    default=120,
+    show_default=True,
+    help="Overdue accounts are 0 to this many days past due yesterday, evenly.",
+)
+@click.option(
+    "--pg-url",
+    default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    show_default=True,
+    help="A PostgreSQL server where the bench may create (and then drop) its databases.",
+)
+@click.option("--keep", is_flag=True, help="Keep the databases afterwards.")
+def bench_night(accounts: int, overdue_share: float, dpd_spread: int, pg_url: str, keep: bool) -> None:
+    """The night's jobs, as beat runs them, through the real workers, until the bus is quiet."""
+    from baitiao.bench_night import run_night_benchmark
+    from shared.embedded_broker import broker_for_command
+
+    with broker_for_command(get_settings()) as url:
+        result = run_night_benchmark(
+            url,
+            pg_url,
+            accounts,
+            overdue_share,
+            dpd_spread,
+            keep=keep,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    click.echo(json.dumps(result, indent=2))
+    for row in result["jobs"]:
+        click.echo(
+            f"{row['job']} ({row['at']}): job {row['job_s']} s, settled {row['settled_s']} s; "
+            f"events {row['events_emitted']}"
+        )
+    click.echo(
+        f"night of {accounts:,} accounts: {result['night_s']} s (target 300 s), "
+        f"{result['ratio_night_to_close_baseline']}x the close's SQL baseline ({result['baseline_close_sql_s']} s); "
+        f"largest worker process {result['largest_process_mib']} MiB (target 1024)"
+    )

@@ -1,0 +1,73 @@
+"""The night benchmark's portfolio, written straight into the three services' databases as
+the night before left it (set-based: ``generate_series``, a few statements per database).
+
+Accounts: ``bench close``'s portfolio (:func:`baitiao.bench_close.build_portfolio`), with
+every ``1/overdue_share``-th account ``k`` days past due yesterday, ``k`` spread over 0 to
+``dpd_spread - 1``. Collections knows every customer (name and a phone, for its SMS) and
+holds an open case at yesterday's DPD and stage for every account overdue yesterday, with
+its bill (the report notice already sent). Restructuring's views hold every account, and
+the overdue bills with their episode assessed. Nobody holds a plan or a promise: the
+night's plan monitor has nothing to watch.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+
+from baitiao.bench_close import BUSINESS_DATE, build_portfolio
+from services.collections.domain.stages import stage_for
+
+YESTERDAY = BUSINESS_DATE.fromordinal(BUSINESS_DATE.toordinal() - 1)
+
+# The overdue accounts, as every database of the portfolio numbers them: account ``g`` is
+# overdue when ``g % every = 0``; ``k`` its DPD yesterday, ``due`` its bill's due date.
+_OVERDUE = """
+    SELECT g, (g / :every) % :spread AS k, DATE '2026-03-19' - ((g / :every) % :spread)::int AS due
+    FROM generate_series(CAST(:every AS bigint), CAST(:n AS bigint), CAST(:every AS bigint)) AS g"""
+
+_COLLECTIONS = [
+    """INSERT INTO customers (account_id, customer_id, name, phone, opened_on)
+       SELECT 'acc-' || g, 'cust-' || g, 'Bench', '138' || lpad((g % 100000000)::text, 8, '0'), DATE '2025-01-01'
+       FROM generate_series(1, :n) AS g""",
+    f"""INSERT INTO bills (bill_id, account_id, due_date, amount_fen, unpaid_fen, dpd, state_date, disputed_fen,
+                          report_notice_on)
+        SELECT 'bill-' || o.g, 'acc-' || o.g, o.due, 100000, 100000, o.k, :yesterday, 0,
+               CASE WHEN o.k >= 1 THEN o.due + 1 END
+        FROM ({_OVERDUE}) o""",
+    f"""INSERT INTO cases (account_id, status, opened_on, stage, max_dpd, overdue_principal_fen, total_overdue_fen,
+                          delinquency_as_of, plan_active, promise_broken, phone_reported_wrong)
+        SELECT 'acc-' || o.g, 'open', o.due + 1, s.stage, o.k, 100000, 100000, :yesterday, false, false, false
+        FROM ({_OVERDUE}) o JOIN (VALUES {{stages}}) AS s(dpd, stage) ON s.dpd = o.k
+        WHERE o.k >= 1""",
+]
+
+_RESTRUCTURING = [
+    """INSERT INTO account_views (account_id, opened_on, max_dpd, delinquency_as_of, episode_assessed)
+       SELECT 'acc-' || g, DATE '2025-01-01', 0, :yesterday, false FROM generate_series(1, :n) AS g""",
+    f"""UPDATE account_views v SET max_dpd = o.k, episode_assessed = o.k >= 1
+        FROM ({_OVERDUE}) o WHERE v.account_id = 'acc-' || o.g""",
+    f"""INSERT INTO bill_views (bill_id, account_id, statement_date, due_date, amount_fen, unpaid_principal_fen,
+                               penalty_fen, late_fee_fen, dpd, max_dpd, overdue_on, as_of_date)
+        SELECT 'bill-' || o.g, 'acc-' || o.g, DATE '2026-03-01', o.due, 100000, 100000, 0, 0, o.k, o.k,
+               CASE WHEN o.k >= 1 THEN o.due + 1 END, :yesterday
+        FROM ({_OVERDUE}) o""",
+]
+
+
+def seed_portfolio(engines: dict[str, Engine], accounts: int, overdue_share: float, dpd_spread: int) -> int:
+    """Write the portfolio into the three (migrated, empty) databases; returns the overdue
+    bills."""
+    overdue = build_portfolio(engines["accounts"], accounts, overdue_share, dpd_spread)
+    with engines["accounts"].connect() as conn:
+        strays = conn.scalar(text("SELECT count(*) FROM accounts WHERE account_id <> 'acc-' || pk"))
+    if strays:
+        raise RuntimeError("the accounts database was not empty: account pks must run from 1")
+    every = max(1, round(1 / overdue_share))
+    params = {"n": accounts, "every": every, "spread": dpd_spread, "yesterday": YESTERDAY}
+    stages = ", ".join(f"({k}, '{stage_for(k).value}')" for k in range(dpd_spread))
+    for service, statements in (("collections", _COLLECTIONS), ("restructuring", _RESTRUCTURING)):
+        with engines[service].begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement.replace("{stages}", stages)), params)
+            conn.execute(text("ANALYZE"))
+    return overdue

@@ -1,0 +1,47 @@
+"""``baitiao bench night`` end to end, small: every job of the night runs through the real
+workers, the portfolio it meets is the one written, and the figures are what happened.
+
+Its speed is not judged here (``make bench`` measures it); this proves the instrument: a
+job not run, a service that never got the close's events, or a portfolio the services
+disagree on, fails.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from baitiao.bench_night import NIGHT, run_night_benchmark
+from tests.support.system import PG_BASE, fresh_redis_db
+
+pytestmark = pytest.mark.e2e
+
+ACCOUNTS = 3000  # 300 overdue, at 0 to 119 days yesterday
+
+
+def test_the_night_runs_every_job_to_its_end_and_the_services_apply_what_it_causes(redis_db, tmp_path) -> None:
+    url = fresh_redis_db(redis_db + 9)
+    result = run_night_benchmark(url, f"{PG_BASE}/postgres", ACCOUNTS, 0.10, 120, out_dir=tmp_path)
+
+    assert result["overdue_accounts"] == 300
+    jobs = {row["job"]: row for row in result["jobs"]}
+    assert [row["job"] for row in result["jobs"]] == [name for name, _ in NIGHT]
+    assert jobs["statements"]["summary"]["status"] == "no_statement_day"  # the 20th: no statement
+    close = jobs["daily-close"]
+    assert close["summary"]["bills_overdue"] == 300
+    # one delinquency snapshot per overdue account, and the accounts becoming overdue today
+    # (DPD 0 yesterday: the 120th and the 240th overdue) assessed once by restructuring
+    assert close["events_emitted"]["accounts"] >= 300
+    assert close["events_emitted"]["restructuring"] == 2
+    daily = jobs["collections-daily"]["summary"]
+    assert daily["cases"] == 300  # the 298 open yesterday and the 2 the close's events opened
+    dispatch = jobs["contact-dispatch"]["summary"]
+    assert dispatch["sent"] == dispatch["contacts"] == daily["contacts_queued"] > 0
+    for row in result["jobs"]:
+        assert row["settled_s"] >= row["job_s"] > 0
+        assert row["settled_s"] == max(row["each_service_quiet_s"].values())
+    assert sum(row["settled_s"] for row in result["jobs"]) <= result["night_s"]
+    for service, trees in result["peak_memory"].items():
+        assert [tree["processes"] >= 1 and tree["largest_process_mib"] > 10 for tree in trees] == [True], service
+    # the ratio of the unrounded times (the baseline here takes a few hundredths of a second)
+    ratio = result["night_s"] / result["baseline_close_sql_s"]
+    assert result["ratio_night_to_close_baseline"] == pytest.approx(ratio, rel=0.05)
