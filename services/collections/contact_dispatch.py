@@ -83,13 +83,14 @@ def contact_dispatch(ctx: JobContext, gateway: SmsGateway | None = None) -> JobR
             .limit(CONTACTS_PER_SLICE)
         )
         due = [(contact_id, account_id) for contact_id, account_id in session.execute(query).all()]
-    totals: dict[str, int] = {}
+    # the chain's counts so far, carried from slice to slice: the summary is the chain's
+    totals: dict[str, int] = dict(ctx.state.get("totals", {}))
+    totals["contacts"] = totals.get("contacts", 0) + len(due)
     for run in _runs_of_distinct_accounts(due):
         for outcome in _dispatch_run(ctx, run, now, gateway):
             totals[outcome] = totals.get(outcome, 0) + 1
-    return JobResult(
-        summary={"at": now.isoformat(), "contacts": len(due), **totals}, more=len(due) == CONTACTS_PER_SLICE
-    )
+    more = len(due) == CONTACTS_PER_SLICE
+    return JobResult(summary={"at": now.isoformat(), **totals}, more=more, state={"totals": totals} if more else {})
 
 
 def dispatch_worth_fanning_out(ctx: JobContext) -> bool:

@@ -222,3 +222,19 @@ def test_the_dispatcher_fans_out_only_when_enough_contacts_are_due(
     for threshold, fans_out in ((due, True), (due + 1, False)):
         monkeypatch.setattr(contact_dispatch, "FAN_OUT_FROM_CONTACTS", threshold)
         assert jobs.dispatch_worth_fanning_out(ctx("contact-dispatch")) is fans_out, threshold
+
+
+def test_a_dispatch_in_many_slices_reports_the_whole_chains_counts(
+    databases: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain's summary is the chain's: each slice carries the counts of those before it."""
+    setup = bodies(_setup(), at_local(date(2026, 2, 20), "00:10").astimezone(SHANGHAI))
+    whole = COLLECTIONS.prepared(databases, HANDLERS, setup)
+    sliced = COLLECTIONS.prepared(databases, HANDLERS, setup)
+    one = _run(whole, tmp_path / "one", [None])
+    monkeypatch.setattr(contact_dispatch, "CONTACTS_PER_SLICE", 1)
+    many = _run(sliced, tmp_path / "many", [None])
+    for whole_day, sliced_day in zip(one["contact-dispatch"], many["contact-dispatch"], strict=True):
+        counts = {k: v for k, v in whole_day.items() if isinstance(v, int)}
+        assert {k: sliced_day.get(k) for k in counts} == counts, (whole_day, sliced_day)
+    assert max(day["contacts"] for day in many["contact-dispatch"]) > 1  # some day took several slices
