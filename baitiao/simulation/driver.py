@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
@@ -31,7 +31,7 @@ from baitiao.simulation.behaviour import Mix, Portfolio
 from baitiao.simulation.environment import RunEnvironment, WorkerProcesses, fresh_environment, stop_embedded
 from baitiao.simulation.faults import KillDrill, KillPlan
 from baitiao.simulation.tally import Tally
-from baitiao.simulation.wire import Observer, Publisher, Quiescence, prepare_bus
+from baitiao.simulation.wire import Observer, OutgoingEvent, Publisher, Quiescence, prepare_bus
 from shared.bus.topology import jobs_queue_name
 from shared.celery_app import job_celery_app
 from shared.db import make_engine
@@ -97,6 +97,28 @@ class SimulationRun:
 ProgressHook = Callable[[int, int, int], None]  # days done, events so far, total days
 
 
+def one_per_identity(events: list[OutgoingEvent], identity_of: dict[str, str]) -> list[list[OutgoingEvent]]:
+    """The phase's events in waves: each identity's n-th event (in time order) in wave n.
+
+    Two workers of a service take two messages of one account at the same moment and
+    apply them in whichever order their transactions meet: a purchase and a repayment
+    of one line, or two purchases of one identity, sent together can be decided either
+    way round (one worker applies them in the order sent). A customer's checkout waits
+    for its decision before the next, so the simulation does not send one identity's
+    events faster than they are answered when it runs several workers a service, and
+    both ways give the results of one worker."""
+    waves: list[list[OutgoingEvent]] = []
+    seen: Counter[str] = Counter()
+    for event in events:
+        account = str(event.payload.get("account_id", event.aggregate_id))
+        key = identity_of.get(account, account)
+        if seen[key] == len(waves):
+            waves.append([])
+        waves[seen[key]].append(event)
+        seen[key] += 1
+    return waves
+
+
 class Driver:
     """Owns the run's connections, the workers and the day loop."""
 
@@ -119,6 +141,7 @@ class Driver:
         self.jobs = registry.all_jobs()
         self.portfolio = Portfolio(config.accounts, config.seed, config.mix, config.start_date)
         self.tally = Tally(config.accounts, account_ids=[c.account_id for c in self.portfolio.customers])
+        self.identity_of = {c.account_id: c.identity_hash for c in self.portfolio.customers}
         self.seen_event_ids: set[str] = set()
         self.result = SimulationRun(config, self.run_env, self.portfolio, self.tally, self.timings, drill=self.drill)
 
@@ -176,13 +199,19 @@ class Driver:
             f"held unacked; last kill {last_kill}"
         )
 
-    def _customers(self, name: str, events: list[Any]) -> None:
+    def _customers(self, name: str, events: list[OutgoingEvent]) -> None:
+        """Publish a phase's events and settle. With several workers per service, in waves
+        of at most one event per identity (see :func:`one_per_identity`)."""
         if not events:
             return
-        started = time.perf_counter()
-        self.result.published += self.publisher.publish_all(events)
-        self.timings.add(f"publish:{name}", time.perf_counter() - started)
-        self._settle(name)
+        waves = [events]
+        if self.config.workers_per_service > 1:
+            waves = one_per_identity(events, self.identity_of)
+        for wave in waves:
+            started = time.perf_counter()
+            self.result.published += self.publisher.publish_all(wave)
+            self.timings.add(f"publish:{name}", time.perf_counter() - started)
+            self._settle(name)
 
     def simulate_day(self, day: date) -> None:
         self._job("statements", day, "00:10", settle=False)  # the close reads accounts' own rows
