@@ -196,3 +196,11 @@ def ring_text(keys: Iterable[SigningKey]) -> str:
 def verify_text(keys: Iterable[SigningKey | VerifyKey]) -> str:
     """The public halves, as BAITIAO_VERIFY_KEYS holds them."""
     return "".join(f"{(k.verify_key() if isinstance(k, SigningKey) else k).text()}\n" for k in keys)
+
+
+def signing_key(text: str) -> SigningKey:
+    """The one signing key in ``text`` (``producer:key_id:base64``, as ``baitiao keys new`` prints)."""
+    keys = parse_signing_keys(text)
+    if len(keys) != 1:
+        raise KeyTextError(f"expected one signing key, found {len(keys)}")
+    return keys[0]
