@@ -8,10 +8,12 @@ the workers no longer accept (an accounts key rotated out).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from shared.events.owners import PRODUCERS, owner_of
-from shared.events.signing import KeyRing, SigningKey, ring_text, sign_envelope, verify_text
+from shared.events.signing import KeyRing, SigningKey, parse_signing_keys, ring_text, sign_envelope, verify_text
+from shared.key_ring import generated_ring_text
 
 SIGNING_KEYS = [SigningKey.generate(producer, "test1") for producer in PRODUCERS]
 TEST_RING = KeyRing(SIGNING_KEYS)
@@ -19,11 +21,17 @@ RETIRED = SigningKey.generate("accounts", "retired")
 ENV = {"BAITIAO_SIGNING_KEYS": ring_text(SIGNING_KEYS), "BAITIAO_VERIFY_KEYS": verify_text(SIGNING_KEYS)}
 
 
-def signed_as_owner(body: dict[str, Any]) -> dict[str, Any]:
+def signed_as_owner(body: dict[str, Any], ring: KeyRing = TEST_RING) -> dict[str, Any]:
     """``body`` signed by its type's owner (its ``producer`` becomes the owner)."""
     owner = owner_of(body["type"])
     assert owner is not None, f"no owner for {body['type']!r}"
-    return sign_envelope(body, TEST_RING.signer(owner))
+    return sign_envelope(body, ring.signer(owner))
+
+
+def generated_ring(data_dir: Path) -> KeyRing:
+    """The ring the embedded default generates under ``data_dir`` (made now if need be),
+    which every process given that data dir and no keys signs and verifies with."""
+    return KeyRing(parse_signing_keys(generated_ring_text(data_dir)))
 
 
 def signed_by(body: dict[str, Any], producer: str) -> dict[str, Any]:

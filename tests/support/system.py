@@ -129,9 +129,19 @@ def envelope(
 class OutsideSystem:
     """An outside producer and observer speaking only EVENTS.md through plain kombu."""
 
-    def __init__(self, broker_url: str, observer: str | None = None, transport_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        broker_url: str,
+        observer: str | None = None,
+        transport_options: dict[str, Any] | None = None,
+        ring: Any = None,
+    ):
         """``observer``: the name of an observer queue to attach to again (after a broker
-        restart) instead of a new one."""
+        restart) instead of a new one. ``ring``: the keys it signs with (default: the test
+        session's, tests/support/signing.py)."""
+        from tests.support.signing import TEST_RING
+
+        self.ring = ring or TEST_RING
         self.conn = Connection(broker_url, transport_options=transport_options or {})
         self.conn.ensure_connection(max_retries=3)
         self.observer = Queue(
@@ -177,7 +187,7 @@ class OutsideSystem:
             from tests.support.signing import signed_as_owner
 
             if owner_of(body["type"]) is not None:
-                body = signed_as_owner(body)
+                body = signed_as_owner(body, self.ring)
         if isinstance(body, (bytes, str)):
             self.producer.publish(
                 body,
