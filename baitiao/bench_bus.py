@@ -8,6 +8,10 @@
    commit per batch, acks after commit) on PostgreSQL.
 3. Latency: a paced stream at about half the measured rate; time from publish
    to the committed effect, p50 and p99.
+
+Ours runs twice: with every envelope signed (as accounts) and verified by the consumer,
+as in production, and once more unsigned and unverified (a benchmark's comparison only:
+no worker runs so), so the cost of the signatures is read off one run.
 Figures are printed with their ratio to the baseline; absolute numbers on a
 shared machine are noise.
 """
@@ -31,6 +35,7 @@ from shared.bus.handling import BatchHandler, BatchOutcome, BusTables, Delivery,
 from shared.bus.tables import add_bus_tables
 from shared.bus.topology import EVENTS_EXCHANGE
 from shared.clock import SystemClock
+from shared.events.signing import KeyRing, SigningKey, sign_envelope
 from shared.migrations import ensure_database
 from shared.rules import ProductRules
 
@@ -47,14 +52,15 @@ projection = Table(
 )
 
 
-def _delinquency(i: int, run: str) -> dict[str, Any]:
+def _delinquency(i: int, run: str, key: SigningKey | None = None) -> dict[str, Any]:
+    """One update as accounts sends it; signed by ``key`` when given."""
     account = f"bench-{run}-{i}"
-    return {
+    body = {
         "event_id": str(uuid.uuid4()),
         "type": "account.delinquency.updated",
         "version": 1,
         "occurred_at": SystemClock().now().isoformat(),
-        "producer": "bench",
+        "producer": "accounts",
         "correlation_id": None,
         "causation_id": None,
         "aggregate_id": account,
@@ -80,6 +86,7 @@ def _delinquency(i: int, run: str) -> dict[str, Any]:
             ],
         },
     }
+    return sign_envelope(body, key) if key else body
 
 
 def _raw_baseline(url: str, n: int) -> float:
@@ -159,7 +166,10 @@ def _project(items: list[tuple[HandlerContext, Any]]) -> None:
     )
 
 
-def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate: float | None) -> dict[str, float]:
+def _ours(
+    url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate: float | None, signed: bool = True
+) -> dict[str, float]:
+    key = SigningKey.generate("accounts") if signed else None
     ensure_database(db_url)
     engine = create_engine(db_url, pool_size=4)
     metadata.drop_all(engine)
@@ -171,6 +181,7 @@ def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate
         {"account.delinquency.updated": BatchHandler(_project)},
         ProductRules(),
         SystemClock(),
+        trust=KeyRing([key]) if key else None,
     )
     queue = Queue(
         f"bench.events.{uuid.uuid4().hex[:6]}",
@@ -185,7 +196,7 @@ def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate
         producer = Producer(conn.default_channel)
         for i in range(n):
             producer.publish(
-                _delinquency(i, run),
+                _delinquency(i, run, key),
                 exchange=EVENTS_EXCHANGE,
                 routing_key="account.delinquency.updated",
                 serializer="json",
@@ -202,7 +213,7 @@ def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate
         rate = paced_rate or throughput / 2
         for i in range(paced):
             producer.publish(
-                _delinquency(n + i, run),
+                _delinquency(n + i, run, key),
                 exchange=EVENTS_EXCHANGE,
                 routing_key="account.delinquency.updated",
                 serializer="json",
@@ -229,6 +240,7 @@ def _ours(url: str, db_url: str, n: int, batch_size: int, paced: int, paced_rate
 def run_bus_benchmark(url: str, db_url: str, n: int, batch_size: int, paced: int) -> dict[str, Any]:
     raw = _raw_baseline(url, n)
     ours = _ours(url, db_url, n, batch_size, paced, None)
+    unsigned = _ours(url, db_url, n, batch_size, paced, ours["paced_rate"], signed=False)
     return {
         "n": n,
         "batch_size": batch_size,
@@ -239,4 +251,9 @@ def run_bus_benchmark(url: str, db_url: str, n: int, batch_size: int, paced: int
         "latency_paced_rate_per_s": round(ours["paced_rate"], 1),
         "latency_p50_ms": round(ours["p50_ms"], 1),
         "latency_p99_ms": round(ours["p99_ms"], 1),
+        "unsigned_per_s": round(unsigned["events_per_s"], 1),
+        "unsigned_ratio": round(unsigned["events_per_s"] / raw, 3),
+        "signed_vs_unsigned": round(ours["events_per_s"] / unsigned["events_per_s"], 3),
+        "unsigned_latency_p50_ms": round(unsigned["p50_ms"], 1),
+        "unsigned_latency_p99_ms": round(unsigned["p99_ms"], 1),
     }

@@ -47,6 +47,18 @@ from shared.bus.kombu_redis import bindings_read_once, message_body
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
 from shared.clock import default_clock
 from shared.events.envelope import new_envelope
+from shared.events.owners import CHECKOUT, CREDIT_APPROVAL, PAYMENT_GATEWAY
+from shared.events.signing import KeyRing, sign_envelope
+
+
+def outside_ring(data_dir: Path) -> KeyRing:
+    """The outside systems' keys, the ones the bench's workers verify with: the configured
+    ring, or the one generated in the run's data dir that they share."""
+    from shared.key_ring import key_ring
+    from shared.settings import Settings
+
+    return key_ring(Settings(data_dir=data_dir))
+
 
 ECHO_EXCHANGE = Exchange("bench.echo", type="direct", durable=False)
 ANSWERS = ("purchase.approved", "purchase.declined")
@@ -89,7 +101,7 @@ class Target:
 # -- the processes ------------------------------------------------------------------------
 
 
-def _purchase(account: str, n: int, run: str) -> dict[str, Any]:
+def _purchase(account: str, n: int, run: str, ring: KeyRing) -> dict[str, Any]:
     now = default_clock.now()
     payload = {
         "purchase_id": f"p-{run}-{n}",
@@ -98,10 +110,11 @@ def _purchase(account: str, n: int, run: str) -> dict[str, Any]:
         "merchant": "bench",
         "requested_at": now.isoformat(),
     }
-    return new_envelope("purchase.requested", payload, aggregate_id=account, producer="checkout", occurred_at=now)
+    body = new_envelope("purchase.requested", payload, aggregate_id=account, producer=CHECKOUT, occurred_at=now)
+    return sign_envelope(body, ring.signer(CHECKOUT))
 
 
-def _repayment(account: str, n: int, run: str) -> dict[str, Any]:
+def _repayment(account: str, n: int, run: str, ring: KeyRing) -> dict[str, Any]:
     now = default_clock.now()
     payload = {
         "payment_id": f"r-{run}-{n}",
@@ -111,21 +124,22 @@ def _repayment(account: str, n: int, run: str) -> dict[str, Any]:
         "paid_at": now.isoformat(),
         "channel": "app",
     }
-    return new_envelope(
-        "repayment.received", payload, aggregate_id=account, producer="payment-gateway", occurred_at=now
-    )
+    body = new_envelope("repayment.received", payload, aggregate_id=account, producer=PAYMENT_GATEWAY, occurred_at=now)
+    return sign_envelope(body, ring.signer(PAYMENT_GATEWAY))
 
 
-def _messages(count: int, accounts: int, run: str, repayment_every: int) -> list[tuple[dict[str, Any], bool]]:
+def _messages(
+    count: int, accounts: int, run: str, repayment_every: int, ring: KeyRing
+) -> list[tuple[dict[str, Any], bool]]:
     """Every message a generator will send, built before the clock starts (so building an
     envelope never delays a send): (body, timed)."""
     messages = []
     for n in range(count):
         account = f"bench-{(n * 7919) % accounts}"
         if repayment_every and n % repayment_every == repayment_every - 1:
-            messages.append((_repayment(account, n, run), False))
+            messages.append((_repayment(account, n, run, ring), False))
         else:
-            messages.append((_purchase(account, n, run), True))
+            messages.append((_purchase(account, n, run, ring), True))
     return messages
 
 
@@ -139,12 +153,13 @@ def generate(
     run: str,
     repayment_every: int,
     results: Any,
+    data_dir: str,
 ) -> None:
     """Publish ``count`` requests at ``rate`` a second from the shared start (all at once when
     the rate is 0); report (event id, scheduled monotonic ns, wall-clock ns when sent) of
     each timed request, and the lag behind the schedule."""
     interval_ns = int(1e9 / rate) if rate else 0
-    messages = _messages(count, accounts, run, repayment_every)
+    messages = _messages(count, accounts, run, repayment_every, outside_ring(Path(data_dir)))
     sent: list[tuple[str, int, int]] = []
     lags: list[float] = []
     with Connection(url) as conn:
@@ -296,6 +311,7 @@ class CheckoutBench:
                     f"{self.run}-{phase.name}-{target.name}-{g}",
                     self.repayment_every if target.name == "ours" else 0,
                     self._results,
+                    str((self.out_dir / "run-data").resolve()),
                 ),
             )
             for g in range(self.generators)
@@ -386,7 +402,7 @@ def start_system(
     return environment, workers
 
 
-def open_lines(url: str, accounts: int, run: str, timeout_s: float = 300) -> float:
+def open_lines(url: str, accounts: int, run: str, ring: KeyRing, timeout_s: float = 300) -> float:
     """Grant ``accounts`` credit lines through the bus and wait for every ``credit.line.opened``;
     returns the seconds it took (the warm-up also proves the workers are consuming)."""
     started = time.monotonic()
@@ -412,9 +428,10 @@ def open_lines(url: str, accounts: int, run: str, timeout_s: float = 300) -> flo
                 "credit.line.granted",
                 payload,
                 aggregate_id=account,
-                producer="checkout",
+                producer=CREDIT_APPROVAL,
                 occurred_at=default_clock.now(),
             )
+            body = sign_envelope(body, ring.signer(CREDIT_APPROVAL))
             producer.publish(body, exchange=EVENTS_EXCHANGE, routing_key=body["type"], serializer="json")
 
         def on_message(body: Any, message: Any) -> None:
@@ -459,7 +476,7 @@ def run_checkout_benchmark(
     environment, workers = start_system(pg_url, broker_url, out_dir, bench.run)
     rows: list[dict[str, Any]] = []
     try:
-        warm_up_s = open_lines(broker_url, accounts, bench.run)
+        warm_up_s = open_lines(broker_url, accounts, bench.run, outside_ring(environment.data_dir.resolve()))
         for phase in phases:
             for name in ("echo", "ours"):
                 rows.append(bench.run_phase(targets[name], phase))

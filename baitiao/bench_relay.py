@@ -11,13 +11,18 @@ batch size, alternately by:
    read once per batch, the stored payload spliced into the envelope's JSON and handed
    to ``Producer.publish`` as it is, in one ``Producer.batch``).
 
-Both do the same database read and stamp the rows ``published_at`` in the same
-transaction, so the two differ only in how they publish. Figures are microseconds per
+3. ours unsigned: the same relay with the stored payload spliced into the envelope's
+   JSON and no signature, as it published before envelopes were signed (a benchmark's
+   comparison only: every real relay signs).
+
+All do the same database read and stamp the rows ``published_at`` in the same
+transaction, so they differ only in how they publish. Figures are microseconds per
 event and their ratio; absolute numbers on a shared machine are noise.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import datetime, timezone
@@ -28,10 +33,11 @@ from kombu import Connection, Producer
 from sqlalchemy import MetaData, create_engine, select, update
 
 from shared.bus.outbox import Outbox, PendingEvent
-from shared.bus.relay import OutboxRelay, envelope_from_row
+from shared.bus.relay import OutboxRelay, envelope_from_row, publish_envelopes
 from shared.bus.tables import add_bus_tables
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
 from shared.db import transaction
+from shared.events.signing import SigningKey
 from shared.migrations import ensure_database
 
 BATCH = 500
@@ -90,12 +96,29 @@ def _baseline_once(engine: Any, outbox: Any, producer: Producer) -> int:
         with producer.batch(max_size=len(rows) * 4):
             for row in rows:
                 producer.publish(
-                    envelope_from_row(row, "bench"), routing_key=row.type, serializer="json", delivery_mode=2
+                    envelope_from_row(row, "accounts"), routing_key=row.type, serializer="json", delivery_mode=2
                 )
         session.execute(
             update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(published_at=datetime.now(timezone.utc))
         )
     return len(rows)
+
+
+class _UnsignedRelay(OutboxRelay):
+    """The relay as it was before signatures: the stored payload spliced in, nothing signed."""
+
+    def publish(self, producer: Producer, rows: Any) -> None:
+        def text(row: Any) -> str:
+            head = json.dumps(_unsigned_head(row))
+            return f'{head[:-1]}, "payload": {row.payload}}}'
+
+        publish_envelopes(producer, ((row.type, text(row)) for row in rows))
+
+
+def _unsigned_head(row: Any) -> dict[str, Any]:
+    envelope = envelope_from_row(row, "accounts")
+    del envelope["payload"]
+    return envelope
 
 
 def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[str, Any]:
@@ -107,15 +130,18 @@ def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[
     metadata.create_all(engine)
     client = redis.Redis.from_url(url)
     queues = [events_queue_name(s) for s in ("collections", "restructuring")]
-    timings: dict[str, list[float]] = {"baseline": [], "ours": []}
+    timings: dict[str, list[float]] = {"baseline": [], "ours": [], "ours_unsigned": []}
     with Connection(url) as connection:
         declare_topology(connection)
         producer = Producer(connection.channel(), exchange=EVENTS_EXCHANGE)
-        relay = OutboxRelay(engine, table, Connection(url), "bench")
+        key = SigningKey.generate("accounts")
+        relay = OutboxRelay(engine, table, Connection(url), "accounts", signer=key)
+        unsigned = _UnsignedRelay(engine, table, Connection(url), "accounts", signer=key)
         for _ in range(rounds):
             for name, once in (
                 ("baseline", lambda: _baseline_once(engine, table, producer)),
                 ("ours", lambda: relay.relay_once(BATCH)),
+                ("ours_unsigned", lambda: unsigned.relay_once(BATCH)),
             ):
                 with transaction(engine) as session:
                     Outbox(table).emit_many(session, _events(n))
@@ -130,13 +156,15 @@ def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[
                 timings[name].append(elapsed / n * 1e6)
         client.delete(*queues)
     engine.dispose()
-    baseline, ours = min(timings["baseline"]), min(timings["ours"])
+    baseline, ours, bare = min(timings["baseline"]), min(timings["ours"]), min(timings["ours_unsigned"])
     return {
         "events": n,
         "rounds": rounds,
         "baseline_us_per_event": round(baseline, 1),
         "ours_us_per_event": round(ours, 1),
         "ratio": round(ours / baseline, 2),
+        "unsigned_us_per_event": round(bare, 1),
+        "signing_us_per_event": round(ours - bare, 1),
         "events_per_s": {k: round(1e6 / min(vs)) for k, vs in timings.items()},
         "all_us_per_event": {k: [round(v, 1) for v in vs] for k, vs in timings.items()},
     }

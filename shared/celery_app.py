@@ -25,6 +25,7 @@ from shared.bus.unrouted import UnroutedWatch
 from shared.clock import SystemClock
 from shared.db import dispose_engines, engine_for
 from shared.job_delivery_renewal import DeliveryRenewalStep
+from shared.key_ring import key_ring
 from shared.job_timing import (
     JOBS_VISIBILITY_TIMEOUT,
     SLICE_SOFT_TIME_LIMIT,
@@ -146,7 +147,13 @@ class EventBusStep(bootsteps.StartStopStep):
         if definition.on_start:
             definition.on_start(engine)
         url = app.conf.broker_url
-        relay = OutboxRelay(engine, definition.bus.outbox, Connection(url), definition.name)
+        relay = OutboxRelay(
+            engine,
+            definition.bus.outbox,
+            Connection(url),
+            definition.name,
+            signer=key_ring(settings).signer(definition.name),
+        )
         self.relay_loop = RelayLoop(relay, settings.outbox_poll_ms / 1000, definition.name)
         applier = EventApplier(
             definition.name,
@@ -157,6 +164,7 @@ class EventBusStep(bootsteps.StartStopStep):
             SystemClock(),
             settings.event_max_attempts,
             event_time=settings.clock == "event",
+            trust=key_ring(settings),
         )
         config = ConsumerConfig(
             batch_size=settings.event_batch_size,

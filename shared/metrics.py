@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     EVENTS_DUPLICATE: Counter
     EVENTS_FAILED: Counter
     DEAD_LETTERS: Counter
+    EVENTS_REFUSED: Counter
     BATCH_SECONDS: Histogram
     JOB_SECONDS: Histogram
     OUTBOX_PUBLISHED: Counter
@@ -59,6 +60,12 @@ def _build() -> dict[str, Any]:
         "EVENTS_DUPLICATE": Counter("baitiao_events_duplicate_total", "Events skipped by the inbox", ["service"]),
         "EVENTS_FAILED": Counter("baitiao_events_failed_total", "Handler failures (before retry)", ["service", "type"]),
         "DEAD_LETTERS": Counter("baitiao_dead_letters_total", "Messages sent to the dead letters", ["service"]),
+        # Messages not believed (unsigned, forged, bad_signature): dead-lettered, never applied.
+        "EVENTS_REFUSED": Counter(
+            "baitiao_events_refused_total",
+            "Messages refused as unsigned, forged or badly signed",
+            ["service", "reason", "type"],
+        ),
         "BATCH_SECONDS": Histogram("baitiao_event_batch_seconds", "Time to apply one batch of events", ["service"]),
         # "job_name", not "job": Prometheus gives every scraped series its scrape job's "job" label.
         "JOB_SECONDS": Histogram(

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     restructuring_db_password: str | None = Field(None, repr=False)
     rules_file: str | None = None
     embedded_broker_port: int = 6399
+    # Envelope signatures (shared/events/signing.py, shared/key_ring.py): this process's own
+    # signing keys (secret) and every producer's verify keys, ``producer:key_id:base64``
+    # apart by new lines or commas. Neither given: a ring generated once under data_dir.
+    signing_keys: SecretStr | None = Field(None, repr=False)
+    verify_keys: str | None = None
 
     # Events per consumer transaction. A backlog (a night's snapshots, a morning of
     # purchases) is shared by fewer commits and set-based statements; a quiet queue still

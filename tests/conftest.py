@@ -6,6 +6,12 @@ import os
 
 import pytest
 
+from tests.support.signing import ENV as SIGNING_ENV
+
+# Every process of the session signs and verifies with the test ring: in-process relays
+# read it from the settings, spawned workers inherit it (tests/support/signing.py).
+os.environ.update(SIGNING_ENV)
+
 # Each test session gets its own Redis database (emptied at start).
 TEST_REDIS_DB = int(os.environ.get("BAITIAO_TEST_REDIS_DB", "3"))
 

@@ -41,3 +41,7 @@ GROUPS.append(dlq)
 from baitiao.commands.status import status  # noqa: E402
 
 GROUPS.append(status)
+
+from baitiao.commands.keys import keys  # noqa: E402
+
+GROUPS.append(keys)

@@ -109,15 +109,23 @@ def _publish(event_type: str, payload: dict[str, Any], aggregate_id: str, on: da
     from shared.clock import at_local, default_clock
     from shared.embedded_broker import broker_for_command
     from shared.events.envelope import new_envelope
+    from shared.events.owners import OPERATORS_DESK
+    from shared.events.signing import sign_envelope
+    from shared.key_ring import key_ring
 
+    settings = get_settings()
     body = new_envelope(
         event_type,
         payload,
         aggregate_id=aggregate_id,
-        producer="operators-desk",
+        producer=OPERATORS_DESK,
         occurred_at=at_local(on, "12:00") if on else default_clock.now(),
     )
-    with broker_for_command(get_settings()) as url, Connection(url) as connection:
+    try:  # the operators' desk signs its commands: only a holder of its key is obeyed
+        body = sign_envelope(body, key_ring(settings).signer(OPERATORS_DESK))
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    with broker_for_command(settings) as url, Connection(url) as connection:
         declare_topology(connection)
         Producer(connection.default_channel).publish(
             body, exchange=EVENTS_EXCHANGE, routing_key=event_type, serializer="json"

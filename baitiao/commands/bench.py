@@ -34,7 +34,8 @@ def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
     click.echo(
         f"ours {result['ours_per_s']}/s vs raw kombu {result['raw_kombu_per_s']}/s: "
         f"ratio {result['ratio']} (target >= 0.8); p50 {result['latency_p50_ms']} ms, "
-        f"p99 {result['latency_p99_ms']} ms at {result['latency_paced_rate_per_s']}/s"
+        f"p99 {result['latency_p99_ms']} ms at {result['latency_paced_rate_per_s']}/s; "
+        f"unsigned {result['unsigned_per_s']}/s (signed/unsigned {result['signed_vs_unsigned']})"
     )
 
 
@@ -58,7 +59,8 @@ def bench_relay(count: int, db_url: str) -> None:
     click.echo(json.dumps(result, indent=2))
     click.echo(
         f"relay: {result['ours_us_per_event']} us/event vs plain kombu {result['baseline_us_per_event']} "
-        f"us/event: ratio {result['ratio']}"
+        f"us/event: ratio {result['ratio']}; unsigned {result['unsigned_us_per_event']} us/event "
+        f"(signing {result['signing_us_per_event']} us/event)"
     )
 
 

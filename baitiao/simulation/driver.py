@@ -37,7 +37,8 @@ from shared.celery_app import job_celery_app
 from shared.db import make_engine
 from shared.job_runner import run_job_and_wait
 from shared.job_timing import TAKEOVER_SECONDS
-from shared.settings import SERVICES
+from shared.key_ring import key_ring
+from shared.settings import SERVICES, Settings
 
 JOB_TIMEOUT_S = 900.0
 # In a fault drill a slice held by a killed worker runs again within TAKEOVER_SECONDS; a job
@@ -134,7 +135,10 @@ class Driver:
         self.connection.ensure_connection(max_retries=5)
         prepare_bus(self.connection)
         self.observer = Observer(self.connection, self.redis, f"simulator.observer.s{config.seed}")
-        self.publisher = Publisher(self.connection, config.seed)
+        # The outside systems' keys: the ones the workers verify with (the configured ring,
+        # or the one generated in the run's data dir that they share).
+        ring = key_ring(Settings(data_dir=self.run_env.data_dir))
+        self.publisher = Publisher(self.connection, config.seed, ring)
         self.engines = {s: make_engine(u) for s, u in self.run_env.db_urls.items()}
         self.quiescence = Quiescence(self.redis, self.engines, SERVICES, check_alive=self.workers.check_alive)
         self.celery = job_celery_app("baitiao.simulator", url)

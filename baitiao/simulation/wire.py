@@ -22,6 +22,8 @@ from sqlalchemy import Engine, text
 
 from shared.bus.kombu_redis import bindings_read_once, message_body, unacked_keys, waiting_lists
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue_name
+from shared.events.owners import owner_of
+from shared.events.signing import KeyRing, sign_envelope
 
 # Second look after a quiet one: a message popped by BRPOP is in the unacked hash a few
 # statements later, but the worker thread may wait for its GIL (5 ms switch interval).
@@ -58,8 +60,10 @@ class Publisher:
     """Plain kombu producer onto the topic exchange. Event ids come from the run's seed,
     so two runs send byte-identical streams."""
 
-    def __init__(self, connection: Connection, seed: int):
+    def __init__(self, connection: Connection, seed: int, ring: KeyRing):
+        """``ring``: holds the signing key of each outside system the simulator plays."""
         self.connection = connection
+        self.ring = ring
         self.producer = Producer(connection.default_channel)
         self._ids = uuid_stream(seed)
         self.sent = 0
@@ -78,25 +82,15 @@ class Publisher:
             return 0
         with bindings_read_once(self.producer.channel), self.producer.batch(max_size=len(batch) * 4):
             for event in batch:
-                producer = _PRODUCER_OF.get(event.type, "customer-app")
+                producer = owner_of(event.type) or "customer-app"
                 self.producer.publish(
-                    envelope(event, next(self._ids), producer),
+                    sign_envelope(envelope(event, next(self._ids), producer), self.ring.signer(producer)),
                     exchange=EVENTS_EXCHANGE,
                     routing_key=event.type,
                     serializer="json",
                 )
         self.sent += len(batch)
         return len(batch)
-
-
-_PRODUCER_OF = {
-    "credit.line.granted": "credit-approval",
-    "purchase.requested": "checkout",
-    "repayment.received": "payment-gateway",
-    "collection.outcome.recorded": "collectors-desk",
-    "delinquency.pause.requested": "operators-desk",
-    "dispute.resolved": "operators-desk",
-}
 
 
 def uuid_stream(seed: int) -> Any:

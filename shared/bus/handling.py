@@ -29,9 +29,10 @@ from shared.bus.faults import maybe_crash
 from shared.bus.outbox import DeferredOutbox, Outbox, PendingEvent, payload_json
 from shared.clock import Clock, business_date, event_time_clock
 from shared.db import transaction
-from shared.events.envelope import Envelope, InvalidPayload, UnreadableEvent, read_event
+from shared.events.envelope import Envelope, InvalidPayload, RefusedEvent, UnreadableEvent, read_event
 from shared.events.payloads import Payload
 from shared.events.rejections import REJECTIONS, answered_by
+from shared.events.signing import KeyRing
 from shared.log import get_logger
 from shared.rules import ProductRules
 
@@ -168,7 +169,11 @@ class EventApplier:
         clock: Clock,
         max_attempts: int = 5,
         event_time: bool = False,
+        trust: KeyRing | None = None,
     ):
+        """``trust``: the ring a message must be signed with (its type's owner's key). Every
+        worker passes its own (shared/celery_app.py); None is for tests that feed the
+        applier directly, in-process."""
         self.service = service
         self.engine = engine
         self.tables = tables
@@ -179,6 +184,7 @@ class EventApplier:
         self.event_time = event_time  # simulated time: a handler's now is its event's occurred_at
         self.queue = f"{service}.events"  # where its dead letters are replayed to
         self.answers = answered_by(service)  # the commands whose refusal this service answers
+        self.trust = trust
 
     def apply_batch(self, deliveries: Sequence[Delivery]) -> BatchOutcome:
         """Apply a batch in one transaction. Raises on a transient fault (nothing committed).
@@ -192,9 +198,10 @@ class EventApplier:
         readable: list[tuple[Delivery, Envelope, Payload | Refusal]] = []
         unreadable: list[tuple[Delivery, dict[str, Any]]] = []
         left: list[Delivery] = []
+        refused: list[RefusedEvent] = []
         for delivery in deliveries:
             try:
-                envelope, payload = read_event(delivery.body)
+                envelope, payload = read_event(delivery.body, self.trust)
             except InvalidPayload as exc:
                 refusal = self._refusal(exc)
                 if refusal is not None:
@@ -207,13 +214,18 @@ class EventApplier:
                     )
                 continue
             except UnreadableEvent as exc:
+                if isinstance(exc, RefusedEvent):
+                    refused.append(exc)
                 unreadable.append((delivery, self._dead_letter_row(delivery, exc.reason, exc.event_id, exc.event_type)))
                 continue
             readable.append((delivery, envelope, payload))
         try:
-            return self._apply(readable, unreadable, left, guarded=False)
+            outcome = self._apply(readable, unreadable, left, guarded=False)
         except _HandlerFailed:
-            return self._apply(readable, unreadable, left, guarded=True)
+            outcome = self._apply(readable, unreadable, left, guarded=True)
+        for not_believed in refused:  # committed to the dead letters: now they count
+            metrics.EVENTS_REFUSED.labels(self.service, not_believed.refusal, not_believed.event_type or "").inc()
+        return outcome
 
     def _refusal(self, exc: InvalidPayload) -> Refusal | None:
         """The rejection this service answers a refused command with; None when it does not

@@ -8,6 +8,9 @@ the order of their ids. ``FOR UPDATE SKIP LOCKED`` stays as a second guard again
 publishing a row twice. A row is stamped ``published_at`` only after the
 broker accepted it (a Redis LPUSH has returned), so a crash in between means a
 republish with the same event_id, never a loss.
+
+Every envelope leaves signed with the service's key (shared/events/signing.py): the relay
+is the one place a service signs, so nothing a service says reaches the bus unsigned.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy import BigInteger, Engine, Table, func, literal, select, update
 from shared.bus.kombu_redis import bindings_read_once
 from shared.bus.topology import EVENTS_EXCHANGE, UNROUTED_QUEUE, declare_topology
 from shared.db import is_postgres, transaction
+from shared.events.signing import SigningKey, canonical_bytes
 from shared import metrics
 from shared.clock import Clock, SystemClock
 
@@ -37,12 +41,14 @@ def envelope_from_row(row: Any, producer: str) -> dict[str, Any]:
     return {**_envelope_head(row, producer), "payload": json.loads(row.payload)}
 
 
-def envelope_json(row: Any, producer: str) -> str:
-    """The envelope as the JSON text that goes on the wire: the stored payload (already
-    the contract's JSON, validated when it was emitted) is spliced in as it is, rather than
-    parsed and written out again for every event the relay publishes."""
-    head = json.dumps(_envelope_head(row, producer))
-    return f'{head[:-1]}, "payload": {row.payload}}}'
+def envelope_json(row: Any, signer: SigningKey) -> str:
+    """The signed envelope as the JSON text that goes on the wire: its canonical bytes (what
+    is signed) with the signature put in before the closing brace, so the envelope is
+    written out once, not once to sign and again to send."""
+    envelope = {**_envelope_head(row, signer.producer), "key_id": signer.key_id, "payload": json.loads(row.payload)}
+    canonical = canonical_bytes(envelope)
+    signature = signer.sign(canonical)
+    return f'{canonical[:-1].decode("utf-8")},"signature":"{signature}"}}'
 
 
 def _envelope_head(row: Any, producer: str) -> dict[str, Any]:
@@ -92,8 +98,21 @@ class OutboxRelay:
     """Moves one service's outbox to the bus."""
 
     def __init__(
-        self, engine: Engine, outbox: Table, connection: Connection, producer_name: str, clock: Clock | None = None
+        self,
+        engine: Engine,
+        outbox: Table,
+        connection: Connection,
+        producer_name: str,
+        clock: Clock | None = None,
+        signer: SigningKey | None = None,
     ):
+        """``signer``: the service's key; by default the one the settings give for ``producer_name``."""
+        if signer is None:
+            from shared.key_ring import key_ring
+            from shared.settings import get_settings
+
+            signer = key_ring(get_settings()).signer(producer_name)
+        self.signer = signer
         self.engine = engine
         self.outbox = outbox
         self.connection = connection
@@ -148,7 +167,7 @@ class OutboxRelay:
 
     def publish(self, producer: Producer, rows: Sequence[Any]) -> None:
         """Put the rows' envelopes on the bus, routed by type, in one Redis pipeline."""
-        publish_envelopes(producer, ((row.type, envelope_json(row, self.producer_name)) for row in rows))
+        publish_envelopes(producer, ((row.type, envelope_json(row, self.signer)) for row in rows))
 
     def drain(self, limit: int = 500) -> int:
         """Publish until the outbox is empty (used by jobs run by hand and tests)."""

@@ -3,7 +3,8 @@
 ``read_event`` is what every consumer calls on a body: it either returns an
 (envelope, payload) pair or raises ``UnreadableEvent`` with a reason fit for the
 dead letters (``InvalidPayload`` when only the payload failed: the envelope was read,
-so a command can still be answered).
+so a command can still be answered, or ``RefusedEvent`` when a key ring was given and
+the message is not believed: unsigned, forged or badly signed, shared/events/signing.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.events.payloads import PAYLOADS, Payload
 from shared.events.rejections import field_errors
+from shared.events.signing import KeyRing, SignatureRefused
 from shared.events.types import ID_MAX, Timestamp
 
 
@@ -39,6 +41,15 @@ class InvalidPayload(UnreadableEvent):
         self.errors = errors
 
 
+class RefusedEvent(UnreadableEvent):
+    """A message not believed (``refusal``: unsigned, forged or bad_signature): never applied,
+    never answered, only dead-lettered."""
+
+    def __init__(self, refusal: SignatureRefused, event_id: str | None, event_type: str | None):
+        super().__init__(str(refusal), event_id, event_type)
+        self.refusal = refusal.reason
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -53,6 +64,9 @@ class Envelope(BaseModel):
     aggregate_id: str = Field(min_length=1, max_length=ID_MAX)
     sequence: int | None = None
     payload: dict[str, Any]
+    # Who vouches for it: the producer's key id and its signature (shared/events/signing.py).
+    key_id: str | None = Field(None, max_length=32)
+    signature: str | None = Field(None, max_length=128)
 
     @field_validator("event_id")
     @classmethod
@@ -75,8 +89,11 @@ def _first_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def read_event(body: bytes | str | dict[str, Any]) -> tuple[Envelope, Payload]:
-    """Parse and validate one wire message (body as received from the broker)."""
+def read_event(body: bytes | str | dict[str, Any], trust: KeyRing | None = None) -> tuple[Envelope, Payload]:
+    """Parse and validate one wire message (body as received from the broker).
+
+    With ``trust`` (every worker passes its ring), a message is believed before it is
+    read any further: signed, by the owner of its type, with a key of the ring."""
     data: Any = body
     if isinstance(body, (bytes, str)):
         try:
@@ -89,6 +106,11 @@ def read_event(body: bytes | str | dict[str, Any]) -> tuple[Envelope, Payload]:
     event_type = data.get("type") if isinstance(data.get("type"), str) else None
     if event_type is not None and event_type not in PAYLOADS:
         raise UnreadableEvent(f"unknown_type: {event_type!r}", event_id, event_type)
+    if trust is not None:
+        try:
+            trust.check(data)
+        except SignatureRefused as exc:
+            raise RefusedEvent(exc, event_id, event_type) from None
     try:
         envelope = Envelope.model_validate(data)
     except ValidationError as exc:

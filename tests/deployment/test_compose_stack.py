@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from shared.events.signing import verify_text
 from tests.deployment.compose import ROOT, env_file, load_project, start_order
+from tests.support.signing import SIGNING_KEYS, TEST_RING
 from tests.deployment.prometheus import dashboard_queries, running_prometheus
 from tests.deployment.stack import Stack, build_image_environment, new_stack_root
 from tests.support.customers import credit_line, new_id, purchase, repayment
@@ -28,11 +30,17 @@ APP_SERVICES = ("worker-accounts", "worker-collections", "worker-restructuring",
 
 
 def user_environment() -> dict[str, str]:
-    """``cp .env.example .env``, then every password set: all a user must change."""
+    """``cp .env.example .env``, then every password set and the keys made: all a user must
+    change. The keys are the test session's (tests/support/signing.py), so the outside
+    systems of these tests sign with the keys the stack verifies."""
     values = env_file(ROOT / ".env.example")
     for key in values:
         if key.endswith("PASSWORD"):
             values[key] = f"pw-{key.lower()}-{new_id('s')}"
+        if key.endswith("_SIGNING_KEY"):
+            producer = key.removesuffix("_SIGNING_KEY").lower().replace("_", "-")
+            values[key] = TEST_RING.signer(producer).text()
+    values["BAITIAO_VERIFY_KEYS"] = ",".join(verify_text(SIGNING_KEYS).split())
     return values
 
 
@@ -66,7 +74,9 @@ def test_each_process_gets_only_its_own_secrets(stack: Stack) -> None:
         leaked = [p for p in passwords if any(p in value for value in env.values())]
         assert leaked == [], f"{running.label} holds a password in its environment"
         mounted = sorted(path.name for path in (stack.secrets_dir / running.service).iterdir())
-        wanted = ["redis_password"] + ([f"{own}_db_password"] if running.service != "beat" else [])
+        wanted = ["redis_password"] + (
+            [f"{own}_db_password", f"{own}_signing_key"] if running.service != "beat" else []
+        )
         assert mounted == sorted(wanted + (["sms_http_token"] if own == "collections" else [])), running.label
 
 

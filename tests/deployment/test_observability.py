@@ -176,7 +176,7 @@ def test_the_rules_evaluate_against_the_live_series(
         return rules if rules and all(rule.get("lastEvaluation", "").startswith("20") for rule in rules) else []
 
     rules = prometheus.wait_until("rules evaluated", evaluated, timeout=30)
-    assert len(rules) == 7 and all(rule["health"] == "ok" for rule in rules), rules
+    assert len(rules) == 8 and all(rule["health"] == "ok" for rule in rules), rules
     alerts = prometheus.wait_until(
         "the dead-letter alert",
         lambda: [a for a in prometheus.api("alerts")["alerts"] if a["labels"]["alertname"] == "BaitiaoDeadLetter"],

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.support.customers import credit_line, new_id, purchase
+from tests.support.signing import generated_ring
 from tests.support.system import ROOT, OutsideSystem, fresh_redis_db
 
 pytestmark = pytest.mark.e2e
@@ -102,7 +103,8 @@ def test_the_embedded_default_needs_no_server(tmp_path) -> None:
                     break
             except redis.ConnectionError:
                 time.sleep(0.2)
-        out = OutsideSystem(f"redis://127.0.0.1:{port}/0")
+        # the outside systems hold the keys the embedded default generated in its data dir
+        out = OutsideSystem(f"redis://127.0.0.1:{port}/0", ring=generated_ring(tmp_path / "data"))
         account = new_id("acc")
         out.publish("credit.line.granted", credit_line(account, "800.00"), account)
         out.publish("purchase.requested", purchase(account, "100.00"), account)

@@ -105,9 +105,13 @@ def envelope(
     *,
     event_id: str | None = None,
     occurred_at: str = "2026-03-01T10:00:00+08:00",
-    producer: str = "test-outside",
+    producer: str | None = None,
 ) -> dict[str, Any]:
-    """An envelope exactly as EVENTS.md shows it, built by hand (no project code)."""
+    """An envelope exactly as EVENTS.md shows it, built by hand (no project code), not yet
+    signed; ``producer`` by default the type's owner."""
+    from shared.events.owners import owner_of
+
+    producer = producer or owner_of(event_type) or "test-outside"
     return {
         "event_id": event_id or str(uuid.uuid4()),
         "type": event_type,
@@ -125,9 +129,19 @@ def envelope(
 class OutsideSystem:
     """An outside producer and observer speaking only EVENTS.md through plain kombu."""
 
-    def __init__(self, broker_url: str, observer: str | None = None, transport_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        broker_url: str,
+        observer: str | None = None,
+        transport_options: dict[str, Any] | None = None,
+        ring: Any = None,
+    ):
         """``observer``: the name of an observer queue to attach to again (after a broker
-        restart) instead of a new one."""
+        restart) instead of a new one. ``ring``: the keys it signs with (default: the test
+        session's, tests/support/signing.py)."""
+        from tests.support.signing import TEST_RING
+
+        self.ring = ring or TEST_RING
         self.conn = Connection(broker_url, transport_options=transport_options or {})
         self.conn.ensure_connection(max_retries=3)
         self.observer = Queue(
@@ -157,12 +171,23 @@ class OutsideSystem:
             pass  # our own junk test messages come back to the observer too
         message.ack()
 
-    def publish(self, event_type: str, payload: dict[str, Any], aggregate_id: str, **kw: Any) -> dict[str, Any]:
-        body = envelope(event_type, payload, aggregate_id, **kw)
-        self.publish_raw(body, event_type)
-        return body
+    def publish(
+        self, event_type: str, payload: dict[str, Any], aggregate_id: str, *, sign: bool = True, **kw: Any
+    ) -> dict[str, Any]:
+        """Publish an envelope signed as its type's owner (``sign=False``: as built, unsigned);
+        returns what went out."""
+        return self.publish_raw(envelope(event_type, payload, aggregate_id, **kw), event_type, sign=sign)
 
-    def publish_raw(self, body: Any, routing_key: str) -> None:
+    def publish_raw(self, body: Any, routing_key: str, *, sign: bool = True) -> Any:
+        """Publish ``body``. A dict without a signature is signed by its type's owner first
+        (its ``producer`` becomes the owner), as every real outside producer signs; ``sign=False``,
+        bytes and text go out as they are (forged, tampered and unsigned messages)."""
+        if sign and isinstance(body, dict) and "signature" not in body and isinstance(body.get("type"), str):
+            from shared.events.owners import owner_of
+            from tests.support.signing import signed_as_owner
+
+            if owner_of(body["type"]) is not None:
+                body = signed_as_owner(body, self.ring)
         if isinstance(body, (bytes, str)):
             self.producer.publish(
                 body,
@@ -173,6 +198,7 @@ class OutsideSystem:
             )
         else:
             self.producer.publish(body, exchange=EXCHANGE, routing_key=routing_key, serializer="json")
+        return body
 
     def pump(self, seconds: float = 0.2) -> None:
         deadline = time.monotonic() + seconds

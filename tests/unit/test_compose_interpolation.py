@@ -30,9 +30,11 @@ def test_a_required_variable_refuses_the_file(text: str) -> None:
         interpolate(text, {"EMPTY": ""})
 
 
-def test_the_shipped_file_needs_its_passwords() -> None:
-    with pytest.raises(InterpolationError, match="REDIS_PASSWORD"):
+def test_the_shipped_file_needs_its_passwords_and_verify_keys() -> None:
+    with pytest.raises(InterpolationError, match="BAITIAO_VERIFY_KEYS"):
         load_project({})
+    with pytest.raises(InterpolationError, match="REDIS_PASSWORD"):
+        load_project({"BAITIAO_VERIFY_KEYS": "accounts:k1:AAAA"})
 
 
 def test_up_starts_what_compose_starts_in_dependency_order() -> None:

@@ -35,6 +35,7 @@ from shared.bus.kombu_redis import (
 )
 from shared.bus.outbox import Outbox, PendingEvent
 from shared.bus.relay import OutboxRelay, envelope_from_row, publish_envelopes
+from shared.events.signing import sign_envelope
 from shared.bus.tables import add_bus_tables
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology, events_queue, events_queue_name
 from shared.db import transaction
@@ -96,9 +97,10 @@ def test_the_relay_writes_what_kombus_producer_writes_for_the_same_message(broke
     with scratch_database("bt_kombu_contract", metadata) as engine:
         with transaction(engine) as session:
             Outbox(OUTBOX).emit_many(session, [PendingEvent(TYPE, "A1", _payload(), AT, correlation_id="pay-1")])
-        assert OutboxRelay(engine, OUTBOX, Connection(broker), "accounts").relay_once() == 1
-        with engine.connect() as conn:
-            envelope = envelope_from_row(conn.execute(select(OUTBOX)).one(), "accounts")
+        relay = OutboxRelay(engine, OUTBOX, Connection(broker), "accounts")
+        assert relay.relay_once() == 1
+        with engine.connect() as conn:  # the relay signs: the same envelope, signed by the same key
+            envelope = sign_envelope(envelope_from_row(conn.execute(select(OUTBOX)).one(), "accounts"), relay.signer)
     relayed = _pop_all(client)
 
     with Connection(broker) as conn:  # as any outside system publishes with kombu

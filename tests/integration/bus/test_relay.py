@@ -20,6 +20,7 @@ from sqlalchemy import MetaData, select, text
 
 from shared.bus.outbox import Outbox, PendingEvent
 from shared.bus.relay import RELAY_LOCK_KEY, OutboxRelay, envelope_from_row
+from shared.events.signing import sign_envelope
 from shared.bus.tables import add_bus_tables
 from shared.bus.topology import declare_topology, events_queue
 from shared.db import transaction
@@ -89,7 +90,8 @@ def test_each_row_reaches_exactly_its_bound_queues_as_the_envelope(engine: Any, 
     with engine.connect() as conn:
         rows = conn.execute(select(OUTBOX).order_by(OUTBOX.c.id)).all()
     assert all(row.published_at is not None for row in rows)
-    expected = {row.event_id: envelope_from_row(row, "collections") for row in rows}
+    # the envelope, signed by the relay with its service's key
+    expected = {row.event_id: sign_envelope(envelope_from_row(row, "collections"), relay.signer) for row in rows}
 
     by_service = {
         service: [json.loads(b) for b in _received(broker, service)]
@@ -103,7 +105,7 @@ def test_each_row_reaches_exactly_its_bound_queues_as_the_envelope(engine: Any, 
     }
     for messages in by_service.values():
         for message in messages:
-            assert message == expected[message["event_id"]]  # the envelope, payload as stored
+            assert message == expected[message["event_id"]]  # the signed envelope, payload as stored
             envelope, payload = read_event(json.dumps(message).encode())  # and valid on the wire contract
             assert envelope.sequence == message["sequence"] and payload.account_id == message["aggregate_id"]
 
