@@ -41,3 +41,7 @@ GROUPS.append(dlq)
 from baitiao.commands.status import status  # noqa: E402
 
 GROUPS.append(status)
+
+from baitiao.commands.desk import api, desk  # noqa: E402
+
+GROUPS.extend([api, desk])
