@@ -26,7 +26,11 @@ class DeskSettings(BaseSettings):
     business_date: date | None = None  # the desk's "today" for a system on simulated time; None: today
 
     def database_url(self, data_dir: Path) -> str:
-        return self.db_url or f"sqlite:///{(data_dir / 'desk.db').resolve()}"
+        """The desk's database; the default SQLite file's directory is made if missing."""
+        if self.db_url:
+            return self.db_url
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(data_dir / 'desk.db').resolve()}"
 
     def signing_secret(self, data_dir: Path) -> bytes:
         """The token-signing secret; generated once per data directory when not given."""
