@@ -93,6 +93,7 @@ class ContactCompliance(_Section):
     calls_per_day: int = 3
     calls_per_7_days: int = 7
     promise_pause_extra_days: int = 1
+    promise_max_days: int = 30  # a promised date at most this many days after the call
     sms_segment_chars: int = 70
     sms_concat_segment_chars: int = 67  # per part of a longer SMS (UCS-2 with a 6-byte header)
 

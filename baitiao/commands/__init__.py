@@ -45,3 +45,7 @@ GROUPS.append(status)
 from baitiao.commands.keys import keys  # noqa: E402
 
 GROUPS.append(keys)
+
+from baitiao.commands.desk import api, desk  # noqa: E402
+
+GROUPS.extend([api, desk])

@@ -99,18 +99,20 @@ def ledger(account_id: str, as_json: bool) -> None:
     console.print(f"debits {totals['debits']} {sign} credits {totals['credits']}: {verdict}")
 
 
+OPERATORS_DESK = "operators-desk"  # the producer of the operators' commands
+
+
 def _publish(event_type: str, payload: dict[str, Any], aggregate_id: str, on: date | None) -> str:
     """One command onto the topic exchange (routing key = its type); returns its event id.
     ``on``: the business date it is made on (noon, Asia/Shanghai), for a system on simulated
     time as ``jobs run --date``; None: now."""
-    from kombu import Connection, Producer
+    from kombu import Connection
 
-    from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
+    from baitiao.publishing import publish_envelope
     from shared.clock import at_local, default_clock
     from shared.embedded_broker import broker_for_command
     from shared.events.envelope import new_envelope
     from shared.events.owners import OPERATORS_DESK
-    from shared.events.signing import sign_envelope
     from shared.key_ring import key_ring
 
     settings = get_settings()
@@ -121,16 +123,11 @@ def _publish(event_type: str, payload: dict[str, Any], aggregate_id: str, on: da
         producer=OPERATORS_DESK,
         occurred_at=at_local(on, "12:00") if on else default_clock.now(),
     )
-    try:  # the operators' desk signs its commands: only a holder of its key is obeyed
-        body = sign_envelope(body, key_ring(settings).signer(OPERATORS_DESK))
-    except LookupError as exc:
-        raise click.ClickException(str(exc)) from None
     with broker_for_command(settings) as url, Connection(url) as connection:
-        declare_topology(connection)
-        Producer(connection.default_channel).publish(
-            body, exchange=EVENTS_EXCHANGE, routing_key=event_type, serializer="json"
-        )
-    return str(body["event_id"])
+        try:  # the operators' desk signs its commands: only a holder of its key is obeyed
+            return publish_envelope(connection, body, OPERATORS_DESK, key_ring(settings))
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @account.command("pause")

@@ -135,7 +135,7 @@ def show(plan_id: str, day: date | None, as_json: bool) -> None:
         row = session.scalar(select(Plan).where(Plan.plan_id == plan_id))
         if row is None:
             raise click.ClickException(f"no plan {plan_id}")
-        data = _plan_json(row, store.load_installments(session, row.pk), as_of)
+        data = plan_view(row, store.load_installments(session, row.pk), as_of)
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
@@ -162,7 +162,7 @@ def show(plan_id: str, day: date | None, as_json: bool) -> None:
     console.print(table)
 
 
-def _plan_json(row: Plan, installments: list[PlanInstallment], as_of: date) -> dict[str, Any]:
+def plan_view(row: Plan, installments: list[PlanInstallment], as_of: date) -> dict[str, Any]:
     lines = []
     for i in installments:
         paid_fen = i.paid_principal_fen + i.paid_fee_fen

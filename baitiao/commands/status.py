@@ -148,7 +148,7 @@ def _database(settings: Settings, service: ServiceName, now: datetime) -> dict[s
             "database": "ok",
             **_outbox_lag(engine, service, now),
             "dead_letters_open": count_open_letters(engine, registry.definition(service).bus.dead_letters),
-            "jobs": _last_runs(engine, service),
+            "jobs": last_runs(engine, service),
         }
     except (SQLAlchemyError, ValueError) as exc:
         return {**empty, "database": "error", "error": one_line(explain(exc))}
@@ -170,7 +170,7 @@ def _outbox_lag(engine: Engine, service: ServiceName, now: datetime) -> dict[str
     }
 
 
-def _last_runs(engine: Engine, service: ServiceName) -> list[dict[str, Any]]:
+def last_runs(engine: Engine, service: ServiceName) -> list[dict[str, Any]]:
     """Each job's latest run (by business date) from the service's ``job_runs``."""
     definition = registry.definition(service)
     runs = definition.metadata.tables.get("job_runs")

@@ -36,6 +36,7 @@ from .promises import (
     PromiseError,
     PromiseState,
     effect_of_outcome,
+    latest_promise_date,
     pause_until,
     promise_state,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "count_segments",
     "cure_rates_by_stage",
     "effect_of_outcome",
+    "latest_promise_date",
     "effective_grade",
     "escalation",
     "is_escalation",

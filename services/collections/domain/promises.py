@@ -84,6 +84,11 @@ def pause_until(promised_date: date, rules: ContactCompliance) -> date:
     return promised_date + timedelta(days=rules.promise_pause_extra_days)
 
 
+def latest_promise_date(recorded_on: date, rules: ContactCompliance) -> date:
+    """The last date a promise made on ``recorded_on`` may name (RULES 6.7)."""
+    return recorded_on + timedelta(days=rules.promise_max_days)
+
+
 def effect_of_outcome(
     outcome: CallOutcome,
     *,
@@ -98,15 +103,19 @@ def effect_of_outcome(
     if outcome is CallOutcome.PAID:
         return _promise_effect(Promise(recorded_on, recorded_on, None), rules)
     if outcome is CallOutcome.PROMISE_TO_PAY:
-        return _promise_effect(_promise(recorded_on, promised_date, promised_amount), rules)
+        return _promise_effect(_promise(recorded_on, promised_date, promised_amount, rules), rules)
     return OutcomeEffect()
 
 
-def _promise(recorded_on: date, promised_date: date | None, promised_amount: Decimal | None) -> Promise:
+def _promise(
+    recorded_on: date, promised_date: date | None, promised_amount: Decimal | None, rules: ContactCompliance
+) -> Promise:
     if promised_date is None:
         raise PromiseError("a promise to pay needs a promised date")
     if promised_date < recorded_on:
         raise PromiseError(f"promised date {promised_date} is before the call on {recorded_on}")
+    if promised_date > latest_promise_date(recorded_on, rules):
+        raise PromiseError(f"promised date {promised_date} is more than {rules.promise_max_days} days after the call")
     if promised_amount is not None and promised_amount <= 0:
         raise PromiseError(f"promised amount {promised_amount} must be positive")
     return Promise(recorded_on, promised_date, promised_amount)
