@@ -156,7 +156,8 @@ def test_unreadable_junk_is_dead_lettered_without_a_reply(system) -> None:
         out.pump(0.2)
         letters = _dead_letters(system, "accounts", "body LIKE :m", m=f"%{marker}%")
     reasons = sorted(letter["reason"].split(":")[0] for letter in letters)
-    assert reasons == ["invalid_envelope", "not_json"], reasons
+    # a JSON object is believed before it is read as an envelope: with no signature, unsigned
+    assert reasons == ["not_json", "unsigned"], reasons
     out.pump(2.0)
     assert [e for e in out.seen if marker in str(e.get("payload"))] == []
 
