@@ -14,22 +14,22 @@ from typing import Any
 
 from shared.events import payloads as p
 from shared.events.envelope import new_envelope
+from shared.events.owners import OWNERS
 
-COLLECTORS_DESK = "collectors-desk"
-OPERATORS_DESK = "operators-desk"
-CUSTOMER_APP = "customer-app"
-CHECKOUT = "checkout"
-
+# The commands the desk sends, each under its type's owner (shared/events/owners.py).
 PRODUCERS: dict[str, str] = {
-    "collection.outcome.recorded": COLLECTORS_DESK,
-    "delinquency.pause.requested": OPERATORS_DESK,
-    "delinquency.resume.requested": OPERATORS_DESK,
-    "waiver.requested": OPERATORS_DESK,
-    "waiver.decision.recorded": OPERATORS_DESK,
-    "plan.offers.requested": CUSTOMER_APP,
-    "plan.offer.accepted": CUSTOMER_APP,
-    "plan.adjustment.requested": CUSTOMER_APP,
-    "purchase.requested": CHECKOUT,
+    event_type: OWNERS[event_type]
+    for event_type in (
+        "collection.outcome.recorded",
+        "delinquency.pause.requested",
+        "delinquency.resume.requested",
+        "waiver.requested",
+        "waiver.decision.recorded",
+        "plan.offers.requested",
+        "plan.offer.accepted",
+        "plan.adjustment.requested",
+        "purchase.requested",
+    )
 }
 
 # The field that names each command's business thing (docs/events.md, the rejections table).
