@@ -378,16 +378,29 @@ def start_system(
 ) -> tuple[Any, Any]:
     """Migrated databases ``<prefix>_<run>_<service>`` for the three services (created when
     missing) and their real workers, as processes."""
+    database_prefix = f"{prefix}_{run}"
+    return start_workers(migrated_databases(pg_url, database_prefix), broker_url, out_dir, database_prefix)
+
+
+def migrated_databases(pg_url: str, database_prefix: str) -> dict[str, str]:
+    """The URLs of ``<database_prefix>_<service>`` on the server of ``pg_url``, each
+    created when missing and migrated to its head."""
     from baitiao import registry
-    from baitiao.simulation.environment import RunEnvironment, WorkerProcesses
     from shared.migrations import ensure_database, upgrade
 
-    prefix = f"{prefix}_{run}"
     base = make_url(pg_url)
-    db_urls = {s: base.set(database=f"{prefix}_{s}").render_as_string(hide_password=False) for s in SERVICES}
+    db_urls = {s: base.set(database=f"{database_prefix}_{s}").render_as_string(hide_password=False) for s in SERVICES}
     for service, url in db_urls.items():
         ensure_database(url)
         upgrade(registry.definition(service), url)
+    return db_urls
+
+
+def start_workers(db_urls: dict[str, str], broker_url: str, out_dir: Path, database_prefix: str) -> tuple[Any, Any]:
+    """The three services' real workers on ``db_urls``, as processes sharing a data dir
+    under ``out_dir`` (and the key ring generated there)."""
+    from baitiao.simulation.environment import RunEnvironment, WorkerProcesses
+
     data_dir = (out_dir / "run-data").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -396,7 +409,7 @@ def start_system(
         "BAITIAO_LOG_LEVEL": "WARNING",
         **{f"BAITIAO_{s.upper()}_DB_URL": u for s, u in db_urls.items()},
     }
-    environment = RunEnvironment(out_dir, env, broker_url, db_urls, embedded=False, database_prefix=prefix)
+    environment = RunEnvironment(out_dir, env, broker_url, db_urls, embedded=False, database_prefix=database_prefix)
     workers = WorkerProcesses(environment)
     workers.start()
     return environment, workers

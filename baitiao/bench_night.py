@@ -30,7 +30,6 @@ from typing import Any
 
 import redis
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 
 from baitiao.bench_close import BUSINESS_DATE, run_baseline
 
@@ -58,18 +57,14 @@ class Settling:
     poll_s: float = 0.05
     quiet_at: dict[str, float] = field(default_factory=dict)
 
-    def busy(self, service: str) -> bool:
-        from shared.bus.kombu_redis import unacked_keys, waiting_lists
-        from shared.bus.topology import events_queue_name
+    def __post_init__(self) -> None:
+        from baitiao.simulation.wire import Quiescence
 
-        pipe = self.client.pipeline(transaction=False)
-        for key in waiting_lists(events_queue_name(service)):
-            pipe.llen(key)
-        pipe.hlen(unacked_keys(service)["unacked_key"])
-        if any(pipe.execute()):
-            return True
-        with self.engines[service].connect() as conn:
-            return conn.execute(text("SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1")).first() is not None
+        # one service's queues, landing list, unacked hash and outbox: the simulation's check
+        self._watches = {s: Quiescence(self.client, {s: self.engines[s]}, (s,)) for s in SERVICES}
+
+    def busy(self, service: str) -> bool:
+        return self._watches[service].busy() is not None
 
     def wait(self, started: float, check_alive: Callable[[], None]) -> dict[str, float]:
         """Seconds from ``started`` until each service was last seen becoming quiet; returns
@@ -192,22 +187,15 @@ def run_night_benchmark(
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """The whole benchmark (see the module's docstring); returns its figures."""
-    from baitiao.bench_checkout import start_system
+    from baitiao.bench_checkout import migrated_databases, start_workers
     from baitiao.bench_night_portfolio import seed_portfolio
     from baitiao.simulation.environment import drop_databases
     from shared.celery_app import job_celery_app
-    from shared.migrations import ensure_database, upgrade
-
-    from baitiao import registry
 
     refuse_busy_broker(redis.Redis.from_url(broker_url))
     run = uuid.uuid4().hex[:8]
     prefix = f"bench_night_{run}"
-    base = make_url(pg_url)
-    db_urls = {s: base.set(database=f"{prefix}_{s}").render_as_string(hide_password=False) for s in SERVICES}
-    for service, url in db_urls.items():
-        ensure_database(url)
-        upgrade(registry.definition(service), url)
+    db_urls = migrated_databases(pg_url, prefix)
     engines = {s: create_engine(u) for s, u in db_urls.items()}
     environment = None
     workers = None
@@ -219,7 +207,7 @@ def run_night_benchmark(
         progress("the close's SQL baseline")
         baseline_s = run_baseline(engines["accounts"])
         progress("starting the workers")
-        environment, workers = start_system(pg_url, broker_url, out_dir, run, prefix="bench_night")
+        environment, workers = start_workers(db_urls, broker_url, out_dir, prefix)
         celery = job_celery_app("baitiao.bench.night", broker_url)
         start_s = wait_for_workers(celery, len(SERVICES))
         settling = Settling(redis.Redis.from_url(broker_url), engines)

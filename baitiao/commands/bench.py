@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import click
 
 from shared.settings import get_settings
+
+
+def own_databases(command: Callable[..., None]) -> Callable[..., None]:
+    """``--pg-url`` and ``--keep``: for a benchmark that creates its own databases."""
+    command = click.option("--keep", is_flag=True, help="Keep the databases afterwards.")(command)
+    return click.option(
+        "--pg-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        show_default=True,
+        help="A PostgreSQL server where the bench may create (and then drop) its databases.",
+    )(command)
 
 
 @click.group()
@@ -130,13 +142,7 @@ def bench_consumers(count: int, batch_size: int) -> None:
 @click.option("--burst", type=click.IntRange(min=0), default=10000, show_default=True, help="Requests sent at once.")
 @click.option("--accounts", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--generators", type=click.IntRange(min=1), default=2, show_default=True, help="Load processes.")
-@click.option(
-    "--pg-url",
-    default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-    show_default=True,
-    help="A PostgreSQL server where the bench may create (and then drop) its databases.",
-)
-@click.option("--keep", is_flag=True, help="Keep the databases afterwards.")
+@own_databases
 def bench_checkout(
     rates: str, seconds: float, burst: int, accounts: int, generators: int, pg_url: str, keep: bool
 ) -> None:
@@ -177,13 +183,7 @@ def bench_checkout(
     show_default=True,
     help="Overdue accounts are 0 to this many days past due yesterday, evenly.",
 )
-@click.option(
-    "--pg-url",
-    default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-    show_default=True,
-    help="A PostgreSQL server where the bench may create (and then drop) its databases.",
-)
-@click.option("--keep", is_flag=True, help="Keep the databases afterwards.")
+@own_databases
 def bench_night(accounts: int, overdue_share: float, dpd_spread: int, pg_url: str, keep: bool) -> None:
     """The night's jobs, as beat runs them, through the real workers, until the bus is quiet."""
     from baitiao.bench_night import run_night_benchmark
