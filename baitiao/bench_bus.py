@@ -26,10 +26,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu import Consumer, Exchange, Producer, Queue
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from shared.broker import broker_connection
 from shared.bus.consumer import ConsumerConfig, EventConsumer
 from shared.bus.handling import BatchHandler, BatchOutcome, BusTables, Delivery, EventApplier, HandlerContext
 from shared.bus.tables import add_bus_tables
@@ -92,7 +93,7 @@ def _delinquency(i: int, run: str, key: SigningKey | None = None) -> dict[str, A
 def _raw_baseline(url: str, n: int) -> float:
     exchange = Exchange("bench.raw", type="direct", durable=False)
     queue = Queue(f"bench.raw.{uuid.uuid4().hex[:6]}", exchange=exchange, routing_key="raw", durable=False)
-    with Connection(url) as conn:
+    with broker_connection(url) as conn:
         queue(conn.default_channel).declare()
         producer = Producer(conn.default_channel)
         for i in range(n):
@@ -191,7 +192,7 @@ def _ours(
     )
     probe = applier.probe
     run = uuid.uuid4().hex[:6]
-    with Connection(url) as conn:
+    with broker_connection(url) as conn:
         queue(conn.default_channel).declare()
         producer = Producer(conn.default_channel)
         for i in range(n):

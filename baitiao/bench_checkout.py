@@ -38,11 +38,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu import Consumer, Exchange, Producer, Queue
 from kombu.entity import binding
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from shared.broker import broker_client, broker_connection
 from shared.bus.kombu_redis import bindings_read_once, message_body
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
 from shared.clock import default_clock
@@ -162,7 +163,7 @@ def generate(
     messages = _messages(count, accounts, run, repayment_every, outside_ring(Path(data_dir)))
     sent: list[tuple[str, int, int]] = []
     lags: list[float] = []
-    with Connection(url) as conn:
+    with broker_connection(url) as conn:
         producer = Producer(conn.default_channel)
         exchange, key = (ECHO_EXCHANGE, "request") if target == "echo" else (EVENTS_EXCHANGE, None)
         start.barrier.wait()
@@ -198,12 +199,11 @@ def listen(url: str, queue: Queue, stop: Any, ready: Any, count: Any, results: A
     list straight from Redis, hundreds of answers a round trip, so that it is never what
     limits a rate (a kombu consumer takes one message a round trip).
     """
-    import redis
 
     arrived: dict[str, tuple[int, int]] = {}
-    with Connection(url) as conn:
+    with broker_connection(url) as conn:
         queue(conn.default_channel).declare()
-    client = redis.Redis.from_url(url)
+    client = broker_client(url)
     ready.set()
     while not stop.is_set():
         first = client.brpop([queue.name], timeout=0.2)
@@ -219,7 +219,7 @@ def listen(url: str, queue: Queue, stop: Any, ready: Any, count: Any, results: A
 
 def echo(url: str, requests: Queue, stop: Any, ready: Any) -> None:
     """The baseline: consume a request, publish its reply, ack (no work in between)."""
-    with Connection(url) as conn:
+    with broker_connection(url) as conn:
         channel = conn.channel()
         requests(channel).declare()
         producer = Producer(conn.channel())
@@ -421,7 +421,7 @@ def open_lines(url: str, accounts: int, run: str, ring: KeyRing, timeout_s: floa
     started = time.monotonic()
     opened: set[str] = set()
     queue = Queue(f"bench.checkout.opened.{run}", exchange=EVENTS_EXCHANGE, routing_key=OPENED, durable=False)
-    with Connection(url) as conn:
+    with broker_connection(url) as conn:
         declare_topology(conn)
         channel = conn.channel()
         queue(channel).declare()
@@ -498,7 +498,7 @@ def run_checkout_benchmark(
         echo_stop.set()
         echoer.join(10)
         workers.stop()
-        with Connection(broker_url) as conn:
+        with broker_connection(broker_url) as conn:
             for queue in (echo_queue, *(t.listen for t in targets.values())):
                 queue(conn.default_channel).delete()
         if not keep:

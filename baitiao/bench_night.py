@@ -32,6 +32,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 
 from baitiao.bench_close import BUSINESS_DATE, run_baseline
+from shared.broker import broker_client
 
 SERVICES = ("accounts", "collections", "restructuring")
 # (job, the time of day beat sends it at)
@@ -192,7 +193,7 @@ def run_night_benchmark(
     from baitiao.simulation.environment import drop_databases
     from shared.celery_app import job_celery_app
 
-    refuse_busy_broker(redis.Redis.from_url(broker_url))
+    refuse_busy_broker(broker_client(broker_url))
     run = uuid.uuid4().hex[:8]
     prefix = f"bench_night_{run}"
     db_urls = migrated_databases(pg_url, prefix)
@@ -210,7 +211,7 @@ def run_night_benchmark(
         environment, workers = start_workers(db_urls, broker_url, out_dir, prefix)
         celery = job_celery_app("baitiao.bench.night", broker_url)
         start_s = wait_for_workers(celery, len(SERVICES))
-        settling = Settling(redis.Redis.from_url(broker_url), engines)
+        settling = Settling(broker_client(broker_url), engines)
         settling.wait(time.monotonic(), workers.check_alive)
         progress("the night")
         night_started = time.monotonic()

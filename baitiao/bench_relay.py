@@ -28,10 +28,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-import redis
-from kombu import Connection, Producer
+from kombu import Producer
 from sqlalchemy import MetaData, create_engine, select, update
 
+from shared.broker import broker_client, broker_connection
 from shared.bus.outbox import Outbox, PendingEvent
 from shared.bus.relay import OutboxRelay, envelope_from_row, publish_envelopes
 from shared.bus.tables import add_bus_tables
@@ -128,15 +128,15 @@ def run_relay_benchmark(url: str, db_url: str, n: int, rounds: int = 3) -> dict[
     table = add_bus_tables(metadata)["outbox"]
     metadata.drop_all(engine)
     metadata.create_all(engine)
-    client = redis.Redis.from_url(url)
+    client = broker_client(url)
     queues = [events_queue_name(s) for s in ("collections", "restructuring")]
     timings: dict[str, list[float]] = {"baseline": [], "ours": [], "ours_unsigned": []}
-    with Connection(url) as connection:
+    with broker_connection(url) as connection:
         declare_topology(connection)
         producer = Producer(connection.channel(), exchange=EVENTS_EXCHANGE)
         key = SigningKey.generate("accounts")
-        relay = OutboxRelay(engine, table, Connection(url), "accounts", signer=key)
-        unsigned = _UnsignedRelay(engine, table, Connection(url), "accounts", signer=key)
+        relay = OutboxRelay(engine, table, broker_connection(url), "accounts", signer=key)
+        unsigned = _UnsignedRelay(engine, table, broker_connection(url), "accounts", signer=key)
         for _ in range(rounds):
             for name, once in (
                 ("baseline", lambda: _baseline_once(engine, table, producer)),

@@ -139,7 +139,7 @@ def beat(loglevel: str) -> None:
 
     settings = _settings()
     with broker_for_command(settings, lifetime=True) as url:
-        app = make_beat_app(url, settings.beat_lock_timeout)
+        app = make_beat_app(url, settings.beat_lock_timeout, settings)
         app.start(["beat", "--loglevel", loglevel])
 
 
@@ -239,9 +239,9 @@ def jobs_run(name: str, business_date: date, at: str | None, timeout: int) -> No
 
 def _check_broker(url: str) -> None:
     """Fail in seconds (kombu's OperationalError) rather than retry for minutes."""
-    from kombu import Connection
+    from shared.broker import broker_connection
 
-    with Connection(url, connect_timeout=3) as connection:
+    with broker_connection(url, connect_timeout=3) as connection:
         connection.ensure_connection(max_retries=1)
 
 

@@ -112,11 +112,13 @@ def beat(max_age: float | None) -> None:
     """Alive when a beat holds the lock and renewed it within MAX_AGE seconds."""
     import redis
 
+    from shared.broker import broker_client
+
     settings = get_settings()
     lock_timeout = settings.beat_lock_timeout
     limit = max_age if max_age is not None else 2.0 * beat_max_loop_interval(lock_timeout)
-    client = redis.Redis.from_url(
-        settings.resolved_broker_url(), socket_timeout=FETCH_TIMEOUT_S, socket_connect_timeout=FETCH_TIMEOUT_S
+    client = broker_client(
+        settings.resolved_broker_url(), settings, socket_timeout=FETCH_TIMEOUT_S, socket_connect_timeout=FETCH_TIMEOUT_S
     )
     try:
         ttl_ms = client.pttl(BEAT_LOCK_KEY)

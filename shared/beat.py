@@ -15,6 +15,7 @@ from celery.schedules import crontab
 
 from shared.bus.topology import jobs_queue_name
 from shared.celery_app import job_celery_app
+from shared.settings import Settings
 
 # job task name, queue's service, when (Asia/Shanghai)
 BEAT_SCHEDULE = {
@@ -27,8 +28,10 @@ BEAT_SCHEDULE = {
 }
 
 
-def make_beat_app(broker_url: str, lock_timeout: int = 60) -> Celery:
-    app = job_celery_app("baitiao.beat", broker_url)
+def make_beat_app(broker_url: str, lock_timeout: int = 60, settings: Settings | None = None) -> Celery:
+    """The beat's app; over TLS, redbeat's own Redis connection too (``redbeat_redis_use_ssl``,
+    set with Celery's by :func:`shared.broker.celery_tls_config`)."""
+    app = job_celery_app("baitiao.beat", broker_url, settings)
     app.conf.beat_scheduler = "redbeat.RedBeatScheduler"
     app.conf.redbeat_redis_url = broker_url
     app.conf.redbeat_key_prefix = "baitiao.beat:"

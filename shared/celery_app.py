@@ -12,9 +12,8 @@ import threading
 from typing import Any
 
 from celery import Celery, bootsteps, signals
-from kombu.connection import Connection
-
 from shared import metrics
+from shared.broker import broker_connection, celery_tls_config
 from shared.bus import faults
 from shared.bus.consumer import ConsumerConfig, EventConsumer
 from shared.bus.handling import EventApplier
@@ -43,10 +42,13 @@ from shared.transient import Backoff, is_transient
 log = get_logger(__name__)
 
 
-def base_celery_config(broker_url: str) -> dict[str, Any]:
+def base_celery_config(broker_url: str, settings: Settings | None = None) -> dict[str, Any]:
+    """The common configuration; TLS to the broker and the result backend when ``broker_url``
+    is ``rediss://`` (``settings``' TLS files, default the environment's)."""
     return {
         "broker_url": broker_url,
         "result_backend": broker_url,
+        **celery_tls_config(broker_url, settings),
         "broker_transport_options": jobs_transport_options(),
         "result_backend_transport_options": {"visibility_timeout": JOBS_VISIBILITY_TIMEOUT},
         "broker_connection_retry_on_startup": True,
@@ -74,12 +76,15 @@ def base_celery_config(broker_url: str) -> dict[str, Any]:
     }
 
 
-def job_celery_app(name: str, broker_url: str) -> Celery:
+def job_celery_app(name: str, broker_url: str, settings: Settings | None = None) -> Celery:
     """A Celery app of the system (a service's, the beat's, a command line's): the common
     configuration, and every job message it sends put on record until its task is done
-    (``shared/lost_job_messages.py``)."""
+    (``shared/lost_job_messages.py``). ``settings`` (default: the environment's) stay on the
+    app as ``baitiao_settings``, for the clients of the broker it opens beside Celery's."""
+    settings = settings or get_settings()
     app = Celery(name, amqp=RecordingAMQP)
-    app.conf.update(base_celery_config(broker_url))
+    app.conf.update(base_celery_config(broker_url, settings))
+    app.baitiao_settings = settings
     return app
 
 
@@ -150,7 +155,7 @@ class EventBusStep(bootsteps.StartStopStep):
         relay = OutboxRelay(
             engine,
             definition.bus.outbox,
-            Connection(url),
+            broker_connection(url, settings),
             definition.name,
             signer=key_ring(settings).signer(definition.name),
         )
@@ -171,14 +176,20 @@ class EventBusStep(bootsteps.StartStopStep):
             batch_wait_s=settings.event_batch_wait_ms / 1000,
             visibility_timeout=settings.visibility_timeout,
         )
-        self.consumer = EventConsumer(definition.name, url, applier, config)
+        self.consumer = EventConsumer(definition.name, url, applier, config, settings=settings)
         self.consumer.on_committed = self.relay_loop.wake.set
         # A job's events leave as soon as its slice commits, not at the relay's next poll.
         app.baitiao_relay_wake = self.relay_loop.wake.set
         loops = [(self.consumer.run, "events-consumer"), (self.relay_loop.run, "outbox-relay")]
         if definition.watches_unrouted:
             self.unrouted = UnroutedWatch(
-                definition.name, url, engine, definition.bus.dead_letters, SystemClock(), settings.visibility_timeout
+                definition.name,
+                url,
+                engine,
+                definition.bus.dead_letters,
+                SystemClock(),
+                settings.visibility_timeout,
+                settings=settings,
             )
             loops.append((self.unrouted.run, "unrouted-watch"))
         for target, name in loops:
@@ -186,7 +197,7 @@ class EventBusStep(bootsteps.StartStopStep):
             thread.start()
             self.threads.append(thread)
         if settings.metrics_port:
-            metrics.serve_metrics(settings.metrics_port, ServiceGauges.of(definition, engine, url))
+            metrics.serve_metrics(settings.metrics_port, ServiceGauges.of(definition, engine, url, settings))
         log.info("event_bus_started", service=definition.name, queue=f"{definition.name}.events")
 
     def terminate(self, worker: Any) -> None:
@@ -232,7 +243,7 @@ def make_service_app(definition: ServiceDefinition, settings: Settings | None = 
     """The Celery app of one service (its tasks are registered by the service's worker.py)."""
     check_kombu_version()
     settings = settings or get_settings()
-    app = job_celery_app(f"baitiao.{definition.name}", settings.resolved_broker_url())
+    app = job_celery_app(f"baitiao.{definition.name}", settings.resolved_broker_url(), settings)
     app.conf.task_default_queue = jobs_queue_name(definition.name)
     app.baitiao_service = definition
     app.baitiao_settings = settings

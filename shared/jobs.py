@@ -29,10 +29,10 @@ from datetime import date, datetime
 from typing import Any
 
 from celery import Celery
-from kombu.connection import Connection
 from sqlalchemy import Engine
 
 from shared import metrics
+from shared.broker import broker_connection
 from shared.bus.faults import maybe_hold
 from shared.bus.outbox import Outbox
 from shared.bus.relay import OutboxRelay
@@ -212,7 +212,9 @@ def publish_slice(app: Celery, definition: ServiceDefinition, engine: Engine) ->
 def _publish_own_outbox(app: Celery, definition: ServiceDefinition, engine: Engine) -> None:
     relay = _child_relays.get(definition.name)
     if relay is None:
-        relay = OutboxRelay(engine, definition.bus.outbox, Connection(app.conf.broker_url), definition.name)
+        relay = OutboxRelay(
+            engine, definition.bus.outbox, broker_connection(app.conf.broker_url, app.baitiao_settings), definition.name
+        )
         _child_relays[definition.name] = relay
     try:
         relay.drain()

@@ -43,6 +43,7 @@ from celery import Celery, bootsteps, states
 from celery.app.amqp import AMQP
 
 from shared import metrics
+from shared import broker
 from shared.bus.kombu_redis import priority_queue_keys
 from shared.job_timing import LOST_JOB_CONFIRM_SECONDS, LOST_JOB_SWEEP_SECONDS, UNACKED_MUTEX_SECONDS
 from shared.log import get_logger
@@ -91,7 +92,7 @@ def broker_client(app: Celery) -> redis.Redis:
     url = str(app.conf.broker_url)
     client = _clients.get(url)
     if client is None:
-        client = _clients[url] = redis.Redis.from_url(url)
+        client = _clients[url] = broker.broker_client(url, getattr(app, "baitiao_settings", None))
     return client
 
 

@@ -26,11 +26,13 @@ from typing import Any
 import redis
 from sqlalchemy import BigInteger, Date, DateTime, Engine, String, Table, cast, func, literal, null, select, union_all
 
+from shared.broker import broker_client
 from shared.bus.kombu_redis import unacked_keys, waiting_lists
 from shared.bus.topology import events_queue_name, jobs_queue_name
 from shared.clock import at_local
 from shared.log import get_logger
 from shared.service import ServiceDefinition
+from shared.settings import Settings
 
 log = get_logger(__name__)
 
@@ -82,8 +84,10 @@ class ServiceGauges:
         self._head: tuple[int, float] | None = None  # the oldest unpublished row, first seen when
 
     @classmethod
-    def of(cls, definition: ServiceDefinition, engine: Engine, broker_url: str) -> "ServiceGauges":
-        broker = redis.Redis.from_url(broker_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    def of(
+        cls, definition: ServiceDefinition, engine: Engine, broker_url: str, settings: Settings | None = None
+    ) -> "ServiceGauges":
+        broker = broker_client(broker_url, settings, socket_timeout=1.0, socket_connect_timeout=1.0)
         return cls(
             definition.name,
             engine,

@@ -15,6 +15,10 @@ Conventions a docker compose user expects:
 - a password may be given apart from its URL (``BAITIAO_BROKER_PASSWORD``,
   ``BAITIAO_<SERVICE>_DB_PASSWORD``, or their ``_FILE`` forms): it is put into the URL,
   which then carries no secret in the process's environment;
+- a ``rediss://`` broker URL is Redis over TLS: the server's certificate is verified
+  (against ``BAITIAO_BROKER_TLS_CA_FILE``, or the system's trust store) and its name
+  checked, for every client of the broker (:meth:`Settings.broker_tls`, the one place
+  that turns these settings into the ssl options, ``shared/broker.py`` the clients);
 - a half-configured deployment is refused with :class:`ConfigurationError`: a broker
   with a service's database missing would otherwise run that service on a fresh SQLite
   file, and a server database without a broker on an embedded Redis nobody else reaches.
@@ -23,6 +27,7 @@ Conventions a docker compose user expects:
 from __future__ import annotations
 
 import os
+import ssl
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +86,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".baitiao")
     broker_url: str | None = None
     broker_password: str | None = Field(None, repr=False)
+    # Redis over TLS (a rediss:// broker URL): paths of PEM files. The CA that signed the
+    # server's certificate (none: the system's trust store); a client certificate and its
+    # key, for a server that asks for one (redis-server --tls-auth-clients yes).
+    broker_tls_ca_file: Path | None = None
+    broker_tls_cert_file: Path | None = None
+    broker_tls_key_file: Path | None = None
     accounts_db_url: str | None = None
     accounts_db_password: str | None = Field(None, repr=False)
     collections_db_url: str | None = None
@@ -149,10 +160,63 @@ class Settings(BaseSettings):
         return self.broker_url is None
 
     def resolved_broker_url(self) -> str:
-        if self.broker_url:
-            return with_password(self.broker_url, self.broker_password)
-        self.check_broker_configured()
-        return f"redis://127.0.0.1:{self.embedded_broker_port}/0"
+        url = self.broker_url or f"redis://127.0.0.1:{self.embedded_broker_port}/0"
+        if not self.broker_url:
+            self.check_broker_configured()
+        self.check_broker_tls_configured(url)
+        return with_password(url, self.broker_password) if self.broker_url else url
+
+    def broker_tls(self, url: str | None = None) -> dict[str, Any] | None:
+        """The ssl options of a client of the broker at ``url`` (default: this process's
+        broker), in the form kombu's ``Connection(ssl=...)``, Celery's ``broker_use_ssl``
+        and ``redis_backend_use_ssl``, redbeat's ``redbeat_redis_use_ssl`` and redis-py's
+        ``Redis(...)`` all take; None for a plain ``redis://`` URL.
+
+        The server's certificate is always verified (``ssl.CERT_REQUIRED``; redis-py checks
+        the host name too): kombu alone would connect to a ``rediss://`` URL given no options
+        without verifying anything."""
+        url = url if url is not None else self.resolved_broker_url()
+        if not url.startswith("rediss://"):
+            return None
+        self.check_broker_tls_configured(url)
+        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        for key, path in (
+            ("ssl_ca_certs", self.broker_tls_ca_file),
+            ("ssl_certfile", self.broker_tls_cert_file),
+            ("ssl_keyfile", self.broker_tls_key_file),
+        ):
+            if path is not None:
+                options[key] = str(path)
+        return options
+
+    def check_broker_tls_configured(self, url: str) -> None:
+        """Refuse TLS files beside a broker ``url`` that is not ``rediss://`` (they would be
+        ignored, and the operator believe the traffic encrypted), a key without its
+        certificate (or the reverse), and a file that cannot be read."""
+        given = {
+            name: path
+            for name, path in (
+                ("BAITIAO_BROKER_TLS_CA_FILE", self.broker_tls_ca_file),
+                ("BAITIAO_BROKER_TLS_CERT_FILE", self.broker_tls_cert_file),
+                ("BAITIAO_BROKER_TLS_KEY_FILE", self.broker_tls_key_file),
+            )
+            if path is not None
+        }
+        if not given:
+            return
+        if not url.startswith("rediss://"):
+            raise ConfigurationError(
+                f"{', '.join(given)} set but BAITIAO_BROKER_URL is not a rediss:// URL: TLS is "
+                "used only with rediss:// (set it so, or unset the TLS files)"
+            )
+        if (self.broker_tls_cert_file is None) != (self.broker_tls_key_file is None):
+            raise ConfigurationError(
+                "BAITIAO_BROKER_TLS_CERT_FILE and BAITIAO_BROKER_TLS_KEY_FILE go together: "
+                "a client certificate needs its key"
+            )
+        for name, path in given.items():
+            if not path.is_file():
+                raise ConfigurationError(f"{name}={path}: no such file")
 
     def configured_db_services(self) -> tuple[ServiceName, ...]:
         """The services whose database this process was given (all three when embedded)."""

@@ -106,9 +106,8 @@ def _publish(event_type: str, payload: dict[str, Any], aggregate_id: str, on: da
     """One command onto the topic exchange (routing key = its type); returns its event id.
     ``on``: the business date it is made on (noon, Asia/Shanghai), for a system on simulated
     time as ``jobs run --date``; None: now."""
-    from kombu import Connection
-
     from baitiao.publishing import publish_envelope
+    from shared.broker import broker_connection
     from shared.clock import at_local, default_clock
     from shared.embedded_broker import broker_for_command
     from shared.events.envelope import new_envelope
@@ -123,7 +122,7 @@ def _publish(event_type: str, payload: dict[str, Any], aggregate_id: str, on: da
         producer=OPERATORS_DESK,
         occurred_at=at_local(on, "12:00") if on else default_clock.now(),
     )
-    with broker_for_command(settings) as url, Connection(url) as connection:
+    with broker_for_command(settings) as url, broker_connection(url, settings) as connection:
         try:  # the operators' desk signs its commands: only a holder of its key is obeyed
             return publish_envelope(connection, body, OPERATORS_DESK, key_ring(settings))
         except LookupError as exc:

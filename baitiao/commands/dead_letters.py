@@ -64,8 +64,7 @@ def dlq_replay(letter_id: tuple[ServiceName, int]) -> None:
     """Publish a dead letter (ID as SERVICE:N from `dlq list`) to its queue again.
 
     A discarded letter is refused."""
-    from kombu import Connection
-
+    from shared.broker import broker_connection
     from shared.bus.dead_letters import LetterRetired, get_dead_letter, replay_dead_letter
     from shared.clock import SystemClock
     from shared.embedded_broker import broker_for_command
@@ -76,7 +75,7 @@ def dlq_replay(letter_id: tuple[ServiceName, int]) -> None:
     table = registry.definition(name).bus.dead_letters
     if get_dead_letter(engine, table, number).state == "discarded":  # before any broker is started
         raise click.ClickException(f"dead letter {name}:{number} was discarded; it is not replayed")
-    with broker_for_command(settings) as url, Connection(url, connect_timeout=3) as conn:
+    with broker_for_command(settings) as url, broker_connection(url, settings, connect_timeout=3) as conn:
         conn.ensure_connection(max_retries=1)  # an unreachable broker fails now, not after minutes
         try:
             letter = replay_dead_letter(engine, table, number, conn, SystemClock().now())

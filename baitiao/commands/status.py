@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from baitiao import registry
 from baitiao.commands.databases import database_exists, service_engine, sqlite_file
 from baitiao.commands.errors import explain, one_line
+from shared.broker import broker_client
 from shared.bus.kombu_redis import unacked_keys, waiting_lists
 from shared.bus.dead_letters import count_open_letters
 from shared.bus.topology import events_queue_name, jobs_queue_name
@@ -76,7 +77,7 @@ def _broker(settings: Settings) -> tuple[redis.Redis | None, dict[str, Any]]:
     kind = "embedded" if settings.embedded else "configured"
     if not url.startswith(("redis://", "rediss://")):
         return None, {"url": shown, "kind": kind, "state": "not inspected (not a redis:// URL)"}
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    client = broker_client(url, settings, socket_connect_timeout=2, socket_timeout=5)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -292,10 +292,9 @@ def replay_letter(letter_id: str, desk: DeskDep, user: UserDep) -> dict[str, Any
 
 
 def replay(desk: Desk, who: User, letter_id: str) -> dict[str, Any]:
-    from kombu import Connection
-
     from baitiao import registry
     from baitiao.commands.databases import service_engine
+    from shared.broker import broker_connection
     from shared.bus.dead_letters import LetterRetired, replay_dead_letter
     from shared.settings import SERVICES
 
@@ -303,7 +302,8 @@ def replay(desk: Desk, who: User, letter_id: str) -> dict[str, Any]:
     if service not in SERVICES or not number.isdigit():
         raise HTTPException(422, "a letter id is SERVICE:N")
     table = registry.definition(service).bus.dead_letters
-    with Connection(desk.settings.resolved_broker_url(), connect_timeout=3) as connection:
+    url = desk.settings.resolved_broker_url()
+    with broker_connection(url, desk.settings, connect_timeout=3) as connection:
         try:
             letter = replay_dead_letter(
                 service_engine(desk.settings, service),  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ def create_app(settings: Settings, desk_settings: DeskSettings | None = None, *,
     desk_settings = desk_settings or DeskSettings()
     engine = engine_for(desk_settings.database_url(settings.data_dir))
     state.upgrade(engine)
-    bus = DeskBus(settings.resolved_broker_url(), engine, key_ring(settings)) if with_bus else None
+    bus = DeskBus(settings.resolved_broker_url(), engine, key_ring(settings), settings) if with_bus else None
     desk = Desk(
         settings=settings,
         desk=desk_settings,

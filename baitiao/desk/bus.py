@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from kombu import Connection, Consumer, Queue
+from kombu import Consumer, Queue
 from kombu.entity import binding
 from sqlalchemy import Engine, update
 
 from baitiao.desk import state
 from baitiao.desk.commands import REPLIES
 from baitiao.publishing import publish_envelope
+from shared.broker import broker_connection
 from shared.bus.topology import EVENTS_EXCHANGE, declare_topology
 from shared.events.signing import KeyRing
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -38,11 +40,12 @@ class _Waiter:
 class DeskBus:
     """Publishes the desk's commands and hears their answers (start, then stop)."""
 
-    def __init__(self, broker_url: str, engine: Engine, ring: KeyRing):
+    def __init__(self, broker_url: str, engine: Engine, ring: KeyRing, settings: Settings | None = None):
         self.broker_url = broker_url
+        self.settings = settings  # its TLS files, for a rediss:// broker (default: the environment's)
         self.engine = engine
         self.ring = ring  # the desk signs its commands as their producer (collectors' desk, ...)
-        self._publishing = Connection(broker_url, connect_timeout=5)
+        self._publishing = broker_connection(broker_url, settings, connect_timeout=5)
         self._publish_lock = threading.Lock()
         self._declared = False
         self._waiters: dict[str, _Waiter] = {}
@@ -95,7 +98,7 @@ class DeskBus:
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            with Connection(self.broker_url, connect_timeout=3) as connection:
+            with broker_connection(self.broker_url, self.settings, connect_timeout=3) as connection:
                 self.queue(connection.default_channel).delete()
         except Exception:  # noqa: BLE001 - a broker gone at shutdown leaves a queue no one reads
             log.warning("desk_reply_queue_not_deleted", queue=self.queue.name)
@@ -104,7 +107,7 @@ class DeskBus:
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
-                with Connection(self.broker_url, connect_timeout=5) as connection:
+                with broker_connection(self.broker_url, self.settings, connect_timeout=5) as connection:
                     declare_topology(connection)
                     self.queue(connection.default_channel).declare()
                     with Consumer(connection, [self.queue], callbacks=[self._on_message], accept=["json"]):

@@ -23,8 +23,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
-from kombu import Connection
 
 from baitiao import registry
 from baitiao.simulation.behaviour import Mix, Portfolio
@@ -32,6 +30,7 @@ from baitiao.simulation.environment import RunEnvironment, WorkerProcesses, fres
 from baitiao.simulation.faults import KillDrill, KillPlan
 from baitiao.simulation.tally import Tally
 from baitiao.simulation.wire import Observer, OutgoingEvent, Publisher, Quiescence, prepare_bus
+from shared.broker import broker_client, broker_connection
 from shared.bus.topology import jobs_queue_name
 from shared.celery_app import job_celery_app
 from shared.db import make_engine
@@ -130,8 +129,8 @@ class Driver:
         self.workers = WorkerProcesses(self.run_env, config.worker_concurrency, config.workers_per_service)
         self.drill = KillDrill(self.workers, config.kills) if config.kills else None
         url = self.run_env.broker_url
-        self.redis = redis.Redis.from_url(url)
-        self.connection = Connection(url)
+        self.redis = broker_client(url)
+        self.connection = broker_connection(url)
         self.connection.ensure_connection(max_retries=5)
         prepare_bus(self.connection)
         self.observer = Observer(self.connection, self.redis, f"simulator.observer.s{config.seed}")

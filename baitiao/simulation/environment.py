@@ -23,11 +23,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from baitiao.processes import die_with_parent
+from shared.broker import broker_client
 from shared.settings import SERVICES, Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ def fresh_environment(out_dir: Path, use_running_workers: bool) -> RunEnvironmen
         url = ensure_embedded_broker(run_settings)
     else:
         url = settings.resolved_broker_url()
-        redis.Redis.from_url(url).flushdb()
+        broker_client(url).flushdb()
     prefix = None
     configured = {s: getattr(settings, f"{s}_db_url") for s in SERVICES}
     if all(configured.values()):

@@ -24,18 +24,21 @@ from kombu.messaging import Consumer
 from kombu.message import Message
 
 from shared import metrics
+from shared.broker import broker_connection
 from shared.bus import faults
 from shared.bus.handling import BatchOutcome, Delivery, EventApplier
 from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, sweep_expired
 from shared.bus.topology import declare_topology, events_queue
 from shared.log import get_logger
+from shared.settings import Settings
 from shared.transient import Backoff, is_transient
 
 log = get_logger(__name__)
 
 
-def events_connection(url: str, visibility_timeout: int, service: str) -> Connection:
-    return Connection(url, transport_options=events_transport_options(visibility_timeout, service))
+def events_connection(url: str, visibility_timeout: int, service: str, settings: Settings | None = None) -> Connection:
+    """A service's events connection (its own unacked keys; TLS when ``url`` is ``rediss://``)."""
+    return broker_connection(url, settings, transport_options=events_transport_options(visibility_timeout, service))
 
 
 @dataclass
@@ -64,11 +67,18 @@ class EventConsumer:
     """Consumes ``<service>.events`` in batches until told to stop."""
 
     def __init__(
-        self, service: str, broker_url: str, applier: EventApplier, config: ConsumerConfig, queue: Queue | None = None
+        self,
+        service: str,
+        broker_url: str,
+        applier: EventApplier,
+        config: ConsumerConfig,
+        queue: Queue | None = None,
+        settings: Settings | None = None,
     ):
         self.service = service
         self.queue = queue or events_queue(service)
         self.broker_url = broker_url
+        self.settings = settings
         self.applier = applier
         self.config = config
         self.stopping = threading.Event()
@@ -99,7 +109,9 @@ class EventConsumer:
         while not self.stopping.is_set():
             self._heartbeat.beat()
             try:
-                with events_connection(self.broker_url, self.config.visibility_timeout, self.service) as conn:
+                with events_connection(
+                    self.broker_url, self.config.visibility_timeout, self.service, self.settings
+                ) as conn:
                     # A few quick tries: the backoff below does the long waiting.
                     conn.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5, interval_max=2)
                     declare_topology(conn)

@@ -1,12 +1,13 @@
 """What an outside producer (a payment gateway, a checkout, the collectors' desk) needs
 to be believed: its envelope signed with its own key, then published with plain kombu.
 
-    from kombu import Connection, Producer
+    from kombu import Producer
+    from shared.broker import broker_connection
     from shared.bus.outside_producer import publish_signed
     from shared.events.signing import signing_key
 
     key = signing_key(open("/run/secrets/payment-gateway.key").read())
-    with Connection(url) as conn:
+    with broker_connection(url) as conn:  # a rediss:// URL: TLS, the server verified
         publish_signed(Producer(conn.default_channel), envelope, key)
 
 A producer that does not ship this package signs as docs/events.md ("Signatures") says;

@@ -29,12 +29,14 @@ from kombu.message import Message
 from sqlalchemy import Engine, Table, insert
 
 from shared import metrics
+from shared.broker import broker_connection
 from shared.bus.kombu_redis import BulkTake, ack_many, events_transport_options, sweep_expired
 from shared.bus.topology import UNROUTED_QUEUE, declare_topology, reaches_a_service, unrouted_queue
 from shared.clock import Clock
 from shared.db import transaction
 from shared.events.payloads import PAYLOADS
 from shared.log import get_logger
+from shared.settings import Settings
 
 log = get_logger(__name__)
 
@@ -59,9 +61,11 @@ class UnroutedWatch:
         visibility_timeout: int = 60,
         batch_size: int = 500,
         sweep_every_s: float = 5.0,
+        settings: Settings | None = None,
     ):
         self.service = service
         self.broker_url = broker_url
+        self.settings = settings
         self.engine = engine
         self.dead_letters = dead_letters
         self.clock = clock
@@ -81,7 +85,7 @@ class UnroutedWatch:
         while not self.stopping.is_set():
             try:
                 options = events_transport_options(self.visibility_timeout, UNROUTED_QUEUE)
-                with Connection(self.broker_url, transport_options=options) as conn:
+                with broker_connection(self.broker_url, self.settings, transport_options=options) as conn:
                     conn.ensure_connection(max_retries=3)
                     declare_topology(conn)
                     self._watch(conn)

@@ -115,3 +115,62 @@ def test_the_embedded_default_needs_nothing(tmp_path: Path) -> None:
     assert settings.configured_db_services() == ("accounts", "collections", "restructuring")
     assert settings.db_url("accounts") == f"sqlite:///{tmp_path.resolve() / 'accounts.db'}"
     assert settings.resolved_broker_url() == "redis://127.0.0.1:6399/0"
+
+
+def test_a_rediss_broker_verifies_the_server_with_the_given_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import ssl
+
+    from shared.broker import broker_tls, celery_tls_config
+
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text("-----BEGIN-----\n", encoding="utf-8")
+    monkeypatch.setenv("BAITIAO_BROKER_URL", "rediss://redis:6380/0")
+    monkeypatch.setenv("BAITIAO_BROKER_TLS_CA_FILE", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("BAITIAO_BROKER_TLS_CERT_FILE", str(tmp_path / "client.pem"))
+    monkeypatch.setenv("BAITIAO_BROKER_TLS_KEY_FILE", str(tmp_path / "client.key"))
+    expected = {
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        "ssl_ca_certs": str(tmp_path / "ca.pem"),
+        "ssl_certfile": str(tmp_path / "client.pem"),
+        "ssl_keyfile": str(tmp_path / "client.key"),
+    }
+    settings = Settings()
+    assert settings.broker_tls() == expected
+    assert broker_tls(settings.resolved_broker_url()) == expected  # the environment's, by default
+    conf = celery_tls_config(settings.resolved_broker_url(), settings)
+    assert conf["broker_use_ssl"] == conf["redis_backend_use_ssl"] == conf["redbeat_redis_use_ssl"] == expected
+
+
+def test_a_rediss_broker_without_files_still_verifies_against_the_system_trust_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ssl
+
+    monkeypatch.setenv("BAITIAO_BROKER_URL", "rediss://redis:6380/0")
+    assert Settings().broker_tls() == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def test_a_plain_broker_has_no_tls_and_refuses_tls_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from shared.broker import celery_tls_config
+
+    monkeypatch.setenv("BAITIAO_BROKER_URL", "redis://redis:6379/0")
+    assert Settings().broker_tls() is None and celery_tls_config("redis://redis:6379/0") == {}
+    (tmp_path / "ca.pem").write_text("-----BEGIN-----\n", encoding="utf-8")
+    monkeypatch.setenv("BAITIAO_BROKER_TLS_CA_FILE", str(tmp_path / "ca.pem"))
+    with pytest.raises(ConfigurationError, match="BAITIAO_BROKER_TLS_CA_FILE set but .* not a rediss:// URL"):
+        Settings().resolved_broker_url()
+
+
+def test_a_client_key_needs_its_certificate_and_the_files_must_exist(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BAITIAO_BROKER_URL", "rediss://redis:6380/0")
+    monkeypatch.setenv("BAITIAO_BROKER_TLS_KEY_FILE", str(tmp_path / "client.key"))
+    with pytest.raises(ConfigurationError, match="go together"):
+        Settings().broker_tls()
+    monkeypatch.delenv("BAITIAO_BROKER_TLS_KEY_FILE")
+    monkeypatch.setenv("BAITIAO_BROKER_TLS_CA_FILE", str(tmp_path / "absent.pem"))
+    with pytest.raises(ConfigurationError, match="BAITIAO_BROKER_TLS_CA_FILE=.*absent.pem: no such file"):
+        Settings().resolved_broker_url()
