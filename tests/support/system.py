@@ -135,14 +135,16 @@ class OutsideSystem:
         observer: str | None = None,
         transport_options: dict[str, Any] | None = None,
         ring: Any = None,
+        ssl: dict[str, Any] | None = None,
     ):
         """``observer``: the name of an observer queue to attach to again (after a broker
         restart) instead of a new one. ``ring``: the keys it signs with (default: the test
-        session's, tests/support/signing.py)."""
+        session's, tests/support/signing.py). ``ssl``: kombu's ssl options, for a
+        ``rediss://`` broker."""
         from tests.support.signing import TEST_RING
 
         self.ring = ring or TEST_RING
-        self.conn = Connection(broker_url, transport_options=transport_options or {})
+        self.conn = Connection(broker_url, transport_options=transport_options or {}, ssl=ssl or False)
         self.conn.ensure_connection(max_retries=3)
         self.observer = Queue(
             observer or f"test.observer.{uuid.uuid4().hex[:8]}",
