@@ -43,9 +43,12 @@ from tests.deployment.compose import ROOT, Project, Service
 
 PG_HOST, PG_PORT, PG_ADMIN = "127.0.0.1", 5432, "postgres"
 SERVICES = ("accounts", "collections", "restructuring")
+DATABASES = (*SERVICES, "desk")  # deploy/postgres-init.sh's databases, each with its user
 # The container ports of the compose file, mapped to private ones on loopback.
 REDIS_CONTAINER_PORT = "6379"
 METRICS_CONTAINER_PORT = "9100"
+# The settings that name a port an app process listens on: each gets a free one here.
+PORT_SETTINGS = ("BAITIAO_METRICS_PORT", "BAITIAO_DESK_PORT")
 
 
 def free_port() -> int:
@@ -111,7 +114,15 @@ class Running:
     proc: subprocess.Popen[bytes]
     env: dict[str, str]
     log: Path
-    metrics_port: int | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.ports.get("BAITIAO_METRICS_PORT")
+
+    @property
+    def desk_port(self) -> int | None:
+        return self.ports.get("BAITIAO_DESK_PORT")
 
     @property
     def label(self) -> str:
@@ -148,9 +159,9 @@ class Stack:
             value = str(self.data_dir) + value[len("/data") :]
         value = re.sub(r"(?<=[/@])redis:6379\b", f"127.0.0.1:{self.redis_port}", value)
         value = re.sub(r"(?<=[/@])postgres:5432\b", f"{PG_HOST}:{PG_PORT}", value)
-        return re.sub(r"\bbaitiao_(accounts|collections|restructuring)\b", rf"{self.db_prefix}_\1", value)
+        return re.sub(r"\bbaitiao_(accounts|collections|restructuring|desk)\b", rf"{self.db_prefix}_\1", value)
 
-    def container_env(self, service: Service, metrics_port: int | None = None) -> dict[str, str]:
+    def container_env(self, service: Service, ports: dict[str, int] | None = None) -> dict[str, str]:
         env = {
             "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.data_dir),
@@ -159,8 +170,9 @@ class Stack:
         }
         for key, value in service.environment.items():
             env[key] = self.host_value(value, service.name)
-        if "BAITIAO_METRICS_PORT" in env:
-            env["BAITIAO_METRICS_PORT"] = str(metrics_port or free_port())
+        for name in PORT_SETTINGS:
+            if name in env:
+                env[name] = str((ports or {}).get(name) or free_port())
         return env
 
     def write_secrets(self, service: Service) -> None:
@@ -227,9 +239,10 @@ class Stack:
             f"postgresql+psycopg://{PG_ADMIN}@{PG_HOST}:{PG_PORT}/postgres", isolation_level="AUTOCOMMIT"
         )
         with admin.connect() as conn:
-            for service in SERVICES:
-                name = f"{self.db_prefix}_{service}"
+            names = [f"{self.db_prefix}_{database}" for database in DATABASES]
+            for name in names:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in names:  # a role goes once no database grants it anything
                 conn.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
         admin.dispose()
 
@@ -240,8 +253,8 @@ class Stack:
         assert service.builds_app, f"{name} is not an app service"
         self.write_secrets(service)
         instance = 1 + sum(1 for r in self.running if r.service == name)
-        metrics_port = free_port() if "BAITIAO_METRICS_PORT" in service.environment else None
-        env = self.container_env(service, metrics_port)
+        ports = {name: free_port() for name in PORT_SETTINGS if name in service.environment}
+        env = self.container_env(service, ports)
         log = self.logs / f"{name}-{instance}.log"
         proc = subprocess.Popen(
             [str(self.bin_dir / "baitiao"), *service.command],
@@ -252,7 +265,7 @@ class Stack:
             start_new_session=True,
             preexec_fn=self.user.preexec,
         )
-        running = Running(name, instance, proc, env, log, metrics_port)
+        running = Running(name, instance, proc, env, log, ports)
         self.running.append(running)
         if wait and service.healthcheck:
             self.wait_healthy(service, env, label=running.label, proc=proc, log=log)
@@ -265,13 +278,16 @@ class Stack:
         self.running.remove(running)
         assert code == 0, f"{name} exited {code}: {running.log.read_text(errors='replace')[-3000:]}"
 
-    def run(self, name: str, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """``docker compose run --rm <name> <args>``: one command with that service's environment."""
+    def run(
+        self, name: str, args: list[str], timeout: float = 300, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``docker compose run --rm [-e K=V] <name> <args>``: one command with that
+        service's environment (and ``extra_env``, as ``-e`` gives it)."""
         service = self.project.services[name]
         self.write_secrets(service)
         return subprocess.run(
             [str(self.bin_dir / "baitiao"), *args],
-            env=self.container_env(service),
+            env={**self.container_env(service), **(extra_env or {})},
             cwd=str(self.data_dir),
             capture_output=True,
             text=True,
