@@ -47,6 +47,7 @@ DATABASES = (*SERVICES, "desk")  # deploy/postgres-init.sh's databases, each wit
 # The container ports of the compose file, mapped to private ones on loopback.
 REDIS_CONTAINER_PORT = "6379"
 METRICS_CONTAINER_PORT = "9100"
+REDIS_CONFIG_MOUNT = "/etc/baitiao/redis"  # ./deploy/redis, mounted read-only
 # The settings that name a port an app process listens on: each gets a free one here.
 PORT_SETTINGS = ("BAITIAO_METRICS_PORT", "BAITIAO_DESK_PORT")
 
@@ -190,18 +191,27 @@ class Stack:
 
     # -- the infrastructure -----------------------------------------------------------
     def start_redis(self) -> None:
+        """The compose service's command (deploy/redis/start.sh and redis-server's
+        arguments) with its mounts and secrets mapped here: its ACL users get their
+        passwords from the secrets written as compose writes them."""
         service = self.project.services["redis"]
+        self.write_secrets(service)
         args = [
-            a.replace(REDIS_CONTAINER_PORT, str(self.redis_port)) if a == REDIS_CONTAINER_PORT else a
+            str(self.redis_port)
+            if a == REDIS_CONTAINER_PORT
+            else a.replace(REDIS_CONFIG_MOUNT, str(ROOT / "deploy" / "redis"))
             for a in service.command
         ]
-        assert args[0] == "redis-server", args
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        assert args[:2] == ["sh", str(ROOT / "deploy" / "redis" / "start.sh")], args
+        env = {
+            "PATH": f"{Path(shutil.which('redis-server') or '/usr/bin/redis-server').parent}:/usr/bin:/bin",
+            "BAITIAO_REDIS_SECRETS": str(self.secrets_dir / "redis"),
+            "BAITIAO_REDIS_ACL_FILE": str(self.redis_dir / "users.acl"),
+        }
         # The image's working directory is its volume, /data: here a private directory.
         self.redis = subprocess.Popen(
             [
-                binary,
-                *args[1:],
+                *args,
                 "--bind",
                 "127.0.0.1",
                 "--dir",
@@ -211,11 +221,14 @@ class Stack:
                 "--logfile",
                 str(self.logs / "redis.log"),
             ],
-            stdout=subprocess.DEVNULL,
+            env=env,
+            stdout=open(self.logs / "redis-start.log", "ab"),
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
-        self.wait_healthy(service, self._redis_env(service), label="redis")
+        self.wait_healthy(
+            service, self._redis_env(service), label="redis", proc=self.redis, log=self.logs / "redis.log"
+        )
 
     def _redis_env(self, service: Service) -> dict[str, str]:
         return {"PATH": "/usr/bin:/bin", **service.environment}
@@ -386,8 +399,13 @@ class Stack:
 
     @property
     def broker_url(self) -> str:
-        """The broker as an outside system on this machine reaches it (with the password)."""
+        """The broker as its administrator reaches it from this machine (the default user)."""
         return f"redis://:{self.project.secrets['redis_password']}@127.0.0.1:{self.redis_port}/0"
+
+    def broker_url_as(self, user: str) -> str:
+        """The broker as one of its ACL users (deploy/redis/users.acl) reaches it."""
+        password = self.project.secrets[f"redis_{user.replace('-', '_')}_password"]
+        return f"redis://{user}:{password}@127.0.0.1:{self.redis_port}/0"
 
 
 def new_stack_root() -> Path:

@@ -20,7 +20,10 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
+from kombu import Connection, Producer
+
 from baitiao.desk.commands import PRODUCERS
+from shared.bus.outside_producer import publish_signed
 
 from shared.events.signing import verify_text
 from tests.deployment.compose import ROOT, env_file, load_project, start_order
@@ -28,7 +31,7 @@ from tests.support.signing import SIGNING_KEYS, TEST_RING
 from tests.deployment.prometheus import dashboard_queries, running_prometheus
 from tests.deployment.stack import Stack, build_image_environment, new_stack_root
 from tests.support.customers import credit_line, new_id, purchase, repayment
-from tests.support.system import OutsideSystem
+from tests.support.system import OutsideSystem, envelope
 
 pytestmark = pytest.mark.deployment
 
@@ -36,19 +39,19 @@ APP_SERVICES = ("worker-accounts", "worker-collections", "worker-restructuring",
 CHECKOUT_TOKEN = f"checkout-{new_id('t')}"
 # What each app service is given: the databases it reaches, the secrets mounted for it.
 GIVEN: dict[str, tuple[set[str], set[str]]] = {
-    "worker-accounts": ({"ACCOUNTS"}, {"redis_password", "accounts_db_password", "accounts_signing_key"}),
+    "worker-accounts": ({"ACCOUNTS"}, {"redis_accounts_password", "accounts_db_password", "accounts_signing_key"}),
     "worker-collections": (
         {"COLLECTIONS"},
-        {"redis_password", "collections_db_password", "collections_signing_key", "sms_http_token"},
+        {"redis_collections_password", "collections_db_password", "collections_signing_key", "sms_http_token"},
     ),
     "worker-restructuring": (
         {"RESTRUCTURING"},
-        {"redis_password", "restructuring_db_password", "restructuring_signing_key"},
+        {"redis_restructuring_password", "restructuring_db_password", "restructuring_signing_key"},
     ),
-    "beat": (set(), {"redis_password"}),
+    "beat": (set(), {"redis_beat_password"}),
     "api": (
         {"ACCOUNTS", "COLLECTIONS", "RESTRUCTURING", "DESK"},
-        {"redis_password", "desk_db_password", "desk_session_secret", "desk_checkout_token", "desk_signing_keys"},
+        {"redis_desk_password", "desk_db_password", "desk_session_secret", "desk_checkout_token", "desk_signing_keys"},
     ),
 }
 
@@ -104,7 +107,9 @@ def test_each_process_gets_only_its_own_secrets(stack: Stack) -> None:
 
 
 def _outside(stack: Stack) -> OutsideSystem:
-    return OutsideSystem(stack.broker_url)
+    """An outside system as the administrator, its observer a tap (``tap.*``: a queue every
+    outside producer may push a copy onto, shared/bus/broker_users.py)."""
+    return OutsideSystem(stack.broker_url, observer=f"tap.observer.{new_id('o')}")
 
 
 def _cli(stack: Stack, *args: str) -> dict | list:
@@ -239,6 +244,47 @@ def test_the_desk_reads_the_services_databases_and_cannot_write_them(stack: Stac
                     conn.execute(text(f'DELETE FROM "{table}"'))
         finally:
             engine.dispose()
+
+
+def test_an_outside_producer_feeds_only_the_queues_its_events_are_routed_to(stack: Stack) -> None:
+    """payment-gateway's Redis user: its signed repayment is applied; it cannot push onto a
+    service queue it does not feed, publish a type routed there, read or take from a queue,
+    change a binding or flush the broker. Nor can a worker's user flush it."""
+    out = _outside(stack)
+    account = new_id("acc")
+    mine = lambda p: p.get("account_id") == account  # noqa: E731
+    gateway_url = stack.broker_url_as("payment-gateway")
+    gateway = redis.Redis.from_url(gateway_url)
+    try:
+        out.publish("credit.line.granted", credit_line(account, "5000.00"), account)
+        out.wait_for("credit.line.opened", mine, timeout=60)
+        out.publish("purchase.requested", purchase(account, "200.00"), account)
+        out.wait_for("purchase.approved", mine, timeout=60)
+        paid = envelope("repayment.received", repayment(account, "200.00", "2026-02-20T10:00:00+08:00"), account)
+        with Connection(gateway_url) as connection:
+            publish_signed(Producer(connection.default_channel), paid, TEST_RING.signer("payment-gateway"))
+            cured = envelope("account.cured", {"account_id": account}, account, producer="payment-gateway")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                publish_signed(Producer(connection.default_channel), cured, TEST_RING.signer("payment-gateway"))
+        assert out.wait_for("repayment.applied", mine, timeout=60)[0]["payload"]["amount"] == "200.00"
+        refused = [
+            lambda: gateway.lpush("collections.events", b"{}"),
+            lambda: gateway.lpush("restructuring.events", b"{}"),
+            lambda: gateway.rpop("accounts.events"),
+            lambda: gateway.lrange("accounts.events", 0, -1),
+            lambda: gateway.sadd("_kombu.binding.baitiao.events", "x"),
+            lambda: gateway.delete("accounts.events"),
+            lambda: gateway.flushall(),
+            lambda: redis.Redis.from_url(stack.broker_url_as("accounts")).flushall(),
+        ]
+        for attempt in refused:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                attempt()
+        letters = _cli(stack, "dlq", "list", "--json")
+        assert letters == [], letters
+    finally:
+        gateway.close()
+        out.close()
 
 
 def test_sigterm_stops_every_process_within_its_grace_period_holding_nothing(stack: Stack) -> None:
