@@ -51,6 +51,28 @@ def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
     )
 
 
+@bench.command("transport")
+@click.option("-n", "count", type=click.IntRange(min=1), default=50000, show_default=True, help="Backlog messages.")
+@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True, help="Pipeline and take size.")
+@click.option("--rate", type=click.FloatRange(min=1), default=1000.0, show_default=True, help="Paced messages/s.")
+@click.option("--paced", "paced_n", type=click.IntRange(min=1), default=5000, show_default=True)
+def bench_transport(count: int, batch: int, rate: float, paced_n: int) -> None:
+    """The bus's Redis lists beside a Redis Streams consumer group (the transport alone)."""
+    from baitiao.bench_transport import run_transport_benchmark
+    from shared.embedded_broker import broker_for_command
+
+    with broker_for_command(get_settings()) as url:
+        result = run_transport_benchmark(url, count, batch, rate, paced_n)
+    click.echo(json.dumps(result, indent=2))
+    lists, streams, ratio = result["lists"], result["streams"], result["streams_vs_lists"]
+    click.echo(
+        f"take+ack: lists {lists['take_ack_us']} us/msg, streams {streams['take_ack_us']} us/msg "
+        f"(ratio {ratio['take_ack_us']}); publish: {lists['publish_us']} vs {streams['publish_us']} us/msg "
+        f"({ratio['publish_us']}); p99 at {result['paced_rate_per_s']:g}/s: {lists['p99_ms']} vs "
+        f"{streams['p99_ms']} ms ({ratio['p99_ms']})"
+    )
+
+
 @bench.command("relay")
 @click.option(
     "-n", "count", type=click.IntRange(min=1), default=20000, show_default=True, help="Outbox rows per round."
