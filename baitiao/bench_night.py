@@ -6,7 +6,8 @@ In one run, on PostgreSQL and Redis:
    (default 1,000,000 accounts, 10% overdue by 1 to 120 days yesterday, so every stage of
    collections holds cases), as the night before left it: accounts' bills, levels and
    marks; collections' customers, cases (stage by DPD) and bills; restructuring's account
-   and bill views (:mod:`baitiao.bench_night_portfolio`);
+   and bill views, and a share of active installment plans (2% by default) in all three
+   (:mod:`baitiao.bench_night_portfolio`, :mod:`baitiao.bench_night_plans`);
 2. the baseline: the daily close's hand-written SQL (``bench close``'s), on the same
    accounts database, rolled back;
 3. the real workers started, then the night's jobs sent as beat sends them, each run to
@@ -182,6 +183,7 @@ def run_night_benchmark(
     accounts: int = 1_000_000,
     overdue_share: float = 0.10,
     dpd_spread: int = 120,
+    plan_share: float = 0.02,
     out_dir: Path = Path(".baitiao/bench-night"),
     keep: bool = False,
     progress: Callable[[str], None] = lambda line: None,
@@ -202,7 +204,7 @@ def run_night_benchmark(
     try:
         progress(f"writing the portfolio: {accounts:,} accounts")
         started = time.monotonic()
-        overdue = seed_portfolio(engines, accounts, overdue_share, dpd_spread)
+        overdue, plans = seed_portfolio(engines, accounts, overdue_share, dpd_spread, plan_share)
         portfolio_s = time.monotonic() - started
         progress("the close's SQL baseline")
         baseline_s = run_baseline(engines["accounts"])
@@ -229,6 +231,7 @@ def run_night_benchmark(
         "accounts": accounts,
         "overdue_accounts": overdue,
         "dpd_spread": dpd_spread,
+        "active_plans": plans,
         "business_date": BUSINESS_DATE.isoformat(),
         "portfolio_build_s": round(portfolio_s, 1),
         "workers_start_s": round(start_s, 1),

@@ -6,8 +6,9 @@ every ``1/overdue_share``-th account ``k`` days past due yesterday, ``k`` spread
 ``dpd_spread - 1``. Collections knows every customer (name and a phone, for its SMS) and
 holds an open case at yesterday's DPD and stage for every account overdue yesterday, with
 its bill (the report notice already sent). Restructuring's views hold every account, and
-the overdue bills with their episode assessed. Nobody holds a plan or a promise: the
-night's plan monitor has nothing to watch.
+the overdue bills with their episode assessed. A share of the accounts that are not
+overdue holds an active installment plan (:mod:`baitiao.bench_night_plans`). Nobody
+holds a promise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 from baitiao.bench_close import BUSINESS_DATE, build_portfolio
+from baitiao.bench_night_plans import seed_plans
 from services.collections.domain.stages import stage_for
 
 YESTERDAY = BUSINESS_DATE.fromordinal(BUSINESS_DATE.toordinal() - 1)
@@ -54,9 +56,11 @@ _RESTRUCTURING = [
 ]
 
 
-def seed_portfolio(engines: dict[str, Engine], accounts: int, overdue_share: float, dpd_spread: int) -> int:
+def seed_portfolio(
+    engines: dict[str, Engine], accounts: int, overdue_share: float, dpd_spread: int, plan_share: float
+) -> tuple[int, int]:
     """Write the portfolio into the three (migrated, empty) databases; returns the overdue
-    bills."""
+    bills and the active plans."""
     overdue = build_portfolio(engines["accounts"], accounts, overdue_share, dpd_spread)
     with engines["accounts"].connect() as conn:
         strays = conn.scalar(text("SELECT count(*) FROM accounts WHERE account_id <> 'acc-' || pk"))
@@ -69,5 +73,8 @@ def seed_portfolio(engines: dict[str, Engine], accounts: int, overdue_share: flo
         with engines[service].begin() as conn:
             for statement in statements:
                 conn.execute(text(statement.replace("{stages}", stages)), params)
+    plans = seed_plans(engines, accounts, every, plan_share, BUSINESS_DATE)
+    for engine in engines.values():
+        with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
-    return overdue
+    return overdue, plans

@@ -205,8 +205,18 @@ def bench_checkout(
     show_default=True,
     help="Overdue accounts are 0 to this many days past due yesterday, evenly.",
 )
+@click.option(
+    "--plans",
+    "plan_share",
+    type=click.FloatRange(0, 0.5),
+    default=0.02,
+    show_default=True,
+    help="Share of accounts (not overdue) holding an active installment plan.",
+)
 @own_databases
-def bench_night(accounts: int, overdue_share: float, dpd_spread: int, pg_url: str, keep: bool) -> None:
+def bench_night(
+    accounts: int, overdue_share: float, dpd_spread: int, plan_share: float, pg_url: str, keep: bool
+) -> None:
     """The night's jobs, as beat runs them, through the real workers, until the bus is quiet."""
     from baitiao.bench_night import run_night_benchmark
     from shared.embedded_broker import broker_for_command
@@ -218,6 +228,7 @@ def bench_night(accounts: int, overdue_share: float, dpd_spread: int, pg_url: st
             accounts,
             overdue_share,
             dpd_spread,
+            plan_share,
             keep=keep,
             progress=lambda line: click.echo(line, err=True),
         )

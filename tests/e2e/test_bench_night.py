@@ -15,7 +15,15 @@ from tests.support.system import PG_BASE, fresh_redis_db
 
 pytestmark = pytest.mark.e2e
 
-ACCOUNTS = 3000  # 300 overdue, at 0 to 119 days yesterday
+ACCOUNTS = 3000  # 300 overdue, at 0 to 119 days yesterday; 60 plans
+
+
+def plans_oracle(accounts: int, overdue_every: int = 10, plan_every: int = 50) -> tuple[int, int]:
+    """The plans baitiao/bench_night_plans.py writes, counted here by hand: how many, and how
+    many fall overdue tonight (a late plan's second installment due yesterday, the 19th)."""
+    plans = [g for g in range(plan_every // 2, accounts + 1, plan_every) if g % overdue_every]
+    tonight = [g for g in plans if (g // plan_every) % 3 == 0 and 1 + (g // plan_every) % 28 == 19]
+    return len(plans), len(tonight)
 
 
 def test_the_night_runs_every_job_to_its_end_and_the_services_apply_what_it_causes(redis_db, tmp_path) -> None:
@@ -23,6 +31,8 @@ def test_the_night_runs_every_job_to_its_end_and_the_services_apply_what_it_caus
     result = run_night_benchmark(url, f"{PG_BASE}/postgres", ACCOUNTS, 0.10, 120, out_dir=tmp_path)
 
     assert result["overdue_accounts"] == 300
+    plans, overdue_tonight = plans_oracle(ACCOUNTS)
+    assert result["active_plans"] == plans == 60 and overdue_tonight == 1
     jobs = {row["job"]: row for row in result["jobs"]}
     assert [row["job"] for row in result["jobs"]] == [name for name, _ in NIGHT]
     assert jobs["statements"]["summary"]["status"] == "no_statement_day"  # the 20th: no statement
@@ -32,8 +42,12 @@ def test_the_night_runs_every_job_to_its_end_and_the_services_apply_what_it_caus
     # (DPD 0 yesterday: the 120th and the 240th overdue) assessed once by restructuring
     assert close["events_emitted"]["accounts"] >= 300
     assert close["events_emitted"]["restructuring"] == 2
+    monitor = jobs["plan-monitor"]
+    assert (monitor["summary"]["overdue"], monitor["summary"]["defaulted"]) == (overdue_tonight, 0)
+    assert monitor["events_emitted"]["restructuring"] == overdue_tonight  # plan.installment.overdue
     daily = jobs["collections-daily"]["summary"]
-    assert daily["cases"] == 300  # the 298 open yesterday and the 2 the close's events opened
+    # the 298 open yesterday, the 2 the close's events opened, and every plan (its reminders)
+    assert daily["cases"] == 300 + plans
     dispatch = jobs["contact-dispatch"]["summary"]
     assert dispatch["sent"] == dispatch["contacts"] == daily["contacts_queued"] > 0
     for row in result["jobs"]:
