@@ -213,11 +213,21 @@ def bench_checkout(
     show_default=True,
     help="Share of accounts (not overdue) holding an active installment plan.",
 )
+@click.option(
+    "--date",
+    "night",
+    type=click.Choice(["2026-03-20", "2026-04-01"]),
+    default="2026-03-20",
+    show_default=True,
+    help="The night: a day like any other, or the 1st (statements bill the month, the credit report).",
+)
 @own_databases
 def bench_night(
-    accounts: int, overdue_share: float, dpd_spread: int, plan_share: float, pg_url: str, keep: bool
+    accounts: int, overdue_share: float, dpd_spread: int, plan_share: float, night: str, pg_url: str, keep: bool
 ) -> None:
     """The night's jobs, as beat runs them, through the real workers, until the bus is quiet."""
+    from datetime import date
+
     from baitiao.bench_night import run_night_benchmark
     from shared.embedded_broker import broker_for_command
 
@@ -229,6 +239,7 @@ def bench_night(
             overdue_share,
             dpd_spread,
             plan_share,
+            date.fromisoformat(night),
             keep=keep,
             progress=lambda line: click.echo(line, err=True),
         )

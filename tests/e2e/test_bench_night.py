@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from baitiao.bench_night import NIGHT, run_night_benchmark
+from datetime import date
+
+from baitiao.bench_night import NIGHT, night_jobs, run_night_benchmark
 from tests.support.system import PG_BASE, fresh_redis_db
 
 pytestmark = pytest.mark.e2e
@@ -59,3 +61,20 @@ def test_the_night_runs_every_job_to_its_end_and_the_services_apply_what_it_caus
     # the ratio of the unrounded times (the baseline here takes a few hundredths of a second)
     ratio = result["night_s"] / result["baseline_close_sql_s"]
     assert result["ratio_night_to_close_baseline"] == pytest.approx(ratio, rel=0.05)
+
+
+def test_the_first_of_the_month_bills_the_purchases_and_sends_the_credit_report(redis_db, tmp_path) -> None:
+    url = fresh_redis_db(redis_db + 9)
+    result = run_night_benchmark(url, f"{PG_BASE}/postgres", ACCOUNTS, 0.10, 120, 0.02, date(2026, 4, 1), tmp_path)
+
+    assert result["business_date"] == "2026-04-01"
+    assert [row["job"] for row in result["jobs"]] == [name for name, _ in night_jobs(date(2026, 4, 1))]
+    assert "credit-report" in [row["job"] for row in result["jobs"]] and len(result["jobs"]) == len(NIGHT) + 1
+    jobs = {row["job"]: row for row in result["jobs"]}
+    bought = sum(1 for g in range(1, ACCOUNTS + 1) if 1 <= g % 10 <= 6)  # six in ten bought in March
+    statements = jobs["statements"]
+    assert statements["summary"]["bills_issued"] == bought == 1800
+    assert statements["events_emitted"]["accounts"] == bought  # bill.issued, one a bill
+    report = jobs["credit-report"]["summary"]
+    assert (report["month"], report["accounts"], report["already_generated"]) == ("2026-03", ACCOUNTS, False)
+    assert jobs["daily-close"]["summary"]["bills_overdue"] == 300
