@@ -21,6 +21,19 @@ def own_databases(command: Callable[..., None]) -> Callable[..., None]:
     )(command)
 
 
+def portfolio_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--accounts`` and ``--overdue``: the size of a benchmark's generated portfolio."""
+    command = click.option(
+        "--overdue",
+        "overdue_share",
+        type=click.FloatRange(0.001, 1),
+        default=0.10,
+        show_default=True,
+        help="Share of accounts overdue.",
+    )(command)
+    return click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)(command)
+
+
 @click.group()
 def bench() -> None:
     """Benchmarks (figures as ratios to a same-run baseline)."""
@@ -99,15 +112,7 @@ def bench_relay(count: int, db_url: str) -> None:
 
 
 @bench.command("close")
-@click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option(
-    "--overdue",
-    "overdue_share",
-    type=click.FloatRange(0, 1),
-    default=0.10,
-    show_default=True,
-    help="Share of accounts overdue.",
-)
+@portfolio_options
 @click.option(
     "--orm-sample",
     type=click.IntRange(min=1),
@@ -189,15 +194,7 @@ def bench_checkout(
 
 
 @bench.command("night")
-@click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option(
-    "--overdue",
-    "overdue_share",
-    type=click.FloatRange(0.001, 1),
-    default=0.10,
-    show_default=True,
-    help="Share of accounts overdue.",
-)
+@portfolio_options
 @click.option(
     "--dpd-spread",
     type=click.IntRange(min=1),
