@@ -1,5 +1,5 @@
 # Shortcuts; each target is one documented command.
-.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout bench-night migrate
+.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout bench-night bench-transport migrate
 
 install:
 	pip install -c constraints.txt -e ".[dev]"
@@ -17,7 +17,7 @@ migrate:
 	baitiao db upgrade
 
 # The benchmarks need Redis and PostgreSQL on 127.0.0.1 (BAITIAO_BROKER_URL for Redis).
-bench: bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout bench-night
+bench: bench-bus bench-close bench-consumers bench-relay bench-transport bench-collections bench-checkout bench-night
 
 bench-bus:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench bus -n 20000
@@ -30,6 +30,9 @@ bench-consumers:
 
 bench-relay:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench relay -n 20000
+
+bench-transport:
+	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench transport
 
 bench-collections:
 	python scripts/bench_collections_jobs.py 2000

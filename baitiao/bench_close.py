@@ -47,11 +47,13 @@ def _fresh_database(url: str) -> Engine:
     return create_engine(url)
 
 
-def build_portfolio(engine: Engine, accounts: int, overdue_share: float, dpd_spread: int = 40) -> int:
+def build_portfolio(
+    engine: Engine, accounts: int, overdue_share: float, dpd_spread: int = 40, business_date: date = BUSINESS_DATE
+) -> int:
     """Accounts, one bill each (statement 03-01); every 1/share-th account is overdue, by
-    1 to ``dpd_spread`` days yesterday."""
+    1 to ``dpd_spread`` days yesterday (the day before ``business_date``)."""
     every = max(1, round(1 / overdue_share))
-    yesterday = BUSINESS_DATE.toordinal() - 1
+    yesterday = business_date.toordinal() - 1
     with engine.begin() as conn:
         conn.execute(
             text("""
@@ -73,13 +75,13 @@ def build_portfolio(engine: Engine, accounts: int, overdue_share: float, dpd_spr
                    CASE WHEN a.pk % :every = 0 THEN 100000 ELSE 0 END, 0, 0, 0, 0, 0, 0, 'statement',
                    :yesterday, CASE WHEN a.pk % :every = 0 THEN NULL ELSE :statement END
             FROM accounts a
-            CROSS JOIN LATERAL (SELECT DATE '2026-03-19' - ((a.pk / :every) % :spread)::int AS due) d"""),
+            CROSS JOIN LATERAL (SELECT CAST(:yesterday AS date) - ((a.pk / :every) % :spread)::int AS due) d"""),
             {
                 "statement": STATEMENT,
-                "ord0": BUSINESS_DATE.toordinal() - 1,
+                "ord0": yesterday,
                 "every": every,
                 "spread": dpd_spread,
-                "yesterday": BUSINESS_DATE.fromordinal(yesterday),
+                "yesterday": date.fromordinal(yesterday),
             },
         )
         # A steady state: yesterday's close already ran, so levels, flags and marks match yesterday's DPD.
@@ -100,7 +102,7 @@ def build_portfolio(engine: Engine, accounts: int, overdue_share: float, dpd_spr
                    credit_limit_fen = CASE WHEN b.dpd >= 4 THEN 250000 ELSE 500000 END,
                    last_overdue_on = CASE WHEN b.dpd >= 1 THEN :yesterday END
             FROM bills b WHERE b.account_pk = a.pk AND b.unpaid_principal_fen > 0"""),
-            {"yesterday": BUSINESS_DATE.fromordinal(yesterday)},
+            {"yesterday": date.fromordinal(yesterday)},
         )
         conn.execute(text("ANALYZE"))
     with engine.connect() as conn:
@@ -140,8 +142,9 @@ BASELINE_SQL = [
 ]
 
 
-def run_baseline(engine: Engine) -> float:
-    params = {"d": BUSINESS_DATE, "ord": BUSINESS_DATE.toordinal()}
+def run_baseline(engine: Engine, business_date: date = BUSINESS_DATE) -> float:
+    """The close's hand-written SQL for ``business_date``, timed and rolled back."""
+    params = {"d": business_date, "ord": business_date.toordinal()}
     with engine.connect() as conn:
         transaction = conn.begin()
         started = time.perf_counter()

@@ -6,12 +6,14 @@ In one run, on PostgreSQL and Redis:
    (default 1,000,000 accounts, 10% overdue by 1 to 120 days yesterday, so every stage of
    collections holds cases), as the night before left it: accounts' bills, levels and
    marks; collections' customers, cases (stage by DPD) and bills; restructuring's account
-   and bill views (:mod:`baitiao.bench_night_portfolio`);
+   and bill views, and a share of active installment plans (2% by default) in all three
+   (:mod:`baitiao.bench_night_portfolio`, :mod:`baitiao.bench_night_plans`);
 2. the baseline: the daily close's hand-written SQL (``bench close``'s), on the same
    accounts database, rolled back;
 3. the real workers started, then the night's jobs sent as beat sends them, each run to
    its end: statements (00:10; bills only on a statement day), the daily close (00:30), the
-   plan monitor (01:00), collections-daily (08:00) and the first contact dispatch (08:00);
+   plan monitor (01:00), on the 1st the credit report (02:00), collections-daily (08:00)
+   and the first contact dispatch (08:00);
    after each, the time until every service had applied what it caused (queues empty,
    nothing unacked, outboxes relayed), and how long each service took to get there;
 4. each worker's peak memory (``VmHWM`` of every process of its tree, Linux's
@@ -35,7 +37,7 @@ from baitiao.bench_close import BUSINESS_DATE, run_baseline
 from shared.broker import broker_client
 
 SERVICES = ("accounts", "collections", "restructuring")
-# (job, the time of day beat sends it at)
+# (job, the time of day beat sends it at), in beat's order (shared/beat.py)
 NIGHT = (
     ("statements", "00:10"),
     ("daily-close", "00:30"),
@@ -43,6 +45,16 @@ NIGHT = (
     ("collections-daily", "08:00"),
     ("contact-dispatch", "08:00"),
 )
+FIRST_OF_MONTH = ("credit-report", "02:00")  # beat sends it on the 1st only
+
+
+def night_jobs(business_date: date) -> tuple[tuple[str, str], ...]:
+    """What beat sends the night of ``business_date``, in its order."""
+    if business_date.day != 1:
+        return NIGHT
+    return (*NIGHT[:3], FIRST_OF_MONTH, *NIGHT[3:])
+
+
 JOB_TIMEOUT_S = 3600.0
 SETTLE_TIMEOUT_S = 3600.0
 
@@ -154,7 +166,7 @@ def run_night(
 
     jobs = registry.all_jobs()
     rows = []
-    for name, at in NIGHT:
+    for name, at in night_jobs(business_date):
         service, spec = jobs[name]
         before = outbox_counts(engines)
         started = time.monotonic()
@@ -183,6 +195,8 @@ def run_night_benchmark(
     accounts: int = 1_000_000,
     overdue_share: float = 0.10,
     dpd_spread: int = 120,
+    plan_share: float = 0.02,
+    business_date: date = BUSINESS_DATE,
     out_dir: Path = Path(".baitiao/bench-night"),
     keep: bool = False,
     progress: Callable[[str], None] = lambda line: None,
@@ -203,10 +217,10 @@ def run_night_benchmark(
     try:
         progress(f"writing the portfolio: {accounts:,} accounts")
         started = time.monotonic()
-        overdue = seed_portfolio(engines, accounts, overdue_share, dpd_spread)
+        overdue, plans = seed_portfolio(engines, accounts, overdue_share, dpd_spread, plan_share, business_date)
         portfolio_s = time.monotonic() - started
         progress("the close's SQL baseline")
-        baseline_s = run_baseline(engines["accounts"])
+        baseline_s = run_baseline(engines["accounts"], business_date)
         progress("starting the workers")
         environment, workers = start_workers(db_urls, broker_url, out_dir, prefix)
         celery = job_celery_app("baitiao.bench.night", broker_url)
@@ -215,7 +229,7 @@ def run_night_benchmark(
         settling.wait(time.monotonic(), workers.check_alive)
         progress("the night")
         night_started = time.monotonic()
-        rows = run_night(celery, settling, engines, BUSINESS_DATE, workers.check_alive)
+        rows = run_night(celery, settling, engines, business_date, workers.check_alive)
         night_s = time.monotonic() - night_started
         memory = {service: [peak_memory(p.pid) for p in procs] for service, procs in workers.procs.items()}
     finally:
@@ -230,7 +244,8 @@ def run_night_benchmark(
         "accounts": accounts,
         "overdue_accounts": overdue,
         "dpd_spread": dpd_spread,
-        "business_date": BUSINESS_DATE.isoformat(),
+        "active_plans": plans,
+        "business_date": business_date.isoformat(),
         "portfolio_build_s": round(portfolio_s, 1),
         "workers_start_s": round(start_s, 1),
         "baseline_close_sql_s": round(baseline_s, 3),

@@ -5,24 +5,32 @@ Accounts: ``bench close``'s portfolio (:func:`baitiao.bench_close.build_portfoli
 every ``1/overdue_share``-th account ``k`` days past due yesterday, ``k`` spread over 0 to
 ``dpd_spread - 1``. Collections knows every customer (name and a phone, for its SMS) and
 holds an open case at yesterday's DPD and stage for every account overdue yesterday, with
-its bill (the report notice already sent). Restructuring's views hold every account, and
-the overdue bills with their episode assessed. Nobody holds a plan or a promise: the
-night's plan monitor has nothing to watch.
+its bill (the report notice already sent). Six accounts in ten bought something ten days
+before, not billed yet (on the 1st the statements job bills it). Restructuring's views hold every account, and
+the overdue bills with their episode assessed. A share of the accounts that are not
+overdue holds an active installment plan (:mod:`baitiao.bench_night_plans`). Nobody
+holds a promise.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
+
 from sqlalchemy import Engine, text
 
 from baitiao.bench_close import BUSINESS_DATE, build_portfolio
+from baitiao.bench_night_plans import seed_plans
 from services.collections.domain.stages import stage_for
+from shared.clock import SHANGHAI
 
-YESTERDAY = BUSINESS_DATE.fromordinal(BUSINESS_DATE.toordinal() - 1)
+# Six accounts in ten (never an overdue one) bought 300.00 ten days before the night,
+# not billed yet.
+PURCHASE_TENTHS = 6
 
 # The overdue accounts, as every database of the portfolio numbers them: account ``g`` is
 # overdue when ``g % every = 0``; ``k`` its DPD yesterday, ``due`` its bill's due date.
 _OVERDUE = """
-    SELECT g, (g / :every) % :spread AS k, DATE '2026-03-19' - ((g / :every) % :spread)::int AS due
+    SELECT g, (g / :every) % :spread AS k, CAST(:yesterday AS date) - ((g / :every) % :spread)::int AS due
     FROM generate_series(CAST(:every AS bigint), CAST(:n AS bigint), CAST(:every AS bigint)) AS g"""
 
 _COLLECTIONS = [
@@ -41,6 +49,14 @@ _COLLECTIONS = [
         WHERE o.k >= 1""",
 ]
 
+# The purchases of the month not billed yet: on the 1st, the statements job bills them.
+_PURCHASES = [
+    """INSERT INTO purchases (purchase_id, account_pk, amount_fen, merchant, requested_at, posted_on)
+       SELECT 'pur-' || g, g, 30000, 'bench', CAST(:requested_at AS timestamptz), CAST(:posted_on AS date)
+       FROM generate_series(1, :n) AS g WHERE g % 10 BETWEEN 1 AND :tenths""",
+    """UPDATE accounts SET unpaid_principal_fen = unpaid_principal_fen + 30000 WHERE pk % 10 BETWEEN 1 AND :tenths""",
+]
+
 _RESTRUCTURING = [
     """INSERT INTO account_views (account_id, opened_on, max_dpd, delinquency_as_of, episode_assessed)
        SELECT 'acc-' || g, DATE '2025-01-01', 0, :yesterday, false FROM generate_series(1, :n) AS g""",
@@ -54,20 +70,41 @@ _RESTRUCTURING = [
 ]
 
 
-def seed_portfolio(engines: dict[str, Engine], accounts: int, overdue_share: float, dpd_spread: int) -> int:
-    """Write the portfolio into the three (migrated, empty) databases; returns the overdue
-    bills."""
-    overdue = build_portfolio(engines["accounts"], accounts, overdue_share, dpd_spread)
+def seed_portfolio(
+    engines: dict[str, Engine],
+    accounts: int,
+    overdue_share: float,
+    dpd_spread: int,
+    plan_share: float,
+    business_date: date = BUSINESS_DATE,
+) -> tuple[int, int]:
+    """Write the portfolio into the three (migrated, empty) databases as it stands the
+    night of ``business_date``; returns the overdue bills and the active plans."""
+    overdue = build_portfolio(engines["accounts"], accounts, overdue_share, dpd_spread, business_date)
     with engines["accounts"].connect() as conn:
         strays = conn.scalar(text("SELECT count(*) FROM accounts WHERE account_id <> 'acc-' || pk"))
     if strays:
         raise RuntimeError("the accounts database was not empty: account pks must run from 1")
     every = max(1, round(1 / overdue_share))
-    params = {"n": accounts, "every": every, "spread": dpd_spread, "yesterday": YESTERDAY}
+    yesterday = date.fromordinal(business_date.toordinal() - 1)
+    params = {"n": accounts, "every": every, "spread": dpd_spread, "yesterday": yesterday}
+    posted_on = business_date - timedelta(days=10)
+    bought = {
+        "n": accounts,
+        "tenths": PURCHASE_TENTHS,
+        "posted_on": posted_on,
+        "requested_at": datetime.combine(posted_on, time(12), tzinfo=SHANGHAI),
+    }
+    with engines["accounts"].begin() as conn:
+        for statement in _PURCHASES:
+            conn.execute(text(statement), bought)
     stages = ", ".join(f"({k}, '{stage_for(k).value}')" for k in range(dpd_spread))
     for service, statements in (("collections", _COLLECTIONS), ("restructuring", _RESTRUCTURING)):
         with engines[service].begin() as conn:
             for statement in statements:
                 conn.execute(text(statement.replace("{stages}", stages)), params)
+    plans = seed_plans(engines, accounts, every, plan_share, business_date)
+    for engine in engines.values():
+        with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
-    return overdue
+    return overdue, plans

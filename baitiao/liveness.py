@@ -1,6 +1,6 @@
 """``baitiao health``: liveness checks for the container healthchecks (exit 0 alive, 1 not).
 
-Also runnable as ``python -m baitiao.liveness worker|beat``: the same commands without
+Also runnable as ``python -m baitiao.liveness worker|beat|api``: the same commands without
 loading the rest of the command line (every service's code), a third of a second
 instead of more than one, which matters to a check run every few seconds in every
 container.
@@ -133,6 +133,29 @@ def beat(max_age: float | None) -> None:
         click.echo(f"unhealthy: the beat last renewed {BEAT_LOCK_KEY} {age:.1f}s ago (max {limit:g}s)")
         sys.exit(1)
     click.echo(f"ok: the beat renewed its lock {max(age, 0.0):.1f}s ago")
+
+
+@health.command("api")
+@click.option(
+    "--url", default=None, help="[default: http://127.0.0.1:$BAITIAO_DESK_PORT/api/health, port 8000 if unset]."
+)
+def api(url: str | None) -> None:
+    """Alive when the desk answers its health endpoint with its bus link listening (or none)."""
+    import json
+
+    from baitiao.desk.settings import DeskSettings
+
+    url = url or f"http://127.0.0.1:{DeskSettings().port}/api/health"
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
+            answer = json.loads(response.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        click.echo(f"unhealthy: cannot read {url}: {exc}")
+        sys.exit(1)
+    if answer.get("status") != "ok" or answer.get("bus") == "connecting":
+        click.echo(f"unhealthy: {answer}")
+        sys.exit(1)
+    click.echo(f"ok: bus {answer.get('bus')}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ class FileSettingsSource(PydanticBaseSettingsSource):
     an empty secret of an empty variable); a missing file is an error."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        variable = f"BAITIAO_{field_name.upper()}_FILE"
+        prefix = str(self.settings_cls.model_config.get("env_prefix", "")).upper()
+        variable = f"{prefix}{field_name.upper()}_FILE"
         path = os.environ.get(variable, "")
         if not path:
             return None, field_name, False
@@ -78,7 +79,24 @@ class FileSettingsSource(PydanticBaseSettingsSource):
         return values
 
 
-class Settings(BaseSettings):
+class SettingsWithFiles(BaseSettings):
+    """Settings read from arguments, then the environment, then ``<PREFIX><NAME>_FILE`` files."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then the environment, then ``BAITIAO_<NAME>_FILE`` files."""
+        assert isinstance(env_settings, EnvSettingsSource)
+        return init_settings, env_settings, FileSettingsSource(settings_cls)
+
+
+class Settings(SettingsWithFiles):
     """Where things run. Product rules live in :mod:`shared.rules`."""
 
     model_config = SettingsConfigDict(env_prefix="BAITIAO_", extra="ignore", env_ignore_empty=True)
@@ -141,19 +159,6 @@ class Settings(BaseSettings):
     sms_http_retries: int = Field(3, ge=0, le=10)  # retries after the first try
     sms_http_backoff: float = Field(0.5, ge=0)  # seconds, doubled on each retry
     sms_repayment_link: str = "https://bt.example.cn/r"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Arguments first, then the environment, then ``BAITIAO_<NAME>_FILE`` files."""
-        assert isinstance(env_settings, EnvSettingsSource)
-        return init_settings, env_settings, FileSettingsSource(settings_cls)
 
     @property
     def embedded(self) -> bool:

@@ -21,6 +21,19 @@ def own_databases(command: Callable[..., None]) -> Callable[..., None]:
     )(command)
 
 
+def portfolio_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--accounts`` and ``--overdue``: the size of a benchmark's generated portfolio."""
+    command = click.option(
+        "--overdue",
+        "overdue_share",
+        type=click.FloatRange(0.001, 1),
+        default=0.10,
+        show_default=True,
+        help="Share of accounts overdue.",
+    )(command)
+    return click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)(command)
+
+
 @click.group()
 def bench() -> None:
     """Benchmarks (figures as ratios to a same-run baseline)."""
@@ -51,6 +64,28 @@ def bench_bus(count: int, batch_size: int, paced: int, db_url: str) -> None:
     )
 
 
+@bench.command("transport")
+@click.option("-n", "count", type=click.IntRange(min=1), default=50000, show_default=True, help="Backlog messages.")
+@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True, help="Pipeline and take size.")
+@click.option("--rate", type=click.FloatRange(min=1), default=1000.0, show_default=True, help="Paced messages/s.")
+@click.option("--paced", "paced_n", type=click.IntRange(min=1), default=5000, show_default=True)
+def bench_transport(count: int, batch: int, rate: float, paced_n: int) -> None:
+    """The bus's Redis lists beside a Redis Streams consumer group (the transport alone)."""
+    from baitiao.bench_transport import run_transport_benchmark
+    from shared.embedded_broker import broker_for_command
+
+    with broker_for_command(get_settings()) as url:
+        result = run_transport_benchmark(url, count, batch, rate, paced_n)
+    click.echo(json.dumps(result, indent=2))
+    lists, streams, ratio = result["lists"], result["streams"], result["streams_vs_lists"]
+    click.echo(
+        f"take+ack: lists {lists['take_ack_us']} us/msg, streams {streams['take_ack_us']} us/msg "
+        f"(ratio {ratio['take_ack_us']}); publish: {lists['publish_us']} vs {streams['publish_us']} us/msg "
+        f"({ratio['publish_us']}); p99 at {result['paced_rate_per_s']:g}/s: {lists['p99_ms']} vs "
+        f"{streams['p99_ms']} ms ({ratio['p99_ms']})"
+    )
+
+
 @bench.command("relay")
 @click.option(
     "-n", "count", type=click.IntRange(min=1), default=20000, show_default=True, help="Outbox rows per round."
@@ -77,15 +112,7 @@ def bench_relay(count: int, db_url: str) -> None:
 
 
 @bench.command("close")
-@click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option(
-    "--overdue",
-    "overdue_share",
-    type=click.FloatRange(0, 1),
-    default=0.10,
-    show_default=True,
-    help="Share of accounts overdue.",
-)
+@portfolio_options
 @click.option(
     "--orm-sample",
     type=click.IntRange(min=1),
@@ -167,15 +194,7 @@ def bench_checkout(
 
 
 @bench.command("night")
-@click.option("--accounts", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option(
-    "--overdue",
-    "overdue_share",
-    type=click.FloatRange(0.001, 1),
-    default=0.10,
-    show_default=True,
-    help="Share of accounts overdue.",
-)
+@portfolio_options
 @click.option(
     "--dpd-spread",
     type=click.IntRange(min=1),
@@ -183,9 +202,29 @@ def bench_checkout(
     show_default=True,
     help="Overdue accounts are 0 to this many days past due yesterday, evenly.",
 )
+@click.option(
+    "--plans",
+    "plan_share",
+    type=click.FloatRange(0, 0.5),
+    default=0.02,
+    show_default=True,
+    help="Share of accounts (not overdue) holding an active installment plan.",
+)
+@click.option(
+    "--date",
+    "night",
+    type=click.Choice(["2026-03-20", "2026-04-01"]),
+    default="2026-03-20",
+    show_default=True,
+    help="The night: a day like any other, or the 1st (statements bill the month, the credit report).",
+)
 @own_databases
-def bench_night(accounts: int, overdue_share: float, dpd_spread: int, pg_url: str, keep: bool) -> None:
+def bench_night(
+    accounts: int, overdue_share: float, dpd_spread: int, plan_share: float, night: str, pg_url: str, keep: bool
+) -> None:
     """The night's jobs, as beat runs them, through the real workers, until the bus is quiet."""
+    from datetime import date
+
     from baitiao.bench_night import run_night_benchmark
     from shared.embedded_broker import broker_for_command
 
@@ -196,6 +235,8 @@ def bench_night(accounts: int, overdue_share: float, dpd_spread: int, pg_url: st
             accounts,
             overdue_share,
             dpd_spread,
+            plan_share,
+            date.fromisoformat(night),
             keep=keep,
             progress=lambda line: click.echo(line, err=True),
         )

@@ -35,22 +35,25 @@ def _desk_engine(settings: Settings):  # type: ignore[no-untyped-def]
 
 @click.command("api")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None, help="Data directory.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--host", default=None, help="Address to listen on [default: $BAITIAO_DESK_HOST or 127.0.0.1].")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port [default: $BAITIAO_DESK_PORT or 8000].")
 @click.option("--read-only", is_flag=True, help="No broker: reads only, commands answer 503.")
-def api(data: Path | None, host: str, port: int, read_only: bool) -> None:
+def api(data: Path | None, host: str | None, port: int | None, read_only: bool) -> None:
     """Serve the desk: the HTTP API (/api, OpenAPI at /api/openapi.json) and its pages."""
     import uvicorn
 
     from baitiao.desk.app import create_app
+    from baitiao.desk.settings import DeskSettings
     from shared.embedded_broker import broker_for_command
 
     settings = _settings(data)
+    desk_settings = DeskSettings()
+    where = {"host": host or desk_settings.host, "port": port or desk_settings.port, "log_level": "warning"}
     if read_only:
-        uvicorn.run(create_app(settings, with_bus=False), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, desk_settings, with_bus=False), **where)
         return
     with broker_for_command(settings, lifetime=True):
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, desk_settings), **where)
 
 
 @click.group("desk")

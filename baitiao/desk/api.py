@@ -162,6 +162,14 @@ def logout(response: Response) -> Response:
     return response
 
 
+@router.get("/health", tags=["operations"])
+def health(desk: DeskDep) -> dict[str, str]:
+    """Alive, without a login (the container's healthcheck); ``bus``: ``listening`` when the
+    reply listener is connected, ``connecting`` while it is not, ``none`` when read-only."""
+    bus = "none" if desk.bus is None else ("listening" if desk.bus.listening else "connecting")
+    return {"status": "ok", "bus": bus}
+
+
 @router.get("/me", tags=["access"])
 def me(user: UserDep) -> dict[str, str]:
     who = require(user)

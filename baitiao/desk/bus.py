@@ -104,6 +104,11 @@ class DeskBus:
             log.warning("desk_reply_queue_not_deleted", queue=self.queue.name)
         self._publishing.release()
 
+    @property
+    def listening(self) -> bool:
+        """Whether the reply listener is connected and consuming now."""
+        return self._listening.is_set()
+
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
@@ -118,6 +123,7 @@ class DeskBus:
                             except TimeoutError:
                                 continue
             except Exception as exc:  # noqa: BLE001 - the broker went away: connect again
+                self._listening.clear()
                 log.warning("desk_listener_reconnecting", error=str(exc)[:200])
                 self._stop.wait(1.0)
 

@@ -108,10 +108,19 @@ def _binding_pattern(key: str) -> re.Pattern[str]:
     return re.compile(r"\.".join(r"[^.]+" if w == "*" else re.escape(w) for w in key.split(".")) + r"\Z")
 
 
+def services_bound_to(routing_key: str) -> tuple[str, ...]:
+    """The services whose queue binds ``routing_key`` (each gets a copy of such a message)."""
+    return tuple(
+        service
+        for service, keys in SERVICE_BINDINGS.items()
+        if any(_binding_pattern(key).match(routing_key) for key in keys)
+    )
+
+
 def reaches_a_service(routing_key: str) -> bool:
     """Whether a routing key matches a binding of some service's queue (which then judges
     the message itself)."""
-    return any(_binding_pattern(key).match(routing_key) for keys in SERVICE_BINDINGS.values() for key in keys)
+    return bool(services_bound_to(routing_key))
 
 
 def declare_topology(connection: Connection) -> None:

@@ -43,9 +43,13 @@ from tests.deployment.compose import ROOT, Project, Service
 
 PG_HOST, PG_PORT, PG_ADMIN = "127.0.0.1", 5432, "postgres"
 SERVICES = ("accounts", "collections", "restructuring")
+DATABASES = (*SERVICES, "desk")  # deploy/postgres-init.sh's databases, each with its user
 # The container ports of the compose file, mapped to private ones on loopback.
 REDIS_CONTAINER_PORT = "6379"
 METRICS_CONTAINER_PORT = "9100"
+REDIS_CONFIG_MOUNT = "/etc/baitiao/redis"  # ./deploy/redis, mounted read-only
+# The settings that name a port an app process listens on: each gets a free one here.
+PORT_SETTINGS = ("BAITIAO_METRICS_PORT", "BAITIAO_DESK_PORT")
 
 
 def free_port() -> int:
@@ -111,7 +115,15 @@ class Running:
     proc: subprocess.Popen[bytes]
     env: dict[str, str]
     log: Path
-    metrics_port: int | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.ports.get("BAITIAO_METRICS_PORT")
+
+    @property
+    def desk_port(self) -> int | None:
+        return self.ports.get("BAITIAO_DESK_PORT")
 
     @property
     def label(self) -> str:
@@ -148,9 +160,9 @@ class Stack:
             value = str(self.data_dir) + value[len("/data") :]
         value = re.sub(r"(?<=[/@])redis:6379\b", f"127.0.0.1:{self.redis_port}", value)
         value = re.sub(r"(?<=[/@])postgres:5432\b", f"{PG_HOST}:{PG_PORT}", value)
-        return re.sub(r"\bbaitiao_(accounts|collections|restructuring)\b", rf"{self.db_prefix}_\1", value)
+        return re.sub(r"\bbaitiao_(accounts|collections|restructuring|desk)\b", rf"{self.db_prefix}_\1", value)
 
-    def container_env(self, service: Service, metrics_port: int | None = None) -> dict[str, str]:
+    def container_env(self, service: Service, ports: dict[str, int] | None = None) -> dict[str, str]:
         env = {
             "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.data_dir),
@@ -159,8 +171,9 @@ class Stack:
         }
         for key, value in service.environment.items():
             env[key] = self.host_value(value, service.name)
-        if "BAITIAO_METRICS_PORT" in env:
-            env["BAITIAO_METRICS_PORT"] = str(metrics_port or free_port())
+        for name in PORT_SETTINGS:
+            if name in env:
+                env[name] = str((ports or {}).get(name) or free_port())
         return env
 
     def write_secrets(self, service: Service) -> None:
@@ -178,18 +191,27 @@ class Stack:
 
     # -- the infrastructure -----------------------------------------------------------
     def start_redis(self) -> None:
+        """The compose service's command (deploy/redis/start.sh and redis-server's
+        arguments) with its mounts and secrets mapped here: its ACL users get their
+        passwords from the secrets written as compose writes them."""
         service = self.project.services["redis"]
+        self.write_secrets(service)
         args = [
-            a.replace(REDIS_CONTAINER_PORT, str(self.redis_port)) if a == REDIS_CONTAINER_PORT else a
+            str(self.redis_port)
+            if a == REDIS_CONTAINER_PORT
+            else a.replace(REDIS_CONFIG_MOUNT, str(ROOT / "deploy" / "redis"))
             for a in service.command
         ]
-        assert args[0] == "redis-server", args
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        assert args[:2] == ["sh", str(ROOT / "deploy" / "redis" / "start.sh")], args
+        env = {
+            "PATH": f"{Path(shutil.which('redis-server') or '/usr/bin/redis-server').parent}:/usr/bin:/bin",
+            "BAITIAO_REDIS_SECRETS": str(self.secrets_dir / "redis"),
+            "BAITIAO_REDIS_ACL_FILE": str(self.redis_dir / "users.acl"),
+        }
         # The image's working directory is its volume, /data: here a private directory.
         self.redis = subprocess.Popen(
             [
-                binary,
-                *args[1:],
+                *args,
                 "--bind",
                 "127.0.0.1",
                 "--dir",
@@ -199,11 +221,14 @@ class Stack:
                 "--logfile",
                 str(self.logs / "redis.log"),
             ],
-            stdout=subprocess.DEVNULL,
+            env=env,
+            stdout=open(self.logs / "redis-start.log", "ab"),
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
-        self.wait_healthy(service, self._redis_env(service), label="redis")
+        self.wait_healthy(
+            service, self._redis_env(service), label="redis", proc=self.redis, log=self.logs / "redis.log"
+        )
 
     def _redis_env(self, service: Service) -> dict[str, str]:
         return {"PATH": "/usr/bin:/bin", **service.environment}
@@ -227,9 +252,10 @@ class Stack:
             f"postgresql+psycopg://{PG_ADMIN}@{PG_HOST}:{PG_PORT}/postgres", isolation_level="AUTOCOMMIT"
         )
         with admin.connect() as conn:
-            for service in SERVICES:
-                name = f"{self.db_prefix}_{service}"
+            names = [f"{self.db_prefix}_{database}" for database in DATABASES]
+            for name in names:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in names:  # a role goes once no database grants it anything
                 conn.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
         admin.dispose()
 
@@ -240,8 +266,8 @@ class Stack:
         assert service.builds_app, f"{name} is not an app service"
         self.write_secrets(service)
         instance = 1 + sum(1 for r in self.running if r.service == name)
-        metrics_port = free_port() if "BAITIAO_METRICS_PORT" in service.environment else None
-        env = self.container_env(service, metrics_port)
+        ports = {name: free_port() for name in PORT_SETTINGS if name in service.environment}
+        env = self.container_env(service, ports)
         log = self.logs / f"{name}-{instance}.log"
         proc = subprocess.Popen(
             [str(self.bin_dir / "baitiao"), *service.command],
@@ -252,7 +278,7 @@ class Stack:
             start_new_session=True,
             preexec_fn=self.user.preexec,
         )
-        running = Running(name, instance, proc, env, log, metrics_port)
+        running = Running(name, instance, proc, env, log, ports)
         self.running.append(running)
         if wait and service.healthcheck:
             self.wait_healthy(service, env, label=running.label, proc=proc, log=log)
@@ -265,13 +291,16 @@ class Stack:
         self.running.remove(running)
         assert code == 0, f"{name} exited {code}: {running.log.read_text(errors='replace')[-3000:]}"
 
-    def run(self, name: str, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """``docker compose run --rm <name> <args>``: one command with that service's environment."""
+    def run(
+        self, name: str, args: list[str], timeout: float = 300, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``docker compose run --rm [-e K=V] <name> <args>``: one command with that
+        service's environment (and ``extra_env``, as ``-e`` gives it)."""
         service = self.project.services[name]
         self.write_secrets(service)
         return subprocess.run(
             [str(self.bin_dir / "baitiao"), *args],
-            env=self.container_env(service),
+            env={**self.container_env(service), **(extra_env or {})},
             cwd=str(self.data_dir),
             capture_output=True,
             text=True,
@@ -370,8 +399,13 @@ class Stack:
 
     @property
     def broker_url(self) -> str:
-        """The broker as an outside system on this machine reaches it (with the password)."""
+        """The broker as its administrator reaches it from this machine (the default user)."""
         return f"redis://:{self.project.secrets['redis_password']}@127.0.0.1:{self.redis_port}/0"
+
+    def broker_url_as(self, user: str) -> str:
+        """The broker as one of its ACL users (deploy/redis/users.acl) reaches it."""
+        password = self.project.secrets[f"redis_{user.replace('-', '_')}_password"]
+        return f"redis://{user}:{password}@127.0.0.1:{self.redis_port}/0"
 
 
 def new_stack_root() -> Path:

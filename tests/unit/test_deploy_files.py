@@ -37,7 +37,30 @@ def test_compose_has_every_process_with_healthchecks_and_restart_policies() -> N
 def test_redis_keeps_data_and_never_evicts_bindings() -> None:
     command = _compose()["services"]["redis"]["command"]
     assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
-    assert "--requirepass" in command
+    assert command.startswith("sh /etc/baitiao/redis/start.sh ") and "--requirepass" not in command
+
+
+def test_the_redis_users_file_is_the_one_the_code_describes() -> None:
+    """deploy/redis/users.acl is what ``baitiao broker users`` prints (regenerate it so)."""
+    from shared.bus.broker_users import acl_text
+
+    assert (ROOT / "deploy" / "redis" / "users.acl").read_text() == acl_text()
+
+
+def test_every_redis_user_has_a_secret_and_every_app_service_logs_in_as_its_own() -> None:
+    from shared.bus.broker_users import acl_rules
+    from tests.deployment.compose import load_project
+    from tests.deployment.test_compose_stack import user_environment
+
+    project = load_project(user_environment())
+    redis_secrets = set(project.services["redis"].secrets)
+    assert redis_secrets == {"redis_password"} | {f"redis_{u.replace('-', '_')}_password" for u in acl_rules()}
+    for service in project.services.values():
+        if service.builds_app:
+            url = service.environment["BAITIAO_BROKER_URL"]
+            user = url.split("//", 1)[1].split("@", 1)[0]
+            assert user in acl_rules() and f"redis_{user}_password" in service.secrets, service.name
+            assert "redis_password" not in service.secrets, service.name
 
 
 def test_every_secret_comes_from_the_environment_and_is_documented() -> None:
