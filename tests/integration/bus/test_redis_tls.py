@@ -7,9 +7,10 @@ A throwaway CA signs the server's certificate (tests/support/tls_redis.py). With
 - an envelope put on the bus by the project's own door (``baitiao.publishing``) is taken
   by the events consumer and applied by collections' handlers;
 - every other client of the broker (Celery's broker connection and result backend,
-  redbeat's connection, the job recorder's and the gauges' redis-py clients) answers;
+  redbeat's connection, the job recorder's and the command line's redis-py clients) answers;
 - a real ``baitiao worker accounts`` process answers signed commands and runs a job sent
-  by ``baitiao jobs run`` (Celery's queue, control and result backend over TLS);
+  by ``baitiao jobs run`` (Celery's queue, control and result backend over TLS), and a
+  real ``baitiao beat`` holds its redbeat lock, as its health check reads;
 
 and a client that does not trust the CA is refused: the server is verified, not merely
 encrypted to (kombu left to itself would not verify, which is shown too).
@@ -193,3 +194,53 @@ def test_a_worker_answers_commands_over_tls(authority: Authority, tls_url: str, 
         workers.stop_all()
         outside.close()
         dbs.drop()
+
+
+def test_the_beat_holds_its_lock_over_tls(authority: Authority, tls_url: str, tmp_path: Path) -> None:
+    """``baitiao beat`` (redbeat's schedule and lock) over TLS, and its health check."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from baitiao.processes import die_with_parent
+    from tests.support.system import ROOT
+
+    env = {
+        **os.environ,
+        "BAITIAO_BROKER_URL": tls_url,
+        "BAITIAO_BROKER_TLS_CA_FILE": str(authority.ca),
+        "BAITIAO_BEAT_LOCK_TIMEOUT": "10",
+        "BAITIAO_DATA_DIR": str(tmp_path),
+    }
+
+    def health() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "baitiao.liveness", "beat", "--max-age", "4"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    log = (tmp_path / "beat.log").open("wb")
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "baitiao.cli", "beat", "--loglevel", "WARNING"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (checked := health()).returncode != 0:
+            assert time.monotonic() < deadline, checked.stdout + (tmp_path / "beat.log").read_text()[-2000:]
+            time.sleep(0.5)
+        assert checked.stdout.startswith("ok: the beat renewed its lock")
+    finally:
+        os.killpg(beat.pid, signal.SIGTERM)
+        beat.wait(timeout=30)
+        log.close()
