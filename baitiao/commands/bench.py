@@ -227,7 +227,15 @@ def bench_night(accounts: int, overdue_share: float, dpd_spread: int, pg_url: st
 @click.option("--generators", type=click.IntRange(min=1), default=2, show_default=True, help="Load processes.")
 @own_databases
 def bench_desk(
-    cases: int, collectors: int, samples: int, rate: int, seconds: float, generators: int, pg_url: str, keep: bool
+    cases: int,
+    collectors: int,
+    samples: int,
+    rate: int,
+    seconds: float,
+    turns: int,
+    generators: int,
+    pg_url: str,
+    keep: bool,
 ) -> None:
     """The desk's worklists and account pages over many cases, timed by the server beside
     ``/api/me``; the checkout door beside the plain bus round trip, same run."""
@@ -243,6 +251,7 @@ def bench_desk(
             samples,
             door_rate=rate,
             door_seconds=seconds,
+            door_pairs=turns,
             generators=generators,
             keep=keep,
             progress=lambda line: click.echo(line, err=True),
