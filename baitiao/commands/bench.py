@@ -222,7 +222,14 @@ def bench_night(accounts: int, overdue_share: float, dpd_spread: int, pg_url: st
     "--rate", type=click.IntRange(min=1), default=500, show_default=True, help="The door's requests a second."
 )
 @click.option(
-    "--seconds", type=click.FloatRange(min=1), default=10, show_default=True, help="Length of the door's load."
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=5,
+    show_default=True,
+    help="Length of each turn of the door's load.",
+)
+@click.option(
+    "--turns", type=click.IntRange(min=1), default=3, show_default=True, help="Turns of the bus, then the door."
 )
 @click.option("--generators", type=click.IntRange(min=1), default=2, show_default=True, help="Load processes.")
 @own_databases
