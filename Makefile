@@ -1,5 +1,5 @@
 # Shortcuts; each target is one documented command.
-.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-collections bench-checkout bench-night bench-transport migrate
+.PHONY: install run test test-unit bench bench-bus bench-close bench-consumers bench-relay bench-transport bench-collections bench-checkout bench-night bench-desk migrate
 
 install:
 	pip install -c constraints.txt -e ".[dev]"
@@ -17,7 +17,8 @@ migrate:
 	baitiao db upgrade
 
 # The benchmarks need Redis and PostgreSQL on 127.0.0.1 (BAITIAO_BROKER_URL for Redis).
-bench: bench-bus bench-close bench-consumers bench-relay bench-transport bench-collections bench-checkout bench-night
+bench: bench-bus bench-close bench-consumers bench-relay bench-transport bench-collections bench-checkout bench-night bench-desk
+
 
 bench-bus:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/5} baitiao bench bus -n 20000
@@ -47,3 +48,9 @@ bench-checkout:
 # bench_night_<run>_*.
 bench-night:
 	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/7} baitiao bench night --accounts 1000000
+
+# The desk over 100,000 open cases (worklists and account pages, timed by the server beside
+# /api/me) and its checkout door at 500/s beside the plain bus round trip, the real workers
+# and `baitiao api` as processes; creates (and drops) databases bench_desk_<run>_*.
+bench-desk:
+	BAITIAO_BROKER_URL=$${BAITIAO_BROKER_URL:-redis://127.0.0.1:6379/8} baitiao bench desk --cases 100000

@@ -251,3 +251,70 @@ def bench_night(
         f"{result['ratio_night_to_close_baseline']}x the close's SQL baseline ({result['baseline_close_sql_s']} s); "
         f"largest worker process {result['largest_process_mib']} MiB (target 1024)"
     )
+
+
+@bench.command("desk")
+@click.option("--cases", type=click.IntRange(min=1), default=100_000, show_default=True, help="Open collection cases.")
+@click.option("--collectors", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--samples", type=click.IntRange(min=1), default=300, show_default=True, help="Requests of each kind of read."
+)
+@click.option(
+    "--rate", type=click.IntRange(min=1), default=500, show_default=True, help="The door's requests a second."
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=5,
+    show_default=True,
+    help="Length of each turn of the door's load.",
+)
+@click.option(
+    "--turns", type=click.IntRange(min=1), default=3, show_default=True, help="Turns of the bus, then the door."
+)
+@click.option("--generators", type=click.IntRange(min=1), default=2, show_default=True, help="Load processes.")
+@own_databases
+def bench_desk(
+    cases: int,
+    collectors: int,
+    samples: int,
+    rate: int,
+    seconds: float,
+    turns: int,
+    generators: int,
+    pg_url: str,
+    keep: bool,
+) -> None:
+    """The desk's worklists and account pages over many cases, timed by the server beside
+    ``/api/me``; the checkout door beside the plain bus round trip, same run."""
+    from baitiao.bench_desk import run_desk_benchmark
+    from shared.embedded_broker import broker_for_command
+
+    with broker_for_command(get_settings()) as url:
+        result = run_desk_benchmark(
+            url,
+            pg_url,
+            cases,
+            collectors,
+            samples,
+            door_rate=rate,
+            door_seconds=seconds,
+            door_pairs=turns,
+            generators=generators,
+            keep=keep,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    click.echo(json.dumps(result, indent=2))
+    base = result["reads"]["baseline /api/me"]["server"]
+    for kind, row in result["reads"].items():
+        server = row["server"]
+        click.echo(
+            f"{kind}: server p50 {server['p50_ms']} p99 {server['p99_ms']} p99.9 {server['p999_ms']} ms "
+            f"(target p99 < 100); {row['p99_ratio_to_baseline']}x the baseline's p99 ({base['p99_ms']} ms)"
+        )
+    door = result["door"]
+    click.echo(
+        f"checkout door at {door['offered_per_s']}/s: p50 {door['door']['p50_ms']} p99 {door['door']['p99_ms']} ms "
+        f"against the bus's {door['bus']['p50_ms']} / {door['bus']['p99_ms']} ms: adds "
+        f"{door.get('added_p50_ms')} ms at p50, {door.get('added_p99_ms')} ms at p99 (target < 5)"
+    )

@@ -453,12 +453,18 @@ def post_waiver_decision(body: p.WaiverDecisionRecorded, desk: DeskDep, user: Us
     responses={202: {"model": Accepted, "description": "no decision within the wait: read it later"}},
     tags=["checkout"],
 )
-def post_purchase(body: p.PurchaseRequested, request: Request, desk: DeskDep) -> Any:
+async def post_purchase(body: p.PurchaseRequested, request: Request) -> Any:
     """Publish ``purchase.requested``, wait (bounded) for its decision on the bus and return
-    it; no decision in time: 202 with the event id (``/api/purchases/{event_id}``)."""
+    it; no decision in time: 202 with the event id (``/api/purchases/{event_id}``).
+
+    Async: the command's row and its publish take a thread of the pool for a few
+    milliseconds, the wait for the decision none (:meth:`DeskBus.wait`)."""
+    from starlette.concurrency import run_in_threadpool
+
     from baitiao.desk.access import User as Caller
     import hmac
 
+    desk = desk_of(request)
     token = desk.desk.checkout_token
     header = request.headers.get("authorization", "")
     if not token or not hmac.compare_digest(header, f"Bearer {token}"):
@@ -466,8 +472,8 @@ def post_purchase(body: p.PurchaseRequested, request: Request, desk: DeskDep) ->
     checkout = Caller("checkout", "operator")
     if desk.bus is None:
         raise HTTPException(503, "this desk has no broker")
-    event_id = send_command(desk, checkout, "purchase.requested", body, expect_reply=True)
-    reply = desk.bus.wait(event_id, desk.desk.checkout_wait_s)
+    event_id = await run_in_threadpool(send_command, desk, checkout, "purchase.requested", body, expect_reply=True)
+    reply = await desk.bus.wait(event_id, desk.desk.checkout_wait_s)
     if reply is None:
         return JSONResponse(
             Accepted(event_id=event_id, type="purchase.requested", business_id=body.purchase_id).model_dump(),

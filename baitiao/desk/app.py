@@ -3,7 +3,8 @@
 The app reads the services' databases of ``settings`` and its own database (upgraded at
 start), and, given a broker, starts its bus link (the reply listener) with the app's
 lifespan. Denied access is 401/403 JSON under ``/api`` and a redirect to the login page
-(or a 403 page) elsewhere.
+(or a 403 page) elsewhere. Every response carries the server's time for it
+(``Server-Timing``, :mod:`baitiao.desk.timing`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from baitiao.desk.access import AccessDenied
 from baitiao.desk.bus import DeskBus
 from baitiao.desk.context import Desk
 from baitiao.desk.settings import DeskSettings
+from baitiao.desk.timing import ServerTiming
 from shared.db import engine_for
 from shared.key_ring import key_ring
 from shared.settings import Settings
@@ -64,6 +66,7 @@ def create_app(settings: Settings, desk_settings: DeskSettings | None = None, *,
         lifespan=lifespan,
     )
     app.state.desk = desk
+    app.add_middleware(ServerTiming)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -2,9 +2,10 @@
 
 A task comes before another when its case is in a later stage, then when it is more days
 past due, then when more is owed, then when its customer's promise falls due sooner (a
-task with no pending promise last), then by task id so the order is total. The database
-query orders by the same columns (stage follows DPD), so a page is the same rows in the
-same order as sorting everything with :func:`priority_key`.
+task with no pending promise last), then by task id so the order is total. The worklist's
+query (:func:`baitiao.desk.reads.worklist_page`) orders by the same keys in SQL (stage
+follows DPD), so a page is the same rows in the same order as sorting everything with
+:func:`priority_key`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Each read is the command line's own read model where one exists (``account show`` and
 ``ledger``: services.accounts.queries; ``collections history`` and ``kpis``;
 ``plan show``; ``dlq list``; ``status``'s job runs), so the desk and the CLI never
-disagree. The worklist is the one new query: set-based, on the open-task index, one page
-at a time, so it stays fast over a large portfolio.
+disagree. The worklist is the one new query: set-based, ordered and paged in SQL on the
+open tasks' index, one page at a time, so it stays fast over a large portfolio.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from baitiao import registry
@@ -22,7 +22,7 @@ from baitiao.commands.collections import history_rows, kpi_report
 from baitiao.commands.databases import service_engine
 from baitiao.commands.plans import plan_view
 from baitiao.commands.status import last_runs
-from baitiao.desk.priority import WorkItem, by_priority, shown_name, shown_phone
+from baitiao.desk.priority import WorkItem, shown_name, shown_phone
 from services.accounts.queries import AccountNotFound, account_view, ledger_totals, ledger_view
 from services.collections.models import CollectorTask, Customer, PromiseToPay
 from services.restructuring import store
@@ -45,56 +45,43 @@ def worklist_page(
     settings: Settings, accounts: list[str] | None, *, unmasked: bool, page: int = 1, size: int = 50
 ) -> dict[str, Any]:
     """Open tasks by priority, one page. ``accounts``: only these (a collector's own);
-    None: every open task (a supervisor's view)."""
+    None: every open task (a supervisor's view).
+
+    The order is :func:`baitiao.desk.priority.priority_key`'s, all of it in SQL (stage
+    follows DPD): DPD and amount off the open tasks' index (``ix_collector_tasks_worklist``),
+    then the account's earliest pending promise (a subquery, computed only for the rows
+    the page reads), then the task id. So page N is rows N of the whole order, and nothing
+    is sorted in Python."""
     where = [CollectorTask.status == "open"]
     if accounts is not None:
         if not accounts:
             return {"page": page, "size": size, "total": 0, "rows": []}
         where.append(CollectorTask.account_id.in_(accounts))
+    promise_due = (
+        select(func.min(PromiseToPay.promised_date))
+        .where(PromiseToPay.account_id == CollectorTask.account_id, PromiseToPay.status == "pending")
+        .correlate(CollectorTask)
+        .scalar_subquery()
+        .label("promise_due")
+    )
     with transaction(_engine(settings, "collections")) as session:
         total = int(session.scalar(select(func.count()).select_from(CollectorTask).where(*where)) or 0)
         tasks = session.execute(
-            select(CollectorTask, Customer.name, Customer.phone)
+            select(CollectorTask, Customer.name, Customer.phone, promise_due)
             .outerjoin(Customer, Customer.account_id == CollectorTask.account_id)
             .where(*where)
             .order_by(
                 CollectorTask.dpd.desc(),
                 CollectorTask.amount_fen.desc(),
-                CollectorTask.due_by,
+                promise_due.asc().nulls_last(),
                 CollectorTask.task_id,
             )
             .limit(size)
             .offset((page - 1) * size)
         ).all()
-        ids = sorted({t.account_id for t, _n, _p in tasks})
-        promises = dict(
-            session.execute(
-                select(PromiseToPay.account_id, func.min(PromiseToPay.promised_date))
-                .where(and_(PromiseToPay.account_id.in_(ids), PromiseToPay.status == "pending"))
-                .group_by(PromiseToPay.account_id)
-            ).all()
-        )
-    items = {
-        t.task_id: (
-            WorkItem(
-                t.task_id,
-                t.account_id,
-                t.kind,
-                t.stage,
-                t.dpd,
-                from_fen(t.amount_fen),
-                t.due_by,
-                promises.get(t.account_id),
-            ),
-            name,
-            phone,
-        )
-        for t, name, phone in tasks
-    }
-    ordered = by_priority([item for item, _n, _p in items.values()])
     rows = []
-    for number, item in enumerate(ordered, start=(page - 1) * size + 1):
-        _item, name, phone = items[item.task_id]
+    for number, (t, name, phone, promised) in enumerate(tasks, start=(page - 1) * size + 1):
+        item = WorkItem(t.task_id, t.account_id, t.kind, t.stage, t.dpd, from_fen(t.amount_fen), t.due_by, promised)
         rows.append(
             {
                 "priority": number,

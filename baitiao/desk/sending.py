@@ -15,7 +15,7 @@ from baitiao.desk import state
 from baitiao.desk.access import User
 from baitiao.desk.commands import PRODUCERS, business_id, command_envelope
 from baitiao.desk.context import Desk
-from baitiao.desk.worklists import audit
+from baitiao.desk.worklists import audit_entry
 from shared.events.payloads import Payload
 
 
@@ -30,7 +30,7 @@ def send_command(desk: Desk, user: User, event_type: str, payload: Payload, *, e
         raise BusUnavailable("this desk has no broker: commands cannot be sent")
     envelope = command_envelope(event_type, payload, desk.now())
     event_id = str(envelope["event_id"])
-    with desk.engine.begin() as connection:
+    with desk.engine.begin() as connection:  # the command and its audit entry: one commit
         connection.execute(
             state.commands.insert().values(
                 event_id=event_id,
@@ -41,13 +41,16 @@ def send_command(desk: Desk, user: User, event_type: str, payload: Payload, *, e
                 sent_at=state.utc_now(),
             )
         )
-    audit(
-        desk.engine,
-        user,
-        f"command:{event_type}",
-        str(envelope["aggregate_id"]),
-        {"event_id": event_id, "business_id": business_id(event_type, payload)},
-    )
+        connection.execute(
+            state.audit_log.insert().values(
+                audit_entry(
+                    user,
+                    f"command:{event_type}",
+                    str(envelope["aggregate_id"]),
+                    {"event_id": event_id, "business_id": business_id(event_type, payload)},
+                )
+            )
+        )
     if expect_reply:
         desk.bus.expect(event_id)
     desk.bus.publish(envelope, PRODUCERS[event_type])

@@ -61,16 +61,19 @@ def may_work(engine: Engine, user: User, account_id: str) -> bool:
 
 def audit(engine: Engine, user: User, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
     with engine.begin() as connection:
-        connection.execute(
-            state.audit_log.insert().values(
-                at=state.utc_now(),
-                actor=user.username,
-                role=user.role,
-                action=action,
-                target=target,
-                detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None,
-            )
-        )
+        connection.execute(state.audit_log.insert().values(audit_entry(user, action, target, detail)))
+
+
+def audit_entry(user: User, action: str, target: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The audit log's row for what ``user`` did (for writing it in a transaction of one's own)."""
+    return {
+        "at": state.utc_now(),
+        "actor": user.username,
+        "role": user.role,
+        "action": action,
+        "target": target,
+        "detail": json.dumps(detail, ensure_ascii=False, default=str) if detail else None,
+    }
 
 
 def audit_entries(

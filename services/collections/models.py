@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.bus.handling import BusTables
@@ -243,7 +243,18 @@ class CollectorTask(Base):
     outcome_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-Index("ix_collector_tasks_open", CollectorTask.status, CollectorTask.dpd)
+# The desk's worklist order (baitiao/desk/reads.py), open tasks only: a page is read off the
+# index in order; a collector's open tasks are found by account.
+_OPEN = text("status = 'open'")
+Index(
+    "ix_collector_tasks_worklist",
+    CollectorTask.dpd.desc(),
+    CollectorTask.amount_fen.desc(),
+    CollectorTask.task_id,
+    postgresql_where=_OPEN,
+    sqlite_where=_OPEN,
+)
+Index("ix_collector_tasks_open_account", CollectorTask.account_id, postgresql_where=_OPEN, sqlite_where=_OPEN)
 
 
 class PromiseToPay(Base):
