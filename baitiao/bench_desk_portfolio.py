@@ -16,11 +16,12 @@ every account but each 120th holds an open case, spread evenly over every stage.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Engine, text
 
-from baitiao.bench_night_portfolio import YESTERDAY, seed_portfolio
+from baitiao.bench_close import BUSINESS_DATE
+from baitiao.bench_night_portfolio import seed_portfolio
 
 SPREAD = 120  # DPD 0 to 119 yesterday: account g at g % 120
 CHUNK = 25_000  # cases a statement writes
@@ -103,8 +104,8 @@ def seed_desk_portfolio(engines: dict[str, Engine], desk: Engine, cases: int, co
     """Write the portfolio into the three services' (migrated, empty) databases and the
     desk's (upgraded, empty); returns the accounts."""
     accounts = accounts_for(cases)
-    seed_portfolio(engines, accounts, 1.0, SPREAD)
-    params = {"yesterday": YESTERDAY, "stamp": datetime(2026, 3, 19, 2, 0, tzinfo=timezone.utc)}
+    seed_portfolio(engines, accounts, 1.0, SPREAD, plan_share=0)
+    params = {"yesterday": BUSINESS_DATE - timedelta(days=1), "stamp": datetime(2026, 3, 19, 2, 0, tzinfo=timezone.utc)}
     for service, statements, rows in (("collections", _COLLECTIONS, cases), ("accounts", _ACCOUNTS, accounts)):
         for lo, hi in _chunks(rows):
             with engines[service].begin() as conn:

@@ -53,8 +53,9 @@ _COLLECTIONS = [
 _PURCHASES = [
     """INSERT INTO purchases (purchase_id, account_pk, amount_fen, merchant, requested_at, posted_on)
        SELECT 'pur-' || g, g, 30000, 'bench', CAST(:requested_at AS timestamptz), CAST(:posted_on AS date)
-       FROM generate_series(1, :n) AS g WHERE g % 10 BETWEEN 1 AND :tenths""",
-    """UPDATE accounts SET unpaid_principal_fen = unpaid_principal_fen + 30000 WHERE pk % 10 BETWEEN 1 AND :tenths""",
+       FROM generate_series(1, :n) AS g WHERE g % 10 BETWEEN 1 AND :tenths AND g % :every <> 0""",
+    """UPDATE accounts SET unpaid_principal_fen = unpaid_principal_fen + 30000
+       WHERE pk % 10 BETWEEN 1 AND :tenths AND pk % :every <> 0""",
 ]
 
 _RESTRUCTURING = [
@@ -91,6 +92,7 @@ def seed_portfolio(
     posted_on = business_date - timedelta(days=10)
     bought = {
         "n": accounts,
+        "every": every,
         "tenths": PURCHASE_TENTHS,
         "posted_on": posted_on,
         "requested_at": datetime.combine(posted_on, time(12), tzinfo=SHANGHAI),
