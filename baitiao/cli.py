@@ -145,7 +145,8 @@ def beat(loglevel: str) -> None:
 
 @main.group()
 def broker() -> None:
-    """The embedded broker (only when BAITIAO_BROKER_URL is not set)."""
+    """The embedded broker (start, stop: only when BAITIAO_BROKER_URL is not set) and the
+    deployment's broker users."""
 
 
 @broker.command("start")
@@ -165,6 +166,15 @@ def broker_stop() -> None:
     from shared.embedded_broker import stop_embedded_broker
 
     click.echo("stopped" if stop_embedded_broker(_settings()) else "not running")
+
+
+@broker.command("users")
+def broker_users() -> None:
+    """Print deploy/redis/users.acl: one user per component, outside producers write-only
+    (docs/operations.md, "Redis users")."""
+    from shared.bus.broker_users import acl_text
+
+    click.echo(acl_text(), nl=False)
 
 
 # --- jobs -----------------------------------------------------------------------------------

@@ -49,7 +49,3 @@ GROUPS.append(keys)
 from baitiao.commands.desk import api, desk  # noqa: E402
 
 GROUPS.extend([api, desk])
-
-from baitiao.commands.broker import broker  # noqa: E402
-
-GROUPS.append(broker)

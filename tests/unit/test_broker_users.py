@@ -32,3 +32,15 @@ def test_services_bound_to_follows_the_bindings_and_their_wildcards() -> None:
 def test_the_systems_own_users_may_not_flush_or_reconfigure_the_broker() -> None:
     for user in SYSTEM_USERS:
         assert "-@dangerous" in acl_rules()[user]
+
+
+def test_the_command_line_prints_the_users_file_beside_the_embedded_brokers_commands() -> None:
+    from click.testing import CliRunner
+
+    from baitiao.cli import broker, main
+    from tests.deployment.compose import ROOT
+
+    printed = CliRunner().invoke(main, ["broker", "users"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.output == (ROOT / "deploy" / "redis" / "users.acl").read_text()
+    assert {"start", "stop", "users"} <= set(broker.commands)  # type: ignore[attr-defined]
