@@ -303,3 +303,17 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> subpr
         text=True,
         timeout=timeout,
     )
+
+
+def poll_until(condition: Callable[[], Any], timeout: float = 30) -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def row_count(engine: Engine, table: str) -> int:
+    """How many rows ``table`` of ``engine``'s database holds now."""
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)

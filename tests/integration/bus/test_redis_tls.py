@@ -29,7 +29,6 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection
-from sqlalchemy import text
 
 from baitiao.publishing import publish_envelope
 from services.collections.models import BUS
@@ -43,7 +42,7 @@ from tests.support.batch_equivalence import Databases, databases_fixture
 from tests.support.customers import credit_line, new_id, purchase
 from tests.support.signing import TEST_RING
 from tests.support.system import Databases as SystemDatabases
-from tests.support.system import OutsideSystem, Workers, envelope, run_cli
+from tests.support.system import OutsideSystem, Workers, envelope, poll_until, row_count, run_cli
 from tests.support.tls_redis import Authority, certificate_authority, tls_redis
 
 pytestmark = pytest.mark.integration
@@ -84,18 +83,6 @@ def _grant(account: str) -> dict[str, Any]:
     }
 
 
-def _count(engine: Any, table: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)
-
-
-def _wait(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_an_envelope_published_over_tls_is_consumed_and_applied(databases: Databases, tls_url: str) -> None:
     engine = databases()
     applier = EventApplier("collections", engine, BUS, HANDLERS, ProductRules(), SystemClock(), trust=TEST_RING)
@@ -109,11 +96,11 @@ def test_an_envelope_published_over_tls_is_consumed_and_applied(databases: Datab
             client = connection.default_channel.client
             assert isinstance(client.connection_pool.get_connection(), redis.SSLConnection)
             publish_envelope(connection, body, body["producer"], TEST_RING)
-        _wait(lambda: _count(engine, "customers") == 1)
+        poll_until(lambda: row_count(engine, "customers") == 1)
     finally:
         consumer.stop()
         thread.join(timeout=10)
-    assert _count(engine, "inbox") == 1 and _count(engine, "dead_letters") == 0
+    assert row_count(engine, "inbox") == 1 and row_count(engine, "dead_letters") == 0
 
 
 def test_every_client_of_the_broker_reaches_it_over_tls(tls_url: str) -> None:

@@ -24,7 +24,7 @@ from shared.bus.topology import declare_topology
 from shared.celery_app import RelayLoop
 from shared.db import transaction
 from tests.support.outages import PrivateRedis
-from tests.support.system import scratch_database
+from tests.support.system import poll_until, scratch_database
 
 pytestmark = pytest.mark.integration
 metadata = MetaData()
@@ -66,13 +66,6 @@ def _on_queue(url: str, queue: str) -> list[str]:
         return [json.loads(message_body(raw))["event_id"] for raw in client.lrange(queue, 0, -1)]
 
 
-def _wait(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_what_was_stamped_survives_the_kill_and_the_rest_goes_out_after_it(engine: Any, broker: PrivateRedis) -> None:
     url = broker.url(0)
     with Connection(url) as connection:
@@ -87,7 +80,7 @@ def test_what_was_stamped_survives_the_kill_and_the_rest_goes_out_after_it(engin
     thread.start()
     try:
         _emit(engine, ["A1", "A2", "A3"])
-        _wait(lambda: all(_stamped(engine).values()))
+        poll_until(lambda: all(_stamped(engine).values()))
         before = set(_stamped(engine))
         broker.kill()
         _emit(engine, ["B1", "B2", "B3"])
@@ -96,7 +89,7 @@ def test_what_was_stamped_survives_the_kill_and_the_rest_goes_out_after_it(engin
         stamped = _stamped(engine)
         assert {e for e, done in stamped.items() if not done} == set(stamped) - before  # not sent: not stamped
         broker.start()
-        _wait(lambda: all(_stamped(engine).values()))  # the loop went on by itself
+        poll_until(lambda: all(_stamped(engine).values()))  # the loop went on by itself
     finally:
         loop.stop()
         thread.join(timeout=10)

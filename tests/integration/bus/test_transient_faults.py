@@ -25,7 +25,7 @@ from shared.clock import SystemClock
 from shared.rules import ProductRules
 from tests.support.batch_equivalence import Databases, databases_fixture
 from tests.support.outages import free_port
-from tests.support.system import OutsideSystem, fresh_redis_db
+from tests.support.system import OutsideSystem, fresh_redis_db, poll_until, row_count
 
 pytestmark = pytest.mark.integration
 
@@ -64,18 +64,6 @@ def _consumer(url: str, engine: Engine, handlers: dict[str, Any]) -> tuple[Event
     return consumer, thread
 
 
-def _count(engine: Engine, table: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)
-
-
-def _wait(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_an_outage_longer_than_every_retry_dead_letters_nothing(databases: Databases, bus: Any) -> None:
     url, outside = bus
     engine = databases()
@@ -86,17 +74,17 @@ def test_an_outage_longer_than_every_retry_dead_letters_nothing(databases: Datab
     try:
         for account in ("A", "B", "C"):
             outside.publish("credit.line.granted", _grant(account), account)
-        _wait(lambda: len(tries) > 4 * MAX_ATTEMPTS)  # far more failures than a message may have
+        poll_until(lambda: len(tries) > 4 * MAX_ATTEMPTS)  # far more failures than a message may have
         consumer.applier.engine = engine  # the database is back
-        _wait(lambda: _count(engine, "customers") == 3 or _count(engine, "dead_letters") > 0)
+        poll_until(lambda: row_count(engine, "customers") == 3 or row_count(engine, "dead_letters") > 0)
         time.sleep(0.5)  # a dead letter would come with the others' commit
     finally:
         consumer.stop()
         thread.join(timeout=10)
     with engine.connect() as conn:
         assert list(conn.execute(text("SELECT reason FROM dead_letters"))) == []
-    assert _count(engine, "customers") == 3
-    assert _count(engine, "inbox") == 3
+    assert row_count(engine, "customers") == 3
+    assert row_count(engine, "inbox") == 3
 
 
 def test_a_poison_message_is_dead_lettered_after_its_attempts(databases: Databases, bus: Any) -> None:
@@ -115,12 +103,12 @@ def test_a_poison_message_is_dead_lettered_after_its_attempts(databases: Databas
     try:
         for account in ("A", "POISON", "B"):
             outside.publish("credit.line.granted", _grant(account), account)
-        _wait(lambda: _count(engine, "dead_letters") == 1)
-        _wait(lambda: _count(engine, "customers") == 2)
+        poll_until(lambda: row_count(engine, "dead_letters") == 1)
+        poll_until(lambda: row_count(engine, "customers") == 2)
     finally:
         consumer.stop()
         thread.join(timeout=10)
     with engine.connect() as conn:
         row = conn.execute(text("SELECT attempts, reason FROM dead_letters")).one()
     assert row.attempts == MAX_ATTEMPTS and "ValueError" in row.reason
-    assert _count(engine, "inbox") == 2
+    assert row_count(engine, "inbox") == 2
