@@ -261,6 +261,10 @@ def current_max_dpd(session: Session, account_pk: int, as_of: date, tolerance_fe
     return int(value or 0)
 
 
+RELINK_CHUNK = 5_000
+"""Identities whose accounts are read and relinked together: bounds the close's memory."""
+
+
 def relink_identities(
     session: Session,
     identities: set[str] | None,
@@ -270,16 +274,35 @@ def relink_identities(
 ) -> int:
     """Recompute what each account's linked accounts impose on it (same identity).
 
-    ``identities`` None means every identity that has a frozen account or a linked
-    restriction to lift; all their accounts are read in one query. Returns how many
-    accounts changed.
+    ``identities`` None means every identity whose links can change: several accounts
+    and one of them frozen, or a linked restriction still held. Their accounts are read
+    ``RELINK_CHUNK`` identities at a time, so the close's memory stays flat however many
+    accounts are frozen. Returns how many accounts changed.
     """
+    scope = sorted(identities) if identities is not None else _identities_to_relink(session)
+    changed = 0
+    for start in range(0, len(scope), RELINK_CHUNK):
+        changed += _relink_chunk(session, scope[start : start + RELINK_CHUNK], writer)
+        writer.flush()
+    return changed
+
+
+def _identities_to_relink(session: Session) -> list[str]:
+    """Identities with a linked restriction held, or with several accounts one of them frozen."""
     table = Account.__table__
-    if identities is None:
-        scope = select(table.c.identity_hash).where((table.c.level >= 3) | (table.c.linked_level > 0))
-        query = select(*ACCOUNT_COLUMNS, Account.max_dpd).where(Account.identity_hash.in_(scope))
-    else:
-        query = select(*ACCOUNT_COLUMNS, Account.max_dpd).where(Account.identity_hash.in_(sorted(identities)))
+    query = (
+        select(table.c.identity_hash)
+        .group_by(table.c.identity_hash)
+        .having((func.max(table.c.linked_level) > 0) | ((func.max(table.c.level) >= 3) & (func.count() > 1)))
+        .order_by(table.c.identity_hash)
+    )
+    return list(session.scalars(query))
+
+
+def _relink_chunk(session: Session, identities: list[str], writer: RestrictionWriter) -> int:
+    """Relink the accounts of some identities: each takes the highest level of the others."""
+    table = Account.__table__
+    query = select(*ACCOUNT_COLUMNS, Account.max_dpd).where(Account.identity_hash.in_(identities))
     groups: dict[str, list[tuple[AccountRow, int]]] = {}
     for raw in session.execute(query.order_by(Account.identity_hash, Account.pk)):
         row = account_row(raw)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from services.accounts import restrictions
 from services.accounts.models import Account, Bill, BureauMark, LedgerEntry, RestrictionHistory
 from shared.money import fen_str
 from tests.support.customers import credit_line, purchase, repayment
@@ -179,6 +180,20 @@ def test_linked_accounts_frozen_and_released(accounts: ServiceDriver) -> None:
         ).all()
     assert lifted == [date(2026, 4, 10)]
     assert declined
+
+
+def test_the_close_relinks_every_identity_a_chunk_at_a_time(
+    accounts: ServiceDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(restrictions, "RELINK_CHUNK", 1)
+    for person in ("first-person", "second-person", "third-person"):
+        open_with_bill(accounts, f"acc-{person}", identity=person)
+        accounts.send("credit.line.granted", credit_line(f"acc-{person}-sibling", "3000.00", identity=person))
+    start(accounts)
+    accounts.run_job("daily-close", date(2026, 4, 10))  # DPD 31: each main account frozen
+    for person in ("first-person", "second-person", "third-person"):
+        assert account_of(accounts, f"acc-{person}-sibling").linked_level == 3
+        assert account_of(accounts, f"acc-{person}").linked_level == 0
 
 
 def test_limit_cut_stays_until_90_clean_days(accounts: ServiceDriver) -> None:
