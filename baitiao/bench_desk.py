@@ -207,6 +207,19 @@ def run_reads(url: str, plan: Sequence[Read], warm_up: int = 50) -> dict[str, di
 # -- the checkout door -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DoorOutcome:
+    """One request to the door: scheduled to answered (ms), its status (0: no answer), and
+    the server's own times from ``Server-Timing``: the whole, the send, the wait for the
+    decision."""
+
+    took_ms: float
+    status: int
+    server_ms: float | None = None
+    send_ms: float | None = None
+    decision_ms: float | None = None
+
+
 class KeptAlive:
     """The door's load generator's HTTP/1.1 client: kept-alive connections, a request
     written in one piece, the response read by its ``content-length``.
@@ -220,19 +233,44 @@ class KeptAlive:
         self._free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-        """The status and headers of the answer to a POST of ``body`` (its body read and dropped)."""
-        reader, writer = self._free.pop() if self._free else await asyncio.open_connection(self.host, self.port)
+        """The status and headers of the answer to a POST of ``body`` (its body read and dropped).
+
+        A kept-alive connection the server closed while it was idle (uvicorn closes them
+        after 5 s) is dropped, and a request it took unanswered is sent again once on a new
+        connection, as an HTTP client's pool does."""
         lines = [f"POST {path} HTTP/1.1", f"host: {self.host}", "content-type: application/json"]
         lines += [f"content-length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        status = int((await reader.readline()).split()[1])
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        while self._free and self._free[-1][0].at_eof():
+            self._free.pop()[1].close()
+        if self._free:
+            answered = await self._exchange(*self._free.pop(), request)
+            if answered is not None:
+                return answered
+        answered = await self._exchange(*await asyncio.open_connection(self.host, self.port), request)
+        if answered is None:
+            raise ConnectionError("the desk closed a new connection without answering")
+        return answered
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> tuple[int, dict[str, str]] | None:
+        """One request on one connection; None if the connection was closed before an answer."""
+        try:
+            writer.write(request)
+            status_line = await reader.readline()
+        except ConnectionError:
+            status_line = b""
+        if not status_line:
+            writer.close()
+            return None
         answer: dict[str, str] = {}
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             answer[name.strip().lower()] = value.strip()
         await reader.readexactly(int(answer.get("content-length", "0")))
         self._free.append((reader, writer))
-        return status, answer
+        return int(status_line.split()[1]), answer
 
     async def open(self, count: int) -> None:
         """``count`` connections opened before the clock starts, as a checkout's pool holds them."""
@@ -264,7 +302,7 @@ def post_purchases(
         ).encode()
         for n in range(count)
     ]
-    outcomes: list[tuple[float, float | None, int]] = []
+    outcomes: list[DoorOutcome] = []
     address = httpx.URL(url)
 
     async def drive() -> None:
@@ -275,10 +313,12 @@ def post_purchases(
             try:
                 status, answer = await http.post("/api/purchases", body, headers)
             except (OSError, ValueError, asyncio.IncompleteReadError):
-                outcomes.append(((time.monotonic_ns() - due_ns) / 1e6, None, 0))
+                outcomes.append(DoorOutcome((time.monotonic_ns() - due_ns) / 1e6, 0))
                 return
             took = (time.monotonic_ns() - due_ns) / 1e6
-            outcomes.append((took, server_ms(answer.get("server-timing")), status))
+            timing = answer.get("server-timing")
+            parts = (server_ms(timing), server_ms(timing, "send"), server_ms(timing, "decision"))
+            outcomes.append(DoorOutcome(took, status, *parts))
 
         await http.open(min(50, count))
         start.barrier.wait()
@@ -299,9 +339,7 @@ def post_purchases(
     results.put(outcomes)
 
 
-def run_door(
-    url: str, token: str, phase: Phase, accounts: int, generators: int, run: str
-) -> list[tuple[float, float | None, int]]:
+def run_door(url: str, token: str, phase: Phase, accounts: int, generators: int, run: str) -> list[DoorOutcome]:
     """The door at ``phase.rate`` from ``generators`` processes: (scheduled to answered ms,
     the server's ms, the status) of each request."""
     ctx = multiprocessing.get_context("spawn")
@@ -327,7 +365,7 @@ def run_door(
         p.start()
     start.barrier.wait(timeout=300)
     start.at.value = time.monotonic_ns() + 50_000_000
-    outcomes: list[tuple[float, float | None, int]] = []
+    outcomes: list[DoorOutcome] = []
     for _ in procs:
         outcomes += results.get(timeout=phase.seconds + 600)
     for p in procs:
@@ -343,7 +381,7 @@ def door_against_bus(
     on both alike; the latencies of all turns together."""
     target = bench.targets()["ours"]
     bus: list[float] = []
-    outcomes: list[tuple[float, float | None, int]] = []
+    outcomes: list[DoorOutcome] = []
     lags: list[float] = []
     for n in range(pairs):
         phase = Phase(f"steady-{rate}-{n}", rate, seconds, 0)
@@ -355,14 +393,16 @@ def door_against_bus(
         with Connection(bench.broker_url) as conn:  # no copies of the door's answers for a listener gone
             target.listen(conn.default_channel).delete()
         outcomes += run_door(server.url, token, phase, bench.accounts, bench.generators, f"{bench.run}-{n}")
-    decided = [o for o in outcomes if o[2] == 200]
+    decided = [o for o in outcomes if o.status == 200]
     door = {
         "requests": len(outcomes),
         "decided": len(decided),
-        "undecided_202": sum(1 for o in outcomes if o[2] == 202),
-        "failed": sum(1 for o in outcomes if o[2] not in (200, 202)),
-        **quantiles([o[0] for o in decided]),
-        "server": quantiles([o[1] for o in decided if o[1] is not None]),
+        "undecided_202": sum(1 for o in outcomes if o.status == 202),
+        "failed": sum(1 for o in outcomes if o.status not in (200, 202)),
+        **quantiles([o.took_ms for o in decided]),
+        "server": quantiles([o.server_ms for o in decided if o.server_ms is not None]),
+        "server_send": quantiles([o.send_ms for o in decided if o.send_ms is not None]),
+        "server_decision": quantiles([o.decision_ms for o in decided if o.decision_ms is not None]),
     }
     plain = {**quantiles([b for b in bus if b != float("inf")]), "unanswered": bus.count(float("inf"))}
     plain["generator_lag_p99_ms"] = max(lags, default=None)

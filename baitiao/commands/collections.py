@@ -46,15 +46,13 @@ from services.collections.models import (
     CollectionCase,
     CollectorTask,
     ContactAttempt,
-    Customer,
     PromiseToPay,
     SmsMessage,
 )
+from services.collections.worklist import open_tasks
 from shared.db import engine_for
 from shared.money import from_fen
 from shared.settings import get_settings
-
-_KIND_RANK = {"legal": 0, "agency": 1, "call": 2}
 
 
 def _engine() -> Engine:
@@ -74,30 +72,22 @@ def collections() -> None:
 
 
 def worklist_rows(session: Session) -> list[dict[str, Any]]:
-    """Open tasks, most urgent first: the deepest DPD, then legal before agency before call,
-    then the largest amount, then the earliest due date."""
-    rows = session.execute(
-        select(CollectorTask, Customer)
-        .outerjoin(Customer, Customer.account_id == CollectorTask.account_id)
-        .where(CollectorTask.status == "open")
-    ).all()
-    ordered = sorted(
-        rows, key=lambda r: (-r[0].dpd, _KIND_RANK.get(r[0].kind, 9), -r[0].amount_fen, r[0].due_by, r[0].task_id)
-    )
+    """Every open task in the worklist's order (services.collections.worklist, the desk's)."""
     return [
         {
             "priority": number,
-            "task_id": task.task_id,
-            "account_id": task.account_id,
-            "kind": task.kind,
-            "stage": task.stage,
-            "dpd": task.dpd,
-            "amount": str(from_fen(task.amount_fen)),
-            "due_by": task.due_by.isoformat(),
-            "customer": mask_name(customer.name) if customer else None,
-            "phone": mask_phone(customer.phone) if customer else None,
+            "task_id": e.task_id,
+            "account_id": e.account_id,
+            "kind": e.kind,
+            "stage": e.stage,
+            "dpd": e.dpd,
+            "amount": str(e.amount),
+            "due_by": e.due_by.isoformat(),
+            "promise_due": e.promise_due.isoformat() if e.promise_due else None,
+            "customer": mask_name(e.name) if e.name is not None else None,
+            "phone": mask_phone(e.phone) if e.phone is not None else None,
         }
-        for number, (task, customer) in enumerate(ordered, start=1)
+        for number, e in enumerate(open_tasks(session), start=1)
     ]
 
 

@@ -3,8 +3,8 @@
 Each read is the command line's own read model where one exists (``account show`` and
 ``ledger``: services.accounts.queries; ``collections history`` and ``kpis``;
 ``plan show``; ``dlq list``; ``status``'s job runs), so the desk and the CLI never
-disagree. The worklist is the one new query: set-based, ordered and paged in SQL on the
-open tasks' index, one page at a time, so it stays fast over a large portfolio.
+disagree; the worklist is collections' own (services.collections.worklist), which the
+command line's ``collections worklist`` reads too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from baitiao import registry
@@ -22,9 +22,10 @@ from baitiao.commands.collections import history_rows, kpi_report
 from baitiao.commands.databases import service_engine
 from baitiao.commands.plans import plan_view
 from baitiao.commands.status import last_runs
-from baitiao.desk.priority import WorkItem, shown_name, shown_phone
+from baitiao.desk.masking import shown_name, shown_phone
 from services.accounts.queries import AccountNotFound, account_view, ledger_totals, ledger_view
-from services.collections.models import CollectorTask, Customer, PromiseToPay
+from services.collections.models import CollectorTask, Customer
+from services.collections.worklist import open_task_count, open_tasks
 from services.restructuring import store
 from services.restructuring.models import Adjustment, OfferRequest, OfferRow, Plan
 from shared.db import transaction
@@ -44,59 +45,28 @@ def _engine(settings: Settings, service: str) -> Engine:
 def worklist_page(
     settings: Settings, accounts: list[str] | None, *, unmasked: bool, page: int = 1, size: int = 50
 ) -> dict[str, Any]:
-    """Open tasks by priority, one page. ``accounts``: only these (a collector's own);
-    None: every open task (a supervisor's view).
-
-    The order is :func:`baitiao.desk.priority.priority_key`'s, all of it in SQL (stage
-    follows DPD): DPD and amount off the open tasks' index (``ix_collector_tasks_worklist``),
-    then the account's earliest pending promise (a subquery, computed only for the rows
-    the page reads), then the task id. So page N is rows N of the whole order, and nothing
-    is sorted in Python."""
-    where = [CollectorTask.status == "open"]
-    if accounts is not None:
-        if not accounts:
-            return {"page": page, "size": size, "total": 0, "rows": []}
-        where.append(CollectorTask.account_id.in_(accounts))
-    promise_due = (
-        select(func.min(PromiseToPay.promised_date))
-        .where(PromiseToPay.account_id == CollectorTask.account_id, PromiseToPay.status == "pending")
-        .correlate(CollectorTask)
-        .scalar_subquery()
-        .label("promise_due")
-    )
+    """Open tasks by priority, one page (:mod:`services.collections.worklist`'s order, in
+    SQL). ``accounts``: only these (a collector's own); None: every open task (a
+    supervisor's view)."""
     with transaction(_engine(settings, "collections")) as session:
-        total = int(session.scalar(select(func.count()).select_from(CollectorTask).where(*where)) or 0)
-        tasks = session.execute(
-            select(CollectorTask, Customer.name, Customer.phone, promise_due)
-            .outerjoin(Customer, Customer.account_id == CollectorTask.account_id)
-            .where(*where)
-            .order_by(
-                CollectorTask.dpd.desc(),
-                CollectorTask.amount_fen.desc(),
-                promise_due.asc().nulls_last(),
-                CollectorTask.task_id,
-            )
-            .limit(size)
-            .offset((page - 1) * size)
-        ).all()
-    rows = []
-    for number, (t, name, phone, promised) in enumerate(tasks, start=(page - 1) * size + 1):
-        item = WorkItem(t.task_id, t.account_id, t.kind, t.stage, t.dpd, from_fen(t.amount_fen), t.due_by, promised)
-        rows.append(
-            {
-                "priority": number,
-                "task_id": item.task_id,
-                "account_id": item.account_id,
-                "kind": item.kind,
-                "stage": item.stage,
-                "dpd": item.dpd,
-                "amount": wire(item.amount),
-                "due_by": item.due_by.isoformat(),
-                "promise_due": item.promise_due.isoformat() if item.promise_due else None,
-                "customer": shown_name(name, unmasked),
-                "phone": shown_phone(phone, unmasked),
-            }
-        )
+        total = open_task_count(session, accounts)
+        entries = open_tasks(session, accounts, limit=size, offset=(page - 1) * size)
+    rows = [
+        {
+            "priority": number,
+            "task_id": e.task_id,
+            "account_id": e.account_id,
+            "kind": e.kind,
+            "stage": e.stage,
+            "dpd": e.dpd,
+            "amount": wire(e.amount),
+            "due_by": e.due_by.isoformat(),
+            "promise_due": e.promise_due.isoformat() if e.promise_due else None,
+            "customer": shown_name(e.name, unmasked),
+            "phone": shown_phone(e.phone, unmasked),
+        }
+        for number, e in enumerate(entries, start=(page - 1) * size + 1)
+    ]
     return {"page": page, "size": size, "total": total, "rows": rows}
 
 

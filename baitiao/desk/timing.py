@@ -29,20 +29,25 @@ class ServerTiming:
         async def timed(message: Message) -> None:
             if message["type"] == "http.response.start":
                 took_ms = (time.perf_counter() - started) * 1000
-                headers: list[Any] = [
-                    *message.get("headers", []),
-                    (b"server-timing", f"app;dur={took_ms:.3f}".encode()),
-                ]
-                message = {**message, "headers": headers}
+                message = {**message, "headers": _with_app_time(message.get("headers", []), took_ms)}
             await send(message)
 
         await self.app(scope, receive, timed)
 
 
-def server_ms(header: str | None) -> float | None:
-    """The ``app`` duration of a ``Server-Timing`` header, in milliseconds."""
-    for part in (header or "").split(","):
-        name, _, rest = part.strip().partition(";")
-        if name == "app" and rest.startswith("dur="):
+def _with_app_time(headers: list[Any], took_ms: float) -> list[Any]:
+    """The headers with ``app`` added to the ``Server-Timing`` the endpoint set (its own
+    parts of the time), or as a header of its own."""
+    app = f"app;dur={took_ms:.3f}".encode()
+    own = [value for name, value in headers if name.lower() == b"server-timing"]
+    others = [(name, value) for name, value in headers if name.lower() != b"server-timing"]
+    return [*others, (b"server-timing", b", ".join([app, *own]))]
+
+
+def server_ms(header: str | None, part: str = "app") -> float | None:
+    """One part's duration in a ``Server-Timing`` header (the whole ``app`` by default), in ms."""
+    for entry in (header or "").split(","):
+        name, _, rest = entry.strip().partition(";")
+        if name == part and rest.startswith("dur="):
             return float(rest[4:])
     return None
