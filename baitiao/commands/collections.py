@@ -19,14 +19,13 @@ from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.orm import Session
 
 from baitiao.commands.values import BUSINESS_DATE
+from baitiao.desk.masking import shown_name, shown_phone
 from services.collections.domain import (
     CaseEnd,
     PromiseState,
     Stage,
     StageObservation,
     cure_rates_by_stage,
-    mask_name,
-    mask_phone,
     roll_rate,
     roll_rates,
 )
@@ -49,9 +48,9 @@ from services.collections.models import (
     PromiseToPay,
     SmsMessage,
 )
-from services.collections.worklist import open_tasks
+from services.collections.worklist import WorklistEntry, open_tasks
 from shared.db import engine_for
-from shared.money import from_fen
+from shared.money import from_fen, wire
 from shared.settings import get_settings
 
 
@@ -72,23 +71,26 @@ def collections() -> None:
 
 
 def worklist_rows(session: Session) -> list[dict[str, Any]]:
-    """Every open task in the worklist's order (services.collections.worklist, the desk's)."""
-    return [
-        {
-            "priority": number,
-            "task_id": e.task_id,
-            "account_id": e.account_id,
-            "kind": e.kind,
-            "stage": e.stage,
-            "dpd": e.dpd,
-            "amount": str(e.amount),
-            "due_by": e.due_by.isoformat(),
-            "promise_due": e.promise_due.isoformat() if e.promise_due else None,
-            "customer": mask_name(e.name) if e.name is not None else None,
-            "phone": mask_phone(e.phone) if e.phone is not None else None,
-        }
-        for number, e in enumerate(open_tasks(session), start=1)
-    ]
+    """Every open task in the worklist's order (services.collections.worklist, the desk's),
+    names and phones masked."""
+    return [worklist_row(number, e, unmasked=False) for number, e in enumerate(open_tasks(session), start=1)]
+
+
+def worklist_row(priority: int, e: WorklistEntry, *, unmasked: bool) -> dict[str, Any]:
+    """One task as the worklist shows it (the desk's pages and this command alike)."""
+    return {
+        "priority": priority,
+        "task_id": e.task_id,
+        "account_id": e.account_id,
+        "kind": e.kind,
+        "stage": e.stage,
+        "dpd": e.dpd,
+        "amount": wire(e.amount),
+        "due_by": e.due_by.isoformat(),
+        "promise_due": e.promise_due.isoformat() if e.promise_due else None,
+        "customer": shown_name(e.name, unmasked),
+        "phone": shown_phone(e.phone, unmasked),
+    }
 
 
 @collections.command("worklist")

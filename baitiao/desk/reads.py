@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from baitiao import registry
-from baitiao.commands.collections import history_rows, kpi_report
+from baitiao.commands.collections import history_rows, kpi_report, worklist_row
 from baitiao.commands.databases import service_engine
 from baitiao.commands.plans import plan_view
 from baitiao.commands.status import last_runs
@@ -51,22 +51,8 @@ def worklist_page(
     with transaction(_engine(settings, "collections")) as session:
         total = open_task_count(session, accounts)
         entries = open_tasks(session, accounts, limit=size, offset=(page - 1) * size)
-    rows = [
-        {
-            "priority": number,
-            "task_id": e.task_id,
-            "account_id": e.account_id,
-            "kind": e.kind,
-            "stage": e.stage,
-            "dpd": e.dpd,
-            "amount": wire(e.amount),
-            "due_by": e.due_by.isoformat(),
-            "promise_due": e.promise_due.isoformat() if e.promise_due else None,
-            "customer": shown_name(e.name, unmasked),
-            "phone": shown_phone(e.phone, unmasked),
-        }
-        for number, e in enumerate(entries, start=(page - 1) * size + 1)
-    ]
+    first = (page - 1) * size + 1
+    rows = [worklist_row(n, e, unmasked=unmasked) for n, e in enumerate(entries, start=first)]
     return {"page": page, "size": size, "total": total, "rows": rows}
 
 
