@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from services.collections.models import CollectorTask, Customer, PromiseToPay
+from shared.db import is_postgres, matches_any
 from shared.money import from_fen
 
 
@@ -88,18 +88,11 @@ def open_tasks(
 
 def _open_tasks(session: Session, accounts: Sequence[str] | None) -> list[ColumnElement[bool]]:
     """The conditions of the open tasks (of ``accounts`` only, when given). On PostgreSQL,
-    given accounts also make the transaction plan its statements for their ids."""
+    given accounts are one array parameter, and the transaction plans its statements for
+    the ids it is given (the generic plan walks the whole order)."""
     where: list[ColumnElement[bool]] = [CollectorTask.status == "open"]
     if accounts is None:
         return where
-    if _is_postgres(session):
-        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))  # planned for these ids
-        ids = bindparam("accounts", list(accounts), type_=ARRAY(String))
-        where.append(CollectorTask.account_id == any_(ids))
-    else:
-        where.append(CollectorTask.account_id.in_(list(accounts)))
-    return where
-
-
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    if is_postgres(session):
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    return [*where, matches_any(session, CollectorTask.account_id, accounts)]
