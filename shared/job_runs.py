@@ -9,6 +9,15 @@ each time a slice acquires it, and every ``LEASE_RENEW_SECONDS`` while a slice r
 (:func:`leases_kept`, around every slice in ``shared/jobs.py``); a claim not renewed for
 ``LEASE_SECONDS`` (its worker died) may be taken over by another run, which is safe
 because every job is idempotent for its date (``shared/job_timing.py``).
+
+While a date runs, its row also holds the date's progress, written by each unit of work
+(a chunk of accounts, a slice of cases) in the unit's own transaction (:meth:`JobLease.record`),
+and read, with the row locked, at the start of the next (:meth:`JobLease.resume`). A worker
+killed after a unit committed but before its task was acknowledged has its slice delivered
+again with the state the slice started from, and the slice may already have queued its
+continuation: both then go on from the committed progress rather than from their message,
+so no unit is done twice and no unit's figures are lost from the summary (idempotent work
+done again would count nothing the second time).
 """
 
 from __future__ import annotations
@@ -52,19 +61,39 @@ class LeaseHeld(RuntimeError):
     """Another run holds this job's date."""
 
 
-def last_done(session: Session, model: type[JobRunColumns], job: str) -> date | None:
-    """The latest business date this job finished."""
-    return session.scalar(select(func.max(model.business_date)).where(model.job == job, model.status == "done"))
+def last_done(
+    session: Session, model: type[JobRunColumns], job: str, other_than: str | None = None
+) -> date | None:
+    """The latest business date this job finished; ``other_than``: by a run other than that
+    one (a run's first slice delivered again finds the dates it began with, as it first did)."""
+    query = select(func.max(model.business_date)).where(model.job == job, model.status == "done")
+    if other_than is not None:
+        query = query.where(model.owner.is_distinct_from(other_than))
+    return session.scalar(query)
 
 
-def done_on(session: Session, model: type[JobRunColumns], job: str, day: date) -> bool:
-    """Whether this job already finished for this business date."""
+def done_on(session: Session, model: type[JobRunColumns], job: str, day: date, other_than: str | None = None) -> bool:
+    """Whether this job already finished for this business date (``other_than``: by a run
+    other than that one)."""
     run = session.get(model, (job, day))
-    return run is not None and run.status == "done"
+    return run is not None and run.status == "done" and (other_than is None or run.owner != other_than)
 
 
 def _aware(instant: datetime) -> datetime:
     return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+
+
+# The key of a date's progress that counts the units of work committed for it.
+UNITS = "units"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a date's run stands (:meth:`JobLease.resume`): ``done`` with its summary as
+    ``progress``, or not done with the progress to go on from."""
+
+    done: bool
+    progress: dict[str, Any]
 
 
 class JobLease:
@@ -109,8 +138,36 @@ class JobLease:
         )
         return bool(rows_changed(result))
 
+    def resume(self, session: Session, day: date, carried: dict[str, Any]) -> Standing:
+        """Lock the date's row until the transaction ends and say where the date stands: done
+        by this run (with the summary :meth:`finish` stored), or the progress to go on from:
+        the one the latest unit committed when it is ahead of ``carried`` (the progress this
+        delivery's message brought), else ``carried``. A date another run finished is run
+        again from ``carried`` (a job that lets an operator run a done date by hand)."""
+        run = session.get(self.model, (self.job, day), with_for_update=True, populate_existing=True)
+        if run is None or run.summary is None:
+            return Standing(done=False, progress=carried)
+        stored: dict[str, Any] = json.loads(run.summary)
+        if run.status == "done":
+            mine = run.owner == self.owner
+            return Standing(done=mine, progress=stored if mine else carried)
+        ahead = int(stored.get(UNITS, 0)) > int(carried.get(UNITS, 0))
+        return Standing(done=False, progress=stored if ahead else carried)
+
+    def record(self, session: Session, day: date, progress: dict[str, Any]) -> dict[str, Any]:
+        """Store the date's progress after the unit of work done in this transaction (in the
+        row :meth:`resume` locked); return it, counting that unit."""
+        progress = {**progress, UNITS: int(progress.get(UNITS, 0)) + 1}
+        session.execute(
+            update(self.model)
+            .where(self.model.job == self.job, self.model.business_date == day, self.model.status == "running")
+            .values(summary=json.dumps(progress, default=str))
+        )
+        return progress
+
     def finish(self, session: Session, day: date, summary: dict[str, Any], now: datetime | None = None) -> None:
-        run = session.get(self.model, (self.job, day), with_for_update=True)
+        """Mark the date done with its summary."""
+        run = session.get(self.model, (self.job, day), with_for_update=True, populate_existing=True)
         if run is None:
             raise LeaseHeld(f"{self.job} for {day} lost its run row")
         run.status = "done"

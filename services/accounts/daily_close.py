@@ -16,9 +16,11 @@ transaction:
    ``account.restrictions.changed``, ``account.cured`` and one
    ``account.delinquency.updated`` per delinquent account.
 
-A chunk records itself in ``closed_chunks`` in its own transaction, and every
-bill statement is also guarded by ``last_closed_on < T``: a chunk run again (its
-task died after the commit) changes nothing. After the last chunk:
+A chunk records the date's progress (the next chunk, the figures so far) in the date's
+``job_runs`` row in its own transaction (``JobLease.record``), and the next chunk starts
+from the progress recorded: a slice delivered again after its worker died goes on from
+the last chunk committed, with that chunk's figures counted once. Every bill statement
+is also guarded by ``last_closed_on < T``. After the last chunk:
 linked accounts of the same identity, ``daily.close.completed``, and the date
 is marked done. Missed dates are closed first, in order; a lease on the date's
 ``job_runs`` row keeps two closes of one date from running at once.
@@ -60,12 +62,13 @@ from services.accounts.domain.lock_ladder import ladder_level
 from services.accounts.job_lease import JobLease, LeaseHeld, last_done
 from services.accounts.ledger_book import post
 from services.accounts.domain.ledger import charged_off as charge_off_posting
-from services.accounts.models import BUS, Account, Bill, BureauMark, ClosedChunk, DailyAccrual, LedgerEntry
+from services.accounts.models import BUS, Account, Bill, BureauMark, DailyAccrual, LedgerEntry
 from services.accounts.disputes import service_level_alerts
 from services.accounts.pauses import due_resumptions, resume_paused
 from services.accounts.restrictions import ACCOUNT_COLUMNS, RestrictionWriter, account_row, relink_identities
 from shared.bus.outbox import PendingEvent
 from shared.db import is_postgres, transaction
+from shared.job_runs import UNITS
 from shared.jobs import JobContext, JobResult
 from shared.log import get_logger
 from shared.money import fen_str, from_fen
@@ -553,12 +556,9 @@ def _emit_delinquency(session: Session, day: date, lo: int, hi: int, occurred_at
 def close_chunk(session: Session, ctx: JobContext, day: date, lo: int, hi: int) -> dict[str, int]:
     """Close date ``day`` for accounts with lo <= pk < hi, in the caller's transaction.
 
-    The chunk's ``closed_chunks`` row is written in the same transaction: a chunk
-    whose task died after the commit is skipped when run again.
+    The caller records the date's progress in the same transaction (``daily_close``), so
+    a chunk is closed once per date.
     """
-    if session.get(ClosedChunk, (day, lo)) is not None:
-        return {}
-    session.add(ClosedChunk(business_date=day, first_pk=lo))
     rules = ctx.rules
     occurred_at = ctx.clock.now()
     resumed = resume_paused(session, due_resumptions(session, day, lo, hi), occurred_at)
@@ -649,7 +649,7 @@ def daily_close(ctx: JobContext) -> JobResult:
     lease = JobLease(JOB, state.setdefault("run", ctx.run or uuid.uuid4().hex))
     if "day" not in state:
         with transaction(ctx.engine) as session:
-            last = last_done(session, JOB)
+            last = last_done(session, JOB, other_than=state["run"])  # this run's first slice again: as it began
         if last is not None and last >= target:
             return JobResult({"status": "already_closed", "last_closed": last.isoformat()})
         state.update(
@@ -663,13 +663,9 @@ def daily_close(ctx: JobContext) -> JobResult:
         with transaction(ctx.engine) as session:
             lease.acquire(session, day, ctx.clock.now())
         day_started = time.monotonic()
-        while state["cursor"] <= max_pk:
-            lo = state["cursor"]
-            with transaction(ctx.engine) as session:
-                chunk = close_chunk(session, ctx, day, lo, lo + CHUNK_ACCOUNTS)
-            state["cursor"] = lo + CHUNK_ACCOUNTS
-            for key, value in chunk.items():
-                state["stats"][key] = state["stats"].get(key, 0) + value
+        finished: dict[str, Any] | None = None  # the date's summary, when a delivery before this one finished it
+        while finished is None and state["cursor"] <= max_pk:
+            finished = _close_next_chunk(ctx, lease, day, state)
             log.info(
                 "close_progress",
                 business_date=day.isoformat(),
@@ -678,19 +674,39 @@ def daily_close(ctx: JobContext) -> JobResult:
             )
             state["elapsed_ms"] += int((time.monotonic() - day_started) * 1000)
             day_started = time.monotonic()
-            if time.monotonic() > deadline and state["cursor"] <= max_pk:
+            if finished is None and time.monotonic() > deadline and state["cursor"] <= max_pk:
                 return JobResult({"status": "in_progress", "business_date": day.isoformat()}, more=True, state=state)
-        state["stats"]["duration_ms"] = state["elapsed_ms"]
-        penalty_fen, duration_ms = state["stats"].get("penalty_accrued_fen", 0), state["elapsed_ms"]
-        summary = _finish_day(ctx, lease, day, state["stats"], 0)
+        if finished is None:
+            state["stats"]["duration_ms"] = state["elapsed_ms"]
+            finished = {**_finish_day(ctx, lease, day, state["stats"], 0), **state["stats"]}
         state["closed"].append(day.isoformat())
-        state["penalty_fen"] = state.get("penalty_fen", 0) + penalty_fen
-        state["duration_ms"] = state.get("duration_ms", 0) + duration_ms
+        state["penalty_fen"] = state.get("penalty_fen", 0) + int(finished.get("penalty_accrued_fen", 0))
+        state["duration_ms"] = state.get("duration_ms", 0) + int(finished.get("duration_ms", 0))
         if day >= target:
-            return JobResult(_run_summary(state, summary))
-        state.update(day=(day + timedelta(days=1)).isoformat(), cursor=0, stats={}, elapsed_ms=0)
+            return JobResult(_run_summary(state, finished))
+        state.update(
+            {"day": (day + timedelta(days=1)).isoformat(), "cursor": 0, "stats": {}, "elapsed_ms": 0, UNITS: 0}
+        )
         if time.monotonic() > deadline:
             return JobResult({"status": "in_progress", "business_date": state["day"]}, more=True, state=state)
+
+
+def _close_next_chunk(ctx: JobContext, lease: JobLease, day: date, state: dict[str, Any]) -> dict[str, Any] | None:
+    """Close the chunk the date's progress is at and record the progress with it, in one
+    transaction; ``state`` takes the progress (the one committed by a delivery before this
+    one when that is ahead: ``JobLease.resume``). Returns the date's summary instead when
+    such a delivery already finished the date."""
+    with transaction(ctx.engine) as session:
+        standing = lease.resume(session, day, {key: state.get(key, 0) for key in ("cursor", "stats", UNITS)})
+        if standing.done:
+            return standing.progress
+        progress = standing.progress
+        lo = int(progress["cursor"])
+        stats = dict(progress["stats"])
+        for key, value in close_chunk(session, ctx, day, lo, lo + CHUNK_ACCOUNTS).items():
+            stats[key] = stats.get(key, 0) + value
+        state.update(lease.record(session, day, {**progress, "cursor": lo + CHUNK_ACCOUNTS, "stats": stats}))
+    return None
 
 
 __all__ = ["daily_close", "close_chunk", "LeaseHeld"]

@@ -16,8 +16,8 @@ class JobLease(job_runs.JobLease):
         super().__init__(JobRun, job, owner)
 
 
-def last_done(session: Session, job: str) -> date | None:
-    return job_runs.last_done(session, JobRun, job)
+def last_done(session: Session, job: str, other_than: str | None = None) -> date | None:
+    return job_runs.last_done(session, JobRun, job, other_than)
 
 
 __all__ = ["JobLease", "LeaseHeld", "last_done"]

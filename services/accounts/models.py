@@ -267,15 +267,6 @@ class PlanProjection(Base):
     ended_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
-class ClosedChunk(Base):
-    """One chunk of accounts closed for a date: a re-run of that chunk is skipped."""
-
-    __tablename__ = "closed_chunks"
-
-    business_date: Mapped[date] = mapped_column(Date, primary_key=True)
-    first_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-
-
 class JobRun(JobRunColumns, Base):
     """A scheduled job's run for a business date: what makes every job idempotent."""
 

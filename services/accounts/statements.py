@@ -24,6 +24,7 @@ from services.accounts.models import Account, Bill, Purchase
 from services.accounts.repayments import apply_credit_balance
 from shared.bus.outbox import PendingEvent
 from shared.db import transaction
+from shared.job_runs import UNITS
 from shared.jobs import JobContext, JobResult
 from shared.money import fen_str, from_fen, to_fen
 
@@ -129,7 +130,7 @@ def statements(ctx: JobContext) -> JobResult:
     lease = JobLease(JOB, state.setdefault("run", ctx.run or uuid.uuid4().hex))
     if "pending" not in state:
         with transaction(ctx.engine) as session:
-            last = last_done(session, JOB)
+            last = last_done(session, JOB, other_than=state["run"])  # this run's first slice again: as it began
         start = last + timedelta(days=1) if last else ctx.business_date
         dates = statement_dates_between(start, ctx.business_date, ctx.rules.billing)
         state.update(pending=[d.isoformat() for d in dates], cursor=0, issued=0)
@@ -145,23 +146,48 @@ def statements(ctx: JobContext) -> JobResult:
         statement = date.fromisoformat(state["pending"][0])
         with transaction(ctx.engine) as session:
             lease.acquire(session, statement, ctx.clock.now())
-        while state["cursor"] <= max_pk:
-            with transaction(ctx.engine) as session:
-                issued = issue_chunk(session, ctx, statement, state["cursor"], state["cursor"] + CHUNK_ACCOUNTS)
-            state["issued"] += issued
-            state["date_issued"] = state.get("date_issued", 0) + issued
-            state["cursor"] += CHUNK_ACCOUNTS
-            if time.monotonic() > deadline and state["cursor"] <= max_pk:
+        finished: dict[str, Any] | None = None  # the date's summary, when a delivery before this one finished it
+        while finished is None and state["cursor"] <= max_pk:
+            finished = _issue_next_chunk(ctx, lease, statement, state)
+            if finished is None and time.monotonic() > deadline and state["cursor"] <= max_pk:
                 return JobResult({"status": "in_progress"}, more=True, state=state)
-        with transaction(ctx.engine) as session:
-            lease.finish(session, statement, {"bills_issued": state.get("date_issued", 0)}, ctx.clock.now())
+        if finished is None:
+            with transaction(ctx.engine) as session:
+                lease.finish(session, statement, {"bills_issued": state.get("date_issued", 0)}, ctx.clock.now())
+        else:
+            state["date_issued"] = int(finished.get("bills_issued", 0))
+        state["issued"] += state.get("date_issued", 0)
         state.setdefault("statement_dates", []).append(statement.isoformat())
         state["pending"].pop(0)
-        state["cursor"], state["date_issued"] = 0, 0
-    with transaction(ctx.engine) as session:
-        lease.acquire(session, ctx.business_date, ctx.clock.now())
-        lease.finish(session, ctx.business_date, {"bills_issued": state["issued"]}, ctx.clock.now())
+        state.update({"cursor": 0, "date_issued": 0, UNITS: 0})
+    if ctx.business_date.isoformat() not in state.get("statement_dates", []):  # the date the run is for, done too
+        with transaction(ctx.engine) as session:
+            lease.acquire(session, ctx.business_date, ctx.clock.now())
+            lease.finish(session, ctx.business_date, {"bills_issued": 0}, ctx.clock.now())
     # the run's figures: the bills of every statement date it issued, added up, and those dates
     return JobResult(
         {"status": "issued", "bills_issued": state["issued"], "statement_dates": state.get("statement_dates", [])}
     )
+
+
+def _issue_next_chunk(
+    ctx: JobContext, lease: JobLease, statement: date, state: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Issue the bills of the chunk the statement date's progress is at and record the
+    progress with them, in one transaction; ``state`` takes the progress (the one committed
+    by a delivery before this one when that is ahead: ``JobLease.resume``). Returns the
+    date's summary instead when such a delivery already finished the date."""
+    with transaction(ctx.engine) as session:
+        standing = lease.resume(
+            session, statement, {key: state.get(key, 0) for key in ("cursor", "date_issued", UNITS)}
+        )
+        if standing.done:
+            return standing.progress
+        lo = int(standing.progress["cursor"])
+        issued = int(standing.progress["date_issued"]) + issue_chunk(session, ctx, statement, lo, lo + CHUNK_ACCOUNTS)
+        state.update(
+            lease.record(
+                session, statement, {**standing.progress, "cursor": lo + CHUNK_ACCOUNTS, "date_issued": issued}
+            )
+        )
+    return None

@@ -55,7 +55,7 @@ from services.collections.day_plan import DayState, action_key, create_task, que
 from services.collections.report_notices import notices_owed, plan_notices
 from shared.db import transaction
 from shared.events import payloads as p
-from shared.job_runs import JobLease, last_done
+from shared.job_runs import UNITS, JobLease, Standing, last_done
 from shared.jobs import JobContext, JobResult
 from shared.log import get_logger
 from shared.money import from_fen
@@ -81,7 +81,7 @@ def collections_daily(ctx: JobContext) -> JobResult:
     job = _job_name(ctx)
     if "dates" not in state:
         with transaction(ctx.engine) as session:
-            last = _last_done(session, job)
+            last = _last_done(session, job, state.get("run") or ctx.run)
         dates = dates_to_run(last, ctx.business_date)
         state.update(
             run=state.get("run") or ctx.run or uuid.uuid4().hex,
@@ -98,22 +98,28 @@ def collections_daily(ctx: JobContext) -> JobResult:
         with transaction(ctx.engine) as session:
             lease.acquire(session, day, ctx.clock.now())
         day_ctx = replace(ctx, business_date=day, at=ctx.at if day == ctx.business_date else None)
-        cases, counts = _daily_slice(
-            day_ctx, int(state["after_pk"]), budget, contacts=contacts_on(day, ctx.business_date)
+        standing, cases = _daily_slice(
+            day_ctx, lease, _day_progress(state), budget, contacts=contacts_on(day, ctx.business_date)
         )
-        for key, count in counts.items():
-            state["day_totals"][key] = state["day_totals"].get(key, 0) + count
-        budget -= len(cases)
-        if len(cases) and budget <= 0:  # the slice's share of cases is used up: go on in the next one
-            state["after_pk"] = cases[-1].pk
-            return JobResult(summary=_daily_summary(state, in_progress=day), more=True, state=state)
-        with transaction(ctx.engine) as session:
-            lease.finish(session, day, state["day_totals"], ctx.clock.now())
+        if standing.done:  # an earlier delivery of this slice finished the date: its figures stand
+            state["day_totals"] = standing.progress
+        else:
+            state.update(standing.progress)
+            budget -= len(cases)
+            if len(cases) and budget <= 0:  # the slice's share of cases is used up: go on in the next one
+                return JobResult(summary=_daily_summary(state, in_progress=day), more=True, state=state)
+            with transaction(ctx.engine) as session:
+                lease.finish(session, day, state["day_totals"], ctx.clock.now())
         for key, count in state["day_totals"].items():
             state["totals"][key] = state["totals"].get(key, 0) + count
         state["ran"].append(day.isoformat())
-        state.update(dates=state["dates"][1:], after_pk=0, day_totals={})
+        state.update({"dates": state["dates"][1:], "after_pk": 0, "day_totals": {}, UNITS: 0})
     return JobResult(summary=_daily_summary(state))
+
+
+def _day_progress(state: dict[str, Any]) -> dict[str, Any]:
+    """The progress of the date in hand, as the state carries it (``JobLease.resume``)."""
+    return {"after_pk": int(state["after_pk"]), "day_totals": dict(state["day_totals"]), UNITS: state.get(UNITS, 0)}
 
 
 def _job_name(ctx: JobContext) -> str:
@@ -125,9 +131,10 @@ def _job_name(ctx: JobContext) -> str:
     return f"{JOB}#{index}/{count}"
 
 
-def _last_done(session: Session, job: str) -> date | None:
-    """The latest date done by this chain's name or by the whole job's."""
-    days = [d for d in (last_done(session, JobRun, job), last_done(session, JobRun, JOB)) if d is not None]
+def _last_done(session: Session, job: str, run: str | None) -> date | None:
+    """The latest date done by this chain's name or by the whole job's, by a run other
+    than ``run`` (this run's first slice delivered again finds the dates it began with)."""
+    days = [d for d in (last_done(session, JobRun, name, run or None) for name in (job, JOB)) if d is not None]
     return max(days) if days else None
 
 
@@ -150,20 +157,29 @@ def _daily_summary(state: dict[str, Any], in_progress: date | None = None) -> di
 
 
 def _daily_slice(
-    ctx: JobContext, after: int, limit: int, *, contacts: bool
-) -> tuple[list[CollectionCase], dict[str, int]]:
-    """Decide up to ``limit`` open cases' actions for ``ctx.business_date``, after case ``after``.
+    ctx: JobContext, lease: JobLease, carried: dict[str, Any], limit: int, *, contacts: bool
+) -> tuple[Standing, list[CollectionCase]]:
+    """Decide up to ``limit`` open cases' actions for ``ctx.business_date``, after the last
+    case the date's progress has done, and record the new progress with the work.
+
+    The progress is the one committed with the date's last slice when it is ahead of
+    ``carried`` (``JobLease.resume``: a slice delivered again after its worker died);
+    a date already done returns as it stands, with no cases.
 
     Set-based: the slice's facts are read in a few queries (:class:`SliceFacts`, the day's
     plan keys and tasks, the open tasks, the call history), the domain runs per case in
     memory, and what it decided is written in bulk when the transaction flushes (the
     events with one insert, in the order the cases were decided)."""
     with transaction(ctx.engine) as session:
+        standing = lease.resume(session, ctx.business_date, carried)
+        if standing.done:
+            return standing, []
+        progress = standing.progress
         cases = list(
             session.scalars(
                 select(CollectionCase)
                 .where(
-                    CollectionCase.pk > after,
+                    CollectionCase.pk > int(progress["after_pk"]),
                     _something_to_do(ctx),
                     *in_share(ctx, CollectionCase.pk),
                 )
@@ -174,8 +190,13 @@ def _daily_slice(
         emit = BufferedEmit(planning_instant(ctx))
         counts = _run_slice(ctx, session, cases, emit, contacts=contacts)
         emit.flush(ctx, session)
-    counts["cases"] = counts.get("cases", 0) + len(cases)
-    return cases, counts
+        counts["cases"] = counts.get("cases", 0) + len(cases)
+        totals = dict(progress["day_totals"])
+        for key, count in counts.items():
+            totals[key] = totals.get(key, 0) + count
+        after = cases[-1].pk if cases else int(progress["after_pk"])
+        recorded = lease.record(session, ctx.business_date, {**progress, "after_pk": after, "day_totals": totals})
+    return Standing(done=False, progress=recorded), cases
 
 
 def _something_to_do(ctx: JobContext) -> Any:

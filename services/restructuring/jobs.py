@@ -44,7 +44,7 @@ from shared.bus.outbox import PendingEvent, payload_json
 from shared.clock import at_local
 from shared.db import rows_changed, transaction
 from shared.events import payloads as p
-from shared.job_runs import JobLease, done_on
+from shared.job_runs import UNITS, JobLease, done_on
 from shared.jobs import JobContext, JobResult
 from shared.money import to_fen
 
@@ -54,36 +54,45 @@ CHUNKS_PER_SLICE = 20
 
 
 def plan_monitor(ctx: JobContext) -> JobResult:
-    """Monitor every active plan for ``ctx.business_date`` (see the module docstring)."""
+    """Monitor every active plan for ``ctx.business_date`` (see the module docstring).
+
+    Each unit of work (the offers past their validity, then a chunk of plans) records the
+    date's progress in its own transaction, and the next starts from the progress recorded
+    (``JobLease.resume``): a slice delivered again after its worker died neither does a
+    unit twice nor loses its figures."""
     day = ctx.business_date
     state = dict(ctx.state)
     if not state:
-        with transaction(ctx.engine) as session:
-            if done_on(session, JobRun, JOB, day):
+        state = {"run": ctx.run or uuid.uuid4().hex, "day": day.isoformat()}
+        with transaction(ctx.engine) as session:  # done by this run: its first slice again, the figures stand
+            if done_on(session, JobRun, JOB, day, other_than=state["run"]):
                 return JobResult({"skipped": "already_done"})
-            state = {"run": ctx.run or uuid.uuid4().hex}
-            JobLease(JobRun, JOB, state["run"]).acquire(session, day, ctx.clock.now())
-        state.update(after_pk=0, overdue=0, defaulted=0, expired_offers=_expire_offers(ctx, day), day=day.isoformat())
-    else:  # a later slice renews the run's lease (shared/job_runs.py)
-        with transaction(ctx.engine) as session:
-            JobLease(JobRun, JOB, state["run"]).acquire(session, day, ctx.clock.now())
+    lease = JobLease(JobRun, JOB, state["run"])
+    with transaction(ctx.engine) as session:  # a later slice renews the run's lease (shared/job_runs.py)
+        lease.acquire(session, day, ctx.clock.now())
     for _ in range(CHUNKS_PER_SLICE):
         with transaction(ctx.engine) as session:
-            pks = _due_plans(session, day, state["after_pk"])
-            if not pks:
-                return _finish(ctx, day, state)
-            overdue, defaulted = _review_chunk(ctx, session, pks, day)
-        state["after_pk"] = pks[-1]
-        state["overdue"] += overdue
-        state["defaulted"] += defaulted
+            standing = lease.resume(session, day, _progress(state))
+            if standing.done:
+                return JobResult(standing.progress)
+            state.update(standing.progress)
+            if not state[UNITS]:  # the date's first unit: the offers past their validity
+                state["expired_offers"] = _expire_offers(session, day)
+            else:
+                pks = _due_plans(session, day, state["after_pk"])
+                if not pks:
+                    lease.finish(session, day, _summary(state), ctx.clock.now())
+                    return JobResult(_summary(state))
+                overdue, defaulted = _review_chunk(ctx, session, pks, day)
+                state.update(after_pk=pks[-1], overdue=state["overdue"] + overdue)
+                state["defaulted"] += defaulted
+            state.update(lease.record(session, day, _progress(state)))
     return JobResult(_summary(state), more=True, state=state)
 
 
-def _finish(ctx: JobContext, day: date, state: dict[str, Any]) -> JobResult:
-    summary = _summary(state)
-    with transaction(ctx.engine) as session:
-        JobLease(JobRun, JOB, state["run"]).finish(session, day, summary, ctx.clock.now())
-    return JobResult(summary)
+def _progress(state: dict[str, Any]) -> dict[str, Any]:
+    """The date's progress as the state carries it: the last plan reviewed, the figures."""
+    return {key: state.get(key, 0) for key in ("after_pk", "overdue", "defaulted", "expired_offers", UNITS)}
 
 
 def _summary(state: dict[str, Any]) -> dict[str, Any]:
@@ -93,14 +102,13 @@ def _summary(state: dict[str, Any]) -> dict[str, Any]:
     return {**{k: state[k] for k in ("overdue", "defaulted", "expired_offers")}, "dates_run": [state["day"]]}
 
 
-def _expire_offers(ctx: JobContext, day: date) -> int:
+def _expire_offers(session: Session, day: date) -> int:
     """Offers whose validity ended before the business date began are expired."""
     cutoff = at_local(day).astimezone(timezone.utc)
-    with transaction(ctx.engine) as session:
-        result = session.execute(
-            update(OfferRow).where(OfferRow.status == "offered", OfferRow.expires_at <= cutoff).values(status="expired")
-        )
-        return rows_changed(result)
+    result = session.execute(
+        update(OfferRow).where(OfferRow.status == "offered", OfferRow.expires_at <= cutoff).values(status="expired")
+    )
+    return rows_changed(result)
 
 
 def _due_plans(session: Session, day: date, after_pk: int) -> list[int]:

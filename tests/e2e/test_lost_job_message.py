@@ -54,7 +54,7 @@ def test_a_job_message_lost_in_a_killed_workers_pop_is_sent_again_and_the_job_en
     try:
         wait_serving(url, QUEUE)
         time.sleep(1)  # its consumer is back in BRPOP after answering the ping
-        os.killpg(popper.pid, signal.SIGSTOP)
+        _stop_while_in_brpop(client, popper.pid, redis_db + 6)
         app = job_celery_app("tests.lost-job", url)
 
         def wait_for_close() -> None:
@@ -88,3 +88,21 @@ def test_a_job_message_lost_in_a_killed_workers_pop_is_sent_again_and_the_job_en
         if other is not None:
             stop(other)
         dbs.drop()
+
+
+def _stop_while_in_brpop(client: redis.Redis, pgid: int, db: int, tries: int = 50) -> None:
+    """SIGSTOP the worker at a moment its job consumer's BRPOP is outstanding.
+
+    kombu sends BRPOP with a timeout of about a second and sends it again when it ends: a
+    stop between two leaves the message on its list. Redis shows a client waiting in
+    BRPOP (flags ``b``, command ``brpop``, on the test's database ``db``; the events
+    consumers wait with BLMOVE), so the stop is taken again until one is."""
+    for _ in range(tries):
+        os.killpg(pgid, signal.SIGSTOP)
+        time.sleep(0.05)
+        waiting = [c for c in client.client_list() if c.get("db") == str(db) and c.get("cmd") == "brpop"]
+        if any("b" in c.get("flags", "") for c in waiting):
+            return
+        os.killpg(pgid, signal.SIGCONT)
+        time.sleep(0.1)
+    raise AssertionError(f"the worker was never stopped inside its BRPOP in {tries} tries")

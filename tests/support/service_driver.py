@@ -4,6 +4,7 @@ with a ``JobContext``, then read what it emitted from its outbox."""
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -62,8 +63,8 @@ class ServiceDriver:
         assert not outcome.retry and not outcome.dead_lettered, f"{event_type} failed: {outcome}"
         return body
 
-    def run_job(self, name: str, day: date, at: str | None = None) -> dict[str, Any]:
-        return run_job(self.service, self.engine, name, day, at, self.rules, self.clock)
+    def run_job(self, name: str, day: date, at: str | None = None, deliveries: int = 1) -> dict[str, Any]:
+        return run_job(self.service, self.engine, name, day, at, self.rules, self.clock, deliveries)
 
     def emitted(self, event_type: str | None = None, since_mark: bool = False) -> list[dict[str, Any]]:
         outbox = self.definition.bus.outbox
@@ -106,17 +107,25 @@ def run_job(
     at: str | None = None,
     rules: ProductRules | None = None,
     clock: FixedClock | None = None,
+    deliveries: int = 1,
 ) -> dict[str, Any]:
-    """Run one of ``service``'s jobs on ``engine``'s database for ``day``, slice after slice."""
+    """Run one of ``service``'s jobs on ``engine``'s database for ``day``, slice after slice.
+
+    ``deliveries`` above 1: each slice is run that many times from the state it was sent
+    with, as kombu delivers a slice again when its worker died after the slice's work
+    committed but before the task was acknowledged; the chain goes on from the last one."""
     import importlib
 
     from baitiao import registry
 
     definition = registry.definition(service)
     spec = next(j for j in definition.jobs if j.name == name)
-    fn = getattr(importlib.import_module(f"services.{service}.jobs"), spec.task.split(".", 1)[1])
+    module = importlib.import_module(f"services.{service}.jobs")
+    # the job's function: named as its task (accounts.statements) or as the job (collections-daily)
+    fn = getattr(module, spec.task.split(".", 1)[1], None) or getattr(module, name.replace("-", "_"))
     settings = Settings(**{f"{service}_db_url": engine.url.render_as_string(hide_password=False)})
     state: dict[str, Any] = {}
+    run = uuid.uuid4().hex  # the run's token, as a worker takes it from the first task's id
     while True:
         ctx = JobContext(
             service,
@@ -129,8 +138,11 @@ def run_job(
             clock if clock is not None else FixedClock(),
             settings,
             state,
+            run=run,
         )
-        result: JobResult = fn(ctx)
+        for _ in range(deliveries):
+            ctx.state = copy.deepcopy(state)
+            result: JobResult = fn(ctx)
         if not result.more:
             return result.summary
         state = result.state

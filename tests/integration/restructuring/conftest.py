@@ -6,6 +6,7 @@ wire bodies); what the service says comes back from its outbox table.
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Iterator
@@ -88,9 +89,11 @@ class Restructuring:
     def payloads(self, after: int, event_type: str) -> list[dict[str, Any]]:
         return [body for _, body in self.emitted(after, event_type)]
 
-    def monitor(self, day: str, *, forget_earlier_run: bool = True) -> JobResult:
+    def monitor(self, day: str, *, forget_earlier_run: bool = True, deliveries: int = 1) -> JobResult:
         """Run plan-monitor for ``day``. Tests share one database, so by default an earlier
-        test's run of the same date is forgotten first (each test is its own timeline)."""
+        test's run of the same date is forgotten first (each test is its own timeline).
+        ``deliveries``: each slice run that many times from the state it was sent with, as
+        kombu delivers a slice again whose worker died before acknowledging it."""
         business_day = date.fromisoformat(day)
         if forget_earlier_run:
             with self.engine.begin() as conn:
@@ -106,12 +109,16 @@ class Restructuring:
             rules=self.rules,
             clock=self.clock,
             settings=Settings(),
+            run=uuid.uuid4().hex,
         )
-        result = jobs.plan_monitor(ctx)
-        while result.more:
-            ctx.state = result.state
-            result = jobs.plan_monitor(ctx)
-        return result
+        state: dict[str, Any] = {}
+        while True:
+            for _ in range(deliveries):
+                ctx.state = copy.deepcopy(state)
+                result = jobs.plan_monitor(ctx)
+            if not result.more:
+                return result
+            state = result.state
 
     # --- scenario helpers ---------------------------------------------------------------
 
