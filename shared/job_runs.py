@@ -61,9 +61,7 @@ class LeaseHeld(RuntimeError):
     """Another run holds this job's date."""
 
 
-def last_done(
-    session: Session, model: type[JobRunColumns], job: str, other_than: str | None = None
-) -> date | None:
+def last_done(session: Session, model: type[JobRunColumns], job: str, other_than: str | None = None) -> date | None:
     """The latest business date this job finished; ``other_than``: by a run other than that
     one (a run's first slice delivered again finds the dates it began with, as it first did)."""
     query = select(func.max(model.business_date)).where(model.job == job, model.status == "done")

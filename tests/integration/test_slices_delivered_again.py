@@ -40,20 +40,22 @@ def _payloads(driver: ServiceDriver) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-@pytest.fixture()
-def twin_accounts() -> Iterator[tuple[ServiceDriver, ServiceDriver]]:
-    calm, again = ServiceDriver("accounts"), ServiceDriver("accounts")
+def _twins(service: str) -> Iterator[tuple[ServiceDriver, ServiceDriver]]:
+    """Two databases of one service: the calm run's and the run delivering every slice twice."""
+    calm, again = ServiceDriver(service), ServiceDriver(service)
     yield calm, again
     calm.drop()
     again.drop()
+
+
+@pytest.fixture()
+def twin_accounts() -> Iterator[tuple[ServiceDriver, ServiceDriver]]:
+    yield from _twins("accounts")
 
 
 @pytest.fixture()
 def twin_collections() -> Iterator[tuple[ServiceDriver, ServiceDriver]]:
-    calm, again = ServiceDriver("collections"), ServiceDriver("collections")
-    yield calm, again
-    calm.drop()
-    again.drop()
+    yield from _twins("collections")
 
 
 @pytest.mark.parametrize("units", ["chunks of two accounts", "the whole job in one slice"])
