@@ -84,7 +84,8 @@ def plan_monitor(ctx: JobContext) -> JobResult:
                     lease.finish(session, day, _summary(state), ctx.clock.now())
                     return JobResult(_summary(state))
                 overdue, defaulted = _review_chunk(ctx, session, pks, day)
-                state.update(after_pk=pks[-1], overdue=state["overdue"] + overdue)
+                state["after_pk"] = pks[-1]
+                state["overdue"] += overdue
                 state["defaulted"] += defaulted
             state.update(lease.record(session, day, _progress(state)))
     return JobResult(_summary(state), more=True, state=state)
